@@ -1,0 +1,247 @@
+//! The storage port: opaque bytes under string keys.
+//!
+//! `BlobStore` is the lowest of the three storage layers (store → repository → services).
+//! It knows nothing about encryption, packs or snapshots; the repository builds those on
+//! top. Every backend (memory, local directory, S3) must pass the conformance suite in
+//! `atlas-store`, which pins the contract written here.
+//!
+//! # Contract
+//!
+//! - Keys are `/`-separated relative paths made of `[A-Za-z0-9._@+=-]` segments (see
+//!   [`StoreKey`]; `@` and `+` because repositories written by the TypeScript Atlas 1.x
+//!   put mailbox addresses in keys); backends map them to files or S3 keys one to one.
+//! - `put` is atomic: a reader sees either the whole old object, the whole new one, or
+//!   nothing — never a prefix. When `put` returns `Ok`, the object is durable (fsynced on a
+//!   local disk, acknowledged by S3).
+//! - `PutMode::Create` is a real create-if-absent: of two racing creators exactly one
+//!   succeeds; the other gets [`StoreError::AlreadyExists`]. Key creation and leases rely
+//!   on this.
+//! - `delete` of a missing key succeeds (idempotent).
+//! - `list` returns every object whose key starts with `prefix`, in lexicographic key
+//!   order, with sizes; it pages internally.
+
+use std::fmt::Debug;
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+/// A validated object key inside a store.
+///
+/// Newtype so that a mailbox address or a subject can never be used as a path by accident:
+/// only [`StoreKey::new`] builds one, and it rejects anything outside the safe alphabet,
+/// empty segments, `.` and `..`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StoreKey(String);
+
+impl StoreKey {
+    /// Validate and wrap a key.
+    pub fn new(key: impl Into<String>) -> Result<Self, StoreError> {
+        let key = key.into();
+        let valid = !key.is_empty()
+            && key.len() <= 1024
+            && key.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+' | b'='))
+            });
+        if valid {
+            Ok(Self(key))
+        } else {
+            Err(StoreError::InvalidKey { key })
+        }
+    }
+
+    /// The key as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Debug for StoreKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreKey({})", self.0)
+    }
+}
+
+impl std::fmt::Display for StoreKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether a `put` may replace an existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Fail with [`StoreError::AlreadyExists`] if the key exists (atomic create-if-absent).
+    Create,
+    /// Replace whatever is there.
+    Overwrite,
+}
+
+/// Object Lock retention mode (S3 semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Privileged users may shorten or remove retention.
+    Governance,
+    /// Nobody can delete the object version before `retain_until`.
+    Compliance,
+}
+
+/// Retention requested for an object; backends that cannot enforce it must fail the put
+/// with [`StoreError::Unsupported`] rather than silently ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Lock mode.
+    pub mode: LockMode,
+    /// The object version cannot be deleted before this instant.
+    pub retain_until: DateTime<Utc>,
+}
+
+/// Options for [`BlobStore::put`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutOptions {
+    /// Create-if-absent or overwrite.
+    pub mode: PutMode,
+    /// Optional Object Lock retention.
+    pub retention: Option<Retention>,
+}
+
+impl PutOptions {
+    /// Create-if-absent, no retention.
+    pub const CREATE: Self = Self {
+        mode: PutMode::Create,
+        retention: None,
+    };
+    /// Overwrite, no retention.
+    pub const OVERWRITE: Self = Self {
+        mode: PutMode::Overwrite,
+        retention: None,
+    };
+}
+
+/// What `head` and `list` report about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The object's key.
+    pub key: StoreKey,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Errors of the storage layer. Backends translate their native errors into these once.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The key does not exist.
+    #[error("object {key} not found")]
+    NotFound {
+        /// Missing key.
+        key: String,
+    },
+    /// `PutMode::Create` lost: the key already exists.
+    #[error("object {key} already exists")]
+    AlreadyExists {
+        /// Existing key.
+        key: String,
+    },
+    /// A key outside the allowed alphabet.
+    #[error("invalid object key {key:?}")]
+    InvalidKey {
+        /// The rejected key.
+        key: String,
+    },
+    /// A requested range lies outside the object.
+    #[error("range {start}..{end} is outside object {key} ({size} bytes)")]
+    InvalidRange {
+        /// Key.
+        key: String,
+        /// Range start.
+        start: u64,
+        /// Range end (exclusive).
+        end: u64,
+        /// Actual object size.
+        size: u64,
+    },
+    /// The object is under retention and cannot be deleted or overwritten yet.
+    #[error("object {key} is retained (Object Lock) until {until}")]
+    Retained {
+        /// Key.
+        key: String,
+        /// Retain-until date as reported by the store.
+        until: String,
+    },
+    /// No space left on the device (local) — the write did not happen.
+    #[error("no space left while writing {key}: free some space and run again")]
+    StorageFull {
+        /// Key being written.
+        key: String,
+    },
+    /// The backend cannot do what was asked (e.g. Object Lock on a local directory).
+    #[error("storage backend does not support {what}")]
+    Unsupported {
+        /// What was asked.
+        what: String,
+    },
+    /// Permission denied by the backend.
+    #[error("access denied to {key}: {detail}")]
+    AccessDenied {
+        /// Key or bucket.
+        key: String,
+        /// Backend explanation (never contains secrets).
+        detail: String,
+    },
+    /// A transient failure (timeout, 5xx, throttling); safe to retry.
+    #[error("storage temporarily unavailable for {key}: {detail}")]
+    Transient {
+        /// Key.
+        key: String,
+        /// Explanation.
+        detail: String,
+    },
+    /// Any other I/O failure.
+    #[error("storage I/O error on {key}: {source}")]
+    Io {
+        /// Key.
+        key: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// Whether retrying the same operation may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Transient { .. })
+    }
+}
+
+/// Opaque bytes under keys. See the module docs for the contract every backend keeps.
+#[async_trait]
+pub trait BlobStore: Send + Sync + Debug {
+    /// Store `data` under `key` atomically and durably.
+    async fn put(&self, key: &StoreKey, data: Bytes, opts: PutOptions) -> Result<(), StoreError>;
+
+    /// Read a whole object.
+    async fn get(&self, key: &StoreKey) -> Result<Bytes, StoreError>;
+
+    /// Read `range` (byte offsets, end exclusive) of an object.
+    async fn get_range(&self, key: &StoreKey, range: Range<u64>) -> Result<Bytes, StoreError>;
+
+    /// Size of an object, or `None` if it does not exist.
+    async fn head(&self, key: &StoreKey) -> Result<Option<ObjectMeta>, StoreError>;
+
+    /// All objects whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
+
+    /// Delete an object; deleting a missing key is not an error.
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError>;
+
+    /// A short human description for messages ("local directory /x", "s3://bucket/prefix").
+    fn describe(&self) -> String;
+}

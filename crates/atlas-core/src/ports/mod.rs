@@ -1,0 +1,12 @@
+//! Ports: the traits through which the core reaches the outside world.
+//!
+//! Implementations live outside the core (`atlas-store`, `atlas-graph`, the CLI); the core
+//! only sees these traits, so services can be tested against in-memory implementations.
+
+pub mod blob_store;
+pub mod clock;
+
+pub use blob_store::{
+    BlobStore, LockMode, ObjectMeta, PutMode, PutOptions, Retention, StoreError, StoreKey,
+};
+pub use clock::{Clock, FixedClock, SystemClock};
