@@ -5,8 +5,13 @@
 
 pub mod blob_store;
 pub mod clock;
+pub mod mail;
 
 pub use blob_store::{
     BlobStore, LockMode, ObjectMeta, PutMode, PutOptions, Retention, StoreError, StoreKey,
 };
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use mail::{
+    DeltaCursor, DeltaNext, DeltaPage, EmailAddress, FlagStatus, FolderOptions, Importance,
+    MailSource, MailboxKind, MimeStream, SourceError, SourceFolder, SourceMailbox, SourceMessage,
+};
