@@ -6,6 +6,7 @@
 pub mod blob_store;
 pub mod clock;
 pub mod mail;
+pub mod reporter;
 
 pub use blob_store::{
     BlobStore, LockMode, ObjectMeta, PutMode, PutOptions, Retention, StoreError, StoreKey,
@@ -15,3 +16,4 @@ pub use mail::{
     DeltaCursor, DeltaNext, DeltaPage, EmailAddress, FlagStatus, FolderOptions, Importance,
     MailSource, MailboxKind, MimeStream, SourceError, SourceFolder, SourceMailbox, SourceMessage,
 };
+pub use reporter::{Event, NullReporter, Reporter};
