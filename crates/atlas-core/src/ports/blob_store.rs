@@ -45,9 +45,10 @@ impl StoreKey {
                 !seg.is_empty()
                     && seg != "."
                     && seg != ".."
-                    && seg
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+' | b'='))
+                    && seg.bytes().all(|b| {
+                        b.is_ascii_alphanumeric()
+                            || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+' | b'=')
+                    })
             });
         if valid {
             Ok(Self(key))

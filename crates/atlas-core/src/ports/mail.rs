@@ -204,7 +204,9 @@ pub enum SourceError {
     #[error("{0}")]
     Auth(String),
     /// The app lacks a permission.
-    #[error("permission denied: the app needs the {permission} application permission (admin consent granted) for this; Graph request-id {request_id}")]
+    #[error(
+        "permission denied: the app needs the {permission} application permission (admin consent granted) for this; Graph request-id {request_id}"
+    )]
     PermissionDenied {
         /// Permission name, e.g. `Mail.Read`.
         permission: String,
