@@ -6,5 +6,17 @@
 //!
 //! The core has no side channels: no printing, no environment, no sockets, no wall clock.
 //! Storage arrives through [`ports::BlobStore`], time through [`ports::Clock`].
+//!
+//! - [`model`]: ids ([`model::MailboxId`], [`model::ContentId`] …), message and folder
+//!   metadata, snapshot records.
+//! - [`repo`]: [`repo::Repository`] (open/init with a [`repo::Passphrase`], list and load
+//!   snapshots, read blobs, verify) and [`repo::BackupSession`] (the leased writer of one
+//!   mailbox run: `put_blob` → `flush` → `commit`).
+//! - [`Error`]: one error enum for the crate.
 
+pub mod error;
+pub mod model;
 pub mod ports;
+pub mod repo;
+
+pub use error::{Error, Result};

@@ -1,0 +1,189 @@
+//! The one error type of `atlas-core`.
+//!
+//! Every failure of the repository names *what* failed and *where*: a wrong passphrase is
+//! not a corrupt key blob, a tampered object is not a truncated one, and a missing object
+//! is not an unreachable store. Callers (the CLI, services) match on variants, never on
+//! message text. Messages never contain secrets (passphrases, keys, subjects, bodies).
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{ContentId, SnapshotId};
+use crate::ports::StoreError;
+
+/// Result alias for `atlas-core`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the core library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store holds no Atlas repository (no wrapped key, or no repository config).
+    #[error("no Atlas repository in {store}: run init first")]
+    NotInitialized {
+        /// Store description (never contains credentials).
+        store: String,
+    },
+    /// The wrapped data key did not open with this passphrase. AES-GCM cannot tell a wrong
+    /// passphrase from an altered salt or tag, so the message names both.
+    #[error("wrong passphrase for tenant {tenant} (or the wrapped key {key} was altered)")]
+    WrongPassphrase {
+        /// Tenant id the key was opened for.
+        tenant: String,
+        /// Store key of the wrapped key blob.
+        key: String,
+    },
+    /// An object is structurally invalid: bad magic, bad header, impossible lengths,
+    /// undecodable plaintext.
+    #[error("object {key} is corrupt: {reason}")]
+    Corrupt {
+        /// Store key of the object.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// AEAD authentication failed on an object: its bytes were altered, or it was moved or
+    /// swapped with another object (the associated data binds each object to its name).
+    #[error("object {key} failed authentication (altered, or swapped with another object)")]
+    AuthenticationFailed {
+        /// Store key of the object (for a blob in a pack: the pack key).
+        key: String,
+    },
+    /// An object is shorter than its header says.
+    #[error("object {key} is truncated: {actual} bytes, expected {expected}")]
+    Truncated {
+        /// Store key.
+        key: String,
+        /// Length declared by the format.
+        expected: u64,
+        /// Length found.
+        actual: u64,
+    },
+    /// An object that the repository refers to does not exist.
+    #[error("object {key} is missing from the store")]
+    Missing {
+        /// Store key.
+        key: String,
+    },
+    /// Decryption succeeded but the plaintext does not match its recorded checksum or its
+    /// content id.
+    #[error("content {id} in {key} does not match its checksum")]
+    ChecksumMismatch {
+        /// Store key (pack) holding the content.
+        key: String,
+        /// The content id that was asked for.
+        id: ContentId,
+    },
+    /// A content id is not in the repository index.
+    #[error("content {id} is not in the repository index")]
+    ContentNotFound {
+        /// The unknown id.
+        id: ContentId,
+    },
+    /// No snapshot with this id.
+    #[error("snapshot {id} not found")]
+    SnapshotNotFound {
+        /// The unknown id.
+        id: SnapshotId,
+    },
+    /// The repository (or one object) was written by a newer format than this build reads.
+    #[error("unsupported {what} version {found} (this build reads up to {supported})")]
+    UnsupportedVersion {
+        /// What carries the version (repository, key blob, pack …).
+        what: String,
+        /// Version found.
+        found: u32,
+        /// Highest version supported.
+        supported: u32,
+    },
+    /// Another writer holds the mailbox lease and it has not expired.
+    #[error("mailbox is being backed up by {owner} (lease valid until {expires})")]
+    LeaseHeld {
+        /// Owner string of the holder (host/pid or similar; not secret).
+        owner: String,
+        /// When the lease expires unless renewed.
+        expires: DateTime<Utc>,
+    },
+    /// A lease exists but has expired: its holder probably crashed. It is not taken over
+    /// silently; break it explicitly (`Repository::break_lease`).
+    #[error("stale lease of {owner} expired at {expired}: break it explicitly to continue")]
+    LeaseStale {
+        /// Owner string of the previous holder.
+        owner: String,
+        /// When it expired.
+        expired: DateTime<Utc>,
+    },
+    /// The session's lease was broken or taken over by someone else; nothing more may be
+    /// committed under it.
+    #[error("the mailbox lease was lost (broken or taken over by {owner})")]
+    LeaseLost {
+        /// Owner now recorded in the lease, or "nobody" if it is gone.
+        owner: String,
+    },
+    /// A caller-supplied value is invalid (KDF parameters below the floor, empty tenant …).
+    #[error("invalid input: {reason}")]
+    InvalidInput {
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The storage backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A CPU task (KDF, compression, encryption) panicked or was cancelled.
+    #[error("background task failed: {reason}")]
+    Task {
+        /// Join error description.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Whether retrying the same operation may succeed (only transient storage failures).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_retryable())
+    }
+
+    /// Whether the error means the stored bytes are damaged (as opposed to a missing
+    /// object, a wrong passphrase or an I/O failure). Verify reports count these.
+    pub fn is_integrity_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Corrupt { .. }
+                | Self::AuthenticationFailed { .. }
+                | Self::Truncated { .. }
+                | Self::ChecksumMismatch { .. }
+        )
+    }
+
+    pub(crate) fn corrupt(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Corrupt {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn invalid(reason: impl Into<String>) -> Self {
+        Self::InvalidInput {
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn task(e: &tokio::task::JoinError) -> Self {
+        Self::Task {
+            reason: e.to_string(),
+        }
+    }
+
+    /// Translate a store error on a required object: `NotFound` becomes [`Error::Missing`]
+    /// and `InvalidRange` becomes [`Error::Truncated`].
+    pub(crate) fn from_store_required(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { key } => Self::Missing { key },
+            StoreError::InvalidRange { key, end, size, .. } => Self::Truncated {
+                key,
+                expected: end,
+                actual: size,
+            },
+            other => Self::Store(other),
+        }
+    }
+}

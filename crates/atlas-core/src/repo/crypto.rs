@@ -1,0 +1,393 @@
+//! Object encryption: the plaintext frame, sealed objects, blobs in packs, content ids,
+//! and decryption of TypeScript Atlas v1 objects.
+//!
+//! Layouts are specified in `docs/FORMAT.md`; this module is their only implementation.
+
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Aes256Gcm, Key, KeyInit, Nonce, Tag};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use super::BlobKind;
+use crate::error::{Error, Result};
+use crate::model::ContentId;
+
+pub(crate) const NONCE_LEN: usize = 12;
+pub(crate) const TAG_LEN: usize = 16;
+/// `compression u8 | raw_len u64 LE | sha256[32]`.
+pub(crate) const FRAME_HEADER_LEN: usize = 1 + 8 + 32;
+/// Decompressed frames larger than this are refused (a hostile or broken length field
+/// must not make us allocate without bound).
+const MAX_FRAME_RAW_LEN: u64 = 1 << 30;
+const COMPRESSION_NONE: u8 = 0;
+const COMPRESSION_ZSTD: u8 = 1;
+/// zstd level 3: most of the gain on mail at a fraction of the CPU of higher levels.
+const ZSTD_LEVEL: i32 = 3;
+
+const OBJECT_MAGIC: &[u8; 4] = b"ATLO";
+const OBJECT_VERSION: u8 = 1;
+/// `magic[4] | version u8 | type u8 | body_len u64 LE`.
+pub(crate) const OBJECT_HEADER_LEN: usize = 4 + 1 + 1 + 8;
+const BLOB_AAD_MAGIC: &[u8; 4] = b"ATLB";
+const BLOB_VERSION: u8 = 1;
+/// Bytes a blob adds to its frame: nonce and tag.
+pub(crate) const BLOB_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// The kinds of sealed (stand-alone, named) objects. The type byte is authenticated, so an
+/// index can never be decrypted as a snapshot record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ObjectType {
+    Config = 1,
+    Index = 2,
+    Snapshot = 3,
+    Lease = 4,
+    Mailbox = 5,
+    PackTable = 6,
+}
+
+fn cipher(key: &[u8; 32]) -> Aes256Gcm {
+    Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))
+}
+
+fn random_nonce() -> [u8; NONCE_LEN] {
+    let mut n = [0u8; NONCE_LEN];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut n);
+    n
+}
+
+/// The content id: `HMAC-SHA256(id_key, kind u8 || content)`.
+pub(crate) fn content_id(id_key: &[u8; 32], kind: BlobKind, data: &[u8]) -> ContentId {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(id_key)
+        .expect("invariant: HMAC takes any key length");
+    mac.update(&[kind as u8]);
+    mac.update(data);
+    ContentId::from_bytes(mac.finalize().into_bytes().into())
+}
+
+/// A keyed name for a mailbox in store keys: first 16 bytes of
+/// `HMAC-SHA256(name_key, "mailbox:" || address)`, hex.
+pub(crate) fn mailbox_name(name_key: &[u8; 32], address: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(name_key)
+        .expect("invariant: HMAC takes any key length");
+    mac.update(b"mailbox:");
+    mac.update(address.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// Build a frame: compressed with zstd when that is smaller, raw otherwise.
+pub(crate) fn encode_frame(payload: &[u8]) -> Vec<u8> {
+    let sha = Sha256::digest(payload);
+    let compressed = zstd::bulk::compress(payload, ZSTD_LEVEL)
+        .ok()
+        .filter(|c| c.len() < payload.len());
+    let (method, body): (u8, &[u8]) = match &compressed {
+        Some(c) => (COMPRESSION_ZSTD, c),
+        None => (COMPRESSION_NONE, payload),
+    };
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len() + BLOB_OVERHEAD);
+    out.push(method);
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&sha);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Decode a frame and check its checksum. Only ever called on authenticated plaintext.
+pub(crate) fn decode_frame(frame: &[u8], key_name: &str) -> Result<Vec<u8>> {
+    if frame.len() < FRAME_HEADER_LEN {
+        return Err(Error::corrupt(key_name, "frame shorter than its header"));
+    }
+    let raw_len = u64::from_le_bytes(frame[1..9].try_into().expect("invariant: 8-byte slice"));
+    if raw_len > MAX_FRAME_RAW_LEN {
+        return Err(Error::corrupt(
+            key_name,
+            format!("frame claims {raw_len} bytes"),
+        ));
+    }
+    let body = &frame[FRAME_HEADER_LEN..];
+    let payload = match frame[0] {
+        COMPRESSION_NONE => body.to_vec(),
+        COMPRESSION_ZSTD => zstd::bulk::decompress(body, raw_len as usize)
+            .map_err(|e| Error::corrupt(key_name, format!("zstd: {e}")))?,
+        other => {
+            return Err(Error::corrupt(
+                key_name,
+                format!("unknown compression {other}"),
+            ));
+        }
+    };
+    if payload.len() as u64 != raw_len {
+        return Err(Error::corrupt(
+            key_name,
+            "frame length does not match its header",
+        ));
+    }
+    if Sha256::digest(&payload).as_slice() != &frame[9..41] {
+        return Err(Error::corrupt(key_name, "plaintext checksum mismatch"));
+    }
+    Ok(payload)
+}
+
+fn object_aad(header: &[u8], context: &[u8]) -> Vec<u8> {
+    [header, context].concat()
+}
+
+/// Seal a named object: `header | nonce | AES-GCM(frame) | tag`, AAD = header || context
+/// (the store key, plus the pack header for pack tables).
+pub(crate) fn seal_object(
+    enc_key: &[u8; 32],
+    ty: ObjectType,
+    context: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut body = encode_frame(payload);
+    let body_len = (body.len() + TAG_LEN) as u64;
+    let mut out = Vec::with_capacity(OBJECT_HEADER_LEN + NONCE_LEN + body.len() + TAG_LEN);
+    out.extend_from_slice(OBJECT_MAGIC);
+    out.push(OBJECT_VERSION);
+    out.push(ty as u8);
+    out.extend_from_slice(&body_len.to_le_bytes());
+    let nonce = random_nonce();
+    let aad = object_aad(&out, context);
+    let tag = cipher(enc_key)
+        .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut body)
+        .expect("invariant: AES-GCM encrypts any buffer under 64 GiB");
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&tag);
+    out
+}
+
+/// Open a sealed object, checking magic, version, type, length and tag, then the frame.
+pub(crate) fn open_object(
+    enc_key: &[u8; 32],
+    ty: ObjectType,
+    context: &[u8],
+    bytes: &[u8],
+    key_name: &str,
+) -> Result<Vec<u8>> {
+    if bytes.len() < OBJECT_HEADER_LEN {
+        if OBJECT_MAGIC.starts_with(&bytes[..bytes.len().min(4)]) {
+            return Err(Error::Truncated {
+                key: key_name.to_owned(),
+                expected: OBJECT_HEADER_LEN as u64,
+                actual: bytes.len() as u64,
+            });
+        }
+        return Err(Error::corrupt(key_name, "not an Atlas object (too short)"));
+    }
+    if &bytes[..4] != OBJECT_MAGIC {
+        return Err(Error::corrupt(key_name, "bad magic: not an Atlas object"));
+    }
+    if bytes[4] != OBJECT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            what: format!("object {key_name}"),
+            found: u32::from(bytes[4]),
+            supported: u32::from(OBJECT_VERSION),
+        });
+    }
+    if bytes[5] != ty as u8 {
+        return Err(Error::corrupt(
+            key_name,
+            format!("object type {} where {} was expected", bytes[5], ty as u8),
+        ));
+    }
+    let body_len = u64::from_le_bytes(bytes[6..14].try_into().expect("invariant: 8-byte slice"));
+    let expected = (OBJECT_HEADER_LEN + NONCE_LEN) as u64 + body_len;
+    let actual = bytes.len() as u64;
+    if actual < expected {
+        return Err(Error::Truncated {
+            key: key_name.to_owned(),
+            expected,
+            actual,
+        });
+    }
+    if actual > expected || body_len < TAG_LEN as u64 {
+        return Err(Error::corrupt(
+            key_name,
+            format!("{actual} bytes where the header says {expected}"),
+        ));
+    }
+    let nonce = &bytes[OBJECT_HEADER_LEN..OBJECT_HEADER_LEN + NONCE_LEN];
+    let ct = &bytes[OBJECT_HEADER_LEN + NONCE_LEN..bytes.len() - TAG_LEN];
+    let tag = &bytes[bytes.len() - TAG_LEN..];
+    let mut buf = ct.to_vec();
+    let aad = object_aad(&bytes[..OBJECT_HEADER_LEN], context);
+    cipher(enc_key)
+        .decrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            &aad,
+            &mut buf,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| Error::AuthenticationFailed {
+            key: key_name.to_owned(),
+        })?;
+    decode_frame(&buf, key_name)
+}
+
+fn blob_aad(kind: BlobKind, id: &ContentId) -> [u8; 4 + 1 + 1 + 32] {
+    let mut aad = [0u8; 38];
+    aad[..4].copy_from_slice(BLOB_AAD_MAGIC);
+    aad[4] = BLOB_VERSION;
+    aad[5] = kind as u8;
+    aad[6..].copy_from_slice(id.as_bytes());
+    aad
+}
+
+/// Encrypt one blob for a pack: `nonce | AES-GCM(frame) | tag`, AAD binds version, kind
+/// and content id.
+pub(crate) fn seal_blob(
+    enc_key: &[u8; 32],
+    kind: BlobKind,
+    id: &ContentId,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut body = encode_frame(data);
+    let nonce = random_nonce();
+    let tag = cipher(enc_key)
+        .encrypt_in_place_detached(Nonce::from_slice(&nonce), &blob_aad(kind, id), &mut body)
+        .expect("invariant: AES-GCM encrypts any buffer under 64 GiB");
+    let mut out = Vec::with_capacity(NONCE_LEN + body.len() + TAG_LEN);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&tag);
+    out
+}
+
+/// Decrypt one blob and check its frame checksum. The caller checks the content id.
+pub(crate) fn open_blob(
+    enc_key: &[u8; 32],
+    kind: BlobKind,
+    id: &ContentId,
+    bytes: &[u8],
+    key_name: &str,
+) -> Result<Vec<u8>> {
+    if bytes.len() < BLOB_OVERHEAD + FRAME_HEADER_LEN {
+        return Err(Error::corrupt(
+            key_name,
+            format!("blob {id} shorter than its overhead"),
+        ));
+    }
+    let nonce = &bytes[..NONCE_LEN];
+    let tag = &bytes[bytes.len() - TAG_LEN..];
+    let mut buf = bytes[NONCE_LEN..bytes.len() - TAG_LEN].to_vec();
+    cipher(enc_key)
+        .decrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            &blob_aad(kind, id),
+            &mut buf,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| Error::AuthenticationFailed {
+            key: key_name.to_owned(),
+        })?;
+    decode_frame(&buf, key_name)
+}
+
+/// Decrypt a TypeScript Atlas v1 object: `iv[12] | tag[16] | ct`, no associated data,
+/// directly under the data key.
+pub fn decrypt_v1_object(
+    dek: &crate::repo::DataKey,
+    bytes: &[u8],
+    key_name: &str,
+) -> Result<Vec<u8>> {
+    if bytes.len() < NONCE_LEN + TAG_LEN {
+        return Err(Error::Truncated {
+            key: key_name.to_owned(),
+            expected: (NONCE_LEN + TAG_LEN) as u64,
+            actual: bytes.len() as u64,
+        });
+    }
+    let mut buf = bytes[NONCE_LEN + TAG_LEN..].to_vec();
+    cipher(dek.expose_secret())
+        .decrypt_in_place_detached(
+            Nonce::from_slice(&bytes[..NONCE_LEN]),
+            &[],
+            &mut buf,
+            Tag::from_slice(&bytes[NONCE_LEN..NONCE_LEN + TAG_LEN]),
+        )
+        .map_err(|_| Error::AuthenticationFailed {
+            key: key_name.to_owned(),
+        })?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: [u8; 32] = [42; 32];
+
+    #[test]
+    fn frame_compresses_text_and_stores_noise_raw() {
+        let text = "Hello, world. ".repeat(1000);
+        let f = encode_frame(text.as_bytes());
+        assert_eq!(f[0], COMPRESSION_ZSTD);
+        assert!(f.len() < text.len() / 10);
+        assert_eq!(decode_frame(&f, "k").unwrap(), text.as_bytes());
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let f = encode_frame(&noise);
+        assert_eq!(decode_frame(&f, "k").unwrap(), noise);
+        assert_eq!(decode_frame(&encode_frame(b""), "k").unwrap(), b"");
+    }
+
+    #[test]
+    fn sealed_object_binds_type_and_context() {
+        let sealed = seal_object(&KEY, ObjectType::Snapshot, b"snapshots/a", b"payload");
+        assert_eq!(
+            open_object(&KEY, ObjectType::Snapshot, b"snapshots/a", &sealed, "k").unwrap(),
+            b"payload"
+        );
+        assert!(matches!(
+            open_object(&KEY, ObjectType::Snapshot, b"snapshots/b", &sealed, "k"),
+            Err(Error::AuthenticationFailed { .. })
+        ));
+        assert!(matches!(
+            open_object(&KEY, ObjectType::Index, b"snapshots/a", &sealed, "k"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            open_object(
+                &KEY,
+                ObjectType::Snapshot,
+                b"snapshots/a",
+                &sealed[..sealed.len() - 1],
+                "k"
+            ),
+            Err(Error::Truncated { .. })
+        ));
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x01;
+            assert!(
+                open_object(&KEY, ObjectType::Snapshot, b"snapshots/a", &bad, "k").is_err(),
+                "flip at {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn blob_binds_kind_and_id() {
+        let id = content_id(&KEY, BlobKind::Mime, b"data");
+        let sealed = seal_blob(&KEY, BlobKind::Mime, &id, b"data");
+        assert_eq!(
+            open_blob(&KEY, BlobKind::Mime, &id, &sealed, "p").unwrap(),
+            b"data"
+        );
+        assert!(open_blob(&KEY, BlobKind::Attachment, &id, &sealed, "p").is_err());
+        let other = content_id(&KEY, BlobKind::Mime, b"other");
+        assert!(open_blob(&KEY, BlobKind::Mime, &other, &sealed, "p").is_err());
+    }
+
+    #[test]
+    fn content_id_is_keyed_and_kind_separated() {
+        let a = content_id(&KEY, BlobKind::Mime, b"x");
+        assert_ne!(a, content_id(&[1; 32], BlobKind::Mime, b"x"));
+        assert_ne!(a, content_id(&KEY, BlobKind::Attachment, b"x"));
+        assert_ne!(a.as_bytes().as_slice(), Sha256::digest(b"x").as_slice());
+    }
+}

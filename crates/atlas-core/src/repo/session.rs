@@ -1,0 +1,355 @@
+//! A backup session: the single writer of one mailbox run.
+//!
+//! Blobs are encrypted as they arrive (on the blocking pool) and collected into the
+//! current pack; a pack is sealed and uploaded (create-if-absent) when the next blob would
+//! push it past the target size. `flush` seals the current pack and writes one index file
+//! for every pack sealed since the last flush; only then do the new entries join the
+//! shared in-process index, so no other session can dedup against data whose index is not
+//! durable. `commit` flushes, writes the snapshot record and releases the lease.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use super::chunks::ChunkList;
+use super::crypto::{self, ObjectType};
+use super::index::{IndexEntry, Location};
+use super::lease::{self, LeaseRecord};
+use super::pack::{self, PackId};
+use super::{BlobKind, FolderItems, RepoSettings, Repository, snapshot_key, store_key};
+use crate::error::{Error, Result};
+use crate::model::{ContentId, MailboxId, MessageMeta, SnapshotId, SnapshotRecord};
+use crate::ports::{Clock, PutOptions, StoreError};
+
+/// Counters of one session, for progress and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Blobs encrypted and added to packs.
+    pub blobs_written: u64,
+    /// `put_blob` calls answered from the index (nothing written).
+    pub blobs_deduplicated: u64,
+    /// Plaintext bytes of written blobs.
+    pub bytes_plain: u64,
+    /// Encrypted bytes of written blobs (after compression).
+    pub bytes_stored: u64,
+    /// Packs uploaded.
+    pub packs_written: u64,
+    /// Index files uploaded.
+    pub index_files_written: u64,
+}
+
+/// The writer of one mailbox run; see the module docs. Dropping it without `commit` or
+/// `release` leaves the lease to expire (and any sealed data as orphans or indexed data).
+#[derive(Debug)]
+pub struct BackupSession {
+    repo: Repository,
+    mailbox: MailboxId,
+    clock: Arc<dyn Clock>,
+    lease: LeaseRecord,
+    settings: RepoSettings,
+    /// Encrypted blobs of the pack being filled.
+    current: Vec<(ContentId, BlobKind, Vec<u8>)>,
+    current_bytes: usize,
+    /// Ids in `current`.
+    pending: HashMap<ContentId, BlobKind>,
+    /// Entries of sealed packs not yet in an index file.
+    unindexed: Vec<IndexEntry>,
+    unindexed_ids: HashMap<ContentId, Location>,
+    stats: SessionStats,
+}
+
+impl BackupSession {
+    pub(crate) async fn begin(
+        repo: Repository,
+        mailbox: MailboxId,
+        owner: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let settings = repo.require_config()?.settings;
+        let lease = lease::acquire(&repo, &mailbox, owner, clock.as_ref()).await?;
+        let session = Self {
+            repo,
+            mailbox,
+            clock,
+            lease,
+            settings,
+            current: Vec::new(),
+            current_bytes: 0,
+            pending: HashMap::new(),
+            unindexed: Vec::new(),
+            unindexed_ids: HashMap::new(),
+            stats: SessionStats::default(),
+        };
+        // Everything after the lease must release it on failure, or the mailbox stays
+        // blocked until expiry.
+        if let Err(e) = session.prepare().await {
+            let _ = lease::release(&session.repo, &session.mailbox, &session.lease).await;
+            return Err(e);
+        }
+        Ok(session)
+    }
+
+    async fn prepare(&self) -> Result<()> {
+        self.repo.refresh_index().await?;
+        let key = format!("mailboxes/{}", self.repo.mailbox_key_name(&self.mailbox));
+        let sealed = self
+            .repo
+            .seal_json(ObjectType::Mailbox, &key, &self.mailbox)?;
+        match self
+            .repo
+            .store()
+            .put(&store_key(&key)?, sealed, PutOptions::CREATE)
+            .await
+        {
+            Ok(()) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The mailbox this session writes.
+    pub fn mailbox(&self) -> &MailboxId {
+        &self.mailbox
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    fn known(&self, id: &ContentId) -> bool {
+        self.pending.contains_key(id)
+            || self.unindexed_ids.contains_key(id)
+            || self.repo.index_lookup(id).is_some()
+    }
+
+    /// Store content and return its id. Content already in the repository (any mailbox)
+    /// or already in this session is not written again. Content above the chunk threshold
+    /// is stored as chunks plus a chunk list under the whole content's id.
+    pub async fn put_blob(&mut self, kind: BlobKind, data: Bytes) -> Result<ContentId> {
+        if matches!(kind, BlobKind::Chunk | BlobKind::ChunkList) {
+            return Err(Error::invalid("chunk kinds are internal to the repository"));
+        }
+        if data.len() as u64 > self.settings.chunk_threshold {
+            return self.put_chunked(kind, data).await;
+        }
+        self.put_single(kind, data).await
+    }
+
+    async fn put_single(&mut self, kind: BlobKind, data: Bytes) -> Result<ContentId> {
+        let keys = self.repo.keys();
+        let d = data.clone();
+        let id = tokio::task::spawn_blocking(move || crypto::content_id(&keys.id, kind, &d))
+            .await
+            .map_err(|e| Error::task(&e))?;
+        if self.known(&id) {
+            self.stats.blobs_deduplicated += 1;
+            return Ok(id);
+        }
+        let keys = self.repo.keys();
+        let plain_len = data.len();
+        let sealed =
+            tokio::task::spawn_blocking(move || crypto::seal_blob(&keys.enc, kind, &id, &data))
+                .await
+                .map_err(|e| Error::task(&e))?;
+        self.add(id, kind, sealed, plain_len).await?;
+        Ok(id)
+    }
+
+    async fn put_chunked(&mut self, kind: BlobKind, data: Bytes) -> Result<ContentId> {
+        let keys = self.repo.keys();
+        let d = data.clone();
+        let (id, sha) = tokio::task::spawn_blocking(move || {
+            let sha: [u8; 32] = Sha256::digest(&d).into();
+            (crypto::content_id(&keys.id, kind, &d), sha)
+        })
+        .await
+        .map_err(|e| Error::task(&e))?;
+        if self.known(&id) {
+            self.stats.blobs_deduplicated += 1;
+            return Ok(id);
+        }
+        let chunk_size = usize::try_from(self.settings.chunk_size).unwrap_or(usize::MAX);
+        let mut chunks = Vec::new();
+        let mut offset = 0;
+        while offset < data.len() {
+            let end = (offset + chunk_size).min(data.len());
+            let chunk_id = self
+                .put_single(BlobKind::Chunk, data.slice(offset..end))
+                .await?;
+            chunks.push((chunk_id, (end - offset) as u32));
+            offset = end;
+        }
+        let list = ChunkList {
+            kind,
+            total_len: data.len() as u64,
+            sha256: sha,
+            chunks,
+        }
+        .encode();
+        let keys = self.repo.keys();
+        let list_len = list.len();
+        let sealed = tokio::task::spawn_blocking(move || {
+            crypto::seal_blob(&keys.enc, BlobKind::ChunkList, &id, &list)
+        })
+        .await
+        .map_err(|e| Error::task(&e))?;
+        self.add(id, BlobKind::ChunkList, sealed, list_len).await?;
+        Ok(id)
+    }
+
+    async fn add(
+        &mut self,
+        id: ContentId,
+        kind: BlobKind,
+        sealed: Vec<u8>,
+        plain_len: usize,
+    ) -> Result<()> {
+        let target = usize::try_from(self.settings.pack_target_size).unwrap_or(usize::MAX);
+        if !self.current.is_empty() && self.current_bytes + sealed.len() > target {
+            self.seal_pack().await?;
+        }
+        self.stats.blobs_written += 1;
+        self.stats.bytes_plain += plain_len as u64;
+        self.stats.bytes_stored += sealed.len() as u64;
+        self.current_bytes += sealed.len();
+        self.pending.insert(id, kind);
+        self.current.push((id, kind, sealed));
+        Ok(())
+    }
+
+    /// Serialize a folder item list and store it as a `FolderItems` blob. An unchanged
+    /// list yields the same id, so unchanged folders are shared between snapshots.
+    pub async fn put_folder_items(&mut self, items: Vec<MessageMeta>) -> Result<ContentId> {
+        let json = serde_json::to_vec(&FolderItems { version: 1, items })
+            .map_err(|e| Error::invalid(format!("serialize folder items: {e}")))?;
+        self.put_blob(BlobKind::FolderItems, Bytes::from(json))
+            .await
+    }
+
+    async fn seal_pack(&mut self) -> Result<()> {
+        if self.current.is_empty() {
+            return Ok(());
+        }
+        let blobs = std::mem::take(&mut self.current);
+        let keys = self.repo.keys();
+        let pack_id = PackId::random();
+        let (bytes, entries) =
+            tokio::task::spawn_blocking(move || pack::build_pack(&keys.enc, pack_id, &blobs))
+                .await
+                .map_err(|e| Error::task(&e))??;
+        self.repo
+            .store()
+            .put(
+                &store_key(&pack_id.store_key())?,
+                Bytes::from(bytes),
+                PutOptions::CREATE,
+            )
+            .await?;
+        self.stats.packs_written += 1;
+        for e in entries {
+            let location = Location {
+                kind: e.kind,
+                pack: pack_id,
+                offset: e.offset,
+                length: e.length,
+            };
+            self.unindexed.push(IndexEntry { id: e.id, location });
+            self.unindexed_ids.insert(e.id, location);
+        }
+        self.pending.clear();
+        self.current_bytes = 0;
+        Ok(())
+    }
+
+    /// Seal the current pack and write the index for everything sealed so far. After this
+    /// returns, all content put so far is durable and findable. Renews the lease when more
+    /// than half of it has elapsed.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.seal_pack().await?;
+        if !self.unindexed.is_empty() {
+            let mut name = [0u8; 16];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut name);
+            let key = format!("index/{}", hex::encode(name));
+            let payload = super::index::encode_index(&self.unindexed);
+            let keys = self.repo.keys();
+            let k = key.clone();
+            let sealed = tokio::task::spawn_blocking(move || {
+                crypto::seal_object(&keys.enc, ObjectType::Index, k.as_bytes(), &payload)
+            })
+            .await
+            .map_err(|e| Error::task(&e))?;
+            self.repo
+                .store()
+                .put(&store_key(&key)?, Bytes::from(sealed), PutOptions::CREATE)
+                .await?;
+            self.stats.index_files_written += 1;
+            self.repo.index_merge(key, &self.unindexed);
+            self.unindexed.clear();
+            self.unindexed_ids.clear();
+        }
+        let half = (self.lease.expires - self.lease.acquired) / 2;
+        if self.clock.now() >= self.lease.acquired + half {
+            self.renew_lease().await?;
+        }
+        Ok(())
+    }
+
+    /// Extend the lease (fails with [`Error::LeaseLost`] if it was broken).
+    pub async fn renew_lease(&mut self) -> Result<()> {
+        lease::renew(
+            &self.repo,
+            &self.mailbox,
+            &mut self.lease,
+            self.clock.as_ref(),
+        )
+        .await?;
+        // Count half-life from the renewal.
+        self.lease.acquired = self.clock.now();
+        Ok(())
+    }
+
+    /// When the lease expires unless renewed.
+    pub fn lease_expires(&self) -> DateTime<Utc> {
+        self.lease.expires
+    }
+
+    /// Flush, write the snapshot record, release the lease. The record's mailbox must be
+    /// the session's, and every folder item list it names must be stored.
+    pub async fn commit(mut self, record: SnapshotRecord) -> Result<SnapshotId> {
+        if record.mailbox != self.mailbox {
+            return Err(Error::invalid(
+                "snapshot record names another mailbox than the session",
+            ));
+        }
+        self.flush().await?;
+        for f in &record.folders {
+            if self.repo.index_lookup(&f.items).is_none() {
+                return Err(Error::ContentNotFound { id: f.items });
+            }
+        }
+        lease::check_held(&self.repo, &self.mailbox, &self.lease).await?;
+        let id = SnapshotId::random();
+        let key = snapshot_key(
+            &self.repo.mailbox_key_name(&self.mailbox),
+            record.started,
+            id,
+        );
+        let sealed = self.repo.seal_json(ObjectType::Snapshot, &key, &record)?;
+        self.repo
+            .store()
+            .put(&store_key(&key)?, sealed, PutOptions::CREATE)
+            .await?;
+        lease::release(&self.repo, &self.mailbox, &self.lease).await?;
+        Ok(id)
+    }
+
+    /// End the run without a snapshot: flush what was stored (so it can be deduplicated
+    /// next time) and release the lease.
+    pub async fn release(mut self) -> Result<()> {
+        self.flush().await?;
+        lease::release(&self.repo, &self.mailbox, &self.lease).await
+    }
+}
