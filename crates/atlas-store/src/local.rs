@@ -38,7 +38,9 @@
 //! Object Lock retention cannot be enforced by a directory, so puts that ask for it fail
 //! with [`StoreError::Unsupported`]. On case-insensitive file systems (macOS, Windows
 //! defaults) keys that differ only in case collide; Atlas lower-cases mailbox ids in keys.
-//! Symbolic links inside the root are not followed by `list`.
+//! Symbolic links inside the root are not followed by `list`. `Create` needs hard links,
+//! which every POSIX local file system has; a mount without them (FAT/exFAT, some FUSE or
+//! SMB mounts) fails `Create` with an error rather than falling back to a racy check.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};

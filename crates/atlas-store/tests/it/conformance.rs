@@ -32,3 +32,154 @@ async fn fault_store_over_local_store_conforms() {
     let store: Arc<dyn BlobStore> = Arc::new(FaultStore::new(local));
     conformance::run_all(&store).await;
 }
+
+/// The suite must be able to fail: deliberately broken stores are rejected. Each wraps a
+/// working `MemoryStore` and breaks one rule.
+mod the_suite_catches {
+    use std::ops::Range;
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use atlas_core::ports::{BlobStore, ObjectMeta, PutMode, PutOptions, StoreError, StoreKey};
+    use atlas_store::{MemoryStore, conformance};
+    use bytes::Bytes;
+    use tokio::sync::Barrier;
+
+    #[derive(Debug, Clone, Copy)]
+    enum Flaw {
+        /// `Create` as check-then-put, with every racer passing the check first.
+        CheckThenPutCreate,
+        /// `list` in reverse order.
+        UnsortedList,
+        /// Out-of-range reads clamped instead of refused.
+        ClampedRanges,
+    }
+
+    #[derive(Debug)]
+    struct Broken {
+        inner: MemoryStore,
+        flaw: Flaw,
+        racers: Barrier,
+    }
+
+    #[async_trait]
+    impl BlobStore for Broken {
+        async fn put(
+            &self,
+            key: &StoreKey,
+            data: Bytes,
+            opts: PutOptions,
+        ) -> Result<(), StoreError> {
+            if let (Flaw::CheckThenPutCreate, PutMode::Create) = (self.flaw, opts.mode) {
+                if self.inner.head(key).await?.is_some() {
+                    return Err(StoreError::AlreadyExists {
+                        key: key.to_string(),
+                    });
+                }
+                if key.as_str().ends_with("/lease") {
+                    // All racing creators have checked before any of them writes.
+                    self.racers.wait().await;
+                }
+                return self.inner.put(key, data, PutOptions::OVERWRITE).await;
+            }
+            self.inner.put(key, data, opts).await
+        }
+
+        async fn get(&self, key: &StoreKey) -> Result<Bytes, StoreError> {
+            self.inner.get(key).await
+        }
+
+        async fn get_range(&self, key: &StoreKey, range: Range<u64>) -> Result<Bytes, StoreError> {
+            if let Flaw::ClampedRanges = self.flaw {
+                let data = self.inner.get(key).await?;
+                let end = (range.end as usize).min(data.len());
+                let start = (range.start as usize).min(end);
+                return Ok(data.slice(start..end));
+            }
+            self.inner.get_range(key, range).await
+        }
+
+        async fn head(&self, key: &StoreKey) -> Result<Option<ObjectMeta>, StoreError> {
+            self.inner.head(key).await
+        }
+
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+            let mut found = self.inner.list(prefix).await?;
+            if let Flaw::UnsortedList = self.flaw {
+                found.reverse();
+            }
+            Ok(found)
+        }
+
+        async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+            self.inner.delete(key).await
+        }
+
+        fn describe(&self) -> String {
+            format!("broken store ({:?})", self.flaw)
+        }
+    }
+
+    fn broken(flaw: Flaw) -> Arc<dyn BlobStore> {
+        Arc::new(Broken {
+            inner: MemoryStore::new(),
+            flaw,
+            racers: Barrier::new(8),
+        })
+    }
+
+    /// Run a check in its own task and report whether it failed (panicked).
+    async fn fails<F, Fut>(store: Arc<dyn BlobStore>, check: F) -> bool
+    where
+        F: FnOnce(Arc<dyn BlobStore>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        tokio::spawn(async move { check(store).await })
+            .await
+            .is_err()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_create_that_is_not_atomic() {
+        let store = broken(Flaw::CheckThenPutCreate);
+        assert!(
+            fails(
+                store,
+                |s| async move { conformance::racing_creates(&s).await }
+            )
+            .await
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_unsorted_list() {
+        let store = broken(Flaw::UnsortedList);
+        assert!(
+            fails(
+                store,
+                |s| async move { conformance::list_by_prefix(&s).await }
+            )
+            .await
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn clamped_ranges() {
+        let store = broken(Flaw::ClampedRanges);
+        assert!(fails(store, |s| async move { conformance::ranges(&s).await }).await);
+    }
+
+    /// And the same checks pass on the sound store the broken ones wrap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn but_not_the_sound_store() {
+        let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
+        assert!(
+            !fails(store, |s| async move {
+                conformance::racing_creates(&s).await;
+                conformance::list_by_prefix(&s).await;
+                conformance::ranges(&s).await;
+            })
+            .await
+        );
+    }
+}
