@@ -134,6 +134,13 @@ pub enum Error {
         /// Join error description.
         reason: String,
     },
+    /// The mail source (Microsoft Graph) failed in a way that stops the whole run
+    /// (sign-in, permission, unknown mailbox).
+    #[error(transparent)]
+    Source(#[from] crate::ports::SourceError),
+    /// The run was stopped at once (second Ctrl+C); nothing was committed.
+    #[error("interrupted: stopped before committing; the next run resumes from the last snapshot")]
+    Interrupted,
 }
 
 impl Error {

@@ -18,5 +18,6 @@ pub mod error;
 pub mod model;
 pub mod ports;
 pub mod repo;
+pub mod service;
 
 pub use error::{Error, Result};

@@ -11,6 +11,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::{EmailAddress, FlagStatus, Importance};
+
 /// What kind of Exchange mailbox a directory user has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,41 +89,6 @@ impl Debug for DeltaCursor {
             Self::Link(_) => f.write_str("Link(<redacted>)"),
         }
     }
-}
-
-/// An email address with its display name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct EmailAddress {
-    /// Display name.
-    pub name: String,
-    /// SMTP address.
-    pub address: String,
-}
-
-/// Follow-up flag state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub enum FlagStatus {
-    /// No flag.
-    #[default]
-    NotFlagged,
-    /// Flagged for follow-up.
-    Flagged,
-    /// Follow-up complete.
-    Complete,
-}
-
-/// Message importance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub enum Importance {
-    /// Low.
-    Low,
-    /// Normal.
-    #[default]
-    Normal,
-    /// High.
-    High,
 }
 
 /// A message's metadata as delta reports it (the MIME is fetched separately).

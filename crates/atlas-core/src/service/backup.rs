@@ -1,0 +1,789 @@
+//! Backup of one mailbox: folder tree, per-folder delta, raw MIME into the repository.
+//!
+//! The six safety rules of SPEC §5 are enforced here:
+//!
+//! 1. A folder's delta link is recorded only when the whole round it covers was stored;
+//!    an interrupted folder keeps its previous link (so the next run replays the changes,
+//!    which costs delta pages but no downloads: known ids are reused).
+//! 2. A soft cancel finishes the items in flight and commits a *partial* snapshot with
+//!    exactly what was stored (unvisited folders carry their previous state over); a hard
+//!    cancel stops at once and commits nothing (the next run resumes from the last
+//!    committed links; already-written packs are at most orphans).
+//! 3. An expired delta link (`SourceError::DeltaExpired`) restarts that folder as a full
+//!    enumeration, with a warning.
+//! 4. One bad item is recorded as an [`ItemError`] and keeps its previous version if there
+//!    was one; the folder's delta link is then *not* advanced, so the item is retried on the
+//!    next run.
+//! 5. Every folder ends in a completeness line (Graph's count vs. stored); any gap or item
+//!    error makes the summary `partial`.
+//! 6. The repository lease refuses a second concurrent writer of the same mailbox.
+//!
+//! Message content is immutable in Exchange except for drafts, so an item that changed but
+//! is already known (same immutable id, not a draft, or a draft with the same change key)
+//! costs a metadata update, not a download. Moves between folders are caught the same way:
+//! the immutable id is found in the previous snapshot's other folder.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+
+use crate::error::Result;
+use crate::model::{
+    ContentId, FolderId, FolderRecord, FolderSnapshot, ItemError, MailboxId, MessageId,
+    MessageMeta, SnapshotId, SnapshotRecord, SnapshotStatus,
+};
+use crate::ports::{
+    Clock, DeltaCursor, DeltaNext, Event, FolderOptions, MailSource, Reporter, SourceError,
+    SourceFolder, SourceMailbox, SourceMessage,
+};
+use crate::repo::{BackupSession, BlobKind, FORMAT_VERSION, Repository};
+
+/// Two-level cancellation shared between a signal handler and running backups.
+///
+/// The first request asks runs to finish what is in flight and commit a partial snapshot;
+/// the second asks them to stop at once.
+#[derive(Debug, Default)]
+pub struct Cancel(AtomicU8);
+
+impl Cancel {
+    /// A token nobody has cancelled yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Escalate: none → soft → hard.
+    pub fn escalate(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some((v + 1).min(2)));
+    }
+
+    /// Whether a soft (or hard) cancel was requested.
+    pub fn is_requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst) >= 1
+    }
+
+    /// Whether a hard cancel was requested.
+    pub fn is_hard(&self) -> bool {
+        self.0.load(Ordering::SeqCst) >= 2
+    }
+}
+
+/// What to back up and how.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Folder filters (full path like `Inbox/Projects` or a bare name), case-insensitive;
+    /// subfolders of a match are included. Empty = every folder. Folders not selected keep
+    /// their previous state in the new snapshot.
+    pub folders: Vec<String>,
+    /// Ignore saved delta links and enumerate every folder again.
+    pub full: bool,
+    /// Delta page size (`Prefer: odata.maxpagesize`).
+    pub page_size: u32,
+    /// Hidden folders / Recoverable Items.
+    pub folder_options: FolderOptions,
+    /// Messages downloaded concurrently for one mailbox (Graph allows 4 concurrent requests
+    /// per mailbox).
+    pub downloads_in_flight: usize,
+    /// Who holds the lease (host, pid), shown to a concurrent run that is refused.
+    pub lease_owner: String,
+    /// Tool name and version recorded in the snapshot.
+    pub tool: String,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        Self {
+            folders: Vec::new(),
+            full: false,
+            page_size: 100,
+            folder_options: FolderOptions::default(),
+            downloads_in_flight: 4,
+            lease_owner: "atlas".into(),
+            tool: "atlas".into(),
+        }
+    }
+}
+
+/// One line of the completeness report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FolderReport {
+    /// Folder path joined with `/`.
+    pub path: String,
+    /// Items Graph reports in the folder (`totalItemCount`).
+    pub graph_count: u64,
+    /// Items in the snapshot for this folder.
+    pub stored: u64,
+    /// Items that failed (ids and reasons, never subjects).
+    pub errors: Vec<ItemError>,
+    /// Whether the folder's delta round finished (its link was advanced).
+    pub finished: bool,
+    /// Whether this folder was visited this run (false: carried over unchanged).
+    pub visited: bool,
+}
+
+impl FolderReport {
+    /// A folder is complete when its round finished, nothing failed and the counts agree.
+    pub fn is_complete(&self) -> bool {
+        !self.visited
+            || (self.finished && self.errors.is_empty() && self.stored >= self.graph_count)
+    }
+}
+
+/// What one mailbox run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackupSummary {
+    /// Mailbox address.
+    pub mailbox: String,
+    /// The committed snapshot (none when a hard cancel stopped the run).
+    pub snapshot: Option<SnapshotId>,
+    /// Complete or partial.
+    pub complete: bool,
+    /// Messages downloaded and stored.
+    pub downloaded: u64,
+    /// Messages whose content was already stored (metadata updated only).
+    pub reused: u64,
+    /// Messages removed since the previous snapshot.
+    pub removed: u64,
+    /// Bytes of MIME downloaded.
+    pub bytes_downloaded: u64,
+    /// New bytes written to the repository (after dedup and compression).
+    pub bytes_stored: u64,
+    /// Folders whose delta link had expired and were enumerated again.
+    pub resynced_folders: u64,
+    /// Per-folder completeness.
+    pub folders: Vec<FolderReport>,
+    /// Whether the run was cancelled.
+    pub cancelled: bool,
+}
+
+/// Matches a folder against `-f` filters: full path or bare name, subfolders included.
+fn folder_selected(path: &[String], filters: &[String]) -> bool {
+    if filters.is_empty() {
+        return true;
+    }
+    filters.iter().any(|f| {
+        let wanted: Vec<String> = f
+            .trim_matches('/')
+            .split('/')
+            .map(str::to_lowercase)
+            .collect();
+        let lower: Vec<String> = path.iter().map(|s| s.to_lowercase()).collect();
+        if wanted.len() > 1 {
+            lower.starts_with(&wanted)
+        } else {
+            // A bare name matches that folder anywhere in the tree, and its subfolders.
+            lower.iter().any(|seg| *seg == wanted[0])
+        }
+    })
+}
+
+fn folder_record(f: &SourceFolder) -> FolderRecord {
+    FolderRecord {
+        id: FolderId::new(f.id.clone()),
+        parent_id: f.parent_id.clone().map(FolderId::new),
+        display_name: f.display_name.clone(),
+        path: f.path.clone(),
+        well_known_name: f.well_known.clone(),
+        total_item_count: Some(f.total_items),
+    }
+}
+
+/// Copy the delta metadata of `m` onto a stored record (content fields stay).
+fn apply_metadata(meta: &mut MessageMeta, m: &SourceMessage, folder: &FolderId) {
+    meta.internet_message_id = m
+        .internet_message_id
+        .clone()
+        .or(meta.internet_message_id.take());
+    meta.conversation_id = m.conversation_id.clone().or(meta.conversation_id.take());
+    meta.subject = m.subject.clone().or(meta.subject.take());
+    if let Some(from) = &m.from {
+        meta.from = Some(from.clone());
+    }
+    meta.received = m.received.or(meta.received);
+    meta.sent = m.sent.or(meta.sent);
+    meta.is_read = m.is_read;
+    meta.flag_status = m.flag;
+    meta.importance = m.importance;
+    meta.categories.clone_from(&m.categories);
+    meta.has_attachments = m.has_attachments;
+    meta.is_draft = m.is_draft;
+    meta.change_key = m.change_key.clone().or(meta.change_key.take());
+    meta.last_modified = m.last_modified.or(meta.last_modified);
+    meta.parent_folder_id = folder.clone();
+}
+
+fn new_meta(
+    m: &SourceMessage,
+    folder: &FolderId,
+    mime: ContentId,
+    size: u64,
+    sha: String,
+) -> MessageMeta {
+    let mut meta = MessageMeta {
+        id: MessageId::new(m.id.clone()),
+        internet_message_id: None,
+        conversation_id: None,
+        subject: None,
+        from: None,
+        received: None,
+        sent: None,
+        size: Some(size),
+        is_read: false,
+        flag_status: crate::model::FlagStatus::NotFlagged,
+        importance: crate::model::Importance::Normal,
+        categories: Vec::new(),
+        has_attachments: false,
+        attachment_count: 0,
+        is_draft: false,
+        change_key: None,
+        last_modified: None,
+        parent_folder_id: folder.clone(),
+        mime,
+        mime_size: size,
+        mime_sha256: sha,
+    };
+    apply_metadata(&mut meta, m, folder);
+    meta
+}
+
+/// Whether the stored content of `known` can stand for the item delta just reported.
+fn content_reusable(known: &MessageMeta, m: &SourceMessage) -> bool {
+    if !m.is_draft && !known.is_draft {
+        return true;
+    }
+    known.change_key.is_some() && known.change_key == m.change_key
+}
+
+/// The state carried from the previous snapshot.
+struct Previous {
+    folders: HashMap<String, FolderSnapshot>,
+    /// Every message of the previous snapshot by id (for moves between folders).
+    all: HashMap<String, MessageMeta>,
+    items_by_folder: HashMap<String, Vec<MessageMeta>>,
+}
+
+async fn load_previous(repo: &Repository, mailbox: &MailboxId) -> Result<Previous> {
+    let mut prev = Previous {
+        folders: HashMap::new(),
+        all: HashMap::new(),
+        items_by_folder: HashMap::new(),
+    };
+    if let Some(snap) = repo.latest_snapshot(mailbox).await? {
+        for f in snap.record.folders {
+            let items = repo.load_folder_items(&f.items).await?;
+            for m in &items {
+                prev.all.insert(m.id.as_str().to_owned(), m.clone());
+            }
+            prev.items_by_folder
+                .insert(f.folder.id.as_str().to_owned(), items);
+            prev.folders.insert(f.folder.id.as_str().to_owned(), f);
+        }
+    }
+    Ok(prev)
+}
+
+/// Download one message's MIME fully. Large messages are still read in chunks from the
+/// source; the repository chunks them again on write.
+async fn download(
+    source: Arc<dyn MailSource>,
+    mailbox: SourceMailbox,
+    id: String,
+) -> std::result::Result<Bytes, SourceError> {
+    let mut stream = source.open_mime(&mailbox, &id).await?;
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next_chunk().await? {
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Everything one run needs, bundled so helpers stay readable.
+struct Run<'a> {
+    repo: &'a Repository,
+    source: Arc<dyn MailSource>,
+    mailbox: &'a SourceMailbox,
+    opts: &'a BackupOptions,
+    clock: Arc<dyn Clock>,
+    reporter: &'a dyn Reporter,
+    cancel: &'a Cancel,
+    summary: BackupSummary,
+}
+
+/// The outcome of one folder.
+struct FolderOutcome {
+    snapshot: FolderSnapshot,
+    report: FolderReport,
+}
+
+impl Run<'_> {
+    fn addr(&self) -> String {
+        self.mailbox.address.to_lowercase()
+    }
+
+    async fn keep_lease(&self, session: &mut BackupSession) -> Result<()> {
+        let remaining = session.lease_expires() - self.clock.now();
+        if remaining < chrono::Duration::minutes(5) {
+            session.renew_lease().await?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_lines)] // One loop over pages with its decisions in view.
+    async fn backup_folder(
+        &mut self,
+        session: &mut BackupSession,
+        folder: &SourceFolder,
+        prev: &Previous,
+    ) -> Result<FolderOutcome> {
+        let path = folder.path.join("/");
+        let folder_id = FolderId::new(folder.id.clone());
+        let prev_folder = prev.folders.get(&folder.id);
+        let prev_items = prev.items_by_folder.get(&folder.id);
+        let saved_link = prev_folder.and_then(|f| f.delta_link.clone());
+        self.reporter.report(Event::FolderStarted {
+            mailbox: self.addr(),
+            folder: path.clone(),
+            expected: folder.total_items,
+        });
+
+        let mut cursor = match (&saved_link, self.opts.full) {
+            (Some(link), false) => DeltaCursor::Link(link.clone()),
+            _ => DeltaCursor::Initial,
+        };
+        // An incremental round starts from the previous list; a full round rebuilds it.
+        let mut working: BTreeMap<String, MessageMeta> = match cursor {
+            DeltaCursor::Link(_) => prev_items
+                .into_iter()
+                .flatten()
+                .map(|m| (m.id.as_str().to_owned(), m.clone()))
+                .collect(),
+            DeltaCursor::Initial => BTreeMap::new(),
+        };
+        let mut errors: Vec<ItemError> = Vec::new();
+        let mut finished_link: Option<String> = None;
+        let mut resynced = false;
+
+        loop {
+            if self.cancel.is_requested() {
+                break;
+            }
+            self.keep_lease(session).await?;
+            let page = match self
+                .source
+                .delta_page(self.mailbox, &folder.id, &cursor, self.opts.page_size)
+                .await
+            {
+                Ok(p) => p,
+                Err(SourceError::DeltaExpired) if !resynced => {
+                    resynced = true;
+                    self.summary.resynced_folders += 1;
+                    self.reporter.report(Event::Warning {
+                        mailbox: Some(self.addr()),
+                        message: format!(
+                            "saved delta state of folder {path} expired; enumerating the folder again"
+                        ),
+                    });
+                    cursor = DeltaCursor::Initial;
+                    // Full enumeration: rebuild the list, reusing stored content by id.
+                    working.clear();
+                    continue;
+                }
+                Err(SourceError::FolderGone) => {
+                    self.reporter.report(Event::Warning {
+                        mailbox: Some(self.addr()),
+                        message: format!("folder {path} was deleted during the run"),
+                    });
+                    errors.push(ItemError {
+                        message_id: None,
+                        reason: "folder was deleted during the run".into(),
+                    });
+                    break;
+                }
+                Err(
+                    e
+                    @ (SourceError::Item(_) | SourceError::Unavailable(_) | SourceError::Other(_)),
+                ) => {
+                    // The folder cannot be enumerated now; keep its previous state and move on.
+                    self.reporter.report(Event::Warning {
+                        mailbox: Some(self.addr()),
+                        message: format!("folder {path} could not be enumerated: {e}"),
+                    });
+                    errors.push(ItemError {
+                        message_id: None,
+                        reason: format!("folder enumeration failed: {e}"),
+                    });
+                    if matches!(cursor, DeltaCursor::Initial) && working.is_empty() {
+                        if let Some(items) = prev_items {
+                            working = items
+                                .iter()
+                                .map(|m| (m.id.as_str().to_owned(), m.clone()))
+                                .collect();
+                        }
+                    }
+                    break;
+                }
+                Err(e) => return Err(source_fatal(e)),
+            };
+
+            for id in &page.removed {
+                if working.remove(id).is_some() {
+                    self.summary.removed += 1;
+                }
+            }
+
+            // Decide per item: reuse stored content or download.
+            let mut to_download: Vec<SourceMessage> = Vec::new();
+            let mut reused = 0u64;
+            for m in page.items {
+                let known = working.get(&m.id).or_else(|| prev.all.get(&m.id));
+                match known {
+                    Some(k) if content_reusable(k, &m) => {
+                        let mut meta = k.clone();
+                        apply_metadata(&mut meta, &m, &folder_id);
+                        working.insert(m.id.clone(), meta);
+                        reused += 1;
+                    }
+                    _ => to_download.push(m),
+                }
+            }
+            self.summary.reused += reused;
+
+            let (count, bytes) = self
+                .download_and_store(
+                    session,
+                    &to_download,
+                    &folder_id,
+                    &mut working,
+                    &mut errors,
+                    &path,
+                )
+                .await?;
+            self.reporter.report(Event::Items {
+                mailbox: self.addr(),
+                folder: path.clone(),
+                count: count + reused,
+                bytes,
+            });
+            if self.cancel.is_hard() {
+                break;
+            }
+
+            match page.next {
+                DeltaNext::More(link) => cursor = DeltaCursor::Link(link),
+                DeltaNext::Done(link) => {
+                    finished_link = Some(link);
+                    break;
+                }
+            }
+        }
+
+        let finished = finished_link.is_some();
+        // Rule 1 and 4: advance the link only when the round finished with no item errors.
+        let delta_link = if finished && errors.is_empty() {
+            finished_link
+        } else if resynced || self.opts.full {
+            None
+        } else {
+            saved_link
+        };
+        let items: Vec<MessageMeta> = working.into_values().collect();
+        let stored = items.len() as u64;
+        let items_id = session.put_folder_items(items).await?;
+        let report = FolderReport {
+            path: path.clone(),
+            graph_count: folder.total_items,
+            stored,
+            errors: errors.clone(),
+            finished,
+            visited: true,
+        };
+        self.reporter.report(Event::FolderDone {
+            mailbox: self.addr(),
+            folder: path,
+            stored,
+        });
+        Ok(FolderOutcome {
+            snapshot: FolderSnapshot {
+                folder: folder_record(folder),
+                delta_link,
+                graph_item_count: Some(folder.total_items),
+                stored_item_count: stored,
+                items: items_id,
+                errors,
+            },
+            report,
+        })
+    }
+
+    /// Download up to `downloads_in_flight` messages at once and store them in order.
+    async fn download_and_store(
+        &mut self,
+        session: &mut BackupSession,
+        items: &[SourceMessage],
+        folder_id: &FolderId,
+        working: &mut BTreeMap<String, MessageMeta>,
+        errors: &mut Vec<ItemError>,
+        path: &str,
+    ) -> Result<(u64, u64)> {
+        let mut count = 0u64;
+        let mut bytes_total = 0u64;
+        let width = self.opts.downloads_in_flight.max(1);
+        for batch in items.chunks(width) {
+            if self.cancel.is_hard() {
+                break;
+            }
+            let mut set = JoinSet::new();
+            for (i, m) in batch.iter().enumerate() {
+                let source = Arc::clone(&self.source);
+                let mailbox = self.mailbox.clone();
+                let id = m.id.clone();
+                set.spawn(async move { (i, download(source, mailbox, id).await) });
+            }
+            let mut results: Vec<Option<std::result::Result<Bytes, SourceError>>> =
+                (0..batch.len()).map(|_| None).collect();
+            while let Some(joined) = set.join_next().await {
+                match joined {
+                    Ok((i, r)) => results[i] = Some(r),
+                    Err(e) => {
+                        return Err(crate::error::Error::invalid(format!(
+                            "download task failed: {e}"
+                        )));
+                    }
+                }
+            }
+            for (m, r) in batch.iter().zip(results) {
+                match r {
+                    Some(Ok(mime)) => {
+                        let size = mime.len() as u64;
+                        let sha = hex::encode(Sha256::digest(&mime));
+                        let before = session.stats().bytes_stored;
+                        let id = session.put_blob(BlobKind::Mime, mime).await?;
+                        self.summary.bytes_stored += session.stats().bytes_stored - before;
+                        let meta = new_meta(m, folder_id, id, size, sha);
+                        working.insert(m.id.clone(), meta);
+                        count += 1;
+                        bytes_total += size;
+                    }
+                    Some(Err(e)) => {
+                        if let SourceError::Auth(_) | SourceError::PermissionDenied { .. } = e {
+                            return Err(source_fatal(e));
+                        }
+                        self.reporter.report(Event::ItemFailed {
+                            mailbox: self.addr(),
+                            folder: path.to_owned(),
+                            item: m.id.clone(),
+                            reason: e.to_string(),
+                        });
+                        errors.push(ItemError {
+                            message_id: Some(MessageId::new(m.id.clone())),
+                            reason: e.to_string(),
+                        });
+                    }
+                    None => {}
+                }
+            }
+        }
+        self.summary.downloaded += count;
+        self.summary.bytes_downloaded += bytes_total;
+        Ok((count, bytes_total))
+    }
+}
+
+/// Errors that stop a mailbox run (as opposed to per-item errors).
+fn source_fatal(e: SourceError) -> crate::error::Error {
+    crate::error::Error::Source(e)
+}
+
+/// Back up one mailbox into `repo`. See the module docs for the guarantees.
+///
+/// Returns the summary even for partial runs; `Err` means nothing was committed (lease
+/// held, repository unreadable, authentication or permission failure, hard cancel).
+pub async fn backup_mailbox(
+    repo: &Repository,
+    source: Arc<dyn MailSource>,
+    mailbox: &SourceMailbox,
+    opts: &BackupOptions,
+    clock: Arc<dyn Clock>,
+    reporter: &dyn Reporter,
+    cancel: &Cancel,
+) -> Result<BackupSummary> {
+    let mailbox_id = MailboxId::new(&mailbox.address).with_graph_user_id(mailbox.id.clone());
+    let started = clock.now();
+    // List folders before taking the lease: a missing mailbox or permission fails early
+    // without touching the repository.
+    let folders = source
+        .list_folders(mailbox, opts.folder_options)
+        .await
+        .map_err(source_fatal)?;
+    let mut session = repo
+        .begin_backup(&mailbox_id, &opts.lease_owner, Arc::clone(&clock))
+        .await?;
+    let result = run_session(
+        repo,
+        &mut session,
+        source,
+        mailbox,
+        &folders,
+        opts,
+        &clock,
+        reporter,
+        cancel,
+    )
+    .await;
+    match result {
+        Ok(Some((folder_snaps, mut summary))) => {
+            let complete =
+                !summary.cancelled && summary.folders.iter().all(FolderReport::is_complete);
+            let record = SnapshotRecord {
+                mailbox: mailbox_id,
+                started,
+                finished: clock.now(),
+                tool: opts.tool.clone(),
+                format_version: FORMAT_VERSION,
+                status: if complete {
+                    SnapshotStatus::Complete
+                } else {
+                    SnapshotStatus::Partial
+                },
+                folders: folder_snaps,
+            };
+            let id = session.commit(record).await?;
+            summary.snapshot = Some(id);
+            summary.complete = complete;
+            reporter.report(Event::MailboxDone {
+                mailbox: summary.mailbox.clone(),
+                complete,
+            });
+            Ok(summary)
+        }
+        Ok(None) => {
+            let _ = session.release().await;
+            Err(crate::error::Error::Interrupted)
+        }
+        Err(e) => {
+            let _ = session.release().await;
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // Internal: the public entry point bundles these.
+async fn run_session(
+    repo: &Repository,
+    session: &mut BackupSession,
+    source: Arc<dyn MailSource>,
+    mailbox: &SourceMailbox,
+    folders: &[SourceFolder],
+    opts: &BackupOptions,
+    clock: &Arc<dyn Clock>,
+    reporter: &dyn Reporter,
+    cancel: &Cancel,
+) -> Result<Option<(Vec<FolderSnapshot>, BackupSummary)>> {
+    let mailbox_id = MailboxId::new(&mailbox.address);
+    let prev = load_previous(repo, &mailbox_id).await?;
+    reporter.report(Event::MailboxStarted {
+        mailbox: mailbox_id.address().to_owned(),
+        folders: folders.len(),
+    });
+    let mut run = Run {
+        repo,
+        source,
+        mailbox,
+        opts,
+        clock: Arc::clone(clock),
+        reporter,
+        cancel,
+        summary: BackupSummary {
+            mailbox: mailbox_id.address().to_owned(),
+            snapshot: None,
+            complete: false,
+            downloaded: 0,
+            reused: 0,
+            removed: 0,
+            bytes_downloaded: 0,
+            bytes_stored: 0,
+            resynced_folders: 0,
+            folders: Vec::new(),
+            cancelled: false,
+        },
+    };
+    let _ = run.repo;
+    let mut snaps = Vec::new();
+    for folder in folders {
+        let selected = folder_selected(&folder.path, &opts.folders);
+        if !selected || cancel.is_requested() {
+            // Not visited: carry the previous state over unchanged (it is what is stored).
+            if let Some(p) = prev.folders.get(&folder.id) {
+                let mut carried = p.clone();
+                carried.folder = folder_record(folder);
+                run.summary.folders.push(FolderReport {
+                    path: folder.path.join("/"),
+                    graph_count: folder.total_items,
+                    stored: carried.stored_item_count,
+                    errors: carried.errors.clone(),
+                    finished: false,
+                    visited: false,
+                });
+                snaps.push(carried);
+            } else if selected {
+                // Never backed up and not reached: the snapshot is missing this folder.
+                run.summary.folders.push(FolderReport {
+                    path: folder.path.join("/"),
+                    graph_count: folder.total_items,
+                    stored: 0,
+                    errors: Vec::new(),
+                    finished: false,
+                    visited: true,
+                });
+            }
+            continue;
+        }
+        let outcome = run.backup_folder(session, folder, &prev).await?;
+        if cancel.is_hard() {
+            return Ok(None);
+        }
+        run.summary.folders.push(outcome.report);
+        snaps.push(outcome.snapshot);
+    }
+    run.summary.cancelled = cancel.is_requested();
+    Ok(Some((snaps, run.summary)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Vec<String> {
+        s.split('/').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn folder_filter_matches_path_name_and_subfolders() {
+        let f = vec!["Inbox/Projects".to_owned()];
+        assert!(folder_selected(&p("Inbox/Projects"), &f));
+        assert!(folder_selected(&p("Inbox/Projects/2026"), &f));
+        assert!(!folder_selected(&p("Inbox"), &f));
+        assert!(!folder_selected(&p("Archive/Projects"), &f));
+        let g = vec!["projects".to_owned()];
+        assert!(folder_selected(&p("Archive/Projects"), &g));
+        assert!(folder_selected(&p("Inbox/Projects/x"), &g));
+        assert!(!folder_selected(&p("Inbox"), &g));
+        assert!(folder_selected(&p("Anything"), &[]));
+    }
+
+    #[test]
+    fn cancel_escalates_and_saturates() {
+        let c = Cancel::new();
+        assert!(!c.is_requested());
+        c.escalate();
+        assert!(c.is_requested() && !c.is_hard());
+        c.escalate();
+        c.escalate();
+        assert!(c.is_hard());
+    }
+}

@@ -1,0 +1,6 @@
+//! Services: the use cases (backup, status, …), each combining the repository with the
+//! ports. Options in, summary out; no printing, no environment.
+
+pub mod backup;
+
+pub use backup::{BackupOptions, BackupSummary, Cancel, FolderReport, backup_mailbox};
