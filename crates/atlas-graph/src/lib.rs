@@ -1,1 +1,62 @@
-//! placeholder
+//! # atlas-graph
+//!
+//! The Microsoft Graph client Atlas uses to read mailboxes for backup and write them back
+//! on restore, against the real service, a national cloud or the `atlas-sim` simulator.
+//!
+//! - [`GraphConfig`] + [`Credential`] (client secret or certificate) → [`GraphClient::new`].
+//!   Nothing is read from the environment.
+//! - [`GraphClient`] is cheap to clone; clones share the token cache, the per-mailbox
+//!   limiter and the tenant-wide scheduler, so all workers of a run use one client.
+//! - Every request goes through one path (`client`): limiter → token → send with
+//!   `Prefer: IdType="ImmutableId"` and a `client-request-id` → retry decision (`retry`):
+//!   `Retry-After` honoured on every 429/503/504, full-jitter backoff otherwise, bounded
+//!   attempts and time, POSTs never blindly retried ([`GraphError::OutcomeUnknown`]).
+//! - A 429 pauses the whole mailbox for its `Retry-After`, so other workers on that
+//!   mailbox wait instead of collecting more 429s. [`GraphClient::stats`] exposes counters.
+//! - Typed operations: users and mailbox classification ([`api::users`]), the folder tree
+//!   ([`api::folders`]), per-folder message delta and MIME streaming ([`api::messages`]),
+//!   attachments ([`api::attachments`]), restore writes and upload sessions
+//!   ([`api::restore`]) and the usage report ([`api::reports`]).
+//! - Errors: one [`GraphError`] with semantic variants; a 403 names the permission, sign-in
+//!   failures ([`AuthError`]) explain the AADSTS code in plain words. Secrets, tokens,
+//!   delta links and upload URLs never appear in `Debug` or error text.
+//!
+//! `$batch` is not used: batching saves round trips but not quota (every inner request
+//! counts against the same per-mailbox limits), and inner 429s would need a second retry
+//! path.
+
+pub mod api;
+mod auth;
+mod client;
+mod config;
+mod endpoint;
+mod error;
+mod ids;
+mod limiter;
+mod retry;
+mod secret;
+
+pub use api::attachments::{Attachment, AttachmentKind};
+pub use api::folders::{FolderInfo, FolderTreeOptions, MailFolder, WELL_KNOWN_FOLDERS};
+pub use api::messages::{
+    DELTA_SELECT, DeltaLink, DeltaNext, DeltaPage, DeltaRound, DeltaStart, EmailAddress,
+    FollowupFlag, Message, Recipient,
+};
+pub use api::reports::{MailboxUsage, ReportPeriod};
+pub use api::restore::{
+    CreatedFolder, NewFileAttachment, NewMessage, UploadProgress, UploadSession,
+    UploadSessionRequest,
+};
+pub use api::users::{
+    ExchangeLicense, ListUsersOptions, MailboxKind, MailboxSettings, User, exchange_license,
+};
+pub use client::{ByteStream, GraphClient};
+pub use config::{
+    AssertionAlgorithm, Credential, DEFAULT_AUTHORITY_HOST, DEFAULT_GRAPH_ENDPOINT, GraphConfig,
+    LimiterConfig, RetryPolicy,
+};
+pub use endpoint::Endpoint;
+pub use error::{AuthError, AuthErrorKind, GraphError};
+pub use ids::{AttachmentId, FolderId, MailboxId, MessageId};
+pub use limiter::{GraphStats, RequestPermit};
+pub use secret::SecretString;

@@ -1,0 +1,54 @@
+//! Typed Graph operations, grouped by resource. Each submodule adds methods to
+//! [`crate::GraphClient`] and defines the wire DTOs it needs (tolerant of unknown fields).
+
+pub mod attachments;
+pub mod folders;
+pub mod messages;
+pub mod reports;
+pub mod restore;
+pub mod users;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::client::{GraphClient, Req};
+use crate::endpoint::Endpoint;
+use crate::error::GraphError;
+use crate::ids::MailboxId;
+
+/// An OData collection page.
+#[derive(Debug, Deserialize)]
+#[serde(bound = "T: DeserializeOwned")]
+pub(crate) struct Page<T> {
+    #[serde(default = "Vec::new")]
+    pub value: Vec<T>,
+    #[serde(rename = "@odata.nextLink", default)]
+    pub next_link: Option<String>,
+}
+
+impl GraphClient {
+    /// Follow `@odata.nextLink` verbatim until the collection ends (graph-api.md §13).
+    pub(crate) async fn collect_pages<T: DeserializeOwned>(
+        &self,
+        first: Req<'_>,
+    ) -> Result<Vec<T>, GraphError> {
+        let mut out = Vec::new();
+        let endpoint: Endpoint = first.endpoint;
+        let mailbox: Option<&MailboxId> = first.mailbox;
+        let prefer = first.prefer.clone();
+        let mut req = first;
+        loop {
+            let page: Page<T> = self.fetch_json(&req).await?;
+            out.extend(page.value);
+            match page.next_link {
+                Some(link) => {
+                    let url = self.check_link(&link, endpoint)?;
+                    req = Req::get(endpoint, url, mailbox);
+                    // Headers are not carried into later pages by Graph: send them again.
+                    req.prefer.clone_from(&prefer);
+                }
+                None => return Ok(out),
+            }
+        }
+    }
+}
