@@ -1,0 +1,163 @@
+//! Key creation, opening errors and passphrase changes.
+
+use std::sync::Arc;
+
+use atlas_core::Error;
+use atlas_core::model::MailboxId;
+use atlas_core::ports::{PutOptions, StoreKey};
+use atlas_core::repo::{KdfChoice, Passphrase, Repository};
+use bytes::Bytes;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_distinguishes_not_initialized_wrong_passphrase_and_corrupt() {
+    let store = memory();
+    let err = Repository::open(store.clone(), TENANT, &passphrase())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotInitialized { .. }), "{err:?}");
+    new_repo(store.clone()).await;
+    let err = Repository::open(store.clone(), TENANT, &Passphrase::new("wrong"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WrongPassphrase { .. }), "{err:?}");
+
+    let key = StoreKey::new("_meta/dek.enc").unwrap();
+    let good = store.get(&key).await.unwrap();
+    let mut bad = good.to_vec();
+    bad[0] = 7;
+    store
+        .put(&key, Bytes::from(bad), PutOptions::OVERWRITE)
+        .await
+        .unwrap();
+    let err = Repository::open(store.clone(), TENANT, &passphrase())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::UnsupportedVersion { found: 7, .. }),
+        "{err:?}"
+    );
+    store
+        .put(&key, Bytes::from_static(b"garbage!"), PutOptions::OVERWRITE)
+        .await
+        .unwrap();
+    let err = Repository::open(store.clone(), TENANT, &passphrase())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UnsupportedVersion { .. } | Error::Corrupt { .. }
+        ),
+        "{err:?}"
+    );
+    store.put(&key, good, PutOptions::OVERWRITE).await.unwrap();
+
+    let cfg = StoreKey::new("config").unwrap();
+    let mut bytes = store.get(&cfg).await.unwrap().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    store
+        .put(&cfg, Bytes::from(bytes), PutOptions::OVERWRITE)
+        .await
+        .unwrap();
+    let err = Repository::open(store, TENANT, &passphrase())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AuthenticationFailed { ref key } if key == "config"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_inits_end_with_one_key() {
+    let store = memory();
+    let (a, b, c) = tokio::join!(
+        new_repo(store.clone()),
+        new_repo(store.clone()),
+        new_repo(store.clone())
+    );
+    assert_eq!(a.data_key().expose_secret(), b.data_key().expose_secret());
+    assert_eq!(a.data_key().expose_secret(), c.data_key().expose_secret());
+    assert_eq!(a.config().unwrap().repo_id, c.config().unwrap().repo_id);
+    let opened = Repository::open(store, TENANT, &passphrase())
+        .await
+        .unwrap();
+    assert_eq!(
+        opened.data_key().expose_secret(),
+        a.data_key().expose_secret()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_passphrase_rewraps_and_keeps_data() {
+    let store = memory();
+    let repo = new_repo(store.clone()).await;
+    let mb = MailboxId::new("a@example.com");
+    let id = backup(&repo, &mb, clock_at(t0()), SMALL_BACKUP)
+        .await
+        .unwrap();
+    let objects_before = store.list("packs/").await.unwrap();
+
+    let new = Passphrase::new("a brand new passphrase");
+    repo.change_passphrase(&new, KdfChoice::ARGON2ID_MINIMUM)
+        .await
+        .unwrap();
+    let err = Repository::open(store.clone(), TENANT, &passphrase())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WrongPassphrase { .. }), "{err:?}");
+    let reopened = Repository::open(store.clone(), TENANT, &new).await.unwrap();
+    assert!(reopened.verify_snapshot(id).await.unwrap().is_ok());
+    assert_eq!(store.list("packs/").await.unwrap(), objects_before);
+
+    // And back to scrypt.
+    reopened
+        .change_passphrase(&passphrase(), KdfChoice::SCRYPT_MINIMUM)
+        .await
+        .unwrap();
+    Repository::open(store.clone(), TENANT, &passphrase())
+        .await
+        .unwrap();
+    let weak = KdfChoice::Scrypt {
+        log_n: 12,
+        r: 8,
+        p: 1,
+    };
+    assert!(matches!(
+        reopened.change_passphrase(&new, weak).await,
+        Err(Error::InvalidInput { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typescript_bucket_gets_a_config_from_open_or_init() {
+    let store = memory();
+    // Only a key, as TypeScript Atlas leaves it.
+    let repo = new_repo(store.clone()).await;
+    store
+        .delete(&StoreKey::new("config").unwrap())
+        .await
+        .unwrap();
+    let legacy = Repository::open(store.clone(), TENANT, &passphrase())
+        .await
+        .unwrap();
+    assert!(legacy.config().is_none());
+    let err = legacy
+        .begin_backup(&MailboxId::new("a@b.c"), "h", clock_at(t0()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotInitialized { .. }), "{err:?}");
+    let upgraded =
+        Repository::open_or_init(store, TENANT, &passphrase(), KdfChoice::SCRYPT_MINIMUM)
+            .await
+            .unwrap();
+    assert!(upgraded.config().is_some());
+    assert_eq!(
+        upgraded.data_key().expose_secret(),
+        repo.data_key().expose_secret()
+    );
+    let _: Arc<_> = Arc::new(upgraded);
+}

@@ -1,0 +1,119 @@
+//! Every object kind written and read back.
+
+use atlas_core::Error;
+use atlas_core::model::{MailboxId, SnapshotStatus};
+use atlas_core::repo::{BlobKind, Repository};
+use bytes::Bytes;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_folder_items_and_blobs_round_trip() {
+    let store = memory();
+    let repo = new_repo(store.clone()).await;
+    let mb = MailboxId::new("Lucas.Johnson@Contoso.com").with_graph_user_id("u-1");
+    let clock = clock_at(t0());
+    let id = backup(&repo, &mb, clock.clone(), SMALL_BACKUP)
+        .await
+        .unwrap();
+
+    // A fresh handle (new index cache) sees the same thing.
+    let repo = Repository::open(store.clone(), TENANT, &passphrase())
+        .await
+        .unwrap();
+    assert_eq!(
+        repo.config().unwrap().format_version,
+        atlas_core::repo::FORMAT_VERSION
+    );
+    let mailboxes = repo.list_mailboxes().await.unwrap();
+    assert_eq!(mailboxes, vec![mb.clone()]);
+    assert_eq!(mailboxes[0].graph_user_id(), Some("u-1"));
+    let snaps = repo.list_snapshots(&mb).await.unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!((snaps[0].id, snaps[0].started), (id, t0()));
+    let snap = repo.latest_snapshot(&mb).await.unwrap().unwrap();
+    assert_eq!(snap.id, id);
+    assert_eq!(snap.record.status, SnapshotStatus::Complete);
+    assert_eq!(snap.record.folders.len(), 2);
+    let inbox = &snap.record.folders[0];
+    let items = repo.load_folder_items(&inbox.items).await.unwrap();
+    assert_eq!(items.len(), 3);
+    for m in &items {
+        let n: usize = m.id.as_str().trim_start_matches("AAMk-").parse().unwrap();
+        let expected = SMALL_BACKUP.iter().find(|x| x.1 == n).unwrap();
+        assert_eq!(repo.read_blob(&m.mime).await.unwrap(), mime(n, expected.2));
+    }
+    let report = repo.verify_snapshot(id).await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.messages, 5);
+    assert!(report.packs_checked >= 1);
+    assert!(report.blobs_checked >= 7, "5 messages + 2 folder lists");
+
+    // Key names never contain the address.
+    for key in store.list("").await.unwrap() {
+        assert!(!key.key.as_str().contains("lucas"), "{}", key.key);
+    }
+    assert!(
+        repo.load_snapshot(atlas_core::model::SnapshotId::random())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_blob_kind_and_chunked_content_round_trip() {
+    let repo = new_repo(memory()).await;
+    let mb = MailboxId::new("a@example.com");
+    let mut s = repo.begin_backup(&mb, "h", clock_at(t0())).await.unwrap();
+    let noise: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+        .collect();
+    let cases = vec![
+        (BlobKind::Mime, mime(1, 3000)),
+        (BlobKind::Attachment, Bytes::from(noise.clone())),
+        (BlobKind::Metadata, Bytes::from_static(b"{}")),
+        (BlobKind::Mime, Bytes::new()),
+        (BlobKind::Mime, mime(2, 150_000)),
+    ];
+    let mut ids = Vec::new();
+    for (k, data) in &cases {
+        ids.push(s.put_blob(*k, data.clone()).await.unwrap());
+    }
+    assert!(matches!(
+        s.put_blob(BlobKind::Chunk, Bytes::new()).await,
+        Err(Error::InvalidInput { .. })
+    ));
+    // Not readable before flush: not indexed yet.
+    assert!(matches!(
+        repo.read_blob(&ids[0]).await,
+        Err(Error::ContentNotFound { .. })
+    ));
+    s.flush().await.unwrap();
+    for (id, (_, data)) in ids.iter().zip(&cases) {
+        assert_eq!(&repo.read_blob(id).await.unwrap(), data);
+    }
+    let stats = s.stats();
+    assert!(stats.bytes_stored < stats.bytes_plain, "{stats:?}");
+    s.release().await.unwrap();
+    assert!(repo.lease_info(&mb).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_checks_the_record() {
+    let repo = new_repo(memory()).await;
+    let mb = MailboxId::new("a@example.com");
+    let s = repo.begin_backup(&mb, "h", clock_at(t0())).await.unwrap();
+    let record = atlas_core::model::SnapshotRecord {
+        mailbox: MailboxId::new("b@example.com"),
+        started: t0(),
+        finished: t0(),
+        tool: "t".into(),
+        format_version: 2,
+        status: SnapshotStatus::Partial,
+        folders: vec![],
+    };
+    assert!(matches!(
+        s.commit(record).await,
+        Err(Error::InvalidInput { .. })
+    ));
+}
