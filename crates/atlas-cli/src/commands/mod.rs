@@ -1,0 +1,29 @@
+//! Command implementations: each turns parsed arguments plus settings into core calls and
+//! printed results, and returns the exit status.
+
+mod key;
+
+use anyhow::Context as _;
+
+use crate::cli::{Cli, Command, GlobalArgs, KeyCommand};
+use crate::config::{Config, Inputs};
+use crate::exit::Exit;
+use crate::output::{Output, sanitize};
+
+/// Run the parsed command line.
+pub async fn run(cli: Cli, output: Output) -> anyhow::Result<Exit> {
+    match &cli.command {
+        Command::Init(args) => key::init(&cli.global, args, output).await,
+        Command::Key(KeyCommand::Passwd(args)) => key::passwd(&cli.global, args, output).await,
+    }
+}
+
+/// Load configuration for the invocation and log the load-time warnings.
+fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
+    let inputs = Inputs::from_process(global.tenant.clone())?;
+    let config = Config::load(&inputs).context("loading configuration")?;
+    for warning in config.warnings() {
+        tracing::warn!("{}", sanitize(warning));
+    }
+    Ok(config)
+}

@@ -1,0 +1,442 @@
+//! End-to-end tests of the `atlas` binary: real process, real local repository.
+//!
+//! Every test runs the binary with a cleared environment, its own temporary working and
+//! home directories, and explicit `ATLAS_*` variables, so a developer's own config, `.env`
+//! or variables can never leak in. Key derivation uses `ATLAS_KDF=scrypt-n14`, the
+//! cheapest setting the format allows (documented as for tests only).
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+const PASSPHRASE: &str = "correct horse battery staple";
+
+/// A sandbox: temporary cwd and home, and the command builder that uses them.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("work")).expect("work dir");
+        std::fs::create_dir_all(dir.path().join("home")).expect("home dir");
+        Self { dir }
+    }
+
+    fn cwd(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    /// `atlas` with nothing but a HOME, a cwd and the test KDF.
+    fn bare(&self) -> Command {
+        let mut cmd = Command::cargo_bin("atlas").expect("binary built");
+        cmd.env_clear()
+            .current_dir(self.cwd())
+            .env("HOME", self.home())
+            .env("XDG_DATA_HOME", self.home().join("data"))
+            .env("ATLAS_KDF", "scrypt-n14");
+        cmd
+    }
+
+    /// `atlas` configured for a local repository in the sandbox.
+    fn atlas(&self) -> Command {
+        let mut cmd = self.bare();
+        cmd.env("ATLAS_TENANT_ID", TENANT)
+            .env("ATLAS_ENCRYPTION_PASSPHRASE", PASSPHRASE)
+            .env("ATLAS_REPOSITORY", self.repo());
+        cmd
+    }
+
+    fn write(&self, relative: &str, text: &str) {
+        let path = self.cwd().join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+}
+
+fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn json(output: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).expect("stdout is one JSON document")
+}
+
+#[test]
+fn version_is_the_cargo_version() {
+    Sandbox::new()
+        .bare()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(format!("atlas {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn help_lists_commands_and_exit_codes() {
+    Sandbox::new()
+        .bare()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("init")
+                .and(predicate::str::contains("key"))
+                .and(predicate::str::contains("--tenant"))
+                .and(predicate::str::contains("--json"))
+                .and(predicate::str::contains("Exit codes")),
+        );
+}
+
+#[test]
+fn usage_errors_exit_3_not_clap_default_2() {
+    let sandbox = Sandbox::new();
+    sandbox
+        .bare()
+        .arg("--no-such-flag")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("--no-such-flag"));
+    sandbox.bare().arg("frobnicate").assert().code(3);
+    sandbox
+        .bare()
+        .args(["init", "--kdf", "md5"])
+        .assert()
+        .code(3);
+    sandbox.bare().args(["-q", "-v", "init"]).assert().code(3);
+}
+
+#[test]
+fn missing_configuration_is_listed_all_at_once_and_exits_3() {
+    let output = Sandbox::new().bare().arg("init").output().expect("runs");
+    assert_eq!(output.status.code(), Some(3), "{}", output_text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("2 problems"), "{stderr}");
+    assert!(stderr.contains("ATLAS_TENANT_ID"), "{stderr}");
+    assert!(stderr.contains("ATLAS_ENCRYPTION_PASSPHRASE"), "{stderr}");
+}
+
+#[test]
+fn invalid_config_file_values_are_listed_with_missing_ones() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "atlas.config.json",
+        r#"{"tenant_id": "not a tenant", "s3_endpoint": "ftp://x", "encrypton_passphrase": "typo"}"#,
+    );
+    let output = sandbox.bare().arg("init").output().expect("runs");
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "encrypton_passphrase: invalid",
+        "tenant_id: invalid",
+        "encryption_passphrase: missing",
+        "s3_endpoint: invalid",
+        "s3_access_key: missing",
+        "s3_secret_key: missing",
+    ] {
+        assert!(stderr.contains(expected), "{expected} not in {stderr}");
+    }
+}
+
+#[test]
+fn short_passphrase_is_warned_about_at_startup() {
+    let sandbox = Sandbox::new();
+    sandbox
+        .atlas()
+        .env("ATLAS_ENCRYPTION_PASSPHRASE", "short-pass")
+        .arg("init")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("shorter than 14 characters"));
+    // -q silences warnings.
+    sandbox
+        .atlas()
+        .env("ATLAS_ENCRYPTION_PASSPHRASE", "short-pass")
+        .args(["-q", "init"])
+        .assert()
+        .success()
+        .stderr("");
+}
+
+#[test]
+fn secrets_never_appear_in_any_output_of_a_failing_run() {
+    let sandbox = Sandbox::new();
+    let secrets = [
+        ("ATLAS_ENCRYPTION_PASSPHRASE", "PASSPHRASE-d41d8cd98f00"),
+        ("ATLAS_CLIENT_SECRET", "CLIENTSECRET-9e107d9d372b"),
+        ("ATLAS_S3_SECRET_KEY", "S3SECRET-e4d909c290d0"),
+        ("ATLAS_NEW_ENCRYPTION_PASSPHRASE", "NEWPASS-0cc175b9c0f1"),
+    ];
+    // Fails twice over: invalid tenant id and an S3 endpoint over plain http.
+    let mut cmd = sandbox.bare();
+    cmd.env("ATLAS_TENANT_ID", "bad tenant")
+        .env("ATLAS_S3_ENDPOINT", "http://s3.example.com")
+        .env("ATLAS_S3_ACCESS_KEY", "AKIAEXAMPLE")
+        .args(["-vvv", "key", "passwd"]);
+    for (name, value) in secrets {
+        cmd.env(name, value);
+    }
+    let output = cmd.output().expect("runs");
+    assert_eq!(output.status.code(), Some(3));
+    let all = output_text(&output);
+    for (_, value) in secrets {
+        assert!(!all.contains(value), "{value} leaked:\n{all}");
+    }
+
+    // A run that fails later (wrong passphrase, at trace level) leaks nothing either.
+    sandbox.atlas().arg("init").assert().success();
+    let mut cmd = sandbox.atlas();
+    cmd.args(["-vvv", "key", "passwd"]);
+    for (name, value) in secrets {
+        if name != "ATLAS_S3_SECRET_KEY" {
+            cmd.env(name, value);
+        }
+    }
+    let output = cmd.output().expect("runs");
+    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
+    let all = output_text(&output);
+    for (_, value) in secrets {
+        assert!(!all.contains(value), "{value} leaked:\n{all}");
+    }
+}
+
+#[test]
+fn secrets_in_a_malformed_dotenv_are_not_echoed() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        ".env",
+        "ATLAS_TENANT_ID=contoso.com\nATLAS_CLIENT_SECRET='LEAKY-SECRET-VALUE\n",
+    );
+    let output = sandbox.bare().arg("init").output().expect("runs");
+    assert_eq!(output.status.code(), Some(3));
+    let all = output_text(&output);
+    assert!(all.contains(".env"), "{all}");
+    assert!(!all.contains("LEAKY-SECRET-VALUE"), "{all}");
+}
+
+#[test]
+fn init_creates_the_repository_and_is_harmless_when_repeated() {
+    let sandbox = Sandbox::new();
+    let first = sandbox
+        .atlas()
+        .args(["--json", "init"])
+        .output()
+        .expect("runs");
+    assert!(first.status.success(), "{}", output_text(&first));
+    let report = json(&first);
+    assert_eq!(report["outcome"], "created");
+    assert_eq!(report["tenant_id"], TENANT);
+    let key_file = sandbox.repo().join("_meta").join("dek.enc");
+    let key_before = std::fs::read(&key_file).expect("wrapped key written");
+
+    let second = sandbox
+        .atlas()
+        .args(["--json", "init"])
+        .output()
+        .expect("runs");
+    assert!(second.status.success(), "{}", output_text(&second));
+    assert_eq!(json(&second)["outcome"], "already_initialized");
+    assert_eq!(std::fs::read(&key_file).expect("still there"), key_before);
+
+    sandbox
+        .atlas()
+        .arg("init")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("already initialized"));
+}
+
+#[test]
+fn init_with_the_wrong_passphrase_on_an_existing_repository_fails_clearly() {
+    let sandbox = Sandbox::new();
+    sandbox.atlas().arg("init").assert().success();
+    sandbox
+        .atlas()
+        .env("ATLAS_ENCRYPTION_PASSPHRASE", "not the right passphrase")
+        .arg("init")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("wrong passphrase"));
+}
+
+#[test]
+fn default_repository_is_one_directory_per_tenant_in_the_data_dir() {
+    let sandbox = Sandbox::new();
+    let run = |tenant: &str| {
+        sandbox
+            .bare()
+            .env("ATLAS_TENANT_ID", tenant)
+            .env("ATLAS_ENCRYPTION_PASSPHRASE", PASSPHRASE)
+            .arg("init")
+            .assert()
+            .success();
+    };
+    run(TENANT);
+    run("Fabrikam.OnMicrosoft.com");
+    let base = sandbox.home().join("data").join("atlas");
+    assert!(base.join(TENANT).join("_meta/dek.enc").is_file());
+    assert!(
+        base.join("fabrikam.onmicrosoft.com")
+            .join("_meta/dek.enc")
+            .is_file()
+    );
+}
+
+#[test]
+fn key_passwd_rewraps_the_key_and_the_old_passphrase_stops_working() {
+    let sandbox = Sandbox::new();
+    sandbox.atlas().arg("init").assert().success();
+    let new = "a completely different passphrase";
+
+    let output = sandbox
+        .atlas()
+        .env("ATLAS_NEW_ENCRYPTION_PASSPHRASE", new)
+        .args(["--json", "key", "passwd"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_eq!(json(&output)["changed"], true);
+
+    // The old passphrase is rejected with a clear message …
+    sandbox
+        .atlas()
+        .arg("init")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("wrong passphrase"));
+    // … and the new one opens the repository.
+    sandbox
+        .atlas()
+        .env("ATLAS_ENCRYPTION_PASSPHRASE", new)
+        .arg("init")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("already initialized"));
+}
+
+#[test]
+fn key_passwd_without_a_new_passphrase_or_terminal_is_a_usage_error() {
+    let sandbox = Sandbox::new();
+    sandbox.atlas().arg("init").assert().success();
+    sandbox
+        .atlas()
+        .args(["key", "passwd"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("ATLAS_NEW_ENCRYPTION_PASSPHRASE"));
+    sandbox
+        .atlas()
+        .env("ATLAS_NEW_ENCRYPTION_PASSPHRASE", PASSPHRASE)
+        .args(["key", "passwd"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("same as the current one"));
+}
+
+#[test]
+fn key_passwd_on_a_missing_repository_says_to_run_init() {
+    Sandbox::new()
+        .atlas()
+        .env("ATLAS_NEW_ENCRYPTION_PASSPHRASE", "another long passphrase")
+        .args(["key", "passwd"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("init"));
+}
+
+const MULTI: &str = r#"{
+    "encryption_passphrase": "shared default passphrase",
+    "tenants": {
+        "contoso": {"tenant_id": "contoso.onmicrosoft.com", "repository": "../contoso-repo"},
+        "fabrikam": {"tenant_id": "fabrikam.onmicrosoft.com", "repository": "../fabrikam-repo"}
+    }
+}"#;
+
+#[test]
+fn tenant_flag_selects_a_tenant_of_a_multi_tenant_config() {
+    let sandbox = Sandbox::new();
+    sandbox.write("atlas.config.json", MULTI);
+    let output = sandbox
+        .bare()
+        .args(["-t", "fabrikam", "--json", "init"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_eq!(json(&output)["tenant_id"], "fabrikam.onmicrosoft.com");
+    assert!(
+        sandbox
+            .dir
+            .path()
+            .join("fabrikam-repo/_meta/dek.enc")
+            .is_file()
+    );
+    assert!(!sandbox.dir.path().join("contoso-repo").exists());
+}
+
+#[test]
+fn unknown_tenant_is_a_clear_usage_error() {
+    let sandbox = Sandbox::new();
+    sandbox.write("atlas.config.json", MULTI);
+    sandbox
+        .bare()
+        .args(["--tenant", "northwind", "init"])
+        .assert()
+        .code(3)
+        .stderr(
+            predicate::str::contains("unknown tenant \"northwind\"")
+                .and(predicate::str::contains("contoso, fabrikam")),
+        );
+}
+
+#[test]
+fn s3_settings_are_validated_and_reported_as_unavailable() {
+    Sandbox::new()
+        .atlas()
+        .env_remove("ATLAS_REPOSITORY")
+        .env("ATLAS_S3_ENDPOINT", "http://127.0.0.1:9000")
+        .env("ATLAS_S3_ACCESS_KEY", "minio")
+        .env("ATLAS_S3_SECRET_KEY", "minio-secret-key")
+        .arg("init")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("does not include the S3 backend"));
+}
+
+#[test]
+fn config_file_dotenv_and_environment_combine_with_environment_winning() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        ".atlas/config.json",
+        &format!(r#"{{"tenant_id": "{TENANT}", "repository": "from-file"}}"#),
+    );
+    sandbox.write(
+        ".env",
+        &format!("ATLAS_ENCRYPTION_PASSPHRASE='{PASSPHRASE}'\nATLAS_REPOSITORY=from-dotenv\n"),
+    );
+    let output = sandbox
+        .bare()
+        .env("ATLAS_REPOSITORY", "from-env")
+        .args(["--json", "init"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert!(sandbox.cwd().join("from-env/_meta/dek.enc").is_file());
+    assert!(!sandbox.cwd().join("from-dotenv").exists());
+    assert!(!sandbox.cwd().join("from-file").exists());
+    assert!(Path::new(json(&output)["repository"].as_str().expect("string")).ends_with("from-env"));
+}
