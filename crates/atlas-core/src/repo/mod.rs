@@ -677,6 +677,21 @@ impl Repository {
         Ok(out)
     }
 
+    /// Every snapshot in the repository, all mailboxes, oldest first, from key names only
+    /// (for verify-all and retention; records are not decrypted).
+    pub async fn list_all_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        let mut out: Vec<SnapshotInfo> = self
+            .inner
+            .store
+            .list("snapshots/")
+            .await?
+            .iter()
+            .filter_map(|m| parse_snapshot_key(m.key.as_str()).map(|(_, info)| info))
+            .collect();
+        out.sort_by_key(|s| (s.started, s.id));
+        Ok(out)
+    }
+
     /// The newest snapshot of a mailbox (one record decrypted).
     pub async fn latest_snapshot(&self, mailbox: &MailboxId) -> Result<Option<Snapshot>> {
         match self.list_snapshots(mailbox).await?.last() {

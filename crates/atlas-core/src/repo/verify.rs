@@ -61,6 +61,9 @@ pub(crate) async fn verify_snapshot(repo: &Repository, id: SnapshotId) -> Result
         bytes_checked: 0,
         problems: Vec::new(),
     };
+    if let Some(p) = check_mailbox_record(repo, &snap.record.mailbox).await {
+        report.problems.push(p);
+    }
     let mut referenced = BTreeSet::new();
     for f in &snap.record.folders {
         referenced.insert(f.items);
@@ -132,6 +135,31 @@ pub(crate) async fn verify_snapshot(repo: &Repository, id: SnapshotId) -> Result
         }
     }
     Ok(report)
+}
+
+/// The snapshot's mailbox must have its (encrypted) mailbox record, or listing would
+/// never find the snapshot.
+async fn check_mailbox_record(
+    repo: &Repository,
+    mailbox: &crate::model::MailboxId,
+) -> Option<VerifyProblem> {
+    let key = format!("mailboxes/{}", repo.mailbox_key_name(mailbox));
+    let opened = match repo.get_required(&key).await {
+        Ok(b) => {
+            repo.open_json::<crate::model::MailboxId>(super::crypto::ObjectType::Mailbox, &key, &b)
+        }
+        Err(e) => Err(e),
+    };
+    let error = match opened {
+        Ok(m) if m == *mailbox => return None,
+        Ok(_) => Error::corrupt(&key, "mailbox record names another mailbox"),
+        Err(e) => e,
+    };
+    Some(VerifyProblem {
+        object: key,
+        content_id: None,
+        error,
+    })
 }
 
 fn problem(repo: &Repository, id: &ContentId, error: Error) -> VerifyProblem {

@@ -1,5 +1,6 @@
 //! Shared helpers: a small repository, message metadata and a small backup.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use atlas_core::model::{
@@ -60,9 +61,10 @@ pub fn mime(n: usize, len: usize) -> Bytes {
     );
     let mut i = 0;
     while s.len() < len {
-        s.push_str(&format!(
+        let _ = write!(
+            s,
             "Line {i} of message {n}: the quarterly numbers look fine.\r\n"
-        ));
+        );
         i += 1;
     }
     s.truncate(len);
@@ -164,14 +166,24 @@ pub const SMALL_BACKUP: &[(&str, usize, usize)] = &[
 pub async fn check_everything(store: Arc<dyn BlobStore>) -> atlas_core::Result<usize> {
     let repo = Repository::open(store, TENANT, &passphrase()).await?;
     let mut verified = 0;
-    for mb in repo.list_mailboxes().await? {
-        for s in repo.list_snapshots(&mb).await? {
-            let report = repo.verify_snapshot(s.id).await?;
-            if let Some(p) = report.problems.into_iter().next() {
-                return Err(p.error);
-            }
-            verified += 1;
+    let mailboxes = repo.list_mailboxes().await?;
+    for s in repo.list_all_snapshots().await? {
+        let report = repo.verify_snapshot(s.id).await?;
+        if let Some(p) = report.problems.into_iter().next() {
+            return Err(p.error);
         }
+        verified += 1;
     }
+    let per_mailbox: usize = {
+        let mut n = 0;
+        for mb in &mailboxes {
+            n += repo.list_snapshots(mb).await?.len();
+        }
+        n
+    };
+    assert_eq!(
+        per_mailbox, verified,
+        "every snapshot belongs to a listed mailbox"
+    );
     Ok(verified)
 }

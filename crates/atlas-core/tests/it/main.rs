@@ -1,5 +1,8 @@
 //! Integration tests of the repository (one binary, modules by topic).
 
+// Test helpers outside `#[test]` functions unwrap too: a failed setup is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 mod crash;
 mod dedup;
