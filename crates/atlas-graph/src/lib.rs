@@ -35,6 +35,7 @@ mod ids;
 mod limiter;
 mod retry;
 mod secret;
+mod source;
 
 pub use api::attachments::{Attachment, AttachmentKind};
 pub use api::folders::{FolderInfo, FolderTreeOptions, MailFolder, WELL_KNOWN_FOLDERS};
@@ -60,3 +61,4 @@ pub use error::{AuthError, AuthErrorKind, GraphError};
 pub use ids::{AttachmentId, FolderId, MailboxId, MessageId};
 pub use limiter::{GraphStats, RequestPermit};
 pub use secret::SecretString;
+pub use source::GraphSource;

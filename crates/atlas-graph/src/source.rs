@@ -1,0 +1,274 @@
+//! [`GraphClient`] as the core's [`MailSource`] port.
+//!
+//! This is the one place where Graph's view (its DTOs, its error variants) is translated
+//! into the core's: errors are classified once here, so the backup service can tell a
+//! failed item (record it, go on) from a failed run (stop).
+
+use async_trait::async_trait;
+use atlas_core::model::{EmailAddress as CoreAddress, FlagStatus, Importance};
+use atlas_core::ports::{
+    DeltaCursor, DeltaNext as CoreNext, DeltaPage as CorePage, FolderOptions, MailSource,
+    MailboxKind as CoreKind, MimeStream, SourceError, SourceFolder, SourceMailbox, SourceMessage,
+};
+use bytes::Bytes;
+
+use crate::api::folders::FolderTreeOptions;
+use crate::api::messages::{DeltaLink, DeltaNext, DeltaStart, EmailAddress, Message, Recipient};
+use crate::api::users::{ListUsersOptions, MailboxKind, User};
+use crate::client::{ByteStream, GraphClient};
+use crate::error::GraphError;
+use crate::ids::{FolderId, MailboxId, MessageId};
+
+/// Translate a Graph error met while enumerating or reading a whole mailbox.
+fn run_error(e: GraphError) -> SourceError {
+    match e {
+        GraphError::Auth(a) => SourceError::Auth(a.to_string()),
+        GraphError::PermissionDenied {
+            permission,
+            request_id,
+            ..
+        } => SourceError::PermissionDenied {
+            permission: permission.to_owned(),
+            request_id: request_id.unwrap_or_else(|| "-".into()),
+        },
+        GraphError::MailboxNotFound { mailbox, .. } => SourceError::MailboxNotFound(mailbox),
+        GraphError::MailboxNotEnabled { mailbox, .. } => SourceError::MailboxNotEnabled(mailbox),
+        GraphError::SyncStateNotFound { .. } => SourceError::DeltaExpired,
+        GraphError::NotFound { .. } => SourceError::FolderGone,
+        e @ (GraphError::Throttled { .. }
+        | GraphError::Timeout { .. }
+        | GraphError::Network { .. }
+        | GraphError::Server { .. }) => SourceError::Unavailable(e.to_string()),
+        e => SourceError::Other(e.to_string()),
+    }
+}
+
+/// Translate a Graph error met while reading one message: anything that is not about the
+/// whole run (sign-in, permission, mailbox) is that item's problem.
+fn item_error(e: GraphError) -> SourceError {
+    match e {
+        e @ (GraphError::Auth(_)
+        | GraphError::PermissionDenied { .. }
+        | GraphError::MailboxNotFound { .. }
+        | GraphError::MailboxNotEnabled { .. }) => run_error(e),
+        e => SourceError::Item(e.to_string()),
+    }
+}
+
+fn address(a: &EmailAddress) -> CoreAddress {
+    CoreAddress {
+        name: a.name.clone().unwrap_or_default(),
+        address: a.address.clone().unwrap_or_default(),
+    }
+}
+
+fn recipients(list: &[Recipient]) -> Vec<CoreAddress> {
+    list.iter().map(|r| address(&r.email_address)).collect()
+}
+
+fn message(m: Message) -> SourceMessage {
+    SourceMessage {
+        id: m.id.into_string(),
+        change_key: m.change_key,
+        internet_message_id: m.internet_message_id,
+        conversation_id: m.conversation_id,
+        subject: m.subject,
+        from: m.from.as_ref().map(|r| address(&r.email_address)),
+        to: recipients(&m.to_recipients),
+        cc: recipients(&m.cc_recipients),
+        bcc: recipients(&m.bcc_recipients),
+        received: m.received_date_time,
+        sent: m.sent_date_time,
+        last_modified: m.last_modified_date_time,
+        is_read: m.is_read.unwrap_or(false),
+        is_draft: m.is_draft.unwrap_or(false),
+        importance: match m.importance.as_deref() {
+            Some("low") => Importance::Low,
+            Some("high") => Importance::High,
+            _ => Importance::Normal,
+        },
+        flag: match m.flag.and_then(|f| f.flag_status).as_deref() {
+            Some("flagged") => FlagStatus::Flagged,
+            Some("complete") => FlagStatus::Complete,
+            _ => FlagStatus::NotFlagged,
+        },
+        categories: m.categories,
+        has_attachments: m.has_attachments.unwrap_or(false),
+        parent_folder_id: m.parent_folder_id.map(FolderId::into_string),
+    }
+}
+
+fn kind(k: MailboxKind) -> CoreKind {
+    match k {
+        MailboxKind::Licensed => CoreKind::Licensed,
+        MailboxKind::Shared | MailboxKind::Room | MailboxKind::Equipment => CoreKind::Shared,
+        MailboxKind::Unlicensed | MailboxKind::NoMailbox => CoreKind::NoMailbox,
+        MailboxKind::Unknown => CoreKind::Unknown,
+    }
+}
+
+/// The Graph client seen through the core's mail-source port.
+#[derive(Debug, Clone)]
+pub struct GraphSource {
+    client: GraphClient,
+}
+
+impl GraphSource {
+    /// Wrap a client (clones share its token cache and limiters).
+    pub fn new(client: GraphClient) -> Self {
+        Self { client }
+    }
+
+    /// The underlying client (for counters and for restore-side calls).
+    pub fn client(&self) -> &GraphClient {
+        &self.client
+    }
+
+    async fn to_mailbox(&self, user: &User) -> Result<SourceMailbox, SourceError> {
+        let k = self
+            .client
+            .classify_mailbox(user)
+            .await
+            .map_err(run_error)?;
+        Ok(SourceMailbox {
+            id: user.id.clone(),
+            address: user.address().to_owned(),
+            display_name: user.display_name.clone().unwrap_or_default(),
+            kind: kind(k),
+            account_enabled: user.account_enabled,
+            created: user.created_date_time,
+        })
+    }
+}
+
+fn graph_mailbox(m: &SourceMailbox) -> MailboxId {
+    // The object id survives renames of the address; fall back to the address.
+    if m.id.is_empty() {
+        MailboxId::new(m.address.clone())
+    } else {
+        MailboxId::new(m.id.clone())
+    }
+}
+
+struct GraphMime(ByteStream);
+
+#[async_trait]
+impl MimeStream for GraphMime {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
+        self.0.next_chunk().await.map_err(item_error)
+    }
+}
+
+#[async_trait]
+impl MailSource for GraphSource {
+    async fn list_mailboxes(&self) -> Result<Vec<SourceMailbox>, SourceError> {
+        let users = self
+            .client
+            .list_users(&ListUsersOptions::default())
+            .await
+            .map_err(run_error)?;
+        let mut out = Vec::with_capacity(users.len());
+        for u in &users {
+            out.push(self.to_mailbox(u).await?);
+        }
+        Ok(out)
+    }
+
+    async fn resolve_mailbox(&self, address_or_id: &str) -> Result<SourceMailbox, SourceError> {
+        let user = self
+            .client
+            .get_user(&MailboxId::new(address_or_id.to_owned()))
+            .await
+            .map_err(run_error)?;
+        self.to_mailbox(&user).await
+    }
+
+    async fn list_folders(
+        &self,
+        mailbox: &SourceMailbox,
+        opts: FolderOptions,
+    ) -> Result<Vec<SourceFolder>, SourceError> {
+        let tree = self
+            .client
+            .list_folder_tree(
+                &graph_mailbox(mailbox),
+                FolderTreeOptions {
+                    include_hidden: opts.include_hidden,
+                    include_recoverable_items: opts.include_recoverable_items,
+                    resolve_well_known: true,
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                // A folder vanishing mid-listing is not "the mailbox is gone".
+                e @ GraphError::NotFound { .. } => SourceError::Other(e.to_string()),
+                e => run_error(e),
+            })?;
+        Ok(tree
+            .into_iter()
+            // Search folders are views of other folders' items; backing them up would
+            // store every message twice.
+            .filter(|f| !f.is_search_folder)
+            .map(|f| SourceFolder {
+                id: f.id.into_string(),
+                parent_id: f.parent_id.map(FolderId::into_string),
+                display_name: f.display_name,
+                path: f.path,
+                well_known: f.well_known,
+                total_items: f.total_item_count,
+                hidden: f.is_hidden,
+            })
+            .collect())
+    }
+
+    async fn delta_page(
+        &self,
+        mailbox: &SourceMailbox,
+        folder_id: &str,
+        cursor: &DeltaCursor,
+        page_size: u32,
+    ) -> Result<CorePage, SourceError> {
+        let folder = FolderId::new(folder_id.to_owned());
+        let link;
+        let start = match cursor {
+            DeltaCursor::Initial => DeltaStart::Initial(&folder),
+            DeltaCursor::Link(l) => {
+                link = DeltaLink::new(l.clone());
+                DeltaStart::Link(&link)
+            }
+        };
+        let page = self
+            .client
+            .message_delta_page(&graph_mailbox(mailbox), start, page_size)
+            .await
+            .map_err(run_error)?;
+        Ok(CorePage {
+            items: page.messages.into_iter().map(message).collect(),
+            removed: page
+                .removed
+                .into_iter()
+                .map(MessageId::into_string)
+                .collect(),
+            next: match page.next {
+                DeltaNext::More(l) => CoreNext::More(l.as_str().to_owned()),
+                DeltaNext::Done(l) => CoreNext::Done(l.as_str().to_owned()),
+            },
+        })
+    }
+
+    async fn open_mime(
+        &self,
+        mailbox: &SourceMailbox,
+        message_id: &str,
+    ) -> Result<Box<dyn MimeStream>, SourceError> {
+        let stream = self
+            .client
+            .get_mime(
+                &graph_mailbox(mailbox),
+                &MessageId::new(message_id.to_owned()),
+            )
+            .await
+            .map_err(item_error)?;
+        Ok(Box::new(GraphMime(stream)))
+    }
+}
