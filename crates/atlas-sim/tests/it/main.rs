@@ -1,0 +1,13 @@
+//! Conformance suite for the Graph simulator, written against graph-api.md (the documented
+//! service behaviour), not against Atlas's client.
+
+// Short names (u, m, r, s, v) follow the HTTP exchange they describe.
+#![allow(clippy::many_single_char_names)]
+
+mod auth;
+mod common;
+mod delta;
+mod directory;
+mod faults;
+mod mail;
+mod writes;
