@@ -672,6 +672,103 @@ pub async fn backup_mailbox(
     }
 }
 
+/// The outcome of one mailbox in a multi-mailbox run.
+#[derive(Debug)]
+pub struct MailboxOutcome {
+    /// Mailbox address.
+    pub mailbox: String,
+    /// Its summary, or why it failed as a whole.
+    pub result: Result<BackupSummary>,
+}
+
+/// Back up several mailboxes with at most `parallel` running at once, sharing one source
+/// (and so one Graph client with its per-mailbox limiters and tenant-wide scheduler).
+///
+/// One mailbox failing (lease held, no mailbox, item storm) never stops the others; a
+/// soft cancel lets running mailboxes commit partial snapshots and starts no new ones.
+/// Outcomes come back in the order of `mailboxes`.
+#[allow(clippy::too_many_arguments)] // The shared handles of a run; a struct would only rename them.
+pub async fn backup_mailboxes(
+    repo: &Repository,
+    source: Arc<dyn MailSource>,
+    mailboxes: Vec<SourceMailbox>,
+    opts: &BackupOptions,
+    parallel: usize,
+    clock: Arc<dyn Clock>,
+    reporter: Arc<dyn Reporter>,
+    cancel: Arc<Cancel>,
+) -> Vec<MailboxOutcome> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let mut set = JoinSet::new();
+    let names: Vec<String> = mailboxes.iter().map(|m| m.address.to_lowercase()).collect();
+    for (i, mailbox) in mailboxes.into_iter().enumerate() {
+        let (repo, source, opts) = (repo.clone(), Arc::clone(&source), opts.clone());
+        let (clock, reporter, cancel) = (
+            Arc::clone(&clock),
+            Arc::clone(&reporter),
+            Arc::clone(&cancel),
+        );
+        let semaphore = Arc::clone(&semaphore);
+        set.spawn(async move {
+            let address = mailbox.address.to_lowercase();
+            let Ok(_permit) = semaphore.acquire_owned().await else {
+                return (
+                    i,
+                    MailboxOutcome {
+                        mailbox: address,
+                        result: Err(crate::error::Error::Interrupted),
+                    },
+                );
+            };
+            if cancel.is_requested() {
+                return (
+                    i,
+                    MailboxOutcome {
+                        mailbox: address,
+                        result: Err(crate::error::Error::Interrupted),
+                    },
+                );
+            }
+            let result = backup_mailbox(
+                &repo,
+                source,
+                &mailbox,
+                &opts,
+                clock,
+                reporter.as_ref(),
+                &cancel,
+            )
+            .await;
+            (
+                i,
+                MailboxOutcome {
+                    mailbox: address,
+                    result,
+                },
+            )
+        });
+    }
+    let mut out: Vec<Option<MailboxOutcome>> = names.iter().map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((i, outcome)) => out[i] = Some(outcome),
+            Err(e) => tracing::error!("backup worker failed: {e}"),
+        }
+    }
+    // A worker that panicked still gets a line: no mailbox silently drops out of the report.
+    out.into_iter()
+        .zip(names)
+        .map(|(o, mailbox)| {
+            o.unwrap_or_else(|| MailboxOutcome {
+                mailbox,
+                result: Err(crate::error::Error::Task {
+                    reason: "backup worker panicked".into(),
+                }),
+            })
+        })
+        .collect()
+}
+
 #[allow(clippy::too_many_arguments)] // Internal: the public entry point bundles these.
 async fn run_session(
     repo: &Repository,
