@@ -1,6 +1,27 @@
 //! The admin API: mutate the tenant between backups, dump a mailbox for comparison after a
 //! restore, read counters, toggle faults, manage credentials. Available in-process on
 //! [`SimHandle`] and over HTTP under `/_admin/…` for tests that drive a separate process.
+//!
+//! HTTP routes (JSON bodies; users by id or UPN; folders by id, well-known name or
+//! `/`-separated display path, percent-encoded in the URL; no authentication):
+//!
+//! | Method and path | Body → response |
+//! |---|---|
+//! | `GET /_admin/info` | → `{base_url, tenant_id, tenant_domain, client_id, client_secret}` |
+//! | `GET /_admin/users` | → `[UserInfo]` |
+//! | `GET /_admin/mailboxes/{user}[?mime=false]` | → `MailboxDump` (MIME base64) |
+//! | `POST /_admin/mailboxes/{user}/messages` | `{folder, message: NewMessage}` → `{id}` |
+//! | `PATCH /_admin/mailboxes/{user}/messages/{id}` | `MessageUpdate` |
+//! | `POST /_admin/mailboxes/{user}/messages/{id}/move` | `{folder}` → `{id}` |
+//! | `DELETE /_admin/mailboxes/{user}/messages/{id}` | |
+//! | `PUT /_admin/mailboxes/{user}/messages/{id}/mime-failure` | `{fail: bool}` |
+//! | `POST /_admin/mailboxes/{user}/folders` | `{parent, name}` → `{id}` |
+//! | `PATCH /_admin/mailboxes/{user}/folders/{folder}` | `{name}` |
+//! | `DELETE /_admin/mailboxes/{user}/folders/{folder}` | |
+//! | `GET` / `DELETE /_admin/counters` | → `RequestCounters` / reset |
+//! | `GET` / `PUT /_admin/faults` | `FaultConfig` (latency/hang delay in ms) |
+//! | `POST /_admin/certificates` | `{certificate_der, public_key_der}` (base64; SPKI DER key) |
+//! | `POST /_admin/expire-tokens`, `/_admin/expire-delta-tokens`, `/_admin/shutdown` | |
 
 use std::sync::Arc;
 

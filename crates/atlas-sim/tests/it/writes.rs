@@ -304,3 +304,84 @@ async fn mime_create_request_cap_batch_and_report() {
         ctx.sim.users().iter().filter(|u| u.has_mailbox).count()
     );
 }
+
+#[tokio::test]
+async fn admin_http_api_mirrors_the_in_process_api() {
+    let ctx = common::small().await;
+    let base = ctx.sim.base_url();
+    let info: Value = ctx
+        .http
+        .get(format!("{base}/_admin/info"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(info["client_id"], ctx.sim.client_id());
+    let u = ctx.mailbox_user();
+    let r = ctx
+        .http
+        .post(format!("{base}/_admin/mailboxes/{u}/messages"))
+        .json(&json!({"folder": "Inbox/Projects", "message": {"subject": "via http", "body": "b"}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let id = r.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let dump: Value = ctx
+        .http
+        .get(format!("{base}/_admin/mailboxes/{u}?mime=false"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let m = dump["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .find(|m| m["id"] == id.as_str())
+        .expect("added message");
+    assert_eq!(m["folder_path"], "Inbox/Projects");
+    assert!(m["mime"].is_null() && m["mime_sha256"].is_string());
+    let r = ctx
+        .http
+        .put(format!("{base}/_admin/faults"))
+        .json(&json!({"latency": 5}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        ctx.sim.faults().latency,
+        std::time::Duration::from_millis(5)
+    );
+    let c: Value = ctx
+        .http
+        .get(format!("{base}/_admin/counters"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        c["by_kind"]["token"]["requests"]
+            .as_u64()
+            .is_some_and(|n| n >= 1)
+    );
+    let r = ctx
+        .http
+        .delete(format!("{base}/_admin/mailboxes/{u}/messages/{id}"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 200);
+    let (s, _, _) = error_code(ctx.get(&format!("/users/{u}/messages/{id}")).await).await;
+    assert_eq!(s, 404);
+}
