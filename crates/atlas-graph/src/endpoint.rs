@@ -11,7 +11,7 @@ pub enum Endpoint {
     ListUsers,
     /// `GET /users/{id}`.
     GetUser,
-    /// `GET /users/{id}/mailboxSettings`.
+    /// `GET /users/{id}?$select=mailboxSettings`.
     MailboxSettings,
     /// `GET …/mailFolders`, `…/childFolders`, `…/mailFolders/{id}`.
     ListFolders,

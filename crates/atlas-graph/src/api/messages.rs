@@ -412,14 +412,14 @@ mod tests {
         assert!(matches!(page.next, DeltaNext::More(_)));
 
         let last: DeltaWire = serde_json::from_str(
-            r##"{"value":[],"@odata.deltaLink":"https://graph.microsoft.com/v1.0/x?$deltatoken=abc"}"##,
+            r#"{"value":[],"@odata.deltaLink":"https://graph.microsoft.com/v1.0/x?$deltatoken=abc"}"#,
         )
         .expect("wire");
         assert!(matches!(
             split_delta(last).expect("page").next,
             DeltaNext::Done(_)
         ));
-        let broken: DeltaWire = serde_json::from_str(r##"{"value":[]}"##).expect("wire");
+        let broken: DeltaWire = serde_json::from_str(r#"{"value":[]}"#).expect("wire");
         assert!(split_delta(broken).is_err());
     }
 

@@ -425,12 +425,12 @@ mod tests {
     #[test]
     fn documented_session_and_chunk_answers_parse() {
         let s: SessionWire = serde_json::from_str(
-            r##"{"@odata.context":"x#microsoft.graph.uploadSession","uploadUrl":"https://outlook.office.com/api/v2.0/Users('a')/Messages('b')/AttachmentSessions('c')?authtoken=eyJ","expirationDateTime":"2019-09-25T01:09:30.7671707Z","nextExpectedRanges":["0-"]}"##,
+            r#"{"@odata.context":"x#microsoft.graph.uploadSession","uploadUrl":"https://outlook.office.com/api/v2.0/Users('a')/Messages('b')/AttachmentSessions('c')?authtoken=eyJ","expirationDateTime":"2019-09-25T01:09:30.7671707Z","nextExpectedRanges":["0-"]}"#,
         )
         .expect("session");
         assert_eq!(first_offset(&s.next_expected_ranges), Some(0));
         let c: ChunkWire = serde_json::from_str(
-            r##"{"@odata.context":"https://outlook.office.com/api/v2.0/$metadata#Users('a')/Messages('b')/AttachmentSessions/$entity","ExpirationDateTime":"2019-09-25T01:09:30.7671707Z","NextExpectedRanges":["2097152"]}"##,
+            r#"{"@odata.context":"https://outlook.office.com/api/v2.0/$metadata#Users('a')/Messages('b')/AttachmentSessions/$entity","ExpirationDateTime":"2019-09-25T01:09:30.7671707Z","NextExpectedRanges":["2097152"]}"#,
         )
         .expect("chunk");
         assert_eq!(first_offset(&c.next_expected_ranges), Some(2_097_152));

@@ -191,14 +191,27 @@ impl GraphClient {
             .await
     }
 
-    /// The mailbox's settings (`userPurpose` tells shared from user mailboxes).
+    /// The mailbox's settings (`userPurpose` tells shared from user mailboxes). Read as
+    /// `GET /users/{id}?$select=mailboxSettings`, the form the user resource documents
+    /// ("returned only on `$select`, supported on Get user"); it needs MailboxSettings.Read.
     pub async fn mailbox_settings(
         &self,
         mailbox: &MailboxId,
     ) -> Result<MailboxSettings, GraphError> {
-        let url = self.url(&["users", mailbox.as_str(), "mailboxSettings"], &[]);
-        self.fetch_json(&Req::get(Endpoint::MailboxSettings, url, Some(mailbox)))
-            .await
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wrapper {
+            #[serde(default)]
+            mailbox_settings: Option<MailboxSettings>,
+        }
+        let url = self.url(
+            &["users", mailbox.as_str()],
+            &[("$select", "mailboxSettings")],
+        );
+        let wrapper: Wrapper = self
+            .fetch_json(&Req::get(Endpoint::MailboxSettings, url, Some(mailbox)))
+            .await?;
+        Ok(wrapper.mailbox_settings.unwrap_or_default())
     }
 
     /// Licensed / shared / no mailbox, the way graph-api.md §3.3 describes: the licence from
@@ -276,13 +289,13 @@ mod tests {
 
     #[test]
     fn user_json_from_the_documentation_parses_and_ignores_unknown_fields() {
-        let json = r##"{"@odata.context":"x","value":[{"businessPhones":[],"displayName":"Adele Vance",
+        let json = r#"{"@odata.context":"x","value":[{"businessPhones":[],"displayName":"Adele Vance",
             "id":"87d349ed-44d7-43e1-9a83-5f2406dee5bd","mail":"AdeleV@contoso.com",
             "userPrincipalName":"AdeleV@contoso.com","accountEnabled":true,
             "createdDateTime":"2021-03-01T10:00:00Z","futureField":{"a":1},
             "assignedPlans":[{"assignedDateTime":"2022-01-01T00:00:00Z","capabilityStatus":"Enabled",
             "service":"exchange","servicePlanId":"efb87545-963c-4e0d-99df-69c6916d9eb0"}]}],
-            "@odata.nextLink":"https://graph.microsoft.com/v1.0/users?$skiptoken=X%27abc%27"}"##;
+            "@odata.nextLink":"https://graph.microsoft.com/v1.0/users?$skiptoken=X%27abc%27"}"#;
         let page: crate::api::Page<User> = serde_json::from_str(json).expect("page");
         assert_eq!(page.value.len(), 1);
         let u = &page.value[0];
