@@ -385,3 +385,39 @@ async fn admin_http_api_mirrors_the_in_process_api() {
     let (s, _, _) = error_code(ctx.get(&format!("/users/{u}/messages/{id}")).await).await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test]
+async fn batch_depends_on_failure_gives_424_and_inner_mime_is_base64() {
+    let ctx = common::small().await;
+    let u = ctx.mailbox_user();
+    let id = ctx.sim.dump_mailbox(&u).expect("dump").messages[0]
+        .id
+        .clone();
+    let batch = json!({"requests": [
+        {"id": "a", "method": "GET", "url": "/users/nobody@nowhere/mailFolders"},
+        {"id": "b", "method": "GET", "url": format!("/users/{u}"), "dependsOn": ["a"]},
+        {"id": "c", "method": "GET", "url": format!("/users/{u}/messages/{id}/$value")}
+    ]});
+    let v: Value = ctx
+        .post_json("/$batch", &batch)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let get = |id: &str| {
+        v["responses"]
+            .as_array()
+            .expect("responses")
+            .iter()
+            .find(|x| x["id"] == id)
+            .expect(id)
+            .clone()
+    };
+    assert_eq!(get("a")["status"], 404);
+    assert_eq!(get("b")["status"], 424);
+    assert_eq!(get("c")["status"], 200);
+    let mime = STANDARD
+        .decode(get("c")["body"].as_str().expect("base64 body"))
+        .expect("b64");
+    assert!(String::from_utf8_lossy(&mime).contains("MIME-Version: 1.0"));
+}
