@@ -1,0 +1,50 @@
+//! Integration tests: the Graph client over HTTP against the `atlas-sim` simulator.
+
+mod auth;
+mod read;
+mod resilience;
+mod write;
+
+use std::time::Duration;
+
+use atlas_graph::{Credential, GraphClient, GraphConfig, MailboxId, RetryPolicy};
+use atlas_sim::{SimConfig, SimHandle, Simulator, UserInfo};
+
+/// A small tenant: a few mailboxes, enough messages for several delta pages.
+pub fn small_tenant() -> SimConfig {
+    SimConfig::with_size(7, 4, 25)
+}
+
+pub async fn start(cfg: SimConfig) -> SimHandle {
+    Simulator::start(cfg).await.expect("simulator starts")
+}
+
+/// Client config for `sim` with the given credential and short retry steps.
+pub fn config(sim: &SimHandle, credential: Credential) -> GraphConfig {
+    let mut cfg = GraphConfig::new(sim.tenant_id(), sim.client_id(), credential)
+        .with_endpoints(sim.base_url(), sim.base_url());
+    cfg.retry = RetryPolicy {
+        max_attempts: 10,
+        max_total: Duration::from_secs(60),
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+    };
+    cfg.request_timeout = Duration::from_secs(20);
+    cfg
+}
+
+pub fn client(sim: &SimHandle) -> GraphClient {
+    GraphClient::new(config(sim, Credential::Secret(sim.client_secret().into()))).expect("client")
+}
+
+/// The first licensed user with a mailbox.
+pub fn mailbox_user(sim: &SimHandle) -> UserInfo {
+    sim.users()
+        .into_iter()
+        .find(|u| u.kind == "user" && u.has_mailbox)
+        .expect("tenant has a licensed user")
+}
+
+pub fn mailbox(user: &UserInfo) -> MailboxId {
+    MailboxId::new(user.id.clone())
+}
