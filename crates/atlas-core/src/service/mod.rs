@@ -2,7 +2,14 @@
 //! ports. Options in, summary out; no printing, no environment.
 
 pub mod backup;
+pub mod catalog;
+pub mod export;
+pub mod read;
 pub mod status;
+pub mod verify;
 
-pub use backup::{BackupOptions, BackupSummary, Cancel, FolderReport, backup_mailbox};
+pub use backup::{
+    BackupOptions, BackupSummary, Cancel, FolderReport, MailboxOutcome, backup_mailbox,
+    backup_mailboxes,
+};
 pub use status::{FolderState, FolderStatus, StatusReport, mailbox_status};

@@ -1,0 +1,768 @@
+//! Catalog: what the repository holds — mailboxes, snapshots, items, statistics — read
+//! from the repository alone (no Graph), plus the lookups the other offline services share
+//! (snapshot references, message references, folder filters, terminal-safe strings).
+//!
+//! Listing is built to stay fast with thousands of snapshots: mailboxes and snapshot
+//! counts come from key names (one `list` call) plus one small record per mailbox; only the
+//! newest snapshot of each mailbox is opened for sizes. Snapshot records of one mailbox are
+//! opened concurrently.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::error::{Error, Result};
+use crate::model::{
+    ContentId, FolderSnapshot, MailboxId, MessageId, MessageMeta, SnapshotId, SnapshotRecord,
+    SnapshotStatus,
+};
+use crate::repo::pack::PackId;
+use crate::repo::{BlobKind, Repository, Snapshot, SnapshotInfo};
+
+/// Snapshot records opened at once when listing a mailbox's snapshots.
+const RECORDS_IN_FLIGHT: usize = 16;
+
+// ----- references ------------------------------------------------------------------------
+
+/// Which snapshot a command works on: one by id, or the newest of a mailbox (optionally
+/// the newest taken at or before a date, for `--as-of`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotSelector {
+    /// A snapshot id.
+    Id(SnapshotId),
+    /// The newest snapshot of a mailbox started at or before `as_of` (any time if `None`).
+    Latest {
+        /// The mailbox (it need not exist in the tenant any more).
+        mailbox: MailboxId,
+        /// Upper bound on the snapshot's start time.
+        as_of: Option<DateTime<Utc>>,
+    },
+}
+
+impl SnapshotSelector {
+    /// Load the selected snapshot. Unknown mailbox or no snapshot before `as_of` is
+    /// `InvalidInput` with a message naming the mailbox; an unknown id is `SnapshotNotFound`.
+    pub async fn load(&self, repo: &Repository) -> Result<Snapshot> {
+        match self {
+            Self::Id(id) => repo.load_snapshot(*id).await,
+            Self::Latest { mailbox, as_of } => {
+                let snaps = repo.list_snapshots(mailbox).await?;
+                let chosen = snaps
+                    .iter()
+                    .rev()
+                    .find(|s| as_of.is_none_or(|t| s.started <= t))
+                    .ok_or_else(|| match as_of {
+                        Some(t) => Error::InvalidInput {
+                            reason: format!("mailbox {mailbox} has no snapshot at or before {t}"),
+                        },
+                        None => Error::InvalidInput {
+                            reason: format!("mailbox {mailbox} has no snapshot in the repository"),
+                        },
+                    })?;
+                repo.load_snapshot(chosen.id).await
+            }
+        }
+    }
+}
+
+/// Resolve what a user typed as a snapshot: the full id or a unique prefix of it (at least
+/// 4 hex digits, as shown by `list`). Resolution uses key names only.
+pub async fn resolve_snapshot_ref(repo: &Repository, text: &str) -> Result<SnapshotId> {
+    let text = text.trim().to_ascii_lowercase();
+    if let Ok(id) = text.parse::<SnapshotId>() {
+        return Ok(id);
+    }
+    if text.len() < 4 || !text.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(Error::InvalidInput {
+            reason: format!(
+                "snapshot reference {:?} is neither an id nor a prefix of 4+ hex digits",
+                sanitize_line(&text)
+            ),
+        });
+    }
+    let matches: Vec<SnapshotId> = repo
+        .list_all_snapshots()
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .filter(|id| id.to_string().starts_with(&text))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(Error::InvalidInput {
+            reason: format!("no snapshot id starts with {text}"),
+        }),
+        _ => Err(Error::InvalidInput {
+            reason: format!(
+                "snapshot prefix {text} is ambiguous ({} snapshots)",
+                matches.len()
+            ),
+        }),
+    }
+}
+
+/// A message found in a snapshot.
+#[derive(Debug, Clone)]
+pub struct FoundMessage {
+    /// Index of its folder in the snapshot record.
+    pub folder_index: usize,
+    /// Folder path joined with `/`.
+    pub folder_path: String,
+    /// Its metadata.
+    pub meta: MessageMeta,
+}
+
+/// Find one message of a snapshot by reference: the Graph message id, a unique prefix of
+/// it (at least 6 characters), or the internetMessageId (with or without `<>`). Exact
+/// matches win over prefixes; an ambiguous prefix or an unknown reference is an error.
+/// Folder lists are read one at a time, so memory stays at one folder's metadata.
+pub async fn find_message(
+    repo: &Repository,
+    record: &SnapshotRecord,
+    reference: &str,
+) -> Result<FoundMessage> {
+    let wanted = reference.trim();
+    let bare = wanted.trim_start_matches('<').trim_end_matches('>');
+    if wanted.is_empty() {
+        return Err(Error::InvalidInput {
+            reason: "empty message reference".into(),
+        });
+    }
+    let mut exact: Option<FoundMessage> = None;
+    let mut prefixed: Vec<FoundMessage> = Vec::new();
+    for (i, f) in record.folders.iter().enumerate() {
+        let items = repo.load_folder_items(&f.items).await?;
+        for m in items {
+            let by_id = m.id.as_str() == wanted;
+            let by_imid = m.internet_message_id.as_deref().is_some_and(|imid| {
+                imid == wanted || imid.trim_start_matches('<').trim_end_matches('>') == bare
+            });
+            let found = || FoundMessage {
+                folder_index: i,
+                folder_path: folder_path(f),
+                meta: m.clone(),
+            };
+            if by_id || by_imid {
+                if by_id {
+                    return Ok(found());
+                }
+                exact.get_or_insert_with(found);
+            } else if wanted.len() >= 6 && m.id.as_str().starts_with(wanted) && prefixed.len() < 2 {
+                prefixed.push(found());
+            }
+        }
+    }
+    if let Some(m) = exact {
+        return Ok(m);
+    }
+    match prefixed.len() {
+        1 => Ok(prefixed.remove(0)),
+        0 => Err(Error::InvalidInput {
+            reason: format!(
+                "no message {:?} in snapshot (give a Graph message id, a unique prefix of 6+ characters, or an internetMessageId)",
+                sanitize_line(wanted)
+            ),
+        }),
+        _ => Err(Error::InvalidInput {
+            reason: format!(
+                "message prefix {:?} matches several messages; give more characters",
+                sanitize_line(wanted)
+            ),
+        }),
+    }
+}
+
+/// The folder's path joined with `/` (display name when the path is empty).
+pub fn folder_path(f: &FolderSnapshot) -> String {
+    if f.folder.path.is_empty() {
+        f.folder.display_name.clone()
+    } else {
+        f.folder.path.join("/")
+    }
+}
+
+/// Whether a folder is selected by a `-f` filter: the full path (`Inbox/Projects`) or a
+/// bare folder name, case-insensitive; subfolders of a match are selected too.
+pub fn folder_selected(f: &FolderSnapshot, filter: &str) -> bool {
+    let filter = filter.trim().trim_matches('/').to_lowercase();
+    if filter.is_empty() {
+        return true;
+    }
+    let path: Vec<String> = if f.folder.path.is_empty() {
+        vec![f.folder.display_name.to_lowercase()]
+    } else {
+        f.folder.path.iter().map(|p| p.to_lowercase()).collect()
+    };
+    let wanted: Vec<&str> = filter.split('/').collect();
+    if wanted.len() == 1 {
+        return path.iter().any(|p| *p == wanted[0]);
+    }
+    path.len() >= wanted.len() && path.iter().zip(&wanted).all(|(a, b)| a == b)
+}
+
+// ----- terminal safety -------------------------------------------------------------------
+
+/// Make an untrusted single-line string (subject, address, folder name) safe to print:
+/// control characters (C0, C1, DEL — which carry terminal escape sequences), line breaks
+/// and bidirectional overrides are replaced with `U+FFFD`.
+pub fn sanitize_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if is_unsafe_char(c) { '\u{FFFD}' } else { c })
+        .collect()
+}
+
+/// Make untrusted multi-line text (a message body) safe to print: like [`sanitize_line`]
+/// but keeps `\n` and `\t`; `\r` is dropped.
+pub fn sanitize_text(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c != '\r')
+        .map(|c| {
+            if c == '\n' || c == '\t' || !is_unsafe_char(c) {
+                c
+            } else {
+                '\u{FFFD}'
+            }
+        })
+        .collect()
+}
+
+fn is_unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+// ----- shared repository walks ----------------------------------------------------------
+
+/// The chunk ids and encrypted lengths behind a content id (empty unless it is chunked).
+///
+/// Decodes the chunk list payload documented in `docs/FORMAT.md` (`version u8 | kind u8 |
+/// total_len u64 | sha256[32] | count u32 | count × (id[32] | len u32)`), because the
+/// repository keeps its decoder private and GC, stats and verify need the chunk ids.
+pub(crate) async fn chunk_ids(repo: &Repository, id: &ContentId) -> Result<Vec<ContentId>> {
+    let loc = repo.locate(id).await?;
+    if loc.kind != BlobKind::ChunkList {
+        return Ok(Vec::new());
+    }
+    let bytes = repo.read_located_public(id, loc).await?;
+    let key = loc.pack.store_key();
+    let header = 1 + 1 + 8 + 32 + 4;
+    if bytes.len() < header || bytes[0] != 1 {
+        return Err(Error::Corrupt {
+            key,
+            reason: format!("chunk list of {id} has a bad header"),
+        });
+    }
+    let count = u32::from_le_bytes([bytes[42], bytes[43], bytes[44], bytes[45]]) as usize;
+    let body = &bytes[header..];
+    if count.checked_mul(36) != Some(body.len()) {
+        return Err(Error::Corrupt {
+            key,
+            reason: format!("chunk list of {id} has a bad length"),
+        });
+    }
+    Ok(body
+        .chunks_exact(36)
+        .map(|c| {
+            let mut b = [0u8; 32];
+            b.copy_from_slice(&c[..32]);
+            ContentId::from_bytes(b)
+        })
+        .collect())
+}
+
+/// Encrypted bytes and packs behind a set of content ids (chunks included), each blob
+/// counted once.
+#[derive(Debug, Default)]
+pub(crate) struct Footprint {
+    pub(crate) blobs: HashSet<ContentId>,
+    pub(crate) packs: HashSet<PackId>,
+    pub(crate) bytes: u64,
+}
+
+impl Footprint {
+    pub(crate) async fn add(&mut self, repo: &Repository, id: &ContentId) -> Result<()> {
+        if !self.blobs.insert(*id) {
+            return Ok(());
+        }
+        let loc = repo.locate(id).await?;
+        self.bytes += u64::from(loc.length);
+        self.packs.insert(loc.pack);
+        if loc.kind == BlobKind::ChunkList {
+            for c in chunk_ids(repo, id).await? {
+                if self.blobs.insert(c) {
+                    let cl = repo.locate(&c).await?;
+                    self.bytes += u64::from(cl.length);
+                    self.packs.insert(cl.pack);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Snapshot infos of every mailbox, grouped by the mailbox's key name (one `list` call).
+async fn snapshots_by_mailbox_name(
+    repo: &Repository,
+) -> Result<HashMap<String, Vec<SnapshotInfo>>> {
+    let mut out: HashMap<String, Vec<SnapshotInfo>> = HashMap::new();
+    for meta in repo.store().list("snapshots/").await? {
+        if let Some((name, info)) = crate::repo::parse_snapshot_key(meta.key.as_str()) {
+            out.entry(name).or_default().push(info);
+        }
+    }
+    for v in out.values_mut() {
+        v.sort_by_key(|s| (s.started, s.id));
+    }
+    Ok(out)
+}
+
+// ----- list: mailboxes -------------------------------------------------------------------
+
+/// One backed-up mailbox (`atlas list`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailboxEntry {
+    /// Address (untrusted for printing: pass through [`sanitize_line`]).
+    pub mailbox: String,
+    /// Number of snapshots.
+    pub snapshots: usize,
+    /// Start of the newest snapshot.
+    pub last_backup: Option<DateTime<Utc>>,
+    /// Newest snapshot id.
+    pub latest_snapshot: Option<SnapshotId>,
+    /// Status of the newest snapshot.
+    pub latest_status: Option<SnapshotStatus>,
+    /// Messages in the newest snapshot.
+    pub items: u64,
+    /// Logical size of the newest snapshot: the sum of its raw MIME sizes.
+    pub logical_bytes: u64,
+    /// Physical size of the newest snapshot: encrypted, compressed bytes of every blob it
+    /// references (content shared with other mailboxes is counted for each of them).
+    pub physical_bytes: u64,
+}
+
+/// Every mailbox with snapshots, sorted by address. Opens one mailbox record and the newest
+/// snapshot (record and folder lists) per mailbox; older snapshots are counted from key
+/// names only.
+pub async fn list_mailboxes(repo: &Repository) -> Result<Vec<MailboxEntry>> {
+    let by_name = snapshots_by_mailbox_name(repo).await?;
+    let mut out = Vec::new();
+    for mailbox in repo.list_mailboxes().await? {
+        let snaps = by_name
+            .get(&repo.mailbox_key_name(&mailbox))
+            .cloned()
+            .unwrap_or_default();
+        let mut entry = MailboxEntry {
+            mailbox: mailbox.address().to_owned(),
+            snapshots: snaps.len(),
+            last_backup: snaps.last().map(|s| s.started),
+            latest_snapshot: snaps.last().map(|s| s.id),
+            latest_status: None,
+            items: 0,
+            logical_bytes: 0,
+            physical_bytes: 0,
+        };
+        if let Some(latest) = snaps.last() {
+            let snap = repo.load_snapshot(latest.id).await?;
+            entry.latest_status = Some(snap.record.status);
+            let mut fp = Footprint::default();
+            for f in &snap.record.folders {
+                fp.add(repo, &f.items).await?;
+                for m in repo.load_folder_items(&f.items).await? {
+                    entry.items += 1;
+                    entry.logical_bytes += m.mime_size;
+                    fp.add(repo, &m.mime).await?;
+                }
+            }
+            entry.physical_bytes = fp.bytes;
+        }
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+// ----- list -m: snapshots ------------------------------------------------------------------
+
+/// One snapshot of a mailbox (`atlas list -m`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotEntry {
+    /// Snapshot id.
+    pub id: SnapshotId,
+    /// Run start.
+    pub started: DateTime<Utc>,
+    /// Run end.
+    pub finished: DateTime<Utc>,
+    /// Complete or partial.
+    pub status: SnapshotStatus,
+    /// Folders.
+    pub folders: usize,
+    /// Messages stored (sum of the folders' stored counts; no folder list is read).
+    pub items: u64,
+    /// Item errors recorded by the run.
+    pub errors: usize,
+    /// Tool that wrote it.
+    pub tool: String,
+}
+
+/// Snapshots of a mailbox, newest first. Records are opened concurrently; an unknown
+/// mailbox is `InvalidInput`.
+pub async fn list_snapshots(repo: &Repository, mailbox: &MailboxId) -> Result<Vec<SnapshotEntry>> {
+    let infos = repo.list_snapshots(mailbox).await?;
+    if infos.is_empty() && !repo.list_mailboxes().await?.contains(mailbox) {
+        return Err(Error::InvalidInput {
+            reason: format!("mailbox {mailbox} is not in the repository"),
+        });
+    }
+    let mut out = Vec::with_capacity(infos.len());
+    let mut pending = infos.iter().rev().map(|i| i.id);
+    let mut set: JoinSet<Result<Snapshot>> = JoinSet::new();
+    loop {
+        while set.len() < RECORDS_IN_FLIGHT {
+            let Some(id) = pending.next() else { break };
+            let r = repo.clone();
+            set.spawn(async move { r.load_snapshot(id).await });
+        }
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
+        let snap = joined.map_err(|e| Error::task(&e))??;
+        let r = &snap.record;
+        out.push(SnapshotEntry {
+            id: snap.id,
+            started: r.started,
+            finished: r.finished,
+            status: r.status,
+            folders: r.folders.len(),
+            items: r.folders.iter().map(|f| f.stored_item_count).sum(),
+            errors: r.folders.iter().map(|f| f.errors.len()).sum(),
+            tool: r.tool.clone(),
+        });
+    }
+    out.sort_by_key(|e| std::cmp::Reverse((e.started, e.id)));
+    Ok(out)
+}
+
+// ----- list -s: items ----------------------------------------------------------------------
+
+/// What `atlas list -s` shows.
+#[derive(Debug, Clone, Default)]
+pub struct ItemListOptions {
+    /// Include subjects (`-S`); otherwise `subject` is `None`.
+    pub show_subjects: bool,
+    /// At most this many items (the CLI passes 50 unless `--all`); `total` still counts
+    /// every item.
+    pub limit: Option<usize>,
+    /// Only folders selected by this filter (see [`folder_selected`]).
+    pub folder: Option<String>,
+}
+
+/// One message of a snapshot.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemEntry {
+    /// 1-based position in the listing.
+    pub index: usize,
+    /// Folder path.
+    pub folder: String,
+    /// Graph message id (what `read --message` and `save --message` accept).
+    pub message_id: MessageId,
+    /// Received date.
+    pub received: Option<DateTime<Utc>>,
+    /// Raw MIME size in bytes.
+    pub size: u64,
+    /// Attachments recorded by the backup.
+    pub attachments: u32,
+    /// Subject, only with `show_subjects` (untrusted: sanitize before printing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+/// The items of one snapshot.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotItems {
+    /// Snapshot id.
+    pub snapshot: SnapshotId,
+    /// Mailbox address.
+    pub mailbox: String,
+    /// Run start.
+    pub started: DateTime<Utc>,
+    /// Complete or partial.
+    pub status: SnapshotStatus,
+    /// Items matching the folder filter (before `limit`).
+    pub total: usize,
+    /// The listed items.
+    pub items: Vec<ItemEntry>,
+}
+
+/// Messages of a snapshot in folder order. Folder lists are read one at a time and only
+/// `limit` entries are kept, so memory is bounded by one folder list.
+pub async fn list_items(
+    repo: &Repository,
+    snapshot: SnapshotId,
+    opts: &ItemListOptions,
+) -> Result<SnapshotItems> {
+    let snap = repo.load_snapshot(snapshot).await?;
+    let mut out = SnapshotItems {
+        snapshot,
+        mailbox: snap.record.mailbox.address().to_owned(),
+        started: snap.record.started,
+        status: snap.record.status,
+        total: 0,
+        items: Vec::new(),
+    };
+    for f in &snap.record.folders {
+        if opts
+            .folder
+            .as_deref()
+            .is_some_and(|w| !folder_selected(f, w))
+        {
+            continue;
+        }
+        let path = folder_path(f);
+        for m in repo.load_folder_items(&f.items).await? {
+            out.total += 1;
+            if opts.limit.is_some_and(|l| out.items.len() >= l) {
+                continue;
+            }
+            out.items.push(ItemEntry {
+                index: out.total,
+                folder: path.clone(),
+                attachments: m.attachment_count.max(u32::from(m.has_attachments)),
+                message_id: m.id,
+                received: m.received.or(m.sent),
+                size: m.mime_size,
+                subject: if opts.show_subjects { m.subject } else { None },
+            });
+        }
+    }
+    Ok(out)
+}
+
+// ----- stats ---------------------------------------------------------------------------------
+
+/// Per-folder statistics (newest snapshot of each mailbox).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FolderStats {
+    /// Mailbox address.
+    pub mailbox: String,
+    /// Folder path.
+    pub folder: String,
+    /// Messages.
+    pub messages: u64,
+    /// Sum of raw MIME sizes.
+    pub logical_bytes: u64,
+}
+
+/// Per-month statistics of unique messages by received date (`YYYY-MM`, UTC).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MonthStats {
+    /// `YYYY-MM`, or `unknown` without a date.
+    pub month: String,
+    /// Unique messages.
+    pub messages: u64,
+    /// Their raw MIME bytes.
+    pub logical_bytes: u64,
+}
+
+/// `atlas stats`: how much mail there is versus what the repository stores.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsSummary {
+    /// Mailboxes in scope.
+    pub mailboxes: usize,
+    /// Snapshots in scope.
+    pub snapshots: usize,
+    /// Message versions over all snapshots (a message kept by 10 snapshots counts 10).
+    pub message_versions: u64,
+    /// Distinct message contents.
+    pub unique_messages: u64,
+    /// Sum of raw MIME sizes over all snapshots: what storing every snapshot as a plain
+    /// copy would cost.
+    pub logical_bytes: u64,
+    /// Raw MIME bytes of distinct contents (after dedup, before compression).
+    pub unique_bytes: u64,
+    /// Encrypted, compressed bytes of every blob the snapshots in scope need (messages,
+    /// folder lists, chunks), each counted once.
+    pub physical_bytes: u64,
+    /// `logical_bytes / unique_bytes` (1.0 when empty).
+    pub dedup_ratio: f64,
+    /// `unique_bytes / physical_bytes` (1.0 when empty).
+    pub compression_ratio: f64,
+    /// Blobs referenced.
+    pub blobs: usize,
+    /// Packs holding them.
+    pub packs: usize,
+    /// Bytes of every pack in the repository (whole-repository stats only): the gap to
+    /// `physical_bytes` is what a prune could reclaim plus pack overhead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository_pack_bytes: Option<u64>,
+    /// Per folder.
+    pub folders: Vec<FolderStats>,
+    /// Per month.
+    pub months: Vec<MonthStats>,
+}
+
+#[allow(clippy::cast_precision_loss)] // Ratios for display; exactness is not needed.
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 1.0 } else { a as f64 / b as f64 }
+}
+
+/// Statistics of one mailbox (`Some`) or the whole repository. Every snapshot record in
+/// scope is opened; folder lists shared between snapshots are read once.
+#[allow(clippy::too_many_lines)] // One pass over snapshots; splitting it would scatter the accumulators.
+pub async fn stats(repo: &Repository, mailbox: Option<&MailboxId>) -> Result<StatsSummary> {
+    let mailboxes = match mailbox {
+        Some(m) => {
+            if !repo.list_mailboxes().await?.contains(m) {
+                return Err(Error::InvalidInput {
+                    reason: format!("mailbox {m} is not in the repository"),
+                });
+            }
+            vec![m.clone()]
+        }
+        None => repo.list_mailboxes().await?,
+    };
+    let mut s = StatsSummary {
+        mailboxes: mailboxes.len(),
+        snapshots: 0,
+        message_versions: 0,
+        unique_messages: 0,
+        logical_bytes: 0,
+        unique_bytes: 0,
+        physical_bytes: 0,
+        dedup_ratio: 1.0,
+        compression_ratio: 1.0,
+        blobs: 0,
+        packs: 0,
+        repository_pack_bytes: None,
+        folders: Vec::new(),
+        months: Vec::new(),
+    };
+    let mut fp = Footprint::default();
+    let mut unique: HashSet<ContentId> = HashSet::new();
+    let mut months: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    // Per folder list id: (messages, logical bytes), so shared lists are read once.
+    let mut list_totals: HashMap<ContentId, (u64, u64)> = HashMap::new();
+    for mb in &mailboxes {
+        let infos = repo.list_snapshots(mb).await?;
+        s.snapshots += infos.len();
+        for (n, info) in infos.iter().enumerate() {
+            let snap = repo.load_snapshot(info.id).await?;
+            let newest = n + 1 == infos.len();
+            for f in &snap.record.folders {
+                let totals = if let Some(t) = list_totals.get(&f.items) {
+                    *t
+                } else {
+                    fp.add(repo, &f.items).await?;
+                    let mut t = (0, 0);
+                    for m in repo.load_folder_items(&f.items).await? {
+                        t.0 += 1;
+                        t.1 += m.mime_size;
+                        if unique.insert(m.mime) {
+                            fp.add(repo, &m.mime).await?;
+                            s.unique_bytes += m.mime_size;
+                            let month = m.received.or(m.sent).map_or_else(
+                                || "unknown".into(),
+                                |d| d.format("%Y-%m").to_string(),
+                            );
+                            let e = months.entry(month).or_default();
+                            e.0 += 1;
+                            e.1 += m.mime_size;
+                        }
+                    }
+                    list_totals.insert(f.items, t);
+                    t
+                };
+                s.message_versions += totals.0;
+                s.logical_bytes += totals.1;
+                if newest {
+                    s.folders.push(FolderStats {
+                        mailbox: mb.address().to_owned(),
+                        folder: folder_path(f),
+                        messages: totals.0,
+                        logical_bytes: totals.1,
+                    });
+                }
+            }
+        }
+    }
+    s.unique_messages = unique.len() as u64;
+    s.physical_bytes = fp.bytes;
+    s.blobs = fp.blobs.len();
+    s.packs = fp.packs.len();
+    s.dedup_ratio = ratio(s.logical_bytes, s.unique_bytes);
+    s.compression_ratio = ratio(s.unique_bytes, s.physical_bytes);
+    if mailbox.is_none() {
+        s.repository_pack_bytes = Some(
+            repo.store()
+                .list("packs/")
+                .await?
+                .iter()
+                .map(|m| m.size)
+                .sum(),
+        );
+    }
+    s.months = months
+        .into_iter()
+        .map(|(month, (messages, logical_bytes))| MonthStats {
+            month,
+            messages,
+            logical_bytes,
+        })
+        .collect();
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FolderId, FolderRecord};
+
+    fn folder(path: &[&str]) -> FolderSnapshot {
+        FolderSnapshot {
+            folder: FolderRecord {
+                id: FolderId::new("f"),
+                parent_id: None,
+                display_name: path.last().copied().unwrap_or("").into(),
+                path: path.iter().map(|s| (*s).to_owned()).collect(),
+                well_known_name: None,
+                total_item_count: None,
+            },
+            delta_link: None,
+            graph_item_count: None,
+            stored_item_count: 0,
+            items: ContentId::from_bytes([0; 32]),
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn folder_filter_by_path_name_and_subfolder() {
+        let f = folder(&["Inbox", "Projects", "Atlas"]);
+        assert!(folder_selected(&f, "inbox"));
+        assert!(folder_selected(&f, "Projects"));
+        assert!(folder_selected(&f, "Inbox/Projects"));
+        assert!(folder_selected(&f, "/inbox/projects/atlas/"));
+        assert!(!folder_selected(&f, "Projects/Atlas"));
+        assert!(!folder_selected(&f, "Sent Items"));
+        assert!(!folder_selected(&folder(&["Inbox"]), "Inbox/Projects"));
+    }
+
+    #[test]
+    fn sanitize_removes_escapes_and_bidi() {
+        assert_eq!(
+            sanitize_line("a\x1b[31mred\u{202E}x\ny"),
+            "a\u{FFFD}[31mred\u{FFFD}x\u{FFFD}y"
+        );
+        assert_eq!(
+            sanitize_text("l1\r\nl2\t\x07\u{9b}"),
+            "l1\nl2\t\u{FFFD}\u{FFFD}"
+        );
+        assert_eq!(sanitize_line("Héllo wörld"), "Héllo wörld");
+    }
+}

@@ -1,0 +1,511 @@
+//! `atlas verify`: everything a snapshot needs exists, decrypts and matches its checksum.
+//!
+//! Checked, per snapshot in scope: the snapshot record, the mailbox record, every folder
+//! list, the index entry of every message, the existence and size of every pack, and —
+//! for the packs selected for data reading — each pack's header, trailer and table plus
+//! every blob the snapshots need from it (AEAD tag, plaintext checksum, content id, and the
+//! SHA-256 recorded at backup). Packs shared by several snapshots are read once.
+//!
+//! `--read-data=N%` reads a rotating N% slice of packs: packs are placed in 100 buckets by
+//! their (random) id and slot `k` reads buckets `[k·N, k·N + N)` modulo 100, so
+//! `ceil(100 / N)` consecutive slots (e.g. nights) cover every pack. Packs outside the
+//! slice are still checked for existence and size.
+//!
+//! Damage is reported per item — mailbox, snapshot, folder path, message id, store key —
+//! never by subject. `Err` is returned only when verification itself cannot run (store
+//! unreachable, nothing in scope).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::Serialize;
+
+use super::catalog::{chunk_ids, folder_path};
+use super::read::check_sha;
+use crate::error::{Error, Result};
+use crate::model::{ContentId, MailboxId, MessageId, SnapshotId};
+use crate::repo::index::Location;
+use crate::repo::pack::PackId;
+use crate::repo::{BlobKind, Repository};
+
+/// Which snapshots to verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyScope {
+    /// One snapshot.
+    Snapshot(SnapshotId),
+    /// Every snapshot of a mailbox.
+    Mailbox(MailboxId),
+    /// Every snapshot in the repository.
+    All,
+}
+
+/// Which packs have their data read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReadData {
+    /// Share of packs read, 1..=100.
+    pub percent: u8,
+    /// Rotation slot (the CLI passes days since the epoch, so each night reads the next
+    /// slice).
+    pub slot: u64,
+}
+
+impl ReadData {
+    /// Read every pack.
+    pub const ALL: Self = Self {
+        percent: 100,
+        slot: 0,
+    };
+
+    /// The slice for `percent`, rotating once per UTC day of `now`.
+    pub fn rotating_daily(percent: u8, now: chrono::DateTime<chrono::Utc>) -> Self {
+        Self {
+            percent,
+            slot: u64::try_from(now.timestamp().div_euclid(86_400)).unwrap_or(0),
+        }
+    }
+
+    /// Whether `pack` is in this slice.
+    pub fn selects(&self, pack: &PackId) -> bool {
+        let p = u64::from(self.percent.clamp(1, 100));
+        if p >= 100 {
+            return true;
+        }
+        let h = pack.store_key();
+        let name = h.rsplit('/').next().unwrap_or_default();
+        let bucket = u64::from_str_radix(name.get(..8).unwrap_or("0"), 16).unwrap_or(0) % 100;
+        let start = (self.slot.wrapping_mul(p)) % 100;
+        (bucket + 100 - start) % 100 < p
+    }
+}
+
+/// Options of `verify`.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// What to verify.
+    pub scope: VerifyScope,
+    /// Which packs to read (default: all).
+    pub read_data: ReadData,
+}
+
+/// What kind of object is damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DamageKind {
+    /// The snapshot record.
+    SnapshotRecord,
+    /// The mailbox record (`mailboxes/…`).
+    MailboxRecord,
+    /// An index file.
+    Index,
+    /// A folder's item list.
+    FolderList,
+    /// A message's MIME.
+    Message,
+    /// A pack as a whole (missing, wrong size, bad header/table).
+    Pack,
+}
+
+/// One damaged item. Never contains a subject.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Damage {
+    /// Kind of object.
+    pub kind: DamageKind,
+    /// Mailbox address, when the damage concerns one.
+    pub mailbox: Option<String>,
+    /// Snapshot, when the damage concerns one.
+    pub snapshot: Option<SnapshotId>,
+    /// Folder path.
+    pub folder: Option<String>,
+    /// Graph message id.
+    pub message_id: Option<MessageId>,
+    /// Store key of the damaged or missing object.
+    pub object: Option<String>,
+    /// What is wrong.
+    pub error: String,
+}
+
+/// Result of `verify`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifySummary {
+    /// Snapshots checked.
+    pub snapshots: usize,
+    /// Folder lists read.
+    pub folders: usize,
+    /// Messages referenced.
+    pub messages: usize,
+    /// Packs referenced.
+    pub packs: usize,
+    /// Packs whose data was read.
+    pub packs_read: usize,
+    /// Blobs decrypted and checked.
+    pub blobs_checked: usize,
+    /// Encrypted bytes read from packs.
+    pub bytes_read: u64,
+    /// Share of packs read.
+    pub read_data: ReadData,
+    /// Every problem found; empty means everything checked is intact.
+    pub damage: Vec<Damage>,
+}
+
+impl VerifySummary {
+    /// Nothing damaged (the CLI exits 1 otherwise).
+    pub fn is_ok(&self) -> bool {
+        self.damage.is_empty()
+    }
+}
+
+/// Who needs a blob (for naming damage).
+#[derive(Debug, Clone)]
+struct Owner {
+    mailbox: String,
+    snapshot: SnapshotId,
+    folder: String,
+    message: Option<(MessageId, String)>,
+}
+
+impl Owner {
+    fn damage(&self, kind: DamageKind, object: Option<String>, error: &Error) -> Damage {
+        Damage {
+            kind,
+            mailbox: Some(self.mailbox.clone()),
+            snapshot: Some(self.snapshot),
+            folder: Some(self.folder.clone()),
+            message_id: self.message.as_ref().map(|m| m.0.clone()),
+            object,
+            error: error.to_string(),
+        }
+    }
+}
+
+/// Verify the snapshots in scope; see the module docs.
+pub async fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifySummary> {
+    let mut sum = VerifySummary {
+        snapshots: 0,
+        folders: 0,
+        messages: 0,
+        packs: 0,
+        packs_read: 0,
+        blobs_checked: 0,
+        bytes_read: 0,
+        read_data: opts.read_data,
+        damage: Vec::new(),
+    };
+    if let Err(e) = repo.refresh_index().await {
+        sum.damage.push(Damage {
+            kind: DamageKind::Index,
+            mailbox: None,
+            snapshot: None,
+            folder: None,
+            message_id: None,
+            object: error_key(&e),
+            error: e.to_string(),
+        });
+    }
+    let ids: Vec<SnapshotId> = match &opts.scope {
+        VerifyScope::Snapshot(id) => vec![*id],
+        VerifyScope::Mailbox(m) => {
+            let v: Vec<_> = repo.list_snapshots(m).await?.iter().map(|s| s.id).collect();
+            if v.is_empty() {
+                return Err(Error::InvalidInput {
+                    reason: format!("mailbox {m} has no snapshot in the repository"),
+                });
+            }
+            v
+        }
+        VerifyScope::All => repo
+            .list_all_snapshots()
+            .await?
+            .iter()
+            .map(|s| s.id)
+            .collect(),
+    };
+    let known_mailboxes: BTreeSet<MailboxId> = match repo.list_mailboxes().await {
+        Ok(v) => v.into_iter().collect(),
+        Err(e) => {
+            sum.damage.push(Damage {
+                kind: DamageKind::MailboxRecord,
+                mailbox: None,
+                snapshot: None,
+                folder: None,
+                message_id: None,
+                object: error_key(&e),
+                error: e.to_string(),
+            });
+            BTreeSet::new()
+        }
+    };
+    let needed = collect(repo, opts, ids, &known_mailboxes, &mut sum).await?;
+    let by_pack = group_by_pack(repo, &needed, &mut sum).await;
+    check_packs(repo, opts, &needed, &by_pack, &mut sum).await?;
+    Ok(sum)
+}
+
+type Needed = BTreeMap<ContentId, (Owner, Option<String>)>;
+type ByPack = BTreeMap<PackId, Vec<(ContentId, Location)>>;
+
+/// Open every snapshot in scope and its folder lists; return what their messages need.
+async fn collect(
+    repo: &Repository,
+    opts: &VerifyOptions,
+    ids: Vec<SnapshotId>,
+    known_mailboxes: &BTreeSet<MailboxId>,
+    sum: &mut VerifySummary,
+) -> Result<Needed> {
+    // Blob → who needs it (first owner is enough to name the damage) and expected sha.
+    let mut needed = Needed::new();
+    let mut lists_seen: HashSet<ContentId> = HashSet::new();
+    for id in ids {
+        let snap = match repo.load_snapshot(id).await {
+            Ok(s) => s,
+            Err(e @ Error::SnapshotNotFound { .. }) if opts.scope == VerifyScope::Snapshot(id) => {
+                return Err(e);
+            }
+            Err(e) => {
+                sum.damage.push(Damage {
+                    kind: DamageKind::SnapshotRecord,
+                    mailbox: None,
+                    snapshot: Some(id),
+                    folder: None,
+                    message_id: None,
+                    object: error_key(&e),
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
+        sum.snapshots += 1;
+        let mailbox = snap.record.mailbox.address().to_owned();
+        if !known_mailboxes.contains(&snap.record.mailbox) {
+            sum.damage.push(Damage {
+                kind: DamageKind::MailboxRecord,
+                mailbox: Some(mailbox.clone()),
+                snapshot: Some(id),
+                folder: None,
+                message_id: None,
+                object: Some(format!(
+                    "mailboxes/{}",
+                    repo.mailbox_key_name(&snap.record.mailbox)
+                )),
+                error: "mailbox record missing or unreadable".into(),
+            });
+        }
+        for f in &snap.record.folders {
+            let owner = Owner {
+                mailbox: mailbox.clone(),
+                snapshot: id,
+                folder: folder_path(f),
+                message: None,
+            };
+            sum.folders += 1;
+            let items = match repo.load_folder_items(&f.items).await {
+                Ok(items) => items,
+                Err(e) => {
+                    let object = error_key(&e).or_else(|| pack_of(repo, &f.items));
+                    sum.damage
+                        .push(owner.damage(DamageKind::FolderList, object, &e));
+                    continue;
+                }
+            };
+            needed.entry(f.items).or_insert((owner.clone(), None));
+            let first_time = lists_seen.insert(f.items);
+            sum.messages += items.len();
+            if !first_time {
+                continue;
+            }
+            for m in items {
+                let o = Owner {
+                    message: Some((m.id.clone(), m.mime_sha256.clone())),
+                    ..owner.clone()
+                };
+                needed.entry(m.mime).or_insert((o, Some(m.mime_sha256)));
+            }
+        }
+    }
+    Ok(needed)
+}
+
+/// Find every needed blob (and the chunks of chunked ones) in the index, by pack.
+async fn group_by_pack(repo: &Repository, needed: &Needed, sum: &mut VerifySummary) -> ByPack {
+    // Group by pack; chunked content pulls its chunks' packs in too.
+    let mut by_pack = ByPack::new();
+    for (cid, (owner, _)) in needed {
+        let kind = if owner.message.is_some() {
+            DamageKind::Message
+        } else {
+            DamageKind::FolderList
+        };
+        match repo.locate(cid).await {
+            Ok(loc) => {
+                by_pack.entry(loc.pack).or_default().push((*cid, loc));
+                if loc.kind == BlobKind::ChunkList {
+                    match chunk_ids(repo, cid).await {
+                        Ok(chunks) => {
+                            for c in chunks {
+                                match repo.locate(&c).await {
+                                    Ok(cl) => by_pack.entry(cl.pack).or_default().push((*cid, cl)),
+                                    Err(e) => sum.damage.push(owner.damage(kind, None, &e)),
+                                }
+                            }
+                        }
+                        Err(e) => sum.damage.push(owner.damage(kind, error_key(&e), &e)),
+                    }
+                }
+            }
+            Err(e) => sum
+                .damage
+                .push(owner.damage(kind, Some("index".into()), &e)),
+        }
+    }
+    by_pack
+}
+
+/// Existence and size of every pack; data of the packs in the read-data slice.
+async fn check_packs(
+    repo: &Repository,
+    opts: &VerifyOptions,
+    needed: &Needed,
+    by_pack: &ByPack,
+    sum: &mut VerifySummary,
+) -> Result<()> {
+    sum.packs = by_pack.len();
+    let sizes: HashMap<String, u64> = repo
+        .store()
+        .list("packs/")
+        .await?
+        .into_iter()
+        .map(|m| (m.key.as_str().to_owned(), m.size))
+        .collect();
+    for (pack, wanted) in by_pack {
+        let key = pack.store_key();
+        let owners = || {
+            let mut seen = BTreeSet::new();
+            wanted
+                .iter()
+                .filter(move |(cid, _)| seen.insert(*cid))
+                .filter_map(|(cid, _)| needed.get(cid).map(|o| &o.0))
+        };
+        let kind_of = |o: &Owner| {
+            if o.message.is_some() {
+                DamageKind::Message
+            } else {
+                DamageKind::FolderList
+            }
+        };
+        let Some(size) = sizes.get(&key) else {
+            let e = Error::Missing { key: key.clone() };
+            for o in owners() {
+                sum.damage.push(o.damage(kind_of(o), Some(key.clone()), &e));
+            }
+            continue;
+        };
+        let end = wanted
+            .iter()
+            .map(|(_, l)| u64::from(l.offset) + u64::from(l.length))
+            .max()
+            .unwrap_or(0);
+        if end > *size {
+            let e = Error::Truncated {
+                key: key.clone(),
+                expected: end,
+                actual: *size,
+            };
+            for o in owners() {
+                sum.damage.push(o.damage(kind_of(o), Some(key.clone()), &e));
+            }
+            continue;
+        }
+        if !opts.read_data.selects(pack) {
+            continue;
+        }
+        sum.packs_read += 1;
+        sum.bytes_read += size;
+        if let Err(e) = repo.pack_table(*pack).await {
+            sum.damage.push(Damage {
+                kind: DamageKind::Pack,
+                mailbox: None,
+                snapshot: None,
+                folder: None,
+                message_id: None,
+                object: Some(key.clone()),
+                error: e.to_string(),
+            });
+        }
+        let mut checked = BTreeSet::new();
+        for (cid, _) in wanted {
+            if !checked.insert(*cid) {
+                continue;
+            }
+            let Some((owner, sha)) = needed.get(cid) else {
+                continue;
+            };
+            sum.blobs_checked += 1;
+            let result = match repo.read_blob(cid).await {
+                Ok(bytes) => sha.as_deref().map_or(Ok(()), |s| check_sha(&bytes, s, cid)),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                sum.damage
+                    .push(owner.damage(kind_of(owner), Some(key.clone()), &e));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The pack a blob lives in, from the index refreshed at the start (no store access).
+fn pack_of(repo: &Repository, id: &ContentId) -> Option<String> {
+    repo.index_lookup(id).map(|l| l.pack.store_key())
+}
+
+/// The store key an error names, if any.
+fn error_key(e: &Error) -> Option<String> {
+    match e {
+        Error::Corrupt { key, .. }
+        | Error::AuthenticationFailed { key }
+        | Error::Truncated { key, .. }
+        | Error::Missing { key }
+        | Error::ChecksumMismatch { key, .. } => Some(key.clone()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotating_slices_cover_every_pack_exactly_once_per_cycle() {
+        let packs: Vec<PackId> = (0..500).map(|_| PackId::random()).collect();
+        for percent in [10u8, 25, 34, 50] {
+            let slots = 100u64.div_ceil(u64::from(percent));
+            for p in &packs {
+                let hits = (0..slots)
+                    .filter(|s| {
+                        ReadData {
+                            percent,
+                            slot: 7 * slots + s,
+                        }
+                        .selects(p)
+                    })
+                    .count();
+                assert!(hits >= 1, "pack never read at {percent}%");
+                if 100 % percent == 0 {
+                    assert_eq!(hits, 1);
+                }
+            }
+        }
+        assert!(packs.iter().all(|p| ReadData::ALL.selects(p)));
+        let some = packs
+            .iter()
+            .filter(|p| {
+                ReadData {
+                    percent: 10,
+                    slot: 3,
+                }
+                .selects(p)
+            })
+            .count();
+        assert!(some > 10 && some < 120, "{some}");
+    }
+}
