@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use atlas_graph::{Credential, FolderId, GraphClient};
+use atlas_graph::{Credential, FolderId, GraphClient, GraphError, NewMessage};
 use atlas_sim::FaultConfig;
 
 use crate::{client, mailbox, mailbox_user, small_tenant, start};
@@ -85,4 +85,59 @@ async fn storms_of_503_429_and_504_are_retried_for_reads() {
     }
     sim.set_faults(FaultConfig::default());
     assert!(c.stats().retries >= 1, "{:?}", c.stats());
+}
+
+#[tokio::test]
+async fn concurrent_first_calls_share_one_token_request() {
+    let sim = start(small_tenant()).await;
+    let c = client(&sim);
+    let user = mailbox_user(&sim);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let c = c.clone();
+        let mbx = mailbox(&user);
+        tasks.push(tokio::spawn(async move {
+            c.get_folder(&mbx, &FolderId::from("inbox"))
+                .await
+                .expect("request");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(c.stats().token_refreshes, 1);
+    assert_eq!(sim.counters().kind("token").requests, 1);
+}
+
+#[tokio::test]
+async fn a_post_without_answer_is_outcome_unknown_and_a_get_times_out() {
+    let sim = start(small_tenant()).await;
+    let mut cfg = crate::config(&sim, Credential::Secret(sim.client_secret().into()));
+    cfg.request_timeout = Duration::from_millis(300);
+    cfg.retry.max_attempts = 2;
+    let c = GraphClient::new(cfg).expect("client");
+    c.check_sign_in().await.expect("token before the hang");
+    let user = mailbox_user(&sim);
+    sim.set_faults(FaultConfig {
+        hang_rate: 1.0,
+        hang_delay: Some(Duration::from_secs(2)),
+        ..FaultConfig::default()
+    });
+    let body = serde_json::json!({"subject": "x", "body": {"contentType": "text", "content": "y"}});
+    let err = c
+        .create_message(&mailbox(&user), None, &NewMessage::Json(body))
+        .await
+        .expect_err("no answer");
+    assert!(matches!(err, GraphError::OutcomeUnknown { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    let err = c
+        .get_folder(&mailbox(&user), &FolderId::from("inbox"))
+        .await
+        .expect_err("no answer");
+    assert!(
+        matches!(err, GraphError::Timeout { attempts: 2, .. }),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    sim.set_faults(FaultConfig::default());
 }
