@@ -21,6 +21,34 @@
 //!   failures ([`AuthError`]) explain the AADSTS code in plain words. Secrets, tokens,
 //!   delta links and upload URLs never appear in `Debug` or error text.
 //!
+//! ```no_run
+//! use atlas_graph::{Credential, DeltaNext, DeltaStart, FolderId, GraphClient, GraphConfig, MailboxId};
+//!
+//! # async fn example() -> Result<(), atlas_graph::GraphError> {
+//! let config = GraphConfig::new("contoso.onmicrosoft.com", "app-client-id", Credential::Secret("value".into()));
+//! let client = GraphClient::new(config)?;
+//! let mailbox = MailboxId::new("adele@contoso.com");
+//! let inbox = FolderId::new("inbox");
+//! let mut page = client.message_delta_page(&mailbox, DeltaStart::Initial(&inbox), 100).await?;
+//! let saved_link = loop {
+//!     for message in &page.messages {
+//!         let mut mime = client.get_mime(&mailbox, &message.id).await?;
+//!         while let Some(chunk) = mime.next_chunk().await? {
+//!             let _ = chunk; // store it
+//!         }
+//!     }
+//!     match page.next {
+//!         DeltaNext::More(link) => {
+//!             page = client.message_delta_page(&mailbox, DeltaStart::Link(&link), 100).await?;
+//!         }
+//!         DeltaNext::Done(link) => break link, // persist only after everything is stored
+//!     }
+//! };
+//! # let _ = saved_link;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! `$batch` is not used: batching saves round trips but not quota (every inner request
 //! counts against the same per-mailbox limits), and inner 429s would need a second retry
 //! path.
