@@ -13,7 +13,11 @@
 
 // A linear benchmark script: long `main`, lossy float conversions for MB/s, unwraps that
 // abort the run on any failure.
-#![allow(clippy::cast_precision_loss, clippy::unwrap_used, clippy::too_many_lines)]
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::unwrap_used,
+    clippy::too_many_lines
+)]
 
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -117,3 +117,45 @@ async fn commit_checks_the_record() {
         Err(Error::InvalidInput { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_snapshots_reads_key_names_only() {
+    use atlas_core::ports::PutOptions;
+    let store = memory();
+    let repo = new_repo(store.clone()).await;
+    let mb = MailboxId::new("a@example.com");
+    let first = backup(&repo, &mb, clock_at(t0()), SMALL_BACKUP)
+        .await
+        .unwrap();
+    let later = t0() + chrono::Duration::hours(2);
+    let second = backup(&repo, &mb, clock_at(later), &SMALL_BACKUP[..2])
+        .await
+        .unwrap();
+    // Make every record unreadable: listing still works, loading names the record.
+    for m in store.list("snapshots/").await.unwrap() {
+        store
+            .put(
+                &m.key,
+                Bytes::from_static(b"garbage"),
+                PutOptions::OVERWRITE,
+            )
+            .await
+            .unwrap();
+    }
+    let list = repo.list_snapshots(&mb).await.unwrap();
+    assert_eq!(
+        list.iter().map(|s| (s.id, s.started)).collect::<Vec<_>>(),
+        vec![(first, t0()), (second, later)]
+    );
+    let err = repo.latest_snapshot(&mb).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupt { ref key, .. } if key.contains(&second.to_string())),
+        "{err:?}"
+    );
+    assert!(
+        repo.list_snapshots(&MailboxId::new("nobody@example.com"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
