@@ -102,7 +102,8 @@ fn kind(k: MailboxKind) -> CoreKind {
     match k {
         MailboxKind::Licensed => CoreKind::Licensed,
         MailboxKind::Shared | MailboxKind::Room | MailboxKind::Equipment => CoreKind::Shared,
-        MailboxKind::Unlicensed | MailboxKind::NoMailbox => CoreKind::NoMailbox,
+        MailboxKind::Unlicensed => CoreKind::Unlicensed,
+        MailboxKind::NoMailbox => CoreKind::NoMailbox,
         MailboxKind::Unknown => CoreKind::Unknown,
     }
 }

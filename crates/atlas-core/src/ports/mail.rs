@@ -21,6 +21,9 @@ pub enum MailboxKind {
     Licensed,
     /// A shared mailbox (no licence needed).
     Shared,
+    /// A user mailbox that exists without an Exchange licence (e.g. a leaver whose licence
+    /// was removed during the grace period): still mail worth keeping.
+    Unlicensed,
     /// A directory user without a usable mailbox (unlicensed, guest, on-premises).
     NoMailbox,
     /// The source could not tell.
