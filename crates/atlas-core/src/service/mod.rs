@@ -5,6 +5,7 @@ pub mod backup;
 pub mod catalog;
 pub mod export;
 pub mod read;
+pub mod retention;
 pub mod status;
 pub mod verify;
 

@@ -6,4 +6,5 @@
 mod common;
 mod export;
 mod read_list;
+mod retention;
 mod verify;

@@ -1,0 +1,489 @@
+//! Retention: `atlas forget` (keep policy per mailbox) and `atlas delete` (snapshots, a
+//! mailbox, or the whole repository).
+//!
+//! Both are plan-then-execute: the plan is a plain value listing exactly which snapshot
+//! records go (what `--dry-run` prints); executing it deletes **records only**, so an
+//! interruption at any point leaves a consistent repository with at most unreferenced
+//! data. Reclaiming that data (prune) needs repository primitives that do not exist yet —
+//! rewriting index files without the entries of removed packs — and is not done here; see
+//! the module report in the project notes. `purge` is different: it removes every object,
+//! records first, then indexes, then packs, then the config and finally the key, so each
+//! intermediate state is still a consistent (smaller) repository.
+//!
+//! Policies follow restic: snapshots are ordered newest first; `last` keeps the N newest;
+//! `daily`/`weekly`/`monthly`/`yearly` keep the newest snapshot of each of the N newest
+//! days/ISO weeks/months/years that have one; `within` keeps everything started within the
+//! duration before the newest snapshot (not before "now": the library reads no clock, and
+//! a mailbox whose backups stopped keeps its last state). A snapshot kept by any rule is
+//! kept. Times are UTC.
+
+use chrono::{DateTime, Datelike, Duration, Utc};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::model::{MailboxId, SnapshotId};
+use crate::repo::{KEY_BLOB_KEY, Repository, SnapshotInfo};
+
+/// Which snapshots to keep. Every field `None` keeps nothing, which is refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeepPolicy {
+    /// Keep the N newest.
+    pub last: Option<u32>,
+    /// Keep the newest of each of the N newest days.
+    pub daily: Option<u32>,
+    /// … ISO weeks.
+    pub weekly: Option<u32>,
+    /// … months.
+    pub monthly: Option<u32>,
+    /// … years.
+    pub yearly: Option<u32>,
+    /// Keep everything within this duration before the newest snapshot.
+    pub within: Option<Duration>,
+}
+
+impl KeepPolicy {
+    fn is_empty(&self) -> bool {
+        self.last.is_none()
+            && self.daily.is_none()
+            && self.weekly.is_none()
+            && self.monthly.is_none()
+            && self.yearly.is_none()
+            && self.within.is_none()
+    }
+}
+
+/// A snapshot the policy keeps, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Kept {
+    /// Snapshot id.
+    pub id: SnapshotId,
+    /// Start time.
+    pub started: DateTime<Utc>,
+    /// Rules that keep it (`last`, `daily`, …).
+    pub reasons: Vec<&'static str>,
+}
+
+/// A snapshot the plan removes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Removed {
+    /// Snapshot id.
+    pub id: SnapshotId,
+    /// Start time.
+    pub started: DateTime<Utc>,
+}
+
+/// Maps a time to its day/week/month/year bucket.
+type Bucket = fn(DateTime<Utc>) -> (i32, u32);
+
+/// Decide, for one mailbox's snapshots (any order), what the policy keeps and removes.
+/// Both lists are newest first.
+pub fn apply_policy(snapshots: &[SnapshotInfo], policy: &KeepPolicy) -> (Vec<Kept>, Vec<Removed>) {
+    let mut sorted = snapshots.to_vec();
+    sorted.sort_by_key(|s| std::cmp::Reverse((s.started, s.id)));
+    let newest = sorted.first().map(|s| s.started);
+    let rules: [(&'static str, Option<u32>, Bucket); 4] = [
+        ("daily", policy.daily, |t| (t.year(), t.ordinal())),
+        ("weekly", policy.weekly, |t| {
+            let w = t.iso_week();
+            (w.year(), w.week())
+        }),
+        ("monthly", policy.monthly, |t| (t.year(), t.month())),
+        ("yearly", policy.yearly, |t| (t.year(), 0)),
+    ];
+    let mut last_bucket: [Option<(i32, u32)>; 4] = [None; 4];
+    let mut used = [0u32; 4];
+    let (mut kept, mut removed) = (Vec::new(), Vec::new());
+    for (n, s) in sorted.iter().enumerate() {
+        let mut reasons = Vec::new();
+        if policy.last.is_some_and(|l| (n as u64) < u64::from(l)) {
+            reasons.push("last");
+        }
+        for (i, (name, limit, bucket)) in rules.iter().enumerate() {
+            let Some(limit) = limit else { continue };
+            let b = bucket(s.started);
+            if used[i] < *limit && last_bucket[i] != Some(b) {
+                last_bucket[i] = Some(b);
+                used[i] += 1;
+                reasons.push(name);
+            }
+        }
+        if let (Some(w), Some(newest)) = (policy.within, newest) {
+            if s.started >= newest - w {
+                reasons.push("within");
+            }
+        }
+        if reasons.is_empty() {
+            removed.push(Removed {
+                id: s.id,
+                started: s.started,
+            });
+        } else {
+            kept.push(Kept {
+                id: s.id,
+                started: s.started,
+                reasons,
+            });
+        }
+    }
+    (kept, removed)
+}
+
+/// Options of `forget`.
+#[derive(Debug, Clone, Default)]
+pub struct ForgetOptions {
+    /// The policy, applied to each mailbox separately.
+    pub policy: KeepPolicy,
+    /// Mailboxes to apply it to; empty = every mailbox in the repository.
+    pub mailboxes: Vec<MailboxId>,
+}
+
+/// The plan for one mailbox.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailboxForgetPlan {
+    /// Mailbox address.
+    pub mailbox: String,
+    /// Kept snapshots, newest first, with reasons.
+    pub keep: Vec<Kept>,
+    /// Snapshots whose records will be deleted, newest first.
+    pub remove: Vec<Removed>,
+}
+
+/// What `forget` will do (printed as is by `--dry-run`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForgetPlan {
+    /// Per mailbox.
+    pub mailboxes: Vec<MailboxForgetPlan>,
+}
+
+impl ForgetPlan {
+    /// Every snapshot the plan removes.
+    pub fn removals(&self) -> impl Iterator<Item = SnapshotId> + '_ {
+        self.mailboxes
+            .iter()
+            .flat_map(|m| m.remove.iter().map(|r| r.id))
+    }
+}
+
+/// Plan `forget` from key names only (no record is decrypted). An empty policy is refused
+/// (it would remove every snapshot); so is an unknown mailbox.
+pub async fn plan_forget(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetPlan> {
+    if opts.policy.is_empty() {
+        return Err(Error::InvalidInput {
+            reason: "no keep rule given: refusing to forget every snapshot".into(),
+        });
+    }
+    let known = repo.list_mailboxes().await?;
+    let targets = if opts.mailboxes.is_empty() {
+        known
+    } else {
+        for m in &opts.mailboxes {
+            if !known.contains(m) {
+                return Err(Error::InvalidInput {
+                    reason: format!("mailbox {m} is not in the repository"),
+                });
+            }
+        }
+        opts.mailboxes.clone()
+    };
+    let mut plan = ForgetPlan {
+        mailboxes: Vec::new(),
+    };
+    for mb in targets {
+        let infos = repo.list_snapshots(&mb).await?;
+        let (keep, remove) = apply_policy(&infos, &opts.policy);
+        plan.mailboxes.push(MailboxForgetPlan {
+            mailbox: mb.address().to_owned(),
+            keep,
+            remove,
+        });
+    }
+    Ok(plan)
+}
+
+/// What a removal run did.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovalSummary {
+    /// Snapshot records deleted.
+    pub snapshots_removed: usize,
+    /// Other objects deleted (purge only).
+    pub objects_removed: usize,
+    /// Objects the store refused to delete (Object Lock retention), by key.
+    pub retained: Vec<String>,
+}
+
+impl RemovalSummary {
+    /// Everything planned was removed (the CLI exits non-zero otherwise).
+    pub fn is_complete(&self) -> bool {
+        self.retained.is_empty()
+    }
+}
+
+/// Delete the records a forget plan lists. Records only: see the module docs.
+pub async fn execute_forget(repo: &Repository, plan: &ForgetPlan) -> Result<RemovalSummary> {
+    remove_snapshots(repo, plan.removals()).await
+}
+
+async fn remove_snapshots(
+    repo: &Repository,
+    ids: impl Iterator<Item = SnapshotId>,
+) -> Result<RemovalSummary> {
+    let mut sum = RemovalSummary::default();
+    for id in ids {
+        match repo.delete_snapshot(id).await {
+            Ok(()) => sum.snapshots_removed += 1,
+            // Already gone (a concurrent forget): the goal is reached.
+            Err(Error::SnapshotNotFound { .. }) => {}
+            Err(Error::Store(crate::ports::StoreError::Retained { key, .. })) => {
+                sum.retained.push(key);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sum)
+}
+
+/// What `delete` removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteTarget {
+    /// One snapshot.
+    Snapshot(SnapshotId),
+    /// Every snapshot of a mailbox (and its mailbox record, so it leaves `list`).
+    Mailbox(MailboxId),
+    /// Everything, including the wrapped key: the repository is gone afterwards.
+    Purge,
+}
+
+/// The plan of a `delete` (what the confirmation prompt shows).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletePlan {
+    /// Snapshot records to delete.
+    pub snapshots: Vec<Removed>,
+    /// Mailbox addresses whose records go.
+    pub mailboxes: Vec<String>,
+    /// Whether every object (and the key) goes.
+    pub purge: bool,
+    /// Objects in the store (purge only; everything is deleted).
+    pub objects: usize,
+}
+
+/// Plan a delete. Unknown snapshot or mailbox is an error.
+pub async fn plan_delete(repo: &Repository, target: &DeleteTarget) -> Result<DeletePlan> {
+    let mut plan = DeletePlan {
+        snapshots: Vec::new(),
+        mailboxes: Vec::new(),
+        purge: false,
+        objects: 0,
+    };
+    match target {
+        DeleteTarget::Snapshot(id) => {
+            let snap = repo.load_snapshot(*id).await?;
+            plan.snapshots.push(Removed {
+                id: *id,
+                started: snap.record.started,
+            });
+        }
+        DeleteTarget::Mailbox(mb) => {
+            if !repo.list_mailboxes().await?.contains(mb) {
+                return Err(Error::InvalidInput {
+                    reason: format!("mailbox {mb} is not in the repository"),
+                });
+            }
+            plan.snapshots = repo
+                .list_snapshots(mb)
+                .await?
+                .iter()
+                .rev()
+                .map(|s| Removed {
+                    id: s.id,
+                    started: s.started,
+                })
+                .collect();
+            plan.mailboxes.push(mb.address().to_owned());
+        }
+        DeleteTarget::Purge => {
+            plan.purge = true;
+            plan.snapshots = repo
+                .list_all_snapshots()
+                .await?
+                .iter()
+                .rev()
+                .map(|s| Removed {
+                    id: s.id,
+                    started: s.started,
+                })
+                .collect();
+            plan.mailboxes = repo
+                .list_mailboxes()
+                .await?
+                .iter()
+                .map(|m| m.address().to_owned())
+                .collect();
+            plan.objects = repo.store().list("").await?.len();
+        }
+    }
+    Ok(plan)
+}
+
+/// Execute a delete plan: snapshot records first; then, for a mailbox, its mailbox record
+/// (after its last snapshot is gone, so `list` never shows snapshots without a mailbox);
+/// for a purge, every remaining object in the safe order (records, locks, index, packs,
+/// config, key last).
+pub async fn execute_delete(repo: &Repository, plan: &DeletePlan) -> Result<RemovalSummary> {
+    let mut sum = remove_snapshots(repo, plan.snapshots.iter().map(|s| s.id)).await?;
+    if !sum.is_complete() {
+        return Ok(sum);
+    }
+    if !plan.purge {
+        for address in &plan.mailboxes {
+            let mb = MailboxId::new(address);
+            if repo.list_snapshots(&mb).await?.is_empty() {
+                let key = format!("mailboxes/{}", repo.mailbox_key_name(&mb));
+                delete_key(repo, &key, &mut sum).await?;
+            }
+        }
+        return Ok(sum);
+    }
+    for prefix in ["snapshots/", "mailboxes/", "locks/", "index/", "packs/"] {
+        for meta in repo.store().list(prefix).await? {
+            delete_key(repo, meta.key.as_str(), &mut sum).await?;
+        }
+    }
+    // Anything else Atlas did not write stays out of the order above but still goes
+    // before the config and the key.
+    for meta in repo.store().list("").await? {
+        let k = meta.key.as_str();
+        if k != crate::repo::CONFIG_KEY && k != KEY_BLOB_KEY {
+            delete_key(repo, k, &mut sum).await?;
+        }
+    }
+    if sum.is_complete() {
+        delete_key(repo, crate::repo::CONFIG_KEY, &mut sum).await?;
+        delete_key(repo, KEY_BLOB_KEY, &mut sum).await?;
+    }
+    Ok(sum)
+}
+
+async fn delete_key(repo: &Repository, key: &str, sum: &mut RemovalSummary) -> Result<()> {
+    let k = crate::ports::StoreKey::new(key).map_err(Error::Store)?;
+    match repo.store().delete(&k).await {
+        Ok(()) => {
+            sum.objects_removed += 1;
+            Ok(())
+        }
+        Err(crate::ports::StoreError::Retained { key, .. }) => {
+            sum.retained.push(key);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn snaps(times: &[(i32, u32, u32, u32)]) -> Vec<SnapshotInfo> {
+        times
+            .iter()
+            .map(|(y, m, d, h)| SnapshotInfo {
+                id: SnapshotId::random(),
+                started: Utc.with_ymd_and_hms(*y, *m, *d, *h, 0, 0).unwrap(),
+            })
+            .collect()
+    }
+
+    fn kept_times(k: &[Kept]) -> Vec<String> {
+        k.iter()
+            .map(|k| k.started.format("%Y-%m-%d %H").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn last_daily_monthly_and_yearly_follow_restic() {
+        let s = snaps(&[
+            (2024, 12, 31, 10),
+            (2025, 6, 1, 10),
+            (2026, 1, 5, 9),
+            (2026, 1, 5, 18),
+            (2026, 1, 6, 9),
+            (2026, 2, 1, 9),
+            (2026, 2, 2, 9),
+        ]);
+        let (k, r) = apply_policy(
+            &s,
+            &KeepPolicy {
+                last: Some(1),
+                daily: Some(3),
+                ..KeepPolicy::default()
+            },
+        );
+        assert_eq!(
+            kept_times(&k),
+            ["2026-02-02 09", "2026-02-01 09", "2026-01-06 09"]
+        );
+        assert_eq!(k[0].reasons, ["last", "daily"]);
+        assert_eq!(r.len(), 4);
+        let (k, _) = apply_policy(
+            &s,
+            &KeepPolicy {
+                monthly: Some(2),
+                yearly: Some(3),
+                ..KeepPolicy::default()
+            },
+        );
+        assert_eq!(
+            kept_times(&k),
+            [
+                "2026-02-02 09",
+                "2026-01-06 09",
+                "2025-06-01 10",
+                "2024-12-31 10"
+            ]
+        );
+        let (k, _) = apply_policy(
+            &s,
+            &KeepPolicy {
+                within: Some(Duration::days(27)),
+                ..KeepPolicy::default()
+            },
+        );
+        assert_eq!(
+            kept_times(&k),
+            ["2026-02-02 09", "2026-02-01 09", "2026-01-06 09"]
+        );
+        let (k, r) = apply_policy(
+            &s,
+            &KeepPolicy {
+                last: Some(100),
+                ..KeepPolicy::default()
+            },
+        );
+        assert_eq!((k.len(), r.len()), (7, 0));
+    }
+
+    #[test]
+    fn weekly_uses_iso_weeks() {
+        // 2026-01-04 is a Sunday (ISO week 1 of 2026), 2026-01-05 a Monday (week 2).
+        let s = snaps(&[
+            (2026, 1, 3, 9),
+            (2026, 1, 4, 9),
+            (2026, 1, 5, 9),
+            (2026, 1, 6, 9),
+        ]);
+        let (k, _) = apply_policy(
+            &s,
+            &KeepPolicy {
+                weekly: Some(2),
+                ..KeepPolicy::default()
+            },
+        );
+        assert_eq!(kept_times(&k), ["2026-01-06 09", "2026-01-04 09"]);
+    }
+}
