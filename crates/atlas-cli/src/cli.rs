@@ -61,6 +61,10 @@ pub enum Command {
     /// Manage the repository's encryption key
     #[command(subcommand)]
     Key(KeyCommand),
+
+    /// The built-in Microsoft Graph simulator
+    #[command(subcommand)]
+    Sim(SimCommand),
 }
 
 /// `atlas init` options.
@@ -95,4 +99,69 @@ pub enum KeyCommand {
 pub struct KeyPasswdArgs {
     #[command(flatten)]
     pub kdf: KdfArg,
+}
+
+/// `atlas sim …`
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Serve a generated tenant over HTTP on 127.0.0.1 until Ctrl+C
+    ///
+    /// Prints the base URL, tenant id, client id and client secret to connect with (the
+    /// simulator's own test credentials). The same tenant is generated for the same seed
+    /// and sizes.
+    Serve(SimServeArgs),
+}
+
+/// `atlas sim serve` options. Unset values keep the simulator's defaults.
+#[derive(Debug, Args)]
+pub struct SimServeArgs {
+    /// Port on 127.0.0.1 (0 picks a free port)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+
+    /// Number of licensed users with a mailbox [default: 6]
+    #[arg(long, value_name = "N")]
+    pub users: Option<usize>,
+
+    /// Number of shared mailboxes [default: 1]
+    #[arg(long, value_name = "N")]
+    pub shared_mailboxes: Option<usize>,
+
+    /// Messages generated per mailbox [default: 40]
+    #[arg(long, value_name = "N")]
+    pub messages_per_user: Option<usize>,
+
+    /// Seed of the generated tenant [default: 42]
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+
+    /// Fault: delay added to every Graph request, in milliseconds
+    #[arg(long, value_name = "MS")]
+    pub latency_ms: Option<u64>,
+
+    /// Fault: probability (0.0-1.0) that a Graph request fails with 429, 503 or 504
+    #[arg(long, value_name = "P", value_parser = probability)]
+    pub error_rate: Option<f64>,
+
+    /// Fault: Retry-After seconds sent with injected 429/503 responses
+    #[arg(long, value_name = "SECS")]
+    pub retry_after: Option<u64>,
+
+    /// Fault: probability (0.0-1.0) that a Graph request hangs
+    #[arg(long, value_name = "P", value_parser = probability)]
+    pub hang_rate: Option<f64>,
+
+    /// Fault: how long a hung request waits before answering, in milliseconds (default:
+    /// it never answers)
+    #[arg(long, value_name = "MS")]
+    pub hang_ms: Option<u64>,
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    let p: f64 = s.parse().map_err(|_| format!("\"{s}\" is not a number"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err("must be between 0.0 and 1.0".to_owned())
+    }
 }

@@ -2,10 +2,11 @@
 //! printed results, and returns the exit status.
 
 mod key;
+mod sim;
 
 use anyhow::Context as _;
 
-use crate::cli::{Cli, Command, GlobalArgs, KeyCommand};
+use crate::cli::{Cli, Command, GlobalArgs, KeyCommand, SimCommand};
 use crate::config::{Config, Inputs};
 use crate::exit::Exit;
 use crate::output::{Output, sanitize};
@@ -15,6 +16,7 @@ pub async fn run(cli: Cli, output: Output) -> anyhow::Result<Exit> {
     match &cli.command {
         Command::Init(args) => key::init(&cli.global, args, output).await,
         Command::Key(KeyCommand::Passwd(args)) => key::passwd(&cli.global, args, output).await,
+        Command::Sim(SimCommand::Serve(args)) => sim::serve(args, output).await,
     }
 }
 

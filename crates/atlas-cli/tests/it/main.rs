@@ -440,3 +440,78 @@ fn config_file_dotenv_and_environment_combine_with_environment_winning() {
     assert!(!sandbox.cwd().join("from-file").exists());
     assert!(Path::new(json(&output)["repository"].as_str().expect("string")).ends_with("from-env"));
 }
+
+/// `atlas sim serve` prints how to connect, serves, and exits 0 when shut down (here via
+/// the simulator's admin API, which needs no signal handling in the test).
+#[test]
+fn sim_serve_prints_connection_details_and_serves_until_shut_down() {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+
+    let sandbox = Sandbox::new();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("atlas"))
+        .env_clear()
+        .current_dir(sandbox.cwd())
+        .env("HOME", sandbox.home())
+        .args([
+            "--json",
+            "sim",
+            "serve",
+            "--users",
+            "1",
+            "--messages-per-user",
+            "2",
+            "--seed",
+            "7",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawns");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("reads the ready line");
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
+    let base = ready["base_url"].as_str().expect("base_url").to_owned();
+    for field in [
+        "tenant_id",
+        "client_id",
+        "client_secret",
+        "graph_endpoint",
+        "authority_host",
+    ] {
+        assert!(
+            ready[field].as_str().is_some_and(|v| !v.is_empty()),
+            "{field} in {line}"
+        );
+    }
+
+    // The server answers HTTP (401: Graph wants a token) …
+    let addr = base.trim_start_matches("http://");
+    let request = |method: &str, path: &str| {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .expect("writes");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("reads");
+        response
+    };
+    assert!(request("GET", "/v1.0/users").starts_with("HTTP/1.1 401"));
+    // … and stops cleanly when told to.
+    request("POST", "/_admin/shutdown");
+    let status = child.wait().expect("exits");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn sim_serve_rejects_an_invalid_fault_rate_as_usage_error() {
+    Sandbox::new()
+        .bare()
+        .args(["sim", "serve", "--error-rate", "1.5"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("between 0.0 and 1.0"));
+}
