@@ -19,6 +19,29 @@
 //! - `delete` of a missing key succeeds (idempotent).
 //! - `list` returns every object whose key starts with `prefix`, in lexicographic key
 //!   order, with sizes; it pages internally.
+//!
+//! # Object Lock (retention)
+//!
+//! Only some backends can keep an object from being deleted (S3 Object Lock). The
+//! retention methods are *provided* methods whose defaults say "not supported" / "no
+//! retention", so a backend without locking needs no code for them. A backend that does
+//! implement them keeps these rules:
+//!
+//! - `put` with [`PutOptions::retention`] either stores the object under that retention or
+//!   fails (`Unsupported` when the bucket/backend cannot lock) — never silently unlocked.
+//! - [`BlobStore::extend_retention`] only ever lengthens or strengthens: the result
+//!   keeps the later of the old and requested dates and the stronger mode (compliance over
+//!   governance). Asking for less than what is there is a successful no-op, so reusing an
+//!   object under a shorter policy can never weaken its lock.
+//! - `delete` really removes data: on a versioned bucket it deletes every version and
+//!   delete marker of the key, not just adds a delete marker. Versions still under
+//!   retention cannot go; `delete` then fails with [`StoreError::Retained`] (the latest
+//!   retain-until date among them) and leaves the key's current version readable — it
+//!   never makes an older version reappear by removing a newer one first.
+//! - An `Overwrite` of a retained object succeeds on a versioned bucket: the new version
+//!   becomes current and the old one stays, still retained, until its date passes.
+//! - A permission failure is [`StoreError::AccessDenied`], never `Retained`: `Retained`
+//!   is reported only when the store confirms a retention date still in the future.
 
 use std::fmt::Debug;
 use std::ops::Range;
@@ -101,6 +124,28 @@ pub struct Retention {
     pub mode: LockMode,
     /// The object version cannot be deleted before this instant.
     pub retain_until: DateTime<Utc>,
+}
+
+/// A bucket's default retention (applied by the store to new objects put without one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultRetention {
+    /// Lock mode.
+    pub mode: LockMode,
+    /// Retention period in days (years are converted as 365 days).
+    pub days: u32,
+}
+
+/// What a backend reports about its ability to lock objects (see
+/// [`BlobStore::lock_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockStatus {
+    /// Versioning is enabled (S3 needs it for Object Lock; a delete then only adds a
+    /// delete marker unless versions are deleted one by one).
+    pub versioning: bool,
+    /// Object Lock is enabled: puts may carry retention.
+    pub object_lock: bool,
+    /// The default retention applied to new objects, if any.
+    pub default_retention: Option<DefaultRetention>,
 }
 
 /// Options for [`BlobStore::put`].
@@ -245,4 +290,38 @@ pub trait BlobStore: Send + Sync + Debug {
 
     /// A short human description for messages ("local directory /x", "s3://bucket/prefix").
     fn describe(&self) -> String;
+
+    /// Extend the retention of the existing object `key` to at least `retention` and
+    /// return the retention now in force. Never shortens or weakens (see the module docs):
+    /// the result has the later date and the stronger mode of the old and the requested
+    /// retention. `NotFound` if the key does not exist.
+    ///
+    /// Default: [`StoreError::Unsupported`] — a backend without Object Lock.
+    async fn extend_retention(
+        &self,
+        key: &StoreKey,
+        retention: Retention,
+    ) -> Result<Retention, StoreError> {
+        let _ = (key, retention);
+        Err(StoreError::Unsupported {
+            what: format!("Object Lock retention ({})", self.describe()),
+        })
+    }
+
+    /// The retention of the current version of `key`, `None` if it has none.
+    /// `NotFound` if the key does not exist.
+    ///
+    /// Default: `Ok(None)` — a backend without Object Lock keeps no retention.
+    async fn retention(&self, key: &StoreKey) -> Result<Option<Retention>, StoreError> {
+        let _ = key;
+        Ok(None)
+    }
+
+    /// Whether (and how) this store can lock objects; `None` if the backend has no notion
+    /// of Object Lock at all.
+    ///
+    /// Default: `Ok(None)`.
+    async fn lock_status(&self) -> Result<Option<LockStatus>, StoreError> {
+        Ok(None)
+    }
 }
