@@ -14,6 +14,7 @@
 //!   mailbox run: `put_blob` → `flush` → `commit`).
 //! - [`Error`]: one error enum for the crate.
 
+pub mod compat;
 pub mod error;
 pub mod model;
 pub mod ports;

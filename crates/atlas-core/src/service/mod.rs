@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod catalog;
 pub mod export;
+pub mod migrate;
 pub mod read;
 pub mod retention;
 pub mod status;
