@@ -64,6 +64,7 @@ mod limiter;
 mod retry;
 mod secret;
 mod source;
+mod target;
 
 pub use api::attachments::{Attachment, AttachmentKind};
 pub use api::folders::{FolderInfo, FolderTreeOptions, MailFolder, WELL_KNOWN_FOLDERS};
@@ -73,7 +74,7 @@ pub use api::messages::{
 };
 pub use api::reports::{MailboxUsage, ReportPeriod};
 pub use api::restore::{
-    CreatedFolder, NewFileAttachment, NewMessage, UploadProgress, UploadSession,
+    CreatedFolder, MarkedMessage, NewFileAttachment, NewMessage, UploadProgress, UploadSession,
     UploadSessionRequest,
 };
 pub use api::users::{
@@ -90,3 +91,4 @@ pub use ids::{AttachmentId, FolderId, MailboxId, MessageId};
 pub use limiter::{GraphStats, RequestPermit};
 pub use secret::SecretString;
 pub use source::GraphSource;
+pub use target::{GraphTarget, PROP_COMPLETE, PROP_RUN, PROP_SOURCE, RESTORE_PROPERTY_SET};

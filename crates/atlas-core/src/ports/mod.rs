@@ -7,6 +7,7 @@ pub mod blob_store;
 pub mod clock;
 pub mod mail;
 pub mod reporter;
+pub mod target;
 
 pub use blob_store::{
     BlobStore, LockMode, ObjectMeta, PutMode, PutOptions, Retention, StoreError, StoreKey,
@@ -17,3 +18,7 @@ pub use mail::{
     MailSource, MailboxKind, MimeStream, SourceError, SourceFolder, SourceMailbox, SourceMessage,
 };
 pub use reporter::{Event, NullReporter, Reporter};
+pub use target::{
+    MailTarget, RestoreAttachment, RestoreBody, RestoreMark, RestoreMessage, TargetAttachment,
+    TargetError, TargetFolder, TargetMailbox, TargetMessage,
+};

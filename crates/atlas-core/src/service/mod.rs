@@ -7,6 +7,7 @@ pub mod export;
 pub mod migrate;
 pub mod read;
 pub mod retention;
+pub mod restore;
 pub mod status;
 pub mod verify;
 

@@ -17,7 +17,7 @@ use url::Url;
 
 use crate::api::attachments::Attachment;
 use crate::api::folders::MailFolder;
-use crate::api::messages::Message;
+use crate::api::messages::{Message, odata_quote};
 use crate::client::{GraphClient, Req, parse_json};
 use crate::endpoint::Endpoint;
 use crate::error::GraphError;
@@ -400,6 +400,154 @@ impl GraphClient {
             Endpoint::UploadChunk,
             "upload session did not complete after all bytes were sent",
         ))
+    }
+}
+
+/// A message listed with the single-value extended properties that were asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkedMessage {
+    /// Message id.
+    pub id: MessageId,
+    /// RFC 5322 Message-ID.
+    pub internet_message_id: Option<String>,
+    /// `(property id, value)` of the requested properties the message has.
+    pub properties: Vec<(String, String)>,
+}
+
+impl MarkedMessage {
+    /// The value of property `id` (ids compare case-insensitively, as Exchange does).
+    pub fn property(&self, id: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(id))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl GraphClient {
+    /// Every message in `folder` with the values of the named single-value extended
+    /// properties (`$expand=singleValueExtendedProperties($filter=id eq … or id eq …)`):
+    /// one paged listing tells restore which messages an earlier run already created.
+    pub async fn list_marked_messages(
+        &self,
+        mailbox: &MailboxId,
+        folder: &FolderId,
+        property_ids: &[&str],
+    ) -> Result<Vec<MarkedMessage>, GraphError> {
+        #[derive(Deserialize)]
+        struct Prop {
+            id: String,
+            #[serde(default)]
+            value: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire {
+            id: MessageId,
+            #[serde(default)]
+            internet_message_id: Option<String>,
+            #[serde(default)]
+            single_value_extended_properties: Vec<Prop>,
+        }
+        let filter = property_ids
+            .iter()
+            .map(|p| format!("id eq '{}'", odata_quote(p)))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let expand = format!("singleValueExtendedProperties($filter={filter})");
+        let url = self.url(
+            &[
+                "users",
+                mailbox.as_str(),
+                "mailFolders",
+                folder.as_str(),
+                "messages",
+            ],
+            &[
+                ("$select", "id,internetMessageId"),
+                ("$expand", &expand),
+                ("$top", "500"),
+            ],
+        );
+        let items: Vec<Wire> = self
+            .collect_pages(Req::get(Endpoint::GetMessage, url, Some(mailbox)))
+            .await?;
+        Ok(items
+            .into_iter()
+            .map(|w| MarkedMessage {
+                id: w.id,
+                internet_message_id: w.internet_message_id,
+                properties: w
+                    .single_value_extended_properties
+                    .into_iter()
+                    .filter_map(|p| Some((p.id, p.value?)))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// `PATCH` a message (flag, categories, extended properties). Tagged
+    /// [`Endpoint::CreateMessage`] because it needs the same permission (Mail.ReadWrite) and
+    /// because an unclear failure is then reported as [`GraphError::OutcomeUnknown`] rather
+    /// than retried here; the caller knows whether repeating it is harmless.
+    pub async fn update_message(
+        &self,
+        mailbox: &MailboxId,
+        message: &MessageId,
+        patch: &serde_json::Value,
+    ) -> Result<(), GraphError> {
+        let url = self.url(
+            &["users", mailbox.as_str(), "messages", message.as_str()],
+            &[],
+        );
+        let mut req = Req::post_json(Endpoint::CreateMessage, url, Some(mailbox), patch);
+        req.method = Method::PATCH;
+        self.fetch(&req).await.map(|_| ())
+    }
+
+    /// Prove the app may write mail in `mailbox` without writing anything: an empty
+    /// `PATCH` of a message id that cannot exist. Graph checks the app's roles before it
+    /// looks the item up, so a missing Mail.ReadWrite answers 403 while a granted one
+    /// answers "not found" (404, or 400 for the malformed id).
+    pub async fn probe_mail_write(&self, mailbox: &MailboxId) -> Result<(), GraphError> {
+        let probe = MessageId::new("AtlasWriteAccessProbe-this-id-does-not-exist");
+        match self
+            .update_message(mailbox, &probe, &serde_json::json!({}))
+            .await
+        {
+            Ok(())
+            | Err(GraphError::NotFound { .. } | GraphError::Rejected { status: 400, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Attach an item (an embedded message) given as Graph JSON
+    /// (`{"@odata.type":"#microsoft.graph.itemAttachment","name":…,"item":{…}}`).
+    pub async fn add_item_attachment(
+        &self,
+        mailbox: &MailboxId,
+        message: &MessageId,
+        attachment: &serde_json::Value,
+    ) -> Result<Attachment, GraphError> {
+        let body = attachment.to_string();
+        check_size("item attachment", body.len() as u64, MAX_REQUEST_BYTES)?;
+        let url = self.url(
+            &[
+                "users",
+                mailbox.as_str(),
+                "messages",
+                message.as_str(),
+                "attachments",
+            ],
+            &[],
+        );
+        self.fetch_json(&Req::post_json(
+            Endpoint::AddAttachment,
+            url,
+            Some(mailbox),
+            attachment,
+        ))
+        .await
     }
 }
 

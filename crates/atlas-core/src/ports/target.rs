@@ -1,0 +1,302 @@
+//! The mail-target port: what the restore service needs to write messages back into a
+//! mailbox.
+//!
+//! `atlas-graph` implements it over Microsoft Graph. The types are the *restore's* view:
+//! a message as parsed from its stored MIME plus the state MIME lacks (read, flag,
+//! categories, dates), and a [`RestoreMark`] that ties every created message to the item
+//! it restores, so a rerun finds what an interrupted run already wrote instead of writing
+//! it twice.
+//!
+//! Contract for implementations:
+//! - [`MailTarget::create_message`] stores the mark *atomically with* the message (in the
+//!   create request), never in a second call; a message without its mark would be
+//!   invisible to the duplicate check.
+//! - [`MailTarget::create_message`] must not retry a create whose outcome is unclear; it
+//!   reports [`TargetError::OutcomeUnknown`] and the service checks by listing.
+//! - [`MailTarget::mark_complete`] is idempotent and is the last write for a message: a
+//!   message that has it has all its attachments.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+pub use crate::model::{EmailAddress, FlagStatus, Importance};
+
+/// A mailbox that restore writes into, as the target resolved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetMailbox {
+    /// Directory object id (what the target addresses the mailbox by).
+    pub id: String,
+    /// Primary SMTP address or UPN.
+    pub address: String,
+}
+
+/// A folder in the target mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetFolder {
+    /// Folder id (or a well-known name, which Graph accepts wherever an id goes).
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// A message body: Graph keeps one body per message, HTML or text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreBody {
+    /// Plain text.
+    Text(String),
+    /// HTML (inline images refer to attachments by `cid:`).
+    Html(String),
+}
+
+/// A message to create, built from stored MIME plus the snapshot's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreMessage {
+    /// Subject (sensitive: never logged).
+    pub subject: String,
+    /// Body.
+    pub body: RestoreBody,
+    /// `From`.
+    pub from: Option<EmailAddress>,
+    /// `Sender`, when it differs from `From`.
+    pub sender: Option<EmailAddress>,
+    /// `To`.
+    pub to: Vec<EmailAddress>,
+    /// `Cc`.
+    pub cc: Vec<EmailAddress>,
+    /// `Bcc`.
+    pub bcc: Vec<EmailAddress>,
+    /// `Reply-To`.
+    pub reply_to: Vec<EmailAddress>,
+    /// Original received time (delivery time).
+    pub received: Option<DateTime<Utc>>,
+    /// Original sent time (`Date`).
+    pub sent: Option<DateTime<Utc>>,
+    /// `Message-ID`, with angle brackets.
+    pub internet_message_id: Option<String>,
+    /// `In-Reply-To` (threading).
+    pub in_reply_to: Option<String>,
+    /// `References` (threading).
+    pub references: Option<String>,
+    /// Importance.
+    pub importance: Importance,
+    /// Read state.
+    pub is_read: bool,
+    /// Restore as a draft (only messages that were drafts in the snapshot; everything
+    /// else becomes received mail).
+    pub is_draft: bool,
+    /// Follow-up flag.
+    pub flag: FlagStatus,
+    /// Outlook categories.
+    pub categories: Vec<String>,
+    /// Custom internet headers (`x-…` only: the only ones Graph accepts on create).
+    pub headers: Vec<(String, String)>,
+}
+
+/// An attachment to add to a created message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreAttachment {
+    /// A file (regular or inline).
+    File {
+        /// File name.
+        name: String,
+        /// MIME type.
+        content_type: Option<String>,
+        /// The bytes.
+        bytes: Bytes,
+        /// Inline (shown in the body, referenced by `cid:`).
+        is_inline: bool,
+        /// Content id, without angle brackets.
+        content_id: Option<String>,
+    },
+    /// An attached message (`message/rfc822`), restored as an item attachment.
+    Item {
+        /// Display name.
+        name: String,
+        /// The embedded message.
+        message: Box<RestoreMessage>,
+        /// The embedded message's raw MIME, for targets that can only attach it as an
+        /// `.eml` file.
+        raw: Bytes,
+    },
+}
+
+impl RestoreAttachment {
+    /// Display name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::File { name, .. } | Self::Item { name, .. } => name,
+        }
+    }
+
+    /// Bytes this attachment puts on the wire (before encoding).
+    pub fn size(&self) -> u64 {
+        match self {
+            Self::File { bytes, .. } => bytes.len() as u64,
+            Self::Item { raw, .. } => raw.len() as u64,
+        }
+    }
+}
+
+/// What ties a created message to the item it restores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreMark {
+    /// The original message's immutable id (the key of the duplicate check).
+    pub source_id: String,
+    /// The restore run that created it (informational).
+    pub run_id: String,
+}
+
+/// A message found in a target folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetMessage {
+    /// Its id in the target.
+    pub id: String,
+    /// `Message-ID`.
+    pub internet_message_id: Option<String>,
+    /// The restore mark, when an Atlas restore created it.
+    pub source_id: Option<String>,
+    /// Whether the completion mark is set (all attachments were added).
+    pub complete: bool,
+}
+
+/// An attachment found on a target message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetAttachment {
+    /// Name.
+    pub name: String,
+    /// Inline.
+    pub is_inline: bool,
+}
+
+/// Errors a mail target reports, already classified for the restore service.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TargetError {
+    /// Sign-in failed; the message explains what to fix.
+    #[error("{0}")]
+    Auth(String),
+    /// The app lacks a permission on the target.
+    #[error(
+        "permission denied: the app needs the {permission} application permission (admin consent granted) to restore; Graph request-id {request_id}"
+    )]
+    PermissionDenied {
+        /// Permission name, e.g. `Mail.ReadWrite`.
+        permission: String,
+        /// Graph request id for support.
+        request_id: String,
+    },
+    /// No such mailbox/user.
+    #[error("target mailbox {0} was not found in the tenant")]
+    MailboxNotFound(String),
+    /// The user exists but has no Exchange Online mailbox.
+    #[error("target {0} has no Exchange Online mailbox (unlicensed, soft-deleted or on-premises)")]
+    MailboxNotEnabled(String),
+    /// A folder or message disappeared while restoring into it.
+    #[error("not found in the target: {0}")]
+    NotFound(String),
+    /// A write was sent but its answer was lost: check before writing again.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// The target refused this item (too large, invalid content …); other items go on.
+    #[error("the target refused the item: {0}")]
+    Rejected(String),
+    /// Throttling or server errors outlasted the retry budget.
+    #[error("the target is unavailable or throttling after retries: {0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl TargetError {
+    /// Whether the error stops the whole restore (nothing else can succeed): sign-in,
+    /// permission, missing mailbox.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Self::Auth(_)
+                | Self::PermissionDenied { .. }
+                | Self::MailboxNotFound(_)
+                | Self::MailboxNotEnabled(_)
+        )
+    }
+}
+
+/// Write access to a tenant's mailboxes, for restore.
+#[async_trait]
+pub trait MailTarget: Send + Sync + Debug {
+    /// Look the target mailbox up by address, UPN or object id, and check it has a
+    /// mailbox. Writes nothing.
+    async fn resolve_mailbox(&self, address_or_id: &str) -> Result<TargetMailbox, TargetError>;
+
+    /// Prove the app may write into the mailbox *without writing anything*; a missing
+    /// permission is [`TargetError::PermissionDenied`] naming it.
+    async fn check_write_access(&self, mailbox: &TargetMailbox) -> Result<(), TargetError>;
+
+    /// A well-known folder (`inbox`, `sentitems` …) of the target, if it has one.
+    async fn well_known_folder(
+        &self,
+        mailbox: &TargetMailbox,
+        well_known: &str,
+    ) -> Result<Option<TargetFolder>, TargetError>;
+
+    /// The folder named `name` directly under `parent` (the top of the mailbox when
+    /// `None`), created when missing. Idempotent: a folder that exists is returned.
+    async fn ensure_folder(
+        &self,
+        mailbox: &TargetMailbox,
+        parent: Option<&str>,
+        name: &str,
+    ) -> Result<TargetFolder, TargetError>;
+
+    /// Every message in a folder with its restore marks (one listing, paged).
+    async fn list_messages(
+        &self,
+        mailbox: &TargetMailbox,
+        folder: &str,
+    ) -> Result<Vec<TargetMessage>, TargetError>;
+
+    /// Create a received (non-draft) message in `folder`, with its dates, read state and
+    /// the mark, in one request; small attachments may be included (`inline_attachments`)
+    /// when they fit the request size limit. Returns the new message id. With `complete`,
+    /// the completion mark is set in the same request (nothing follows).
+    async fn create_message(
+        &self,
+        mailbox: &TargetMailbox,
+        folder: &str,
+        message: &RestoreMessage,
+        inline_attachments: &[RestoreAttachment],
+        mark: &RestoreMark,
+        complete: bool,
+    ) -> Result<String, TargetError>;
+
+    /// Attachments already on a message (to complete an interrupted one).
+    async fn list_attachments(
+        &self,
+        mailbox: &TargetMailbox,
+        message_id: &str,
+    ) -> Result<Vec<TargetAttachment>, TargetError>;
+
+    /// Add one attachment; large files go through an upload session in chunks.
+    async fn add_attachment(
+        &self,
+        mailbox: &TargetMailbox,
+        message_id: &str,
+        attachment: &RestoreAttachment,
+    ) -> Result<(), TargetError>;
+
+    /// Set the completion mark (and the mutable state: flag, categories). The last write
+    /// for a message; idempotent.
+    async fn mark_complete(
+        &self,
+        mailbox: &TargetMailbox,
+        message_id: &str,
+        message: &RestoreMessage,
+    ) -> Result<(), TargetError>;
+
+    /// The largest total of attachment bytes that may go into the create request itself.
+    fn inline_attachment_budget(&self) -> u64;
+}

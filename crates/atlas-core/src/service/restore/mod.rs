@@ -1,0 +1,1044 @@
+//! Restore: messages from a snapshot back into a mailbox (SPEC §7).
+//!
+//! [`RestoreOptions`] → [`plan`] (reads the repository only; a plain value that can be
+//! printed for a dry run) → [`execute`] (writes through the [`MailTarget`] port) →
+//! [`RestoreSummary`].
+//!
+//! Everything a restore needs comes from the snapshot: folder names and paths, read state,
+//! flags, categories and dates are in the records, content in the stored MIME. The source
+//! mailbox is never contacted, so a departed user's mailbox restores into another one.
+//!
+//! Safety rules:
+//!
+//! 1. Nothing is written before the target mailbox is resolved and a write-access probe
+//!    that writes nothing has passed ([`MailTarget::check_write_access`]), so a missing
+//!    `Mail.ReadWrite` is named before the first write.
+//! 2. Every created message carries a mark (the original immutable id) set in the create
+//!    request itself, and a completion mark set by its last write. Each target folder is
+//!    listed once before writing: complete messages are skipped, incomplete ones (an
+//!    interrupted attachment upload) are completed, so a rerun never duplicates.
+//! 3. A create whose answer was lost ([`TargetError::OutcomeUnknown`]) is checked by
+//!    listing the folder before it is sent again.
+//! 4. After each folder the target is listed again and every selected message is looked
+//!    for; shortfalls are reported per folder and make the summary partial.
+//! 5. A damaged object in the repository fails only that message.
+//!
+//! The default restore root is `Restore-<snapshot time>`: running the same restore again
+//! (after an interruption) lands in the same root and resumes there instead of starting a
+//! second copy.
+
+mod mime;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+
+use super::backup::Cancel;
+use super::catalog::{SnapshotSelector, find_message, folder_path, folder_selected};
+use crate::error::Error;
+use crate::model::{FolderSnapshot, MessageMeta, SnapshotId};
+use crate::ports::{
+    Event, MailTarget, Reporter, RestoreAttachment, RestoreMark, TargetError, TargetMailbox,
+    TargetMessage,
+};
+use crate::repo::Repository;
+
+/// How often a create with a lost answer is checked and tried again.
+const CREATE_ATTEMPTS: usize = 3;
+/// Rounds of "list attachments, add the missing ones" before a message is given up.
+const COMPLETE_ROUNDS: usize = 3;
+
+/// Errors that stop a restore before or while it runs (per-message failures are in the
+/// summary instead).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// Repository failure or invalid input (unknown snapshot, no matching folder …).
+    #[error(transparent)]
+    Core(#[from] Error),
+    /// The target failed in a way that stops everything (unknown mailbox, no mailbox,
+    /// missing permission, sign-in).
+    #[error(transparent)]
+    Target(#[from] TargetError),
+}
+
+/// Where restored folders go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Destination {
+    /// Under a new top-level folder: the given name, or `Restore-<snapshot time>`.
+    #[default]
+    Root,
+    /// Under a top-level folder with this name (`--root NAME`).
+    NamedRoot(String),
+    /// Into the original folder paths (created when missing), skipping messages that are
+    /// already there.
+    InPlace,
+}
+
+/// What to restore, and where.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The snapshot (`-s`), or the newest of a mailbox, optionally as of a date (`-m`,
+    /// `--as-of`).
+    pub snapshot: SnapshotSelector,
+    /// Target mailbox (`-T`); `None` restores into the snapshot's own mailbox.
+    pub target: Option<String>,
+    /// Folder filters (`-f`, path or name, subfolders included); empty = all folders.
+    pub folders: Vec<String>,
+    /// One message (`--message`: id, id prefix or internetMessageId).
+    pub message: Option<String>,
+    /// Only messages received at or after this instant (`--start-date`).
+    pub start: Option<DateTime<Utc>>,
+    /// Only messages received at or before this instant (`--end-date`, inclusive: the
+    /// caller passes the end of the day).
+    pub end: Option<DateTime<Utc>>,
+    /// Restore root or in place.
+    pub destination: Destination,
+    /// Messages written concurrently (Graph allows 4 concurrent requests per mailbox).
+    pub messages_in_flight: usize,
+}
+
+impl RestoreOptions {
+    /// Options for restoring `snapshot` with defaults everywhere else.
+    pub fn new(snapshot: SnapshotSelector) -> Self {
+        Self {
+            snapshot,
+            target: None,
+            folders: Vec::new(),
+            message: None,
+            start: None,
+            end: None,
+            destination: Destination::Root,
+            messages_in_flight: 4,
+        }
+    }
+}
+
+/// One step of a target folder path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathStep {
+    /// Display name.
+    pub name: String,
+    /// Well-known name (in-place only): the target's own folder of that role is used, so
+    /// `Inbox` lands in the target's inbox whatever its display language.
+    pub well_known: Option<String>,
+}
+
+/// One folder to restore.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFolder {
+    /// Path in the snapshot, joined with `/`.
+    pub source_path: String,
+    /// Path in the target, below the restore root (or from the top, in place).
+    pub target_path: Vec<PathStep>,
+    /// Messages to restore.
+    pub messages: u64,
+    /// Their MIME bytes.
+    pub bytes: u64,
+    /// The messages (not printed: a plan may hold thousands).
+    #[serde(skip)]
+    pub items: Vec<MessageMeta>,
+}
+
+/// What a restore will do; a plain value (print it for `--dry-run`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RestorePlan {
+    /// The snapshot restored from.
+    pub snapshot: SnapshotId,
+    /// When that snapshot was taken.
+    pub snapshot_started: DateTime<Utc>,
+    /// The snapshot's mailbox.
+    pub source_mailbox: String,
+    /// The mailbox written to.
+    pub target_mailbox: String,
+    /// The restore root folder name; `None` for in place.
+    pub root: Option<String>,
+    /// Folders in tree order (parents before children).
+    pub folders: Vec<PlannedFolder>,
+    /// Messages in all folders.
+    pub messages: u64,
+    /// MIME bytes in all folders.
+    pub bytes: u64,
+    /// Messages written concurrently.
+    pub messages_in_flight: usize,
+}
+
+/// A message that is not (completely) in the target after the restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MissingMessage {
+    /// Original message id (never the subject).
+    pub message_id: String,
+    /// Why (the failure met while writing it, or what verification found).
+    pub reason: String,
+}
+
+/// The verification line of one folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct FolderResult {
+    /// Path in the snapshot.
+    pub source_path: String,
+    /// Path in the target (with the restore root).
+    pub target_path: String,
+    /// Messages selected for this folder.
+    pub expected: u64,
+    /// Of those, found complete in the target after the folder was written.
+    pub present: u64,
+    /// Messages missing or incomplete.
+    pub missing: Vec<MissingMessage>,
+    /// Whether the folder was checked (false when the run stopped before it).
+    pub verified: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreSummary {
+    /// Id of this run (stored on every message it created).
+    pub run_id: String,
+    /// The snapshot restored from.
+    pub snapshot: SnapshotId,
+    /// The snapshot's mailbox.
+    pub source_mailbox: String,
+    /// The mailbox written to.
+    pub target_mailbox: String,
+    /// The restore root folder; `None` for in place.
+    pub root: Option<String>,
+    /// Every selected message is in the target, complete.
+    pub complete: bool,
+    /// The run was cancelled.
+    pub cancelled: bool,
+    /// Messages created.
+    pub created: u64,
+    /// Messages an earlier run had left incomplete, now completed.
+    pub completed: u64,
+    /// Messages already in the target (earlier run, or present in place).
+    pub skipped: u64,
+    /// Messages that failed (also listed under their folder).
+    pub failed: u64,
+    /// Attachments written.
+    pub attachments: u64,
+    /// Bytes of attachments uploaded after creation (large ones through upload sessions).
+    pub attachment_bytes: u64,
+    /// Per folder verification.
+    pub folders: Vec<FolderResult>,
+}
+
+impl RestoreSummary {
+    /// Whether the CLI should report a partial result (exit 2).
+    pub fn is_partial(&self) -> bool {
+        !self.complete
+    }
+}
+
+fn in_range(m: &MessageMeta, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> bool {
+    if start.is_none() && end.is_none() {
+        return true;
+    }
+    m.received
+        .or(m.sent)
+        .is_some_and(|t| start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e))
+}
+
+/// A snapshot folder as a planned one; `well_known` (in place only) maps snapshot paths
+/// to well-known names so each step can use the target's own folder of that role.
+fn planned_folder(
+    f: &FolderSnapshot,
+    items: Vec<MessageMeta>,
+    well_known: Option<&HashMap<Vec<String>, String>>,
+) -> PlannedFolder {
+    let path = if f.folder.path.is_empty() {
+        vec![f.folder.display_name.clone()]
+    } else {
+        f.folder.path.clone()
+    };
+    PlannedFolder {
+        source_path: folder_path(f),
+        target_path: (0..path.len())
+            .map(|i| PathStep {
+                name: path[i].clone(),
+                well_known: well_known.and_then(|w| w.get(&path[..=i]).cloned()),
+            })
+            .collect(),
+        messages: items.len() as u64,
+        bytes: items.iter().map(|m| m.mime_size).sum(),
+        items,
+    }
+}
+
+/// Work out what to restore: reads the snapshot and its folder lists, writes nothing,
+/// contacts no mailbox.
+pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePlan, RestoreError> {
+    if let (Some(s), Some(e)) = (opts.start, opts.end)
+        && s > e
+    {
+        return Err(Error::InvalidInput {
+            reason: format!("the start date {s} is after the end date {e}"),
+        }
+        .into());
+    }
+    let snap = opts.snapshot.load(repo).await?;
+    let record = &snap.record;
+    let in_place = opts.destination == Destination::InPlace;
+    let well_known: HashMap<Vec<String>, String> = record
+        .folders
+        .iter()
+        .filter_map(|f| Some((f.folder.path.clone(), f.folder.well_known_name.clone()?)))
+        .collect();
+    let planned = |f: &FolderSnapshot, items: Vec<MessageMeta>| {
+        planned_folder(f, items, in_place.then_some(&well_known))
+    };
+    let mut folders = Vec::new();
+    if let Some(reference) = &opts.message {
+        let found = find_message(repo, record, reference).await?;
+        folders.push(planned(
+            &record.folders[found.folder_index],
+            vec![found.meta],
+        ));
+    } else {
+        let filtered = opts.start.is_some() || opts.end.is_some();
+        let selected: Vec<&FolderSnapshot> = record
+            .folders
+            .iter()
+            .filter(|f| {
+                opts.folders.is_empty() || opts.folders.iter().any(|w| folder_selected(f, w))
+            })
+            .collect();
+        if selected.is_empty() && !opts.folders.is_empty() {
+            return Err(Error::InvalidInput {
+                reason: format!(
+                    "no folder of snapshot {} matches {}",
+                    snap.id,
+                    opts.folders.join(", ")
+                ),
+            }
+            .into());
+        }
+        for f in selected {
+            let items: Vec<MessageMeta> = repo
+                .load_folder_items(&f.items)
+                .await?
+                .into_iter()
+                .filter(|m| in_range(m, opts.start, opts.end))
+                .collect();
+            // An empty folder is recreated only in a full restore (it is part of the
+            // hierarchy); a date filter that leaves nothing should not create folders.
+            if items.is_empty() && filtered {
+                continue;
+            }
+            folders.push(planned(f, items));
+        }
+    }
+    folders.sort_by_key(|f| f.target_path.len());
+    let root = match &opts.destination {
+        Destination::InPlace => None,
+        Destination::NamedRoot(name) if name.trim().is_empty() => {
+            return Err(Error::InvalidInput {
+                reason: "the restore root folder name is empty".into(),
+            }
+            .into());
+        }
+        Destination::NamedRoot(name) => Some(name.trim().to_owned()),
+        Destination::Root => Some(format!(
+            "Restore-{}",
+            record.started.format("%Y-%m-%dT%H-%M-%S")
+        )),
+    };
+    Ok(RestorePlan {
+        snapshot: snap.id,
+        snapshot_started: record.started,
+        source_mailbox: record.mailbox.address().to_owned(),
+        target_mailbox: opts
+            .target
+            .clone()
+            .unwrap_or_else(|| record.mailbox.address().to_owned()),
+        root,
+        messages: folders.iter().map(|f| f.messages).sum(),
+        bytes: folders.iter().map(|f| f.bytes).sum(),
+        folders,
+        messages_in_flight: opts.messages_in_flight.max(1),
+    })
+}
+
+/// Shared by the message tasks of a run.
+#[derive(Debug)]
+struct Ctx {
+    repo: Repository,
+    target: Arc<dyn MailTarget>,
+    mailbox: TargetMailbox,
+    run_id: String,
+}
+
+/// How one message ended.
+#[derive(Debug)]
+enum Outcome {
+    Created { attachments: u64, bytes: u64 },
+    Completed { attachments: u64, bytes: u64 },
+    Failed(String),
+}
+
+fn check_sha(raw: &[u8], expected_hex: &str) -> bool {
+    hex::encode(Sha256::digest(raw)).eq_ignore_ascii_case(expected_hex)
+}
+
+/// Which of `wanted` are not among `have` (by name and inline state, as a multiset).
+fn missing_attachments<'a>(
+    wanted: &'a [RestoreAttachment],
+    have: &[(String, bool)],
+) -> Vec<&'a RestoreAttachment> {
+    let mut pool: Vec<(String, bool)> = have.to_vec();
+    wanted
+        .iter()
+        .filter(|a| {
+            let key = (a.name().to_owned(), is_inline(a));
+            match pool.iter().position(|k| *k == key) {
+                Some(i) => {
+                    pool.swap_remove(i);
+                    false
+                }
+                None => true,
+            }
+        })
+        .collect()
+}
+
+fn is_inline(a: &RestoreAttachment) -> bool {
+    matches!(
+        a,
+        RestoreAttachment::File {
+            is_inline: true,
+            ..
+        }
+    )
+}
+
+/// Add whatever attachments are missing, then set the completion mark. `have` is what is
+/// known to be there already (`None`: list it).
+async fn complete_message(
+    ctx: &Ctx,
+    id: &str,
+    parsed: &mime::Parsed,
+    mut have: Option<Vec<(String, bool)>>,
+) -> Result<(u64, u64), String> {
+    let (mut added, mut bytes) = (0u64, 0u64);
+    for _ in 0..COMPLETE_ROUNDS {
+        let present = match have.take() {
+            Some(h) => h,
+            None => ctx
+                .target
+                .list_attachments(&ctx.mailbox, id)
+                .await
+                .map_err(|e| format!("listing attachments: {e}"))?
+                .into_iter()
+                .map(|a| (a.name, a.is_inline))
+                .collect(),
+        };
+        let todo = missing_attachments(&parsed.attachments, &present);
+        let mut unclear = false;
+        for a in todo {
+            match ctx.target.add_attachment(&ctx.mailbox, id, a).await {
+                Ok(()) => {
+                    added += 1;
+                    bytes += a.size();
+                }
+                // It may or may not be there: list again before adding it a second time.
+                Err(TargetError::OutcomeUnknown(_)) => {
+                    unclear = true;
+                    break;
+                }
+                Err(e) => return Err(format!("attachment {:?}: {e}", a.name())),
+            }
+        }
+        if unclear {
+            continue;
+        }
+        return match ctx
+            .target
+            .mark_complete(&ctx.mailbox, id, &parsed.message)
+            .await
+        {
+            Ok(()) => Ok((added, bytes)),
+            // The mark is idempotent: one more try is safe.
+            Err(TargetError::OutcomeUnknown(_)) => ctx
+                .target
+                .mark_complete(&ctx.mailbox, id, &parsed.message)
+                .await
+                .map(|()| (added, bytes))
+                .map_err(|e| format!("completion mark: {e}")),
+            Err(e) => Err(format!("completion mark: {e}")),
+        };
+    }
+    Err("attachment uploads kept ending without an answer".into())
+}
+
+async fn restore_one(
+    ctx: Arc<Ctx>,
+    folder_id: String,
+    meta: MessageMeta,
+    existing: Option<TargetMessage>,
+) -> Outcome {
+    let raw = match ctx.repo.read_blob(&meta.mime).await {
+        Ok(raw) => raw,
+        Err(e) => return Outcome::Failed(format!("stored message cannot be read: {e}")),
+    };
+    if !check_sha(&raw, &meta.mime_sha256) {
+        return Outcome::Failed("stored message does not match its checksum".into());
+    }
+    let Some(parsed) = mime::parse(&raw, &meta) else {
+        return Outcome::Failed("stored message is not parseable MIME".into());
+    };
+    drop(raw);
+    if let Some(existing) = existing {
+        return match complete_message(&ctx, &existing.id, &parsed, None).await {
+            Ok((attachments, bytes)) => Outcome::Completed { attachments, bytes },
+            Err(reason) => Outcome::Failed(reason),
+        };
+    }
+    // Small attachments travel in the create request (one request, atomic); the rest
+    // follow, large ones through upload sessions.
+    let budget = ctx.target.inline_attachment_budget();
+    let (mut with_create, mut after) = (Vec::new(), Vec::new());
+    let mut used = 0u64;
+    for a in &parsed.attachments {
+        if used + a.size() <= budget {
+            used += a.size();
+            with_create.push(a.clone());
+        } else {
+            after.push(a.clone());
+        }
+    }
+    let mark = RestoreMark {
+        source_id: meta.id.as_str().to_owned(),
+        run_id: ctx.run_id.clone(),
+    };
+    for _ in 0..CREATE_ATTEMPTS {
+        match ctx
+            .target
+            .create_message(
+                &ctx.mailbox,
+                &folder_id,
+                &parsed.message,
+                &with_create,
+                &mark,
+                after.is_empty(),
+            )
+            .await
+        {
+            Ok(id) => {
+                let have = with_create
+                    .iter()
+                    .map(|a| (a.name().to_owned(), is_inline(a)))
+                    .collect();
+                let inline_count = with_create.len() as u64;
+                if after.is_empty() && parsed.attachments.len() == with_create.len() {
+                    // The target set the completion mark in the create (or as its own
+                    // last step).
+                    return Outcome::Created {
+                        attachments: inline_count,
+                        bytes: 0,
+                    };
+                }
+                return match complete_message(&ctx, &id, &parsed, Some(have)).await {
+                    Ok((n, bytes)) => Outcome::Created {
+                        attachments: inline_count + n,
+                        bytes,
+                    },
+                    Err(reason) => Outcome::Failed(reason),
+                };
+            }
+            Err(TargetError::OutcomeUnknown(_)) => {
+                // Did it happen? Look for the mark before sending it again.
+                match ctx.target.list_messages(&ctx.mailbox, &folder_id).await {
+                    Ok(list) => {
+                        if let Some(found) = list
+                            .into_iter()
+                            .find(|m| m.source_id.as_deref() == Some(meta.id.as_str()))
+                        {
+                            if found.complete {
+                                return Outcome::Created {
+                                    attachments: with_create.len() as u64,
+                                    bytes: 0,
+                                };
+                            }
+                            return match complete_message(&ctx, &found.id, &parsed, None).await {
+                                Ok((attachments, bytes)) => Outcome::Created { attachments, bytes },
+                                Err(reason) => Outcome::Failed(reason),
+                            };
+                        }
+                    }
+                    Err(e) => {
+                        return Outcome::Failed(format!(
+                            "create had no answer and the check failed: {e}"
+                        ));
+                    }
+                }
+            }
+            Err(e) => return Outcome::Failed(format!("create: {e}")),
+        }
+    }
+    Outcome::Failed("create kept ending without an answer".into())
+}
+
+/// Target folder ids by path (lower-cased names), so parents are created once.
+struct FolderResolver<'a> {
+    target: &'a dyn MailTarget,
+    mailbox: &'a TargetMailbox,
+    root: Option<String>,
+    cache: HashMap<Vec<String>, String>,
+}
+
+impl FolderResolver<'_> {
+    async fn resolve(&mut self, path: &[PathStep]) -> Result<String, TargetError> {
+        let mut parent = self.root.clone();
+        for i in 0..path.len() {
+            let key: Vec<String> = path[..=i].iter().map(|s| s.name.to_lowercase()).collect();
+            if let Some(id) = self.cache.get(&key) {
+                parent = Some(id.clone());
+                continue;
+            }
+            let step = &path[i];
+            let mut id = None;
+            if let Some(wk) = &step.well_known {
+                id = self
+                    .target
+                    .well_known_folder(self.mailbox, wk)
+                    .await?
+                    .map(|f| f.id);
+            }
+            let id = match id {
+                Some(id) => id,
+                None => {
+                    self.target
+                        .ensure_folder(self.mailbox, parent.as_deref(), &step.name)
+                        .await?
+                        .id
+                }
+            };
+            self.cache.insert(key, id.clone());
+            parent = Some(id);
+        }
+        parent.ok_or_else(|| TargetError::Other("empty folder path".into()))
+    }
+}
+
+/// What is already in a target folder, for the duplicate check and for verification.
+struct Present {
+    /// By original id: (target id, complete).
+    marked: HashMap<String, TargetMessage>,
+    /// internetMessageIds of messages not created by a restore (in place only), counted.
+    unmarked: HashMap<String, usize>,
+}
+
+impl Present {
+    fn new(list: Vec<TargetMessage>, in_place: bool) -> Self {
+        let mut marked = HashMap::new();
+        let mut unmarked: HashMap<String, usize> = HashMap::new();
+        for m in list {
+            match &m.source_id {
+                Some(s) => {
+                    // A complete copy wins over an incomplete duplicate.
+                    let keep = marked
+                        .get(s)
+                        .is_none_or(|old: &TargetMessage| !old.complete && m.complete);
+                    if keep {
+                        marked.insert(s.clone(), m);
+                    }
+                }
+                None if in_place => {
+                    if let Some(imid) = &m.internet_message_id {
+                        *unmarked.entry(imid.to_lowercase()).or_default() += 1;
+                    }
+                }
+                None => {}
+            }
+        }
+        Self { marked, unmarked }
+    }
+
+    /// Whether `meta` is already there as a message not created by a restore (in place),
+    /// consuming one occurrence so duplicates in the source are each accounted for.
+    fn take_unmarked(&mut self, meta: &MessageMeta) -> bool {
+        let Some(imid) = &meta.internet_message_id else {
+            return false;
+        };
+        match self.unmarked.get_mut(&imid.to_lowercase()) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+fn joined(root: Option<&str>, path: &[PathStep]) -> String {
+    root.into_iter()
+        .chain(path.iter().map(|s| s.name.as_str()))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// How the folder loop goes on after a folder.
+enum Next {
+    Continue,
+    Stop,
+}
+
+/// State of one run, shared by the folder steps.
+struct Run<'a> {
+    plan: &'a RestorePlan,
+    ctx: Arc<Ctx>,
+    reporter: &'a dyn Reporter,
+    cancel: &'a Cancel,
+    label: String,
+    in_place: bool,
+    summary: RestoreSummary,
+}
+
+fn all_missing(pf: &PlannedFolder, reason: &str) -> Vec<MissingMessage> {
+    pf.items
+        .iter()
+        .map(|m| MissingMessage {
+            message_id: m.id.as_str().to_owned(),
+            reason: reason.to_owned(),
+        })
+        .collect()
+}
+
+impl Run<'_> {
+    fn done_item(&self, folder: &str) {
+        self.reporter.report(Event::Items {
+            mailbox: self.label.clone(),
+            folder: folder.to_owned(),
+            count: 1,
+            bytes: 0,
+        });
+    }
+
+    /// Write one folder's messages, then verify it.
+    async fn folder(
+        &mut self,
+        resolver: &mut FolderResolver<'_>,
+        pf: &PlannedFolder,
+    ) -> Result<Next, RestoreError> {
+        let target = self.ctx.target.clone();
+        let mailbox = self.ctx.mailbox.clone();
+        let target_path = joined(self.plan.root.as_deref(), &pf.target_path);
+        let mut result = FolderResult {
+            source_path: pf.source_path.clone(),
+            target_path: target_path.clone(),
+            expected: pf.messages,
+            present: 0,
+            missing: Vec::new(),
+            verified: false,
+        };
+        if self.cancel.is_requested() {
+            self.summary.cancelled = true;
+            self.summary.folders.push(result);
+            return Ok(Next::Stop);
+        }
+        self.reporter.report(Event::FolderStarted {
+            mailbox: self.label.clone(),
+            folder: target_path.clone(),
+            expected: pf.messages,
+        });
+        let folder_id = match resolver.resolve(&pf.target_path).await {
+            Ok(id) => id,
+            Err(e) if e.is_fatal() => return Err(e.into()),
+            Err(e) => {
+                self.summary.failed += pf.messages;
+                result.missing =
+                    all_missing(pf, &format!("target folder could not be created: {e}"));
+                self.summary.folders.push(result);
+                return Ok(Next::Continue);
+            }
+        };
+        let mut present = match target.list_messages(&mailbox, &folder_id).await {
+            Ok(list) => Present::new(list, self.in_place),
+            Err(e) if e.is_fatal() => return Err(e.into()),
+            // Without the listing the duplicate check cannot be made: writing would risk
+            // duplicates, so the folder is left for the next run.
+            Err(e) => {
+                self.summary.failed += pf.messages;
+                result.missing =
+                    all_missing(pf, &format!("target folder could not be listed: {e}"));
+                self.summary.folders.push(result);
+                return Ok(Next::Continue);
+            }
+        };
+        let Some(failures) = self
+            .write_messages(pf, &folder_id, &mut present, &target_path)
+            .await
+        else {
+            self.summary.folders.push(result);
+            return Ok(Next::Stop);
+        };
+        self.verify(&folder_id, pf, &failures, &mut result).await?;
+        self.reporter.report(Event::FolderDone {
+            mailbox: self.label.clone(),
+            folder: target_path.clone(),
+            stored: result.present,
+        });
+        if !result.missing.is_empty() {
+            self.reporter.report(Event::Warning {
+                mailbox: Some(self.label.clone()),
+                message: format!(
+                    "{target_path}: {} of {} messages missing after restore",
+                    result.missing.len(),
+                    result.expected
+                ),
+            });
+        }
+        self.summary.folders.push(result);
+        Ok(if self.summary.cancelled {
+            Next::Stop
+        } else {
+            Next::Continue
+        })
+    }
+
+    /// Create (or complete) the folder's messages with bounded concurrency; the failures
+    /// by original id, or `None` after a hard cancel.
+    async fn write_messages(
+        &mut self,
+        pf: &PlannedFolder,
+        folder_id: &str,
+        present: &mut Present,
+        target_path: &str,
+    ) -> Option<HashMap<String, String>> {
+        let mut failures: HashMap<String, String> = HashMap::new();
+        let mut tasks: JoinSet<(String, u64, Outcome)> = JoinSet::new();
+        let limit = self.plan.messages_in_flight.max(1);
+        for meta in &pf.items {
+            if self.cancel.is_requested() {
+                self.summary.cancelled = true;
+                break;
+            }
+            let existing = present.marked.get(meta.id.as_str()).cloned();
+            let already = match &existing {
+                Some(m) => m.complete,
+                None => self.in_place && present.take_unmarked(meta),
+            };
+            if already {
+                self.summary.skipped += 1;
+                self.done_item(target_path);
+                continue;
+            }
+            while tasks.len() >= limit {
+                if let Some(done) = tasks.join_next().await {
+                    self.record(&mut failures, done, target_path);
+                }
+            }
+            let (ctx, folder_id, meta) = (self.ctx.clone(), folder_id.to_owned(), meta.clone());
+            tasks.spawn(async move {
+                let id = meta.id.as_str().to_owned();
+                let size = meta.mime_size;
+                let outcome = restore_one(ctx, folder_id, meta, existing).await;
+                (id, size, outcome)
+            });
+        }
+        if self.cancel.is_hard() {
+            // Stop at once: whatever was in flight is left half-done for the next run,
+            // which finds it by its mark and completes it.
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            self.summary.cancelled = true;
+            return None;
+        }
+        while let Some(done) = tasks.join_next().await {
+            self.record(&mut failures, done, target_path);
+        }
+        Some(failures)
+    }
+
+    /// List the folder again and look for every selected message.
+    async fn verify(
+        &self,
+        folder_id: &str,
+        pf: &PlannedFolder,
+        failures: &HashMap<String, String>,
+        result: &mut FolderResult,
+    ) -> Result<(), RestoreError> {
+        let cancelled = self.summary.cancelled;
+        match self
+            .ctx
+            .target
+            .list_messages(&self.ctx.mailbox, folder_id)
+            .await
+        {
+            Ok(list) => {
+                let mut after = Present::new(list, self.in_place);
+                for meta in &pf.items {
+                    let ok = match after.marked.get(meta.id.as_str()) {
+                        Some(m) => m.complete,
+                        None => self.in_place && after.take_unmarked(meta),
+                    };
+                    let failure = failures.get(meta.id.as_str());
+                    if ok {
+                        result.present += 1;
+                    } else if !cancelled || failure.is_some() {
+                        result.missing.push(MissingMessage {
+                            message_id: meta.id.as_str().to_owned(),
+                            reason: failure.cloned().unwrap_or_else(|| {
+                                "not found complete in the target folder".into()
+                            }),
+                        });
+                    }
+                }
+                result.verified = !cancelled;
+                Ok(())
+            }
+            Err(e) if e.is_fatal() => Err(e.into()),
+            Err(e) => {
+                result.missing.push(MissingMessage {
+                    message_id: String::new(),
+                    reason: format!("verification listing failed: {e}"),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn record(
+        &mut self,
+        failures: &mut HashMap<String, String>,
+        done: Result<(String, u64, Outcome), tokio::task::JoinError>,
+        folder: &str,
+    ) {
+        record(
+            &mut self.summary,
+            failures,
+            done,
+            self.reporter,
+            &self.label,
+            folder,
+        );
+    }
+}
+
+/// Run a plan against the target. Fails as a whole only when nothing can be restored
+/// (unknown target, no mailbox, no permission); everything else is in the summary.
+pub async fn execute(
+    plan: &RestorePlan,
+    repo: &Repository,
+    target: Arc<dyn MailTarget>,
+    reporter: &dyn Reporter,
+    cancel: &Cancel,
+) -> Result<RestoreSummary, RestoreError> {
+    let mailbox = target.resolve_mailbox(&plan.target_mailbox).await?;
+    target.check_write_access(&mailbox).await?;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let label = mailbox.address.clone();
+    reporter.report(Event::MailboxStarted {
+        mailbox: label.clone(),
+        folders: plan.folders.len(),
+    });
+    let root_id = match &plan.root {
+        Some(name) => Some(target.ensure_folder(&mailbox, None, name).await?.id),
+        None => None,
+    };
+    let summary = RestoreSummary {
+        run_id: run_id.clone(),
+        snapshot: plan.snapshot,
+        source_mailbox: plan.source_mailbox.clone(),
+        target_mailbox: mailbox.address.clone(),
+        root: plan.root.clone(),
+        complete: false,
+        cancelled: false,
+        created: 0,
+        completed: 0,
+        skipped: 0,
+        failed: 0,
+        attachments: 0,
+        attachment_bytes: 0,
+        folders: Vec::new(),
+    };
+    let mut run = Run {
+        plan,
+        ctx: Arc::new(Ctx {
+            repo: repo.clone(),
+            target: target.clone(),
+            mailbox: mailbox.clone(),
+            run_id,
+        }),
+        reporter,
+        cancel,
+        label,
+        in_place: plan.root.is_none(),
+        summary,
+    };
+    let mut resolver = FolderResolver {
+        target: target.as_ref(),
+        mailbox: &mailbox,
+        root: root_id,
+        cache: HashMap::new(),
+    };
+    for pf in &plan.folders {
+        if matches!(run.folder(&mut resolver, pf).await?, Next::Stop) {
+            break;
+        }
+    }
+    let mut summary = run.summary;
+    summary.complete = !summary.cancelled
+        && summary.folders.len() == plan.folders.len()
+        && summary
+            .folders
+            .iter()
+            .all(|f| f.verified && f.missing.is_empty() && f.present == f.expected);
+    reporter.report(Event::MailboxDone {
+        mailbox: run.label,
+        complete: summary.complete,
+    });
+    Ok(summary)
+}
+
+fn record(
+    summary: &mut RestoreSummary,
+    failures: &mut HashMap<String, String>,
+    done: Result<(String, u64, Outcome), tokio::task::JoinError>,
+    reporter: &dyn Reporter,
+    label: &str,
+    folder: &str,
+) {
+    let Ok((id, size, outcome)) = done else {
+        // A panicked task: its message shows up as missing in verification.
+        summary.failed += 1;
+        return;
+    };
+    match outcome {
+        Outcome::Created { attachments, bytes } => {
+            summary.created += 1;
+            summary.attachments += attachments;
+            summary.attachment_bytes += bytes;
+            reporter.report(Event::Items {
+                mailbox: label.to_owned(),
+                folder: folder.to_owned(),
+                count: 1,
+                bytes: size,
+            });
+        }
+        Outcome::Completed { attachments, bytes } => {
+            summary.completed += 1;
+            summary.attachments += attachments;
+            summary.attachment_bytes += bytes;
+            reporter.report(Event::Items {
+                mailbox: label.to_owned(),
+                folder: folder.to_owned(),
+                count: 1,
+                bytes: size,
+            });
+        }
+        Outcome::Failed(reason) => {
+            summary.failed += 1;
+            reporter.report(Event::ItemFailed {
+                mailbox: label.to_owned(),
+                folder: folder.to_owned(),
+                item: id.clone(),
+                reason: reason.clone(),
+            });
+            failures.insert(id, reason);
+        }
+    }
+}

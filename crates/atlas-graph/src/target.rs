@@ -1,0 +1,636 @@
+//! [`GraphClient`] as the core's [`MailTarget`] port (restore writes, graph-api.md §8).
+//!
+//! Like [`crate::GraphSource`] for reads, this is the one place where Graph errors become
+//! the core's [`TargetError`], and where a restored message becomes Graph JSON:
+//!
+//! - created with JSON (not MIME, which Graph stores as an un-draftable draft), with
+//!   `singleValueExtendedProperties` in the create request: `Integer 0x0E07`
+//!   (PR_MESSAGE_FLAGS: read bit, no unsent bit → received mail), `SystemTime 0x0E06`
+//!   (delivery time → `receivedDateTime`), `SystemTime 0x0039` (submit time →
+//!   `sentDateTime`), `String 0x1042` / `String 0x1039` (In-Reply-To / References, for
+//!   threading) and Atlas's restore marks;
+//! - custom headers only `x-…` (`internetMessageHeaders`, create only);
+//! - the marks are named properties in Atlas's own property set
+//!   ([`RESTORE_PROPERTY_SET`]): `AtlasRestoreSource` (original immutable id),
+//!   `AtlasRestoreRun` (run id), `AtlasRestoreComplete` (set by the last write);
+//! - embedded messages become `#microsoft.graph.itemAttachment` with the inner message as
+//!   JSON (dates included, read, non-draft);
+//! - attachments of 3 MB and more go through an upload session in ≤ 4 MB chunks, keeping
+//!   `isInline` and `contentId` (the old tool dropped both for large inline images).
+
+use async_trait::async_trait;
+use atlas_core::model::{EmailAddress, FlagStatus, Importance};
+use atlas_core::ports::{
+    MailTarget, RestoreAttachment, RestoreBody, RestoreMark, RestoreMessage, TargetAttachment,
+    TargetError, TargetFolder, TargetMailbox, TargetMessage,
+};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use crate::api::restore::{
+    MAX_REQUEST_BYTES, NewFileAttachment, NewMessage, SMALL_ATTACHMENT_LIMIT, UploadSessionRequest,
+};
+use crate::client::GraphClient;
+use crate::error::GraphError;
+use crate::ids::{FolderId, MailboxId, MessageId};
+
+/// Atlas's MAPI named-property set (a fixed GUID of ours).
+pub const RESTORE_PROPERTY_SET: &str = "{7B3E5A2C-4D1F-4E8A-9B6C-2F0D8E1A3C5B}";
+
+/// `AtlasRestoreSource`: the original message's immutable id.
+pub const PROP_SOURCE: &str =
+    "String {7B3E5A2C-4D1F-4E8A-9B6C-2F0D8E1A3C5B} Name AtlasRestoreSource";
+/// `AtlasRestoreRun`: the run that created the message.
+pub const PROP_RUN: &str = "String {7B3E5A2C-4D1F-4E8A-9B6C-2F0D8E1A3C5B} Name AtlasRestoreRun";
+/// `AtlasRestoreComplete`: `"1"` once every attachment is on the message.
+pub const PROP_COMPLETE: &str =
+    "String {7B3E5A2C-4D1F-4E8A-9B6C-2F0D8E1A3C5B} Name AtlasRestoreComplete";
+
+/// Attachment bytes that may ride in the create request: base64 inflates by 4/3 and the
+/// message itself needs room under Graph's 4 MB request cap.
+const CREATE_ATTACHMENT_BUDGET: u64 = 2 * 1024 * 1024;
+/// Custom headers sent at most (Exchange limits the total header size).
+const MAX_CUSTOM_HEADERS: usize = 32;
+
+/// Translate a Graph error met while restoring.
+fn target_error(e: GraphError) -> TargetError {
+    match e {
+        GraphError::Auth(a) => TargetError::Auth(a.to_string()),
+        GraphError::PermissionDenied {
+            permission,
+            request_id,
+            ..
+        } => TargetError::PermissionDenied {
+            permission: permission.to_owned(),
+            request_id: request_id.unwrap_or_else(|| "-".into()),
+        },
+        GraphError::MailboxNotFound { mailbox, .. } => TargetError::MailboxNotFound(mailbox),
+        GraphError::MailboxNotEnabled { mailbox, .. } => TargetError::MailboxNotEnabled(mailbox),
+        e @ GraphError::NotFound { .. } => TargetError::NotFound(e.to_string()),
+        e @ GraphError::OutcomeUnknown { .. } => TargetError::OutcomeUnknown(e.to_string()),
+        e @ (GraphError::TooLarge { .. }
+        | GraphError::Rejected { .. }
+        | GraphError::AlreadyExists { .. }) => TargetError::Rejected(e.to_string()),
+        e @ (GraphError::Throttled { .. }
+        | GraphError::Timeout { .. }
+        | GraphError::Network { .. }
+        | GraphError::Server { .. }) => TargetError::Unavailable(e.to_string()),
+        e => TargetError::Other(e.to_string()),
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn recipient(a: &EmailAddress) -> Value {
+    if a.name.is_empty() {
+        json!({ "emailAddress": { "address": a.address } })
+    } else {
+        json!({ "emailAddress": { "name": a.name, "address": a.address } })
+    }
+}
+
+fn recipients(list: &[EmailAddress]) -> Value {
+    Value::Array(list.iter().map(recipient).collect())
+}
+
+fn importance(i: Importance) -> &'static str {
+    match i {
+        Importance::Low => "low",
+        Importance::High => "high",
+        Importance::Normal | Importance::Unknown => "normal",
+    }
+}
+
+fn flag(f: FlagStatus) -> &'static str {
+    match f {
+        FlagStatus::Flagged => "flagged",
+        FlagStatus::Complete => "complete",
+        FlagStatus::NotFlagged | FlagStatus::Unknown => "notFlagged",
+    }
+}
+
+/// The message resource, without attachments and marks: shared by top-level messages
+/// and embedded (item attachment) ones.
+fn message_json(m: &RestoreMessage) -> Value {
+    let (content_type, content) = match &m.body {
+        RestoreBody::Html(h) => ("html", h.as_str()),
+        RestoreBody::Text(t) => ("text", t.as_str()),
+    };
+    let mut v = json!({
+        "subject": m.subject,
+        "body": { "contentType": content_type, "content": content },
+        "toRecipients": recipients(&m.to),
+        "ccRecipients": recipients(&m.cc),
+        "bccRecipients": recipients(&m.bcc),
+        "replyTo": recipients(&m.reply_to),
+        "importance": importance(m.importance),
+        "isRead": m.is_read,
+    });
+    if let Some(from) = &m.from {
+        v["from"] = recipient(from);
+    }
+    if let Some(sender) = &m.sender {
+        v["sender"] = recipient(sender);
+    }
+    if let Some(imid) = &m.internet_message_id {
+        v["internetMessageId"] = imid.clone().into();
+    }
+    // PR_MESSAGE_FLAGS is writable only at creation: read bit as stored, unsent bit only
+    // for messages that were drafts.
+    let mut flags = 0u32;
+    if m.is_read {
+        flags |= 0x01;
+    }
+    if m.is_draft {
+        flags |= 0x08;
+    }
+    let mut props = vec![json!({ "id": "Integer 0x0E07", "value": flags.to_string() })];
+    if let Some(r) = m.received {
+        props.push(json!({ "id": "SystemTime 0x0E06", "value": ts(r) }));
+    }
+    if let Some(s) = m.sent {
+        props.push(json!({ "id": "SystemTime 0x0039", "value": ts(s) }));
+    }
+    if let Some(irt) = &m.in_reply_to {
+        props.push(json!({ "id": "String 0x1042", "value": irt }));
+    }
+    if let Some(refs) = &m.references {
+        props.push(json!({ "id": "String 0x1039", "value": refs }));
+    }
+    v["singleValueExtendedProperties"] = Value::Array(props);
+    v
+}
+
+fn attachment_json(a: &RestoreAttachment) -> Value {
+    match a {
+        RestoreAttachment::File {
+            name,
+            content_type,
+            bytes,
+            is_inline,
+            content_id,
+        } => {
+            let mut v = json!({
+                "@odata.type": "#microsoft.graph.fileAttachment",
+                "name": name,
+                "contentBytes": STANDARD.encode(bytes),
+                "isInline": is_inline,
+            });
+            if let Some(ct) = content_type {
+                v["contentType"] = ct.clone().into();
+            }
+            if let Some(cid) = content_id {
+                v["contentId"] = cid.clone().into();
+            }
+            v
+        }
+        RestoreAttachment::Item { name, message, .. } => {
+            let mut item = message_json(message);
+            item["@odata.type"] = "#microsoft.graph.message".into();
+            if let Some(s) = message.sent {
+                item["sentDateTime"] = ts(s).into();
+            }
+            if let Some(r) = message.received.or(message.sent) {
+                item["receivedDateTime"] = ts(r).into();
+            }
+            json!({
+                "@odata.type": "#microsoft.graph.itemAttachment",
+                "name": name,
+                "item": item,
+            })
+        }
+    }
+}
+
+/// Flag and categories are sent at creation and, for messages that have any, again with
+/// the completion mark: some servers (the simulator among them) apply them only on
+/// update, and a second write of the same values is harmless.
+fn needs_state_update(m: &RestoreMessage) -> bool {
+    m.flag != FlagStatus::NotFlagged || !m.categories.is_empty()
+}
+
+/// The Graph client seen through the core's mail-target port.
+#[derive(Debug, Clone)]
+pub struct GraphTarget {
+    client: GraphClient,
+}
+
+impl GraphTarget {
+    /// Wrap a client (clones share its token cache and limiters, so a restore and a
+    /// backup in one process share the per-mailbox budget).
+    pub fn new(client: GraphClient) -> Self {
+        Self { client }
+    }
+
+    /// The underlying client (for counters).
+    pub fn client(&self) -> &GraphClient {
+        &self.client
+    }
+}
+
+fn mbx(m: &TargetMailbox) -> MailboxId {
+    MailboxId::new(m.id.clone())
+}
+
+#[async_trait]
+impl MailTarget for GraphTarget {
+    async fn resolve_mailbox(&self, address_or_id: &str) -> Result<TargetMailbox, TargetError> {
+        let wanted = MailboxId::new(address_or_id.trim().to_owned());
+        // The directory lookup gives the stable object id; it needs User.Read.All, which a
+        // restore-only app may lack, so without it the address is used as given.
+        let (id, address) = match self.client.get_user(&wanted).await {
+            Ok(user) => (user.id.clone(), user.address().to_owned()),
+            Err(GraphError::PermissionDenied { .. }) => (
+                address_or_id.trim().to_owned(),
+                address_or_id.trim().to_owned(),
+            ),
+            Err(e) => return Err(target_error(e)),
+        };
+        // A mailbox exists when its inbox does (needs only Mail.Read/ReadWrite); a user
+        // without one answers MailboxNotEnabledForRESTAPI.
+        let mailbox = MailboxId::new(id.clone());
+        self.client
+            .get_folder(&mailbox, &FolderId::new("inbox"))
+            .await
+            .map_err(|e| match e {
+                GraphError::NotFound { .. } => TargetError::MailboxNotEnabled(address.clone()),
+                GraphError::MailboxNotEnabled { .. } => {
+                    TargetError::MailboxNotEnabled(address.clone())
+                }
+                GraphError::MailboxNotFound { .. } => TargetError::MailboxNotFound(address.clone()),
+                e => target_error(e),
+            })?;
+        Ok(TargetMailbox { id, address })
+    }
+
+    async fn check_write_access(&self, mailbox: &TargetMailbox) -> Result<(), TargetError> {
+        self.client
+            .probe_mail_write(&mbx(mailbox))
+            .await
+            .map_err(target_error)
+    }
+
+    async fn well_known_folder(
+        &self,
+        mailbox: &TargetMailbox,
+        well_known: &str,
+    ) -> Result<Option<TargetFolder>, TargetError> {
+        match self
+            .client
+            .get_folder(&mbx(mailbox), &FolderId::new(well_known.to_owned()))
+            .await
+        {
+            Ok(f) => Ok(Some(TargetFolder {
+                id: f.id.into_string(),
+                display_name: f.display_name,
+            })),
+            Err(GraphError::NotFound { .. } | GraphError::Rejected { status: 400, .. }) => Ok(None),
+            Err(e) => Err(target_error(e)),
+        }
+    }
+
+    async fn ensure_folder(
+        &self,
+        mailbox: &TargetMailbox,
+        parent: Option<&str>,
+        name: &str,
+    ) -> Result<TargetFolder, TargetError> {
+        let parent = parent.map(|p| FolderId::new(p.to_owned()));
+        let m = mbx(mailbox);
+        // Look first: on a rerun every folder exists, and a lookup is cheaper than a
+        // create that ends in a conflict.
+        if let Some(f) = self
+            .client
+            .find_child_folder(&m, parent.as_ref(), name)
+            .await
+            .map_err(target_error)?
+        {
+            return Ok(TargetFolder {
+                id: f.id.into_string(),
+                display_name: f.display_name,
+            });
+        }
+        let created = self
+            .client
+            .create_folder(&m, parent.as_ref(), name)
+            .await
+            .map_err(target_error)?;
+        Ok(TargetFolder {
+            id: created.folder.id.into_string(),
+            display_name: created.folder.display_name,
+        })
+    }
+
+    async fn list_messages(
+        &self,
+        mailbox: &TargetMailbox,
+        folder: &str,
+    ) -> Result<Vec<TargetMessage>, TargetError> {
+        let list = self
+            .client
+            .list_marked_messages(
+                &mbx(mailbox),
+                &FolderId::new(folder.to_owned()),
+                &[PROP_SOURCE, PROP_COMPLETE],
+            )
+            .await
+            .map_err(target_error)?;
+        Ok(list
+            .into_iter()
+            .map(|m| TargetMessage {
+                source_id: m.property(PROP_SOURCE).map(str::to_owned),
+                complete: m.property(PROP_COMPLETE) == Some("1"),
+                internet_message_id: m.internet_message_id,
+                id: m.id.into_string(),
+            })
+            .collect())
+    }
+
+    async fn create_message(
+        &self,
+        mailbox: &TargetMailbox,
+        folder: &str,
+        message: &RestoreMessage,
+        inline_attachments: &[RestoreAttachment],
+        mark: &RestoreMark,
+        complete: bool,
+    ) -> Result<String, TargetError> {
+        let mut v = message_json(message);
+        if !message.categories.is_empty() {
+            v["categories"] = message.categories.clone().into();
+        }
+        if message.flag != FlagStatus::NotFlagged {
+            v["flag"] = json!({ "flagStatus": flag(message.flag) });
+        }
+        let headers: Vec<Value> = message
+            .headers
+            .iter()
+            .filter(|(n, val)| n.to_ascii_lowercase().starts_with("x-") && val.len() <= 998)
+            .take(MAX_CUSTOM_HEADERS)
+            .map(|(n, val)| json!({ "name": n, "value": val }))
+            .collect();
+        if !headers.is_empty() {
+            v["internetMessageHeaders"] = Value::Array(headers);
+        }
+        if !inline_attachments.is_empty() {
+            v["attachments"] =
+                Value::Array(inline_attachments.iter().map(attachment_json).collect());
+        }
+        let set_complete_now = complete && !needs_state_update(message);
+        if let Some(props) = v["singleValueExtendedProperties"].as_array_mut() {
+            props.push(json!({ "id": PROP_SOURCE, "value": mark.source_id }));
+            props.push(json!({ "id": PROP_RUN, "value": mark.run_id }));
+            if set_complete_now {
+                props.push(json!({ "id": PROP_COMPLETE, "value": "1" }));
+            }
+        }
+        let m = mbx(mailbox);
+        let created = self
+            .client
+            .create_message(
+                &m,
+                Some(&FolderId::new(folder.to_owned())),
+                &NewMessage::Json(v),
+            )
+            .await
+            .map_err(target_error)?;
+        let id = created.id.into_string();
+        if complete && !set_complete_now {
+            self.mark_complete(mailbox, &id, message).await?;
+        }
+        Ok(id)
+    }
+
+    async fn list_attachments(
+        &self,
+        mailbox: &TargetMailbox,
+        message_id: &str,
+    ) -> Result<Vec<TargetAttachment>, TargetError> {
+        let list = self
+            .client
+            .list_attachments(&mbx(mailbox), &MessageId::new(message_id.to_owned()))
+            .await
+            .map_err(target_error)?;
+        Ok(list
+            .into_iter()
+            .map(|a| TargetAttachment {
+                name: a.name.unwrap_or_default(),
+                is_inline: a.is_inline.unwrap_or(false),
+            })
+            .collect())
+    }
+
+    async fn add_attachment(
+        &self,
+        mailbox: &TargetMailbox,
+        message_id: &str,
+        attachment: &RestoreAttachment,
+    ) -> Result<(), TargetError> {
+        let m = mbx(mailbox);
+        let id = MessageId::new(message_id.to_owned());
+        match attachment {
+            RestoreAttachment::File {
+                name,
+                content_type,
+                bytes,
+                is_inline,
+                content_id,
+            } if (bytes.len() as u64) < SMALL_ATTACHMENT_LIMIT => self
+                .client
+                .add_file_attachment(
+                    &m,
+                    &id,
+                    &NewFileAttachment {
+                        name: name.clone(),
+                        content_type: content_type.clone(),
+                        content: bytes.clone(),
+                        is_inline: *is_inline,
+                        content_id: content_id.clone(),
+                    },
+                )
+                .await
+                .map(|_| ())
+                .map_err(target_error),
+            RestoreAttachment::File {
+                name,
+                content_type,
+                bytes,
+                is_inline,
+                content_id,
+            } => {
+                let session = self
+                    .client
+                    .create_upload_session(
+                        &m,
+                        &id,
+                        &UploadSessionRequest {
+                            name: name.clone(),
+                            size: bytes.len() as u64,
+                            content_type: content_type.clone(),
+                            is_inline: *is_inline,
+                            content_id: content_id.clone(),
+                        },
+                    )
+                    .await
+                    .map_err(target_error)?;
+                self.client
+                    .upload_attachment(&m, &session, bytes)
+                    .await
+                    .map_err(target_error)
+            }
+            RestoreAttachment::Item { .. } => {
+                let v = attachment_json(attachment);
+                if v.to_string().len() as u64 > MAX_REQUEST_BYTES {
+                    return Err(TargetError::Rejected(
+                        "embedded message is larger than Graph's 4 MB request limit".into(),
+                    ));
+                }
+                self.client
+                    .add_item_attachment(&m, &id, &v)
+                    .await
+                    .map(|_| ())
+                    .map_err(target_error)
+            }
+        }
+    }
+
+    async fn mark_complete(
+        &self,
+        mailbox: &TargetMailbox,
+        message_id: &str,
+        message: &RestoreMessage,
+    ) -> Result<(), TargetError> {
+        let patch = json!({
+            "flag": { "flagStatus": flag(message.flag) },
+            "categories": message.categories,
+            "singleValueExtendedProperties": [{ "id": PROP_COMPLETE, "value": "1" }],
+        });
+        self.client
+            .update_message(
+                &mbx(mailbox),
+                &MessageId::new(message_id.to_owned()),
+                &patch,
+            )
+            .await
+            .map_err(target_error)
+    }
+
+    fn inline_attachment_budget(&self) -> u64 {
+        CREATE_ATTACHMENT_BUDGET
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg() -> RestoreMessage {
+        RestoreMessage {
+            subject: "s".into(),
+            body: RestoreBody::Html("<p>x</p>".into()),
+            from: Some(EmailAddress {
+                name: "Megan".into(),
+                address: "megan@contoso.com".into(),
+            }),
+            sender: None,
+            to: vec![EmailAddress {
+                name: String::new(),
+                address: "a@contoso.com".into(),
+            }],
+            cc: vec![],
+            bcc: vec![],
+            reply_to: vec![],
+            received: DateTime::parse_from_rfc3339("2024-05-01T10:00:05Z")
+                .ok()
+                .map(|d| d.with_timezone(&Utc)),
+            sent: DateTime::parse_from_rfc3339("2024-05-01T09:59:00Z")
+                .ok()
+                .map(|d| d.with_timezone(&Utc)),
+            internet_message_id: Some("<m1@x>".into()),
+            in_reply_to: Some("<m0@x>".into()),
+            references: None,
+            importance: Importance::High,
+            is_read: false,
+            is_draft: false,
+            flag: FlagStatus::Flagged,
+            categories: vec!["Blue".into()],
+            headers: vec![],
+        }
+    }
+
+    fn prop<'a>(v: &'a Value, id: &str) -> Option<&'a str> {
+        v["singleValueExtendedProperties"]
+            .as_array()?
+            .iter()
+            .find(|p| p["id"] == id)
+            .and_then(|p| p["value"].as_str())
+    }
+
+    #[test]
+    fn restored_message_is_received_mail_with_original_dates() {
+        let v = message_json(&msg());
+        assert_eq!(prop(&v, "Integer 0x0E07"), Some("0"), "unread, not unsent");
+        assert_eq!(prop(&v, "SystemTime 0x0E06"), Some("2024-05-01T10:00:05Z"));
+        assert_eq!(prop(&v, "SystemTime 0x0039"), Some("2024-05-01T09:59:00Z"));
+        assert_eq!(prop(&v, "String 0x1042"), Some("<m0@x>"));
+        assert_eq!(v["body"]["contentType"], "html");
+        assert_eq!(v["importance"], "high");
+        assert_eq!(
+            v["toRecipients"][0]["emailAddress"]["address"],
+            "a@contoso.com"
+        );
+        let mut read_draft = msg();
+        read_draft.is_read = true;
+        read_draft.is_draft = true;
+        assert_eq!(
+            prop(&message_json(&read_draft), "Integer 0x0E07"),
+            Some("9")
+        );
+    }
+
+    #[test]
+    fn item_attachment_carries_the_inner_message_and_its_dates() {
+        let a = RestoreAttachment::Item {
+            name: "Original message".into(),
+            message: Box::new(msg()),
+            raw: bytes::Bytes::from_static(b"x"),
+        };
+        let v = attachment_json(&a);
+        assert_eq!(v["@odata.type"], "#microsoft.graph.itemAttachment");
+        assert_eq!(v["item"]["@odata.type"], "#microsoft.graph.message");
+        assert_eq!(v["item"]["sentDateTime"], "2024-05-01T09:59:00Z");
+        assert_eq!(v["item"]["internetMessageId"], "<m1@x>");
+    }
+
+    #[test]
+    fn write_errors_are_classified_once() {
+        use crate::endpoint::Endpoint;
+        let denied = target_error(GraphError::PermissionDenied {
+            permission: "Mail.ReadWrite",
+            endpoint: Endpoint::CreateMessage,
+            code: "ErrorAccessDenied".into(),
+            request_id: None,
+        });
+        assert!(denied.is_fatal());
+        assert!(denied.to_string().contains("Mail.ReadWrite"));
+        assert!(matches!(
+            target_error(GraphError::OutcomeUnknown {
+                endpoint: Endpoint::CreateMessage,
+                reason: "no answer in time".into()
+            }),
+            TargetError::OutcomeUnknown(_)
+        ));
+        assert!(matches!(
+            target_error(GraphError::TooLarge {
+                what: "x",
+                size: 5,
+                limit: 4
+            }),
+            TargetError::Rejected(_)
+        ));
+    }
+}
