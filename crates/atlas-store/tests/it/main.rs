@@ -4,3 +4,4 @@
 mod conformance;
 mod fault;
 mod local;
+mod s3;
