@@ -6,5 +6,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod migrate;
 mod mime;
 mod reader;
