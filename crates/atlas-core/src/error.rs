@@ -141,6 +141,42 @@ pub enum Error {
     /// The run was stopped at once (second Ctrl+C); nothing was committed.
     #[error("interrupted: stopped before committing; the next run resumes from the last snapshot")]
     Interrupted,
+    /// Repository maintenance (prune) holds the repository lock: backups do not start
+    /// while it may delete data they would deduplicate against. A lock whose holder died
+    /// stays until broken explicitly (`repo::break_prune_lock`).
+    #[error("repository maintenance (prune) by {owner} is running (lock valid until {expires})")]
+    MaintenanceRunning {
+        /// Owner string of the prune run.
+        owner: String,
+        /// When its lock expires unless renewed.
+        expires: DateTime<Utc>,
+    },
+    /// No mailbox with this address in the repository.
+    #[error("mailbox {mailbox} is not in the repository")]
+    MailboxNotFound {
+        /// The address asked for.
+        mailbox: String,
+    },
+    /// No message matches the reference in the snapshot.
+    #[error("no message matches {reference}")]
+    MessageNotFound {
+        /// The reference given (message id, number or prefix).
+        reference: String,
+    },
+    /// A short reference (id prefix) matches more than one object.
+    #[error("reference {reference} is ambiguous: it matches {matches} objects")]
+    AmbiguousReference {
+        /// The reference given.
+        reference: String,
+        /// How many objects it matches.
+        matches: usize,
+    },
+    /// The output path exists and overwriting was not asked for.
+    #[error("output {path} already exists")]
+    OutputExists {
+        /// The path (as given by the user).
+        path: String,
+    },
 }
 
 impl Error {

@@ -44,6 +44,7 @@ pub(crate) enum ObjectType {
     Lease = 4,
     Mailbox = 5,
     PackTable = 6,
+    PrunePending = 7,
 }
 
 fn cipher(key: &[u8; 32]) -> Aes256Gcm {

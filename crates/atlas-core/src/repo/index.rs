@@ -80,6 +80,8 @@ pub(crate) struct Index {
     pub(crate) map: HashMap<ContentId, Location>,
     /// Index files already merged (store keys), so a refresh reads only new ones.
     pub(crate) files: std::collections::HashSet<String>,
+    /// Index files that could not be read (skipped, reported by verify).
+    pub(crate) bad: std::collections::BTreeSet<String>,
 }
 
 impl Index {

@@ -5,6 +5,10 @@
 //! expiry; the holder renews it by overwriting after checking the token. An expired lease
 //! is never taken over silently: `break_lease` removes it explicitly.
 //!
+//! The same record, under `prune/lock`, is the repository-wide maintenance lock of
+//! `prune` (see `prune.rs`): the functions below take the store key, the mailbox variants
+//! are thin wrappers.
+//!
 //! Renewal is check-then-overwrite, not atomic: a lease broken between the check and the
 //! overwrite would be resurrected. Breaking is only allowed after expiry, and holders renew
 //! at half-life, so this needs a holder stalled past its whole lease *and* an operator
@@ -60,7 +64,7 @@ fn ttl(repo: &Repository) -> Result<chrono::Duration> {
     ))
 }
 
-async fn read_record(repo: &Repository, key: &str) -> Result<Option<LeaseRecord>> {
+pub(crate) async fn read_record(repo: &Repository, key: &str) -> Result<Option<LeaseRecord>> {
     match repo.store().get(&store_key(key)?).await {
         Ok(bytes) => repo.open_json(ObjectType::Lease, key, &bytes).map(Some),
         Err(StoreError::NotFound { .. }) => Ok(None),
@@ -74,7 +78,17 @@ pub(crate) async fn acquire(
     owner: &str,
     clock: &dyn Clock,
 ) -> Result<LeaseRecord> {
-    let key = lease_key(repo, mailbox);
+    acquire_key(repo, &lease_key(repo, mailbox), owner, clock).await
+}
+
+/// Create the lease object at `key`; `LeaseHeld`/`LeaseStale` when one is already there.
+pub(crate) async fn acquire_key(
+    repo: &Repository,
+    key: &str,
+    owner: &str,
+    clock: &dyn Clock,
+) -> Result<LeaseRecord> {
+    let key = key.to_owned();
     let now = clock.now();
     let rec = LeaseRecord {
         owner: owner.to_owned(),
@@ -114,7 +128,11 @@ pub(crate) async fn check_held(
     mailbox: &MailboxId,
     held: &LeaseRecord,
 ) -> Result<()> {
-    match read_record(repo, &lease_key(repo, mailbox)).await? {
+    check_held_key(repo, &lease_key(repo, mailbox), held).await
+}
+
+pub(crate) async fn check_held_key(repo: &Repository, key: &str, held: &LeaseRecord) -> Result<()> {
+    match read_record(repo, key).await? {
         Some(r) if r.token == held.token => Ok(()),
         Some(r) => Err(Error::LeaseLost { owner: r.owner }),
         None => Err(Error::LeaseLost {
@@ -129,8 +147,17 @@ pub(crate) async fn renew(
     held: &mut LeaseRecord,
     clock: &dyn Clock,
 ) -> Result<()> {
-    check_held(repo, mailbox, held).await?;
-    let key = lease_key(repo, mailbox);
+    renew_key(repo, &lease_key(repo, mailbox), held, clock).await
+}
+
+pub(crate) async fn renew_key(
+    repo: &Repository,
+    key: &str,
+    held: &mut LeaseRecord,
+    clock: &dyn Clock,
+) -> Result<()> {
+    check_held_key(repo, key, held).await?;
+    let key = key.to_owned();
     let mut rec = held.clone();
     rec.expires = clock.now() + ttl(repo)?;
     let sealed = repo.seal_json(ObjectType::Lease, &key, &rec)?;
@@ -146,10 +173,12 @@ pub(crate) async fn release(
     mailbox: &MailboxId,
     held: &LeaseRecord,
 ) -> Result<()> {
-    check_held(repo, mailbox, held).await?;
-    repo.store()
-        .delete(&store_key(&lease_key(repo, mailbox))?)
-        .await?;
+    release_key(repo, &lease_key(repo, mailbox), held).await
+}
+
+pub(crate) async fn release_key(repo: &Repository, key: &str, held: &LeaseRecord) -> Result<()> {
+    check_held_key(repo, key, held).await?;
+    repo.store().delete(&store_key(key)?).await?;
     Ok(())
 }
 
@@ -165,8 +194,15 @@ pub(crate) async fn break_stale(
     mailbox: &MailboxId,
     clock: &dyn Clock,
 ) -> Result<Option<LeaseInfo>> {
-    let key = lease_key(repo, mailbox);
-    let info = match read_record(repo, &key).await {
+    break_stale_key(repo, &lease_key(repo, mailbox), clock).await
+}
+
+pub(crate) async fn break_stale_key(
+    repo: &Repository,
+    key: &str,
+    clock: &dyn Clock,
+) -> Result<Option<LeaseInfo>> {
+    let info = match read_record(repo, key).await {
         Ok(None) => return Ok(None),
         Ok(Some(r)) => {
             if r.expires > clock.now() {
@@ -181,6 +217,6 @@ pub(crate) async fn break_stale(
         Err(e) if e.is_integrity_failure() => None,
         Err(e) => return Err(e),
     };
-    repo.store().delete(&store_key(&key)?).await?;
+    repo.store().delete(&store_key(key)?).await?;
     Ok(info)
 }

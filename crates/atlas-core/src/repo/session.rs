@@ -93,7 +93,17 @@ impl BackupSession {
     }
 
     async fn prepare(&self) -> Result<()> {
-        self.repo.refresh_index().await?;
+        // Checked *after* our lease exists, while prune creates its lock *before* listing
+        // leases: whichever of the two comes second sees the other (see `prune.rs`).
+        if let Some(lock) = lease::read_record(&self.repo, super::prune::PRUNE_LOCK_KEY).await? {
+            return Err(Error::MaintenanceRunning {
+                owner: lock.owner,
+                expires: lock.expires,
+            });
+        }
+        // After the check: a prune that finished before us has replaced index files, and
+        // the refresh drops every cached entry of theirs.
+        self.repo.refresh_index_report().await?;
         let key = format!("mailboxes/{}", self.repo.mailbox_key_name(&self.mailbox));
         let sealed = self
             .repo

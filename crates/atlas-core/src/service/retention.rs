@@ -4,9 +4,11 @@
 //! Both are plan-then-execute: the plan is a plain value listing exactly which snapshot
 //! records go (what `--dry-run` prints); executing it deletes **records only**, so an
 //! interruption at any point leaves a consistent repository with at most unreferenced
-//! data. Reclaiming that data (prune) needs repository primitives that do not exist yet —
-//! rewriting index files without the entries of removed packs — and is not done here; see
-//! the module report in the project notes. `purge` is different: it removes every object,
+//! data. Reclaiming that data is prune ([`crate::repo::prune`]): the `*_and_prune`
+//! variants run it right after the records are gone (`forget --prune`, and `delete`, which
+//! the spec defines as "records first, then data no snapshot references"), and
+//! [`plan_prune`] is its dry run as if a plan's snapshots were already removed. `purge` is
+//! different: it removes every object,
 //! records first, then indexes, then packs, then the config and finally the key, so each
 //! intermediate state is still a consistent (smaller) repository.
 //!
@@ -22,6 +24,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::{MailboxId, SnapshotId};
+use crate::ports::Clock;
+use crate::repo::prune::{PruneOptions, PruneSummary, prune};
 use crate::repo::{KEY_BLOB_KEY, Repository, SnapshotInfo};
 
 /// Which snapshots to keep. Every field `None` keeps nothing, which is refused.
@@ -182,8 +186,8 @@ pub async fn plan_forget(repo: &Repository, opts: &ForgetOptions) -> Result<Forg
     } else {
         for m in &opts.mailboxes {
             if !known.contains(m) {
-                return Err(Error::InvalidInput {
-                    reason: format!("mailbox {m} is not in the repository"),
+                return Err(Error::MailboxNotFound {
+                    mailbox: m.address().to_owned(),
                 });
             }
         }
@@ -214,6 +218,9 @@ pub struct RemovalSummary {
     pub objects_removed: usize,
     /// Objects the store refused to delete (Object Lock retention), by key.
     pub retained: Vec<String>,
+    /// What the prune that followed did (the `*_and_prune` variants only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneSummary>,
 }
 
 impl RemovalSummary {
@@ -226,6 +233,43 @@ impl RemovalSummary {
 /// Delete the records a forget plan lists. Records only: see the module docs.
 pub async fn execute_forget(repo: &Repository, plan: &ForgetPlan) -> Result<RemovalSummary> {
     remove_snapshots(repo, plan.removals()).await
+}
+
+/// `forget --prune`: delete the plan's records, then prune. The prune runs only when every
+/// record went (a record kept by Object Lock still references its data anyway, but a
+/// partial result is reported as such and not made bigger).
+pub async fn execute_forget_and_prune(
+    repo: &Repository,
+    plan: &ForgetPlan,
+    opts: &PruneOptions,
+    clock: &dyn Clock,
+) -> Result<RemovalSummary> {
+    let mut sum = execute_forget(repo, plan).await?;
+    if sum.is_complete() {
+        sum.prune = Some(prune(repo, &real_run(opts), clock).await?);
+    }
+    Ok(sum)
+}
+
+/// The dry run of prune after removing `removed` (a forget or delete plan's snapshots):
+/// nothing is written; the summary lists what would go.
+pub async fn plan_prune(
+    repo: &Repository,
+    removed: impl IntoIterator<Item = SnapshotId>,
+    opts: &PruneOptions,
+    clock: &dyn Clock,
+) -> Result<PruneSummary> {
+    let mut o = opts.clone();
+    o.dry_run = true;
+    o.ignore_snapshots.extend(removed);
+    prune(repo, &o, clock).await
+}
+
+fn real_run(opts: &PruneOptions) -> PruneOptions {
+    PruneOptions {
+        dry_run: false,
+        ..opts.clone()
+    }
 }
 
 async fn remove_snapshots(
@@ -290,8 +334,8 @@ pub async fn plan_delete(repo: &Repository, target: &DeleteTarget) -> Result<Del
         }
         DeleteTarget::Mailbox(mb) => {
             if !repo.list_mailboxes().await?.contains(mb) {
-                return Err(Error::InvalidInput {
-                    reason: format!("mailbox {mb} is not in the repository"),
+                return Err(Error::MailboxNotFound {
+                    mailbox: mb.address().to_owned(),
                 });
             }
             plan.snapshots = repo
@@ -365,6 +409,22 @@ pub async fn execute_delete(repo: &Repository, plan: &DeletePlan) -> Result<Remo
     if sum.is_complete() {
         delete_key(repo, crate::repo::CONFIG_KEY, &mut sum).await?;
         delete_key(repo, KEY_BLOB_KEY, &mut sum).await?;
+    }
+    Ok(sum)
+}
+
+/// `delete` of snapshots or a mailbox as the spec defines it: records first
+/// ([`execute_delete`]), then the data no snapshot references (prune). A purge needs no
+/// prune (everything goes) and runs as [`execute_delete`].
+pub async fn execute_delete_and_prune(
+    repo: &Repository,
+    plan: &DeletePlan,
+    opts: &PruneOptions,
+    clock: &dyn Clock,
+) -> Result<RemovalSummary> {
+    let mut sum = execute_delete(repo, plan).await?;
+    if sum.is_complete() && !plan.purge {
+        sum.prune = Some(prune(repo, &real_run(opts), clock).await?);
     }
     Ok(sum)
 }

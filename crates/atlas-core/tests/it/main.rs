@@ -8,6 +8,7 @@ mod crash;
 mod dedup;
 mod keys;
 mod leases;
+mod prune;
 mod roundtrip;
 mod tamper;
 mod v1_vectors;
