@@ -51,6 +51,8 @@ pub const PROP_COMPLETE: &str =
 /// Attachment bytes that may ride in the create request: base64 inflates by 4/3 and the
 /// message itself needs room under Graph's 4 MB request cap.
 const CREATE_ATTACHMENT_BUDGET: u64 = 2 * 1024 * 1024;
+/// Folder creates tried when their answers keep getting lost.
+const FOLDER_CREATE_ATTEMPTS: usize = 3;
 /// Custom headers sent at most (Exchange limits the total header size).
 const MAX_CUSTOM_HEADERS: usize = 32;
 
@@ -314,15 +316,24 @@ impl MailTarget for GraphTarget {
                 display_name: f.display_name,
             });
         }
-        let created = self
-            .client
-            .create_folder(&m, parent.as_ref(), name)
-            .await
-            .map_err(target_error)?;
-        Ok(TargetFolder {
-            id: created.folder.id.into_string(),
-            display_name: created.folder.display_name,
-        })
+        // `create_folder` already looks the name up after a lost answer; when the folder
+        // is not there the create did not happen, so sending it again is safe.
+        let mut last = None;
+        for _ in 0..FOLDER_CREATE_ATTEMPTS {
+            match self.client.create_folder(&m, parent.as_ref(), name).await {
+                Ok(created) => {
+                    return Ok(TargetFolder {
+                        id: created.folder.id.into_string(),
+                        display_name: created.folder.display_name,
+                    });
+                }
+                Err(e @ GraphError::OutcomeUnknown { .. }) => last = Some(e),
+                Err(e) => return Err(target_error(e)),
+            }
+        }
+        Err(target_error(
+            last.expect("invariant: the loop ran at least once"),
+        ))
     }
 
     async fn list_messages(
