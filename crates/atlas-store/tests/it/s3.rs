@@ -26,8 +26,10 @@ fn moto_endpoint() -> Option<String> {
     match std::env::var("ATLAS_TEST_S3_ENDPOINT") {
         Ok(e) if !e.is_empty() => Some(e),
         _ => {
-            eprintln!("{SKIP}");
-            println!("{SKIP}");
+            // Written to the real stderr, past the test harness's output capture, so the
+            // skip is visible in a normal `cargo test` run.
+            let _ =
+                std::io::Write::write_all(&mut std::io::stderr(), format!("{SKIP}\n").as_bytes());
             None
         }
     }
@@ -614,4 +616,25 @@ async fn persistent_server_errors_become_transient_after_the_last_attempt() {
     let err = store.get(&key("k")).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+/// `Create` of an object large enough for a multipart upload is still create-if-absent
+/// (`If-None-Match` on CompleteMultipartUpload), and the refused upload is aborted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_multipart_create_refuses_an_existing_key() {
+    let Some(store) = moto_store(false).await else {
+        return;
+    };
+    let k = key("packs/big");
+    let big = |b: u8| Bytes::from(vec![b; 9 * 1024 * 1024]);
+    store.put(&k, big(1), PutOptions::CREATE).await.unwrap();
+    match store.put(&k, big(2), PutOptions::CREATE).await {
+        Err(StoreError::AlreadyExists { .. }) => {}
+        other => panic!("a second multipart Create must be AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(
+        store.get(&k).await.unwrap(),
+        big(1),
+        "the first object is untouched"
+    );
 }
