@@ -62,9 +62,324 @@ pub enum Command {
     #[command(subcommand)]
     Key(KeyCommand),
 
+    /// Live list of the tenant's mailboxes from Microsoft Graph
+    ///
+    /// Address, display name, kind (licensed / shared / unlicensed / no mailbox), account
+    /// enabled, created, and size and item count when Reports.Read.All is granted (the
+    /// columns are omitted, without error, when it is not).
+    Mailboxes(MailboxesArgs),
+
+    /// Back up mailboxes (all of the tenant's unless -m is given), incrementally
+    ///
+    /// Exit 0 when every folder of every mailbox was captured completely, 2 when some
+    /// items, folders or mailboxes were not (they are listed and retried next run), 1 when
+    /// nothing could be backed up. Ctrl+C once finishes the items in flight and commits a
+    /// partial snapshot; twice stops at once.
+    Backup(BackupArgs),
+
+    /// Show, per folder, how many changes wait since the last backup (writes nothing)
+    Status(StatusArgs),
+
+    /// List mailboxes in the repository, snapshots of a mailbox, or messages of a snapshot
+    List(ListArgs),
+
+    /// Show one message of a snapshot (headers, text body, attachments)
+    Read(ReadArgs),
+
+    /// Check that every object snapshots need exists, decrypts and matches its checksum
+    ///
+    /// Exit 1 when anything is damaged; each damaged item is named (mailbox, folder, message
+    /// id, object — never the subject).
+    Verify(VerifyArgs),
+
+    /// Export a snapshot (or a mailbox as of a date) to a zip of .eml files or to mbox
+    Save(SaveArgs),
+
+    /// Logical vs. stored size, dedup and compression, per folder and per month
+    Stats(StatsArgs),
+
+    /// Run the whole job against a built-in simulated tenant, with no configuration
+    ///
+    /// Starts a simulated Microsoft 365 tenant in-process, creates a temporary encrypted
+    /// repository, and runs backup → change → incremental backup → status → verify.
+    Demo(DemoArgs),
+
     /// The built-in Microsoft Graph simulator
     #[command(subcommand)]
     Sim(SimCommand),
+}
+
+/// Which kinds of mailbox a tenant-wide backup includes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MailboxKindArg {
+    /// Users with an Exchange Online licence.
+    Licensed,
+    /// Shared mailboxes (and room/equipment mailboxes).
+    Shared,
+    /// User mailboxes without a licence (e.g. leavers in their grace period).
+    Unlicensed,
+}
+
+/// `atlas backup` options.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Mailbox to back up (address, UPN or object id); repeat for several. Without it,
+    /// every mailbox of the tenant of the kinds chosen by --kinds.
+    #[arg(short = 'm', long = "mailbox", value_name = "MAILBOX")]
+    pub mailboxes: Vec<String>,
+
+    /// Only these folders (path like "Inbox/Projects" or a bare name), subfolders
+    /// included; repeatable. Other folders keep their previous state in the snapshot.
+    #[arg(short = 'f', long = "folder", value_name = "FOLDER")]
+    pub folders: Vec<String>,
+
+    /// Ignore saved delta state and enumerate every folder again
+    #[arg(long)]
+    pub full: bool,
+
+    /// Mailboxes backed up in parallel
+    #[arg(short = 'C', long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+
+    /// Delta page size (Prefer: odata.maxpagesize; Graph serves at most 200)
+    #[arg(short = 'P', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: u32,
+
+    /// Kinds of mailbox a tenant-wide backup includes
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "licensed,shared,unlicensed"
+    )]
+    pub kinds: Vec<MailboxKindArg>,
+
+    /// Include hidden folders
+    #[arg(long)]
+    pub include_hidden: bool,
+
+    /// Include the Recoverable Items (Deletions) folder
+    #[arg(long)]
+    pub include_recoverable_items: bool,
+
+    /// Keep everything this backup needs under Object Lock for N days (S3 only)
+    #[arg(long, value_name = "DAYS", requires = "lock_mode")]
+    pub retention_days: Option<u32>,
+
+    /// Object Lock mode for --retention-days
+    #[arg(long, value_enum, requires = "retention_days")]
+    pub lock_mode: Option<LockModeArg>,
+}
+
+/// Object Lock retention mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LockModeArg {
+    /// Privileged users can still shorten or remove the retention.
+    Governance,
+    /// Nobody can delete the data before the retention ends.
+    Compliance,
+}
+
+/// `atlas status` options.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The mailbox (address, UPN or object id)
+    #[arg(short = 'm', long = "mailbox", value_name = "MAILBOX")]
+    pub mailbox: String,
+
+    /// Include hidden folders
+    #[arg(long)]
+    pub include_hidden: bool,
+
+    /// Include the Recoverable Items (Deletions) folder
+    #[arg(long)]
+    pub include_recoverable_items: bool,
+}
+
+/// `atlas mailboxes` options.
+#[derive(Debug, Args)]
+pub struct MailboxesArgs {
+    /// Only users with an Exchange Online licence
+    #[arg(long)]
+    pub licensed_only: bool,
+}
+
+/// `atlas list` options.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Snapshots of this mailbox
+    #[arg(
+        short = 'm',
+        long = "mailbox",
+        value_name = "MAILBOX",
+        conflicts_with = "snapshot"
+    )]
+    pub mailbox: Option<String>,
+
+    /// Messages of this snapshot (id or unique prefix)
+    #[arg(short = 's', long, value_name = "SNAPSHOT")]
+    pub snapshot: Option<String>,
+
+    /// With -s: only this folder (path or name, subfolders included)
+    #[arg(short = 'f', long, value_name = "FOLDER", requires = "snapshot")]
+    pub folder: Option<String>,
+
+    /// With -s: list every message (default: the first 50)
+    #[arg(long, requires = "snapshot")]
+    pub all: bool,
+
+    /// With -s: show subjects (hidden by default: they are sensitive)
+    #[arg(short = 'S', long, requires = "snapshot")]
+    pub show_subjects: bool,
+}
+
+/// `atlas read` options.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Snapshot id (or unique prefix)
+    #[arg(
+        short = 's',
+        long,
+        value_name = "SNAPSHOT",
+        required_unless_present = "mailbox"
+    )]
+    pub snapshot: Option<String>,
+
+    /// Or: the mailbox, as of its latest snapshot (or --as-of)
+    #[arg(
+        short = 'm',
+        long = "mailbox",
+        value_name = "MAILBOX",
+        conflicts_with = "snapshot"
+    )]
+    pub mailbox: Option<String>,
+
+    /// With -m: the newest snapshot at or before this date (YYYY-MM-DD or RFC 3339)
+    #[arg(long, value_name = "DATE", requires = "mailbox")]
+    pub as_of: Option<String>,
+
+    /// The message: Graph id, a unique prefix of it, or its internetMessageId
+    #[arg(long, value_name = "REF")]
+    pub message: String,
+
+    /// Print the stored MIME exactly as backed up
+    #[arg(long, conflicts_with = "eml")]
+    pub raw: bool,
+
+    /// Write the stored MIME to this .eml file (must not exist)
+    #[arg(long, value_name = "PATH")]
+    pub eml: Option<std::path::PathBuf>,
+}
+
+/// `atlas verify` options.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Only this snapshot
+    #[arg(short = 's', long, value_name = "SNAPSHOT", conflicts_with_all = ["mailbox", "all"])]
+    pub snapshot: Option<String>,
+
+    /// Every snapshot of this mailbox
+    #[arg(
+        short = 'm',
+        long = "mailbox",
+        value_name = "MAILBOX",
+        conflicts_with = "all"
+    )]
+    pub mailbox: Option<String>,
+
+    /// Every snapshot in the repository (the default)
+    #[arg(long)]
+    pub all: bool,
+
+    /// Read and check this percentage of the packs' data, a different slice each day
+    /// (default: all of it)
+    #[arg(long, value_name = "PERCENT", num_args = 0..=1, default_missing_value = "100",
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub read_data: Option<u8>,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// A zip of .eml files, folders as directories, MIME byte for byte
+    EmlZip,
+    /// A directory with one mboxrd file per folder
+    Mbox,
+}
+
+/// `atlas save` options.
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Snapshot id (or unique prefix)
+    #[arg(
+        short = 's',
+        long,
+        value_name = "SNAPSHOT",
+        required_unless_present = "mailbox"
+    )]
+    pub snapshot: Option<String>,
+
+    /// Or: the mailbox, as of its latest snapshot (or --as-of); it need not exist any more
+    #[arg(
+        short = 'm',
+        long = "mailbox",
+        value_name = "MAILBOX",
+        conflicts_with = "snapshot"
+    )]
+    pub mailbox: Option<String>,
+
+    /// With -m: the newest snapshot at or before this date (YYYY-MM-DD or RFC 3339)
+    #[arg(long, value_name = "DATE", requires = "mailbox")]
+    pub as_of: Option<String>,
+
+    /// Only this folder (path or name, subfolders included)
+    #[arg(short = 'f', long, value_name = "FOLDER")]
+    pub folder: Option<String>,
+
+    /// Only this message (Graph id, unique prefix, or internetMessageId)
+    #[arg(long, value_name = "REF")]
+    pub message: Option<String>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value = "eml-zip")]
+    pub format: FormatArg,
+
+    /// Output path (default: atlas-<snapshot or mailbox>.zip / -mbox in the current directory)
+    #[arg(short = 'o', long, value_name = "PATH")]
+    pub output: Option<std::path::PathBuf>,
+
+    /// Do not check each message's checksum while exporting
+    #[arg(long)]
+    pub skip_verify: bool,
+
+    /// Overwrite an existing output without asking
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+/// `atlas stats` options.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only this mailbox
+    #[arg(short = 'm', long = "mailbox", value_name = "MAILBOX")]
+    pub mailbox: Option<String>,
+}
+
+/// `atlas demo` options.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Users with a mailbox in the simulated tenant
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..=200))]
+    pub users: u16,
+
+    /// Messages per mailbox
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub messages_per_user: u32,
+
+    /// Keep the demo repository in this directory (default: a temporary one, removed at
+    /// the end)
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<std::path::PathBuf>,
 }
 
 /// `atlas init` options.

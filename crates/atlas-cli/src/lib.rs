@@ -17,6 +17,7 @@ mod commands;
 pub mod config;
 pub mod exit;
 pub mod output;
+pub mod progress;
 pub mod secret;
 
 use std::process::ExitCode;

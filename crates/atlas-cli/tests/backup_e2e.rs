@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atlas_core::model::MailboxId;
-use atlas_core::ports::{BlobStore, Clock, NullReporter, SourceMailbox, SystemClock};
+use atlas_core::ports::{
+    BlobStore, Clock, FolderOptions, NullReporter, SourceMailbox, SystemClock,
+};
 use atlas_core::repo::{KdfChoice, Passphrase, Repository};
 use atlas_core::service::backup::{BackupOptions, Cancel, backup_mailbox, backup_mailboxes};
 use atlas_core::service::status::{FolderState, mailbox_status};
@@ -152,7 +154,7 @@ async fn full_then_incremental_backup_matches_the_simulator() {
         &env.repo,
         env.source.as_ref(),
         &mailbox,
-        Default::default(),
+        FolderOptions::default(),
         50,
     )
     .await
@@ -193,7 +195,7 @@ async fn full_then_incremental_backup_matches_the_simulator() {
         &env.repo,
         env.source.as_ref(),
         &mailbox,
-        Default::default(),
+        FolderOptions::default(),
         50,
     )
     .await

@@ -20,7 +20,7 @@ use crate::secret::Secret;
 use super::load_config;
 
 /// The repository settings for a command, with startup warnings logged.
-fn repository_settings(config: &Config) -> anyhow::Result<RepositorySettings> {
+pub(super) fn repository_settings(config: &Config) -> anyhow::Result<RepositorySettings> {
     let settings = config.for_repository()?;
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
@@ -31,7 +31,7 @@ fn repository_settings(config: &Config) -> anyhow::Result<RepositorySettings> {
 /// Open the configured store. S3 settings are validated by the config module, but this
 /// build has no S3 backend yet: say so instead of falling back to a local directory,
 /// which would silently put backups somewhere the administrator did not ask for.
-fn open_store(settings: &RepositorySettings) -> anyhow::Result<Arc<dyn BlobStore>> {
+pub(super) fn open_store(settings: &RepositorySettings) -> anyhow::Result<Arc<dyn BlobStore>> {
     match &settings.store {
         StoreSettings::Local { path } => Ok(Arc::new(LocalStore::new(path.clone()))),
         StoreSettings::S3(s3) => Err(UsageError(format!(
@@ -46,7 +46,7 @@ fn open_store(settings: &RepositorySettings) -> anyhow::Result<Arc<dyn BlobStore
 }
 
 /// A human description of where the repository is, for output (never credentials).
-fn location(settings: &RepositorySettings) -> String {
+pub(super) fn location(settings: &RepositorySettings) -> String {
     match &settings.store {
         StoreSettings::Local { path } => path.display().to_string(),
         StoreSettings::S3(s3) => format!("s3 bucket {}", s3.bucket),
@@ -55,18 +55,27 @@ fn location(settings: &RepositorySettings) -> String {
 
 /// The KDF for a new wrap: `--kdf`, else `ATLAS_KDF`, else the default.
 fn kdf_choice(arg: &KdfArg, config: &Config) -> anyhow::Result<KdfChoice> {
-    let setting = match arg.kdf {
-        Some(kdf) => kdf,
-        None => config.kdf()?.unwrap_or_default(),
-    };
-    Ok(match setting {
+    match arg.kdf {
+        Some(kdf) => Ok(kdf_for(kdf)),
+        None => kdf_choice_from_config(config),
+    }
+}
+
+/// The KDF for a key created implicitly (e.g. by the first backup): `ATLAS_KDF` or the
+/// default.
+pub(super) fn kdf_choice_from_config(config: &Config) -> anyhow::Result<KdfChoice> {
+    Ok(kdf_for(config.kdf()?.unwrap_or_default()))
+}
+
+fn kdf_for(setting: KdfSetting) -> KdfChoice {
+    match setting {
         KdfSetting::Scrypt => KdfChoice::default(),
         KdfSetting::Argon2id => KdfChoice::ARGON2ID_DEFAULT,
         KdfSetting::ScryptN14 => KdfChoice::SCRYPT_MINIMUM,
-    })
+    }
 }
 
-fn core_passphrase(secret: &Secret) -> Passphrase {
+pub(super) fn core_passphrase(secret: &Secret) -> Passphrase {
     Passphrase::new(secret.expose())
 }
 

@@ -1,6 +1,10 @@
 //! Command implementations: each turns parsed arguments plus settings into core calls and
 //! printed results, and returns the exit status.
 
+mod backup;
+mod browse;
+mod context;
+mod demo;
 mod key;
 mod sim;
 
@@ -16,6 +20,15 @@ pub async fn run(cli: Cli, output: Output) -> anyhow::Result<Exit> {
     match &cli.command {
         Command::Init(args) => key::init(&cli.global, args, output).await,
         Command::Key(KeyCommand::Passwd(args)) => key::passwd(&cli.global, args, output).await,
+        Command::Mailboxes(args) => backup::mailboxes(&cli.global, args, output).await,
+        Command::Backup(args) => backup::backup(&cli.global, args, output).await,
+        Command::Status(args) => backup::status(&cli.global, args, output).await,
+        Command::List(args) => browse::list(&cli.global, args, output).await,
+        Command::Read(args) => browse::read(&cli.global, args, output).await,
+        Command::Verify(args) => browse::verify(&cli.global, args, output).await,
+        Command::Save(args) => browse::save(&cli.global, args, output).await,
+        Command::Stats(args) => browse::stats(&cli.global, args, output).await,
+        Command::Demo(args) => demo::demo(&cli.global, args, output).await,
         Command::Sim(SimCommand::Serve(args)) => sim::serve(args, output).await,
     }
 }

@@ -1,0 +1,532 @@
+//! Commands that only read the repository: `list`, `read`, `verify`, `save`, `stats`.
+//! None of them needs Graph credentials, and all work for mailboxes that no longer exist
+//! in the tenant.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use atlas_core::model::{MailboxId, SnapshotStatus};
+use atlas_core::repo::Repository;
+use atlas_core::service::catalog::{self, ItemListOptions, SnapshotSelector, resolve_snapshot_ref};
+use atlas_core::service::export::{ExportFormat, SaveOptions, save_to_path};
+use atlas_core::service::read::{ReadOptions, read_message};
+use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, verify as verify_repo};
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::cli::{FormatArg, GlobalArgs, ListArgs, ReadArgs, SaveArgs, StatsArgs, VerifyArgs};
+use crate::exit::{Exit, UsageError};
+use crate::output::{Output, Table, sanitize, sanitize_multiline};
+
+use super::context::open_repository;
+use super::key::repository_settings;
+use super::load_config;
+
+fn mib(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)] // Display only.
+    let m = bytes as f64 / (1024.0 * 1024.0);
+    format!("{m:.1}")
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn status_name(s: SnapshotStatus) -> &'static str {
+    match s {
+        SnapshotStatus::Complete => "complete",
+        SnapshotStatus::Partial => "partial",
+    }
+}
+
+/// `--as-of`: a date (the whole day counts, UTC) or an RFC 3339 instant.
+pub(super) fn parse_as_of(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        UsageError(format!(
+            "--as-of {}: expected a date like 2026-03-31 or a time like 2026-03-31T18:00:00Z",
+            sanitize(text)
+        ))
+    })?;
+    let end = day
+        .and_hms_opt(23, 59, 59)
+        .context("invariant: valid time of day")?
+        .and_utc();
+    Ok(end)
+}
+
+async fn open_repo(global: &GlobalArgs) -> anyhow::Result<Repository> {
+    let config = load_config(global)?;
+    let settings = repository_settings(&config)?;
+    open_repository(&settings, None).await
+}
+
+/// The snapshot chosen by `-s` or `-m [--as-of]`.
+pub(super) async fn selector(
+    repo: &Repository,
+    snapshot: Option<&str>,
+    mailbox: Option<&str>,
+    as_of: Option<&str>,
+) -> anyhow::Result<SnapshotSelector> {
+    match (snapshot, mailbox) {
+        (Some(s), _) => Ok(SnapshotSelector::Id(
+            resolve_snapshot_ref(repo, s)
+                .await
+                .with_context(|| format!("finding snapshot {}", sanitize(s)))?,
+        )),
+        (None, Some(m)) => Ok(SnapshotSelector::Latest {
+            mailbox: MailboxId::new(m),
+            as_of: as_of.map(parse_as_of).transpose()?,
+        }),
+        (None, None) => Err(UsageError("give a snapshot (-s) or a mailbox (-m)".into()).into()),
+    }
+}
+
+/// `atlas list`.
+pub async fn list(global: &GlobalArgs, args: &ListArgs, output: Output) -> anyhow::Result<Exit> {
+    let repo = open_repo(global).await?;
+    if let Some(s) = &args.snapshot {
+        return list_items(&repo, s, args, output).await;
+    }
+    if let Some(m) = &args.mailbox {
+        return list_snapshots(&repo, m, output).await;
+    }
+    list_mailboxes(&repo, output).await
+}
+
+async fn list_items(
+    repo: &Repository,
+    s: &str,
+    args: &ListArgs,
+    output: Output,
+) -> anyhow::Result<Exit> {
+    {
+        let id = resolve_snapshot_ref(repo, s)
+            .await
+            .with_context(|| format!("finding snapshot {}", sanitize(s)))?;
+        let items = catalog::list_items(
+            repo,
+            id,
+            &ItemListOptions {
+                show_subjects: args.show_subjects,
+                limit: if args.all { None } else { Some(50) },
+                folder: args.folder.clone(),
+            },
+        )
+        .await?;
+        output.result(&items, || {
+            let mut headers = vec!["#", "Folder", "Received", "Size", "Att.", "Message id"];
+            if args.show_subjects {
+                headers.push("Subject");
+            }
+            let mut table = Table::new(headers);
+            for i in &items.items {
+                let mut row = vec![
+                    i.index.to_string(),
+                    i.folder.clone(),
+                    i.received.map(when).unwrap_or_default(),
+                    i.size.to_string(),
+                    i.attachments.to_string(),
+                    i.message_id.to_string(),
+                ];
+                if args.show_subjects {
+                    row.push(i.subject.clone().unwrap_or_default());
+                }
+                table.row(row);
+            }
+            let mut s = format!(
+                "Snapshot {} of {} ({}, {}): {} messages\n{}",
+                items.snapshot,
+                sanitize(&items.mailbox),
+                when(items.started),
+                status_name(items.status),
+                items.total,
+                table.render()
+            );
+            if items.items.len() < items.total {
+                let _ = write!(
+                    s,
+                    "… {} more; use --all to list every message",
+                    items.total - items.items.len()
+                );
+            }
+            s
+        })?;
+    }
+    Ok(Exit::Success)
+}
+
+async fn list_snapshots(repo: &Repository, m: &str, output: Output) -> anyhow::Result<Exit> {
+    {
+        let snaps = catalog::list_snapshots(repo, &MailboxId::new(m)).await?;
+        if snaps.is_empty() {
+            return Err(UsageError(format!(
+                "mailbox {} has no snapshot in this repository (atlas list shows the mailboxes it has)",
+                sanitize(m)
+            ))
+            .into());
+        }
+        output.result(&snaps, || {
+            let mut table = Table::new([
+                "Snapshot", "Started", "Finished", "Status", "Folders", "Messages", "Errors",
+            ]);
+            for s in &snaps {
+                table.row([
+                    s.id.to_string(),
+                    when(s.started),
+                    when(s.finished),
+                    status_name(s.status).to_owned(),
+                    s.folders.to_string(),
+                    s.items.to_string(),
+                    s.errors.to_string(),
+                ]);
+            }
+            table.render()
+        })?;
+    }
+    Ok(Exit::Success)
+}
+
+async fn list_mailboxes(repo: &Repository, output: Output) -> anyhow::Result<Exit> {
+    let mailboxes = catalog::list_mailboxes(repo).await?;
+    output.result(&mailboxes, || {
+        let mut table = Table::new([
+            "Mailbox",
+            "Snapshots",
+            "Last backup",
+            "Status",
+            "Messages",
+            "MiB",
+            "MiB stored",
+        ]);
+        for m in &mailboxes {
+            table.row([
+                m.mailbox.clone(),
+                m.snapshots.to_string(),
+                m.last_backup.map(when).unwrap_or_default(),
+                m.latest_status
+                    .map(status_name)
+                    .unwrap_or_default()
+                    .to_owned(),
+                m.items.to_string(),
+                mib(m.logical_bytes),
+                mib(m.physical_bytes),
+            ]);
+        }
+        if mailboxes.is_empty() {
+            "The repository holds no snapshots yet (run atlas backup).".to_owned()
+        } else {
+            table.render()
+        }
+    })?;
+    Ok(Exit::Success)
+}
+
+/// `atlas read`.
+pub async fn read(global: &GlobalArgs, args: &ReadArgs, output: Output) -> anyhow::Result<Exit> {
+    let repo = open_repo(global).await?;
+    let snapshot = selector(
+        &repo,
+        args.snapshot.as_deref(),
+        args.mailbox.as_deref(),
+        args.as_of.as_deref(),
+    )
+    .await?;
+    let msg = read_message(
+        &repo,
+        &ReadOptions {
+            snapshot,
+            message: args.message.clone(),
+            include_raw: args.raw || args.eml.is_some(),
+        },
+    )
+    .await
+    .with_context(|| format!("reading message {}", sanitize(&args.message)))?;
+    if let Some(path) = &args.eml {
+        let raw = msg.raw.as_ref().context("invariant: raw MIME requested")?;
+        write_new_file(path, raw)?;
+        eprintln!(
+            "Wrote {} ({} bytes, checksum verified)",
+            path.display(),
+            raw.len()
+        );
+        return Ok(Exit::Success);
+    }
+    if args.raw {
+        let raw = msg.raw.as_ref().context("invariant: raw MIME requested")?;
+        let mut stdout = std::io::stdout().lock();
+        if stdout.is_terminal() {
+            // Raw bytes could drive the terminal; show them neutralised on a TTY.
+            stdout.write_all(sanitize_multiline(&String::from_utf8_lossy(raw)).as_bytes())?;
+        } else {
+            stdout.write_all(raw)?;
+        }
+        stdout.flush()?;
+        return Ok(Exit::Success);
+    }
+    output.result(&msg, || {
+        let mut s = String::new();
+        for (name, value) in &msg.headers {
+            let _ = writeln!(s, "{}: {}", sanitize(name), sanitize(value));
+        }
+        let _ = writeln!(s, "Folder: {}", sanitize(&msg.folder));
+        s.push('\n');
+        s.push_str(&sanitize_multiline(&msg.body));
+        if !msg.attachments.is_empty() {
+            s.push_str("\n\nAttachments:\n");
+            for a in &msg.attachments {
+                let _ = writeln!(
+                    s,
+                    "  {} ({}, {} bytes{})",
+                    sanitize(&a.name),
+                    sanitize(&a.content_type),
+                    a.size,
+                    if a.inline { ", inline" } else { "" }
+                );
+            }
+        }
+        s
+    })?;
+    Ok(Exit::Success)
+}
+
+fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// `atlas verify`.
+pub async fn verify(
+    global: &GlobalArgs,
+    args: &VerifyArgs,
+    output: Output,
+) -> anyhow::Result<Exit> {
+    let repo = open_repo(global).await?;
+    let scope = match (&args.snapshot, &args.mailbox, args.all) {
+        (Some(s), _, _) => VerifyScope::Snapshot(
+            resolve_snapshot_ref(&repo, s)
+                .await
+                .with_context(|| format!("finding snapshot {}", sanitize(s)))?,
+        ),
+        (None, Some(m), _) => VerifyScope::Mailbox(MailboxId::new(m)),
+        (None, None, _) => VerifyScope::All,
+    };
+    let read_data = match args.read_data {
+        Some(p) if p < 100 => ReadData::rotating_daily(p, Utc::now()),
+        _ => ReadData::ALL,
+    };
+    let summary = verify_repo(&repo, &VerifyOptions { scope, read_data }).await?;
+    output.result(&summary, || {
+        let mut s = format!(
+            "Verified {} snapshot(s), {} folder(s), {} message(s): {} blobs checked in {} of {} packs ({} MiB read).\n",
+            summary.snapshots,
+            summary.folders,
+            summary.messages,
+            summary.blobs_checked,
+            summary.packs_read,
+            summary.packs,
+            mib(summary.bytes_read)
+        );
+        if summary.is_ok() {
+            s.push_str("No damage found.");
+        } else {
+            let _ = writeln!(s, "DAMAGE: {} problem(s):", summary.damage.len());
+            for d in &summary.damage {
+                let _ = writeln!(
+                    s,
+                    "  {:?}: mailbox {} snapshot {} folder {} message {} object {}: {}",
+                    d.kind,
+                    sanitize(d.mailbox.as_deref().unwrap_or("-")),
+                    d.snapshot.map_or_else(|| "-".to_owned(), |i| i.to_string()),
+                    sanitize(d.folder.as_deref().unwrap_or("-")),
+                    d.message_id.as_ref().map_or_else(|| "-".to_owned(), |m| sanitize(m.as_str()).into_owned()),
+                    sanitize(d.object.as_deref().unwrap_or("-")),
+                    sanitize(&d.error)
+                );
+            }
+        }
+        s
+    })?;
+    Ok(if summary.is_ok() {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}
+
+/// `atlas-<snapshot or mailbox>.zip` (or `-mbox`) in the current directory.
+fn default_output(snapshot: &SnapshotSelector, format: ExportFormat) -> PathBuf {
+    let base = match snapshot {
+        SnapshotSelector::Id(id) => format!("atlas-{id}"),
+        SnapshotSelector::Latest { mailbox, .. } => format!("atlas-{}", mailbox.address()),
+    };
+    let safe: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '@') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    PathBuf::from(match format {
+        ExportFormat::EmlZip => format!("{safe}.zip"),
+        ExportFormat::Mbox => format!("{safe}-mbox"),
+    })
+}
+
+/// Whether an existing output may be replaced: `-y`, or a yes at the prompt on a terminal.
+/// Without a terminal and without `-y`, it is a usage error (nothing is written).
+fn confirm_overwrite(path: &std::path::Path, yes: bool) -> anyhow::Result<bool> {
+    if yes || !path.exists() {
+        return Ok(yes);
+    }
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        eprint!("{} exists. Overwrite it? [y/N] ", path.display());
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        return Ok(matches!(answer.trim(), "y" | "Y" | "yes"));
+    }
+    Err(UsageError(format!(
+        "{} already exists; pass -y to overwrite it or choose another path with -o",
+        path.display()
+    ))
+    .into())
+}
+
+/// `atlas save`.
+pub async fn save(global: &GlobalArgs, args: &SaveArgs, output: Output) -> anyhow::Result<Exit> {
+    let repo = open_repo(global).await?;
+    let snapshot = selector(
+        &repo,
+        args.snapshot.as_deref(),
+        args.mailbox.as_deref(),
+        args.as_of.as_deref(),
+    )
+    .await?;
+    let format = match args.format {
+        FormatArg::EmlZip => ExportFormat::EmlZip,
+        FormatArg::Mbox => ExportFormat::Mbox,
+    };
+    let path = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&snapshot, format));
+    let overwrite = confirm_overwrite(&path, args.yes)?;
+    if !overwrite && path.exists() {
+        eprintln!("Nothing written.");
+        return Ok(Exit::Failure);
+    }
+    let summary = save_to_path(
+        &repo,
+        &SaveOptions {
+            snapshot,
+            folder: args.folder.clone(),
+            message: args.message.clone(),
+            format,
+            skip_verify: args.skip_verify,
+        },
+        &path,
+        overwrite,
+    )
+    .await
+    .with_context(|| format!("saving to {}", path.display()))?;
+    output.result(&summary, || {
+        let mut s = format!(
+            "Saved {} message(s) from {} folder(s) of {} (snapshot {}) to {} ({} MiB){}.",
+            summary.messages,
+            summary.folders,
+            sanitize(&summary.mailbox),
+            summary.snapshot,
+            path.display(),
+            mib(summary.bytes),
+            if args.skip_verify {
+                ""
+            } else {
+                ", every checksum verified"
+            }
+        );
+        if !summary.failed.is_empty() {
+            let _ = write!(
+                s,
+                "\n{} message(s) could not be exported:",
+                summary.failed.len()
+            );
+            for f in &summary.failed {
+                let _ = write!(
+                    s,
+                    "\n  {} / {}: {}",
+                    sanitize(&f.folder),
+                    sanitize(f.message_id.as_str()),
+                    sanitize(&f.error)
+                );
+            }
+        }
+        s
+    })?;
+    Ok(if summary.is_complete() {
+        Exit::Success
+    } else {
+        Exit::Partial
+    })
+}
+
+/// `atlas stats`.
+pub async fn stats(global: &GlobalArgs, args: &StatsArgs, output: Output) -> anyhow::Result<Exit> {
+    let repo = open_repo(global).await?;
+    let mailbox = args.mailbox.as_deref().map(MailboxId::new);
+    let s = catalog::stats(&repo, mailbox.as_ref()).await?;
+    output.result(&s, || {
+        let mut out = format!(
+            "{} mailbox(es), {} snapshot(s), {} message version(s), {} unique message(s)\n\
+             Logical size {} MiB; unique content {} MiB; stored {} MiB\n\
+             Dedup ratio {:.2}, compression ratio {:.2}; {} blobs in {} packs\n",
+            s.mailboxes,
+            s.snapshots,
+            s.message_versions,
+            s.unique_messages,
+            mib(s.logical_bytes),
+            mib(s.unique_bytes),
+            mib(s.physical_bytes),
+            s.dedup_ratio,
+            s.compression_ratio,
+            s.blobs,
+            s.packs
+        );
+        let mut folders = Table::new(["Mailbox", "Folder", "Messages", "MiB"]);
+        for f in &s.folders {
+            folders.row([
+                f.mailbox.clone(),
+                f.folder.clone(),
+                f.messages.to_string(),
+                mib(f.logical_bytes),
+            ]);
+        }
+        let mut months = Table::new(["Month", "Messages", "MiB"]);
+        for m in &s.months {
+            months.row([
+                m.month.clone(),
+                m.messages.to_string(),
+                mib(m.logical_bytes),
+            ]);
+        }
+        let _ = write!(
+            out,
+            "\nPer folder:\n{}\nPer month (received):\n{}",
+            folders.render(),
+            months.render()
+        );
+        out
+    })?;
+    Ok(Exit::Success)
+}

@@ -1,0 +1,99 @@
+//! What the Graph-facing commands share: building the Graph client from settings, opening
+//! the repository, and Ctrl+C handling.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use atlas_core::repo::{KdfChoice, Repository};
+use atlas_core::service::Cancel;
+use atlas_graph::{Credential as GraphCredential, GraphClient, GraphConfig, SecretString};
+
+use crate::config::{Credential, GraphSettings, RepositorySettings};
+use crate::exit::UsageError;
+
+use super::key::{core_passphrase, location, open_store};
+
+/// A Graph client for the configured tenant and application.
+pub(super) fn graph_client(settings: &GraphSettings) -> anyhow::Result<GraphClient> {
+    let credential = match &settings.credential {
+        Credential::Secret(secret) => GraphCredential::Secret(SecretString::new(secret.expose())),
+        Credential::Certificate { certificate, key } => {
+            let cert_pem = std::fs::read_to_string(certificate).map_err(|e| {
+                UsageError(format!(
+                    "cannot read the client certificate {} (ATLAS_CLIENT_CERTIFICATE): {e}",
+                    certificate.display()
+                ))
+            })?;
+            let key_pem = std::fs::read_to_string(key).map_err(|e| {
+                UsageError(format!(
+                    "cannot read the client private key {} (ATLAS_CLIENT_KEY): {e}",
+                    key.display()
+                ))
+            })?;
+            GraphCredential::certificate(cert_pem, SecretString::new(key_pem))
+        }
+    };
+    let config = GraphConfig::new(
+        settings.tenant_id.clone(),
+        settings.client_id.clone(),
+        credential,
+    )
+    .with_endpoints(
+        settings.graph_endpoint.as_str().trim_end_matches('/'),
+        settings.authority_host.as_str().trim_end_matches('/'),
+    );
+    GraphClient::new(config).context("setting up the Microsoft Graph client")
+}
+
+/// Open the repository; with `create`, create it first when the store holds none (backup
+/// may create the repository, so a first nightly run just works).
+pub(super) async fn open_repository(
+    settings: &RepositorySettings,
+    create: Option<KdfChoice>,
+) -> anyhow::Result<Repository> {
+    let store = open_store(settings)?;
+    let where_ = location(settings);
+    let passphrase = core_passphrase(&settings.passphrase);
+    let tenant = settings.tenant_id.as_str();
+    let repo = match create {
+        Some(kdf) => Repository::open_or_init(store, tenant, &passphrase, kdf).await,
+        None => Repository::open(store, tenant, &passphrase).await,
+    };
+    repo.with_context(|| format!("opening the repository at {where_}"))
+}
+
+/// The two-stage Ctrl+C of SPEC §5: the first asks running work to finish what is in
+/// flight and commit, the second stops at once.
+pub(super) fn install_ctrl_c(quiet: bool) -> Arc<Cancel> {
+    let cancel = Arc::new(Cancel::new());
+    let handle = Arc::clone(&cancel);
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            handle.escalate();
+            if quiet {
+                continue;
+            }
+            if handle.is_hard() {
+                eprintln!(
+                    "\nStopping now; nothing more is committed. The next run resumes from the last snapshot."
+                );
+            } else {
+                eprintln!(
+                    "\nInterrupted: finishing the items in flight and committing a partial snapshot. Press Ctrl+C again to stop at once."
+                );
+            }
+        }
+    });
+    cancel
+}
+
+/// A lease owner string that tells an administrator where a concurrent run lives.
+pub(super) fn lease_owner() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map_or_else(|_| "unknown-host".to_owned(), |h| h.trim().to_owned());
+    format!(
+        "atlas {} on {host} (pid {})",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    )
+}
