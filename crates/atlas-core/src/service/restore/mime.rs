@@ -388,7 +388,7 @@ inner body\r\n\
                 assert_eq!(content_type.as_deref(), Some("image/png"));
                 assert_eq!(&bytes[..4], b"\x89PNG");
             }
-            other => panic!("expected inline file, got {other:?}"),
+            other @ RestoreAttachment::Item { .. } => panic!("expected inline file, got {other:?}"),
         }
         assert!(
             matches!(&p.attachments[1], RestoreAttachment::File { name, is_inline: false, .. } if name == "report.pdf")
@@ -411,7 +411,7 @@ inner body\r\n\
                 assert_eq!(message.received, message.sent);
                 assert!(raw.starts_with(b"From: x@example.com"));
             }
-            other => panic!("expected item, got {other:?}"),
+            other @ RestoreAttachment::File { .. } => panic!("expected item, got {other:?}"),
         }
     }
 }
