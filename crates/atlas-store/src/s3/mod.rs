@@ -43,6 +43,7 @@
 //!   Governance retention is never bypassed: Atlas sends no
 //!   `x-amz-bypass-governance-retention`.
 
+pub mod check;
 mod naming;
 pub mod sigv4;
 mod xml;
@@ -67,6 +68,7 @@ use reqwest::{Method, StatusCode};
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::task::JoinSet;
 
+pub use check::{StorageCheckReport, storage_check};
 pub use naming::{tenant_bucket_name, validate_bucket_name};
 pub use sigv4::Credentials;
 

@@ -638,3 +638,50 @@ async fn a_multipart_create_refuses_an_existing_key() {
         "the first object is untouched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_check_reports_what_it_observed() {
+    use atlas_store::s3::storage_check;
+    let Some(endpoint) = moto_endpoint() else {
+        return;
+    };
+    // Missing bucket: reachable, not existing, a note (the first backup creates it).
+    let missing = S3Store::new(config(&endpoint, &fresh_bucket())).unwrap();
+    let report = storage_check(&missing, Some(LockMode::Compliance)).await;
+    assert!(report.reachable && !report.bucket_exists, "{report:?}");
+    assert!(report.ready(), "{report:?}");
+    assert!(report.notes[0].contains("with Object Lock"), "{report:?}");
+
+    // Locked bucket, lock requested: ready, conditional writes confirmed.
+    let locked = moto_store(true).await.unwrap();
+    let report = storage_check(&locked, Some(LockMode::Governance)).await;
+    assert!(report.ready(), "{report:?}");
+    assert!(report.object_lock && report.versioning);
+    assert_eq!(report.conditional_writes, Some(true));
+    assert!(
+        locked.list("").await.unwrap().is_empty(),
+        "the probe object is removed"
+    );
+
+    // Unlocked bucket, lock requested: not ready, and it says why.
+    let plain = moto_store(false).await.unwrap();
+    let report = storage_check(&plain, Some(LockMode::Governance)).await;
+    assert!(!report.ready());
+    assert!(
+        report.problems[0].contains("Object Lock was requested"),
+        "{report:?}"
+    );
+    assert!(storage_check(&plain, None).await.ready());
+}
+
+#[tokio::test]
+async fn storage_check_on_an_unreachable_endpoint_is_not_ready() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let mut cfg = config(&endpoint, "atlas-unreachable");
+    cfg.max_attempts = 1;
+    let report = atlas_store::s3::storage_check(&S3Store::new(cfg).unwrap(), None).await;
+    assert!(!report.reachable && !report.ready(), "{report:?}");
+    assert!(report.problems[0].contains(&endpoint), "{report:?}");
+}

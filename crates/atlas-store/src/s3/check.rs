@@ -1,0 +1,132 @@
+//! `storage-check`: what an S3 repository location can do, as a plain report.
+//!
+//! Atlas 1.x printed "reachable: true" for a missing bucket and the same "supported" flag
+//! for both lock modes without testing either. This check says only what it observed:
+//! whether the endpoint answered, whether the bucket exists, its versioning and Object
+//! Lock state, and — by writing and removing a small probe object — whether the server
+//! honours `If-None-Match` (without it, create-if-absent races). It never creates the
+//! bucket; a missing bucket is reported with what the first backup will do.
+
+use atlas_core::ports::LockMode;
+use atlas_core::ports::blob_store::DefaultRetention;
+use reqwest::{Method, StatusCode};
+
+use super::{Req, S3Store};
+
+/// The outcome of [`storage_check`]. `problems` empty means ready.
+// Independent yes/no observations, printed one per line; not a state machine.
+#[allow(clippy::struct_excessive_bools)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageCheckReport {
+    /// `s3://bucket/prefix at endpoint`.
+    pub location: String,
+    /// The endpoint answered HTTP at all.
+    pub reachable: bool,
+    /// The bucket exists (and the credentials may see it).
+    pub bucket_exists: bool,
+    /// Versioning is enabled.
+    pub versioning: bool,
+    /// Object Lock is enabled.
+    pub object_lock: bool,
+    /// The bucket's default retention, if any.
+    pub default_retention: Option<DefaultRetention>,
+    /// `Some(true)`: `If-None-Match` is honoured; `Some(false)`: ignored (create-if-absent
+    /// is unavailable); `None`: not probed (bucket missing or unreachable).
+    pub conditional_writes: Option<bool>,
+    /// The lock mode the caller intends to use, if any.
+    pub requested_lock: Option<LockMode>,
+    /// What prevents use, each with what to do; empty when ready.
+    pub problems: Vec<String>,
+    /// Observations that do not prevent use.
+    pub notes: Vec<String>,
+}
+
+impl StorageCheckReport {
+    /// Ready for backups with the requested settings.
+    pub fn ready(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Check `store` for use with `requested_lock` (None: no Object Lock wanted).
+pub async fn storage_check(
+    store: &S3Store,
+    requested_lock: Option<LockMode>,
+) -> StorageCheckReport {
+    let inner = &store.inner;
+    let mut report = StorageCheckReport {
+        location: atlas_core::ports::BlobStore::describe(store),
+        reachable: false,
+        bucket_exists: false,
+        versioning: false,
+        object_lock: false,
+        default_retention: None,
+        conditional_writes: None,
+        requested_lock,
+        problems: Vec::new(),
+        notes: Vec::new(),
+    };
+    // GET ?location rather than HEAD: its error responses carry a code to explain.
+    let resp = match inner
+        .send(Req::new(Method::GET, None).query("location", ""))
+        .await
+    {
+        Ok(resp) => resp,
+        Err(e) => {
+            report.problems.push(e.to_string());
+            return report;
+        }
+    };
+    report.reachable = true;
+    if !resp.status.is_success() {
+        if resp.status == StatusCode::NOT_FOUND && resp.error().code == "NoSuchBucket" {
+            report.notes.push(format!(
+                "bucket {} does not exist yet; the first backup creates it{}",
+                inner.cfg.bucket,
+                if requested_lock.is_some() {
+                    " with Object Lock enabled"
+                } else {
+                    ""
+                }
+            ));
+        } else {
+            report.problems.push(
+                inner
+                    .explain(&inner.cfg.bucket, &resp, "check bucket")
+                    .to_string(),
+            );
+        }
+        return report;
+    }
+    report.bucket_exists = true;
+    match inner.lock_status().await {
+        Ok(status) => {
+            report.versioning = status.versioning;
+            report.object_lock = status.object_lock;
+            report.default_retention = status.default_retention;
+        }
+        Err(e) => report.problems.push(e.to_string()),
+    }
+    if requested_lock.is_some() && !report.object_lock {
+        report.problems.push(format!(
+            "Object Lock was requested but is not enabled on bucket {}: retention cannot be \
+             enforced; enable Object Lock on the bucket or use a new bucket Atlas creates",
+            inner.cfg.bucket
+        ));
+    }
+    match inner.probe_conditional_writes().await {
+        Ok(true) => report.conditional_writes = Some(true),
+        Ok(false) => {
+            report.conditional_writes = Some(false);
+            report.problems.push(format!(
+                "the server at {} ignores If-None-Match: two writers could both create the same \
+                 object (keys, leases), so Atlas refuses to create objects there",
+                inner.endpoint_shown
+            ));
+        }
+        Err(e) => report
+            .problems
+            .push(format!("could not write a probe object: {e}")),
+    }
+    report
+}
