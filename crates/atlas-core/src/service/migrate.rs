@@ -486,3 +486,64 @@ async fn convert_entry(
         warnings,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_names_come_from_paths_or_a_stable_hash() {
+        let named = folder_record("AQMk1", Some("Inbox/Projects"));
+        assert_eq!(named.path, ["Inbox", "Projects"]);
+        assert_eq!(named.display_name, "Projects");
+        let hashed = folder_record("AQMk1", None);
+        assert_eq!(hashed, folder_record("AQMk1", Some("")));
+        assert!(hashed.display_name.starts_with("folder-"));
+        assert_eq!(hashed.display_name.len(), "folder-".len() + 8);
+        assert_ne!(
+            hashed.display_name,
+            folder_record("AQMk2", None).display_name
+        );
+    }
+
+    #[test]
+    fn the_v1_snapshot_id_is_found_again_in_the_tool_field() {
+        let record = SnapshotRecord {
+            mailbox: MailboxId::new("a@b.c"),
+            started: Utc::now(),
+            finished: Utc::now(),
+            tool: format!("{MIGRATE_TOOL_PREFIX}8164f491-2eb9 (atlas-core 0.1.0)"),
+            format_version: FORMAT_VERSION,
+            status: SnapshotStatus::Complete,
+            folders: Vec::new(),
+        };
+        assert_eq!(migrated_from_v1(&record), Some("8164f491-2eb9"));
+        let native = SnapshotRecord {
+            tool: "atlas 0.1.0".into(),
+            ..record
+        };
+        assert_eq!(migrated_from_v1(&native), None);
+    }
+
+    #[test]
+    fn entries_fall_back_to_the_graph_folder() {
+        let entry = V1Entry {
+            object_id: "m".into(),
+            storage_key: "data/a/b".into(),
+            ..V1Entry::default()
+        };
+        assert_eq!(folder_of(&entry, None), "unknown");
+        let with = V1Entry {
+            folder_id: Some("F".into()),
+            ..entry.clone()
+        };
+        assert_eq!(folder_of(&with, None), "F");
+        assert_ne!(
+            entry_key(&entry),
+            entry_key(&V1Entry {
+                attachments: vec![crate::compat::v1::V1AttachmentEntry::default()],
+                ..entry.clone()
+            })
+        );
+    }
+}
