@@ -27,6 +27,7 @@ pub mod pack;
 pub mod prune;
 mod secret;
 mod session;
+mod stream;
 mod verify;
 
 use std::sync::{Arc, RwLock};
@@ -41,7 +42,8 @@ pub use lease::LeaseInfo;
 pub use pack::{PackEntry, PackId};
 pub use prune::{PruneOptions, PruneSummary};
 pub use secret::{DataKey, Passphrase};
-pub use session::{BackupSession, SessionStats};
+pub use session::{BackupSession, BlobWriter, SessionStats};
+pub use stream::BlobReader;
 pub use verify::{VerifyProblem, VerifyReport};
 
 use crate::error::{Error, Result};
@@ -677,6 +679,12 @@ impl Repository {
         self.read_located(id, loc, true).await
     }
 
+    /// Read content piece by piece (one chunk at a time for chunked content), with the
+    /// same checks as [`Repository::read_blob`]; see [`BlobReader`].
+    pub async fn read_blob_stream(&self, id: &ContentId) -> Result<BlobReader> {
+        BlobReader::open(self, id).await
+    }
+
     /// Fetch and open one blob; `check_id` recomputes the content id (not possible for a
     /// chunk list, whose id covers the whole content).
     async fn read_located(&self, id: &ContentId, loc: Location, check_id: bool) -> Result<Bytes> {
@@ -866,6 +874,17 @@ impl Repository {
     /// the report; `Err` only when the record itself cannot be read.
     pub async fn verify_snapshot(&self, id: SnapshotId) -> Result<VerifyReport> {
         verify::verify_snapshot(self, id).await
+    }
+
+    /// Verify several snapshots, reading and decrypting each pack they share only once
+    /// (reports are in the order of `ids`; `Err` only when a record cannot be read).
+    pub async fn verify_snapshots(&self, ids: &[SnapshotId]) -> Result<Vec<VerifyReport>> {
+        let mut checked = verify::CheckedPacks::new();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(verify::verify_snapshot_with(self, *id, &mut checked).await?);
+        }
+        Ok(out)
     }
 }
 

@@ -139,7 +139,6 @@ pub(crate) fn build_pack(
 ) -> Result<(Vec<u8>, Vec<PackEntry>)> {
     let blob_bytes: usize = blobs.iter().map(|b| b.2.len()).sum();
     let mut entries = Vec::with_capacity(blobs.len());
-    let mut body = Vec::with_capacity(blob_bytes);
     let mut offset = PACK_HEADER_LEN;
     for (id, kind, bytes) in blobs {
         let too_big = || Error::invalid("pack larger than 4 GiB");
@@ -149,7 +148,6 @@ pub(crate) fn build_pack(
             offset: u32::try_from(offset).map_err(|_| too_big())?,
             length: u32::try_from(bytes.len()).map_err(|_| too_big())?,
         });
-        body.extend_from_slice(bytes);
         offset += bytes.len();
     }
     // The table's sealed length depends only on the entry count (frames may compress, so
@@ -165,13 +163,16 @@ pub(crate) fn build_pack(
             &context,
             &encode_table(&entries),
         );
-        let new_total = PACK_HEADER_LEN + body.len() + table.len() + PACK_TRAILER_LEN;
+        let new_total = PACK_HEADER_LEN + blob_bytes + table.len() + PACK_TRAILER_LEN;
         if new_total == total {
             let table_len = u32::try_from(table.len())
                 .map_err(|_| Error::invalid("pack table larger than 4 GiB"))?;
+            // Blobs are copied once, straight into the pack.
             let mut out = Vec::with_capacity(total);
             out.extend_from_slice(&header);
-            out.extend_from_slice(&body);
+            for (_, _, bytes) in blobs {
+                out.extend_from_slice(bytes);
+            }
             out.extend_from_slice(&table);
             out.extend_from_slice(&table_len.to_le_bytes());
             out.extend_from_slice(TRAILER_MAGIC);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use super::chunks::ChunkList;
@@ -148,12 +149,44 @@ impl BackupSession {
         self.put_single(kind, data).await
     }
 
+    /// Start storing content of unknown length piece by piece; see [`BlobWriter`]. For
+    /// large items (a 150 MB message) this keeps memory at about one chunk threshold plus
+    /// one pack instead of the whole item.
+    pub fn put_blob_stream(&mut self, kind: BlobKind) -> Result<BlobWriter<'_>> {
+        if matches!(kind, BlobKind::Chunk | BlobKind::ChunkList) {
+            return Err(Error::invalid("chunk kinds are internal to the repository"));
+        }
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.repo.keys().id[..])
+            .expect("invariant: HMAC takes any key length");
+        mac.update(&[kind as u8]);
+        Ok(BlobWriter {
+            session: self,
+            kind,
+            mac,
+            sha: Sha256::new(),
+            buf: Vec::new(),
+            total: 0,
+            chunks: Vec::new(),
+        })
+    }
+
     async fn put_single(&mut self, kind: BlobKind, data: Bytes) -> Result<ContentId> {
         let keys = self.repo.keys();
         let d = data.clone();
         let id = tokio::task::spawn_blocking(move || crypto::content_id(&keys.id, kind, &d))
             .await
             .map_err(|e| Error::task(&e))?;
+        self.put_single_as(kind, id, data).await
+    }
+
+    /// Store `data` under an id the caller computed (the streaming writer hashes as data
+    /// arrives).
+    async fn put_single_as(
+        &mut self,
+        kind: BlobKind,
+        id: ContentId,
+        data: Bytes,
+    ) -> Result<ContentId> {
         if self.known(&id) {
             self.stats.blobs_deduplicated += 1;
             return Ok(id);
@@ -199,6 +232,11 @@ impl BackupSession {
             chunks,
         }
         .encode();
+        self.put_chunk_list(id, list).await?;
+        Ok(id)
+    }
+
+    async fn put_chunk_list(&mut self, id: ContentId, list: Vec<u8>) -> Result<()> {
         let keys = self.repo.keys();
         let list_len = list.len();
         let sealed = tokio::task::spawn_blocking(move || {
@@ -206,8 +244,7 @@ impl BackupSession {
         })
         .await
         .map_err(|e| Error::task(&e))?;
-        self.add(id, BlobKind::ChunkList, sealed, list_len).await?;
-        Ok(id)
+        self.add(id, BlobKind::ChunkList, sealed, list_len).await
     }
 
     async fn add(
@@ -361,5 +398,89 @@ impl BackupSession {
     pub async fn release(mut self) -> Result<()> {
         self.flush().await?;
         lease::release(&self.repo, &self.mailbox, &self.lease).await
+    }
+}
+
+/// A streaming writer of one piece of content (see [`BackupSession::put_blob_stream`]).
+///
+/// Data is hashed as it arrives (content id and SHA-256 are computed incrementally, so the
+/// id does not depend on how the caller splits the content) and kept in memory only up to
+/// the chunk threshold; past it, content is cut into chunks at fixed offsets and each chunk
+/// is sealed and added to the current pack as soon as it is complete. Peak memory is the
+/// chunk threshold plus one pack, whatever the content's size. The stored result is
+/// exactly what [`BackupSession::put_blob`] stores for the same bytes.
+#[derive(Debug)]
+pub struct BlobWriter<'a> {
+    session: &'a mut BackupSession,
+    kind: BlobKind,
+    mac: Hmac<Sha256>,
+    sha: Sha256,
+    buf: Vec<u8>,
+    total: u64,
+    chunks: Vec<(ContentId, u32)>,
+}
+
+impl BlobWriter<'_> {
+    /// Append data.
+    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.mac.update(data);
+        self.sha.update(data);
+        self.total += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        if self.total > self.session.settings.chunk_threshold {
+            let size = usize::try_from(self.session.settings.chunk_size).unwrap_or(usize::MAX);
+            while self.buf.len() >= size {
+                let rest = self.buf.split_off(size);
+                let chunk = std::mem::replace(&mut self.buf, rest);
+                self.put_chunk(chunk).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_chunk(&mut self, chunk: Vec<u8>) -> Result<()> {
+        let len = u32::try_from(chunk.len()).map_err(|_| Error::invalid("chunk above 4 GiB"))?;
+        let id = self
+            .session
+            .put_single(BlobKind::Chunk, Bytes::from(chunk))
+            .await?;
+        self.chunks.push((id, len));
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Store what remains and return the content id of the whole content.
+    pub async fn finish(mut self) -> Result<ContentId> {
+        let id = ContentId::from_bytes(self.mac.clone().finalize().into_bytes().into());
+        if self.chunks.is_empty() && self.total <= self.session.settings.chunk_threshold {
+            let data = Bytes::from(std::mem::take(&mut self.buf));
+            return self.session.put_single_as(self.kind, id, data).await;
+        }
+        if !self.buf.is_empty() {
+            let chunk = std::mem::take(&mut self.buf);
+            self.put_chunk(chunk).await?;
+        }
+        if self.session.known(&id) {
+            self.session.stats.blobs_deduplicated += 1;
+            return Ok(id);
+        }
+        let list = ChunkList {
+            kind: self.kind,
+            total_len: self.total,
+            sha256: self.sha.clone().finalize().into(),
+            chunks: std::mem::take(&mut self.chunks),
+        }
+        .encode();
+        self.session.put_chunk_list(id, list).await?;
+        Ok(id)
     }
 }

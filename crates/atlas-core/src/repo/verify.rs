@@ -49,7 +49,21 @@ impl VerifyReport {
     }
 }
 
+/// Packs found clean during one multi-snapshot verify, with their tables: a pack shared by
+/// many snapshots (dedup, unchanged folder lists) is read and decrypted once, and later
+/// snapshots only check that the table holds what the index promises. Damaged packs are
+/// not remembered, so every snapshot that needs one reports it.
+pub(crate) type CheckedPacks = std::collections::HashMap<PackId, Vec<pack::PackEntry>>;
+
 pub(crate) async fn verify_snapshot(repo: &Repository, id: SnapshotId) -> Result<VerifyReport> {
+    verify_snapshot_with(repo, id, &mut CheckedPacks::new()).await
+}
+
+pub(crate) async fn verify_snapshot_with(
+    repo: &Repository,
+    id: SnapshotId,
+    checked: &mut CheckedPacks,
+) -> Result<VerifyReport> {
     let snap = repo.load_snapshot(id).await?;
     repo.refresh_index_report().await?;
     let mut report = VerifyReport {
@@ -61,17 +75,7 @@ pub(crate) async fn verify_snapshot(repo: &Repository, id: SnapshotId) -> Result
         bytes_checked: 0,
         problems: Vec::new(),
     };
-    // Unreadable index files are skipped by the cache; name each precisely, since content
-    // they located now looks "not in the index".
-    for key in repo.bad_index_files() {
-        if let Err(error) = repo.read_index_file(&key).await {
-            report.problems.push(VerifyProblem {
-                object: key,
-                content_id: None,
-                error,
-            });
-        }
-    }
+    report.problems.extend(bad_index_problems(repo).await);
     if let Some(p) = check_mailbox_record(repo, &snap.record.mailbox).await {
         report.problems.push(p);
     }
@@ -115,6 +119,12 @@ pub(crate) async fn verify_snapshot(repo: &Repository, id: SnapshotId) -> Result
     }
     for (pack_id, wanted) in by_pack {
         let key = pack_id.store_key();
+        if let Some(entries) = checked.get(&pack_id) {
+            report
+                .problems
+                .extend(table_disagreements(&key, entries, &wanted));
+            continue;
+        }
         let bytes = match repo.get_required(&key).await {
             Ok(b) => b,
             Err(e) => {
@@ -129,13 +139,16 @@ pub(crate) async fn verify_snapshot(repo: &Repository, id: SnapshotId) -> Result
         report.packs_checked += 1;
         report.bytes_checked += bytes.len() as u64;
         let keys = repo.keys();
-        let checked =
+        let outcome =
             tokio::task::spawn_blocking(move || check_pack(&keys, pack_id, &bytes, &wanted))
                 .await
                 .map_err(|e| Error::task(&e))?;
-        match checked {
-            Ok((n, problems)) => {
-                report.blobs_checked += n;
+        match outcome {
+            Ok((entries, problems)) => {
+                report.blobs_checked += entries.len();
+                if problems.is_empty() {
+                    checked.insert(pack_id, entries);
+                }
                 report.problems.extend(problems);
             }
             Err(e) => report.problems.push(VerifyProblem {
@@ -146,6 +159,22 @@ pub(crate) async fn verify_snapshot(repo: &Repository, id: SnapshotId) -> Result
         }
     }
     Ok(report)
+}
+
+/// Unreadable index files are skipped by the cache; name each precisely, since content
+/// they located now looks "not in the index".
+async fn bad_index_problems(repo: &Repository) -> Vec<VerifyProblem> {
+    let mut out = Vec::new();
+    for key in repo.bad_index_files() {
+        if let Err(error) = repo.read_index_file(&key).await {
+            out.push(VerifyProblem {
+                object: key,
+                content_id: None,
+                error,
+            });
+        }
+    }
+    out
 }
 
 /// The snapshot's mailbox must have its (encrypted) mailbox record, or listing would
@@ -190,13 +219,13 @@ async fn chunk_ids(repo: &Repository, id: &ContentId, loc: Location) -> Result<V
     Ok(list.chunks.into_iter().map(|c| c.0).collect())
 }
 
-/// Check one whole pack; returns blobs checked and problems.
+/// Check one whole pack; returns its table and the problems.
 fn check_pack(
     keys: &super::secret::RepoKeys,
     pack_id: PackId,
     bytes: &[u8],
     wanted: &[(ContentId, Location)],
-) -> Result<(usize, Vec<VerifyProblem>)> {
+) -> Result<(Vec<pack::PackEntry>, Vec<VerifyProblem>)> {
     let key = pack_id.store_key();
     let entries = pack::parse_pack(&keys.enc, pack_id, bytes)?;
     let mut problems = Vec::new();
@@ -221,20 +250,33 @@ fn check_pack(
             });
         }
     }
-    for (id, loc) in wanted {
-        let found = entries.iter().any(|e| {
-            e.id == *id && e.offset == loc.offset && e.length == loc.length && e.kind == loc.kind
-        });
-        if !found {
-            problems.push(VerifyProblem {
-                object: key.clone(),
-                content_id: Some(*id),
-                error: Error::corrupt(
-                    &key,
-                    format!("index says {id} is here but the pack table disagrees"),
-                ),
-            });
-        }
-    }
-    Ok((entries.len(), problems))
+    problems.extend(table_disagreements(&key, &entries, wanted));
+    Ok((entries, problems))
+}
+
+/// Wanted blobs the pack table does not hold where the index says.
+fn table_disagreements(
+    key: &str,
+    entries: &[pack::PackEntry],
+    wanted: &[(ContentId, Location)],
+) -> Vec<VerifyProblem> {
+    wanted
+        .iter()
+        .filter(|(id, loc)| {
+            !entries.iter().any(|e| {
+                e.id == *id
+                    && e.offset == loc.offset
+                    && e.length == loc.length
+                    && e.kind == loc.kind
+            })
+        })
+        .map(|(id, _)| VerifyProblem {
+            object: key.to_owned(),
+            content_id: Some(*id),
+            error: Error::corrupt(
+                key,
+                format!("index says {id} is here but the pack table disagrees"),
+            ),
+        })
+        .collect()
 }

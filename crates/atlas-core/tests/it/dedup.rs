@@ -98,3 +98,81 @@ async fn packs_stay_within_target_and_large_items_are_chunked() {
     }
     assert_eq!(entries, repo.index_len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_content_matches_put_blob_whatever_the_split_and_streams_back() {
+    let store = memory();
+    let repo = new_repo(store.clone()).await;
+    let clock = clock_at(t0());
+    // small_settings: threshold 64 KiB, chunks of 16 KiB; 150 KiB is chunked, 3 KiB not.
+    for len in [0usize, 3000, 64 * 1024, 64 * 1024 + 1, 150_000] {
+        let body = mime(len, len);
+        let mb = MailboxId::new(&format!("s{len}@example.com"));
+        let mut s = repo.begin_backup(&mb, "h", clock.clone()).await.unwrap();
+        let whole = s.put_blob(BlobKind::Mime, body.clone()).await.unwrap();
+        let written = s.stats().blobs_written;
+        for split in [1usize, 7, 4096, 16 * 1024, 100_000] {
+            let mut w = s.put_blob_stream(BlobKind::Mime).unwrap();
+            for piece in body.chunks(split) {
+                w.write(piece).await.unwrap();
+            }
+            assert_eq!(w.len(), len as u64);
+            assert_eq!(w.finish().await.unwrap(), whole, "len {len} split {split}");
+        }
+        assert_eq!(
+            s.stats().blobs_written,
+            written,
+            "len {len}: streaming wrote nothing new"
+        );
+        s.release().await.unwrap();
+        // A fresh session stores by stream first; put_blob then dedups against it.
+        let mb2 = MailboxId::new(&format!("t{len}@example.com"));
+        let other = Repository::open(store.clone(), TENANT, &passphrase())
+            .await
+            .unwrap();
+        let mut reader = other.read_blob_stream(&whole).await.unwrap();
+        let mut back = Vec::new();
+        let mut pieces = 0;
+        while let Some(p) = reader.next_chunk().await.unwrap() {
+            assert!(p.len() <= 64 * 1024);
+            back.extend_from_slice(&p);
+            pieces += 1;
+        }
+        assert_eq!(back, body, "len {len}");
+        assert_eq!(
+            pieces,
+            if len > 64 * 1024 {
+                len.div_ceil(16 * 1024)
+            } else {
+                1
+            }
+        );
+        let mut s = other.begin_backup(&mb2, "h", clock.clone()).await.unwrap();
+        assert_eq!(
+            s.put_blob(BlobKind::Mime, body.clone()).await.unwrap(),
+            whole
+        );
+        assert_eq!(s.stats().blobs_written, 0);
+        s.release().await.unwrap();
+    }
+    // New content by stream only (not put before): readable whole and verified.
+    let body = mime(99, 200_000);
+    let mut s = repo
+        .begin_backup(&MailboxId::new("u@example.com"), "h", clock.clone())
+        .await
+        .unwrap();
+    let mut w = s.put_blob_stream(BlobKind::Attachment).unwrap();
+    for piece in body.chunks(10_000) {
+        w.write(piece).await.unwrap();
+    }
+    let id = w.finish().await.unwrap();
+    s.release().await.unwrap();
+    assert_eq!(repo.read_blob(&id).await.unwrap(), body);
+    assert!(
+        repo.begin_backup(&MailboxId::new("u@example.com"), "h", clock.clone())
+            .await
+            .unwrap()
+            .put_blob_stream(BlobKind::Chunk)
+            .is_err()
+    );
+}
