@@ -27,6 +27,7 @@
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value;
 use url::Url;
@@ -103,6 +104,9 @@ pub enum Field {
     GraphEndpoint,
     /// Identity platform base URL.
     AuthorityHost,
+    /// Seconds a Graph request may take before it is abandoned and retried (idempotent
+    /// requests) — hung connections must not stall a nightly run.
+    GraphTimeout,
     /// Local repository directory.
     Repository,
     /// S3 endpoint URL.
@@ -121,7 +125,7 @@ pub enum Field {
 
 impl Field {
     /// Every field, in the order problems are reported.
-    pub const ALL: [Field; 15] = [
+    pub const ALL: [Field; 16] = [
         Field::TenantId,
         Field::ClientId,
         Field::ClientSecret,
@@ -130,6 +134,7 @@ impl Field {
         Field::EncryptionPassphrase,
         Field::GraphEndpoint,
         Field::AuthorityHost,
+        Field::GraphTimeout,
         Field::Repository,
         Field::S3Endpoint,
         Field::S3AccessKey,
@@ -150,6 +155,7 @@ impl Field {
             Field::EncryptionPassphrase => "encryption_passphrase",
             Field::GraphEndpoint => "graph_endpoint",
             Field::AuthorityHost => "authority_host",
+            Field::GraphTimeout => "graph_timeout",
             Field::Repository => "repository",
             Field::S3Endpoint => "s3_endpoint",
             Field::S3AccessKey => "s3_access_key",
@@ -171,6 +177,7 @@ impl Field {
             Field::EncryptionPassphrase => "ATLAS_ENCRYPTION_PASSPHRASE",
             Field::GraphEndpoint => "ATLAS_GRAPH_ENDPOINT",
             Field::AuthorityHost => "ATLAS_AUTHORITY_HOST",
+            Field::GraphTimeout => "ATLAS_GRAPH_TIMEOUT",
             Field::Repository => "ATLAS_REPOSITORY",
             Field::S3Endpoint => "ATLAS_S3_ENDPOINT",
             Field::S3AccessKey => "ATLAS_S3_ACCESS_KEY",
@@ -506,7 +513,13 @@ pub struct GraphSettings {
     pub graph_endpoint: Url,
     /// Identity platform base URL.
     pub authority_host: Url,
+    /// How long one Graph request may take (`ATLAS_GRAPH_TIMEOUT`, seconds).
+    pub request_timeout: Duration,
 }
+
+/// Default for `ATLAS_GRAPH_TIMEOUT`: generous, because a large message's MIME streams
+/// within one request.
+pub const DEFAULT_GRAPH_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Application credential for the client credentials flow.
 #[derive(Debug, Clone)]
@@ -885,12 +898,22 @@ impl Config {
             problems,
             validate_url,
         );
+        let request_timeout = self.optional(
+            Field::GraphTimeout,
+            || Some(DEFAULT_GRAPH_TIMEOUT),
+            problems,
+            |text| match text.parse::<u64>() {
+                Ok(secs) if (1..=3600).contains(&secs) => Ok(Duration::from_secs(secs)),
+                _ => Err("expected a number of seconds between 1 and 3600".to_owned()),
+            },
+        );
         Some(GraphSettings {
             tenant_id: tenant?,
             client_id: client_id?,
             credential: credential?,
             graph_endpoint: graph_endpoint?,
             authority_host: authority_host?,
+            request_timeout: request_timeout?,
         })
     }
 

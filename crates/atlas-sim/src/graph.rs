@@ -243,6 +243,21 @@ impl Sim {
                 ),
             );
         };
+        // mailboxSettings lives in Exchange: selecting it for a user without a mailbox
+        // fails like every mail path does, rather than inventing a userPurpose.
+        let wants_settings = req.q("$select").is_some_and(|s| {
+            s.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("mailboxSettings"))
+        });
+        if wants_settings && !t.mailboxes.contains_key(&idx) {
+            let status = StatusCode::from_u16(self.cfg.mailbox_not_enabled_status)
+                .unwrap_or(StatusCode::NOT_FOUND);
+            return Resp::error(
+                status,
+                "MailboxNotEnabledForRESTAPI",
+                "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+            );
+        }
         match json::project(
             &json::user_full(&t.users[idx]),
             req.q("$select"),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use atlas_core::ports::{
-    Clock, FolderOptions, MailSource, MailboxKind, SourceMailbox, SystemClock,
+    Clock, FolderOptions, MailSource, MailboxKind, SourceError, SourceMailbox, SystemClock,
 };
 use atlas_core::repo::Repository;
 use atlas_core::service::status::{FolderState, mailbox_status};
@@ -121,7 +121,27 @@ async fn select_mailboxes(
                 .resolve_mailbox(m)
                 .await
                 .with_context(|| format!("looking up mailbox {}", sanitize(m)))?;
-            if mailbox.kind == MailboxKind::NoMailbox {
+            // The directory cannot always tell whether a mailbox exists (no licence plan,
+            // no MailboxSettings.Read): ask Exchange once, before the repository is touched.
+            // A missing permission is found here too, so it is named before anything is
+            // written.
+            let mut no_mailbox = mailbox.kind == MailboxKind::NoMailbox;
+            if !no_mailbox {
+                match source
+                    .list_folders(&mailbox, FolderOptions::default())
+                    .await
+                {
+                    Err(SourceError::MailboxNotEnabled(_)) => no_mailbox = true,
+                    Err(e @ (SourceError::PermissionDenied { .. } | SourceError::Auth(_))) => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("reading the folders of {}", sanitize(m))));
+                    }
+                    // Anything else (a transient failure) is met again, and reported per
+                    // mailbox, by the backup itself.
+                    _ => {}
+                }
+            }
+            if no_mailbox {
                 return Err(UsageError(format!(
                     "{} has no Exchange Online mailbox (unlicensed, soft-deleted or on-premises); nothing to back up",
                     sanitize(m)
@@ -215,8 +235,26 @@ pub async fn backup(
     .await;
     progress.finish();
 
+    let mut skipped = skipped;
+    let tenant_wide = args.mailboxes.is_empty();
     let results: Vec<MailboxResult> = outcomes
         .into_iter()
+        .filter(|o| {
+            // Tenant-wide, a directory user whose mailbox turns out not to exist (the kind
+            // could not be told beforehand) is not a failed backup: there is nothing to
+            // back up. Named with -m, it is an error (handled before anything runs).
+            let no_mailbox = matches!(
+                &o.result,
+                Err(atlas_core::Error::Source(SourceError::MailboxNotEnabled(_)))
+            );
+            if tenant_wide && no_mailbox {
+                skipped.push(Skipped {
+                    mailbox: o.mailbox.clone(),
+                    reason: "no Exchange Online mailbox".into(),
+                });
+            }
+            !(tenant_wide && no_mailbox)
+        })
         .map(|o| match o.result {
             Ok(s) => MailboxResult {
                 mailbox: o.mailbox,

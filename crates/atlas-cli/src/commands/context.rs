@@ -42,6 +42,8 @@ pub(super) fn graph_client(settings: &GraphSettings) -> anyhow::Result<GraphClie
         settings.graph_endpoint.as_str().trim_end_matches('/'),
         settings.authority_host.as_str().trim_end_matches('/'),
     );
+    let mut config = config;
+    config.request_timeout = settings.request_timeout;
     GraphClient::new(config).context("setting up the Microsoft Graph client")
 }
 

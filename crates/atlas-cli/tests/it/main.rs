@@ -5,6 +5,8 @@
 //! or variables can never leak in. Key derivation uses `ATLAS_KDF=scrypt-n14`, the
 //! cheapest setting the format allows (documented as for tests only).
 
+mod graph_e2e;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;

@@ -1,0 +1,427 @@
+//! The `atlas` binary against the Graph simulator over HTTP: backup, status, mailboxes,
+//! list, verify, save and demo, with faults switched on, and the bad-input paths (wrong
+//! secret, unknown tenant, missing permission, unknown mailbox, mailbox without Exchange,
+//! wrong passphrase). Repository contents are checked against the simulator's own dump.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atlas_core::model::MailboxId;
+use atlas_core::ports::BlobStore;
+use atlas_core::repo::{Passphrase, Repository};
+use atlas_sim::{FaultConfig, SimConfig, SimHandle, Simulator, roles};
+use atlas_store::LocalStore;
+
+use super::{PASSPHRASE, Sandbox, json, output_text};
+
+/// A simulator on its own runtime thread, alive as long as this value.
+struct Sim {
+    handle: SimHandle,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Sim {
+    fn start(config: SimConfig) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let handle = runtime
+            .block_on(Simulator::start(config))
+            .expect("simulator starts");
+        Self { handle, runtime }
+    }
+
+    fn user_with_mailbox(&self) -> String {
+        self.handle
+            .users()
+            .into_iter()
+            .find(|u| u.has_mailbox && u.kind == "user")
+            .expect("a licensed user")
+            .upn
+    }
+
+    fn user_of_kind(&self, kind: &str) -> String {
+        self.handle
+            .users()
+            .into_iter()
+            .find(|u| u.kind == kind)
+            .unwrap_or_else(|| panic!("a {kind} user"))
+            .upn
+    }
+}
+
+impl Sandbox {
+    /// `atlas` configured for the simulator and a local repository in the sandbox.
+    fn against(&self, sim: &Sim) -> assert_cmd::Command {
+        let mut cmd = self.bare();
+        cmd.env("ATLAS_TENANT_ID", sim.handle.tenant_id())
+            .env("ATLAS_CLIENT_ID", sim.handle.client_id())
+            .env("ATLAS_CLIENT_SECRET", sim.handle.client_secret())
+            .env("ATLAS_GRAPH_ENDPOINT", sim.handle.base_url())
+            .env("ATLAS_AUTHORITY_HOST", sim.handle.base_url())
+            .env("ATLAS_ENCRYPTION_PASSPHRASE", PASSPHRASE)
+            .env("ATLAS_REPOSITORY", self.repo());
+        cmd
+    }
+}
+
+/// Every message of every given mailbox of the simulator is in the repository's latest
+/// snapshot with byte-identical MIME, and nothing else is.
+fn assert_repository_matches(sim: &Sim, sandbox: &Sandbox, mailboxes: &[String]) {
+    sim.runtime.block_on(async {
+        let store: Arc<dyn BlobStore> = Arc::new(LocalStore::new(sandbox.repo()));
+        let repo = Repository::open(store, &sim.handle.tenant_id(), &Passphrase::new(PASSPHRASE))
+            .await
+            .expect("repository opens");
+        for upn in mailboxes {
+            let dump = sim.handle.dump_mailbox(upn).expect("dump");
+            let snap = repo
+                .latest_snapshot(&MailboxId::new(upn))
+                .await
+                .expect("list")
+                .unwrap_or_else(|| panic!("{upn} has a snapshot"));
+            let mut stored = HashMap::new();
+            for f in &snap.record.folders {
+                for m in repo.load_folder_items(&f.items).await.expect("items") {
+                    stored.insert(m.id.as_str().to_owned(), m);
+                }
+            }
+            assert_eq!(stored.len(), dump.messages.len(), "{upn}: message count");
+            for m in &dump.messages {
+                let meta = stored
+                    .get(&m.immutable_id)
+                    .unwrap_or_else(|| panic!("{upn}: {} missing", m.immutable_id));
+                let mime = repo.read_blob(&meta.mime).await.expect("mime");
+                assert_eq!(
+                    Some(mime.as_ref()),
+                    m.mime.as_deref(),
+                    "{upn}: MIME differs"
+                );
+            }
+        }
+    });
+}
+
+fn mailbox_users(sim: &Sim) -> Vec<String> {
+    sim.handle
+        .users()
+        .into_iter()
+        .filter(|u| u.has_mailbox)
+        .map(|u| u.upn)
+        .collect()
+}
+
+#[test]
+fn tenant_backup_under_faults_then_list_status_verify_save() {
+    let sim = Sim::start(SimConfig {
+        users: 3,
+        messages_per_user: 25,
+        ..SimConfig::default()
+    });
+    sim.handle.set_faults(FaultConfig {
+        error_rate: 0.1,
+        retry_after_secs: 0,
+        hang_rate: 0.01,
+        hang_delay: Some(Duration::from_secs(600)),
+        ..FaultConfig::default()
+    });
+    let sandbox = Sandbox::new();
+    let out = sandbox
+        .against(&sim)
+        .env("ATLAS_GRAPH_TIMEOUT", "3")
+        .args(["--json", "backup", "-C", "2"])
+        .timeout(Duration::from_secs(600))
+        .output()
+        .expect("runs");
+    sim.handle.set_faults(FaultConfig::default());
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let report = json(&out);
+    let mailboxes = report["mailboxes"].as_array().expect("mailboxes");
+    assert!(mailboxes.len() >= 3, "{report}");
+    assert!(
+        mailboxes.iter().all(|m| m["result"] == "complete"),
+        "{report}"
+    );
+    assert!(
+        report["graph"]["retries"].as_u64().unwrap_or(0) > 0,
+        "faults were retried"
+    );
+    // Users without a mailbox are reported as skipped, not failed.
+    assert!(!report["skipped"].as_array().expect("skipped").is_empty());
+    assert_repository_matches(&sim, &sandbox, &mailbox_users(&sim));
+
+    let upn = sim.user_with_mailbox();
+    let out = sandbox
+        .against(&sim)
+        .args(["status", "-m", &upn])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("up to date") && !text.contains("pending"),
+        "{text}"
+    );
+
+    // Repository-only commands need no Graph settings at all.
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["list"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&upn));
+
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["--json", "list", "-m", &upn])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let snaps = json(&out);
+    let snap = snaps[0]["id"].as_str().expect("snapshot id").to_owned();
+
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["verify"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+
+    let zip = sandbox.cwd().join("out.zip");
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["--json", "save", "-s", &snap, "-o"])
+        .arg(&zip)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let dump = sim.handle.dump_mailbox(&upn).expect("dump");
+    assert_eq!(
+        json(&out)["messages"].as_u64(),
+        Some(dump.messages.len() as u64)
+    );
+    assert!(zip.exists());
+    // Saving again over the file without -y and without a terminal is refused.
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["save", "-s", &snap, "-o"])
+        .arg(&zip)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
+}
+
+impl Sandbox {
+    /// Repository-only configuration for the simulator's tenant (no Graph settings).
+    fn atlas_for(&self, sim: &Sim) -> assert_cmd::Command {
+        let mut cmd = self.bare();
+        cmd.env("ATLAS_TENANT_ID", sim.handle.tenant_id())
+            .env("ATLAS_ENCRYPTION_PASSPHRASE", PASSPHRASE)
+            .env("ATLAS_REPOSITORY", self.repo());
+        cmd
+    }
+}
+
+#[test]
+fn a_failing_message_makes_the_run_partial_with_exit_2_and_is_named() {
+    let sim = Sim::start(SimConfig::default());
+    let upn = sim.user_with_mailbox();
+    let bad = sim.handle.dump_mailbox(&upn).expect("dump").messages[2]
+        .id
+        .clone();
+    sim.handle
+        .set_mime_failure(&upn, &bad, true)
+        .expect("fault");
+    let sandbox = Sandbox::new();
+    let out = sandbox
+        .against(&sim)
+        .args(["backup", "-m", &upn])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    let text = output_text(&out);
+    assert!(text.contains("Completeness gaps"), "{text}");
+    assert!(text.contains("1 item(s) failed"), "{text}");
+    // Next run, with the message readable again, completes.
+    sim.handle
+        .set_mime_failure(&upn, &bad, false)
+        .expect("fault");
+    let out = sandbox
+        .against(&sim)
+        .args(["backup", "-m", &upn])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_repository_matches(&sim, &sandbox, &[upn]);
+}
+
+#[test]
+fn bad_graph_input_is_a_clear_error_and_writes_nothing() {
+    let sim = Sim::start(SimConfig::default());
+    let upn = sim.user_with_mailbox();
+    let sandbox = Sandbox::new();
+
+    // Wrong secret: explained in plain words, never echoed.
+    let out = sandbox
+        .against(&sim)
+        .env("ATLAS_CLIENT_SECRET", "wrong-secret-value-123")
+        .args(["backup", "-m", &upn])
+        .output()
+        .expect("runs");
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.to_lowercase().contains("secret"), "{text}");
+    assert!(
+        !text.contains("wrong-secret-value-123"),
+        "secret leaked: {text}"
+    );
+    assert!(!sandbox.repo().exists(), "nothing may be written");
+
+    // Unknown tenant.
+    let out = sandbox
+        .against(&sim)
+        .env("ATLAS_TENANT_ID", "99999999-8888-7777-6666-555555555555")
+        .args(["backup", "-m", &upn])
+        .output()
+        .expect("runs");
+    let text = output_text(&out);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(text.to_lowercase().contains("tenant"), "{text}");
+
+    // Unknown mailbox.
+    let out = sandbox
+        .against(&sim)
+        .args(["backup", "-m", "nobody@contoso.onmicrosoft.com"])
+        .output()
+        .expect("runs");
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("nobody@contoso.onmicrosoft.com") && text.contains("not found"),
+        "{text}"
+    );
+    assert!(!sandbox.repo().exists(), "nothing may be written");
+
+    // A user without an Exchange mailbox.
+    let no_mailbox = sim.user_of_kind("no_mailbox");
+    let out = sandbox
+        .against(&sim)
+        .args(["backup", "-m", &no_mailbox])
+        .output()
+        .expect("runs");
+    let text = output_text(&out);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("no Exchange Online mailbox"), "{text}");
+    assert!(!sandbox.repo().exists(), "nothing may be written");
+
+    // Wrong passphrase for an existing repository.
+    let out = sandbox
+        .against(&sim)
+        .args(["backup", "-m", &upn])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let before = std::fs::read_dir(sandbox.repo()).expect("repo").count();
+    let out = sandbox
+        .against(&sim)
+        .env(
+            "ATLAS_ENCRYPTION_PASSPHRASE",
+            "a different passphrase entirely",
+        )
+        .args(["backup", "-m", &upn])
+        .output()
+        .expect("runs");
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("wrong passphrase"), "{text}");
+    assert!(!text.contains("a different passphrase entirely"));
+    assert_eq!(
+        std::fs::read_dir(sandbox.repo()).expect("repo").count(),
+        before
+    );
+}
+
+#[test]
+fn missing_mail_read_permission_is_named() {
+    let sim = Sim::start(SimConfig {
+        granted_roles: [roles::USER_READ_ALL]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        ..SimConfig::default()
+    });
+    let upn = sim.user_with_mailbox();
+    let sandbox = Sandbox::new();
+    let out = sandbox
+        .against(&sim)
+        .args(["backup", "-m", &upn])
+        .output()
+        .expect("runs");
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("Mail.Read"), "{text}");
+}
+
+#[test]
+fn mailboxes_lists_kinds_and_omits_size_without_reports_permission() {
+    let sim = Sim::start(SimConfig::default());
+    let sandbox = Sandbox::new();
+    let out = sandbox
+        .against(&sim)
+        .args(["--json", "mailboxes"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let list = json(&out);
+    let list = list.as_array().expect("array");
+    assert!(list.iter().any(|m| m["kind"] == "licensed"));
+    assert!(list.iter().any(|m| m["kind"] == "shared"));
+    assert!(list.iter().any(|m| m["kind"] == "no mailbox"));
+    assert!(
+        list.iter().any(|m| m.get("size_bytes").is_some()),
+        "sizes with Reports.Read.All"
+    );
+
+    let sim = Sim::start(SimConfig {
+        granted_roles: [roles::USER_READ_ALL, roles::MAIL_READ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        ..SimConfig::default()
+    });
+    let out = sandbox
+        .against(&sim)
+        .args(["mailboxes"])
+        .output()
+        .expect("runs");
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("Size"), "size column omitted: {text}");
+}
+
+#[test]
+fn demo_runs_the_whole_job_with_no_configuration() {
+    let sandbox = Sandbox::new();
+    let out = sandbox
+        .bare()
+        .args([
+            "--json",
+            "demo",
+            "--users",
+            "2",
+            "--messages-per-user",
+            "15",
+        ])
+        .timeout(Duration::from_secs(300))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let report = json(&out);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["incremental_backup"]["downloaded"], 2, "{report}");
+    assert_eq!(report["verify_problems"], 0);
+}
