@@ -98,6 +98,20 @@ pub enum Command {
     /// Logical vs. stored size, dedup and compression, per folder and per month
     Stats(StatsArgs),
 
+    /// Restore a snapshot, a folder or a message into a mailbox (the source's or another)
+    ///
+    /// Messages come back as received mail (not drafts) with their dates, flags and
+    /// attachments, under a folder Restore-<snapshot time> unless --root or --in-place.
+    /// Rerunning after an interruption completes the restore without duplicates. Exit 2 if
+    /// anything is missing afterwards.
+    Restore(RestoreArgs),
+
+    /// Delete a snapshot, a mailbox's snapshots, or the whole repository (--purge)
+    Delete(DeleteArgs),
+
+    /// Apply a retention policy per mailbox, then optionally prune unreferenced data
+    Forget(ForgetArgs),
+
     /// Run the whole job against a built-in simulated tenant, with no configuration
     ///
     /// Starts a simulated Microsoft 365 tenant in-process, creates a temporary encrypted
@@ -479,4 +493,132 @@ fn probability(s: &str) -> Result<f64, String> {
     } else {
         Err("must be between 0.0 and 1.0".to_owned())
     }
+}
+
+/// `atlas restore` options.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Snapshot id (or unique prefix)
+    #[arg(
+        short = 's',
+        long,
+        value_name = "SNAPSHOT",
+        required_unless_present = "mailbox"
+    )]
+    pub snapshot: Option<String>,
+
+    /// Or: the mailbox, as of its latest snapshot (or --as-of); it need not exist any more
+    #[arg(
+        short = 'm',
+        long = "mailbox",
+        value_name = "MAILBOX",
+        conflicts_with = "snapshot"
+    )]
+    pub mailbox: Option<String>,
+
+    /// With -m: the newest snapshot at or before this date (YYYY-MM-DD or RFC 3339)
+    #[arg(long, value_name = "DATE", requires = "mailbox")]
+    pub as_of: Option<String>,
+
+    /// Target mailbox (default: the source mailbox); it must exist
+    #[arg(short = 'T', long = "target", value_name = "MAILBOX")]
+    pub target: Option<String>,
+
+    /// Only these folders (path or name, subfolders included); repeatable
+    #[arg(short = 'f', long = "folder", value_name = "FOLDER")]
+    pub folders: Vec<String>,
+
+    /// Only this message (Graph id, unique prefix, or internetMessageId)
+    #[arg(long, value_name = "REF")]
+    pub message: Option<String>,
+
+    /// Only messages received on or after this date (YYYY-MM-DD or RFC 3339)
+    #[arg(long, value_name = "DATE")]
+    pub start_date: Option<String>,
+
+    /// Only messages received on or before this date (the whole day counts)
+    #[arg(long, value_name = "DATE")]
+    pub end_date: Option<String>,
+
+    /// Name of the folder to restore under (default: Restore-<snapshot time>)
+    #[arg(long, value_name = "NAME", conflicts_with = "in_place")]
+    pub root: Option<String>,
+
+    /// Restore into the original folder paths (created when missing), skipping messages
+    /// already there
+    #[arg(long)]
+    pub in_place: bool,
+
+    /// Show what would be restored and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `atlas delete` options.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Delete this snapshot
+    #[arg(short = 's', long, value_name = "SNAPSHOT", conflicts_with_all = ["mailbox", "purge"])]
+    pub snapshot: Option<String>,
+
+    /// Delete every snapshot of this mailbox
+    #[arg(
+        short = 'm',
+        long = "mailbox",
+        value_name = "MAILBOX",
+        conflicts_with = "purge"
+    )]
+    pub mailbox: Option<String>,
+
+    /// Delete EVERYTHING, including the encryption key
+    #[arg(long)]
+    pub purge: bool,
+
+    /// Do not ask for confirmation
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// Remove only the snapshot records; leave unreferenced data for a later prune
+    #[arg(long)]
+    pub no_prune: bool,
+}
+
+/// `atlas forget` options.
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Only these mailboxes (default: every mailbox in the repository)
+    #[arg(short = 'm', long = "mailbox", value_name = "MAILBOX")]
+    pub mailboxes: Vec<String>,
+
+    /// Keep the N newest snapshots
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+
+    /// Keep the newest snapshot of each of the last N days
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+
+    /// Keep the newest snapshot of each of the last N weeks
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+
+    /// Keep the newest snapshot of each of the last N months
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+
+    /// Keep the newest snapshot of each of the last N years
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+
+    /// Keep every snapshot within this long before the newest (e.g. 30d, 8w, 6m, 1y)
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+
+    /// Then remove the data no remaining snapshot needs
+    #[arg(long)]
+    pub prune: bool,
+
+    /// Show what would be removed and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use atlas_core::ports::BlobStore;
 use atlas_core::repo::{KdfChoice, Passphrase, Repository};
-use atlas_store::LocalStore;
+use atlas_store::s3::Credentials;
+use atlas_store::{LocalStore, S3Config, S3ConfigError, S3Store};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, InitArgs, KdfArg, KeyPasswdArgs};
 use crate::config::{
-    Config, KdfSetting, NEW_PASSPHRASE_ENV, RepositorySettings, StoreSettings, passphrase_warning,
+    Config, KdfSetting, NEW_PASSPHRASE_ENV, RepositorySettings, S3Settings, StoreSettings,
+    passphrase_warning,
 };
 use crate::exit::{Exit, UsageError};
 use crate::output::{Output, sanitize};
@@ -28,21 +30,84 @@ pub(super) fn repository_settings(config: &Config) -> anyhow::Result<RepositoryS
     Ok(settings)
 }
 
-/// Open the configured store. S3 settings are validated by the config module, but this
-/// build has no S3 backend yet: say so instead of falling back to a local directory,
-/// which would silently put backups somewhere the administrator did not ask for.
+/// Open the configured store: a local directory, or the S3 bucket of `ATLAS_S3_*`.
+///
+/// Opening sends nothing over the network; a missing bucket is found by the first request
+/// and reported as such (never as an empty repository). Commands that may create the
+/// repository call [`prepare_s3_for_writing`] first, which creates the bucket.
 pub(super) fn open_store(settings: &RepositorySettings) -> anyhow::Result<Arc<dyn BlobStore>> {
     match &settings.store {
         StoreSettings::Local { path } => Ok(Arc::new(LocalStore::new(path.clone()))),
-        StoreSettings::S3(s3) => Err(UsageError(format!(
-            "S3 storage is configured (endpoint {}, bucket {}), but this build of Atlas does not \
-             include the S3 backend yet; remove the S3 settings (ATLAS_S3_* / s3_*) to use a \
-             local repository",
-            s3.endpoint.host_str().unwrap_or("?"),
-            s3.bucket
-        ))
-        .into()),
+        StoreSettings::S3(s3) => Ok(Arc::new(s3_store(s3)?)),
     }
+}
+
+/// The S3 store for validated settings. The bucket (default `atlas-{tenant}`, or
+/// `ATLAS_S3_BUCKET`) holds the repository at its root, the layout Atlas 1.x used, so
+/// its buckets open unchanged.
+pub(super) fn s3_store(s3: &S3Settings) -> anyhow::Result<S3Store> {
+    let credentials = Credentials::new(s3.access_key.clone(), s3.secret_key.expose());
+    let explain = |e: S3ConfigError| {
+        UsageError(format!(
+            "S3 settings for bucket {} at {}: {e}",
+            s3.bucket,
+            s3.endpoint.as_str().trim_end_matches('/')
+        ))
+    };
+    // `shared_bucket` validates the bucket name and supplies the defaults; the repository
+    // lives at the bucket's root, so the tenant prefix it would add is dropped.
+    let mut config = S3Config::shared_bucket(&s3.bucket, "tenant", &s3.region, credentials)
+        .map_err(explain)?
+        .endpoint(s3.endpoint.as_str().trim_end_matches('/'))
+        .path_style(s3.force_path_style);
+    config.key_prefix = String::new();
+    Ok(S3Store::new(config).map_err(explain)?)
+}
+
+/// Before a command that may create the repository (init, backup) writes anything to S3:
+/// create the bucket if it is missing — lock-capable when `lock` (a run that asked for
+/// Object Lock) — and make sure the server honours create-if-absent, which the race-free
+/// key creation and the backup leases rely on. A local repository needs nothing.
+pub(super) async fn prepare_s3_for_writing(
+    settings: &RepositorySettings,
+    lock: bool,
+) -> anyhow::Result<()> {
+    let StoreSettings::S3(s3) = &settings.store else {
+        return Ok(());
+    };
+    let store = s3_store(s3)?;
+    let setup = store
+        .ensure_bucket(lock)
+        .await
+        .with_context(|| format!("preparing S3 bucket {}", s3.bucket))?;
+    if setup.created {
+        tracing::info!(
+            bucket = %s3.bucket,
+            object_lock = setup.object_lock,
+            "created the S3 bucket"
+        );
+    }
+    if let Some(Err(reason)) = &setup.lifecycle {
+        tracing::warn!(
+            "could not set lifecycle rules on the new bucket {} ({reason}); incomplete uploads \
+             are then not cleaned up automatically",
+            s3.bucket
+        );
+    }
+    let honoured = store
+        .probe_conditional_writes()
+        .await
+        .with_context(|| format!("checking conditional writes on S3 bucket {}", s3.bucket))?;
+    if !honoured {
+        return Err(UsageError(format!(
+            "the S3 server at {} ignores If-None-Match, so two writers could both create the \
+             same object (the repository key, backup leases); Atlas does not write there — use \
+             an S3 server that supports conditional writes",
+            s3.endpoint.as_str().trim_end_matches('/')
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// A human description of where the repository is, for output (never credentials).
@@ -104,6 +169,7 @@ pub async fn init(global: &GlobalArgs, args: &InitArgs, output: Output) -> anyho
     let config = load_config(global)?;
     let settings = repository_settings(&config)?;
     let kdf = kdf_choice(&args.kdf, &config)?;
+    prepare_s3_for_writing(&settings, false).await?;
     let store = open_store(&settings)?;
     let where_ = location(&settings);
     let passphrase = core_passphrase(&settings.passphrase);

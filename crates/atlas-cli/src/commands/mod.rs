@@ -6,6 +6,8 @@ mod browse;
 mod context;
 mod demo;
 mod key;
+mod restore;
+mod retention;
 mod sim;
 
 use anyhow::Context as _;
@@ -28,6 +30,9 @@ pub async fn run(cli: Cli, output: Output) -> anyhow::Result<Exit> {
         Command::Verify(args) => browse::verify(&cli.global, args, output).await,
         Command::Save(args) => browse::save(&cli.global, args, output).await,
         Command::Stats(args) => browse::stats(&cli.global, args, output).await,
+        Command::Restore(args) => restore::restore(&cli.global, args, output).await,
+        Command::Delete(args) => retention::delete(&cli.global, args, output).await,
+        Command::Forget(args) => retention::forget(&cli.global, args, output).await,
         Command::Demo(args) => demo::demo(&cli.global, args, output).await,
         Command::Sim(SimCommand::Serve(args)) => sim::serve(args, output).await,
     }

@@ -425,3 +425,212 @@ fn demo_runs_the_whole_job_with_no_configuration() {
     assert_eq!(report["incremental_backup"]["downloaded"], 2, "{report}");
     assert_eq!(report["verify_problems"], 0);
 }
+
+#[test]
+fn restore_into_another_mailbox_then_rerun_creates_nothing_new() {
+    let sim = Sim::start(SimConfig {
+        users: 4,
+        messages_per_user: 15,
+        ..SimConfig::default()
+    });
+    let users: Vec<String> = sim
+        .handle
+        .users()
+        .into_iter()
+        .filter(|u| u.has_mailbox && u.kind == "user")
+        .map(|u| u.upn)
+        .collect();
+    let (source, target) = (&users[0], &users[1]);
+    let sandbox = Sandbox::new();
+    let out = sandbox
+        .against(&sim)
+        .args(["backup", "-m", source])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let before = sim
+        .handle
+        .dump_mailbox(target)
+        .expect("dump")
+        .messages
+        .len();
+    let expected = sim
+        .handle
+        .dump_mailbox(source)
+        .expect("dump")
+        .messages
+        .len();
+
+    // A dry run writes nothing.
+    let out = sandbox
+        .against(&sim)
+        .args(["restore", "-m", source, "-T", target, "--dry-run"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(
+        sim.handle
+            .dump_mailbox(target)
+            .expect("dump")
+            .messages
+            .len(),
+        before
+    );
+
+    let out = sandbox
+        .against(&sim)
+        .args([
+            "--json",
+            "restore",
+            "-m",
+            source,
+            "-T",
+            target,
+            "--root",
+            "Recovered",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let summary = json(&out);
+    assert_eq!(
+        summary["created"].as_u64(),
+        Some(expected as u64),
+        "{summary}"
+    );
+    let dump = sim.handle.dump_mailbox(target).expect("dump");
+    let restored: Vec<_> = dump
+        .messages
+        .iter()
+        .filter(|m| m.folder_path.starts_with("Recovered"))
+        .collect();
+    assert_eq!(restored.len(), expected);
+    assert!(
+        restored
+            .iter()
+            .all(|m| !m.is_draft || m.folder_path.contains("Drafts"))
+    );
+
+    // The same restore again: everything is found, nothing duplicated.
+    let out = sandbox
+        .against(&sim)
+        .args([
+            "--json",
+            "restore",
+            "-m",
+            source,
+            "-T",
+            target,
+            "--root",
+            "Recovered",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(json(&out)["created"].as_u64(), Some(0));
+    assert_eq!(
+        sim.handle
+            .dump_mailbox(target)
+            .expect("dump")
+            .messages
+            .len(),
+        before + expected
+    );
+}
+
+#[test]
+fn forget_and_delete_remove_snapshots_and_their_data() {
+    let sim = Sim::start(SimConfig {
+        users: 3,
+        messages_per_user: 12,
+        ..SimConfig::default()
+    });
+    let upn = sim.user_with_mailbox();
+    let sandbox = Sandbox::new();
+    for i in 0..3 {
+        sim.handle
+            .add_message(
+                &upn,
+                "inbox",
+                atlas_sim::NewMessage::text(&format!("round {i}"), "x"),
+            )
+            .expect("add");
+        let out = sandbox
+            .against(&sim)
+            .args(["backup", "-m", &upn])
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    }
+    let snapshots = |s: &Sandbox| {
+        let out = s
+            .atlas_for(&sim)
+            .args(["--json", "list", "-m", &upn])
+            .output()
+            .expect("runs");
+        json(&out).as_array().expect("array").len()
+    };
+    assert_eq!(snapshots(&sandbox), 3);
+
+    // forget is a policy (restic-style): it runs unattended from cron, no prompt.
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["forget", "--keep-last", "1"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(snapshots(&sandbox), 1);
+
+    let out = sandbox
+        .atlas_for(&sim)
+        .args([
+            "--json",
+            "forget",
+            "--keep-last",
+            "1",
+            "--prune",
+            "--dry-run",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["forget", "--keep-last", "1", "--prune"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["verify"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["delete", "-m", &upn])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "no terminal, no -y: {}",
+        output_text(&out)
+    );
+    assert_eq!(snapshots(&sandbox), 1);
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["delete", "-m", &upn, "-y"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["--json", "stats"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(json(&out)["snapshots"], 0, "{}", output_text(&out));
+}
