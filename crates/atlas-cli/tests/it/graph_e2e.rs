@@ -3,6 +3,9 @@
 //! secret, unknown tenant, missing permission, unknown mailbox, mailbox without Exchange,
 //! wrong passphrase). Repository contents are checked against the simulator's own dump.
 
+// End-to-end scenarios read best as one story each.
+#![allow(clippy::too_many_lines)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
