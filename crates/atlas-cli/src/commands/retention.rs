@@ -235,6 +235,7 @@ pub async fn forget(
                 snapshots_removed: 0,
                 objects_removed: 0,
                 retained: Vec::new(),
+                retained_objects: Vec::new(),
                 prune: Some(p),
             }),
         };

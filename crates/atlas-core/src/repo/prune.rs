@@ -44,6 +44,7 @@ use super::crypto::{self, ObjectType};
 use super::index::{self, IndexEntry, Location};
 use super::lease::{self, LeaseInfo, LeaseRecord};
 use super::pack::{self, PackEntry, PackId};
+use super::retention::RetainedObject;
 use super::{BlobKind, FolderItems, Repository, parse_snapshot_key, store_key};
 use crate::error::{Error, Result};
 use crate::model::{ContentId, SnapshotId, SnapshotRecord};
@@ -126,6 +127,11 @@ pub struct PruneSummary {
     /// Referenced content found nowhere (those snapshots were already damaged; verify
     /// names them).
     pub missing_content: usize,
+    /// Objects Object Lock kept from being deleted (old index files, packs), with their
+    /// retain-until dates. A pack named by a retained index file is not deleted either
+    /// (it stays, and stays indexed, so no index ever points at a missing pack); later
+    /// prunes retry once the retention has passed.
+    pub retained: Vec<RetainedObject>,
     /// What remains for a later run: unindexed packs waiting for the grace period.
     pub pending_packs: Vec<String>,
     /// Their bytes.
@@ -340,7 +346,7 @@ impl<'a> Pruner<'a> {
             }
         }
 
-        let (delete_now, pending_after) = self.schedule(&doomed, &pending_before, now);
+        let (mut delete_now, pending_after) = self.schedule(&doomed, &pending_before, now);
         // Compact the index: rewrite when anything changed or it is spread over more files
         // than needed.
         let needed = new_entries.len().div_ceil(MAX_INDEX_ENTRIES);
@@ -361,19 +367,39 @@ impl<'a> Pruner<'a> {
         if rewrite {
             self.write_index(&new_entries).await?;
             self.keep_lock().await?;
+            let mut still_indexed = HashSet::new();
             for key in &index_files {
-                self.repo.store().delete(&store_key(key)?).await?;
+                if let Some(kept) = self.delete_unless_retained(key).await? {
+                    self.sum.index_files_deleted.retain(|k| k != key);
+                    self.sum.retained.push(kept);
+                    // Its entries still locate these packs: keep them.
+                    for entry in self.repo.read_index_file(key).await? {
+                        still_indexed.insert(entry.location.pack);
+                    }
+                }
             }
+            delete_now.retain(|p| !still_indexed.contains(p));
         }
         for p in &delete_now {
-            self.repo
-                .store()
-                .delete(&store_key(&p.store_key())?)
-                .await?;
+            if let Some(kept) = self.delete_unless_retained(&p.store_key()).await? {
+                self.sum.retained.push(kept);
+            }
         }
         self.keep_lock().await?;
         self.save_pending(&pending_before, &pending_after).await?;
         Ok(self.sum)
+    }
+
+    /// Delete `key`; `Some` (not an error) when Object Lock retains it, so one locked
+    /// object does not stop the rest of the prune.
+    async fn delete_unless_retained(&self, key: &str) -> Result<Option<RetainedObject>> {
+        match self.repo.store().delete(&store_key(key)?).await {
+            Ok(()) => Ok(None),
+            Err(crate::ports::StoreError::Retained { key, until }) => {
+                Ok(Some(RetainedObject { key, until }))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Which doomed packs go now and which wait for the grace period.

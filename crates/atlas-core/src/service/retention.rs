@@ -218,6 +218,9 @@ pub struct RemovalSummary {
     pub objects_removed: usize,
     /// Objects the store refused to delete (Object Lock retention), by key.
     pub retained: Vec<String>,
+    /// The same objects with their retain-until dates (and, after a prune, the objects
+    /// the prune could not delete), for the report.
+    pub retained_objects: Vec<crate::repo::retention::RetainedObject>,
     /// What the prune that followed did (the `*_and_prune` variants only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prune: Option<PruneSummary>,
@@ -226,7 +229,7 @@ pub struct RemovalSummary {
 impl RemovalSummary {
     /// Everything planned was removed (the CLI exits non-zero otherwise).
     pub fn is_complete(&self) -> bool {
-        self.retained.is_empty()
+        self.retained.is_empty() && self.prune.as_ref().is_none_or(|p| p.retained.is_empty())
     }
 }
 
@@ -282,8 +285,10 @@ async fn remove_snapshots(
             Ok(()) => sum.snapshots_removed += 1,
             // Already gone (a concurrent forget): the goal is reached.
             Err(Error::SnapshotNotFound { .. }) => {}
-            Err(Error::Store(crate::ports::StoreError::Retained { key, .. })) => {
-                sum.retained.push(key);
+            Err(Error::Store(crate::ports::StoreError::Retained { key, until })) => {
+                sum.retained.push(key.clone());
+                sum.retained_objects
+                    .push(crate::repo::retention::RetainedObject { key, until });
             }
             Err(e) => return Err(e),
         }
@@ -436,8 +441,10 @@ async fn delete_key(repo: &Repository, key: &str, sum: &mut RemovalSummary) -> R
             sum.objects_removed += 1;
             Ok(())
         }
-        Err(crate::ports::StoreError::Retained { key, .. }) => {
-            sum.retained.push(key);
+        Err(crate::ports::StoreError::Retained { key, until }) => {
+            sum.retained.push(key.clone());
+            sum.retained_objects
+                .push(crate::repo::retention::RetainedObject { key, until });
             Ok(())
         }
         Err(e) => Err(e.into()),
