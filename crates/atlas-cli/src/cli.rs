@@ -112,6 +112,14 @@ pub enum Command {
     /// Apply a retention policy per mailbox, then optionally prune unreferenced data
     Forget(ForgetArgs),
 
+    /// Copy a TypeScript Atlas 1.x repository into the configured repository
+    ///
+    /// Every v1 snapshot becomes a snapshot of the current format (re-encrypted,
+    /// compressed, packed) with its original time and contents. Rerunning converts only
+    /// what is missing, so an interrupted migration resumes; the v1 repository is only
+    /// read. See docs/MIGRATING.md.
+    Migrate(MigrateArgs),
+
     /// Run the whole job against a built-in simulated tenant, with no configuration
     ///
     /// Starts a simulated Microsoft 365 tenant in-process, creates a temporary encrypted
@@ -621,4 +629,26 @@ pub struct ForgetArgs {
     /// Show what would be removed and write nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `atlas migrate` options.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The source is a TypeScript Atlas 1.x repository (the only kind there is so far)
+    #[arg(long, required = true)]
+    pub from_v1: bool,
+
+    /// Directory holding the v1 bucket's objects (`_meta/dek.enc`, `manifests/`, `data/`,
+    /// `attachments/`), e.g. a copy made with `aws s3 sync s3://atlas-<tenant> DIR`
+    #[arg(long, value_name = "DIR", requires = "from_v1")]
+    pub from_dir: std::path::PathBuf,
+
+    /// Tenant id the v1 key was created for, when it differs from the configured tenant
+    /// (Atlas 1.x mixes it into the key derivation; case-sensitive)
+    #[arg(long, value_name = "TENANT")]
+    pub from_tenant: Option<String>,
+
+    /// Only this v1 mailbox; repeatable (default: all)
+    #[arg(short = 'm', long = "mailbox", value_name = "MAILBOX")]
+    pub mailboxes: Vec<String>,
 }

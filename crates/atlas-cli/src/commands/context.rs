@@ -54,6 +54,11 @@ pub(super) async fn open_repository(
     create: Option<KdfChoice>,
 ) -> anyhow::Result<Repository> {
     let store = open_store(settings)?;
+    // A TypeScript Atlas 1.x bucket: work on its local converted cache (read commands),
+    // or refuse (commands that write).
+    if let Some(cache) = super::v1::open_if_v1(settings, &store, create.is_some()).await? {
+        return Ok(cache);
+    }
     let where_ = location(settings);
     let passphrase = core_passphrase(&settings.passphrase);
     let tenant = settings.tenant_id.as_str();

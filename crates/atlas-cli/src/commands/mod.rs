@@ -9,6 +9,7 @@ mod key;
 mod restore;
 mod retention;
 mod sim;
+mod v1;
 
 use anyhow::Context as _;
 
@@ -18,7 +19,9 @@ use crate::exit::Exit;
 use crate::output::{Output, sanitize};
 
 /// Run the parsed command line.
-pub async fn run(cli: Cli, output: Output) -> anyhow::Result<Exit> {
+pub async fn run(mut cli: Cli, output: Output) -> anyhow::Result<Exit> {
+    // `-s <Atlas 1.x snapshot id>` on a v1 repository names its converted snapshot.
+    v1::map_snapshot_args(&cli.global, &mut cli.command).await?;
     match &cli.command {
         Command::Init(args) => key::init(&cli.global, args, output).await,
         Command::Key(KeyCommand::Passwd(args)) => key::passwd(&cli.global, args, output).await,
@@ -27,12 +30,19 @@ pub async fn run(cli: Cli, output: Output) -> anyhow::Result<Exit> {
         Command::Status(args) => backup::status(&cli.global, args, output).await,
         Command::List(args) => browse::list(&cli.global, args, output).await,
         Command::Read(args) => browse::read(&cli.global, args, output).await,
-        Command::Verify(args) => browse::verify(&cli.global, args, output).await,
+        Command::Verify(args) => v1::verify(&cli.global, args, output).await,
         Command::Save(args) => browse::save(&cli.global, args, output).await,
         Command::Stats(args) => browse::stats(&cli.global, args, output).await,
         Command::Restore(args) => restore::restore(&cli.global, args, output).await,
-        Command::Delete(args) => retention::delete(&cli.global, args, output).await,
-        Command::Forget(args) => retention::forget(&cli.global, args, output).await,
+        Command::Delete(args) => {
+            v1::refuse_writes(&cli.global).await?;
+            retention::delete(&cli.global, args, output).await
+        }
+        Command::Forget(args) => {
+            v1::refuse_writes(&cli.global).await?;
+            retention::forget(&cli.global, args, output).await
+        }
+        Command::Migrate(args) => v1::migrate(&cli.global, args, output).await,
         Command::Demo(args) => demo::demo(&cli.global, args, output).await,
         Command::Sim(SimCommand::Serve(args)) => sim::serve(args, output).await,
     }
