@@ -7,8 +7,12 @@
 //! honours `If-None-Match` (without it, create-if-absent races). It never creates the
 //! bucket; a missing bucket is reported with what the first backup will do.
 
-use atlas_core::ports::LockMode;
 use atlas_core::ports::blob_store::DefaultRetention;
+use atlas_core::ports::{
+    BlobStore, LockMode, PutMode, PutOptions, Retention, StoreError, StoreKey,
+};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 
 use super::{Req, S3Store};
@@ -35,10 +39,29 @@ pub struct StorageCheckReport {
     pub conditional_writes: Option<bool>,
     /// The lock mode the caller intends to use, if any.
     pub requested_lock: Option<LockMode>,
+    /// The real Object Lock probe (only when a lock was requested and the bucket has
+    /// Object Lock).
+    pub lock_probe: Option<LockProbe>,
     /// What prevents use, each with what to do; empty when ready.
     pub problems: Vec<String>,
     /// Observations that do not prevent use.
     pub notes: Vec<String>,
+}
+
+/// What the Object Lock probe observed: a small object written with the requested mode,
+/// then a delete that must be refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockProbe {
+    /// Store key of the probe object (relative to the repository's key prefix, like every
+    /// key Atlas shows).
+    pub key: String,
+    /// Its retain-until date (one minute after the write: long enough to test the lock,
+    /// short enough that a compliance probe does not linger).
+    pub retain_until: DateTime<Utc>,
+    /// The put with retention succeeded.
+    pub written: bool,
+    /// The delete was refused as retained — the lock is really enforced.
+    pub delete_refused: bool,
 }
 
 impl StorageCheckReport {
@@ -63,6 +86,7 @@ pub async fn storage_check(
         default_retention: None,
         conditional_writes: None,
         requested_lock,
+        lock_probe: None,
         problems: Vec::new(),
         notes: Vec::new(),
     };
@@ -114,6 +138,25 @@ pub async fn storage_check(
             inner.cfg.bucket
         ));
     }
+    if let (Some(mode), true) = (requested_lock, report.object_lock) {
+        let probe = probe_lock(store, mode).await;
+        match &probe {
+            Err(e) => report
+                .problems
+                .push(format!("could not write a {mode:?} probe object: {e}")),
+            Ok(p) if !p.delete_refused => report.problems.push(format!(
+                "a probe object written with {mode:?} retention could be deleted: the server \
+                 does not enforce Object Lock, so locked backups would not be protected"
+            )),
+            Ok(p) => report.notes.push(format!(
+                "{mode:?} retention probe: the delete of {} was refused; the object stays until \
+                 {} (Atlas never bypasses retention) and can be deleted after that",
+                p.key,
+                p.retain_until.to_rfc3339()
+            )),
+        }
+        report.lock_probe = probe.ok();
+    }
     match inner.probe_conditional_writes().await {
         Ok(true) => report.conditional_writes = Some(true),
         Ok(false) => {
@@ -129,4 +172,33 @@ pub async fn storage_check(
             .push(format!("could not write a probe object: {e}")),
     }
     report
+}
+
+/// Write a small object under `mode` retention and try to delete it.
+async fn probe_lock(store: &S3Store, mode: LockMode) -> Result<LockProbe, StoreError> {
+    let key = StoreKey::new(format!("_atlas/probe/lock-{}", uuid::Uuid::new_v4()))?;
+    let retain_until = Utc::now() + chrono::Duration::minutes(1);
+    let mut probe = LockProbe {
+        key: key.as_str().to_owned(),
+        retain_until,
+        written: false,
+        delete_refused: false,
+    };
+    store
+        .put(
+            &key,
+            Bytes::from_static(b"atlas storage-check lock probe"),
+            PutOptions {
+                mode: PutMode::Overwrite,
+                retention: Some(Retention { mode, retain_until }),
+            },
+        )
+        .await?;
+    probe.written = true;
+    match store.delete(&key).await {
+        Err(StoreError::Retained { .. }) => probe.delete_refused = true,
+        Ok(()) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(probe)
 }

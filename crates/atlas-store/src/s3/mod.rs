@@ -68,7 +68,7 @@ use reqwest::{Method, StatusCode};
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::task::JoinSet;
 
-pub use check::{StorageCheckReport, storage_check};
+pub use check::{LockProbe, StorageCheckReport, storage_check};
 pub use naming::{tenant_bucket_name, validate_bucket_name};
 pub use sigv4::Credentials;
 
