@@ -120,6 +120,13 @@ pub enum Command {
     /// read. See docs/MIGRATING.md.
     Migrate(MigrateArgs),
 
+    /// Check the S3 storage: reachable, bucket, versioning, Object Lock, conditional writes
+    ///
+    /// With --lock-mode, writes a small probe object under that mode and confirms it cannot
+    /// be deleted. Prints READY or NOT READY with what to fix; exit 1 when not ready.
+    /// Writes nothing else and never creates the bucket.
+    StorageCheck(StorageCheckArgs),
+
     /// Run the whole job against a built-in simulated tenant, with no configuration
     ///
     /// Starts a simulated Microsoft 365 tenant in-process, creates a temporary encrypted
@@ -651,4 +658,16 @@ pub struct MigrateArgs {
     /// Only this v1 mailbox; repeatable (default: all)
     #[arg(short = 'm', long = "mailbox", value_name = "MAILBOX")]
     pub mailboxes: Vec<String>,
+}
+
+/// `atlas storage-check` options.
+#[derive(Debug, Args)]
+pub struct StorageCheckArgs {
+    /// Check that this Object Lock mode really works (probe write)
+    #[arg(long, value_enum)]
+    pub lock_mode: Option<LockModeArg>,
+
+    /// Retention the backups will ask for (reported; the probe itself is kept one minute)
+    #[arg(long, value_name = "DAYS", requires = "lock_mode")]
+    pub retention_days: Option<u32>,
 }

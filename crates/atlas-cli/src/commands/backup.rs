@@ -16,7 +16,6 @@ use atlas_graph::{GraphClient, GraphError, GraphSource, ReportPeriod};
 use serde::Serialize;
 
 use crate::cli::{BackupArgs, GlobalArgs, MailboxKindArg, MailboxesArgs, StatusArgs};
-use crate::config::StoreSettings;
 use crate::exit::{Exit, UsageError};
 use crate::output::{Output, Table, sanitize};
 use crate::progress::{Mode, Progress};
@@ -82,6 +81,9 @@ struct BackupReport {
     skipped: Vec<Skipped>,
     graph: GraphFigures,
     warnings: Vec<String>,
+    /// Object Lock applied to each snapshot of the run (`--retention-days`), see storage.rs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    object_lock: Vec<super::storage::SnapshotLock>,
     exit_code: u8,
 }
 
@@ -185,15 +187,14 @@ pub async fn backup(
     for w in repo_settings.warnings() {
         tracing::warn!("{w}");
     }
-    if args.retention_days.is_some() || args.lock_mode.is_some() {
-        if let StoreSettings::Local { .. } = repo_settings.store {
-            return Err(UsageError(
-                "--retention-days/--lock-mode need S3 storage with Object Lock; a local repository cannot enforce retention, so nothing was written"
-                    .into(),
-            )
-            .into());
-        }
-    }
+    // Object Lock / S3 bucket preparation (storage.rs): refuses locking on a local
+    // repository, creates a missing bucket, all before anything is written.
+    let wanted = super::storage::prepare_backup_retention(
+        &repo_settings,
+        args.retention_days,
+        args.lock_mode,
+    )
+    .await?;
     let client = graph_client(&graph_settings)?;
     client
         .check_sign_in()
@@ -204,6 +205,7 @@ pub async fn backup(
 
     let kdf = kdf_choice_from_config(&config)?;
     let repo: Repository = open_repository(&repo_settings, Some(kdf)).await?;
+    super::storage::ensure_lock(&repo, wanted).await?;
     let repository = super::key::location(&repo_settings);
 
     let mode = Mode::detect(output.is_json(), global.quiet);
@@ -270,7 +272,20 @@ pub async fn backup(
             },
         })
         .collect();
-    let exit = backup_exit(&results);
+    let object_lock = match wanted {
+        Some(w) => {
+            let ids: Vec<_> = results
+                .iter()
+                .filter_map(|r| r.summary.as_ref().and_then(|s| s.snapshot))
+                .collect();
+            super::storage::lock_snapshots(&repo, &ids, w).await
+        }
+        None => Vec::new(),
+    };
+    let mut exit = backup_exit(&results);
+    if object_lock.iter().any(|l| l.error.is_some()) {
+        exit = Exit::Failure;
+    }
     let stats = client.stats();
     let report = BackupReport {
         tenant_id: repo_settings.tenant_id.clone(),
@@ -285,6 +300,7 @@ pub async fn backup(
             bytes_received: stats.bytes_received,
         },
         warnings: progress.warnings(),
+        object_lock,
         exit_code: exit.code(),
     };
     output.result(&report, || render_backup(&report))?;
@@ -370,6 +386,7 @@ fn render_backup(report: &BackupReport) -> String {
         std::time::Duration::from_millis(report.graph.throttle_wait_ms).as_secs_f64(),
         sanitize(&report.repository)
     );
+    out.push_str(&super::storage::render_locks(&report.object_lock));
     out
 }
 

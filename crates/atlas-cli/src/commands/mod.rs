@@ -9,6 +9,7 @@ mod key;
 mod restore;
 mod retention;
 mod sim;
+mod storage;
 mod v1;
 
 use anyhow::Context as _;
@@ -43,6 +44,9 @@ pub async fn run(mut cli: Cli, output: Output) -> anyhow::Result<Exit> {
             retention::forget(&cli.global, args, output).await
         }
         Command::Migrate(args) => v1::migrate(&cli.global, args, output).await,
+        Command::StorageCheck(args) => {
+            storage::storage_check_command(&cli.global, args, output).await
+        }
         Command::Demo(args) => demo::demo(&cli.global, args, output).await,
         Command::Sim(SimCommand::Serve(args)) => sim::serve(args, output).await,
     }

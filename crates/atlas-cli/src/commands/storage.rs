@@ -1,0 +1,279 @@
+//! `atlas storage-check`, and the Object Lock steps of `atlas backup` on S3.
+//!
+//! Object Lock is requested per backup run (`--retention-days N --lock-mode M`). Before
+//! anything is written the bucket is created lock-capable if missing and checked to have
+//! Object Lock ([`prepare_backup_retention`]); after each snapshot is committed,
+//! everything it needs is brought to at least that retention ([`lock_snapshots`], the core's
+//! `repo::retention::apply`).
+
+use std::fmt::Write as _;
+
+use anyhow::Context as _;
+use atlas_core::model::SnapshotId;
+use atlas_core::ports::{LockMode, Retention};
+use atlas_core::repo::{Repository, RetentionReport, retention};
+use atlas_store::s3::storage_check;
+use chrono::{Duration, Utc};
+use serde::Serialize;
+
+use crate::cli::{GlobalArgs, LockModeArg, StorageCheckArgs};
+use crate::config::{RepositorySettings, StoreSettings};
+use crate::exit::{Exit, UsageError};
+use crate::output::{Output, sanitize};
+
+use super::key::{prepare_s3_for_writing, repository_settings, s3_store};
+use super::load_config;
+
+fn lock_mode(arg: LockModeArg) -> LockMode {
+    match arg {
+        LockModeArg::Governance => LockMode::Governance,
+        LockModeArg::Compliance => LockMode::Compliance,
+    }
+}
+
+fn mode_name(mode: LockMode) -> &'static str {
+    match mode {
+        LockMode::Governance => "governance",
+        LockMode::Compliance => "compliance",
+    }
+}
+
+// Independent observations printed one per line, as in `StorageCheckReport`.
+#[allow(clippy::struct_excessive_bools)]
+#[derive(Debug, Serialize)]
+struct CheckReport {
+    location: String,
+    ready: bool,
+    reachable: bool,
+    bucket_exists: bool,
+    versioning: bool,
+    object_lock: bool,
+    default_retention: Option<String>,
+    conditional_writes: Option<bool>,
+    requested_lock_mode: Option<&'static str>,
+    requested_retention_days: Option<u32>,
+    lock_probe: Option<ProbeReport>,
+    problems: Vec<String>,
+    notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProbeReport {
+    key: String,
+    retain_until: String,
+    delete_refused: bool,
+}
+
+/// `atlas storage-check`: what the configured S3 bucket can do, without a backup. Exit 1
+/// when it is not ready for backups with the requested settings.
+pub async fn storage_check_command(
+    global: &GlobalArgs,
+    args: &StorageCheckArgs,
+    output: Output,
+) -> anyhow::Result<Exit> {
+    let config = load_config(global)?;
+    let settings = repository_settings(&config)?;
+    let StoreSettings::S3(s3) = &settings.store else {
+        return Err(UsageError(
+            "storage-check checks S3 storage, and no S3 settings (ATLAS_S3_*) are given; a \
+             local repository cannot lock data"
+                .to_owned(),
+        )
+        .into());
+    };
+    let store = s3_store(s3)?;
+    let requested = args.lock_mode.map(lock_mode);
+    let r = storage_check(&store, requested).await;
+    let report = CheckReport {
+        location: r.location.clone(),
+        ready: r.ready(),
+        reachable: r.reachable,
+        bucket_exists: r.bucket_exists,
+        versioning: r.versioning,
+        object_lock: r.object_lock,
+        default_retention: r
+            .default_retention
+            .map(|d| format!("{} {} days", mode_name(d.mode), d.days)),
+        conditional_writes: r.conditional_writes,
+        requested_lock_mode: requested.map(mode_name),
+        requested_retention_days: args.retention_days,
+        lock_probe: r.lock_probe.as_ref().map(|p| ProbeReport {
+            key: p.key.clone(),
+            retain_until: p.retain_until.to_rfc3339(),
+            delete_refused: p.delete_refused,
+        }),
+        problems: r.problems.clone(),
+        notes: r.notes.clone(),
+    };
+    output.result(&report, || render_check(&report))?;
+    Ok(if report.ready {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn render_check(r: &CheckReport) -> String {
+    let mut s = format!("Storage: {}\n", sanitize(&r.location));
+    let _ = writeln!(s, "  reachable:          {}", yes_no(r.reachable));
+    let _ = writeln!(s, "  bucket exists:      {}", yes_no(r.bucket_exists));
+    if r.bucket_exists {
+        let _ = writeln!(s, "  versioning:         {}", yes_no(r.versioning));
+        let _ = writeln!(s, "  Object Lock:        {}", yes_no(r.object_lock));
+        let _ = writeln!(
+            s,
+            "  default retention:  {}",
+            r.default_retention.as_deref().unwrap_or("none")
+        );
+        let _ = writeln!(
+            s,
+            "  conditional writes: {}",
+            r.conditional_writes.map_or("not probed", yes_no)
+        );
+    }
+    if let Some(mode) = r.requested_lock_mode {
+        let probe = match &r.lock_probe {
+            Some(p) if p.delete_refused => "works (probe delete refused)",
+            Some(_) => "NOT enforced (probe deleted)",
+            None => "not probed",
+        };
+        let _ = writeln!(
+            s,
+            "  {mode} lock:{:width$}{probe}",
+            "",
+            width = 9 - mode.len().min(9) + 2
+        );
+    }
+    for n in &r.notes {
+        let _ = writeln!(s, "note: {}", sanitize(n));
+    }
+    for p in &r.problems {
+        let _ = writeln!(s, "problem: {}", sanitize(p));
+    }
+    s.push_str(if r.ready {
+        "READY for backups with these settings"
+    } else {
+        "NOT READY: fix the problems above"
+    });
+    s
+}
+
+/// For `atlas backup --retention-days N --lock-mode M`: refuse a local repository; on S3
+/// create the bucket (lock-capable when locking is asked) and, when locking is asked,
+/// check that the bucket can enforce it — all before the backup writes anything. Returns
+/// the retention every snapshot of the run must get. `retain_until` is fixed once for the
+/// whole run, as Atlas 1.x did, so every object of the run gets the same date. Does
+/// nothing for a local repository without locking.
+pub(super) async fn prepare_backup_retention(
+    settings: &RepositorySettings,
+    days: Option<u32>,
+    mode: Option<LockModeArg>,
+) -> anyhow::Result<Option<Retention>> {
+    let wanted = match (days, mode) {
+        (Some(days), Some(mode)) => Some(Retention {
+            mode: lock_mode(mode),
+            retain_until: Utc::now() + Duration::days(i64::from(days)),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(
+                UsageError("--retention-days and --lock-mode go together".to_owned()).into(),
+            );
+        }
+    };
+    if wanted.is_some() && matches!(settings.store, StoreSettings::Local { .. }) {
+        return Err(UsageError(
+            "--retention-days/--lock-mode need S3 storage with Object Lock; a local repository cannot enforce retention, so nothing was written"
+                .into(),
+        )
+        .into());
+    }
+    prepare_s3_for_writing(settings, wanted.is_some()).await?;
+    Ok(wanted)
+}
+
+/// After opening the repository of a locking run, before any backup writes: the store
+/// must be able to enforce the lock.
+pub(super) async fn ensure_lock(
+    repo: &Repository,
+    wanted: Option<Retention>,
+) -> anyhow::Result<()> {
+    if let Some(r) = wanted {
+        retention::ensure_lock_capable(repo, r.mode)
+            .await
+            .context("checking that the bucket can lock the backup")?;
+    }
+    Ok(())
+}
+
+/// One snapshot's Object Lock outcome, for the backup report.
+#[derive(Debug, Serialize)]
+pub(super) struct SnapshotLock {
+    pub snapshot: String,
+    pub mode: &'static str,
+    pub requested_until: String,
+    pub effective_until: Option<String>,
+    pub objects: usize,
+    pub error: Option<String>,
+}
+
+/// Lock everything the snapshots of this run need. A failure is reported per snapshot (the
+/// snapshot exists and is readable, but not protected) and makes the run fail.
+pub(super) async fn lock_snapshots(
+    repo: &Repository,
+    snapshots: &[SnapshotId],
+    wanted: Retention,
+) -> Vec<SnapshotLock> {
+    let mut out = Vec::new();
+    for id in snapshots {
+        let result: atlas_core::Result<RetentionReport> = retention::apply(repo, *id, wanted).await;
+        out.push(match result {
+            Ok(r) => SnapshotLock {
+                snapshot: id.to_string(),
+                mode: mode_name(wanted.mode),
+                requested_until: wanted.retain_until.to_rfc3339(),
+                effective_until: Some(r.effective_until.to_rfc3339()),
+                objects: r.objects,
+                error: None,
+            },
+            Err(e) => SnapshotLock {
+                snapshot: id.to_string(),
+                mode: mode_name(wanted.mode),
+                requested_until: wanted.retain_until.to_rfc3339(),
+                effective_until: None,
+                objects: 0,
+                error: Some(format!("{e}")),
+            },
+        });
+    }
+    out
+}
+
+/// The backup report's Object Lock lines (empty without locking).
+pub(super) fn render_locks(locks: &[SnapshotLock]) -> String {
+    let mut s = String::new();
+    for l in locks {
+        match (&l.effective_until, &l.error) {
+            (Some(until), _) => {
+                let _ = write!(
+                    s,
+                    "\nObject Lock ({}) on snapshot {}: {} objects retained until at least {until}",
+                    l.mode, l.snapshot, l.objects
+                );
+            }
+            (None, error) => {
+                let _ = write!(
+                    s,
+                    "\nObject Lock FAILED on snapshot {}: {}; the snapshot is readable but not protected — run the backup again",
+                    l.snapshot,
+                    sanitize(error.as_deref().unwrap_or("unknown error"))
+                );
+            }
+        }
+    }
+    s
+}
