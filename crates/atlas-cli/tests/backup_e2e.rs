@@ -412,3 +412,49 @@ async fn cancel_commits_a_partial_snapshot_and_the_next_run_completes() {
     assert!(s.complete, "{s:#?}");
     assert_matches_simulator(&env, &upn).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_above_the_memory_limit_are_streamed_and_stored_exactly() {
+    let env = env(SimConfig {
+        users: 3,
+        messages_per_user: 12,
+        ..SimConfig::default()
+    })
+    .await;
+    let upn = first_mailbox_user(&env.sim);
+    // A 20 MB incompressible attachment: the MIME (base64) is ~27 MB, far above the
+    // 8 MiB in-memory limit, so it goes through the streaming path.
+    let mut bytes = vec![0u8; 20 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for b in &mut bytes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 24) as u8;
+    }
+    let mut big = NewMessage::text("quarterly archive", "see attachment");
+    big.attachments = vec![atlas_sim::NewAttachment {
+        name: "archive.bin".into(),
+        content_type: "application/octet-stream".into(),
+        bytes,
+        is_inline: false,
+        content_id: None,
+    }];
+    env.sim.add_message(&upn, "inbox", big).unwrap();
+    let dump = env.sim.dump_mailbox(&upn).unwrap();
+    assert!(dump.messages.iter().any(|m| m.mime_size > 8 << 20));
+    let mailbox = resolve(&env, &upn).await;
+    let s = backup_mailbox(
+        &env.repo,
+        env.source.clone(),
+        &mailbox,
+        &opts(),
+        clock(),
+        &NullReporter,
+        &Cancel::new(),
+    )
+    .await
+    .unwrap();
+    assert!(s.complete, "{s:#?}");
+    assert_matches_simulator(&env, &upn).await;
+}

@@ -287,19 +287,105 @@ async fn load_previous(repo: &Repository, mailbox: &MailboxId) -> Result<Previou
     Ok(prev)
 }
 
-/// Download one message's MIME fully. Large messages are still read in chunks from the
-/// source; the repository chunks them again on write.
+/// Messages up to this size are downloaded into memory (four at a time); larger ones are
+/// streamed into the repository chunk by chunk, so memory stays bounded per worker even for
+/// a 150 MB message.
+const IN_MEMORY_LIMIT: usize = 8 << 20;
+
+/// A downloaded message: whole, or its first bytes plus the rest of the source stream.
+enum Downloaded {
+    Whole(Bytes),
+    Large {
+        head: Bytes,
+        rest: Box<dyn crate::ports::MimeStream>,
+    },
+}
+
+/// Download one message's MIME, stopping at [`IN_MEMORY_LIMIT`].
 async fn download(
     source: Arc<dyn MailSource>,
     mailbox: SourceMailbox,
     id: String,
-) -> std::result::Result<Bytes, SourceError> {
+) -> std::result::Result<Downloaded, SourceError> {
     let mut stream = source.open_mime(&mailbox, &id).await?;
     let mut buf = BytesMut::new();
     while let Some(chunk) = stream.next_chunk().await? {
         buf.extend_from_slice(&chunk);
+        if buf.len() > IN_MEMORY_LIMIT {
+            return Ok(Downloaded::Large {
+                head: buf.freeze(),
+                rest: stream,
+            });
+        }
     }
-    Ok(buf.freeze())
+    Ok(Downloaded::Whole(buf.freeze()))
+}
+
+/// File and inline attachments in a message (for `list` and `stats`); 0 when the MIME does
+/// not parse (it is stored as received either way).
+fn count_attachments(mime: &[u8]) -> u32 {
+    mail_parser::MessageParser::default()
+        .parse(mime)
+        .map_or(0, |m| {
+            u32::try_from(m.attachment_count()).unwrap_or(u32::MAX)
+        })
+}
+
+/// What storing one downloaded message produced.
+struct Stored {
+    id: ContentId,
+    size: u64,
+    sha256: String,
+    attachments: u32,
+}
+
+/// Store a downloaded message; `Ok(Err(..))` is a per-item failure of the source stream.
+async fn store_download(
+    session: &mut BackupSession,
+    downloaded: Downloaded,
+    has_attachments: bool,
+) -> Result<std::result::Result<Stored, SourceError>> {
+    match downloaded {
+        Downloaded::Whole(mime) => {
+            let size = mime.len() as u64;
+            let sha256 = hex::encode(Sha256::digest(&mime));
+            let attachments = count_attachments(&mime);
+            let id = session.put_blob(BlobKind::Mime, mime).await?;
+            Ok(Ok(Stored {
+                id,
+                size,
+                sha256,
+                attachments,
+            }))
+        }
+        Downloaded::Large { head, mut rest } => {
+            let mut hasher = Sha256::new();
+            hasher.update(&head);
+            let mut size = head.len() as u64;
+            let mut writer = session.put_blob_stream(BlobKind::Mime)?;
+            writer.write(&head).await?;
+            drop(head);
+            loop {
+                match rest.next_chunk().await {
+                    Ok(Some(chunk)) => {
+                        hasher.update(&chunk);
+                        size += chunk.len() as u64;
+                        writer.write(&chunk).await?;
+                    }
+                    Ok(None) => break,
+                    // Chunks already written stay as unreferenced data (prune removes it).
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            let id = writer.finish().await?;
+            Ok(Ok(Stored {
+                id,
+                size,
+                sha256: hex::encode(hasher.finalize()),
+                attachments: u32::from(has_attachments),
+            }))
+        }
+    }
 }
 
 /// Everything one run needs, bundled so helpers stay readable.
@@ -544,7 +630,7 @@ impl Run<'_> {
                 let id = m.id.clone();
                 set.spawn(async move { (i, download(source, mailbox, id).await) });
             }
-            let mut results: Vec<Option<std::result::Result<Bytes, SourceError>>> =
+            let mut results: Vec<Option<std::result::Result<Downloaded, SourceError>>> =
                 (0..batch.len()).map(|_| None).collect();
             while let Some(joined) = set.join_next().await {
                 match joined {
@@ -557,19 +643,26 @@ impl Run<'_> {
                 }
             }
             for (m, r) in batch.iter().zip(results) {
-                match r {
-                    Some(Ok(mime)) => {
-                        let size = mime.len() as u64;
-                        let sha = hex::encode(Sha256::digest(&mime));
+                let outcome = match r {
+                    Some(Ok(downloaded)) => {
                         let before = session.stats().bytes_stored;
-                        let id = session.put_blob(BlobKind::Mime, mime).await?;
+                        let stored = store_download(session, downloaded, m.has_attachments).await?;
                         self.summary.bytes_stored += session.stats().bytes_stored - before;
-                        let meta = new_meta(m, folder_id, id, size, sha);
+                        stored
+                    }
+                    Some(Err(e)) => Err(e),
+                    None => continue,
+                };
+                match outcome {
+                    Ok(stored) => {
+                        let mut meta =
+                            new_meta(m, folder_id, stored.id, stored.size, stored.sha256);
+                        meta.attachment_count = stored.attachments;
                         working.insert(m.id.clone(), meta);
                         count += 1;
-                        bytes_total += size;
+                        bytes_total += stored.size;
                     }
-                    Some(Err(e)) => {
+                    Err(e) => {
                         if let SourceError::Auth(_) | SourceError::PermissionDenied { .. } = e {
                             return Err(source_fatal(e));
                         }
@@ -584,7 +677,6 @@ impl Run<'_> {
                             reason: e.to_string(),
                         });
                     }
-                    None => {}
                 }
             }
         }
