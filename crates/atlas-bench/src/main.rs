@@ -1,0 +1,232 @@
+//! `atlas-bench`: measures Atlas against SPEC §9's targets on a simulated tenant.
+//!
+//! ```text
+//! cargo run --release -p atlas-bench -- all --quick [--json]
+//! cargo run --release -p atlas-bench -- repo --size-mib 1024
+//! ```
+//!
+//! The simulator runs in a child process (this binary, `sim-child`), so Atlas's CPU and
+//! peak RSS are read for Atlas alone and the simulator's are reported beside them.
+//! Speed and memory are measured here, never asserted in tests.
+
+mod counting;
+mod error;
+mod harness;
+mod mimegen;
+mod procstat;
+mod report;
+mod scenarios;
+mod simproc;
+
+use clap::{Parser, ValueEnum};
+
+use crate::error::BenchError;
+use crate::report::{Report, Row, RowJson};
+use crate::scenarios::{Ctx, Sizes};
+
+/// Which scenarios to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Repository write and verify (issue 2).
+    Repo,
+    /// Full / incremental / unchanged backups, latency, large message (issue 4).
+    Backup,
+    /// Verify and save eml-zip (issue 5).
+    Browse,
+    /// Restore one mailbox (issue 6).
+    Restore,
+    /// Backup and verify to S3 (issue 7; needs ATLAS_TEST_S3_ENDPOINT).
+    S3,
+    /// Everything above.
+    All,
+    /// Internal: serve a simulator for the parent process.
+    #[value(hide = true)]
+    SimChild,
+}
+
+/// Atlas benchmarks against a simulated tenant.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Scenarios to run (several allowed)
+    #[arg(value_enum, required = true)]
+    scenarios: Vec<Scenario>,
+    /// Small sizes: the whole `all` run takes a minute or two on 2 cores
+    #[arg(long)]
+    quick: bool,
+    /// Print the report as JSON instead of a table
+    #[arg(long)]
+    json: bool,
+    /// Repository scenario: MiB of items to write [default: 1024, quick: 128]
+    #[arg(long, value_name = "MIB")]
+    size_mib: Option<u64>,
+    /// Mailboxes of the benchmark tenant [default: 20, quick: 8]
+    #[arg(long, value_name = "N")]
+    users: Option<usize>,
+    /// Messages per mailbox [default: 500, quick: 100]
+    #[arg(long, value_name = "N")]
+    messages: Option<usize>,
+    /// Latency of the "with latency" steps in ms [default: 20]
+    #[arg(long, value_name = "MS", default_value_t = 20)]
+    latency_ms: u64,
+    /// Size of the large attachments in MB [default: 40, quick: 20]
+    #[arg(long, value_name = "MB")]
+    large_mb: Option<usize>,
+}
+
+fn sizes(a: &Args) -> Sizes {
+    Sizes {
+        size_mib: a.size_mib.unwrap_or(if a.quick { 128 } else { 1024 }),
+        users: a.users.unwrap_or(if a.quick { 8 } else { 20 }),
+        messages: a.messages.unwrap_or(if a.quick { 100 } else { 500 }),
+        latency_ms: a.latency_ms,
+        large_bytes: a.large_mb.unwrap_or(if a.quick { 20 } else { 40 }) * 1_000_000,
+        spec_tenant: !a.quick,
+    }
+}
+
+/// The scenarios selected, in run order (`all` expanded, duplicates dropped).
+fn expand(list: &[Scenario]) -> Vec<Scenario> {
+    const ORDER: [Scenario; 5] = [
+        Scenario::Repo,
+        Scenario::Backup,
+        Scenario::Browse,
+        Scenario::Restore,
+        Scenario::S3,
+    ];
+    let all = list.contains(&Scenario::All);
+    ORDER
+        .into_iter()
+        .filter(|s| all || list.contains(s))
+        .collect()
+}
+
+fn name(s: Scenario) -> &'static str {
+    match s {
+        Scenario::Repo => "repo",
+        Scenario::Backup => "backup",
+        Scenario::Browse => "browse",
+        Scenario::Restore => "restore",
+        Scenario::S3 => "s3",
+        Scenario::All => "all",
+        Scenario::SimChild => "sim-child",
+    }
+}
+
+/// Runs one scenario in this process.
+async fn run_one(s: Scenario, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), BenchError> {
+    eprintln!("atlas-bench: {}", name(s));
+    let mut ctx = Ctx::default();
+    match s {
+        Scenario::Repo => {
+            rows.extend(scenarios::repo::run(sizes.size_mib).await?);
+            Ok(())
+        }
+        Scenario::Backup => scenarios::backup::run(sizes, &mut ctx, rows).await,
+        Scenario::Browse => scenarios::browse::run(sizes, &mut ctx, rows).await,
+        Scenario::Restore => scenarios::restore::run(sizes, &mut ctx, rows).await,
+        Scenario::S3 => scenarios::s3::run(sizes, &mut ctx, rows).await,
+        Scenario::All | Scenario::SimChild => Ok(()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ChildReport {
+    rows: Vec<Row>,
+}
+
+/// Runs one scenario in a fresh process of this binary, so its peak RSS is not inflated by
+/// memory an earlier scenario left with the allocator, and collects its rows.
+fn run_child(s: Scenario, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), BenchError> {
+    let exe = std::env::current_exe().map_err(|e| BenchError::io("current_exe", e))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg(name(s))
+        .arg("--json")
+        .args(["--size-mib", &sizes.size_mib.to_string()])
+        .args(["--users", &sizes.users.to_string()])
+        .args(["--messages", &sizes.messages.to_string()])
+        .args(["--latency-ms", &sizes.latency_ms.to_string()])
+        .args(["--large-mb", &(sizes.large_bytes / 1_000_000).to_string()])
+        .stderr(std::process::Stdio::inherit());
+    if !sizes.spec_tenant {
+        cmd.arg("--quick");
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| BenchError::io("spawn scenario process", e))?;
+    if let Ok(report) = serde_json::from_slice::<ChildReport>(&out.stdout) {
+        rows.extend(report.rows);
+    }
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(BenchError::Incomplete(format!(
+            "scenario {} failed ({})",
+            name(s),
+            out.status
+        )))
+    }
+}
+
+fn run(list: &[Scenario], sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), BenchError> {
+    let selected = expand(list);
+    if let [one] = selected.as_slice() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| BenchError::io("tokio runtime", e))?;
+        return rt.block_on(run_one(*one, sizes, rows));
+    }
+    // Several scenarios: each in its own process; one failing does not stop the others.
+    let mut first_error = None;
+    for s in selected {
+        if let Err(e) = run_child(s, sizes, rows) {
+            eprintln!("atlas-bench: {e}");
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    if args.scenarios.contains(&Scenario::SimChild) {
+        return match simproc::child_main() {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("atlas-bench sim-child: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    let sizes = sizes(&args);
+    let mut rows = Vec::new();
+    let result = run(&args.scenarios, &sizes, &mut rows);
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if args.json {
+        let report = Report {
+            cpus,
+            quick: args.quick,
+            rows: rows.into_iter().map(RowJson::from).collect(),
+        };
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("atlas-bench: {e}"),
+        }
+    } else {
+        println!(
+            "atlas-bench on {cpus} CPUs{}; MB = 10^6 bytes; cpu ms/m = Atlas CPU per message; \
+             rss = peak RSS MiB (Atlas process; sim = simulator child); req/msg = Graph \
+             requests seen by the simulator per message downloaded",
+            if args.quick { ", --quick sizes" } else { "" }
+        );
+        print!("{}", report::table(&rows));
+    }
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("atlas-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Scenario 3 (issue 5): verify and save (eml-zip) throughput and peak RSS on the
+//! benchmark tenant, and save's memory on a mailbox four times larger.
+
+use atlas_core::model::MailboxId;
+use atlas_core::service::catalog::SnapshotSelector;
+use atlas_core::service::export::{ExportFormat, SaveOptions, save_to_path};
+use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, verify};
+
+use super::{Ctx, Sizes};
+use crate::error::BenchError;
+use crate::harness::{BenchRepo, Meter, Tenant, sim_config};
+use crate::report::Row;
+
+async fn save(r: &BenchRepo, upn: &str, step: String) -> Result<Row, BenchError> {
+    let dir = tempfile::tempdir().map_err(|e| BenchError::io("tempdir", e))?;
+    let opts = SaveOptions {
+        snapshot: SnapshotSelector::Latest {
+            mailbox: MailboxId::new(upn),
+            as_of: None,
+        },
+        folder: None,
+        message: None,
+        format: ExportFormat::EmlZip,
+        skip_verify: false,
+    };
+    let _ = r.store.take();
+    let meter = Meter::start(None)?;
+    let s = save_to_path(&r.repo, &opts, &dir.path().join("out.zip"), false).await?;
+    let mut row = meter.finish("browse", step)?;
+    if !s.is_complete() {
+        return Err(BenchError::Incomplete(format!(
+            "save of {upn}: {} messages failed",
+            s.failed.len()
+        )));
+    }
+    row.messages = s.messages as u64;
+    row.mime_bytes = s.bytes;
+    row.store_requests = Some(r.store.take().requests());
+    Ok(row)
+}
+
+/// Runs the verify/save scenario.
+pub async fn run(sizes: &Sizes, ctx: &mut Ctx, rows: &mut Vec<Row>) -> Result<(), BenchError> {
+    let (t, r) = ctx.base(sizes, rows).await?;
+    let _ = r.store.take();
+    let meter = Meter::start(None)?;
+    let v = verify(
+        &r.repo,
+        &VerifyOptions {
+            scope: VerifyScope::All,
+            read_data: ReadData::ALL,
+        },
+    )
+    .await?;
+    let mut row = meter.finish("browse", "verify --all --read-data 100%")?;
+    if !v.is_ok() {
+        return Err(BenchError::Incomplete(format!(
+            "verify found {} problems",
+            v.damage.len()
+        )));
+    }
+    row.messages = v.messages as u64;
+    row.mime_bytes = v.bytes_read;
+    row.store_requests = Some(r.store.take().requests());
+    row.note = format!(
+        "{} snapshots, {} packs read; MB/s of stored bytes read",
+        v.snapshots, v.packs_read
+    );
+    rows.push(row);
+
+    let first = t
+        .mailboxes
+        .first()
+        .ok_or_else(|| BenchError::Incomplete("tenant has no mailbox".into()))?
+        .address
+        .clone();
+    rows.push(
+        save(
+            r,
+            &first,
+            format!("save eml-zip, {}-msg mailbox", sizes.messages),
+        )
+        .await?,
+    );
+
+    // The same export of one mailbox four times the size: peak RSS should stay flat.
+    let n = sizes.messages * 4;
+    let mut cfg = sim_config(1, n);
+    cfg.seed = 13;
+    let big = Tenant::start(&cfg).await?;
+    let rb = BenchRepo::local(&big.id).await?;
+    let setup = big.backup(&rb, "browse", "setup backup").await?;
+    let upn = big
+        .mailboxes
+        .first()
+        .ok_or_else(|| BenchError::Incomplete("tenant has no mailbox".into()))?
+        .address
+        .clone();
+    let mut row = save(&rb, &upn, format!("save eml-zip, {n}-msg mailbox")).await?;
+    row.note = format!(
+        "compare peak RSS with the {}-msg save; ({} msgs backed up first)",
+        sizes.messages, setup.messages
+    );
+    rows.push(row);
+    Ok(())
+}
