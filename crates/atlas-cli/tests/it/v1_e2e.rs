@@ -430,3 +430,74 @@ fn migrate_from_v1_converts_every_snapshot_idempotently_and_saves_identically() 
     assert_eq!(output.status.code(), Some(3), "{}", output_text(&output));
     assert_eq!(snapshot_tree(&bucket), before, "the v1 repository changed");
 }
+
+#[test]
+fn restore_from_a_v1_snapshot_recreates_its_messages_as_received_mail_with_their_dates() {
+    use atlas_sim::{SimConfig, Simulator};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // The tenant id matters: Atlas 1.x mixed it into the key derivation.
+    let sim = runtime
+        .block_on(Simulator::start(SimConfig {
+            users: 2,
+            messages_per_user: 3,
+            tenant_id: Some(V1_TENANT.to_owned()),
+            ..SimConfig::default()
+        }))
+        .expect("simulator starts");
+    let target = sim
+        .users()
+        .into_iter()
+        .find(|u| u.has_mailbox && u.kind == "user")
+        .expect("a licensed user")
+        .upn;
+    let sandbox = Sandbox::new();
+    let bucket = sandbox.v1_bucket();
+    let (_, v1_id, count) = expected_snapshots()
+        .into_iter()
+        .find(|(m, _, _)| m == OMAR)
+        .expect("omar's snapshot");
+    let output = sandbox
+        .on_v1(&bucket)
+        .env("ATLAS_CLIENT_ID", sim.client_id())
+        .env("ATLAS_CLIENT_SECRET", sim.client_secret())
+        .env("ATLAS_GRAPH_ENDPOINT", sim.base_url())
+        .env("ATLAS_AUTHORITY_HOST", sim.base_url())
+        .args([
+            "--json", "restore", "-s", &v1_id, "-T", &target, "--root", "FromV1",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(0), "{}", output_text(&output));
+    let dump = sim.dump_mailbox(&target).expect("dump");
+    let restored: Vec<_> = dump
+        .messages
+        .iter()
+        .filter(|m| m.folder_path.starts_with("FromV1"))
+        .collect();
+    assert_eq!(restored.len(), count);
+    let exp = expected();
+    let by_mid: BTreeMap<String, String> = exp["mailboxes"][1]["snapshots"][0]["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["internet_message_id"].as_str().expect("mid").to_owned(),
+                m["received"].as_str().expect("received").to_owned(),
+            )
+        })
+        .collect();
+    for m in &restored {
+        assert!(!m.is_draft, "{} restored as a draft", m.internet_message_id);
+        let want = by_mid
+            .get(&m.internet_message_id)
+            .unwrap_or_else(|| panic!("unexpected {}", m.internet_message_id));
+        let want: chrono::DateTime<chrono::Utc> = want.parse().expect("time");
+        assert_eq!(m.received, want, "{}", m.internet_message_id);
+    }
+}
