@@ -252,6 +252,10 @@ pub(super) async fn refuse_writes(global: &GlobalArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     let store = open_store(&settings)?;
+    // An unreachable store is reported by the command itself, with its own context.
+    if !is_v1(&store, &location(&settings)).await.unwrap_or(false) {
+        return Ok(());
+    }
     open_if_v1(&settings, &store, true).await.map(|_| ())
 }
 
@@ -321,6 +325,9 @@ pub(super) async fn map_snapshot_args(
         return Ok(());
     };
     let store = open_store(&settings)?;
+    if !is_v1(&store, &location(&settings)).await.unwrap_or(false) {
+        return Ok(());
+    }
     let Some(cache) = open_if_v1(&settings, &store, false).await? else {
         return Ok(());
     };
@@ -338,6 +345,9 @@ async fn show_v1_ids(global: &GlobalArgs, mailbox: &str) -> anyhow::Result<()> {
         return Ok(());
     };
     let store = open_store(&settings)?;
+    if !is_v1(&store, &location(&settings)).await.unwrap_or(false) {
+        return Ok(());
+    }
     let Some(cache) = open_if_v1(&settings, &store, false).await? else {
         return Ok(());
     };
