@@ -93,6 +93,8 @@ pub(crate) enum ObjectType {
     Mailbox = 5,
     PackTable = 6,
     PrunePending = 7,
+    /// A replication status record (`replication/<target>/<snapshot>`).
+    Replication = 8,
 }
 
 fn cipher(key: &[u8; 32]) -> Aes256Gcm {

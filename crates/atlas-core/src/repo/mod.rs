@@ -449,6 +449,25 @@ impl Repository {
             .map_err(|e| Error::corrupt(key, format!("undecodable record: {e}")))
     }
 
+    /// Seal a replication status record (type 8) bound to its store key; the
+    /// replication service owns the JSON payload.
+    pub(crate) fn seal_replication_record<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<Bytes> {
+        self.seal_json(ObjectType::Replication, key, value)
+    }
+
+    /// Open a record sealed by [`Repository::seal_replication_record`].
+    pub(crate) fn open_replication_record<T: for<'de> Deserialize<'de>>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<T> {
+        self.open_json(ObjectType::Replication, key, bytes)
+    }
+
     pub(crate) async fn get_required(&self, key: &str) -> Result<Bytes> {
         self.inner
             .store

@@ -142,8 +142,12 @@ async fn extend(store: &dyn BlobStore, key: &str, retention: Retention) -> Resul
     Ok(in_force)
 }
 
-/// The store keys of everything snapshot `id` needs, sorted.
-async fn snapshot_dependencies(repo: &Repository, id: SnapshotId) -> Result<BTreeSet<String>> {
+/// The store keys of everything snapshot `id` needs, sorted (also what replication
+/// copies, so a replica holds exactly what a lock here would protect).
+pub(crate) async fn snapshot_dependencies(
+    repo: &Repository,
+    id: SnapshotId,
+) -> Result<BTreeSet<String>> {
     let record_key = repo.find_snapshot_key(id).await?;
     let snap = repo.load_snapshot(id).await?;
     repo.refresh_index().await?;

@@ -6,8 +6,9 @@ pub mod catalog;
 pub mod export;
 pub mod migrate;
 pub mod read;
-pub mod retention;
+pub mod replicate;
 pub mod restore;
+pub mod retention;
 pub mod status;
 pub mod verify;
 
