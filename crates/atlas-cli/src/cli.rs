@@ -127,6 +127,21 @@ pub enum Command {
     /// Writes nothing else and never creates the bucket.
     StorageCheck(StorageCheckArgs),
 
+    /// Copy snapshots, encrypted as they are, to a second store (a replica)
+    ///
+    /// Copies everything the chosen snapshots need, data before records, skipping what the
+    /// target already has, and checks what it copied on the target. Refuses a target that
+    /// holds another data key. Marks the target as a replica (backups into it are refused
+    /// unless forced) and records, per snapshot and target, when it was replicated
+    /// (--status lists those records).
+    Replicate(ReplicateArgs),
+
+    /// Copy snapshots back from a replica into the configured repository (disaster recovery)
+    ///
+    /// The reverse of replicate, into an empty or damaged primary; what the primary already
+    /// has is kept. The next backup then continues from the rehydrated snapshots.
+    Rehydrate(RehydrateArgs),
+
     /// Run the whole job against a built-in simulated tenant, with no configuration
     ///
     /// Starts a simulated Microsoft 365 tenant in-process, creates a temporary encrypted
@@ -151,6 +166,8 @@ pub enum MailboxKindArg {
 
 /// `atlas backup` options.
 #[derive(Debug, Args)]
+// Independent command-line switches, not a state machine.
+#[allow(clippy::struct_excessive_bools)]
 pub struct BackupArgs {
     /// Mailbox to back up (address, UPN or object id); repeat for several. Without it,
     /// every mailbox of the tenant of the kinds chosen by --kinds.
@@ -198,6 +215,10 @@ pub struct BackupArgs {
     /// Object Lock mode for --retention-days
     #[arg(long, value_enum, requires = "retention_days")]
     pub lock_mode: Option<LockModeArg>,
+
+    /// Back up even into a repository marked as a replica (see atlas replicate)
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Object Lock retention mode.
@@ -670,4 +691,107 @@ pub struct StorageCheckArgs {
     /// Retention the backups will ask for (reported; the probe itself is kept one minute)
     #[arg(long, value_name = "DAYS", requires = "lock_mode")]
     pub retention_days: Option<u32>,
+}
+
+/// `atlas replicate` options.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("selection").args(["snapshot", "mailbox", "all", "status"]).required(true)))]
+pub struct ReplicateArgs {
+    /// Only this snapshot (id or unique prefix)
+    #[arg(short = 's', long, value_name = "SNAPSHOT", conflicts_with_all = ["mailbox", "all"])]
+    pub snapshot: Option<String>,
+
+    /// Every snapshot of this mailbox
+    #[arg(
+        short = 'm',
+        long = "mailbox",
+        value_name = "MAILBOX",
+        conflicts_with = "all"
+    )]
+    pub mailbox: Option<String>,
+
+    /// Every snapshot in the repository
+    #[arg(long)]
+    pub all: bool,
+
+    /// List the replication status records instead of copying
+    #[arg(long, conflicts_with_all = ["snapshot", "mailbox", "all"])]
+    pub status: bool,
+
+    #[command(flatten)]
+    pub target: TargetStoreArgs,
+
+    /// Objects copied at once
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub parallel: u16,
+}
+
+/// Where `atlas replicate` copies to.
+#[derive(Debug, Args)]
+pub struct TargetStoreArgs {
+    /// JSON file with the target's storage settings: "repository" (a directory), or
+    /// "s3_endpoint", "s3_access_key", "s3_secret_key", "s3_region", "s3_bucket",
+    /// "s3_force_path_style"
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["target_repository", "target_s3_endpoint"])]
+    pub target_config: Option<std::path::PathBuf>,
+
+    /// Target repository directory
+    #[arg(long, value_name = "DIR", conflicts_with = "target_s3_endpoint")]
+    pub target_repository: Option<std::path::PathBuf>,
+
+    /// Target S3 endpoint URL (the secret key comes from ATLAS_TARGET_S3_SECRET_KEY)
+    #[arg(long, value_name = "URL", requires_all = ["target_s3_bucket", "target_s3_access_key"])]
+    pub target_s3_endpoint: Option<String>,
+
+    /// Target S3 bucket
+    #[arg(long, value_name = "BUCKET", requires = "target_s3_endpoint")]
+    pub target_s3_bucket: Option<String>,
+
+    /// Target S3 access key id
+    #[arg(long, value_name = "KEY", requires = "target_s3_endpoint")]
+    pub target_s3_access_key: Option<String>,
+
+    /// Target S3 region
+    #[arg(long, value_name = "REGION", requires = "target_s3_endpoint")]
+    pub target_s3_region: Option<String>,
+
+    /// Use path-style addressing for the target S3 endpoint
+    #[arg(long, requires = "target_s3_endpoint")]
+    pub target_s3_force_path_style: bool,
+}
+
+/// `atlas rehydrate` options.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("selection").args(["snapshot", "mailbox", "all"]).required(true)))]
+#[command(group(clap::ArgGroup::new("source").args(["source_config", "source_repository"]).required(true)))]
+pub struct RehydrateArgs {
+    /// Only this snapshot (id or unique prefix)
+    #[arg(short = 's', long, value_name = "SNAPSHOT", conflicts_with_all = ["mailbox", "all"])]
+    pub snapshot: Option<String>,
+
+    /// Every snapshot of this mailbox
+    #[arg(
+        short = 'm',
+        long = "mailbox",
+        value_name = "MAILBOX",
+        conflicts_with = "all"
+    )]
+    pub mailbox: Option<String>,
+
+    /// Every snapshot of the replica
+    #[arg(long)]
+    pub all: bool,
+
+    /// JSON file with the replica's storage settings (same keys as --target-config of
+    /// replicate)
+    #[arg(long, value_name = "FILE")]
+    pub source_config: Option<std::path::PathBuf>,
+
+    /// Replica repository directory
+    #[arg(long, value_name = "DIR")]
+    pub source_repository: Option<std::path::PathBuf>,
+
+    /// Objects copied at once
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub parallel: u16,
 }

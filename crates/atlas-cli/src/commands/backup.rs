@@ -205,6 +205,7 @@ pub async fn backup(
 
     let kdf = kdf_choice_from_config(&config)?;
     let repo: Repository = open_repository(&repo_settings, Some(kdf)).await?;
+    super::replicate::refuse_replica(&repo_settings, args.force).await?;
     super::storage::ensure_lock(&repo, wanted).await?;
     let repository = super::key::location(&repo_settings);
 

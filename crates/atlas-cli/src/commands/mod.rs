@@ -6,6 +6,7 @@ mod browse;
 mod context;
 mod demo;
 mod key;
+mod replicate;
 mod restore;
 mod retention;
 mod sim;
@@ -47,6 +48,8 @@ pub async fn run(mut cli: Cli, output: Output) -> anyhow::Result<Exit> {
         Command::StorageCheck(args) => {
             storage::storage_check_command(&cli.global, args, output).await
         }
+        Command::Replicate(args) => replicate::replicate(&cli.global, args, output).await,
+        Command::Rehydrate(args) => replicate::rehydrate(&cli.global, args, output).await,
         Command::Demo(args) => demo::demo(&cli.global, args, output).await,
         Command::Sim(SimCommand::Serve(args)) => sim::serve(args, output).await,
     }
