@@ -106,14 +106,19 @@ fn render_removal(s: &RemovalSummary) -> String {
         out.push('\n');
         out.push_str(&render_prune(p));
     }
-    if !s.retained.is_empty() {
+    if !s.retained_objects.is_empty() {
         let _ = write!(
             out,
-            "\nRETAINED by Object Lock, not deleted ({}):",
-            s.retained.len()
+            "\nRETAINED by Object Lock, not deleted ({}); run again after the dates below:",
+            s.retained_objects.len()
         );
-        for k in &s.retained {
-            let _ = write!(out, "\n  {}", sanitize(k));
+        for o in &s.retained_objects {
+            let _ = write!(
+                out,
+                "\n  {} (retained until {})",
+                sanitize(&o.key),
+                sanitize(&o.until)
+            );
         }
     }
     out
