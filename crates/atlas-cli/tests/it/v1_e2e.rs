@@ -501,3 +501,109 @@ fn restore_from_a_v1_snapshot_recreates_its_messages_as_received_mail_with_their
         assert_eq!(m.received, want, "{}", m.internet_message_id);
     }
 }
+
+/// Every file under `dir` as (store key, bytes).
+fn objects(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    snapshot_tree(dir)
+        .into_iter()
+        .map(|(path, bytes)| {
+            let key = path
+                .strip_prefix(dir)
+                .expect("under dir")
+                .components()
+                .map(|c| c.as_os_str().to_str().expect("utf-8 key"))
+                .collect::<Vec<_>>()
+                .join("/");
+            (key, bytes)
+        })
+        .collect()
+}
+
+/// Over a real S3 server (moto, `scripts/s3-server.sh`): the fixture objects uploaded into
+/// a bucket named as Atlas 1.x named it (`atlas-<tenant>`) are listed and verified through
+/// `ATLAS_S3_*` with no other setting.
+#[test]
+fn v1_bucket_on_s3_lists_and_verifies() {
+    use atlas_core::ports::{BlobStore as _, PutOptions, StoreKey};
+    use atlas_store::S3Store;
+    use atlas_store::s3::{Credentials, S3Config};
+
+    let endpoint = match std::env::var("ATLAS_TEST_S3_ENDPOINT") {
+        Ok(e) if !e.is_empty() => e,
+        _ => {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"SKIPPED: no S3 test server (run scripts/s3-server.sh)\n",
+            );
+            return;
+        }
+    };
+    let bucket = format!("atlas-{V1_TENANT}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut config = S3Config::shared_bucket(
+            &bucket,
+            "tenant",
+            "us-east-1",
+            Credentials::new("test-access", "test-secret"),
+        )
+        .expect("config")
+        .endpoint(&endpoint)
+        .path_style(true);
+        config.key_prefix = String::new();
+        let store = S3Store::new(config).expect("store");
+        store.ensure_bucket(false).await.expect("bucket");
+        for (key, bytes) in objects(&fixture().join("objects")) {
+            store
+                .put(
+                    &StoreKey::new(&key).expect("key"),
+                    bytes.into(),
+                    PutOptions::OVERWRITE,
+                )
+                .await
+                .expect("upload");
+        }
+    });
+    let sandbox = Sandbox::new();
+    let on_s3 = || {
+        let mut cmd = sandbox.bare();
+        cmd.env("ATLAS_TENANT_ID", V1_TENANT)
+            .env("ATLAS_ENCRYPTION_PASSPHRASE", V1_PASSPHRASE)
+            .env("ATLAS_S3_ENDPOINT", &endpoint)
+            .env("ATLAS_S3_ACCESS_KEY", "test-access")
+            .env("ATLAS_S3_SECRET_KEY", "test-secret")
+            .env("ATLAS_S3_FORCE_PATH_STYLE", "true");
+        cmd
+    };
+    let output = Sandbox::run_ok(on_s3(), &["--json", "list"]);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("TypeScript Atlas 1.x repository"),
+        "{}",
+        output_text(&output)
+    );
+    let mailboxes: BTreeSet<String> = json(&output)
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|m| m["mailbox"].as_str().expect("mailbox").to_owned())
+        .collect();
+    assert_eq!(
+        mailboxes,
+        [LUCAS, OMAR].into_iter().map(str::to_owned).collect()
+    );
+    for (_, v1_id, count) in expected_snapshots() {
+        let items = json(&Sandbox::run_ok(
+            on_s3(),
+            &["--json", "list", "-s", &v1_id, "--all"],
+        ));
+        assert_eq!(items["total"].as_u64(), Some(count as u64), "{v1_id}");
+    }
+    let report = json(&Sandbox::run_ok(on_s3(), &["--json", "verify"]));
+    assert_eq!(report["format"], "atlas-v1");
+    assert_eq!(report["messages"], 74);
+    assert_eq!(report["attachments"], 27);
+    assert_eq!(report["damage"], Value::Array(Vec::new()));
+}
