@@ -6,6 +6,7 @@
 //! cheapest setting the format allows (documented as for tests only).
 
 mod graph_e2e;
+mod replicate_e2e;
 mod s3_e2e;
 mod v1_e2e;
 
