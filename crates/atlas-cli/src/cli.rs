@@ -668,8 +668,13 @@ pub struct MigrateArgs {
 
     /// Directory holding the v1 bucket's objects (`_meta/dek.enc`, `manifests/`, `data/`,
     /// `attachments/`), e.g. a copy made with `aws s3 sync s3://atlas-<tenant> DIR`
-    #[arg(long, value_name = "DIR", requires = "from_v1")]
-    pub from_dir: std::path::PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "from_s3_bucket")]
+    pub from_dir: Option<std::path::PathBuf>,
+
+    /// Or: the v1 bucket (usually atlas-<tenant>) on the S3 server of the configured
+    /// target (same ATLAS_S3_* endpoint and credentials, another bucket)
+    #[arg(long, value_name = "BUCKET", conflicts_with = "from_dir")]
+    pub from_s3_bucket: Option<String>,
 
     /// Tenant id the v1 key was created for, when it differs from the configured tenant
     /// (Atlas 1.x mixes it into the key derivation; case-sensitive)

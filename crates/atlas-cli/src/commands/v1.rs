@@ -606,12 +606,7 @@ pub(super) async fn migrate(
         .from_tenant
         .clone()
         .unwrap_or_else(|| settings.tenant_id.clone());
-    let source_dir = &args.from_dir;
-    let source_desc = source_dir.display().to_string();
-    if !source_dir.is_dir() {
-        return Err(UsageError(format!("--from-dir {source_desc} is not a directory")).into());
-    }
-    let source: Arc<dyn BlobStore> = Arc::new(LocalStore::new(source_dir.clone()));
+    let (source, source_desc) = source_store(args, &settings)?;
     if !is_v1(&source, &source_desc).await? {
         return Err(UsageError(format!(
             "{source_desc} holds no TypeScript Atlas 1.x repository (no _meta/dek.enc with \
@@ -620,14 +615,6 @@ pub(super) async fn migrate(
         .into());
     }
     let target_where = location(&settings);
-    if same_directory(source_dir, &settings) {
-        return Err(UsageError(
-            "the target repository is the v1 repository itself; configure a new, separate \
-             repository (ATLAS_REPOSITORY) to migrate into"
-                .into(),
-        )
-        .into());
-    }
     let v1 = V1Repository::open(source, &tenant, &core_passphrase(&settings.passphrase))
         .await
         .with_context(|| {
@@ -636,6 +623,8 @@ pub(super) async fn migrate(
                 sanitize(&tenant)
             )
         })?;
+    // A missing target bucket is created before anything looks into it.
+    super::key::prepare_s3_for_writing(&settings, false).await?;
     let target_store = open_store(&settings)?;
     if is_v1(&target_store, &target_where).await? {
         return Err(UsageError(format!(
@@ -644,7 +633,6 @@ pub(super) async fn migrate(
         ))
         .into());
     }
-    super::key::prepare_s3_for_writing(&settings, false).await?;
     let target = Repository::open_or_init(
         target_store,
         &settings.tenant_id,
@@ -686,6 +674,49 @@ pub(super) async fn migrate(
     } else {
         Exit::Partial
     })
+}
+
+/// The source of `atlas migrate`: a directory, or a bucket on the target's S3 server.
+/// Refuses a source that is the target itself (migrating in place would write a v2
+/// config into the v1 bucket).
+fn source_store(
+    args: &MigrateArgs,
+    settings: &RepositorySettings,
+) -> anyhow::Result<(Arc<dyn BlobStore>, String)> {
+    let same = UsageError(
+        "the target repository is the v1 repository itself; configure a new, separate \
+         repository (ATLAS_REPOSITORY or ATLAS_S3_BUCKET) to migrate into"
+            .into(),
+    );
+    if let Some(bucket) = &args.from_s3_bucket {
+        let StoreSettings::S3(target) = &settings.store else {
+            return Err(UsageError(
+                "--from-s3-bucket reads from the S3 server of the configured target; configure \
+                 ATLAS_S3_* for the target, or copy the bucket locally and use --from-dir"
+                    .into(),
+            )
+            .into());
+        };
+        if target.bucket == *bucket {
+            return Err(same.into());
+        }
+        let mut s3 = target.clone();
+        s3.bucket.clone_from(bucket);
+        let store: Arc<dyn BlobStore> = Arc::new(super::key::s3_store(&s3)?);
+        return Ok((store, format!("s3 bucket {bucket}")));
+    }
+    let dir = args
+        .from_dir
+        .as_ref()
+        .ok_or_else(|| UsageError("give --from-dir DIR or --from-s3-bucket BUCKET".into()))?;
+    let desc = dir.display().to_string();
+    if !dir.is_dir() {
+        return Err(UsageError(format!("--from-dir {desc} is not a directory")).into());
+    }
+    if same_directory(dir, settings) {
+        return Err(same.into());
+    }
+    Ok((Arc::new(LocalStore::new(dir.clone())), desc))
 }
 
 /// The human form of a migration report.

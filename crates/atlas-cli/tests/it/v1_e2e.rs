@@ -606,4 +606,34 @@ fn v1_bucket_on_s3_lists_and_verifies() {
     assert_eq!(report["messages"], 74);
     assert_eq!(report["attachments"], 27);
     assert_eq!(report["damage"], Value::Array(Vec::new()));
+
+    // Migrate bucket to bucket on the same server; the new one verifies.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .subsec_nanos();
+    let target = format!("atlas2-v1-test-{}-{nanos}", std::process::id());
+    let mut cmd = on_s3();
+    cmd.env("ATLAS_S3_BUCKET", &target);
+    let migrated = json(&Sandbox::run_ok(
+        cmd,
+        &[
+            "--json",
+            "migrate",
+            "--from-v1",
+            "--from-s3-bucket",
+            &bucket,
+        ],
+    ));
+    assert_eq!(migrated["converted"], 3, "{migrated}");
+    let mut cmd = on_s3();
+    cmd.env("ATLAS_S3_BUCKET", &target);
+    let verified = json(&Sandbox::run_ok(cmd, &["--json", "verify", "--read-data"]));
+    assert_eq!(verified["snapshots"], 3, "{verified}");
+    assert_eq!(verified["damage"], Value::Array(Vec::new()));
+    // The source bucket itself as the target is refused.
+    on_s3()
+        .args(["migrate", "--from-v1", "--from-s3-bucket", &bucket])
+        .assert()
+        .code(3);
 }
