@@ -239,6 +239,33 @@ fn v1_repository_lists_verifies_and_saves_what_expected_json_says() {
         );
     }
 
+    // Read one message of a v1 snapshot, by its Message-ID, with its attachment.
+    let exp = expected();
+    let first = &exp["mailboxes"][0]["snapshots"][0];
+    let message = first["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .find(|m| m["attachment_count"].as_u64() > Some(0))
+        .expect("a message with an attachment");
+    let read = json(&Sandbox::run_ok(
+        sandbox.on_v1(&bucket),
+        &[
+            "--json",
+            "read",
+            "-s",
+            first["snapshot_id"].as_str().expect("id"),
+            "--message",
+            message["internet_message_id"].as_str().expect("mid"),
+        ],
+    ));
+    assert_eq!(read["messageId"], message["graph_id"]);
+    assert_eq!(read["subject"], message["subject"]);
+    assert_eq!(
+        read["attachments"][0]["name"],
+        message["attachments"][0]["name"]
+    );
+
     // Verify checks the v1 objects themselves: every manifest, message and attachment.
     let output = Sandbox::run_ok(sandbox.on_v1(&bucket), &["--json", "verify"]);
     let report = json(&output);
