@@ -145,7 +145,8 @@ pub enum Command {
     /// Run the whole job against a built-in simulated tenant, with no configuration
     ///
     /// Starts a simulated Microsoft 365 tenant in-process, creates a temporary encrypted
-    /// repository, and runs backup → change → incremental backup → status → verify.
+    /// repository, and runs backup → change → incremental backup → status → verify →
+    /// restore → export.
     Demo(DemoArgs),
 
     /// The built-in Microsoft Graph simulator
