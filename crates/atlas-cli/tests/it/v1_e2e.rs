@@ -181,6 +181,35 @@ impl Sandbox {
     }
 }
 
+/// Read one message of a v1 snapshot, by its Message-ID, with its attachment.
+fn read_a_message_by_message_id(sandbox: &Sandbox, bucket: &Path) {
+    let exp = expected();
+    let first = &exp["mailboxes"][0]["snapshots"][0];
+    let message = first["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .find(|m| m["attachment_count"].as_u64() > Some(0))
+        .expect("a message with an attachment");
+    let read = json(&Sandbox::run_ok(
+        sandbox.on_v1(bucket),
+        &[
+            "--json",
+            "read",
+            "-s",
+            first["snapshot_id"].as_str().expect("id"),
+            "--message",
+            message["internet_message_id"].as_str().expect("mid"),
+        ],
+    ));
+    assert_eq!(read["messageId"], message["graph_id"]);
+    assert_eq!(read["subject"], message["subject"]);
+    assert_eq!(
+        read["attachments"][0]["name"],
+        message["attachments"][0]["name"]
+    );
+}
+
 #[test]
 fn v1_repository_lists_verifies_and_saves_what_expected_json_says() {
     let sandbox = Sandbox::new();
@@ -239,32 +268,7 @@ fn v1_repository_lists_verifies_and_saves_what_expected_json_says() {
         );
     }
 
-    // Read one message of a v1 snapshot, by its Message-ID, with its attachment.
-    let exp = expected();
-    let first = &exp["mailboxes"][0]["snapshots"][0];
-    let message = first["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .find(|m| m["attachment_count"].as_u64() > Some(0))
-        .expect("a message with an attachment");
-    let read = json(&Sandbox::run_ok(
-        sandbox.on_v1(&bucket),
-        &[
-            "--json",
-            "read",
-            "-s",
-            first["snapshot_id"].as_str().expect("id"),
-            "--message",
-            message["internet_message_id"].as_str().expect("mid"),
-        ],
-    ));
-    assert_eq!(read["messageId"], message["graph_id"]);
-    assert_eq!(read["subject"], message["subject"]);
-    assert_eq!(
-        read["attachments"][0]["name"],
-        message["attachments"][0]["name"]
-    );
+    read_a_message_by_message_id(&sandbox, &bucket);
 
     // Verify checks the v1 objects themselves: every manifest, message and attachment.
     let output = Sandbox::run_ok(sandbox.on_v1(&bucket), &["--json", "verify"]);
@@ -546,39 +550,25 @@ fn objects(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Over a real S3 server (moto, `scripts/s3-server.sh`): the fixture objects uploaded into
-/// a bucket named as Atlas 1.x named it (`atlas-<tenant>`) are listed and verified through
-/// `ATLAS_S3_*` with no other setting.
-#[test]
-fn v1_bucket_on_s3_lists_and_verifies() {
+/// Put every fixture object into `bucket` (created if missing) on the S3 server.
+fn upload_fixture(endpoint: &str, bucket: &str) {
     use atlas_core::ports::{BlobStore as _, PutOptions, StoreKey};
     use atlas_store::S3Store;
     use atlas_store::s3::{Credentials, S3Config};
 
-    let endpoint = match std::env::var("ATLAS_TEST_S3_ENDPOINT") {
-        Ok(e) if !e.is_empty() => e,
-        _ => {
-            let _ = std::io::Write::write_all(
-                &mut std::io::stderr(),
-                b"SKIPPED: no S3 test server (run scripts/s3-server.sh)\n",
-            );
-            return;
-        }
-    };
-    let bucket = format!("atlas-{V1_TENANT}");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
         let mut config = S3Config::shared_bucket(
-            &bucket,
+            bucket,
             "tenant",
             "us-east-1",
             Credentials::new("test-access", "test-secret"),
         )
         .expect("config")
-        .endpoint(&endpoint)
+        .endpoint(endpoint)
         .path_style(true);
         config.key_prefix = String::new();
         let store = S3Store::new(config).expect("store");
@@ -594,6 +584,25 @@ fn v1_bucket_on_s3_lists_and_verifies() {
                 .expect("upload");
         }
     });
+}
+
+/// Over a real S3 server (moto, `scripts/s3-server.sh`): the fixture objects uploaded into
+/// a bucket named as Atlas 1.x named it (`atlas-<tenant>`) are listed and verified through
+/// `ATLAS_S3_*` with no other setting.
+#[test]
+fn v1_bucket_on_s3_lists_and_verifies() {
+    let endpoint = match std::env::var("ATLAS_TEST_S3_ENDPOINT") {
+        Ok(e) if !e.is_empty() => e,
+        _ => {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"SKIPPED: no S3 test server (run scripts/s3-server.sh)\n",
+            );
+            return;
+        }
+    };
+    let bucket = format!("atlas-{V1_TENANT}");
+    upload_fixture(&endpoint, &bucket);
     let sandbox = Sandbox::new();
     let on_s3 = || {
         let mut cmd = sandbox.bare();
