@@ -177,7 +177,18 @@ impl Tenant {
         let c: RequestCounters = self.sim.counters().await?;
         let token = c.kind("token").requests;
         row.graph_requests = Some(c.total_requests().saturating_sub(token));
-        row.throttled = Some(c.by_kind.values().map(|k| k.throttled).sum());
+        let throttled = c.by_kind.values().map(|k| k.throttled).sum();
+        row.throttled = Some(throttled);
+        row.by_kind = c
+            .by_kind
+            .iter()
+            .filter(|(k, _)| k.as_str() != "token")
+            .map(|(k, v)| format!("{k}={}", v.requests))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if throttled > 0 {
+            row.note = format!("{throttled} requests throttled (429/503); {}", row.note);
+        }
         row.client_requests = Some(self.client.stats().requests.saturating_sub(before.requests));
         Ok(())
     }

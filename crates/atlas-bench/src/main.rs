@@ -31,6 +31,10 @@ enum Scenario {
     Repo,
     /// Full / incremental / unchanged backups, latency, large message (issue 4).
     Backup,
+    /// Peak RSS with 4 workers while 40 MB messages are in flight (issue 4).
+    Large,
+    /// Full backup of SPEC §9's tenant size, 20 × 300 (skipped by `all --quick`).
+    Spec,
     /// Verify and save eml-zip (issue 5).
     Browse,
     /// Restore one mailbox (issue 6).
@@ -86,10 +90,12 @@ fn sizes(a: &Args) -> Sizes {
 }
 
 /// The scenarios selected, in run order (`all` expanded, duplicates dropped).
-fn expand(list: &[Scenario]) -> Vec<Scenario> {
-    const ORDER: [Scenario; 5] = [
+fn expand(list: &[Scenario], quick: bool) -> Vec<Scenario> {
+    const ORDER: [Scenario; 7] = [
         Scenario::Repo,
         Scenario::Backup,
+        Scenario::Large,
+        Scenario::Spec,
         Scenario::Browse,
         Scenario::Restore,
         Scenario::S3,
@@ -97,7 +103,7 @@ fn expand(list: &[Scenario]) -> Vec<Scenario> {
     let all = list.contains(&Scenario::All);
     ORDER
         .into_iter()
-        .filter(|s| all || list.contains(s))
+        .filter(|s| list.contains(s) || (all && !(quick && *s == Scenario::Spec)))
         .collect()
 }
 
@@ -105,6 +111,8 @@ fn name(s: Scenario) -> &'static str {
     match s {
         Scenario::Repo => "repo",
         Scenario::Backup => "backup",
+        Scenario::Large => "large",
+        Scenario::Spec => "spec",
         Scenario::Browse => "browse",
         Scenario::Restore => "restore",
         Scenario::S3 => "s3",
@@ -123,6 +131,8 @@ async fn run_one(s: Scenario, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), 
             Ok(())
         }
         Scenario::Backup => scenarios::backup::run(sizes, &mut ctx, rows).await,
+        Scenario::Large => scenarios::backup::large(sizes, rows).await,
+        Scenario::Spec => scenarios::backup::spec(rows).await,
         Scenario::Browse => scenarios::browse::run(sizes, &mut ctx, rows).await,
         Scenario::Restore => scenarios::restore::run(sizes, &mut ctx, rows).await,
         Scenario::S3 => scenarios::s3::run(sizes, &mut ctx, rows).await,
@@ -169,7 +179,7 @@ fn run_child(s: Scenario, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), Benc
 }
 
 fn run(list: &[Scenario], sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), BenchError> {
-    let selected = expand(list);
+    let selected = expand(list, !sizes.spec_tenant);
     if let [one] = selected.as_slice() {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

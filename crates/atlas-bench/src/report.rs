@@ -39,6 +39,9 @@ pub struct Row {
     pub objects_written: Option<u64>,
     /// Store requests (puts, gets, heads, lists, deletes).
     pub store_requests: Option<u64>,
+    /// Graph requests by endpoint kind, as the simulator counted them (`kind=n, …`).
+    #[serde(default)]
+    pub by_kind: String,
     /// Anything else worth a line (what limited the figure, what was skipped).
     pub note: String,
 }

@@ -41,6 +41,22 @@ async fn save(r: &BenchRepo, upn: &str, step: String) -> Result<Row, BenchError>
 
 /// Runs the verify/save scenario.
 pub async fn run(sizes: &Sizes, ctx: &mut Ctx, rows: &mut Vec<Row>) -> Result<(), BenchError> {
+    ctx.base(sizes, rows).await?;
+    // A mailbox four times the size, for a second save whose peak RSS should stay flat.
+    // Both setup backups come before any measured step, so both saves start from the same
+    // resident floor.
+    let n = sizes.messages * 4;
+    let mut cfg = sim_config(1, n);
+    cfg.seed = 13;
+    let big = Tenant::start(&cfg).await?;
+    let rb = BenchRepo::local(&big.id).await?;
+    let setup = big.backup(&rb, "browse", "setup backup").await?;
+    let upn = big
+        .mailboxes
+        .first()
+        .ok_or_else(|| BenchError::Incomplete("tenant has no mailbox".into()))?
+        .address
+        .clone();
     let (t, r) = ctx.base(sizes, rows).await?;
     let _ = r.store.take();
     let meter = Meter::start(None)?;
@@ -83,19 +99,6 @@ pub async fn run(sizes: &Sizes, ctx: &mut Ctx, rows: &mut Vec<Row>) -> Result<()
         .await?,
     );
 
-    // The same export of one mailbox four times the size: peak RSS should stay flat.
-    let n = sizes.messages * 4;
-    let mut cfg = sim_config(1, n);
-    cfg.seed = 13;
-    let big = Tenant::start(&cfg).await?;
-    let rb = BenchRepo::local(&big.id).await?;
-    let setup = big.backup(&rb, "browse", "setup backup").await?;
-    let upn = big
-        .mailboxes
-        .first()
-        .ok_or_else(|| BenchError::Incomplete("tenant has no mailbox".into()))?
-        .address
-        .clone();
     let mut row = save(&rb, &upn, format!("save eml-zip, {n}-msg mailbox")).await?;
     row.note = format!(
         "compare peak RSS with the {}-msg save; ({} msgs backed up first)",

@@ -25,7 +25,7 @@ pub struct Sizes {
     pub latency_ms: u64,
     /// Size of the large attachment, bytes.
     pub large_bytes: usize,
-    /// Also run SPEC §9's exact tenant size (20 × 300).
+    /// Full sizes (not `--quick`): `all` includes the `spec` scenario.
     pub spec_tenant: bool,
 }
 

@@ -45,10 +45,12 @@ async fn restore_into(
     row.store_requests = Some(r.store.take().requests());
     t.fill_graph(&mut row, before).await?;
     row.note = format!(
-        "{} created, {} attachments ({:.1} MB) uploaded",
+        "{}{} created, {} attachments ({:.1} MiB) uploaded; by kind: {}",
+        row.note,
         s.created,
         s.attachments,
-        crate::harness::mib(s.attachment_bytes)
+        crate::harness::mib(s.attachment_bytes),
+        row.by_kind
     );
     Ok(row)
 }
