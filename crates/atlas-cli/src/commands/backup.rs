@@ -223,6 +223,7 @@ pub async fn backup(
         downloads_in_flight: 4,
         lease_owner: lease_owner(),
         tool: format!("atlas {}", env!("CARGO_PKG_VERSION")),
+        retention: wanted,
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let outcomes: Vec<MailboxOutcome> = backup_mailboxes(

@@ -338,8 +338,8 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
     // Restore the changed mailbox into another one, as received mail.
     let other = mailboxes
         .iter()
-        .find(|m| m.address != user.address && m.kind == MailboxKind::Licensed)
-        .context("the demo tenant needs a second licensed mailbox")?
+        .find(|m| m.address != user.address)
+        .context("the demo tenant needs a second mailbox")?
         .clone();
     let selector = SnapshotSelector::Latest {
         mailbox: MailboxId::new(&user.address),

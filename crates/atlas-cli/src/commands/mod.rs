@@ -25,8 +25,16 @@ pub async fn run(mut cli: Cli, output: Output) -> anyhow::Result<Exit> {
     // `-s <Atlas 1.x snapshot id>` on a v1 repository names its converted snapshot.
     v1::map_snapshot_args(&cli.global, &mut cli.command).await?;
     match &cli.command {
-        Command::Init(args) => key::init(&cli.global, args, output).await,
-        Command::Key(KeyCommand::Passwd(args)) => key::passwd(&cli.global, args, output).await,
+        // A TypeScript Atlas 1.x repository is only ever read (or migrated): `init` would
+        // add a v2 config into it and `key passwd` would rewrite its key.
+        Command::Init(args) => {
+            v1::refuse_writes(&cli.global).await?;
+            key::init(&cli.global, args, output).await
+        }
+        Command::Key(KeyCommand::Passwd(args)) => {
+            v1::refuse_writes(&cli.global).await?;
+            key::passwd(&cli.global, args, output).await
+        }
         Command::Mailboxes(args) => backup::mailboxes(&cli.global, args, output).await,
         Command::Backup(args) => backup::backup(&cli.global, args, output).await,
         Command::Status(args) => backup::status(&cli.global, args, output).await,

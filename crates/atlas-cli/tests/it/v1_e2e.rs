@@ -309,6 +309,13 @@ fn v1_repository_lists_verifies_and_saves_what_expected_json_says() {
         .expect("runs");
     assert_eq!(output.status.code(), Some(3), "{}", output_text(&output));
     assert!(output_text(&output).contains("migrate --from-v1"));
+    // `init` would add a v2 config into the bucket: refused too.
+    let output = sandbox
+        .on_v1(&bucket)
+        .args(["init"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(3), "{}", output_text(&output));
     assert_eq!(snapshot_tree(&bucket), before, "the v1 repository changed");
 }
 

@@ -23,7 +23,7 @@ use super::pack::{self, PackId};
 use super::{BlobKind, FolderItems, RepoSettings, Repository, snapshot_key, store_key};
 use crate::error::{Error, Result};
 use crate::model::{ContentId, MailboxId, MessageMeta, SnapshotId, SnapshotRecord};
-use crate::ports::{Clock, PutOptions, StoreError};
+use crate::ports::{Clock, PutOptions, Retention, StoreError};
 
 /// Counters of one session, for progress and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,6 +60,10 @@ pub struct BackupSession {
     unindexed: Vec<IndexEntry>,
     unindexed_ids: HashMap<ContentId, Location>,
     stats: SessionStats,
+    /// Object Lock retention for everything this session writes (packs, index files, the
+    /// snapshot record), so new data is protected from the moment it lands — not only once
+    /// `retention::apply` walks the committed snapshot (which still extends reused data).
+    retention: Option<Retention>,
 }
 
 impl BackupSession {
@@ -83,6 +87,7 @@ impl BackupSession {
             unindexed: Vec::new(),
             unindexed_ids: HashMap::new(),
             stats: SessionStats::default(),
+            retention: None,
         };
         // Everything after the lease must release it on failure, or the mailbox stays
         // blocked until expiry.
@@ -117,6 +122,19 @@ impl BackupSession {
         {
             Ok(()) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Write everything from now on under this Object Lock retention (S3 stores; others
+    /// refuse puts with retention, so only set it when the store enforces locks).
+    pub fn set_retention(&mut self, retention: Retention) {
+        self.retention = Some(retention);
+    }
+
+    fn put_options(&self) -> PutOptions {
+        PutOptions {
+            retention: self.retention,
+            ..PutOptions::CREATE
         }
     }
 
@@ -292,7 +310,7 @@ impl BackupSession {
             .put(
                 &store_key(&pack_id.store_key())?,
                 Bytes::from(bytes),
-                PutOptions::CREATE,
+                self.put_options(),
             )
             .await?;
         self.stats.packs_written += 1;
@@ -330,7 +348,7 @@ impl BackupSession {
             .map_err(|e| Error::task(&e))?;
             self.repo
                 .store()
-                .put(&store_key(&key)?, Bytes::from(sealed), PutOptions::CREATE)
+                .put(&store_key(&key)?, Bytes::from(sealed), self.put_options())
                 .await?;
             self.stats.index_files_written += 1;
             self.repo.index_merge(key, &self.unindexed);
@@ -387,7 +405,7 @@ impl BackupSession {
         let sealed = self.repo.seal_json(ObjectType::Snapshot, &key, &record)?;
         self.repo
             .store()
-            .put(&store_key(&key)?, sealed, PutOptions::CREATE)
+            .put(&store_key(&key)?, sealed, self.put_options())
             .await?;
         lease::release(&self.repo, &self.mailbox, &self.lease).await?;
         Ok(id)

@@ -93,6 +93,9 @@ pub struct BackupOptions {
     pub lease_owner: String,
     /// Tool name and version recorded in the snapshot.
     pub tool: String,
+    /// Object Lock retention for everything the run writes (S3 with Object Lock only); data
+    /// reused from older snapshots is extended afterwards by `repo::retention::apply`.
+    pub retention: Option<crate::ports::Retention>,
 }
 
 impl Default for BackupOptions {
@@ -105,6 +108,7 @@ impl Default for BackupOptions {
             downloads_in_flight: 4,
             lease_owner: "atlas".into(),
             tool: "atlas".into(),
+            retention: None,
         }
     }
 }
@@ -715,6 +719,9 @@ pub async fn backup_mailbox(
     let mut session = repo
         .begin_backup(&mailbox_id, &opts.lease_owner, Arc::clone(&clock))
         .await?;
+    if let Some(r) = opts.retention {
+        session.set_retention(r);
+    }
     let result = run_session(
         repo,
         &mut session,
