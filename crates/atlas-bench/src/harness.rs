@@ -189,7 +189,19 @@ impl Tenant {
         if throttled > 0 {
             row.note = format!("{throttled} requests throttled (429/503); {}", row.note);
         }
-        row.client_requests = Some(self.client.stats().requests.saturating_sub(before.requests));
+        let now = self.client.stats();
+        row.client_requests = Some(now.requests.saturating_sub(before.requests));
+        let waits = now.throttle_waits.saturating_sub(before.throttle_waits);
+        let wait_ms = now.throttle_wait_ms.saturating_sub(before.throttle_wait_ms);
+        #[allow(clippy::cast_precision_loss)]
+        let wait_s = wait_ms as f64 / 1000.0;
+        row.client_wait_s = Some(wait_s);
+        if waits > 0 {
+            row.note = format!(
+                "client limiter waited {waits} times, {wait_s:.1} s in all; {}",
+                row.note
+            );
+        }
         Ok(())
     }
 

@@ -29,6 +29,9 @@ pub struct Row {
     pub graph_requests: Option<u64>,
     /// Graph HTTP requests the client sent (its own count, retries and tokens included).
     pub client_requests: Option<u64>,
+    /// Seconds the Graph client spent waiting for its own per-mailbox limiter (budget,
+    /// concurrency, Retry-After pauses).
+    pub client_wait_s: Option<f64>,
     /// Graph requests answered 429/503.
     pub throttled: Option<u64>,
     /// Folders visited (for "requests per folder" of an unchanged incremental).
