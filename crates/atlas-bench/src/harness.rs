@@ -191,14 +191,14 @@ impl Tenant {
         }
         let now = self.client.stats();
         row.client_requests = Some(now.requests.saturating_sub(before.requests));
-        let waits = now.throttle_waits.saturating_sub(before.throttle_waits);
+        let wait_count = now.throttle_waits.saturating_sub(before.throttle_waits);
         let wait_ms = now.throttle_wait_ms.saturating_sub(before.throttle_wait_ms);
         #[allow(clippy::cast_precision_loss)]
         let wait_s = wait_ms as f64 / 1000.0;
         row.client_wait_s = Some(wait_s);
-        if waits > 0 {
+        if wait_count > 0 {
             row.note = format!(
-                "client limiter waited {waits} times, {wait_s:.1} s in all; {}",
+                "client limiter waited {wait_count} times, {wait_s:.1} s in all; {}",
                 row.note
             );
         }
