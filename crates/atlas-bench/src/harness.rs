@@ -192,9 +192,9 @@ impl Tenant {
         let now = self.client.stats();
         row.client_requests = Some(now.requests.saturating_sub(before.requests));
         let wait_count = now.throttle_waits.saturating_sub(before.throttle_waits);
-        let wait_ms = now.throttle_wait_ms.saturating_sub(before.throttle_wait_ms);
+        let waited_ms = now.throttle_wait_ms.saturating_sub(before.throttle_wait_ms);
         #[allow(clippy::cast_precision_loss)]
-        let wait_s = wait_ms as f64 / 1000.0;
+        let wait_s = waited_ms as f64 / 1000.0;
         row.client_wait_s = Some(wait_s);
         if wait_count > 0 {
             row.note = format!(
