@@ -29,7 +29,7 @@ use crate::scenarios::{Ctx, Sizes};
 enum Scenario {
     /// Repository write and verify (issue 2).
     Repo,
-    /// Full / incremental / unchanged backups, latency, large message (issue 4).
+    /// Full / incremental / unchanged backups, without and with latency (issue 4).
     Backup,
     /// Peak RSS with 4 workers while 40 MB messages are in flight (issue 4).
     Large,
@@ -55,7 +55,7 @@ struct Args {
     /// Scenarios to run (several allowed)
     #[arg(value_enum, required = true)]
     scenarios: Vec<Scenario>,
-    /// Small sizes: the whole `all` run takes a minute or two on 2 cores
+    /// Small sizes: the whole `all` run takes under a minute on 2 cores
     #[arg(long)]
     quick: bool,
     /// Print the report as JSON instead of a table
