@@ -42,6 +42,30 @@
 //!   becomes current and the old one stays, still retained, until its date passes.
 //! - A permission failure is [`StoreError::AccessDenied`], never `Retained`: `Retained`
 //!   is reported only when the store confirms a retention date still in the future.
+//!
+//! # Server-side copy
+//!
+//! Copying between two stores normally reads every object out of one and writes it into
+//! the other. When both live on the same server and the same credentials reach both
+//! (two S3 buckets on one endpoint), the server can copy without the bytes crossing the
+//! client's network. Two more *provided* methods expose that; the defaults say "not
+//! possible here", so a backend needs no code for them and callers always keep their
+//! read-and-write path as the fallback:
+//!
+//! - [`BlobStore::copy_source`] describes where this store's objects live, so another
+//!   store can decide whether it can copy from it; `None` (default) means "never".
+//! - [`BlobStore::copy_from`] copies one object from such a source. `Ok(false)` means
+//!   "not possible here" (another endpoint or account, an object too large for one copy,
+//!   a server without copy support) and that *nothing was written*: the caller falls
+//!   back to `get` + `put`. `Ok(true)` means the object now exists under `key` with the
+//!   source's exact bytes, durably, like a successful `put`.
+//! - `copy_from` honours [`PutOptions`] like `put`: retention is applied to the copy or
+//!   the copy fails (never silently unlocked), and `PutMode::Create` fails with
+//!   [`StoreError::AlreadyExists`] when `key` exists. Servers do not all honour a
+//!   conditional copy, so a backend may check for the key just before copying instead:
+//!   `Create` through `copy_from` is a check, not the race arbiter `put` is — leases and
+//!   key creation keep using `put`.
+//! - A missing source object is [`StoreError::NotFound`] (naming the source key).
 
 use std::fmt::Debug;
 use std::ops::Range;
@@ -146,6 +170,24 @@ pub struct LockStatus {
     pub object_lock: bool,
     /// The default retention applied to new objects, if any.
     pub default_retention: Option<DefaultRetention>,
+}
+
+/// Where a store's objects live, as far as a server-side copy needs to know (see
+/// [`BlobStore::copy_source`]). Carries no secret: `account` identifies the credentials
+/// (an S3 access key id) only so two stores can tell whether the same credentials reach
+/// both — a server-side copy is signed by the target's credentials and must be allowed
+/// to read the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySource {
+    /// The server, normalised (`https://host[:port]`), so two handles on the same server
+    /// compare equal.
+    pub endpoint: String,
+    /// Bucket (or equivalent container) on that server.
+    pub bucket: String,
+    /// Prefix the store puts before every key (empty, or `/`-terminated).
+    pub key_prefix: String,
+    /// Opaque identity of the credentials in use (never a secret).
+    pub account: String,
 }
 
 /// Options for [`BlobStore::put`].
@@ -323,5 +365,30 @@ pub trait BlobStore: Send + Sync + Debug {
     /// Default: `Ok(None)`.
     async fn lock_status(&self) -> Result<Option<LockStatus>, StoreError> {
         Ok(None)
+    }
+
+    /// Where this store's objects live, for a server-side copy out of it by another store
+    /// ([`BlobStore::copy_from`]); `None` if no other store can copy from it server-side.
+    ///
+    /// Default: `None`.
+    fn copy_source(&self) -> Option<CopySource> {
+        None
+    }
+
+    /// Copy the object `source_key` of the store described by `source` to `key` in this
+    /// store without the bytes passing through this process (see the module docs).
+    /// `Ok(true)`: copied, exactly, honouring `opts`. `Ok(false)`: not possible here,
+    /// nothing was written; fall back to `get` + `put`.
+    ///
+    /// Default: `Ok(false)`.
+    async fn copy_from(
+        &self,
+        source: &CopySource,
+        source_key: &StoreKey,
+        key: &StoreKey,
+        opts: PutOptions,
+    ) -> Result<bool, StoreError> {
+        let _ = (source, source_key, key, opts);
+        Ok(false)
     }
 }

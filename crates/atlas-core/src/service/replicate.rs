@@ -17,7 +17,12 @@
 //! - **Nothing is decrypted to be copied**: objects are copied byte for byte. What was
 //!   copied is verified on the target through a [`Repository`] opened there: each pack's
 //!   table is authenticated, each index file and the snapshot record are opened, and
-//!   other records are compared with the bytes read back.
+//!   other records are compared with the source's bytes.
+//! - **Server-side copy** when the target can copy from the source itself
+//!   ([`BlobStore::copy_from`], e.g. two buckets on one S3 endpoint with one access key):
+//!   the bytes then never pass through this process. Where it cannot (`Ok(false)`), the
+//!   object is read from the source and written to the target. Either way the same
+//!   verification follows, and the summary counts server-side copies apart.
 //! - **Idempotent**: objects are immutable and content-named, so one already present on
 //!   the target with the same size is skipped.
 //! - **Same key only**: a target whose wrapped key does not open with the passphrase to the
@@ -39,6 +44,7 @@ use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
 use crate::model::{MailboxId, SnapshotId};
+use crate::ports::blob_store::CopySource;
 use crate::ports::{BlobStore, Clock, PutOptions, StoreError, StoreKey};
 use crate::repo::{CONFIG_KEY, KEY_BLOB_KEY, PackId, Passphrase, Repository};
 
@@ -127,8 +133,11 @@ pub struct SnapshotCopy {
     pub started: DateTime<Utc>,
     /// Objects it needs (key and config excluded).
     pub objects: usize,
-    /// Objects copied by this run.
+    /// Objects copied by this run (server-side copies included).
     pub copied: usize,
+    /// Of `copied`, objects the target's server copied from the source itself, without
+    /// the bytes passing through Atlas.
+    pub copied_server_side: usize,
     /// Objects already on the target with the same size.
     pub skipped: usize,
     /// Bytes copied by this run.
@@ -153,6 +162,11 @@ impl CopySummary {
     /// Objects copied in total.
     pub fn copied(&self) -> usize {
         self.snapshots.iter().map(|s| s.copied).sum()
+    }
+
+    /// Objects copied server-side in total (a subset of [`CopySummary::copied`]).
+    pub fn copied_server_side(&self) -> usize {
+        self.snapshots.iter().map(|s| s.copied_server_side).sum()
     }
 
     /// Objects skipped in total.
@@ -247,6 +261,7 @@ pub async fn copy_snapshots(
         target: target_repo,
         target_store: target,
         parallel: opts.parallel.clamp(1, MAX_PARALLEL),
+        copy_source: source.store().copy_source(),
         source_sizes: HashMap::new(),
         target_sizes: HashMap::new(),
         index_packs: HashMap::new(),
@@ -434,6 +449,8 @@ struct Copier {
     target: Repository,
     target_store: Arc<dyn BlobStore>,
     parallel: usize,
+    /// Where the source's objects live, if the target may copy them server-side.
+    copy_source: Option<CopySource>,
     source_sizes: HashMap<String, u64>,
     target_sizes: HashMap<String, u64>,
     /// Packs each index file points at (read once per run).
@@ -483,6 +500,7 @@ impl Copier {
             started: snap.record.started,
             objects,
             copied: 0,
+            copied_server_side: 0,
             skipped: 0,
             bytes_copied: 0,
         };
@@ -522,7 +540,7 @@ impl Copier {
         check: Check,
         out: &mut SnapshotCopy,
     ) -> Result<()> {
-        let mut pending = Vec::new();
+        let mut pending: Vec<(String, u64)> = Vec::new();
         for k in keys {
             let size = match self.source_sizes.get(&k) {
                 Some(s) => Some(*s),
@@ -534,64 +552,115 @@ impl Copier {
             if self.target_sizes.get(&k) == Some(&size) {
                 out.skipped += 1;
             } else {
-                pending.push(k);
+                pending.push((k, size));
             }
         }
         let mut pending = pending.into_iter();
-        let mut tasks: JoinSet<Result<(String, u64)>> = JoinSet::new();
+        let mut tasks: JoinSet<Result<Copied>> = JoinSet::new();
         loop {
             while tasks.len() < self.parallel {
-                let Some(k) = pending.next() else { break };
-                let (source, target, store) = (
-                    self.source.clone(),
-                    self.target.clone(),
-                    Arc::clone(&self.target_store),
-                );
-                tasks.spawn(async move { copy_object(&source, &target, &store, k, check).await });
+                let Some((k, size)) = pending.next() else {
+                    break;
+                };
+                let job = CopyJob {
+                    source: self.source.clone(),
+                    target: self.target.clone(),
+                    target_store: Arc::clone(&self.target_store),
+                    copy_source: self.copy_source.clone(),
+                    name: k,
+                    size,
+                    check,
+                };
+                tasks.spawn(job.run());
             }
             let Some(joined) = tasks.join_next().await else {
                 break;
             };
-            let (k, size) = joined.map_err(|e| Error::task(&e))??;
+            let done = joined.map_err(|e| Error::task(&e))??;
             out.copied += 1;
-            out.bytes_copied += size;
-            self.target_sizes.insert(k, size);
+            if done.server_side {
+                out.copied_server_side += 1;
+            }
+            out.bytes_copied += done.size;
+            self.target_sizes.insert(done.name, done.size);
         }
         Ok(())
     }
 }
 
-/// Copy one object byte for byte and check it on the target.
-async fn copy_object(
-    source: &Repository,
-    target: &Repository,
-    target_store: &Arc<dyn BlobStore>,
+/// One copied object.
+struct Copied {
     name: String,
+    size: u64,
+    /// The target's server copied it from the source.
+    server_side: bool,
+}
+
+/// One object to copy and check, owned so it can run as its own task.
+struct CopyJob {
+    source: Repository,
+    target: Repository,
+    target_store: Arc<dyn BlobStore>,
+    copy_source: Option<CopySource>,
+    name: String,
+    /// Size on the source, as listed.
+    size: u64,
     check: Check,
-) -> Result<(String, u64)> {
-    let bytes = source.get_required(&name).await?;
-    let size = bytes.len() as u64;
-    target_store
-        .put(&key(&name)?, bytes.clone(), PutOptions::OVERWRITE)
-        .await?;
-    match check {
-        Check::Pack => {
-            let pack = PackId::from_store_key(&name)
-                .ok_or_else(|| Error::corrupt(&name, "not a pack key"))?;
-            target.pack_table(pack).await?;
-        }
-        Check::Index => {
-            target.read_index_file(&name).await?;
-        }
-        Check::Bytes => {
-            let back = target.get_required(&name).await?;
-            if back != bytes {
-                return Err(Error::corrupt(
-                    &name,
-                    format!("differs on {} after copying it", target_store.describe()),
-                ));
+}
+
+impl CopyJob {
+    /// Copy the object byte for byte — server-side when the target can, else read and
+    /// write — and check it on the target.
+    async fn run(self) -> Result<Copied> {
+        let store_key = key(&self.name)?;
+        let server_side = match &self.copy_source {
+            Some(src) => {
+                self.target_store
+                    .copy_from(src, &store_key, &store_key, PutOptions::OVERWRITE)
+                    .await?
+            }
+            None => false,
+        };
+        // The source's bytes, when this process has them or needs them to compare.
+        let (size, bytes) = if server_side {
+            (self.size, None)
+        } else {
+            let bytes = self.source.get_required(&self.name).await?;
+            self.target_store
+                .put(&store_key, bytes.clone(), PutOptions::OVERWRITE)
+                .await?;
+            (bytes.len() as u64, Some(bytes))
+        };
+        match self.check {
+            Check::Pack => {
+                let pack = PackId::from_store_key(&self.name)
+                    .ok_or_else(|| Error::corrupt(&self.name, "not a pack key"))?;
+                self.target.pack_table(pack).await?;
+            }
+            Check::Index => {
+                self.target.read_index_file(&self.name).await?;
+            }
+            Check::Bytes => {
+                let expected = match bytes {
+                    Some(b) => b,
+                    None => self.source.get_required(&self.name).await?,
+                };
+                let back = self.target.get_required(&self.name).await?;
+                if back != expected {
+                    return Err(Error::corrupt(
+                        &self.name,
+                        format!(
+                            "differs on {} after copying it",
+                            self.target_store.describe()
+                        ),
+                    ));
+                }
             }
         }
+        Ok(Copied {
+            name: self.name,
+            size,
+            server_side,
+        })
     }
-    Ok((name, size))
 }

@@ -324,6 +324,125 @@ async fn a_bucket_without_lock_says_so() {
     assert!(!again.created);
 }
 
+/// Two buckets on one moto server, one access key: `copy_from` copies server-side, byte
+/// for byte, and keeps `Create` and retention semantics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_side_copy_between_buckets_on_one_server() {
+    let Some(source) = moto_store(false).await else {
+        return;
+    };
+    let Some(target) = moto_store(true).await else {
+        return;
+    };
+    let src = source
+        .copy_source()
+        .expect("an S3 store can be copied from");
+    assert_eq!(src.bucket, source.bucket());
+    assert_eq!(src.key_prefix, source.key_prefix());
+    assert_eq!(
+        src.account, "test-access",
+        "the access key id, not the secret"
+    );
+
+    let k = key("packs/ab/obj+1@x=y");
+    let data = Bytes::from((0..300_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    source
+        .put(&k, data.clone(), PutOptions::CREATE)
+        .await
+        .unwrap();
+
+    assert!(
+        target
+            .copy_from(&src, &k, &k, PutOptions::CREATE)
+            .await
+            .unwrap(),
+        "same endpoint and account: copied server-side"
+    );
+    assert_eq!(target.get(&k).await.unwrap(), data, "exact bytes");
+    assert_eq!(target.head(&k).await.unwrap().unwrap().size, 300_000);
+
+    // Create refuses to overwrite, and leaves the existing object as it was.
+    let other = key("other");
+    source
+        .put(&other, Bytes::from_static(b"different"), PutOptions::CREATE)
+        .await
+        .unwrap();
+    match target.copy_from(&src, &other, &k, PutOptions::CREATE).await {
+        Err(StoreError::AlreadyExists { key: existing }) => assert!(existing.contains("obj+1")),
+        r => panic!("Create over an existing key must be AlreadyExists, got {r:?}"),
+    }
+    assert_eq!(target.get(&k).await.unwrap(), data, "left untouched");
+
+    // Overwrite replaces it.
+    assert!(
+        target
+            .copy_from(&src, &other, &k, PutOptions::OVERWRITE)
+            .await
+            .unwrap()
+    );
+    assert_eq!(target.get(&k).await.unwrap().as_ref(), b"different");
+
+    // Retention is applied to the copy.
+    let until = days(2);
+    let locked = key("locked");
+    assert!(
+        target
+            .copy_from(&src, &k, &locked, retention(LockMode::Governance, until))
+            .await
+            .unwrap()
+    );
+    let kept = target
+        .retention(&locked)
+        .await
+        .unwrap()
+        .expect("retained copy");
+    assert_eq!(kept.mode, LockMode::Governance);
+    assert!(
+        kept.retain_until >= until - chrono::Duration::seconds(1),
+        "{kept:?}"
+    );
+
+    // A missing source object is NotFound, naming the source key.
+    match target
+        .copy_from(&src, &key("missing"), &key("m2"), PutOptions::OVERWRITE)
+        .await
+    {
+        Err(StoreError::NotFound { key: missing }) => assert!(missing.contains("missing")),
+        r => panic!("copy of a missing object must be NotFound, got {r:?}"),
+    }
+    assert_eq!(target.head(&key("m2")).await.unwrap(), None);
+}
+
+/// Another endpoint or another access key: no server-side copy, nothing sent, nothing
+/// written — the caller falls back to get + put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_side_copy_needs_the_same_endpoint_and_account() {
+    let Some(target) = moto_store(false).await else {
+        return;
+    };
+    let k = key("k");
+    let elsewhere = S3Store::new(config("http://127.0.0.1:9", "atlas-elsewhere")).unwrap();
+    let from_elsewhere = elsewhere.copy_source().unwrap();
+    assert!(
+        !target
+            .copy_from(&from_elsewhere, &k, &k, PutOptions::OVERWRITE)
+            .await
+            .unwrap(),
+        "another endpoint: fall back"
+    );
+    let mut other_account = target.copy_source().unwrap();
+    other_account.account = "another-access-key".into();
+    other_account.bucket = "atlas-some-other".into();
+    assert!(
+        !target
+            .copy_from(&other_account, &k, &k, PutOptions::OVERWRITE)
+            .await
+            .unwrap(),
+        "another access key: fall back"
+    );
+    assert_eq!(target.head(&k).await.unwrap(), None, "nothing was written");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_bucket_is_an_explained_error_not_an_empty_repository() {
     let Some(endpoint) = moto_endpoint() else {
@@ -487,6 +606,79 @@ fn s3_error(code: &str, message: &str) -> String {
 
 fn scripted_store(endpoint: &str) -> S3Store {
     S3Store::new(config(endpoint, "atlas-scripted")).unwrap()
+}
+
+/// What moto does not show: the copy source header is URL-encoded and signed, a `200 OK`
+/// whose body is an `<Error>` is a failure (S3 can fail a copy after answering 200), and
+/// a source above the single-copy limit falls back.
+#[tokio::test]
+async fn server_side_copy_on_the_wire() {
+    let (endpoint, seen) = scripted_server(Arc::new(|req: &Seen, _| {
+        let source = req.headers.get("x-amz-copy-source").cloned().unwrap_or_default();
+        if source.contains("big") {
+            (
+                400,
+                s3_error(
+                    "InvalidRequest",
+                    "The specified copy source is larger than the maximum allowable size for a copy source: 5368709120",
+                ),
+            )
+        } else if source.contains("flaky") {
+            (200, s3_error("InternalError", "We encountered an internal error."))
+        } else {
+            (200, "<CopyObjectResult><ETag>\"e\"</ETag></CopyObjectResult>".to_string())
+        }
+    }))
+    .await;
+    let store = scripted_store(&endpoint);
+    let mut src = store.copy_source().unwrap();
+    src.bucket = "atlas-source".into();
+    src.key_prefix = "t2/".into();
+
+    assert!(
+        store
+            .copy_from(&src, &key("a+b@c"), &key("d"), PutOptions::OVERWRITE)
+            .await
+            .unwrap()
+    );
+    {
+        let seen = seen.lock().unwrap();
+        let req = seen.last().unwrap();
+        assert_eq!(req.method, "PUT");
+        assert_eq!(req.target, "/atlas-scripted/tenant-1/d");
+        assert_eq!(
+            req.headers["x-amz-copy-source"],
+            "/atlas-source/t2/a%2Bb%40c"
+        );
+        assert!(
+            req.headers["authorization"].contains("x-amz-copy-source"),
+            "the copy source is signed: {}",
+            req.headers["authorization"]
+        );
+        assert!(req.body.is_empty(), "no object bytes are sent");
+    }
+
+    match store
+        .copy_from(&src, &key("flaky"), &key("d"), PutOptions::OVERWRITE)
+        .await
+    {
+        Err(e @ StoreError::Transient { .. }) => assert!(e.to_string().contains("InternalError")),
+        r => panic!("a 200 carrying an error must fail, got {r:?}"),
+    }
+
+    let before = seen.lock().unwrap().len();
+    assert!(
+        !store
+            .copy_from(&src, &key("big"), &key("d"), PutOptions::OVERWRITE)
+            .await
+            .unwrap(),
+        "above 5 GiB: fall back to get + put"
+    );
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        before + 1,
+        "one attempt, no retry"
+    );
 }
 
 #[tokio::test]
