@@ -384,6 +384,67 @@ fn replicate_to_s3_destroy_the_primary_rehydrate_from_s3() {
             .is_some_and(|t| t.contains(&bucket)),
         "{summary}"
     );
+    let server_side = |summary: &serde_json::Value| -> u64 {
+        summary["snapshots"]
+            .as_array()
+            .expect("snapshots")
+            .iter()
+            .map(|s| s["copiedServerSide"].as_u64().expect("copiedServerSide"))
+            .sum()
+    };
+    assert_eq!(
+        server_side(&summary),
+        0,
+        "a local primary cannot be copied server-side: {summary}"
+    );
+
+    // From the S3 replica to a second bucket on the same server with the same access key:
+    // the server copies the objects itself.
+    let second = format!("atlas-repl-{:016x}", rand::random::<u64>());
+    sandbox.write(
+        "replica-s3-2.json",
+        &serde_json::json!({
+            "s3_endpoint": endpoint,
+            "s3_access_key": "test-access",
+            "s3_secret_key": "test-secret",
+            "s3_bucket": second,
+            "s3_force_path_style": true,
+        })
+        .to_string(),
+    );
+    let mut from_s3 = atlas(&sandbox, &sim, &primary);
+    from_s3
+        .env_remove("ATLAS_REPOSITORY")
+        .env("ATLAS_S3_ENDPOINT", &endpoint)
+        .env("ATLAS_S3_ACCESS_KEY", "test-access")
+        .env("ATLAS_S3_SECRET_KEY", "test-secret")
+        .env("ATLAS_S3_BUCKET", &bucket)
+        .env("ATLAS_S3_FORCE_PATH_STYLE", "true");
+    let second_config = sandbox.cwd().join("replica-s3-2.json");
+    let out = run(
+        from_s3,
+        &[
+            "--json",
+            "replicate",
+            "--all",
+            "--target-config",
+            second_config.to_str().expect("utf-8"),
+        ],
+    );
+    assert_code(&out, 0);
+    let chained = json(&out);
+    let copied: u64 = chained["snapshots"]
+        .as_array()
+        .expect("snapshots")
+        .iter()
+        .map(|s| s["copied"].as_u64().expect("copied"))
+        .sum();
+    assert!(copied > 0, "{chained}");
+    assert_eq!(
+        server_side(&chained),
+        copied,
+        "bucket to bucket on one endpoint: every object copied server-side: {chained}"
+    );
     let out = run(
         atlas(&sandbox, &sim, &primary),
         &["--json", "replicate", "--status"],
