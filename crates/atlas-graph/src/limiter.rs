@@ -69,49 +69,87 @@ impl Counters {
     }
 }
 
-/// A continuously refilled token bucket shaped so that no sliding window of `window`
-/// ever admits more than `limit` (Exchange counts a sliding window): a burst of a tenth of
-/// the limit, refilled at `(limit - burst) / window`. Sustained throughput is 90 % of the
-/// limit, which is the price of never overshooting it.
+/// Slots a window is divided into; each slot's amount is released only once the whole
+/// slot has left the window, so the count can only err on the safe side (by at most one
+/// slot's worth of time).
+const SLOTS: u64 = 60;
+
+/// A sliding-window budget: never more than `limit` admitted within any `window` (Exchange
+/// counts a sliding window), yet the whole budget is usable at once — a restore or a
+/// first backup of a mailbox is not slowed to a trickle long before Graph would object.
+/// Memory is a fixed ring of [`SLOTS`] counters per mailbox.
 #[derive(Debug)]
 struct Bucket {
-    capacity: f64,
-    per_sec: f64,
-    level: f64,
-    updated: Instant,
+    limit: f64,
+    slot: Duration,
+    origin: Instant,
+    /// `(slot number, amount admitted in it)`, ring-indexed by slot number.
+    ring: Vec<(u64, f64)>,
 }
 
 impl Bucket {
     fn new(limit: f64, window: Duration, now: Instant) -> Self {
-        let secs = window.as_secs_f64().max(1e-3);
-        let burst = (limit / 10.0).floor().max(1.0).min(limit);
-        let per_sec = if limit > burst {
-            (limit - burst) / secs
-        } else {
-            limit / secs
-        };
+        let slot = (window / u32::try_from(SLOTS).unwrap_or(60)).max(Duration::from_millis(1));
         Self {
-            capacity: burst,
-            per_sec,
-            level: burst,
-            updated: now,
+            limit,
+            slot,
+            origin: now,
+            ring: vec![(0, 0.0); usize::try_from(SLOTS).unwrap_or(60)],
         }
     }
 
-    fn refill(&mut self, now: Instant) {
-        let dt = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.level = (self.level + dt * self.per_sec).min(self.capacity);
-        self.updated = now;
+    fn slot_of(&self, now: Instant) -> u64 {
+        let nanos = now.saturating_duration_since(self.origin).as_nanos();
+        u64::try_from(nanos / self.slot.as_nanos().max(1)).unwrap_or(u64::MAX)
     }
 
-    /// Time until `amount` is available (an amount above capacity needs a full bucket
-    /// and then drives the level negative, so an oversized upload still goes through).
-    fn wait_for(&self, amount: f64) -> Duration {
-        let need = amount.min(self.capacity) - self.level;
-        if need <= 0.0 {
-            Duration::ZERO
+    /// Amount admitted in slots still inside the window at `current`.
+    fn in_window(&self, current: u64) -> f64 {
+        self.ring
+            .iter()
+            .filter(|(n, _)| *n + SLOTS > current)
+            .map(|(_, a)| *a)
+            .sum()
+    }
+
+    /// Time until `amount` fits, or zero. An amount above the whole limit waits for an
+    /// empty window and then goes through alone, so an oversized upload is never stuck.
+    fn wait_for(&self, amount: f64, now: Instant) -> Duration {
+        let current = self.slot_of(now);
+        let used = self.in_window(current);
+        let need = amount.min(self.limit);
+        if used + need <= self.limit {
+            return Duration::ZERO;
+        }
+        // Release slots oldest first until enough has left the window.
+        let mut live: Vec<(u64, f64)> = self
+            .ring
+            .iter()
+            .copied()
+            .filter(|(n, a)| *n + SLOTS > current && *a > 0.0)
+            .collect();
+        live.sort_by_key(|(n, _)| *n);
+        let mut remaining = used;
+        for (n, a) in live {
+            remaining -= a;
+            if remaining + need <= self.limit {
+                let free_at =
+                    self.origin + self.slot * u32::try_from(n + SLOTS).unwrap_or(u32::MAX);
+                return free_at
+                    .saturating_duration_since(now)
+                    .max(Duration::from_millis(1));
+            }
+        }
+        self.slot
+    }
+
+    fn take(&mut self, amount: f64, now: Instant) {
+        let current = self.slot_of(now);
+        let i = usize::try_from(current % SLOTS).unwrap_or(0);
+        if self.ring[i].0 == current {
+            self.ring[i].1 += amount;
         } else {
-            Duration::from_secs_f64(need / self.per_sec)
+            self.ring[i] = (current, amount);
         }
     }
 }
@@ -173,20 +211,20 @@ impl MailboxLimiter {
             }
             st.paused_until = None;
         }
-        st.requests.refill(now);
-        st.upload.refill(now);
         #[allow(clippy::cast_precision_loss)]
         let upload = upload as f64;
-        let wait = st.requests.wait_for(1.0).max(if upload > 0.0 {
-            st.upload.wait_for(upload)
+        let wait = st.requests.wait_for(1.0, now).max(if upload > 0.0 {
+            st.upload.wait_for(upload, now)
         } else {
             Duration::ZERO
         });
         if !wait.is_zero() {
             return Some(Wait::Budget(wait));
         }
-        st.requests.level -= 1.0;
-        st.upload.level -= upload;
+        st.requests.take(1.0, now);
+        if upload > 0.0 {
+            st.upload.take(upload, now);
+        }
         None
     }
 
@@ -332,8 +370,18 @@ mod tests {
             drop(s.acquire(Some("a@x"), 0).await);
             admitted.push(Instant::now() - start);
         }
-        // Burst of 2 (a tenth), then throttled locally.
-        assert!(s.counters.snapshot().throttle_waits >= 58);
+        // The whole budget at once, then held back locally until the window slides: 60
+        // requests at 20 per 30 s need at least two full windows.
+        assert!(s.counters.snapshot().throttle_waits >= 2);
+        assert!(
+            admitted[59] >= Duration::from_secs(60),
+            "{:?}",
+            admitted[59]
+        );
+        assert!(
+            admitted[19] < Duration::from_secs(1),
+            "the first 20 requests are not held back"
+        );
         // Sliding 30 s windows never hold more than 20 admissions.
         for (i, t) in admitted.iter().enumerate() {
             let in_window = admitted[i..]
@@ -365,9 +413,9 @@ mod tests {
         let mut c = cfg();
         c.upload_bytes_per_window = 10_000;
         let s = Scheduler::new(c, Arc::default());
-        drop(s.acquire(Some("a@x"), 800).await);
+        drop(s.acquire(Some("a@x"), 6000).await);
         assert_eq!(s.counters.snapshot().throttle_waits, 0);
-        drop(s.acquire(Some("a@x"), 800).await);
+        drop(s.acquire(Some("a@x"), 6000).await);
         assert_eq!(
             s.counters.snapshot().throttle_waits,
             1,

@@ -325,14 +325,36 @@ async fn download(
     Ok(Downloaded::Whole(buf.freeze()))
 }
 
-/// File and inline attachments in a message (for `list` and `stats`); 0 when the MIME does
-/// not parse (it is stored as received either way).
+/// File and inline attachments in a message (for `list` and `stats`), counted from the
+/// parts' `Content-Disposition` headers in one pass over the bytes. A full MIME parse would
+/// decode every attachment just to count it — that was a quarter of backup's CPU time.
 fn count_attachments(mime: &[u8]) -> u32 {
-    mail_parser::MessageParser::default()
-        .parse(mime)
-        .map_or(0, |m| {
-            u32::try_from(m.attachment_count()).unwrap_or(u32::MAX)
-        })
+    const NAME: &[u8] = b"content-disposition:";
+    let mut count = 0u32;
+    // Header blocks: the message's own, and each one after a boundary line (`--…`) up to
+    // the blank line that ends it. Body lines are never looked at.
+    let mut in_headers = true;
+    for line in mime.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            in_headers = false;
+            continue;
+        }
+        if line.starts_with(b"--") {
+            in_headers = true;
+            continue;
+        }
+        if !in_headers || line.len() < NAME.len() || !line[..NAME.len()].eq_ignore_ascii_case(NAME)
+        {
+            continue;
+        }
+        let value = line[NAME.len()..].trim_ascii_start();
+        let kind = |k: &[u8]| value.len() >= k.len() && value[..k.len()].eq_ignore_ascii_case(k);
+        if kind(b"attachment") || kind(b"inline") {
+            count = count.saturating_add(1);
+        }
+    }
+    count
 }
 
 /// What storing one downloaded message produced.
@@ -970,6 +992,17 @@ mod tests {
         assert!(folder_selected(&p("Inbox/Projects/x"), &g));
         assert!(!folder_selected(&p("Inbox"), &g));
         assert!(folder_selected(&p("Anything"), &[]));
+    }
+
+    #[test]
+    fn attachments_are_counted_from_disposition_headers() {
+        let mime = b"From: a@b\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\
+Content-Type: text/plain\r\n\r\nhello\r\ncontent-disposition: attachment in the body text is\r\n\
+--x\r\nContent-Type: image/png\r\nContent-Disposition: inline; filename=a.png\r\n\r\nAAAA\r\n\
+--x\r\nContent-Type: application/pdf\r\nCONTENT-DISPOSITION:  attachment;\r\n filename=b.pdf\r\n\r\nAAAA\r\n--x--\r\n";
+        // The body line that merely looks like a header is not counted.
+        assert_eq!(count_attachments(mime), 2);
+        assert_eq!(count_attachments(b"Subject: none\r\n\r\nbody"), 0);
     }
 
     #[test]
