@@ -25,7 +25,8 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use atlas_core::ports::{BlobStore, ObjectMeta, PutOptions, StoreError, StoreKey};
+use atlas_core::ports::blob_store::{CopySource, LockStatus};
+use atlas_core::ports::{BlobStore, ObjectMeta, PutOptions, Retention, StoreError, StoreKey};
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -289,5 +290,48 @@ impl BlobStore for FaultStore {
 
     fn describe(&self) -> String {
         format!("{} (with fault injection)", self.inner.describe())
+    }
+
+    // Lock and copy operations pass through, so a wrapped S3 store keeps its Object Lock
+    // and server-side copy; the ones that write count as writes.
+    async fn extend_retention(
+        &self,
+        key: &StoreKey,
+        retention: Retention,
+    ) -> Result<Retention, StoreError> {
+        self.guarded(
+            Op::Write,
+            key.as_str(),
+            self.inner.extend_retention(key, retention),
+        )
+        .await
+    }
+
+    async fn retention(&self, key: &StoreKey) -> Result<Option<Retention>, StoreError> {
+        self.guarded(Op::Read, key.as_str(), self.inner.retention(key))
+            .await
+    }
+
+    async fn lock_status(&self) -> Result<Option<LockStatus>, StoreError> {
+        self.inner.lock_status().await
+    }
+
+    fn copy_source(&self) -> Option<CopySource> {
+        self.inner.copy_source()
+    }
+
+    async fn copy_from(
+        &self,
+        source: &CopySource,
+        source_key: &StoreKey,
+        key: &StoreKey,
+        opts: PutOptions,
+    ) -> Result<bool, StoreError> {
+        self.guarded(
+            Op::Write,
+            key.as_str(),
+            self.inner.copy_from(source, source_key, key, opts),
+        )
+        .await
     }
 }
