@@ -10,7 +10,8 @@ pub mod reporter;
 pub mod target;
 
 pub use blob_store::{
-    BlobStore, LockMode, ObjectMeta, PutMode, PutOptions, Retention, StoreError, StoreKey,
+    BlobStore, CopySource, DefaultRetention, LockMode, LockStatus, ObjectMeta, PutMode, PutOptions,
+    Retention, StoreError, StoreKey,
 };
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use mail::{
