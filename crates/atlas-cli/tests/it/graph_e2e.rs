@@ -18,14 +18,15 @@ use atlas_store::LocalStore;
 
 use super::{PASSPHRASE, Sandbox, json, output_text};
 
-/// A simulator on its own runtime thread, alive as long as this value.
-struct Sim {
-    handle: SimHandle,
-    runtime: tokio::runtime::Runtime,
+/// A simulator on its own runtime thread, alive as long as this value. Shared by the
+/// binary tests that need a tenant (graph, S3, replication, v1 restore).
+pub(super) struct Sim {
+    pub(super) handle: SimHandle,
+    pub(super) runtime: tokio::runtime::Runtime,
 }
 
 impl Sim {
-    fn start(config: SimConfig) -> Self {
+    pub(super) fn start(config: SimConfig) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -35,6 +36,16 @@ impl Sim {
             .block_on(Simulator::start(config))
             .expect("simulator starts");
         Self { handle, runtime }
+    }
+
+    /// Licensed users with a mailbox (the simulator's kind `user`).
+    pub(super) fn licensed_users(&self) -> Vec<String> {
+        self.handle
+            .users()
+            .into_iter()
+            .filter(|u| u.has_mailbox && u.kind == "user")
+            .map(|u| u.upn)
+            .collect()
     }
 
     fn user_with_mailbox(&self) -> String {

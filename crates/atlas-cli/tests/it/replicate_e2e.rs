@@ -9,44 +9,17 @@
 
 use std::path::Path;
 
-use atlas_sim::{SimConfig, SimHandle, Simulator};
+use atlas_sim::SimConfig;
 
+use super::graph_e2e::Sim;
 use super::{PASSPHRASE, Sandbox, json, output_text};
 
-/// A simulator on its own runtime thread, alive as long as this value.
-struct Sim {
-    handle: SimHandle,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl Sim {
-    fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let handle = runtime
-            .block_on(Simulator::start(SimConfig {
-                users: 6,
-                messages_per_user: 12,
-                ..SimConfig::default()
-            }))
-            .expect("simulator starts");
-        Self {
-            handle,
-            _runtime: runtime,
-        }
-    }
-
-    fn users(&self) -> Vec<String> {
-        self.handle
-            .users()
-            .into_iter()
-            .filter(|u| u.has_mailbox && u.kind == "user")
-            .map(|u| u.upn)
-            .collect()
-    }
+fn start_sim() -> Sim {
+    Sim::start(SimConfig {
+        users: 6,
+        messages_per_user: 12,
+        ..SimConfig::default()
+    })
 }
 
 /// `atlas` against the simulator with the repository at `repo`.
@@ -146,8 +119,8 @@ fn rehydrate_verify_restore_backup(
 
 #[test]
 fn replicate_to_a_directory_destroy_the_primary_rehydrate_verify_restore() {
-    let sim = Sim::start();
-    let users = sim.users();
+    let sim = start_sim();
+    let users = sim.licensed_users();
     let (source, target) = (users[0].as_str(), users[1].as_str());
     let sandbox = Sandbox::new();
     let primary = sandbox.repo();
@@ -282,8 +255,8 @@ fn replicate_to_a_directory_destroy_the_primary_rehydrate_verify_restore() {
 
 #[test]
 fn replicate_refuses_a_target_with_another_key() {
-    let sim = Sim::start();
-    let source = sim.users()[0].clone();
+    let sim = start_sim();
+    let source = sim.licensed_users()[0].clone();
     let sandbox = Sandbox::new();
     let primary = sandbox.repo();
     let other = sandbox.cwd().join("other");
@@ -336,8 +309,8 @@ fn replicate_to_s3_destroy_the_primary_rehydrate_from_s3() {
             return;
         }
     };
-    let sim = Sim::start();
-    let users = sim.users();
+    let sim = start_sim();
+    let users = sim.licensed_users();
     let (source, target) = (users[0].as_str(), users[1].as_str());
     let sandbox = Sandbox::new();
     let primary = sandbox.repo();

@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 use atlas_core::ports::{BlobStore, LockMode, PutOptions, StoreError, StoreKey};
 use atlas_core::repo::{KEY_BLOB_KEY, Passphrase, Repository};
-use atlas_sim::{SimConfig, SimHandle, Simulator};
+use atlas_sim::SimConfig;
 use atlas_store::S3Store;
 use atlas_store::s3::{Credentials, S3Config};
 use chrono::Utc;
 
+use super::graph_e2e::Sim;
 use super::{PASSPHRASE, Sandbox, json, output_text};
 
 const SKIP: &str = "SKIPPED atlas-cli S3 end-to-end tests: ATLAS_TEST_S3_ENDPOINT is not set \
@@ -44,34 +45,6 @@ fn uuid_like() -> String {
     (0..32)
         .map(|_| char::from_digit(rng.gen_range(0..16), 16).expect("hex digit"))
         .collect()
-}
-
-struct Sim {
-    handle: SimHandle,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Sim {
-    fn start(config: SimConfig) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let handle = runtime
-            .block_on(Simulator::start(config))
-            .expect("simulator starts");
-        Self { handle, runtime }
-    }
-
-    fn mailboxes(&self) -> Vec<String> {
-        self.handle
-            .users()
-            .into_iter()
-            .filter(|u| u.has_mailbox && u.kind == "user")
-            .map(|u| u.upn)
-            .collect()
-    }
 }
 
 struct S3 {
@@ -136,7 +109,7 @@ fn backup_to_s3_with_object_lock_then_read_verify_and_delete_under_lock() {
         return;
     };
     let sim = Sim::start(SimConfig::default());
-    let upn = sim.mailboxes()[0].clone();
+    let upn = sim.licensed_users()[0].clone();
     let sandbox = Sandbox::new();
     let s3 = S3::new(&endpoint);
 
@@ -295,7 +268,7 @@ fn storage_check_on_an_unlocked_bucket_and_a_locked_backup_refused_before_writin
         return;
     };
     let sim = Sim::start(SimConfig::default());
-    let upn = sim.mailboxes()[0].clone();
+    let upn = sim.licensed_users()[0].clone();
     let sandbox = Sandbox::new();
     let s3 = S3::new(&endpoint);
 
@@ -354,7 +327,7 @@ fn parallel_inits_agree_on_one_key_and_parallel_backups_of_two_mailboxes_both_ve
         messages_per_user: 10,
         ..SimConfig::default()
     });
-    let mailboxes = sim.mailboxes();
+    let mailboxes = sim.licensed_users();
     assert!(mailboxes.len() >= 2, "{mailboxes:?}");
     let sandbox = Sandbox::new();
     let s3 = S3::new(&endpoint);
