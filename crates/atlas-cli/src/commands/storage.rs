@@ -62,6 +62,7 @@ struct ProbeReport {
     key: String,
     retain_until: String,
     delete_refused: bool,
+    cleaned_up: bool,
 }
 
 /// `atlas storage-check`: what the configured S3 bucket can do, without a backup. Exit 1
@@ -101,6 +102,7 @@ pub async fn storage_check_command(
             key: p.key.clone(),
             retain_until: p.retain_until.to_rfc3339(),
             delete_refused: p.delete_refused,
+            cleaned_up: p.cleaned_up,
         }),
         problems: r.problems.clone(),
         notes: r.notes.clone(),

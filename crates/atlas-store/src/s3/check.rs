@@ -62,6 +62,9 @@ pub struct LockProbe {
     pub written: bool,
     /// The delete was refused as retained — the lock is really enforced.
     pub delete_refused: bool,
+    /// The probe was removed afterwards (GOVERNANCE, with the bypass permission); a
+    /// COMPLIANCE probe can only expire.
+    pub cleaned_up: bool,
 }
 
 impl StorageCheckReport {
@@ -148,9 +151,14 @@ pub async fn storage_check(
                 "a probe object written with {mode:?} retention could be deleted: the server \
                  does not enforce Object Lock, so locked backups would not be protected"
             )),
+            Ok(p) if p.cleaned_up => report.notes.push(format!(
+                "{mode:?} retention probe: the delete of {} was refused as it must be; the probe \
+                 was then removed with the governance bypass permission",
+                p.key
+            )),
             Ok(p) => report.notes.push(format!(
-                "{mode:?} retention probe: the delete of {} was refused; the object stays until \
-                 {} (Atlas never bypasses retention) and can be deleted after that",
+                "{mode:?} retention probe: the delete of {} was refused as it must be; the \
+                 object stays until {} and can be deleted after that",
                 p.key,
                 p.retain_until.to_rfc3339()
             )),
@@ -183,6 +191,7 @@ async fn probe_lock(store: &S3Store, mode: LockMode) -> Result<LockProbe, StoreE
         retain_until,
         written: false,
         delete_refused: false,
+        cleaned_up: false,
     };
     store
         .put(
@@ -197,8 +206,16 @@ async fn probe_lock(store: &S3Store, mode: LockMode) -> Result<LockProbe, StoreE
     probe.written = true;
     match store.delete(&key).await {
         Err(StoreError::Retained { .. }) => probe.delete_refused = true,
-        Ok(()) => {}
+        Ok(()) => probe.cleaned_up = true,
         Err(e) => return Err(e),
+    }
+    // Clean up where the mode allows it: a GOVERNANCE probe can be removed by a principal
+    // with the bypass permission. Without it the probe simply expires (one minute).
+    if probe.delete_refused && mode == LockMode::Governance {
+        probe.cleaned_up = store
+            .delete_bypassing_governance(&key)
+            .await
+            .unwrap_or(false);
     }
     Ok(probe)
 }

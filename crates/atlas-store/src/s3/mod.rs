@@ -533,6 +533,28 @@ impl S3Store {
         self.inner.versions(&self.inner.full_key(key)).await
     }
 
+    /// Remove every version of `key` with `x-amz-bypass-governance-retention`: only for
+    /// objects Atlas itself wrote under GOVERNANCE to test the lock (the storage-check
+    /// probe). Needs `s3:BypassGovernanceRetention`; a COMPLIANCE version stays, as it must.
+    /// Returns whether nothing of `key` is left.
+    pub async fn delete_bypassing_governance(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        let mut all_gone = true;
+        for version in self.versions(key).await? {
+            let resp = self
+                .inner
+                .send(
+                    Req::new(Method::DELETE, Some(self.inner.full_key(key)))
+                        .query("versionId", &version.version_id)
+                        .header("x-amz-bypass-governance-retention", "true"),
+                )
+                .await?;
+            if !(resp.status.is_success() || resp.status == StatusCode::NOT_FOUND) {
+                all_gone = false;
+            }
+        }
+        Ok(all_gone && self.versions(key).await?.is_empty())
+    }
+
     /// The retention of one version of `key` (`None` if it has none).
     pub async fn version_retention(
         &self,
