@@ -143,26 +143,7 @@ pub async fn storage_check(
     }
     if let (Some(mode), true) = (requested_lock, report.object_lock) {
         let probe = probe_lock(store, mode).await;
-        match &probe {
-            Err(e) => report
-                .problems
-                .push(format!("could not write a {mode:?} probe object: {e}")),
-            Ok(p) if !p.delete_refused => report.problems.push(format!(
-                "a probe object written with {mode:?} retention could be deleted: the server \
-                 does not enforce Object Lock, so locked backups would not be protected"
-            )),
-            Ok(p) if p.cleaned_up => report.notes.push(format!(
-                "{mode:?} retention probe: the delete of {} was refused as it must be; the probe \
-                 was then removed with the governance bypass permission",
-                p.key
-            )),
-            Ok(p) => report.notes.push(format!(
-                "{mode:?} retention probe: the delete of {} was refused as it must be; the \
-                 object stays until {} and can be deleted after that",
-                p.key,
-                p.retain_until.to_rfc3339()
-            )),
-        }
+        record_probe(&mut report, mode, &probe);
         report.lock_probe = probe.ok();
     }
     match inner.probe_conditional_writes().await {
@@ -180,6 +161,34 @@ pub async fn storage_check(
             .push(format!("could not write a probe object: {e}")),
     }
     report
+}
+
+/// Turn what the lock probe observed into the report's problems and notes.
+fn record_probe(
+    report: &mut StorageCheckReport,
+    mode: LockMode,
+    probe: &Result<LockProbe, StoreError>,
+) {
+    match probe {
+        Err(e) => report
+            .problems
+            .push(format!("could not write a {mode:?} probe object: {e}")),
+        Ok(p) if !p.delete_refused => report.problems.push(format!(
+            "a probe object written with {mode:?} retention could be deleted: the server \
+             does not enforce Object Lock, so locked backups would not be protected"
+        )),
+        Ok(p) if p.cleaned_up => report.notes.push(format!(
+            "{mode:?} retention probe: the delete of {} was refused as it must be; the probe \
+             was then removed with the governance bypass permission",
+            p.key
+        )),
+        Ok(p) => report.notes.push(format!(
+            "{mode:?} retention probe: the delete of {} was refused as it must be; the \
+             object stays until {} and can be deleted after that",
+            p.key,
+            p.retain_until.to_rfc3339()
+        )),
+    }
 }
 
 /// Write a small object under `mode` retention and try to delete it.
