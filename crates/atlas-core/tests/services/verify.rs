@@ -222,3 +222,131 @@ async fn missing_folder_list_names_the_folder() {
     assert_eq!(d.object.as_deref(), Some(loc.pack.store_key().as_str()));
     assert_eq!(d.mailbox.as_deref(), Some("bob@contoso.com"));
 }
+
+/// Counts reads (whole and ranged) passing through to the wrapped store, so tests can
+/// pin how many store requests an operation makes.
+#[derive(Debug)]
+struct CountingStore {
+    inner: Arc<dyn BlobStore>,
+    gets: std::sync::atomic::AtomicUsize,
+    ranged: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingStore {
+    fn reads(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.gets.load(SeqCst), self.ranged.load(SeqCst))
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for CountingStore {
+    async fn put(
+        &self,
+        key: &StoreKey,
+        data: Bytes,
+        opts: PutOptions,
+    ) -> Result<(), atlas_core::ports::StoreError> {
+        self.inner.put(key, data, opts).await
+    }
+    async fn get(&self, key: &StoreKey) -> Result<Bytes, atlas_core::ports::StoreError> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &StoreKey,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, atlas_core::ports::StoreError> {
+        self.ranged
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &StoreKey,
+    ) -> Result<Option<atlas_core::ports::ObjectMeta>, atlas_core::ports::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<atlas_core::ports::ObjectMeta>, atlas_core::ports::StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &StoreKey) -> Result<(), atlas_core::ports::StoreError> {
+        self.inner.delete(key).await
+    }
+    fn describe(&self) -> String {
+        format!("counting {}", self.inner.describe())
+    }
+}
+
+#[tokio::test]
+async fn verify_reads_each_pack_once_not_each_message() {
+    use atlas_core::repo::{KdfChoice, RepoSettings};
+    let inner: Arc<dyn BlobStore> = Arc::new(atlas_store::MemoryStore::new());
+    let repo = Repository::init_with(
+        inner.clone(),
+        TENANT,
+        &passphrase(),
+        KdfChoice::SCRYPT_MINIMUM,
+        RepoSettings {
+            // Small packs so 300 messages fill a few; the 300-item folder list stays one
+            // blob (a chunked list costs one read per chunk, not per message).
+            pack_target_size: 64 * 1024,
+            chunk_threshold: 1 << 20,
+            chunk_size: 256 * 1024,
+            lease_seconds: 60,
+        },
+    )
+    .await
+    .unwrap();
+    let template = sample_folders()[0].1[1].clone();
+    let msgs: Vec<_> = (0..300)
+        .map(|i| crate::common::Msg {
+            id: format!("AAMkAGI2-many-{i}"),
+            text: Some(format!("message number {i} {}", "x".repeat(200))),
+            html: None,
+            attachments: Vec::new(),
+            ..template.clone()
+        })
+        .collect();
+    let id = backup_folders(&repo, &mailbox(), t0(), &[(vec!["Inbox"], msgs)], false).await;
+    let counting = Arc::new(CountingStore {
+        inner,
+        gets: 0.into(),
+        ranged: 0.into(),
+    });
+    let store: Arc<dyn BlobStore> = counting.clone();
+    let repo = reopen(&store).await;
+    let before = counting.reads();
+    let s = verify(&repo, &all()).await.unwrap();
+    let (gets, ranged) = counting.reads();
+    let reads = (gets - before.0) + (ranged - before.1);
+    assert!(s.is_ok(), "{:?}", s.damage);
+    assert_eq!((s.messages, s.packs_read), (300, s.packs));
+    assert!(
+        s.packs < 10,
+        "{} packs: the test needs many messages per pack",
+        s.packs
+    );
+    // Whole packs, plus the index file, the mailbox and snapshot records and one read of
+    // the folder list — never one request per message.
+    assert!(
+        reads <= s.packs + 6,
+        "{reads} reads ({} whole, {} ranged) for {} packs and {} messages",
+        gets - before.0,
+        ranged - before.1,
+        s.packs,
+        s.messages
+    );
+    eprintln!(
+        "verify: {reads} store reads ({} whole, {} ranged) for {} packs, {} messages",
+        gets - before.0,
+        ranged - before.1,
+        s.packs,
+        s.messages
+    );
+    let _ = id;
+}
