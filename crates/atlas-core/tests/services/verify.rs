@@ -350,3 +350,75 @@ async fn verify_reads_each_pack_once_not_each_message() {
     );
     let _ = id;
 }
+
+#[tokio::test]
+async fn damaged_chunk_of_a_large_message_names_the_message_and_the_chunk_pack() {
+    use atlas_core::repo::BlobKind;
+    let (store, repo) = new_repo().await;
+    let template = sample_folders()[0].1[0].clone();
+    // Pseudo-random bytes, so the MIME stays far above the 64 KiB chunk threshold after
+    // compression.
+    let mut x = 0x2545_f491_u32;
+    let noise: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x.to_le_bytes()[0]
+        })
+        .collect();
+    let big = crate::common::Msg {
+        id: "AAMkAGI2-big-1".into(),
+        attachments: vec![crate::common::Att {
+            name: "noise.bin",
+            content_type: "application/octet-stream",
+            bytes: noise,
+        }],
+        ..template
+    };
+    let id = backup_folders(
+        &repo,
+        &mailbox(),
+        t0(),
+        &[(vec!["Inbox"], vec![big])],
+        false,
+    )
+    .await;
+    assert!(verify(&repo, &all()).await.unwrap().is_ok());
+    let mut target = None;
+    for pack in repo.list_packs().await.unwrap() {
+        let table = repo.pack_table(pack).await.unwrap();
+        if let Some(e) = table.iter().find(|e| e.kind == BlobKind::Chunk) {
+            target = Some((StoreKey::new(pack.store_key()).unwrap(), *e));
+            break;
+        }
+    }
+    let (key, entry) = target.expect("a pack holding a chunk");
+    let mut bytes = store.get(&key).await.unwrap().to_vec();
+    bytes[entry.offset as usize + 20] ^= 0x01;
+    store
+        .put(&key, Bytes::from(bytes), PutOptions::OVERWRITE)
+        .await
+        .unwrap();
+    let s = verify(&reopen(&store).await, &all()).await.unwrap();
+    let d = s
+        .damage
+        .iter()
+        .find(|d| d.object.as_deref() == Some(key.as_str()))
+        .unwrap_or_else(|| panic!("chunk pack not named: {:?}", s.damage));
+    assert_eq!(d.kind, DamageKind::Message);
+    assert_eq!(
+        d.message_id.as_ref().map(|m| m.as_str()),
+        Some("AAMkAGI2-big-1")
+    );
+    assert_eq!(d.folder.as_deref(), Some("Inbox"));
+    assert_eq!(d.snapshot, Some(id));
+    assert!(
+        s.damage.iter().all(|d| d
+            .message_id
+            .as_ref()
+            .is_some_and(|m| m.as_str() == "AAMkAGI2-big-1")),
+        "{:?}",
+        s.damage
+    );
+}
