@@ -408,7 +408,9 @@ async fn damaged_chunk_of_a_large_message_names_the_message_and_the_chunk_pack()
         .unwrap_or_else(|| panic!("chunk pack not named: {:?}", s.damage));
     assert_eq!(d.kind, DamageKind::Message);
     assert_eq!(
-        d.message_id.as_ref().map(|m| m.as_str()),
+        d.message_id
+            .as_ref()
+            .map(atlas_core::model::MessageId::as_str),
         Some("AAMkAGI2-big-1")
     );
     assert_eq!(d.folder.as_deref(), Some("Inbox"));
