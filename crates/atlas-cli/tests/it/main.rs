@@ -4,9 +4,14 @@
 //! home directories, and explicit `ATLAS_*` variables, so a developer's own config, `.env`
 //! or variables can never leak in. Key derivation uses `ATLAS_KDF=scrypt-n14`, the
 //! cheapest setting the format allows (documented as for tests only).
+//!
+//! `backup_service` and `restore_service` drive the core services directly (library
+//! level) over the Graph client against the simulator; the other modules run the binary.
 
+mod backup_service;
 mod graph_e2e;
 mod replicate_e2e;
+mod restore_service;
 mod s3_e2e;
 mod v1_e2e;
 
