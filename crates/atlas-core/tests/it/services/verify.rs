@@ -8,7 +8,9 @@ use atlas_core::repo::Repository;
 use atlas_core::service::verify::{DamageKind, ReadData, VerifyOptions, VerifyScope, verify};
 use bytes::Bytes;
 
-use crate::common::{TENANT, backup_folders, mailbox, new_repo, passphrase, sample_folders, t0};
+use crate::services::common::{
+    TENANT, backup_folders, mailbox, new_repo, passphrase, sample_folders, t0,
+};
 
 async fn reopen(store: &Arc<dyn BlobStore>) -> Repository {
     Repository::open(store.clone(), TENANT, &passphrase())
@@ -304,7 +306,7 @@ async fn verify_reads_each_pack_once_not_each_message() {
     .unwrap();
     let template = sample_folders()[0].1[1].clone();
     let msgs: Vec<_> = (0..300)
-        .map(|i| crate::common::Msg {
+        .map(|i| crate::services::common::Msg {
             id: format!("AAMkAGI2-many-{i}"),
             text: Some(format!("message number {i} {}", "x".repeat(200))),
             html: None,
@@ -367,9 +369,9 @@ async fn damaged_chunk_of_a_large_message_names_the_message_and_the_chunk_pack()
             x.to_le_bytes()[0]
         })
         .collect();
-    let big = crate::common::Msg {
+    let big = crate::services::common::Msg {
         id: "AAMkAGI2-big-1".into(),
-        attachments: vec![crate::common::Att {
+        attachments: vec![crate::services::common::Att {
             name: "noise.bin",
             content_type: "application/octet-stream",
             bytes: noise,

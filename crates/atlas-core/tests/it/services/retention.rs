@@ -15,7 +15,7 @@ use chrono::Duration;
 use rand::{Rng, SeedableRng};
 use std::io::Read;
 
-use crate::common::{Msg, backup_folders, new_repo, sample_folders, t0};
+use crate::services::common::{Msg, backup_folders, new_repo, sample_folders, t0};
 
 /// Export a snapshot and return entry name → bytes.
 async fn export(repo: &atlas_core::repo::Repository, id: SnapshotId) -> BTreeMap<String, Vec<u8>> {
@@ -191,8 +191,8 @@ async fn delete_snapshot_mailbox_and_purge() {
     assert!(matches!(
         atlas_core::repo::Repository::open(
             store,
-            crate::common::TENANT,
-            &crate::common::passphrase()
+            crate::services::common::TENANT,
+            &crate::services::common::passphrase()
         )
         .await,
         Err(atlas_core::Error::NotInitialized { .. })

@@ -9,7 +9,7 @@ use atlas_core::service::catalog::{
 use atlas_core::service::read::{ReadOptions, read_message};
 use chrono::Duration;
 
-use crate::common::{backup_folders, mailbox, sample_folders, sample_repo, t0};
+use crate::services::common::{backup_folders, mailbox, sample_folders, sample_repo, t0};
 
 #[tokio::test]
 async fn list_levels_show_mailboxes_snapshots_and_items() {
@@ -146,7 +146,7 @@ async fn read_decodes_headers_body_attachments_and_sanitizes() {
     );
     assert_eq!(
         m.raw.as_deref(),
-        Some(crate::common::raw_mime(&sample_folders()[0].1[0]).as_ref())
+        Some(crate::services::common::raw_mime(&sample_folders()[0].1[0]).as_ref())
     );
 
     // HTML-only, hostile subject: rendered by a real parser, escapes neutralized.

@@ -10,7 +10,7 @@ use atlas_core::service::catalog::SnapshotSelector;
 use atlas_core::service::export::{ExportFormat, SaveOptions, save_to_path, write_eml_zip};
 use sha2::{Digest, Sha256};
 
-use crate::common::{mailbox, raw_mime, sample_folders, sample_repo};
+use crate::services::common::{mailbox, raw_mime, sample_folders, sample_repo};
 
 /// Reads a zip with `zipfile` (testzip = CRC check of every entry) and parses every entry
 /// with `email` (default policy); prints one JSON object per entry.
@@ -257,7 +257,7 @@ async fn folder_and_message_filters_and_mailbox_mode_select_the_right_messages()
     o.message = None;
     o.snapshot = SnapshotSelector::Latest {
         mailbox: mailbox(),
-        as_of: Some(crate::common::t0() - chrono::Duration::days(1)),
+        as_of: Some(crate::services::common::t0() - chrono::Duration::days(1)),
     };
     assert!(matches!(
         write_eml_zip(&repo, &o, std::io::Cursor::new(Vec::new()), "mem").await,
@@ -311,8 +311,8 @@ async fn bad_input_and_failures_leave_no_output() {
     }
     let fresh = atlas_core::repo::Repository::open(
         store.clone(),
-        crate::common::TENANT,
-        &crate::common::passphrase(),
+        crate::services::common::TENANT,
+        &crate::services::common::passphrase(),
     )
     .await
     .unwrap();
@@ -383,7 +383,7 @@ async fn wrong_passphrase_is_refused() {
     let (store, _repo, _id) = sample_repo().await;
     let r = atlas_core::repo::Repository::open(
         store,
-        crate::common::TENANT,
+        crate::services::common::TENANT,
         &atlas_core::repo::Passphrase::new("wrong horse"),
     )
     .await;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::common::{LUCAS, OMAR, expected_snapshots, fixture};
+use crate::v1::common::{LUCAS, OMAR, expected_snapshots, fixture};
 
 const CHECK: &str = r#"
 import email, email.policy, hashlib, json, os, sys

@@ -9,7 +9,7 @@ use atlas_core::ports::BlobStore;
 use atlas_core::repo::Passphrase;
 use atlas_store::{LocalStore, MemoryStore};
 
-use crate::common::{
+use crate::v1::common::{
     LUCAS, OMAR, TENANT, copy_objects, expected_snapshots, fixture, fixture_store, object_keys,
     passphrase,
 };

@@ -14,7 +14,9 @@ use atlas_store::{CrashLanding, FaultPlan, FaultStore, LocalStore, MemoryStore};
 use chrono::{Duration, TimeZone, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::common::{LUCAS, OMAR, TENANT, copy_objects, expected_snapshots, fixture, passphrase};
+use crate::v1::common::{
+    LUCAS, OMAR, TENANT, copy_objects, expected_snapshots, fixture, passphrase,
+};
 
 fn target_passphrase() -> Passphrase {
     Passphrase::new("target passphrase")
