@@ -235,11 +235,16 @@ fn target_store_settings(args: &TargetStoreArgs) -> anyhow::Result<StoreSettings
         )
         .into());
     };
-    let secret = std::env::var(TARGET_SECRET_ENV).map_err(|_| {
-        UsageError(format!(
-            "--target-s3-endpoint needs the target's secret key in {TARGET_SECRET_ENV}"
-        ))
-    })?;
+    // Read through the config module's one view of the environment (ATLAS_* only).
+    let secret = crate::config::Inputs::from_process(None)?
+        .env
+        .remove(TARGET_SECRET_ENV)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            UsageError(format!(
+                "--target-s3-endpoint needs the target's secret key in {TARGET_SECRET_ENV}"
+            ))
+        })?;
     s3_settings(
         endpoint,
         args.target_s3_access_key.as_deref(),
