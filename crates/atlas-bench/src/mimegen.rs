@@ -1,5 +1,5 @@
-//! Synthetic message-sized items for the repository scenario (moved here from
-//! `atlas-core`'s `bench_repo` example): compressible text and HTML with, for about a
+//! Synthetic message-sized items for the repository scenario (this replaces the former
+//! `bench_repo` example of `atlas-core`): compressible text and HTML with, for about a
 //! third, an incompressible attachment, so compression and dedup ratios are realistic.
 
 use std::fmt::Write as _;
