@@ -74,6 +74,14 @@ impl Counters {
 /// slot's worth of time).
 const SLOTS: u64 = 60;
 
+/// Extra slots a slot stays counted after the window, so requests admitted right at the
+/// window's edge still arrive after the service's window has moved on (network jitter,
+/// clock skew): about 3 % of the window, 20 s of a 10-minute window.
+const MARGIN_SLOTS: u64 = 2;
+
+/// Ring cells: every slot still counted needs its own cell.
+const RING: u64 = SLOTS + MARGIN_SLOTS;
+
 /// A sliding-window budget: never more than `limit` admitted within any `window` (Exchange
 /// counts a sliding window), yet the whole budget is usable at once — a restore or a
 /// first backup of a mailbox is not slowed to a trickle long before Graph would object.
@@ -94,7 +102,7 @@ impl Bucket {
             limit,
             slot,
             origin: now,
-            ring: vec![(0, 0.0); usize::try_from(SLOTS).unwrap_or(60)],
+            ring: vec![(0, 0.0); usize::try_from(RING).unwrap_or(62)],
         }
     }
 
@@ -107,7 +115,7 @@ impl Bucket {
     fn in_window(&self, current: u64) -> f64 {
         self.ring
             .iter()
-            .filter(|(n, _)| *n + SLOTS > current)
+            .filter(|(n, _)| *n + SLOTS + MARGIN_SLOTS > current)
             .map(|(_, a)| *a)
             .sum()
     }
@@ -126,15 +134,14 @@ impl Bucket {
             .ring
             .iter()
             .copied()
-            .filter(|(n, a)| *n + SLOTS > current && *a > 0.0)
+            .filter(|(n, a)| *n + SLOTS + MARGIN_SLOTS > current && *a > 0.0)
             .collect();
         live.sort_by_key(|(n, _)| *n);
         let mut remaining = used;
         for (n, a) in live {
             remaining -= a;
             if remaining + need <= self.limit {
-                let free_at =
-                    self.origin + self.slot * u32::try_from(n + SLOTS).unwrap_or(u32::MAX);
+                let free_at = self.origin + self.slot * u32::try_from(n + RING).unwrap_or(u32::MAX);
                 return free_at
                     .saturating_duration_since(now)
                     .max(Duration::from_millis(1));
@@ -145,7 +152,7 @@ impl Bucket {
 
     fn take(&mut self, amount: f64, now: Instant) {
         let current = self.slot_of(now);
-        let i = usize::try_from(current % SLOTS).unwrap_or(0);
+        let i = usize::try_from(current % RING).unwrap_or(0);
         if self.ring[i].0 == current {
             self.ring[i].1 += amount;
         } else {
