@@ -287,27 +287,8 @@ pub struct ListArgs {
 /// `atlas read` options.
 #[derive(Debug, Args)]
 pub struct ReadArgs {
-    /// Snapshot id (or unique prefix)
-    #[arg(
-        short = 's',
-        long,
-        value_name = "SNAPSHOT",
-        required_unless_present = "mailbox"
-    )]
-    pub snapshot: Option<String>,
-
-    /// Or: the mailbox, as of its latest snapshot (or --as-of)
-    #[arg(
-        short = 'm',
-        long = "mailbox",
-        value_name = "MAILBOX",
-        conflicts_with = "snapshot"
-    )]
-    pub mailbox: Option<String>,
-
-    /// With -m: the newest snapshot at or before this date (YYYY-MM-DD or RFC 3339)
-    #[arg(long, value_name = "DATE", requires = "mailbox")]
-    pub as_of: Option<String>,
+    #[command(flatten)]
+    pub source: SnapshotChoice,
 
     /// The message: Graph id, a unique prefix of it, or its internetMessageId
     #[arg(long, value_name = "REF")]
@@ -361,27 +342,8 @@ pub enum FormatArg {
 /// `atlas save` options.
 #[derive(Debug, Args)]
 pub struct SaveArgs {
-    /// Snapshot id (or unique prefix)
-    #[arg(
-        short = 's',
-        long,
-        value_name = "SNAPSHOT",
-        required_unless_present = "mailbox"
-    )]
-    pub snapshot: Option<String>,
-
-    /// Or: the mailbox, as of its latest snapshot (or --as-of); it need not exist any more
-    #[arg(
-        short = 'm',
-        long = "mailbox",
-        value_name = "MAILBOX",
-        conflicts_with = "snapshot"
-    )]
-    pub mailbox: Option<String>,
-
-    /// With -m: the newest snapshot at or before this date (YYYY-MM-DD or RFC 3339)
-    #[arg(long, value_name = "DATE", requires = "mailbox")]
-    pub as_of: Option<String>,
+    #[command(flatten)]
+    pub source: SnapshotChoice,
 
     /// Only this folder (path or name, subfolders included)
     #[arg(short = 'f', long, value_name = "FOLDER")]
@@ -535,27 +497,8 @@ fn probability(s: &str) -> Result<f64, String> {
 /// `atlas restore` options.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Snapshot id (or unique prefix)
-    #[arg(
-        short = 's',
-        long,
-        value_name = "SNAPSHOT",
-        required_unless_present = "mailbox"
-    )]
-    pub snapshot: Option<String>,
-
-    /// Or: the mailbox, as of its latest snapshot (or --as-of); it need not exist any more
-    #[arg(
-        short = 'm',
-        long = "mailbox",
-        value_name = "MAILBOX",
-        conflicts_with = "snapshot"
-    )]
-    pub mailbox: Option<String>,
-
-    /// With -m: the newest snapshot at or before this date (YYYY-MM-DD or RFC 3339)
-    #[arg(long, value_name = "DATE", requires = "mailbox")]
-    pub as_of: Option<String>,
+    #[command(flatten)]
+    pub source: SnapshotChoice,
 
     /// Target mailbox (default: the source mailbox); it must exist
     #[arg(short = 'T', long = "target", value_name = "MAILBOX")]
@@ -800,4 +743,31 @@ pub struct RehydrateArgs {
     /// Objects copied at once
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub parallel: u16,
+}
+
+/// Which snapshot a read, save or restore works on: `-s SNAPSHOT`, or `-m MAILBOX` as of its
+/// latest snapshot (or `--as-of DATE`). Shared so the three commands take it the same way.
+#[derive(Debug, Args)]
+pub struct SnapshotChoice {
+    /// Snapshot id (or unique prefix)
+    #[arg(
+        short = 's',
+        long,
+        value_name = "SNAPSHOT",
+        required_unless_present = "mailbox"
+    )]
+    pub snapshot: Option<String>,
+
+    /// Or: the mailbox, as of its latest snapshot (or --as-of); it need not exist any more
+    #[arg(
+        short = 'm',
+        long = "mailbox",
+        value_name = "MAILBOX",
+        conflicts_with = "snapshot"
+    )]
+    pub mailbox: Option<String>,
+
+    /// With -m: the newest snapshot at or before this date (YYYY-MM-DD or RFC 3339)
+    #[arg(long, value_name = "DATE", requires = "mailbox")]
+    pub as_of: Option<String>,
 }

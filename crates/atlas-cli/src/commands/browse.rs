@@ -230,9 +230,9 @@ pub async fn read(global: &GlobalArgs, args: &ReadArgs, output: Output) -> anyho
     let repo = open_repo(global).await?;
     let snapshot = selector(
         &repo,
-        args.snapshot.as_deref(),
-        args.mailbox.as_deref(),
-        args.as_of.as_deref(),
+        args.source.snapshot.as_deref(),
+        args.source.mailbox.as_deref(),
+        args.source.as_of.as_deref(),
     )
     .await?;
     let msg = read_message(
@@ -409,9 +409,9 @@ pub async fn save(global: &GlobalArgs, args: &SaveArgs, output: Output) -> anyho
     let repo = open_repo(global).await?;
     let snapshot = selector(
         &repo,
-        args.snapshot.as_deref(),
-        args.mailbox.as_deref(),
-        args.as_of.as_deref(),
+        args.source.snapshot.as_deref(),
+        args.source.mailbox.as_deref(),
+        args.source.as_of.as_deref(),
     )
     .await?;
     let format = match args.format {

@@ -55,9 +55,9 @@ pub async fn restore(
     let repo = open_repository(&repo_settings, None).await?;
     let snapshot = selector(
         &repo,
-        args.snapshot.as_deref(),
-        args.mailbox.as_deref(),
-        args.as_of.as_deref(),
+        args.source.snapshot.as_deref(),
+        args.source.mailbox.as_deref(),
+        args.source.as_of.as_deref(),
     )
     .await?;
     let mut opts = RestoreOptions::new(snapshot);

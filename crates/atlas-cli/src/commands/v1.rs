@@ -312,9 +312,9 @@ pub(super) async fn map_snapshot_args(
     }
     let slot = match command {
         Command::List(a) => &mut a.snapshot,
-        Command::Read(a) => &mut a.snapshot,
-        Command::Save(a) => &mut a.snapshot,
-        Command::Restore(a) => &mut a.snapshot,
+        Command::Read(a) => &mut a.source.snapshot,
+        Command::Save(a) => &mut a.source.snapshot,
+        Command::Restore(a) => &mut a.source.snapshot,
         _ => return Ok(()),
     };
     let Some(text) = slot.clone() else {
