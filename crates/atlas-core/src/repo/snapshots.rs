@@ -1,0 +1,95 @@
+//! Mailboxes and snapshots: listing them from key names (no decryption, so listing stays
+//! cheap with thousands of snapshots), loading and deleting snapshot records.
+
+use super::crypto::ObjectType;
+use super::layout::{parse_snapshot_key, store_key};
+use super::{Repository, Snapshot, SnapshotInfo};
+use crate::error::{Error, Result};
+use crate::model::{MailboxId, SnapshotId, SnapshotRecord};
+
+impl Repository {
+    /// Every mailbox that has been backed up (one small record per mailbox is decrypted;
+    /// snapshot records are not).
+    pub async fn list_mailboxes(&self) -> Result<Vec<MailboxId>> {
+        let mut out = Vec::new();
+        for meta in self.inner.store.list("mailboxes/").await? {
+            let bytes = self.get_required(meta.key.as_str()).await?;
+            out.push(self.open_json::<MailboxId>(
+                ObjectType::Mailbox,
+                meta.key.as_str(),
+                &bytes,
+            )?);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Snapshots of a mailbox, oldest first, from key names only.
+    pub async fn list_snapshots(&self, mailbox: &MailboxId) -> Result<Vec<SnapshotInfo>> {
+        let prefix = format!("snapshots/{}/", self.mailbox_key_name(mailbox));
+        let mut out: Vec<SnapshotInfo> = self
+            .inner
+            .store
+            .list(&prefix)
+            .await?
+            .iter()
+            .filter_map(|m| parse_snapshot_key(m.key.as_str()).map(|(_, info)| info))
+            .collect();
+        out.sort_by_key(|s| (s.started, s.id));
+        Ok(out)
+    }
+
+    /// Every snapshot in the repository, all mailboxes, oldest first, from key names only
+    /// (for verify-all and retention; records are not decrypted).
+    pub async fn list_all_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        let mut out: Vec<SnapshotInfo> = self
+            .inner
+            .store
+            .list("snapshots/")
+            .await?
+            .iter()
+            .filter_map(|m| parse_snapshot_key(m.key.as_str()).map(|(_, info)| info))
+            .collect();
+        out.sort_by_key(|s| (s.started, s.id));
+        Ok(out)
+    }
+
+    /// The newest snapshot of a mailbox (one record decrypted).
+    pub async fn latest_snapshot(&self, mailbox: &MailboxId) -> Result<Option<Snapshot>> {
+        match self.list_snapshots(mailbox).await?.last() {
+            Some(info) => self.load_snapshot(info.id).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn find_snapshot_key(&self, id: SnapshotId) -> Result<String> {
+        let suffix = format!("_{id}");
+        self.inner
+            .store
+            .list("snapshots/")
+            .await?
+            .into_iter()
+            .map(|m| m.key.as_str().to_owned())
+            .find(|k| k.ends_with(&suffix))
+            .ok_or(Error::SnapshotNotFound { id })
+    }
+
+    /// Load a snapshot record by id.
+    pub async fn load_snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
+        let key = self.find_snapshot_key(id).await?;
+        let bytes = self.get_required(&key).await?;
+        let record: SnapshotRecord = self.open_json(ObjectType::Snapshot, &key, &bytes)?;
+        if key.split('/').nth(1) != Some(self.mailbox_key_name(&record.mailbox).as_str()) {
+            return Err(Error::corrupt(&key, "record belongs to another mailbox"));
+        }
+        Ok(Snapshot { id, record })
+    }
+
+    /// Delete a snapshot record (data stays until a prune; deleting records before data
+    /// keeps the repository consistent at every step).
+    pub async fn delete_snapshot(&self, id: SnapshotId) -> Result<()> {
+        let key = self.find_snapshot_key(id).await?;
+        self.inner.store.delete(&store_key(&key)?).await?;
+        Ok(())
+    }
+}
