@@ -8,10 +8,12 @@ use crate::config::KdfSetting;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  failure (nothing or not everything could be done; see the error)
+  1  failure (nothing or not everything could be done; see the error), damage
+     found by verify, a confirmation answered no
   2  partial success (some items or mailboxes failed or were skipped; what was
      captured was committed)
-  3  bad usage or configuration (missing/invalid settings, unknown tenant)
+  3  bad usage or configuration (invalid arguments, missing/invalid settings,
+     unknown tenant, mailbox, snapshot or message)
 
 Configuration: ./atlas.config.json, ./.atlas/config.json or ~/.atlas/config.json,
 then ./.env, then ATLAS_* environment variables (later wins). See

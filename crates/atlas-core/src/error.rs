@@ -120,7 +120,9 @@ pub enum Error {
         owner: String,
     },
     /// A caller-supplied value is invalid (KDF parameters below the floor, empty tenant …).
-    #[error("invalid input: {reason}")]
+    /// The reason is the whole message: it is shown to users as is, without an internal
+    /// prefix.
+    #[error("{reason}")]
     InvalidInput {
         /// Why it was refused.
         reason: String,

@@ -69,7 +69,7 @@ impl Sim {
 
 impl Sandbox {
     /// `atlas` configured for the simulator and a local repository in the sandbox.
-    fn against(&self, sim: &Sim) -> assert_cmd::Command {
+    pub(super) fn against(&self, sim: &Sim) -> assert_cmd::Command {
         let mut cmd = self.bare();
         cmd.env("ATLAS_TENANT_ID", sim.handle.tenant_id())
             .env("ATLAS_CLIENT_ID", sim.handle.client_id())
@@ -231,7 +231,7 @@ fn tenant_backup_under_faults_then_list_status_verify_save() {
 
 impl Sandbox {
     /// Repository-only configuration for the simulator's tenant (no Graph settings).
-    fn atlas_for(&self, sim: &Sim) -> assert_cmd::Command {
+    pub(super) fn atlas_for(&self, sim: &Sim) -> assert_cmd::Command {
         let mut cmd = self.bare();
         cmd.env("ATLAS_TENANT_ID", sim.handle.tenant_id())
             .env("ATLAS_ENCRYPTION_PASSPHRASE", PASSPHRASE)
@@ -313,7 +313,8 @@ fn bad_graph_input_is_a_clear_error_and_writes_nothing() {
         .output()
         .expect("runs");
     let text = output_text(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    // A name on the command line that is not there is a usage error (issue 11).
+    assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(
         text.contains("nobody@contoso.onmicrosoft.com") && text.contains("not found"),
         "{text}"

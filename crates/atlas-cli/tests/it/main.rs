@@ -9,6 +9,7 @@
 //! level) over the Graph client against the simulator; the other modules run the binary.
 
 mod backup_service;
+mod exit_codes;
 mod graph_e2e;
 mod replicate_e2e;
 mod restore_service;

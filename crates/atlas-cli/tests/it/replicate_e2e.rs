@@ -281,7 +281,8 @@ fn replicate_refuses_a_target_with_another_key() {
             other.to_str().expect("utf-8"),
         ],
     );
-    assert_code(&out, 1);
+    // The target named on the command line is the wrong one: a usage error (exit 3).
+    assert_code(&out, 3);
     assert!(
         output_text(&out).contains("different data key"),
         "{}",
