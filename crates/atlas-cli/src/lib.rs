@@ -12,13 +12,18 @@
 //!
 //! The commands (private) call `atlas-core` with the settings; [`main`] ties it together.
 
+// Printing macros panic when stdout or stderr is closed; see `console`.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod cli;
 mod commands;
 pub mod config;
+mod console;
 pub mod exit;
 pub mod output;
 pub mod progress;
 pub mod secret;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -44,18 +49,22 @@ pub fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            console::note!("error: cannot start the async runtime: {err}");
             return Exit::Failure.into();
         }
     };
-    let result = runtime.block_on(commands::run(cli, output));
+    let quiet = cli.global.quiet;
+    let result = runtime.block_on(async move {
+        signals::install(quiet);
+        signals::run(commands::run(cli, output)).await
+    });
     match result {
         Ok(exit) => exit.into(),
         Err(err) => {
             let exit = Exit::for_error(&err);
             // `{:#}` prints the whole context chain on one line; error texts may embed
             // untrusted strings (paths, server messages), hence the sanitizing.
-            eprintln!("error: {}", sanitize_multiline(&format!("{err:#}")));
+            console::note!("error: {}", sanitize_multiline(&format!("{err:#}")));
             exit.into()
         }
     }
@@ -101,6 +110,9 @@ fn init_logging(verbose: u8, quiet: bool) {
         .with_env_filter(filter)
         .with_target(verbose >= 2)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Its default reports a failed log write with `eprintln!`, which panics when
+        // stderr is closed (see `console`): a log line nobody can read is dropped.
+        .log_internal_errors(false)
         .without_time()
         .init();
 }

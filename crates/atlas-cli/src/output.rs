@@ -140,17 +140,21 @@ impl Output {
         human: impl FnOnce() -> String,
     ) -> std::io::Result<()> {
         let mut stdout = std::io::stdout().lock();
-        if self.json {
-            serde_json::to_writer(&mut stdout, value)?;
-            stdout.write_all(b"\n")?;
+        let written = if self.json {
+            serde_json::to_writer(&mut stdout, value)
+                .map_err(std::io::Error::from)
+                .and_then(|()| stdout.write_all(b"\n"))
         } else {
             let text = human();
-            stdout.write_all(text.as_bytes())?;
-            if !text.ends_with('\n') {
-                stdout.write_all(b"\n")?;
-            }
-        }
-        stdout.flush()
+            stdout.write_all(text.as_bytes()).and_then(|()| {
+                if text.ends_with('\n') {
+                    Ok(())
+                } else {
+                    stdout.write_all(b"\n")
+                }
+            })
+        };
+        crate::console::reader_gone_is_ok(written.and_then(|()| stdout.flush()))
     }
 }
 

@@ -124,7 +124,7 @@ impl Progress {
             Mode::Dashboard => {
                 let _ = self.multi.println(text);
             }
-            Mode::Lines => eprintln!("{text}"),
+            Mode::Lines => crate::console::note!("{text}"),
             Mode::Silent => {}
         }
     }

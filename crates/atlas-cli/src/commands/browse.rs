@@ -16,6 +16,7 @@ use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, verify a
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::cli::{FormatArg, GlobalArgs, ListArgs, ReadArgs, SaveArgs, StatsArgs, VerifyArgs};
+use crate::console::{note, prompt};
 use crate::exit::{Exit, UsageError};
 use crate::output::{Output, Table, sanitize, sanitize_multiline};
 
@@ -248,7 +249,7 @@ pub async fn read(global: &GlobalArgs, args: &ReadArgs, output: Output) -> anyho
     if let Some(path) = &args.eml {
         let raw = msg.raw.as_ref().context("invariant: raw MIME requested")?;
         write_new_file(path, raw)?;
-        eprintln!(
+        note!(
             "Wrote {} ({} bytes, checksum verified)",
             path.display(),
             raw.len()
@@ -258,13 +259,13 @@ pub async fn read(global: &GlobalArgs, args: &ReadArgs, output: Output) -> anyho
     if args.raw {
         let raw = msg.raw.as_ref().context("invariant: raw MIME requested")?;
         let mut stdout = std::io::stdout().lock();
-        if stdout.is_terminal() {
+        let written = if stdout.is_terminal() {
             // Raw bytes could drive the terminal; show them neutralised on a TTY.
-            stdout.write_all(sanitize_multiline(&String::from_utf8_lossy(raw)).as_bytes())?;
+            stdout.write_all(sanitize_multiline(&String::from_utf8_lossy(raw)).as_bytes())
         } else {
-            stdout.write_all(raw)?;
-        }
-        stdout.flush()?;
+            stdout.write_all(raw)
+        };
+        crate::console::reader_gone_is_ok(written.and_then(|()| stdout.flush()))?;
         return Ok(Exit::Success);
     }
     output.result(&msg, || {
@@ -392,7 +393,7 @@ fn confirm_overwrite(path: &std::path::Path, yes: bool) -> anyhow::Result<bool> 
         return Ok(yes);
     }
     if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-        eprint!("{} exists. Overwrite it? [y/N] ", path.display());
+        prompt!("{} exists. Overwrite it? [y/N] ", path.display());
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         return Ok(matches!(answer.trim(), "y" | "Y" | "yes"));
@@ -424,7 +425,7 @@ pub async fn save(global: &GlobalArgs, args: &SaveArgs, output: Output) -> anyho
         .unwrap_or_else(|| default_output(&snapshot, format));
     let overwrite = confirm_overwrite(&path, args.yes)?;
     if !overwrite && path.exists() {
-        eprintln!("Nothing written.");
+        note!("Nothing written.");
         return Ok(Exit::Failure);
     }
     let summary = save_to_path(

@@ -69,29 +69,11 @@ pub(super) async fn open_repository(
     repo.with_context(|| format!("opening the repository at {where_}"))
 }
 
-/// The two-stage Ctrl+C of SPEC §5: the first asks running work to finish what is in
-/// flight and commit, the second stops at once.
-pub(super) fn install_ctrl_c(quiet: bool) -> Arc<Cancel> {
-    let cancel = Arc::new(Cancel::new());
-    let handle = Arc::clone(&cancel);
-    tokio::spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            handle.escalate();
-            if quiet {
-                continue;
-            }
-            if handle.is_hard() {
-                eprintln!(
-                    "\nStopping now; nothing more is committed. The next run resumes from the last snapshot."
-                );
-            } else {
-                eprintln!(
-                    "\nInterrupted: finishing the items in flight and committing a partial snapshot. Press Ctrl+C again to stop at once."
-                );
-            }
-        }
-    });
-    cancel
+/// The two-stage Ctrl+C of SPEC §5 (and SIGTERM/SIGHUP, see `crate::signals`): the first
+/// asks running work to finish what is in flight and commit, the second stops at once.
+/// The messages are printed by the signal listener (never with `-q`).
+pub(super) fn install_ctrl_c(_quiet: bool) -> Arc<Cancel> {
+    crate::signals::work_cancel()
 }
 
 /// A lease owner string that tells an administrator where a concurrent run lives.

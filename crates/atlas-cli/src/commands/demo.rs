@@ -27,6 +27,7 @@ use rand::distributions::Alphanumeric;
 use serde::Serialize;
 
 use crate::cli::{DemoArgs, GlobalArgs};
+use crate::console::note;
 use crate::exit::Exit;
 use crate::output::{Output, sanitize};
 use crate::progress::{Mode, Progress};
@@ -89,7 +90,7 @@ fn figures(outcomes: &[MailboxOutcome], started: Instant) -> RunFigures {
 
 fn say(output: Output, text: &str) {
     if !output.is_json() {
-        eprintln!("{text}");
+        note!("{text}");
     }
 }
 

@@ -20,6 +20,7 @@ use atlas_core::service::retention::{
 use serde::Serialize;
 
 use crate::cli::{DeleteArgs, ForgetArgs, GlobalArgs};
+use crate::console::{note, prompt};
 use crate::exit::{Exit, UsageError};
 use crate::output::{Output, sanitize};
 
@@ -59,7 +60,7 @@ fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
         return Ok(true);
     }
     if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-        eprint!("{question} [y/N] ");
+        prompt!("{question} [y/N] ");
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         return Ok(matches!(answer.trim(), "y" | "Y" | "yes"));
@@ -156,7 +157,7 @@ pub async fn delete(
     };
     let plan = plan_delete(&repo, &target).await?;
     let question = if plan.purge {
-        eprintln!(
+        note!(
             "WARNING: --purge deletes EVERY backup of tenant {} AND its encryption key. Nothing can be restored afterwards.",
             sanitize(&settings.tenant_id)
         );
@@ -169,7 +170,7 @@ pub async fn delete(
         )
     };
     if !confirm(&question, args.yes)? {
-        eprintln!("Nothing deleted.");
+        note!("Nothing deleted.");
         return Ok(Exit::Failure);
     }
     let clock = SystemClock;

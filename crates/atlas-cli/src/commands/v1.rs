@@ -32,6 +32,7 @@ use serde::Serialize;
 
 use crate::cli::{Command, GlobalArgs, MigrateArgs, VerifyArgs};
 use crate::config::{Config, Inputs, RepositorySettings, StoreSettings};
+use crate::console::note;
 use crate::exit::{Exit, UsageError};
 use crate::output::{Output, Table, sanitize};
 
@@ -363,7 +364,7 @@ async fn show_v1_ids(global: &GlobalArgs, mailbox: &str) -> anyhow::Result<()> {
         .collect();
     for (v1_id, id) in v1_ids(&cache).await? {
         if mine.contains(&id) {
-            eprintln!("Atlas 1.x snapshot {v1_id} is snapshot {id}");
+            note!("Atlas 1.x snapshot {v1_id} is snapshot {id}");
         }
     }
     Ok(())

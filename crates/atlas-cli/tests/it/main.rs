@@ -11,6 +11,7 @@
 mod backup_service;
 mod exit_codes;
 mod graph_e2e;
+mod interrupt_e2e;
 mod replicate_e2e;
 mod restore_service;
 mod s3_e2e;

@@ -1,0 +1,274 @@
+//! The binary interrupted, killed, or talking to a reader that went away: SIGTERM, SIGHUP
+//! and SIGKILL in the middle of a backup, stdout and stderr closed under every long
+//! command. Each scenario ends with a next run that succeeds without manual steps.
+
+// End-to-end scenarios read best as one story each.
+#![allow(clippy::too_many_lines)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use atlas_sim::{FaultConfig, SimConfig};
+
+use super::graph_e2e::Sim;
+use super::{PASSPHRASE, Sandbox, output_text};
+
+impl Sandbox {
+    /// The binary as a plain `std` command (to spawn, signal and kill it), configured for
+    /// the simulator and a local repository in the sandbox.
+    fn spawnable(&self, sim: &Sim) -> Command {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("atlas"));
+        cmd.env_clear()
+            .current_dir(self.cwd())
+            .env("HOME", self.home())
+            .env("XDG_DATA_HOME", self.home().join("data"))
+            .env("ATLAS_KDF", "scrypt-n14")
+            .env("ATLAS_TENANT_ID", sim.handle.tenant_id())
+            .env("ATLAS_CLIENT_ID", sim.handle.client_id())
+            .env("ATLAS_CLIENT_SECRET", sim.handle.client_secret())
+            .env("ATLAS_GRAPH_ENDPOINT", sim.handle.base_url())
+            .env("ATLAS_AUTHORITY_HOST", sim.handle.base_url())
+            .env("ATLAS_ENCRYPTION_PASSPHRASE", PASSPHRASE)
+            .env("ATLAS_REPOSITORY", self.repo());
+        cmd
+    }
+
+    fn run(&self, sim: &Sim, args: &[&str]) -> std::process::Output {
+        self.spawnable(sim)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("atlas runs")
+    }
+}
+
+/// One mailbox of `messages` messages, every Graph request slowed down so that a backup
+/// takes seconds and can be interrupted in the middle.
+fn slow_tenant(messages: usize) -> (Sim, String) {
+    let sim = Sim::start(SimConfig {
+        users: 1,
+        shared_mailboxes: 0,
+        messages_per_user: messages,
+        accounts_without_mailbox: false,
+        ..SimConfig::default()
+    });
+    let upn = sim.licensed_users().remove(0);
+    (sim, upn)
+}
+
+fn set_latency(sim: &Sim, millis: u64) {
+    sim.handle.set_faults(FaultConfig {
+        latency: Duration::from_millis(millis),
+        ..FaultConfig::default()
+    });
+}
+
+/// Files under `dir` (recursively), as paths relative to it.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(
+                    p.strip_prefix(dir)
+                        .expect("under dir")
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Wait until the running backup holds its lease and has downloaded a few messages.
+fn wait_until_backing_up(sim: &Sim, sandbox: &Sandbox, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().expect("poll") {
+            panic!("backup ended before it could be interrupted: {status}");
+        }
+        let leased = !files_under(&sandbox.repo().join("locks")).is_empty();
+        let downloads = sim.handle.counters().total_requests();
+        if leased && downloads > 40 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "backup never got going");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{name}");
+}
+
+fn wait_with_timeout(child: Child) -> std::process::Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let id = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    if let Ok(out) = rx.recv_timeout(Duration::from_secs(180)) {
+        return out.expect("wait");
+    }
+    let _ = Command::new("kill")
+        .args(["-KILL", &id.to_string()])
+        .status();
+    panic!("atlas did not stop within 180 s of the signal");
+}
+
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is JSON ({e}): {}", output_text(out)))
+}
+
+/// SIGTERM (systemd stop, `docker stop`, `timeout`) and SIGHUP (a closed SSH session) in
+/// the middle of a backup: like the first Ctrl+C, what is stored is committed as a partial
+/// snapshot, the lease is released, and the exit code is 2. Before, both signals killed the
+/// process (exit 143/129) with no snapshot and the mailbox blocked by the lease.
+#[test]
+fn sigterm_and_sighup_mid_backup_commit_a_partial_snapshot_and_release_the_lease() {
+    let (sim, upn) = slow_tenant(600);
+    let sandbox = Sandbox::new();
+    let init = sandbox.run(&sim, &["init"]);
+    assert_eq!(init.status.code(), Some(0), "{}", output_text(&init));
+    for sig in ["TERM", "HUP"] {
+        set_latency(&sim, 15);
+        sim.handle.reset_counters();
+        let mut child = sandbox
+            .spawnable(&sim)
+            .args(["--json", "backup", "-m", &upn, "--full"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawns");
+        wait_until_backing_up(&sim, &sandbox, &mut child);
+        signal(&child, sig);
+        let out = wait_with_timeout(child);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "SIG{sig}: {}",
+            output_text(&out)
+        );
+        let report = json_of(&out);
+        assert_eq!(report["mailboxes"][0]["result"], "partial", "{report}");
+        assert!(
+            report["mailboxes"][0]["summary"]["snapshot"].is_string(),
+            "a partial snapshot was committed: {report}"
+        );
+        assert_eq!(
+            files_under(&sandbox.repo().join("locks")),
+            Vec::<String>::new(),
+            "SIG{sig}: the lease was released"
+        );
+    }
+    // The next run finishes the job with no manual step.
+    set_latency(&sim, 0);
+    let out = sandbox.run(&sim, &["--json", "backup", "-m", &upn]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(json_of(&out)["mailboxes"][0]["result"], "complete");
+}
+
+/// Writers whose reader is gone: `atlas backup … 2>&1 | head -2` exited 101 (a panic when
+/// stderr closed, in the middle of the run). Every long command, with stdout and stderr
+/// both a pipe nobody reads, must do its work and exit with its documented code.
+#[test]
+fn closed_stdout_and_stderr_never_panic_or_abort_the_work() {
+    let (sim, upn) = slow_tenant(30);
+    let sandbox = Sandbox::new();
+    let closed = |args: &[&str]| {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let status = sandbox
+            .spawnable(&sim)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(writer.try_clone().expect("clone"))
+            .stderr(writer)
+            .status()
+            .expect("runs");
+        status.code()
+    };
+    assert_eq!(closed(&["init"]), Some(0));
+    // -v makes every command log on stderr too.
+    assert_eq!(closed(&["-v", "backup", "-m", &upn]), Some(0), "backup");
+    sim.handle
+        .add_message(
+            &upn,
+            "inbox",
+            atlas_sim::NewMessage::text("One more", "for the second snapshot"),
+        )
+        .expect("add");
+    assert_eq!(closed(&["backup", "-m", &upn]), Some(0), "second backup");
+    let out = sandbox.run(&sim, &["--json", "list", "-m", &upn]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(
+        json_of(&out).as_array().map(Vec::len),
+        Some(2),
+        "both backups committed although nobody read their output"
+    );
+    assert_eq!(closed(&["-v", "list", "-m", &upn]), Some(0), "list");
+    assert_eq!(closed(&["-v", "verify"]), Some(0), "verify");
+    let zip = sandbox.cwd().join("closed.zip");
+    let zip_arg = zip.display().to_string();
+    assert_eq!(
+        closed(&["-v", "save", "-m", &upn, "-o", &zip_arg]),
+        Some(0),
+        "save"
+    );
+    assert!(zip.is_file(), "the export was written");
+    assert_eq!(
+        closed(&[
+            "-v",
+            "restore",
+            "-m",
+            &upn,
+            "--root",
+            "Restored while nobody listened",
+        ]),
+        Some(0),
+        "restore"
+    );
+    assert_eq!(
+        closed(&["-v", "forget", "--keep-last", "1", "--prune"]),
+        Some(0),
+        "forget --prune"
+    );
+    let out = sandbox.run(&sim, &["--json", "list", "-m", &upn]);
+    assert_eq!(
+        json_of(&out).as_array().map(Vec::len),
+        Some(1),
+        "forgot one"
+    );
+    let demo = Command::new(assert_cmd::cargo::cargo_bin("atlas"))
+        .env_clear()
+        .env("HOME", sandbox.home())
+        .env("ATLAS_KDF", "scrypt-n14")
+        .current_dir(sandbox.cwd())
+        .args(["demo", "--users", "2", "--messages-per-user", "5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr({
+            let (reader, writer) = std::io::pipe().expect("pipe");
+            drop(reader);
+            writer
+        })
+        .status()
+        .expect("demo runs");
+    assert_eq!(demo.code(), Some(0), "demo");
+}
