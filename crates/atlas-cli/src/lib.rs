@@ -6,7 +6,7 @@
 //! - [`cli`]: clap definitions — argv to values;
 //! - [`config`]: config file, `.env` and environment to explicit, validated settings —
 //!   the only place that reads the environment;
-//! - [`secret`]: the redacted, zeroizing string type that carries credentials;
+//!   credentials travel as [`atlas_core::SecretString`] (redacted, zeroizing);
 //! - [`output`]: human tables or `--json` on stdout, with untrusted strings sanitized;
 //! - [`exit`]: the exit-code contract (0 ok, 1 failure, 2 partial, 3 usage/config).
 //!
@@ -22,7 +22,6 @@ mod console;
 pub mod exit;
 pub mod output;
 pub mod progress;
-pub mod secret;
 mod signals;
 
 use std::process::ExitCode;

@@ -12,6 +12,8 @@
 //! - [`repo`]: [`repo::Repository`] (open/init with a [`repo::Passphrase`], list and load
 //!   snapshots, read blobs, verify) and [`repo::BackupSession`] (the leased writer of one
 //!   mailbox run: `put_blob` → `flush` → `commit`).
+//! - [`SecretString`]: the one secret string type (passphrases, client secrets, keys,
+//!   tokens): redacted `Debug`, no `Display`, zeroed on drop.
 //! - [`Error`]: one error enum for the crate.
 
 pub mod compat;
@@ -19,6 +21,8 @@ pub mod error;
 pub mod model;
 pub mod ports;
 pub mod repo;
+mod secret;
 pub mod service;
 
 pub use error::{Error, Result};
+pub use secret::SecretString;

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::secret::SecretString;
+use atlas_core::SecretString;
 
 /// Default Microsoft Graph endpoint (global cloud).
 pub const DEFAULT_GRAPH_ENDPOINT: &str = "https://graph.microsoft.com";

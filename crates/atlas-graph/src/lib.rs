@@ -62,7 +62,6 @@ mod error;
 mod ids;
 mod limiter;
 mod retry;
-mod secret;
 mod source;
 mod target;
 
@@ -80,6 +79,8 @@ pub use api::restore::{
 pub use api::users::{
     ExchangeLicense, ListUsersOptions, MailboxKind, MailboxSettings, User, exchange_license,
 };
+/// Atlas's one secret string type, re-exported because [`Credential`] takes it.
+pub use atlas_core::SecretString;
 pub use client::{ByteStream, GraphClient};
 pub use config::{
     AssertionAlgorithm, Credential, DEFAULT_AUTHORITY_HOST, DEFAULT_GRAPH_ENDPOINT, GraphConfig,
@@ -89,6 +90,5 @@ pub use endpoint::Endpoint;
 pub use error::{AuthError, AuthErrorKind, GraphError};
 pub use ids::{AttachmentId, FolderId, MailboxId, MessageId};
 pub use limiter::{GraphStats, RequestPermit};
-pub use secret::SecretString;
 pub use source::GraphSource;
 pub use target::{GraphTarget, PROP_COMPLETE, PROP_RUN, PROP_SOURCE, RESTORE_PROPERTY_SET};

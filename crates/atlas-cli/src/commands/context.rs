@@ -16,7 +16,7 @@ use super::key::{core_passphrase, location, open_store};
 /// A Graph client for the configured tenant and application.
 pub(super) fn graph_client(settings: &GraphSettings) -> anyhow::Result<GraphClient> {
     let credential = match &settings.credential {
-        Credential::Secret(secret) => GraphCredential::Secret(SecretString::new(secret.expose())),
+        Credential::Secret(secret) => GraphCredential::Secret(secret.clone()),
         Credential::Certificate { certificate, key } => {
             let cert_pem = std::fs::read_to_string(certificate).map_err(|e| {
                 UsageError(format!(

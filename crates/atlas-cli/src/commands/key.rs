@@ -17,7 +17,7 @@ use crate::config::{
 };
 use crate::exit::{Exit, UsageError};
 use crate::output::{Output, sanitize};
-use crate::secret::Secret;
+use atlas_core::SecretString;
 
 use super::load_config;
 
@@ -140,8 +140,9 @@ fn kdf_for(setting: KdfSetting) -> KdfChoice {
     }
 }
 
-pub(super) fn core_passphrase(secret: &Secret) -> Passphrase {
-    Passphrase::new(secret.expose())
+/// The passphrase as core takes it: the same secret type, named for its job.
+pub(super) fn core_passphrase(secret: &SecretString) -> Passphrase {
+    secret.clone()
 }
 
 /// What `init` found or did.
@@ -275,7 +276,7 @@ pub async fn passwd(
 }
 
 /// The new passphrase: `ATLAS_NEW_ENCRYPTION_PASSPHRASE`, or typed twice on a terminal.
-fn new_passphrase(config: &Config) -> anyhow::Result<Secret> {
+fn new_passphrase(config: &Config) -> anyhow::Result<SecretString> {
     if let Some(secret) = config.new_passphrase() {
         return Ok(secret.clone());
     }
@@ -285,11 +286,11 @@ fn new_passphrase(config: &Config) -> anyhow::Result<Secret> {
         ))
         .into());
     }
-    let first = Secret::new(
+    let first = SecretString::new(
         rpassword::prompt_password("New encryption passphrase: ")
             .context("reading the new passphrase")?,
     );
-    let second = Secret::new(
+    let second = SecretString::new(
         rpassword::prompt_password("Repeat the new passphrase: ")
             .context("reading the new passphrase")?,
     );

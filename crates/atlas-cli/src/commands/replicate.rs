@@ -24,7 +24,7 @@ use crate::cli::{GlobalArgs, RehydrateArgs, ReplicateArgs, TargetStoreArgs};
 use crate::config::{DEFAULT_S3_REGION, RepositorySettings, S3Settings, StoreSettings};
 use crate::exit::{Exit, UsageError};
 use crate::output::{Output, Table, sanitize};
-use crate::secret::Secret;
+use atlas_core::SecretString;
 
 use super::key::{
     core_passphrase, location, open_store, prepare_s3_for_writing, repository_settings,
@@ -248,7 +248,7 @@ fn target_store_settings(args: &TargetStoreArgs) -> anyhow::Result<StoreSettings
     s3_settings(
         endpoint,
         args.target_s3_access_key.as_deref(),
-        Some(Secret::new(secret)),
+        Some(SecretString::new(secret)),
         args.target_s3_region.as_deref(),
         args.target_s3_bucket.as_deref(),
         args.target_s3_force_path_style,
@@ -277,7 +277,7 @@ fn store_file_settings(file: &Path) -> anyhow::Result<StoreSettings> {
         (None, Some(endpoint)) => s3_settings(
             endpoint,
             parsed.s3_access_key.as_deref(),
-            parsed.s3_secret_key.map(Secret::new),
+            parsed.s3_secret_key.map(SecretString::new),
             parsed.s3_region.as_deref(),
             parsed.s3_bucket.as_deref(),
             parsed.s3_force_path_style,
@@ -293,7 +293,7 @@ fn store_file_settings(file: &Path) -> anyhow::Result<StoreSettings> {
 fn s3_settings(
     endpoint: &str,
     access_key: Option<&str>,
-    secret_key: Option<Secret>,
+    secret_key: Option<SecretString>,
     region: Option<&str>,
     bucket: Option<&str>,
     force_path_style: bool,

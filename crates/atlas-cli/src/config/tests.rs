@@ -605,3 +605,27 @@ fn kdf_comes_from_atlas_kdf_and_is_validated() {
         "{err}"
     );
 }
+
+#[test]
+fn default_bucket_that_s3_would_refuse_is_a_problem() {
+    // A valid tenant domain can still make `atlas-<tenant>` longer than S3's 63 characters;
+    // the config check used to accept it and the first request failed instead.
+    let long = "a-rather-long-subsidiary-name.northwind-traders-europe.onmicrosoft.com";
+    let fx = Fixture::new()
+        .env("ATLAS_TENANT_ID", long)
+        .env("ATLAS_ENCRYPTION_PASSPHRASE", "a-long-enough-passphrase")
+        .env("ATLAS_S3_ENDPOINT", "https://s3.example.com")
+        .env("ATLAS_S3_ACCESS_KEY", "access")
+        .env("ATLAS_S3_SECRET_KEY", "secret-key-value");
+    let err = fx.load().for_repository().unwrap_err();
+    let text = err.to_string();
+    assert_eq!(problems(err), ["s3_bucket"]);
+    assert!(text.contains("3 to 63 characters"), "{text}");
+    assert!(text.contains("ATLAS_S3_BUCKET"), "{text}");
+
+    let fx = fx.env("ATLAS_S3_BUCKET", "atlas-northwind");
+    let StoreSettings::S3(s3) = fx.load().for_repository().expect("valid").store else {
+        panic!("expected S3")
+    };
+    assert_eq!(s3.bucket, "atlas-northwind");
+}

@@ -57,7 +57,7 @@ fn cache_key(scope: &[u8; 32], passphrase: &Passphrase, blob: &[u8]) -> [u8; 32]
     field(&mut h, b"atlas key cache v1");
     field(&mut h, scope);
     field(&mut h, blob);
-    field(&mut h, passphrase.as_bytes());
+    field(&mut h, passphrase.expose().as_bytes());
     h.finalize().into()
 }
 

@@ -255,14 +255,14 @@ fn derive_kek(kdf: KdfChoice, passphrase: &Passphrase, salt: &[u8]) -> Result<Ze
         KdfChoice::Scrypt { log_n, r, p } => {
             let params = scrypt::Params::new(log_n, u32::from(r), u32::from(p), 32)
                 .map_err(|e| Error::invalid(format!("scrypt parameters: {e}")))?;
-            scrypt::scrypt(passphrase.as_bytes(), salt, &params, kek.as_mut())
+            scrypt::scrypt(passphrase.expose().as_bytes(), salt, &params, kek.as_mut())
                 .map_err(|e| Error::invalid(format!("scrypt: {e}")))?;
         }
         KdfChoice::Argon2id { m_kib, t, p } => {
             let params = argon2::Params::new(m_kib, t, u32::from(p), Some(32))
                 .map_err(|e| Error::invalid(format!("Argon2id parameters: {e}")))?;
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
-                .hash_password_into(passphrase.as_bytes(), salt, kek.as_mut())
+                .hash_password_into(passphrase.expose().as_bytes(), salt, kek.as_mut())
                 .map_err(|e| Error::invalid(format!("Argon2id: {e}")))?;
         }
     }
@@ -380,7 +380,7 @@ pub(crate) fn unwrap(
                 .expect("invariant: constant scrypt params are valid");
             let mut kek = Zeroizing::new([0u8; 32]);
             scrypt::scrypt(
-                passphrase.as_bytes(),
+                passphrase.expose().as_bytes(),
                 tenant.as_bytes(),
                 &params,
                 kek.as_mut(),
@@ -414,7 +414,13 @@ pub(crate) fn wrap_legacy_for_tests(
 ) -> Vec<u8> {
     let params = scrypt::Params::new(LEGACY_LOG_N, 8, 1, 32).unwrap();
     let mut kek = [0u8; 32];
-    scrypt::scrypt(passphrase.as_bytes(), tenant.as_bytes(), &params, &mut kek).unwrap();
+    scrypt::scrypt(
+        passphrase.expose().as_bytes(),
+        tenant.as_bytes(),
+        &params,
+        &mut kek,
+    )
+    .unwrap();
     let iv = [9u8; IV_LEN];
     let mut buf = dek.expose_secret().to_vec();
     let tag = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&kek))

@@ -9,27 +9,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-/// The tenant passphrase that wraps the data key.
-#[derive(Clone)]
-pub struct Passphrase(Zeroizing<String>);
-
-impl Passphrase {
-    /// Wrap a passphrase. The caller should drop its own copy as soon as possible.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(Zeroizing::new(secret.into()))
-    }
-
-    /// The UTF-8 bytes fed to the KDF (exactly what the TypeScript tool used).
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-impl fmt::Debug for Passphrase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Passphrase(<redacted>)")
-    }
-}
+/// The tenant passphrase that wraps the data key: Atlas's one secret string type, named
+/// for what it holds here. Fed to the KDF as its UTF-8 bytes (exactly what Atlas 1.x used).
+pub type Passphrase = crate::SecretString;
 
 /// The tenant's 256-bit data key (DEK). Everything in the repository is encrypted under it
 /// or under keys derived from it.

@@ -22,7 +22,7 @@ use crate::client::{GraphClient, Req, parse_json};
 use crate::endpoint::Endpoint;
 use crate::error::GraphError;
 use crate::ids::{FolderId, MailboxId, MessageId};
-use crate::secret::SecretString;
+use atlas_core::SecretString;
 
 /// Graph's front end refuses request bodies above 4 MB.
 pub const MAX_REQUEST_BYTES: u64 = 4 * 1024 * 1024;

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::AssertionAlgorithm;
 use crate::error::{AuthError, AuthErrorKind};
-use crate::secret::SecretString;
+use atlas_core::SecretString;
 
 /// Lifetime of an assertion; Microsoft asks for 5–10 minutes.
 pub(crate) const ASSERTION_LIFETIME_SECS: i64 = 600;

@@ -22,7 +22,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{AuthError, AuthErrorKind, GraphError};
 use crate::limiter::Counters;
 use crate::retry::{self, Decision, Failure};
-use crate::secret::SecretString;
+use atlas_core::SecretString;
 
 /// An access token and the generation it belongs to (for targeted invalidation).
 #[derive(Debug, Clone)]
