@@ -102,7 +102,7 @@ pub async fn run(size_mib: u64) -> Result<Vec<Row>, BenchError> {
         let mut list = Vec::with_capacity(bodies.len());
         for body in bodies {
             written += body.len() as u64;
-            let id = session.put_blob(BlobKind::Mime, body.clone()).await?;
+            let id = session.put_blob(BlobKind::Mime, body.clone()).await?.id;
             list.push(meta(items, id, &body));
             items += 1;
         }

@@ -126,9 +126,41 @@ pub(crate) fn mailbox_name(name_key: &[u8; 32], address: &str) -> String {
     hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
+/// SHA-256 of a payload: the frame checksum, also what records keep as a plaintext
+/// checksum (e.g. `mimeSha256`).
+pub(crate) fn sha256(payload: &[u8]) -> [u8; 32] {
+    Sha256::digest(payload).into()
+}
+
+/// The content id and the SHA-256 of `data`, in one pass over the bytes (both hashes are
+/// fed each cache-sized piece in turn, so the content is read from memory once).
+pub(crate) fn content_id_and_sha256(
+    id_key: &[u8; 32],
+    kind: BlobKind,
+    data: &[u8],
+) -> (ContentId, [u8; 32]) {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(id_key)
+        .expect("invariant: HMAC takes any key length");
+    mac.update(&[kind as u8]);
+    let mut sha = Sha256::new();
+    for piece in data.chunks(64 << 10) {
+        mac.update(piece);
+        sha.update(piece);
+    }
+    (
+        ContentId::from_bytes(mac.finalize().into_bytes().into()),
+        sha.finalize().into(),
+    )
+}
+
 /// Build a frame: compressed with zstd when that is smaller, raw otherwise.
 pub(crate) fn encode_frame(payload: &[u8]) -> Vec<u8> {
-    let sha = Sha256::digest(payload);
+    encode_frame_with_sha256(payload, &sha256(payload))
+}
+
+/// [`encode_frame`] with the payload's SHA-256 already computed by the caller (who needed
+/// it anyway), so the payload is not hashed a second time.
+pub(crate) fn encode_frame_with_sha256(payload: &[u8], sha: &[u8; 32]) -> Vec<u8> {
     let compressed = if worth_compressing(payload) {
         compress(payload).filter(|c| c.len() < payload.len())
     } else {
@@ -141,7 +173,7 @@ pub(crate) fn encode_frame(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len() + BLOB_OVERHEAD);
     out.push(method);
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&sha);
+    out.extend_from_slice(sha);
     out.extend_from_slice(body);
     out
 }
@@ -297,7 +329,19 @@ pub(crate) fn seal_blob(
     id: &ContentId,
     data: &[u8],
 ) -> Vec<u8> {
-    let frame = encode_frame(data);
+    seal_blob_with_sha256(enc_key, kind, id, data, &sha256(data))
+}
+
+/// [`seal_blob`] with the payload's SHA-256 computed by the caller (in the same pass as
+/// the content id).
+pub(crate) fn seal_blob_with_sha256(
+    enc_key: &[u8; 32],
+    kind: BlobKind,
+    id: &ContentId,
+    data: &[u8],
+    sha: &[u8; 32],
+) -> Vec<u8> {
+    let frame = encode_frame_with_sha256(data, sha);
     let nonce = random_nonce();
     // Nonce, frame and tag in one buffer, encrypted in place (a blob is copied once).
     let mut out = Vec::with_capacity(NONCE_LEN + frame.len() + TAG_LEN);

@@ -57,7 +57,7 @@ pub use pack::{PackEntry, PackId};
 pub use prune::{PruneOptions, PruneSummary};
 pub use retention::RetentionReport;
 pub use secret::{DataKey, Passphrase};
-pub use session::{BackupSession, BlobWriter, SessionStats};
+pub use session::{BackupSession, BlobWriter, SessionStats, StoredBlob};
 pub use stream::BlobReader;
 pub use verify::{VerifyProblem, VerifyReport};
 

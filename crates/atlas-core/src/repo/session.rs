@@ -42,6 +42,34 @@ pub struct SessionStats {
     pub index_files_written: u64,
 }
 
+/// What storing one piece of content produced: everything a caller records about it, so
+/// no caller hashes content itself or diffs [`SessionStats`] to learn what a put cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// Content id (keyed hash of kind and content): what records reference.
+    pub id: ContentId,
+    /// Length of the content (plaintext).
+    pub plain_len: u64,
+    /// Encrypted bytes this call added to the repository: 0 when the content was already
+    /// stored (deduplicated); for chunked content, the new chunks plus the chunk list.
+    pub stored_len: u64,
+    /// SHA-256 of the content: the plaintext checksum records keep (`mimeSha256`). It is
+    /// computed in the same pass as the content id and reused as the frame checksum.
+    pub sha256: [u8; 32],
+}
+
+impl StoredBlob {
+    /// [`StoredBlob::sha256`] as lower-case hex, as records store it.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+
+    /// Whether the content was already in the repository (nothing written).
+    pub fn is_deduplicated(&self) -> bool {
+        self.stored_len == 0
+    }
+}
+
 /// The writer of one mailbox run; see the module docs. Dropping it without `commit` or
 /// `release` leaves the lease to expire (and any sealed data as orphans or indexed data).
 #[derive(Debug)]
@@ -154,10 +182,10 @@ impl BackupSession {
             || self.repo.index_lookup(id).is_some()
     }
 
-    /// Store content and return its id. Content already in the repository (any mailbox)
-    /// or already in this session is not written again. Content above the chunk threshold
-    /// is stored as chunks plus a chunk list under the whole content's id.
-    pub async fn put_blob(&mut self, kind: BlobKind, data: Bytes) -> Result<ContentId> {
+    /// Store content. Content already in the repository (any mailbox) or already in this
+    /// session is not written again. Content above the chunk threshold is stored as chunks
+    /// plus a chunk list under the whole content's id.
+    pub async fn put_blob(&mut self, kind: BlobKind, data: Bytes) -> Result<StoredBlob> {
         if matches!(kind, BlobKind::Chunk | BlobKind::ChunkList) {
             return Err(Error::invalid("chunk kinds are internal to the repository"));
         }
@@ -184,63 +212,80 @@ impl BackupSession {
             sha: Sha256::new(),
             buf: Vec::new(),
             total: 0,
+            stored: 0,
             chunks: Vec::new(),
         })
     }
 
-    async fn put_single(&mut self, kind: BlobKind, data: Bytes) -> Result<ContentId> {
+    async fn put_single(&mut self, kind: BlobKind, data: Bytes) -> Result<StoredBlob> {
         let keys = self.repo.keys();
         let d = data.clone();
-        let id = tokio::task::spawn_blocking(move || crypto::content_id(&keys.id, kind, &d))
-            .await
-            .map_err(|e| Error::task(&e))?;
-        self.put_single_as(kind, id, data).await
+        let (id, sha) =
+            tokio::task::spawn_blocking(move || crypto::content_id_and_sha256(&keys.id, kind, &d))
+                .await
+                .map_err(|e| Error::task(&e))?;
+        let plain_len = data.len() as u64;
+        let stored_len = self.put_single_as(kind, id, sha, data).await?;
+        Ok(StoredBlob {
+            id,
+            plain_len,
+            stored_len,
+            sha256: sha,
+        })
     }
 
-    /// Store `data` under an id the caller computed (the streaming writer hashes as data
-    /// arrives).
+    /// Store `data` under an id and checksum the caller computed (the streaming writer
+    /// hashes as data arrives); returns the encrypted bytes added (0 when known).
     async fn put_single_as(
         &mut self,
         kind: BlobKind,
         id: ContentId,
+        sha: [u8; 32],
         data: Bytes,
-    ) -> Result<ContentId> {
+    ) -> Result<u64> {
         if self.known(&id) {
             self.stats.blobs_deduplicated += 1;
-            return Ok(id);
+            return Ok(0);
         }
         let keys = self.repo.keys();
         let plain_len = data.len();
-        let sealed =
-            tokio::task::spawn_blocking(move || crypto::seal_blob(&keys.enc, kind, &id, &data))
-                .await
-                .map_err(|e| Error::task(&e))?;
-        self.add(id, kind, sealed, plain_len).await?;
-        Ok(id)
-    }
-
-    async fn put_chunked(&mut self, kind: BlobKind, data: Bytes) -> Result<ContentId> {
-        let keys = self.repo.keys();
-        let d = data.clone();
-        let (id, sha) = tokio::task::spawn_blocking(move || {
-            let sha: [u8; 32] = Sha256::digest(&d).into();
-            (crypto::content_id(&keys.id, kind, &d), sha)
+        let sealed = tokio::task::spawn_blocking(move || {
+            crypto::seal_blob_with_sha256(&keys.enc, kind, &id, &data, &sha)
         })
         .await
         .map_err(|e| Error::task(&e))?;
+        let stored = sealed.len() as u64;
+        self.add(id, kind, sealed, plain_len).await?;
+        Ok(stored)
+    }
+
+    async fn put_chunked(&mut self, kind: BlobKind, data: Bytes) -> Result<StoredBlob> {
+        let keys = self.repo.keys();
+        let d = data.clone();
+        let (id, sha) =
+            tokio::task::spawn_blocking(move || crypto::content_id_and_sha256(&keys.id, kind, &d))
+                .await
+                .map_err(|e| Error::task(&e))?;
+        let mut out = StoredBlob {
+            id,
+            plain_len: data.len() as u64,
+            stored_len: 0,
+            sha256: sha,
+        };
         if self.known(&id) {
             self.stats.blobs_deduplicated += 1;
-            return Ok(id);
+            return Ok(out);
         }
         let chunk_size = usize::try_from(self.settings.chunk_size).unwrap_or(usize::MAX);
         let mut chunks = Vec::new();
         let mut offset = 0;
         while offset < data.len() {
             let end = (offset + chunk_size).min(data.len());
-            let chunk_id = self
+            let chunk = self
                 .put_single(BlobKind::Chunk, data.slice(offset..end))
                 .await?;
-            chunks.push((chunk_id, (end - offset) as u32));
+            out.stored_len += chunk.stored_len;
+            chunks.push((chunk.id, (end - offset) as u32));
             offset = end;
         }
         let list = ChunkList {
@@ -250,11 +295,11 @@ impl BackupSession {
             chunks,
         }
         .encode();
-        self.put_chunk_list(id, list).await?;
-        Ok(id)
+        out.stored_len += self.put_chunk_list(id, list).await?;
+        Ok(out)
     }
 
-    async fn put_chunk_list(&mut self, id: ContentId, list: Vec<u8>) -> Result<()> {
+    async fn put_chunk_list(&mut self, id: ContentId, list: Vec<u8>) -> Result<u64> {
         let keys = self.repo.keys();
         let list_len = list.len();
         let sealed = tokio::task::spawn_blocking(move || {
@@ -262,7 +307,9 @@ impl BackupSession {
         })
         .await
         .map_err(|e| Error::task(&e))?;
-        self.add(id, BlobKind::ChunkList, sealed, list_len).await
+        let stored = sealed.len() as u64;
+        self.add(id, BlobKind::ChunkList, sealed, list_len).await?;
+        Ok(stored)
     }
 
     async fn add(
@@ -292,6 +339,7 @@ impl BackupSession {
             .map_err(|e| Error::invalid(format!("serialize folder items: {e}")))?;
         self.put_blob(BlobKind::FolderItems, Bytes::from(json))
             .await
+            .map(|stored| stored.id)
     }
 
     async fn seal_pack(&mut self) -> Result<()> {
@@ -435,6 +483,8 @@ pub struct BlobWriter<'a> {
     sha: Sha256,
     buf: Vec<u8>,
     total: u64,
+    /// Encrypted bytes added so far (new chunks).
+    stored: u64,
     chunks: Vec<(ContentId, u32)>,
 }
 
@@ -458,11 +508,12 @@ impl BlobWriter<'_> {
 
     async fn put_chunk(&mut self, chunk: Vec<u8>) -> Result<()> {
         let len = u32::try_from(chunk.len()).map_err(|_| Error::invalid("chunk above 4 GiB"))?;
-        let id = self
+        let stored = self
             .session
             .put_single(BlobKind::Chunk, Bytes::from(chunk))
             .await?;
-        self.chunks.push((id, len));
+        self.stored += stored.stored_len;
+        self.chunks.push((stored.id, len));
         Ok(())
     }
 
@@ -476,29 +527,38 @@ impl BlobWriter<'_> {
         self.total == 0
     }
 
-    /// Store what remains and return the content id of the whole content.
-    pub async fn finish(mut self) -> Result<ContentId> {
+    /// Store what remains; the result describes the whole content.
+    pub async fn finish(mut self) -> Result<StoredBlob> {
         let id = ContentId::from_bytes(self.mac.clone().finalize().into_bytes().into());
+        let sha: [u8; 32] = self.sha.clone().finalize().into();
+        let mut out = StoredBlob {
+            id,
+            plain_len: self.total,
+            stored_len: 0,
+            sha256: sha,
+        };
         if self.chunks.is_empty() && self.total <= self.session.settings.chunk_threshold {
             let data = Bytes::from(std::mem::take(&mut self.buf));
-            return self.session.put_single_as(self.kind, id, data).await;
+            out.stored_len = self.session.put_single_as(self.kind, id, sha, data).await?;
+            return Ok(out);
         }
         if !self.buf.is_empty() {
             let chunk = std::mem::take(&mut self.buf);
             self.put_chunk(chunk).await?;
         }
+        out.stored_len = self.stored;
         if self.session.known(&id) {
             self.session.stats.blobs_deduplicated += 1;
-            return Ok(id);
+            return Ok(out);
         }
         let list = ChunkList {
             kind: self.kind,
             total_len: self.total,
-            sha256: self.sha.clone().finalize().into(),
+            sha256: sha,
             chunks: std::mem::take(&mut self.chunks),
         }
         .encode();
-        self.session.put_chunk_list(id, list).await?;
-        Ok(id)
+        out.stored_len += self.session.put_chunk_list(id, list).await?;
+        Ok(out)
     }
 }

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
 use crate::error::Result;
@@ -363,6 +362,20 @@ struct Stored {
     size: u64,
     sha256: String,
     attachments: u32,
+    /// Encrypted bytes the put added to the repository (0 when deduplicated).
+    added_bytes: u64,
+}
+
+impl Stored {
+    fn new(blob: crate::repo::StoredBlob, attachments: u32) -> Self {
+        Self {
+            id: blob.id,
+            size: blob.plain_len,
+            sha256: blob.sha256_hex(),
+            attachments,
+            added_bytes: blob.stored_len,
+        }
+    }
 }
 
 /// Store a downloaded message; `Ok(Err(..))` is a per-item failure of the source stream.
@@ -373,43 +386,24 @@ async fn store_download(
 ) -> Result<std::result::Result<Stored, SourceError>> {
     match downloaded {
         Downloaded::Whole(mime) => {
-            let size = mime.len() as u64;
-            let sha256 = hex::encode(Sha256::digest(&mime));
             let attachments = count_attachments(&mime);
-            let id = session.put_blob(BlobKind::Mime, mime).await?;
-            Ok(Ok(Stored {
-                id,
-                size,
-                sha256,
-                attachments,
-            }))
+            let blob = session.put_blob(BlobKind::Mime, mime).await?;
+            Ok(Ok(Stored::new(blob, attachments)))
         }
         Downloaded::Large { head, mut rest } => {
-            let mut hasher = Sha256::new();
-            hasher.update(&head);
-            let mut size = head.len() as u64;
             let mut writer = session.put_blob_stream(BlobKind::Mime)?;
             writer.write(&head).await?;
             drop(head);
             loop {
                 match rest.next_chunk().await {
-                    Ok(Some(chunk)) => {
-                        hasher.update(&chunk);
-                        size += chunk.len() as u64;
-                        writer.write(&chunk).await?;
-                    }
+                    Ok(Some(chunk)) => writer.write(&chunk).await?,
                     Ok(None) => break,
                     // Chunks already written stay as unreferenced data (prune removes it).
                     Err(e) => return Ok(Err(e)),
                 }
             }
-            let id = writer.finish().await?;
-            Ok(Ok(Stored {
-                id,
-                size,
-                sha256: hex::encode(hasher.finalize()),
-                attachments: u32::from(has_attachments),
-            }))
+            let blob = writer.finish().await?;
+            Ok(Ok(Stored::new(blob, u32::from(has_attachments))))
         }
     }
 }
@@ -671,9 +665,10 @@ impl Run<'_> {
             for (m, r) in batch.iter().zip(results) {
                 let outcome = match r {
                     Some(Ok(downloaded)) => {
-                        let before = session.stats().bytes_stored;
                         let stored = store_download(session, downloaded, m.has_attachments).await?;
-                        self.summary.bytes_stored += session.stats().bytes_stored - before;
+                        if let Ok(s) = &stored {
+                            self.summary.bytes_stored += s.added_bytes;
+                        }
                         stored
                     }
                     Some(Err(e)) => Err(e),

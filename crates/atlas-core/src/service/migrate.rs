@@ -447,11 +447,10 @@ async fn convert_entry(
         .iter()
         .map(|(id, e)| format!("v1 attachment {id} left out: {e}"))
         .collect();
-    let size = rebuilt.mime.len() as u64;
-    let sha = hex::encode(Sha256::digest(&rebuilt.mime));
-    let mime = session
+    let stored = session
         .put_blob(BlobKind::Mime, Bytes::from(rebuilt.mime))
         .await?;
+    let size = stored.plain_len;
     let g = rebuilt.graph.unwrap_or_default();
     let meta = MessageMeta {
         id: MessageId::new(entry.object_id.clone()),
@@ -477,9 +476,9 @@ async fn convert_entry(
         change_key: None,
         last_modified: g.last_modified(),
         parent_folder_id: FolderId::new(g.parent_folder_id.clone().unwrap_or_default()),
-        mime,
+        mime: stored.id,
         mime_size: size,
-        mime_sha256: sha,
+        mime_sha256: stored.sha256_hex(),
     };
     Ok(Converted::Ok {
         meta: Box::new(meta),

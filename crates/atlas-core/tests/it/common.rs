@@ -122,7 +122,7 @@ pub async fn backup(
     let mut folders: Vec<(String, Vec<MessageMeta>)> = Vec::new();
     for (f, n, len) in messages {
         let body = mime(*n, *len);
-        let id = session.put_blob(BlobKind::Mime, body.clone()).await?;
+        let id = session.put_blob(BlobKind::Mime, body.clone()).await?.id;
         let m = meta(*n, f, id, &body);
         match folders.iter_mut().find(|(name, _)| name == f) {
             Some((_, v)) => v.push(m),

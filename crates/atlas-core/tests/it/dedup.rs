@@ -16,8 +16,8 @@ async fn same_content_is_stored_once_tenant_wide() {
     for i in 0..5 {
         let mb = MailboxId::new(&format!("user{i}@example.com"));
         let mut s = repo.begin_backup(&mb, "h", clock.clone()).await.unwrap();
-        let a = s.put_blob(BlobKind::Mime, body.clone()).await.unwrap();
-        let b = s.put_blob(BlobKind::Mime, body.clone()).await.unwrap();
+        let a = s.put_blob(BlobKind::Mime, body.clone()).await.unwrap().id;
+        let b = s.put_blob(BlobKind::Mime, body.clone()).await.unwrap().id;
         assert_eq!(a, b);
         assert_eq!(*first_id.get_or_insert(a), a);
         let stats = s.stats();
@@ -41,7 +41,7 @@ async fn same_content_is_stored_once_tenant_wide() {
         .begin_backup(&MailboxId::new("z@example.com"), "h", clock)
         .await
         .unwrap();
-    let att = s.put_blob(BlobKind::Attachment, body).await.unwrap();
+    let att = s.put_blob(BlobKind::Attachment, body).await.unwrap().id;
     assert_ne!(Some(att), first_id);
     s.release().await.unwrap();
 }
@@ -66,7 +66,11 @@ async fn packs_stay_within_target_and_large_items_are_chunked() {
             .unwrap();
     }
     let big = noise(999, 100_000); // > 64 KiB threshold: 7 chunks of 16 KiB
-    let big_id = s.put_blob(BlobKind::Attachment, big.clone()).await.unwrap();
+    let big_id = s
+        .put_blob(BlobKind::Attachment, big.clone())
+        .await
+        .unwrap()
+        .id;
     s.flush().await.unwrap();
     assert_eq!(repo.read_blob(&big_id).await.unwrap(), big);
     // Chunks dedup: the same large item again writes nothing.
@@ -109,7 +113,7 @@ async fn streamed_content_matches_put_blob_whatever_the_split_and_streams_back()
         let body = mime(len, len);
         let mb = MailboxId::new(&format!("s{len}@example.com"));
         let mut s = repo.begin_backup(&mb, "h", clock.clone()).await.unwrap();
-        let whole = s.put_blob(BlobKind::Mime, body.clone()).await.unwrap();
+        let whole = s.put_blob(BlobKind::Mime, body.clone()).await.unwrap().id;
         let written = s.stats().blobs_written;
         for split in [1usize, 7, 4096, 16 * 1024, 100_000] {
             let mut w = s.put_blob_stream(BlobKind::Mime).unwrap();
@@ -117,7 +121,11 @@ async fn streamed_content_matches_put_blob_whatever_the_split_and_streams_back()
                 w.write(piece).await.unwrap();
             }
             assert_eq!(w.len(), len as u64);
-            assert_eq!(w.finish().await.unwrap(), whole, "len {len} split {split}");
+            assert_eq!(
+                w.finish().await.unwrap().id,
+                whole,
+                "len {len} split {split}"
+            );
         }
         assert_eq!(
             s.stats().blobs_written,
@@ -149,7 +157,7 @@ async fn streamed_content_matches_put_blob_whatever_the_split_and_streams_back()
         );
         let mut s = other.begin_backup(&mb2, "h", clock.clone()).await.unwrap();
         assert_eq!(
-            s.put_blob(BlobKind::Mime, body.clone()).await.unwrap(),
+            s.put_blob(BlobKind::Mime, body.clone()).await.unwrap().id,
             whole
         );
         assert_eq!(s.stats().blobs_written, 0);
@@ -165,7 +173,7 @@ async fn streamed_content_matches_put_blob_whatever_the_split_and_streams_back()
     for piece in body.chunks(10_000) {
         w.write(piece).await.unwrap();
     }
-    let id = w.finish().await.unwrap();
+    let id = w.finish().await.unwrap().id;
     s.release().await.unwrap();
     assert_eq!(repo.read_blob(&id).await.unwrap(), body);
     assert!(
@@ -175,4 +183,52 @@ async fn streamed_content_matches_put_blob_whatever_the_split_and_streams_back()
             .put_blob_stream(BlobKind::Chunk)
             .is_err()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_blob_reports_id_lengths_and_checksum_so_callers_need_not_hash_or_diff_stats() {
+    use sha2::{Digest, Sha256};
+    let store = memory();
+    let repo = new_repo(store.clone()).await;
+    let clock = clock_at(t0());
+    let mut s = repo
+        .begin_backup(&MailboxId::new("p@example.com"), "h", clock)
+        .await
+        .unwrap();
+    // small_settings: 150 KB is chunked, 20 KB is not.
+    for len in [20_000usize, 150_000] {
+        let body = mime(len, len);
+        let before = s.stats().bytes_stored;
+        let first = s.put_blob(BlobKind::Mime, body.clone()).await.unwrap();
+        assert_eq!(first.plain_len, len as u64);
+        assert_eq!(first.sha256, <[u8; 32]>::from(Sha256::digest(&body)));
+        assert_eq!(first.sha256_hex(), hex::encode(Sha256::digest(&body)));
+        assert_eq!(
+            first.stored_len,
+            s.stats().bytes_stored - before,
+            "len {len}"
+        );
+        assert!(!first.is_deduplicated());
+        let again = s.put_blob(BlobKind::Mime, body.clone()).await.unwrap();
+        assert_eq!((again.id, again.sha256), (first.id, first.sha256));
+        assert!(again.is_deduplicated());
+        let mut w = s.put_blob_stream(BlobKind::Mime).unwrap();
+        w.write(&body).await.unwrap();
+        let streamed = w.finish().await.unwrap();
+        assert_eq!(
+            (streamed.id, streamed.plain_len, streamed.sha256),
+            (first.id, first.plain_len, first.sha256)
+        );
+    }
+    // A new streamed large item reports what it stored.
+    let body = mime(7, 200_000);
+    let before = s.stats().bytes_stored;
+    let mut w = s.put_blob_stream(BlobKind::Mime).unwrap();
+    for piece in body.chunks(9_999) {
+        w.write(piece).await.unwrap();
+    }
+    let streamed = w.finish().await.unwrap();
+    assert_eq!(streamed.stored_len, s.stats().bytes_stored - before);
+    assert_eq!(streamed.sha256, <[u8; 32]>::from(Sha256::digest(&body)));
+    s.release().await.unwrap();
 }

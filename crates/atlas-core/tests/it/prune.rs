@@ -307,7 +307,8 @@ async fn a_backup_that_started_before_prune_blocks_it_and_its_dedup_survives() {
     let id = session
         .put_blob(BlobKind::Mime, body.clone())
         .await
-        .unwrap();
+        .unwrap()
+        .id;
     assert_eq!(session.stats().blobs_deduplicated, 1);
     repo.delete_snapshot(ids[0]).await.unwrap();
     let err = prune(&repo, &PruneOptions::default(), clock.as_ref())

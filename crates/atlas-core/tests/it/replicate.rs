@@ -70,7 +70,8 @@ async fn backup(repo: &Repository, mailbox: &str, minute: u32, bodies: &[Vec<u8>
         let id = session
             .put_blob(BlobKind::Mime, mime.clone())
             .await
-            .unwrap();
+            .unwrap()
+            .id;
         items.push(MessageMeta {
             id: MessageId::new(format!("m{minute}-{i}")),
             internet_message_id: None,

@@ -77,7 +77,7 @@ async fn every_blob_kind_and_chunked_content_round_trip() {
     ];
     let mut ids = Vec::new();
     for (k, data) in &cases {
-        ids.push(s.put_blob(*k, data.clone()).await.unwrap());
+        ids.push(s.put_blob(*k, data.clone()).await.unwrap().id);
     }
     assert!(matches!(
         s.put_blob(BlobKind::Chunk, Bytes::new()).await,

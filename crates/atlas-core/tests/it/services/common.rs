@@ -277,7 +277,8 @@ pub async fn backup_folders(
             let id = session
                 .put_blob(BlobKind::Mime, mime.clone())
                 .await
-                .unwrap();
+                .unwrap()
+                .id;
             items.push(MessageMeta {
                 id: MessageId::new(m.id.clone()),
                 internet_message_id: Some(format!("<{}@contoso.com>", m.id)),
