@@ -96,7 +96,7 @@ impl Repository {
 
     /// Every index file in the store (key and size), from the listing only.
     pub async fn list_index_files(&self) -> Result<Vec<crate::ports::ObjectMeta>> {
-        Ok(self.inner.store.list("index/").await?)
+        Ok(self.inner.store.list(super::layout::INDEX_PREFIX).await?)
     }
 
     /// Read, authenticate and decode one index file (`index/<name>`). Errors name the file.

@@ -23,6 +23,7 @@
 mod blobs;
 mod cache;
 mod chunks;
+mod copy;
 mod crypto;
 pub mod index;
 mod index_cache;
@@ -32,6 +33,7 @@ mod layout;
 mod lease;
 pub mod pack;
 pub mod prune;
+mod purge;
 pub mod retention;
 mod sealed;
 mod secret;
@@ -46,15 +48,17 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub(crate) use blobs::FolderItems;
-pub(crate) use blobs::open_blob_in_pack;
+pub use blobs::PackData;
+pub(crate) use copy::{ObjectCopier, read_replica_marker, write_replica_marker};
 pub use crypto::decrypt_v1_object;
 pub use index_cache::IndexRefresh;
 pub use keyfile::{KdfChoice, KeyBlobFormat};
-pub use layout::{CONFIG_KEY, KEY_BLOB_KEY};
+pub use layout::{CONFIG_KEY, KEY_BLOB_KEY, REPLICA_MARKER_KEY, REPLICATION_STATUS_PREFIX};
 pub(crate) use layout::{parse_snapshot_key, snapshot_key, store_key};
 pub use lease::LeaseInfo;
 pub use pack::{PackEntry, PackId};
 pub use prune::{PruneOptions, PruneSummary};
+pub use purge::Removal;
 pub use retention::RetentionReport;
 pub use secret::{DataKey, Passphrase};
 pub use session::{BackupSession, BlobWriter, SessionStats, StoredBlob};
@@ -210,7 +214,7 @@ impl Repository {
         }
     }
 
-    pub(crate) fn keys(&self) -> Arc<RepoKeys> {
+    pub(in crate::repo) fn keys(&self) -> Arc<RepoKeys> {
         Arc::clone(
             &self
                 .inner
@@ -220,7 +224,7 @@ impl Repository {
         )
     }
 
-    pub(crate) fn store(&self) -> &Arc<dyn BlobStore> {
+    pub(in crate::repo) fn store(&self) -> &Arc<dyn BlobStore> {
         &self.inner.store
     }
 

@@ -105,8 +105,14 @@ pub async fn apply(
     retention: Retention,
 ) -> Result<RetentionReport> {
     let keys = snapshot_dependencies(repo, id).await?;
-    let packs = keys.iter().filter(|k| k.starts_with("packs/")).count();
-    let index_files = keys.iter().filter(|k| k.starts_with("index/")).count();
+    let packs = keys
+        .iter()
+        .filter(|k| k.starts_with(super::layout::PACK_PREFIX))
+        .count();
+    let index_files = keys
+        .iter()
+        .filter(|k| k.starts_with(super::layout::INDEX_PREFIX))
+        .count();
     let objects = keys.len();
     let store = Arc::clone(repo.store());
     let mut effective_until: Option<DateTime<Utc>> = None;
@@ -154,7 +160,7 @@ pub(crate) async fn snapshot_dependencies(
 
     let mut keys = BTreeSet::from([
         record_key,
-        format!("mailboxes/{}", repo.mailbox_key_name(&snap.record.mailbox)),
+        repo.mailbox_record_name(&snap.record.mailbox),
         KEY_BLOB_KEY.to_owned(),
         CONFIG_KEY.to_owned(),
     ]);
@@ -169,7 +175,7 @@ pub(crate) async fn snapshot_dependencies(
     for blob in &blobs {
         let loc = repo.locate(blob).await?;
         if loc.kind == BlobKind::ChunkList {
-            let bytes = repo.read_located_public(blob, loc).await?;
+            let bytes = repo.read_located(blob, loc, false).await?;
             let list = super::chunks::ChunkList::decode(&bytes)
                 .map_err(|r| Error::corrupt(loc.pack.store_key(), r))?;
             chunks.extend(list.chunks.into_iter().map(|c| c.0));

@@ -11,7 +11,7 @@ use super::layout::store_key;
 use crate::error::{Error, Result};
 
 impl Repository {
-    pub(crate) fn seal_json<T: Serialize>(
+    pub(in crate::repo) fn seal_json<T: Serialize>(
         &self,
         ty: ObjectType,
         key: &str,
@@ -27,7 +27,7 @@ impl Repository {
         )))
     }
 
-    pub(crate) fn open_json<T: for<'de> Deserialize<'de>>(
+    pub(in crate::repo) fn open_json<T: for<'de> Deserialize<'de>>(
         &self,
         ty: ObjectType,
         key: &str,
@@ -38,26 +38,7 @@ impl Repository {
             .map_err(|e| Error::corrupt(key, format!("undecodable record: {e}")))
     }
 
-    /// Seal a replication status record (type 8) bound to its store key; the
-    /// replication service owns the JSON payload.
-    pub(crate) fn seal_replication_record<T: Serialize>(
-        &self,
-        key: &str,
-        value: &T,
-    ) -> Result<Bytes> {
-        self.seal_json(ObjectType::Replication, key, value)
-    }
-
-    /// Open a record sealed by [`Repository::seal_replication_record`].
-    pub(crate) fn open_replication_record<T: for<'de> Deserialize<'de>>(
-        &self,
-        key: &str,
-        bytes: &[u8],
-    ) -> Result<T> {
-        self.open_json(ObjectType::Replication, key, bytes)
-    }
-
-    pub(crate) async fn get_required(&self, key: &str) -> Result<Bytes> {
+    pub(in crate::repo) async fn get_required(&self, key: &str) -> Result<Bytes> {
         self.inner
             .store
             .get(&store_key(key)?)

@@ -138,7 +138,7 @@ impl BackupSession {
         // After the check: a prune that finished before us has replaced index files, and
         // the refresh drops every cached entry of theirs.
         self.repo.refresh_index_report().await?;
-        let key = format!("mailboxes/{}", self.repo.mailbox_key_name(&self.mailbox));
+        let key = self.repo.mailbox_record_name(&self.mailbox);
         let sealed = self
             .repo
             .seal_json(ObjectType::Mailbox, &key, &self.mailbox)?;
@@ -385,7 +385,7 @@ impl BackupSession {
         if !self.unindexed.is_empty() {
             let mut name = [0u8; 16];
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut name);
-            let key = format!("index/{}", hex::encode(name));
+            let key = format!("{}{}", super::layout::INDEX_PREFIX, hex::encode(name));
             let payload = super::index::encode_index(&self.unindexed);
             let keys = self.repo.keys();
             let k = key.clone();

@@ -1,8 +1,10 @@
 //! Mailboxes and snapshots: listing them from key names (no decryption, so listing stays
 //! cheap with thousands of snapshots), loading and deleting snapshot records.
 
+use std::collections::HashMap;
+
 use super::crypto::ObjectType;
-use super::layout::{parse_snapshot_key, store_key};
+use super::layout::{SNAPSHOT_PREFIX, parse_snapshot_key, store_key};
 use super::{Repository, Snapshot, SnapshotInfo};
 use crate::error::{Error, Result};
 use crate::model::{MailboxId, SnapshotId, SnapshotRecord};
@@ -12,7 +14,7 @@ impl Repository {
     /// snapshot records are not).
     pub async fn list_mailboxes(&self) -> Result<Vec<MailboxId>> {
         let mut out = Vec::new();
-        for meta in self.inner.store.list("mailboxes/").await? {
+        for meta in self.inner.store.list(super::layout::MAILBOX_PREFIX).await? {
             let bytes = self.get_required(meta.key.as_str()).await?;
             out.push(self.open_json::<MailboxId>(
                 ObjectType::Mailbox,
@@ -26,7 +28,7 @@ impl Repository {
 
     /// Snapshots of a mailbox, oldest first, from key names only.
     pub async fn list_snapshots(&self, mailbox: &MailboxId) -> Result<Vec<SnapshotInfo>> {
-        let prefix = format!("snapshots/{}/", self.mailbox_key_name(mailbox));
+        let prefix = format!("{SNAPSHOT_PREFIX}{}/", self.mailbox_key_name(mailbox));
         let mut out: Vec<SnapshotInfo> = self
             .inner
             .store
@@ -45,12 +47,27 @@ impl Repository {
         let mut out: Vec<SnapshotInfo> = self
             .inner
             .store
-            .list("snapshots/")
+            .list(SNAPSHOT_PREFIX)
             .await?
             .iter()
             .filter_map(|m| parse_snapshot_key(m.key.as_str()).map(|(_, info)| info))
             .collect();
         out.sort_by_key(|s| (s.started, s.id));
+        Ok(out)
+    }
+
+    /// Snapshots of every mailbox, oldest first, grouped by the mailbox's key name
+    /// ([`Repository::mailbox_key_name`]), from one listing and no decryption.
+    pub async fn snapshots_by_mailbox(&self) -> Result<HashMap<String, Vec<SnapshotInfo>>> {
+        let mut out: HashMap<String, Vec<SnapshotInfo>> = HashMap::new();
+        for meta in self.inner.store.list(SNAPSHOT_PREFIX).await? {
+            if let Some((name, info)) = parse_snapshot_key(meta.key.as_str()) {
+                out.entry(name).or_default().push(info);
+            }
+        }
+        for v in out.values_mut() {
+            v.sort_by_key(|s| (s.started, s.id));
+        }
         Ok(out)
     }
 
@@ -66,7 +83,7 @@ impl Repository {
         let suffix = format!("_{id}");
         self.inner
             .store
-            .list("snapshots/")
+            .list(SNAPSHOT_PREFIX)
             .await?
             .into_iter()
             .map(|m| m.key.as_str().to_owned())

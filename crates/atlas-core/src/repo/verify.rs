@@ -183,7 +183,7 @@ async fn check_mailbox_record(
     repo: &Repository,
     mailbox: &crate::model::MailboxId,
 ) -> Option<VerifyProblem> {
-    let key = format!("mailboxes/{}", repo.mailbox_key_name(mailbox));
+    let key = repo.mailbox_record_name(mailbox);
     let opened = match repo.get_required(&key).await {
         Ok(b) => {
             repo.open_json::<crate::model::MailboxId>(super::crypto::ObjectType::Mailbox, &key, &b)
@@ -213,7 +213,7 @@ fn problem(repo: &Repository, id: &ContentId, error: Error) -> VerifyProblem {
 }
 
 async fn chunk_ids(repo: &Repository, id: &ContentId, loc: Location) -> Result<Vec<ContentId>> {
-    let bytes = repo.read_located_public(id, loc).await?;
+    let bytes = repo.read_located(id, loc, false).await?;
     let list = super::chunks::ChunkList::decode(&bytes)
         .map_err(|r| Error::corrupt(loc.pack.store_key(), r))?;
     Ok(list.chunks.into_iter().map(|c| c.0).collect())

@@ -19,7 +19,7 @@ use crate::model::{
     SnapshotStatus,
 };
 use crate::repo::pack::PackId;
-use crate::repo::{BlobKind, Repository, Snapshot, SnapshotInfo};
+use crate::repo::{BlobKind, Repository, Snapshot};
 
 /// Snapshot records opened at once when listing a mailbox's snapshots.
 const RECORDS_IN_FLIGHT: usize = 16;
@@ -234,41 +234,10 @@ fn is_unsafe_char(c: char) -> bool {
 
 // ----- shared repository walks ----------------------------------------------------------
 
-/// The chunk ids and encrypted lengths behind a content id (empty unless it is chunked).
-///
-/// Decodes the chunk list payload documented in `docs/FORMAT.md` (`version u8 | kind u8 |
-/// total_len u64 | sha256[32] | count u32 | count × (id[32] | len u32)`), because the
-/// repository keeps its decoder private and GC, stats and verify need the chunk ids.
+/// The chunk ids behind a content id (empty unless it is chunked): GC, stats and verify
+/// count chunks as blobs of their own.
 pub(crate) async fn chunk_ids(repo: &Repository, id: &ContentId) -> Result<Vec<ContentId>> {
-    let loc = repo.locate(id).await?;
-    if loc.kind != BlobKind::ChunkList {
-        return Ok(Vec::new());
-    }
-    let bytes = repo.read_located_public(id, loc).await?;
-    let key = loc.pack.store_key();
-    let header = 1 + 1 + 8 + 32 + 4;
-    if bytes.len() < header || bytes[0] != 1 {
-        return Err(Error::Corrupt {
-            key,
-            reason: format!("chunk list of {id} has a bad header"),
-        });
-    }
-    let count = u32::from_le_bytes([bytes[42], bytes[43], bytes[44], bytes[45]]) as usize;
-    let body = &bytes[header..];
-    if count.checked_mul(36) != Some(body.len()) {
-        return Err(Error::Corrupt {
-            key,
-            reason: format!("chunk list of {id} has a bad length"),
-        });
-    }
-    Ok(body
-        .chunks_exact(36)
-        .map(|c| {
-            let mut b = [0u8; 32];
-            b.copy_from_slice(&c[..32]);
-            ContentId::from_bytes(b)
-        })
-        .collect())
+    repo.chunk_ids(id).await
 }
 
 /// Encrypted bytes and packs behind a set of content ids (chunks included), each blob
@@ -301,22 +270,6 @@ impl Footprint {
     }
 }
 
-/// Snapshot infos of every mailbox, grouped by the mailbox's key name (one `list` call).
-async fn snapshots_by_mailbox_name(
-    repo: &Repository,
-) -> Result<HashMap<String, Vec<SnapshotInfo>>> {
-    let mut out: HashMap<String, Vec<SnapshotInfo>> = HashMap::new();
-    for meta in repo.store().list("snapshots/").await? {
-        if let Some((name, info)) = crate::repo::parse_snapshot_key(meta.key.as_str()) {
-            out.entry(name).or_default().push(info);
-        }
-    }
-    for v in out.values_mut() {
-        v.sort_by_key(|s| (s.started, s.id));
-    }
-    Ok(out)
-}
-
 // ----- list: mailboxes -------------------------------------------------------------------
 
 /// One backed-up mailbox (`atlas list`).
@@ -346,7 +299,7 @@ pub struct MailboxEntry {
 /// snapshot (record and folder lists) per mailbox; older snapshots are counted from key
 /// names only.
 pub async fn list_mailboxes(repo: &Repository) -> Result<Vec<MailboxEntry>> {
-    let by_name = snapshots_by_mailbox_name(repo).await?;
+    let by_name = repo.snapshots_by_mailbox().await?;
     let mut out = Vec::new();
     for mailbox in repo.list_mailboxes().await? {
         let snaps = by_name
@@ -698,14 +651,7 @@ pub async fn stats(repo: &Repository, mailbox: Option<&MailboxId>) -> Result<Sta
     s.dedup_ratio = ratio(s.logical_bytes, s.unique_bytes);
     s.compression_ratio = ratio(s.unique_bytes, s.physical_bytes);
     if mailbox.is_none() {
-        s.repository_pack_bytes = Some(
-            repo.store()
-                .list("packs/")
-                .await?
-                .iter()
-                .map(|m| m.size)
-                .sum(),
-        );
+        s.repository_pack_bytes = Some(repo.pack_sizes().await?.values().sum());
     }
     s.months = months
         .into_iter()

@@ -33,25 +33,22 @@
 //! - **Status records** (`replication/<target id>/<snapshot id>`, sealed type 8) are kept
 //!   in the source for each replicated snapshot and listed by [`list_status`].
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
 use crate::model::{MailboxId, SnapshotId};
-use crate::ports::blob_store::CopySource;
-use crate::ports::{BlobStore, Clock, PutOptions, StoreError, StoreKey};
-use crate::repo::{CONFIG_KEY, KEY_BLOB_KEY, PackId, Passphrase, Repository};
+use crate::ports::{BlobStore, Clock};
+use crate::repo::{ObjectCopier, Passphrase, Repository};
 
 /// Store key of the replica marker.
-pub const REPLICA_MARKER_KEY: &str = "_meta/replica";
+pub use crate::repo::REPLICA_MARKER_KEY;
 /// Prefix of the replication status records in the source repository.
-pub const STATUS_PREFIX: &str = "replication/";
+pub use crate::repo::REPLICATION_STATUS_PREFIX as STATUS_PREFIX;
 /// Default number of objects copied at once.
 pub const DEFAULT_PARALLEL: usize = 4;
 /// Upper bound for [`CopyOptions::parallel`]: each copy holds one object (a pack is at
@@ -81,12 +78,11 @@ pub struct ReplicaMarker {
 /// Read the replica marker of a store, if any. Needs no key, so a backup can check its
 /// target before opening the repository.
 pub async fn read_replica_marker(store: &dyn BlobStore) -> Result<Option<ReplicaMarker>> {
-    match store.get(&key(REPLICA_MARKER_KEY)?).await {
-        Ok(bytes) => serde_json::from_slice(&bytes)
+    match crate::repo::read_replica_marker(store).await? {
+        Some(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| Error::corrupt(REPLICA_MARKER_KEY, format!("undecodable marker: {e}"))),
-        Err(StoreError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
+        None => Ok(None),
     }
 }
 
@@ -216,12 +212,7 @@ pub fn target_id(store: &dyn BlobStore) -> String {
 
 /// Every replication status record of `repo`, sorted by target, then snapshot time.
 pub async fn list_status(repo: &Repository) -> Result<Vec<ReplicationStatus>> {
-    let mut out = Vec::new();
-    for meta in repo.store().list(STATUS_PREFIX).await? {
-        let name = meta.key.as_str();
-        let bytes = repo.get_required(name).await?;
-        out.push(repo.open_replication_record::<ReplicationStatus>(name, &bytes)?);
-    }
+    let mut out: Vec<ReplicationStatus> = repo.replication_records().await?;
     out.sort_by(|a, b| {
         (&a.target_id, a.snapshot_started, a.snapshot).cmp(&(
             &b.target_id,
@@ -244,10 +235,7 @@ pub async fn copy_snapshots(
 ) -> Result<CopySummary> {
     // The same store object (callers compare locations before building a second handle
     // to the same place; a store cannot tell that two handles are one place).
-    if std::ptr::eq(
-        Arc::as_ptr(&target).cast::<()>(),
-        Arc::as_ptr(source.store()).cast::<()>(),
-    ) {
+    if source.is_same_store(&target) {
         return Err(Error::invalid(format!(
             "the target {} is the source itself",
             target.describe()
@@ -256,22 +244,13 @@ pub async fn copy_snapshots(
     let ids = select(source, &opts.selection).await?;
     let (target_repo, initialized_target) =
         prepare_target(source, &target, passphrase, opts.direction, clock).await?;
-    let mut copier = Copier {
-        source: source.clone(),
-        target: target_repo,
-        target_store: target,
-        parallel: opts.parallel.clamp(1, MAX_PARALLEL),
-        copy_source: source.store().copy_source(),
-        source_sizes: HashMap::new(),
-        target_sizes: HashMap::new(),
-        index_packs: HashMap::new(),
-    };
-    copier.load_listings().await?;
-    let target_desc = copier.target_store.describe();
-    let tid = target_id(copier.target_store.as_ref());
+    let mut copier =
+        ObjectCopier::new(source, &target_repo, opts.parallel.clamp(1, MAX_PARALLEL)).await?;
+    let target_desc = target.describe();
+    let tid = target_id(target.as_ref());
     let mut snapshots = Vec::with_capacity(ids.len());
     for id in ids {
-        let done = copier.copy_one(id).await?;
+        let done = copy_one(&mut copier, source, &target_repo, id).await?;
         if opts.direction == Direction::Replicate {
             write_status(source, &tid, &target_desc, &done, clock).await?;
         }
@@ -286,8 +265,30 @@ pub async fn copy_snapshots(
     })
 }
 
-fn key(name: &str) -> Result<StoreKey> {
-    StoreKey::new(name).map_err(Error::Store)
+/// Copy what one snapshot needs, data before records, and check that its record opens
+/// on the target.
+async fn copy_one(
+    copier: &mut ObjectCopier,
+    source: &Repository,
+    target: &Repository,
+    id: SnapshotId,
+) -> Result<SnapshotCopy> {
+    let snap = source.load_snapshot(id).await?;
+    let objects = copier.snapshot_objects(id).await?;
+    let total = objects.len();
+    let counts = copier.copy(objects).await?;
+    // The record opens on the target and belongs to the right mailbox.
+    target.load_snapshot(id).await?;
+    Ok(SnapshotCopy {
+        snapshot: id,
+        mailbox: snap.record.mailbox.address().to_owned(),
+        started: snap.record.started,
+        objects: total,
+        copied: counts.copied,
+        copied_server_side: counts.copied_server_side,
+        skipped: counts.skipped,
+        bytes_copied: counts.bytes_copied,
+    })
 }
 
 /// The snapshot ids of a selection, oldest first.
@@ -324,18 +325,7 @@ async fn prepare_target(
 ) -> Result<(Repository, bool)> {
     let source_cfg = source.require_config()?;
     let desc = target.describe();
-    let mut initialized = false;
-    if target.head(&key(KEY_BLOB_KEY)?).await?.is_none() {
-        let blob = source.get_required(KEY_BLOB_KEY).await?;
-        match target
-            .put(&key(KEY_BLOB_KEY)?, blob, PutOptions::CREATE)
-            .await
-        {
-            Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        initialized = true;
-    }
+    let mut initialized = source.copy_key_blob_to(target).await?;
     let opened = match Repository::open(Arc::clone(target), source.tenant(), passphrase).await {
         Ok(repo) => repo,
         Err(Error::WrongPassphrase { .. }) => {
@@ -362,14 +352,7 @@ async fn prepare_target(
         }
         Some(_) => opened,
         None => {
-            let blob = source.get_required(CONFIG_KEY).await?;
-            match target
-                .put(&key(CONFIG_KEY)?, blob, PutOptions::CREATE)
-                .await
-            {
-                Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+            source.copy_config_to(target).await?;
             initialized = true;
             let reopened =
                 Repository::open(Arc::clone(target), source.tenant(), passphrase).await?;
@@ -387,19 +370,13 @@ async fn prepare_target(
         let marker = ReplicaMarker {
             version: MARKER_VERSION,
             source_repo_id: source_cfg.repo_id,
-            source: source.store().describe(),
+            source: source.store_description(),
             marked_at: clock.now(),
             tool: format!("atlas-core {}", env!("CARGO_PKG_VERSION")),
         };
         let json = serde_json::to_vec(&marker)
             .map_err(|e| Error::invalid(format!("serialize marker: {e}")))?;
-        target
-            .put(
-                &key(REPLICA_MARKER_KEY)?,
-                Bytes::from(json),
-                PutOptions::OVERWRITE,
-            )
-            .await?;
+        crate::repo::write_replica_marker(target.as_ref(), Bytes::from(json)).await?;
     }
     Ok((opened, initialized))
 }
@@ -411,7 +388,6 @@ async fn write_status(
     done: &SnapshotCopy,
     clock: &dyn Clock,
 ) -> Result<()> {
-    let name = format!("{STATUS_PREFIX}{tid}/{}", done.snapshot);
     let record = ReplicationStatus {
         version: STATUS_VERSION,
         target_id: tid.to_owned(),
@@ -424,243 +400,7 @@ async fn write_status(
         copied: done.copied,
         bytes_copied: done.bytes_copied,
     };
-    let sealed = source.seal_replication_record(&name, &record)?;
     source
-        .store()
-        .put(&key(&name)?, sealed, PutOptions::OVERWRITE)
-        .await?;
-    Ok(())
-}
-
-/// How a copied object is checked on the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Check {
-    /// Authenticate the pack's table through the target repository.
-    Pack,
-    /// Open the index file through the target repository.
-    Index,
-    /// Compare the bytes read back with the source's.
-    Bytes,
-}
-
-/// One copy run's state: the two sides and what is known to be where.
-struct Copier {
-    source: Repository,
-    target: Repository,
-    target_store: Arc<dyn BlobStore>,
-    parallel: usize,
-    /// Where the source's objects live, if the target may copy them server-side.
-    copy_source: Option<CopySource>,
-    source_sizes: HashMap<String, u64>,
-    target_sizes: HashMap<String, u64>,
-    /// Packs each index file points at (read once per run).
-    index_packs: HashMap<String, BTreeSet<String>>,
-}
-
-const PREFIXES: [&str; 4] = ["packs/", "index/", "mailboxes/", "snapshots/"];
-
-impl Copier {
-    async fn load_listings(&mut self) -> Result<()> {
-        for prefix in PREFIXES {
-            for m in self.source.store().list(prefix).await? {
-                self.source_sizes.insert(m.key.as_str().to_owned(), m.size);
-            }
-            for m in self.target_store.list(prefix).await? {
-                self.target_sizes.insert(m.key.as_str().to_owned(), m.size);
-            }
-        }
-        Ok(())
-    }
-
-    async fn copy_one(&mut self, id: SnapshotId) -> Result<SnapshotCopy> {
-        let snap = self.source.load_snapshot(id).await?;
-        let deps = crate::repo::retention::snapshot_dependencies(&self.source, id).await?;
-        let mut packs = BTreeSet::new();
-        let mut index = BTreeSet::new();
-        let mut mailbox = Vec::new();
-        let mut record = Vec::new();
-        for dep in deps {
-            if dep.starts_with("packs/") {
-                packs.insert(dep);
-            } else if dep.starts_with("index/") {
-                index.insert(dep);
-            } else if dep.starts_with("mailboxes/") {
-                mailbox.push(dep);
-            } else if dep.starts_with("snapshots/") {
-                record.push(dep);
-            }
-        }
-        for file in &index {
-            packs.extend(self.packs_of_index(file).await?);
-        }
-        let objects = packs.len() + index.len() + mailbox.len() + record.len();
-        let mut out = SnapshotCopy {
-            snapshot: id,
-            mailbox: snap.record.mailbox.address().to_owned(),
-            started: snap.record.started,
-            objects,
-            copied: 0,
-            copied_server_side: 0,
-            skipped: 0,
-            bytes_copied: 0,
-        };
-        // Data before records: each stage completes (copied and verified) before the
-        // next one starts.
-        self.copy_stage(packs, Check::Pack, &mut out).await?;
-        self.copy_stage(index, Check::Index, &mut out).await?;
-        self.copy_stage(mailbox.into_iter().collect(), Check::Bytes, &mut out)
-            .await?;
-        self.copy_stage(record.into_iter().collect(), Check::Bytes, &mut out)
-            .await?;
-        // The record opens on the target and belongs to the right mailbox.
-        self.target.load_snapshot(id).await?;
-        Ok(out)
-    }
-
-    async fn packs_of_index(&mut self, file: &str) -> Result<BTreeSet<String>> {
-        if let Some(p) = self.index_packs.get(file) {
-            return Ok(p.clone());
-        }
-        let packs: BTreeSet<String> = self
-            .source
-            .read_index_file(file)
-            .await?
-            .iter()
-            .map(|e| e.location.pack.store_key())
-            .collect();
-        self.index_packs.insert(file.to_owned(), packs.clone());
-        Ok(packs)
-    }
-
-    /// Copy `keys` with at most `parallel` objects in flight, skipping those the target
-    /// already holds with the source's size.
-    async fn copy_stage(
-        &mut self,
-        keys: BTreeSet<String>,
-        check: Check,
-        out: &mut SnapshotCopy,
-    ) -> Result<()> {
-        let mut pending: Vec<(String, u64)> = Vec::new();
-        for k in keys {
-            let size = match self.source_sizes.get(&k) {
-                Some(s) => Some(*s),
-                None => self.source.store().head(&key(&k)?).await?.map(|m| m.size),
-            };
-            let Some(size) = size else {
-                return Err(Error::Missing { key: k });
-            };
-            if self.target_sizes.get(&k) == Some(&size) {
-                out.skipped += 1;
-            } else {
-                pending.push((k, size));
-            }
-        }
-        let mut pending = pending.into_iter();
-        let mut tasks: JoinSet<Result<Copied>> = JoinSet::new();
-        loop {
-            while tasks.len() < self.parallel {
-                let Some((k, size)) = pending.next() else {
-                    break;
-                };
-                let job = CopyJob {
-                    source: self.source.clone(),
-                    target: self.target.clone(),
-                    target_store: Arc::clone(&self.target_store),
-                    copy_source: self.copy_source.clone(),
-                    name: k,
-                    size,
-                    check,
-                };
-                tasks.spawn(job.run());
-            }
-            let Some(joined) = tasks.join_next().await else {
-                break;
-            };
-            let done = joined.map_err(|e| Error::task(&e))??;
-            out.copied += 1;
-            if done.server_side {
-                out.copied_server_side += 1;
-            }
-            out.bytes_copied += done.size;
-            self.target_sizes.insert(done.name, done.size);
-        }
-        Ok(())
-    }
-}
-
-/// One copied object.
-struct Copied {
-    name: String,
-    size: u64,
-    /// The target's server copied it from the source.
-    server_side: bool,
-}
-
-/// One object to copy and check, owned so it can run as its own task.
-struct CopyJob {
-    source: Repository,
-    target: Repository,
-    target_store: Arc<dyn BlobStore>,
-    copy_source: Option<CopySource>,
-    name: String,
-    /// Size on the source, as listed.
-    size: u64,
-    check: Check,
-}
-
-impl CopyJob {
-    /// Copy the object byte for byte — server-side when the target can, else read and
-    /// write — and check it on the target.
-    async fn run(self) -> Result<Copied> {
-        let store_key = key(&self.name)?;
-        let server_side = match &self.copy_source {
-            Some(src) => {
-                self.target_store
-                    .copy_from(src, &store_key, &store_key, PutOptions::OVERWRITE)
-                    .await?
-            }
-            None => false,
-        };
-        // The source's bytes, when this process has them or needs them to compare.
-        let (size, bytes) = if server_side {
-            (self.size, None)
-        } else {
-            let bytes = self.source.get_required(&self.name).await?;
-            self.target_store
-                .put(&store_key, bytes.clone(), PutOptions::OVERWRITE)
-                .await?;
-            (bytes.len() as u64, Some(bytes))
-        };
-        match self.check {
-            Check::Pack => {
-                let pack = PackId::from_store_key(&self.name)
-                    .ok_or_else(|| Error::corrupt(&self.name, "not a pack key"))?;
-                self.target.pack_table(pack).await?;
-            }
-            Check::Index => {
-                self.target.read_index_file(&self.name).await?;
-            }
-            Check::Bytes => {
-                let expected = match bytes {
-                    Some(b) => b,
-                    None => self.source.get_required(&self.name).await?,
-                };
-                let back = self.target.get_required(&self.name).await?;
-                if back != expected {
-                    return Err(Error::corrupt(
-                        &self.name,
-                        format!(
-                            "differs on {} after copying it",
-                            self.target_store.describe()
-                        ),
-                    ));
-                }
-            }
-        }
-        Ok(Copied {
-            name: self.name,
-            size,
-            server_side,
-        })
-    }
+        .put_replication_record(tid, done.snapshot, &record)
+        .await
 }

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::model::{MailboxId, SnapshotId};
 use crate::ports::Clock;
 use crate::repo::prune::{PruneOptions, PruneSummary, prune};
-use crate::repo::{KEY_BLOB_KEY, Repository, SnapshotInfo};
+use crate::repo::{Repository, SnapshotInfo};
 
 /// Which snapshots to keep. Every field `None` keeps nothing, which is refused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -227,6 +227,14 @@ pub struct RemovalSummary {
 }
 
 impl RemovalSummary {
+    fn add(&mut self, removal: crate::repo::Removal) {
+        self.objects_removed += removal.removed;
+        for r in removal.retained {
+            self.retained.push(r.key.clone());
+            self.retained_objects.push(r);
+        }
+    }
+
     /// Everything planned was removed (the CLI exits non-zero otherwise).
     pub fn is_complete(&self) -> bool {
         self.retained.is_empty() && self.prune.as_ref().is_none_or(|p| p.retained.is_empty())
@@ -373,7 +381,7 @@ pub async fn plan_delete(repo: &Repository, target: &DeleteTarget) -> Result<Del
                 .iter()
                 .map(|m| m.address().to_owned())
                 .collect();
-            plan.objects = repo.store().list("").await?.len();
+            plan.objects = repo.object_count().await?;
         }
     }
     Ok(plan)
@@ -392,29 +400,12 @@ pub async fn execute_delete(repo: &Repository, plan: &DeletePlan) -> Result<Remo
         for address in &plan.mailboxes {
             let mb = MailboxId::new(address);
             if repo.list_snapshots(&mb).await?.is_empty() {
-                let key = format!("mailboxes/{}", repo.mailbox_key_name(&mb));
-                delete_key(repo, &key, &mut sum).await?;
+                sum.add(repo.delete_mailbox_record(&mb).await?);
             }
         }
         return Ok(sum);
     }
-    for prefix in ["snapshots/", "mailboxes/", "locks/", "index/", "packs/"] {
-        for meta in repo.store().list(prefix).await? {
-            delete_key(repo, meta.key.as_str(), &mut sum).await?;
-        }
-    }
-    // Anything else Atlas did not write stays out of the order above but still goes
-    // before the config and the key.
-    for meta in repo.store().list("").await? {
-        let k = meta.key.as_str();
-        if k != crate::repo::CONFIG_KEY && k != KEY_BLOB_KEY {
-            delete_key(repo, k, &mut sum).await?;
-        }
-    }
-    if sum.is_complete() {
-        delete_key(repo, crate::repo::CONFIG_KEY, &mut sum).await?;
-        delete_key(repo, KEY_BLOB_KEY, &mut sum).await?;
-    }
+    sum.add(repo.purge_objects().await?);
     Ok(sum)
 }
 
@@ -432,23 +423,6 @@ pub async fn execute_delete_and_prune(
         sum.prune = Some(prune(repo, &real_run(opts), clock).await?);
     }
     Ok(sum)
-}
-
-async fn delete_key(repo: &Repository, key: &str, sum: &mut RemovalSummary) -> Result<()> {
-    let k = crate::ports::StoreKey::new(key).map_err(Error::Store)?;
-    match repo.store().delete(&k).await {
-        Ok(()) => {
-            sum.objects_removed += 1;
-            Ok(())
-        }
-        Err(crate::ports::StoreError::Retained { key, until }) => {
-            sum.retained.push(key.clone());
-            sum.retained_objects
-                .push(crate::repo::retention::RetainedObject { key, until });
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 #[cfg(test)]

@@ -24,8 +24,8 @@ use super::read::check_sha;
 use crate::error::{Error, Result};
 use crate::model::{ContentId, MailboxId, MessageId, SnapshotId};
 use crate::repo::index::Location;
-use crate::repo::pack::{self, PackId};
-use crate::repo::{BlobKind, RepoKeys, Repository, open_blob_in_pack};
+use crate::repo::pack::PackId;
+use crate::repo::{BlobKind, PackData, Repository};
 
 /// Which snapshots to verify.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,10 +306,7 @@ async fn collect(
                 snapshot: Some(id),
                 folder: None,
                 message_id: None,
-                object: Some(format!(
-                    "mailboxes/{}",
-                    repo.mailbox_key_name(&snap.record.mailbox)
-                )),
+                object: Some(repo.mailbox_record_name(&snap.record.mailbox)),
                 error: "mailbox record missing or unreadable".into(),
             });
         }
@@ -400,13 +397,7 @@ async fn check_packs(
     sum: &mut VerifySummary,
 ) -> Result<()> {
     sum.packs = by_pack.len();
-    let sizes: HashMap<String, u64> = repo
-        .store()
-        .list("packs/")
-        .await?
-        .into_iter()
-        .map(|m| (m.key.as_str().to_owned(), m.size))
-        .collect();
+    let sizes: HashMap<PackId, u64> = repo.pack_sizes().await?;
     // Damage per pack (in pack order), filled by the size checks now and the data checks
     // as they finish.
     let mut per_pack: Vec<Vec<Damage>> = vec![Vec::new(); by_pack.len()];
@@ -414,7 +405,7 @@ async fn check_packs(
     for (n, (pack, wanted)) in by_pack.iter().enumerate() {
         let key = pack.store_key();
         let items = pack_items(needed, wanted);
-        let Some(size) = sizes.get(&key) else {
+        let Some(size) = sizes.get(pack) else {
             let e = Error::Missing { key: key.clone() };
             for it in &items {
                 per_pack[n].push(it.owner.damage(it.owner.kind(), Some(key.clone()), &e));
@@ -505,8 +496,8 @@ async fn check_pack_data(
 ) -> Result<Vec<Damage>> {
     let key = pack.store_key();
     let mut damage = Vec::new();
-    let bytes = match repo.get_required(&key).await {
-        Ok(b) => b,
+    let data = match repo.read_pack(pack).await {
+        Ok(d) => d,
         Err(e) => {
             damage.push(pack_damage(&key, &e));
             for it in &items {
@@ -515,13 +506,9 @@ async fn check_pack_data(
             return Ok(damage);
         }
     };
-    let keys = repo.keys();
     let (table, results, items) = tokio::task::spawn_blocking(move || {
-        let table = pack::parse_pack(&keys.enc, pack, &bytes).err();
-        let results: Vec<Result<()>> = items
-            .iter()
-            .map(|it| check_item(&keys, &bytes, it))
-            .collect();
+        let table = data.table().err();
+        let results: Vec<Result<()>> = items.iter().map(|it| check_item(&data, it)).collect();
         (table, results, items)
     })
     .await
@@ -560,16 +547,10 @@ async fn check_pack_data(
 /// Check one content's blobs in a pack's bytes: AEAD tag and content id of each (the
 /// chunk list's id covers the whole content, so only its tag), and the SHA-256 recorded at
 /// backup for unchunked content.
-fn check_item(keys: &RepoKeys, pack_bytes: &[u8], it: &PackItem) -> Result<()> {
+fn check_item(pack: &PackData, it: &PackItem) -> Result<()> {
     for (blob, loc) in &it.blobs {
         let whole = loc.kind != BlobKind::ChunkList && loc.kind != BlobKind::Chunk;
-        let plain = open_blob_in_pack(
-            keys,
-            pack_bytes,
-            blob,
-            *loc,
-            loc.kind != BlobKind::ChunkList,
-        )?;
+        let plain = pack.open_blob(blob, *loc)?;
         if whole {
             if let Some(sha) = &it.sha {
                 check_sha(&plain, sha, &it.content)?;

@@ -1,0 +1,92 @@
+//! Removing records beyond snapshot records: a mailbox's record once its last snapshot
+//! is gone, and every object of the repository (`atlas delete --all`).
+//!
+//! A purge goes in an order where each intermediate state is still a consistent, smaller
+//! repository: snapshot records, mailbox records, leases, index files, packs, anything
+//! else Atlas did not write, and only then — when nothing was refused — the config and the
+//! wrapped key.
+
+use super::Repository;
+use super::layout::{
+    CONFIG_KEY, INDEX_PREFIX, KEY_BLOB_KEY, LOCK_PREFIX, MAILBOX_PREFIX, PACK_PREFIX,
+    SNAPSHOT_PREFIX, store_key,
+};
+use super::retention::RetainedObject;
+use crate::error::Result;
+use crate::model::MailboxId;
+use crate::ports::StoreError;
+
+/// What deleting objects did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removal {
+    /// Objects deleted.
+    pub removed: usize,
+    /// Objects the store refused to delete (Object Lock retention).
+    pub retained: Vec<RetainedObject>,
+}
+
+impl Removal {
+    /// Whether nothing was refused.
+    pub fn is_complete(&self) -> bool {
+        self.retained.is_empty()
+    }
+
+    async fn delete(&mut self, repo: &Repository, key: &str) -> Result<()> {
+        match repo.store().delete(&store_key(key)?).await {
+            Ok(()) => {
+                self.removed += 1;
+                Ok(())
+            }
+            Err(StoreError::Retained { key, until }) => {
+                self.retained.push(RetainedObject { key, until });
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Repository {
+    /// Delete a mailbox's record (after its last snapshot record is gone, so `list` never
+    /// shows snapshots without a mailbox).
+    pub async fn delete_mailbox_record(&self, mailbox: &MailboxId) -> Result<Removal> {
+        let mut out = Removal::default();
+        out.delete(self, &self.mailbox_record_name(mailbox)).await?;
+        Ok(out)
+    }
+
+    /// Every object in the store, whatever wrote it.
+    pub async fn object_count(&self) -> Result<usize> {
+        Ok(self.store().list("").await?.len())
+    }
+
+    /// Delete every object in the safe order (see the module docs). The config and the
+    /// key go last, and only when nothing before them was refused.
+    pub async fn purge_objects(&self) -> Result<Removal> {
+        let mut out = Removal::default();
+        for prefix in [
+            SNAPSHOT_PREFIX,
+            MAILBOX_PREFIX,
+            LOCK_PREFIX,
+            INDEX_PREFIX,
+            PACK_PREFIX,
+        ] {
+            for meta in self.store().list(prefix).await? {
+                out.delete(self, meta.key.as_str()).await?;
+            }
+        }
+        // Anything else Atlas did not write stays out of the order above but still goes
+        // before the config and the key.
+        for meta in self.store().list("").await? {
+            let k = meta.key.as_str();
+            if k != CONFIG_KEY && k != KEY_BLOB_KEY {
+                out.delete(self, k).await?;
+            }
+        }
+        if out.is_complete() {
+            out.delete(self, CONFIG_KEY).await?;
+            out.delete(self, KEY_BLOB_KEY).await?;
+        }
+        Ok(out)
+    }
+}
