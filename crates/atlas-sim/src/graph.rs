@@ -1,8 +1,6 @@
 //! Graph read handlers: users, folders, messages, delta, MIME, attachments.
 
-use std::sync::Arc;
-
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -12,7 +10,6 @@ use crate::config::DeltaTopMode;
 use crate::http::{Req, Resp, encode_query};
 use crate::json::{self, MsgView};
 use crate::model::{AttachmentKind, Mailbox, Message, ROOT_FOLDER, Tenant};
-use crate::route::Route;
 use crate::server::{Sim, lock};
 
 const GRAPH_CTX: &str = "https://graph.microsoft.com/v1.0/$metadata";
@@ -90,75 +87,9 @@ impl DeltaToken {
 }
 
 impl Sim {
-    pub(crate) fn execute(self: &Arc<Self>, route: Route, req: &Req, basic_only: bool) -> Resp {
-        let view = MsgView {
-            immutable: req.prefer_immutable_ids(),
-            text_body: req.prefer_text_body(),
-            basic_only,
-        };
-        let m = &req.method;
-        match route {
-            Route::Users if *m == Method::GET => self.list_users(req),
-            Route::User(u) if *m == Method::GET => self.get_user(req, &u),
-            Route::Folders { user, parent } if *m == Method::GET => {
-                self.list_folders(req, &user, parent.as_deref())
-            }
-            Route::Folders { user, parent } if *m == Method::POST => {
-                self.create_folder(req, &user, parent.as_deref())
-            }
-            Route::Folder { user, folder } if *m == Method::GET => self.get_folder(&user, &folder),
-            Route::Folder { user, folder } if *m == Method::DELETE => {
-                self.delete_folder_req(&user, &folder)
-            }
-            Route::Messages { user, folder } if *m == Method::GET => {
-                self.list_messages(req, &user, folder.as_deref(), view)
-            }
-            Route::Messages { user, folder } if *m == Method::POST => {
-                self.create_message(req, &user, folder.as_deref(), view)
-            }
-            Route::Delta { user, folder } if *m == Method::GET => {
-                self.delta(req, &user, &folder, view)
-            }
-            Route::Message { user, msg } if *m == Method::GET => {
-                self.get_message(req, &user, &msg, view)
-            }
-            Route::Message { user, msg } if *m == Method::PATCH => {
-                self.patch_message(req, &user, &msg, view)
-            }
-            Route::Message { user, msg } if *m == Method::DELETE => {
-                self.delete_message_req(&user, &msg)
-            }
-            Route::MessageMove { user, msg } if *m == Method::POST => {
-                self.move_message_req(req, &user, &msg, view)
-            }
-            Route::MessageValue { user, msg } if *m == Method::GET => self.get_mime(&user, &msg),
-            Route::Attachments { user, msg } if *m == Method::GET => {
-                self.list_attachments(req, &user, &msg)
-            }
-            Route::Attachments { user, msg } if *m == Method::POST => {
-                self.create_attachment(req, &user, &msg)
-            }
-            Route::UploadSession { user, msg } if *m == Method::POST => {
-                self.create_upload_session(req, &user, &msg)
-            }
-            Route::Attachment { user, msg, att } if *m == Method::GET => {
-                self.get_attachment(req, &user, &msg, &att)
-            }
-            Route::AttachmentValue { user, msg, att } if *m == Method::GET => {
-                self.get_attachment_value(&user, &msg, &att)
-            }
-            Route::Report { period } if *m == Method::GET => self.report(req, &period),
-            _ => Resp::error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Request_BadRequest",
-                &format!("The HTTP method '{m}' is not supported for this resource."),
-            ),
-        }
-    }
-
     // ---------------------------------------------------------------- users
 
-    fn list_users(&self, req: &Req) -> Resp {
+    pub(crate) fn list_users(&self, req: &Req) -> Resp {
         let t = lock(&self.tenant);
         let top = match parse_top(req, 100, 999) {
             Ok(n) => n,
@@ -232,7 +163,7 @@ impl Sim {
         Resp::ok(body)
     }
 
-    fn get_user(&self, req: &Req, user: &str) -> Resp {
+    pub(crate) fn get_user(&self, req: &Req, user: &str) -> Resp {
         let t = lock(&self.tenant);
         let Some(idx) = t.find_user(user) else {
             return Resp::error(
@@ -283,7 +214,7 @@ impl Sim {
         f(&mut t, idx)
     }
 
-    fn list_folders(&self, req: &Req, user: &str, parent: Option<&str>) -> Resp {
+    pub(crate) fn list_folders(&self, req: &Req, user: &str, parent: Option<&str>) -> Resp {
         let top = match parse_top(req, 10, 1000) {
             Ok(n) => n,
             Err(e) => return e,
@@ -340,7 +271,7 @@ impl Sim {
         })
     }
 
-    fn get_folder(&self, user: &str, folder: &str) -> Resp {
+    pub(crate) fn get_folder(&self, user: &str, folder: &str) -> Resp {
         self.with_mailbox(user, |t, idx| {
             let Some(mbx) = t.mailboxes.get(&idx) else {
                 return item_not_found();
@@ -375,7 +306,7 @@ impl Sim {
         Ok(o)
     }
 
-    fn get_message(&self, req: &Req, user: &str, msg: &str, view: MsgView) -> Resp {
+    pub(crate) fn get_message(&self, req: &Req, user: &str, msg: &str, view: MsgView) -> Resp {
         self.with_mailbox(user, |t, idx| {
             let Some(mbx) = t.mailboxes.get(&idx) else {
                 return item_not_found();
@@ -404,7 +335,13 @@ impl Sim {
         })
     }
 
-    fn list_messages(&self, req: &Req, user: &str, folder: Option<&str>, view: MsgView) -> Resp {
+    pub(crate) fn list_messages(
+        &self,
+        req: &Req,
+        user: &str,
+        folder: Option<&str>,
+        view: MsgView,
+    ) -> Resp {
         let top = match parse_top(req, 10, 1000) {
             Ok(n) => n,
             Err(e) => return e,
@@ -445,7 +382,7 @@ impl Sim {
         })
     }
 
-    fn delta(&self, req: &Req, user: &str, folder: &str, view: MsgView) -> Resp {
+    pub(crate) fn delta(&self, req: &Req, user: &str, folder: &str, view: MsgView) -> Resp {
         let default_ps = self.cfg.delta_default_page_size.max(1);
         let max_ps = self.cfg.delta_max_page_size.max(1);
         self.with_mailbox(user, |t, idx| {
@@ -539,7 +476,7 @@ impl Sim {
         })
     }
 
-    fn get_mime(&self, user: &str, msg: &str) -> Resp {
+    pub(crate) fn get_mime(&self, user: &str, msg: &str) -> Resp {
         let found = self.with_mailbox(user, |t, idx| {
             let mbx = t.mailboxes.get(&idx)?;
             let m = &mbx.messages[&mbx.resolve_message(msg)?];
@@ -560,7 +497,7 @@ impl Sim {
 
     // ---------------------------------------------------------------- attachments
 
-    fn list_attachments(&self, req: &Req, user: &str, msg: &str) -> Resp {
+    pub(crate) fn list_attachments(&self, req: &Req, user: &str, msg: &str) -> Resp {
         self.with_mailbox(user, |t, idx| {
             let Some(mbx) = t.mailboxes.get(&idx) else { return item_not_found() };
             let Some(key) = mbx.resolve_message(msg) else { return item_not_found() };
@@ -578,7 +515,7 @@ impl Sim {
         })
     }
 
-    fn get_attachment(&self, req: &Req, user: &str, msg: &str, att: &str) -> Resp {
+    pub(crate) fn get_attachment(&self, req: &Req, user: &str, msg: &str, att: &str) -> Resp {
         let expand_item = req
             .q("$expand")
             .is_some_and(|e| e.to_ascii_lowercase().contains("item"));
@@ -611,7 +548,7 @@ impl Sim {
         })
     }
 
-    fn get_attachment_value(&self, user: &str, msg: &str, att: &str) -> Resp {
+    pub(crate) fn get_attachment_value(&self, user: &str, msg: &str, att: &str) -> Resp {
         let found = self.with_mailbox(user, |t, idx| {
             let mbx = t.mailboxes.get(&idx)?;
             let m = &mbx.messages[&mbx.resolve_message(msg)?];

@@ -1,304 +1,176 @@
-//! A small MIME reader for the create-from-MIME path: enough to fill the JSON view
-//! (subject, addresses, date, Message-ID, body, attachments). The client's bytes are kept
-//! verbatim and served back as `$value`.
+//! Reads client MIME for the create-from-MIME path (graph-api.md §8.3) with `mail-parser`:
+//! enough to fill the JSON view (subject, addresses, date, Message-ID, body, attachments).
+//! The client's bytes are kept verbatim and served back as `$value`.
+//!
+//! Attachment bytes are cut from the raw part and only transfer-decoded, not taken from
+//! mail-parser's decoded contents: mail-parser converts every text part to UTF-8, while
+//! Exchange keeps an attachment's bytes as they were sent (a Latin-1 `.txt` attachment
+//! comes back byte for byte from `attachments/{id}/$value`).
 
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
+use mail_parser::decoders::base64::base64_decode;
+use mail_parser::decoders::quoted_printable::quoted_printable_decode;
+use mail_parser::{Address, MessageParser, MessagePart, MimeHeaders as _, PartType};
 
 use crate::model::{Addr, Attachment, AttachmentKind, Body, Content, MessageContent};
 
-struct Part<'a> {
-    headers: Vec<(String, String)>,
-    body: &'a [u8],
+/// What create-from-MIME learns from the client's bytes.
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    pub content: MessageContent,
+    /// The `Date` header, which becomes the message's sent time.
+    pub date: Option<DateTime<Utc>>,
 }
 
-impl Part<'_> {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
+fn addrs(a: Option<&Address>) -> Vec<Addr> {
+    a.map(|a| {
+        a.iter()
+            .filter_map(|x| {
+                Some(Addr {
+                    name: x.name().unwrap_or_default().to_owned(),
+                    address: x.address()?.to_owned(),
+                })
+            })
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
-fn split_part(raw: &[u8]) -> Part<'_> {
-    let (head, body) = match raw.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(p) => (&raw[..p], &raw[p + 4..]),
-        None => match raw.windows(2).position(|w| w == b"\n\n") {
-            Some(p) => (&raw[..p], &raw[p + 2..]),
-            None => (raw, &raw[raw.len()..]),
-        },
+/// The attachment's bytes as sent: the raw part body, transfer-decoded.
+fn attachment_bytes(raw: &[u8], part: &MessagePart) -> Vec<u8> {
+    let (start, end) = (
+        part.raw_body_offset() as usize,
+        part.raw_end_offset() as usize,
+    );
+    let Some(body) = raw.get(start..end.max(start)) else {
+        return part.contents().to_vec();
     };
-    let text = String::from_utf8_lossy(head);
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if line.starts_with([' ', '\t']) {
-            if let Some(last) = headers.last_mut() {
-                last.1.push(' ');
-                last.1.push_str(line.trim());
-            }
-        } else if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_owned(), v.trim().to_owned()));
-        }
-    }
-    Part { headers, body }
-}
-
-fn param(value: &str, name: &str) -> Option<String> {
-    for p in value.split(';').skip(1) {
-        let (k, v) = p.trim().split_once('=')?;
-        if k.trim().eq_ignore_ascii_case(name) {
-            return Some(v.trim().trim_matches('"').to_owned());
-        }
-    }
-    None
-}
-
-/// Decodes RFC 2047 encoded words (UTF-8 / ASCII charsets; others are read as UTF-8).
-pub(crate) fn decode_words(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    let mut last_was_word = false;
-    while let Some(start) = rest.find("=?") {
-        let before = &rest[..start];
-        if !(last_was_word && before.trim().is_empty()) {
-            out.push_str(before);
-        }
-        let after = &rest[start + 2..];
-        let mut it = after.splitn(3, '?');
-        let (Some(_charset), Some(enc), Some(tail)) = (it.next(), it.next(), it.next()) else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let Some(end) = tail.find("?=") else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let text = &tail[..end];
-        let bytes = if enc.eq_ignore_ascii_case("B") {
-            STANDARD.decode(text).unwrap_or_default()
-        } else {
-            qp_decode(text.replace('_', " ").as_bytes())
-        };
-        out.push_str(&String::from_utf8_lossy(&bytes));
-        rest = &tail[end + 2..];
-        last_was_word = true;
-    }
-    out.push_str(rest);
-    out
-}
-
-fn qp_decode(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'=' {
-            if b.get(i + 1) == Some(&b'\r') && b.get(i + 2) == Some(&b'\n') {
-                i += 3;
-                continue;
-            }
-            if b.get(i + 1) == Some(&b'\n') {
-                i += 2;
-                continue;
-            }
-            if let Some(h) = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(h);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
-fn decode_body(p: &Part) -> Vec<u8> {
-    match p
-        .header("content-transfer-encoding")
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("base64") => {
-            let clean: Vec<u8> = p
-                .body
-                .iter()
-                .copied()
-                .filter(|c| !c.is_ascii_whitespace())
-                .collect();
-            STANDARD.decode(clean).unwrap_or_default()
-        }
-        Some("quoted-printable") => qp_decode(p.body),
-        _ => p.body.to_vec(),
+    let encoding = part
+        .content_transfer_encoding()
+        .map(str::to_ascii_lowercase);
+    let decoded = match encoding.as_deref() {
+        Some("base64") => base64_decode(body),
+        Some("quoted-printable") => quoted_printable_decode(body),
+        _ => None,
+    };
+    match decoded {
+        Some(d) => d,
+        // An unencoded part ends before the CRLF that belongs to the next boundary.
+        None => body
+            .strip_suffix(b"\r\n")
+            .or_else(|| body.strip_suffix(b"\n"))
+            .unwrap_or(body)
+            .to_vec(),
     }
 }
 
-fn parse_addrs(v: Option<&str>) -> Vec<Addr> {
-    let Some(v) = v else { return Vec::new() };
-    let mut out = Vec::new();
-    let (mut cur, mut quoted, mut angle) = (String::new(), false, false);
-    for ch in v.chars().chain(std::iter::once(',')) {
-        match ch {
-            '"' => {
-                quoted = !quoted;
-                cur.push(ch);
-            }
-            '<' if !quoted => {
-                angle = true;
-                cur.push(ch);
-            }
-            '>' if !quoted => {
-                angle = false;
-                cur.push(ch);
-            }
-            ',' if !quoted && !angle => {
-                let item = cur.trim();
-                if !item.is_empty() {
-                    let (name, addr) = match (item.rfind('<'), item.rfind('>')) {
-                        (Some(a), Some(b)) if a < b => (
-                            item[..a].trim().trim_matches('"').to_owned(),
-                            item[a + 1..b].to_owned(),
-                        ),
-                        _ => (String::new(), item.to_owned()),
-                    };
-                    out.push(Addr {
-                        name: decode_words(&name),
-                        address: addr,
-                    });
-                }
-                cur.clear();
-            }
-            _ => cur.push(ch),
-        }
-    }
-    out
-}
-
-fn walk(p: &Part, body: &mut Option<Body>, atts: &mut Vec<Attachment>, now: DateTime<Utc>) {
-    let ct = p.header("content-type").unwrap_or("text/plain").to_owned();
-    let lower = ct.to_ascii_lowercase();
-    if lower.starts_with("multipart/") {
-        let Some(b) = param(&ct, "boundary") else {
-            return;
-        };
-        let delim = format!("--{b}");
-        let text = p.body;
-        let mut starts = Vec::new();
-        let mut i = 0;
-        while let Some(pos) = find(&text[i..], delim.as_bytes()) {
-            starts.push(i + pos);
-            i += pos + delim.len();
-        }
-        for w in starts.windows(2) {
-            let mut seg = &text[w[0] + delim.len()..w[1]];
-            seg = seg
-                .strip_prefix(b"\r\n")
-                .or_else(|| seg.strip_prefix(b"\n"))
-                .unwrap_or(seg);
-            seg = seg
-                .strip_suffix(b"\r\n")
-                .or_else(|| seg.strip_suffix(b"\n"))
-                .unwrap_or(seg);
-            walk(&split_part(seg), body, atts, now);
-        }
-        return;
-    }
-    let disp = p
-        .header("content-disposition")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let name = p
-        .header("content-disposition")
-        .and_then(|d| param(d, "filename"))
-        .or_else(|| param(&ct, "name"))
-        .map(|n| decode_words(&n));
-    let is_text_body = (lower.starts_with("text/plain") || lower.starts_with("text/html"))
-        && !disp.starts_with("attachment")
-        && name.is_none();
-    if is_text_body {
-        let html = lower.starts_with("text/html");
-        if body.as_ref().is_none_or(|b| !b.html && html) {
-            *body = Some(Body {
-                html,
-                content: String::from_utf8_lossy(&decode_body(p)).into_owned().into(),
-            });
-        }
-        return;
-    }
-    let data = decode_body(p);
-    atts.push(Attachment {
-        name: name.unwrap_or_else(|| "attachment".into()),
-        content_type: Some(
-            ct.split(';')
-                .next()
-                .unwrap_or("application/octet-stream")
-                .trim()
-                .to_owned(),
-        ),
-        kind: AttachmentKind::File(Content::Bytes(data.into())),
-        is_inline: disp.starts_with("inline"),
-        content_id: p
-            .header("content-id")
-            .map(|c| c.trim_matches(['<', '>']).to_owned()),
-        last_modified: now,
-    });
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+fn content_type(part: &MessagePart) -> String {
+    part.content_type().map_or_else(
+        || "application/octet-stream".to_owned(),
+        |ct| match ct.subtype() {
+            Some(sub) => format!("{}/{sub}", ct.ctype()).to_ascii_lowercase(),
+            None => ct.ctype().to_ascii_lowercase(),
+        },
+    )
 }
 
 /// Builds message content from client MIME, keeping the bytes for `$value`.
-pub(crate) fn parse(raw: &[u8], now: DateTime<Utc>, domain: &str) -> MessageContent {
-    let top = split_part(raw);
-    let mut body = None;
-    let mut attachments = Vec::new();
-    walk(&top, &mut body, &mut attachments, now);
-    let date = top.header("date").unwrap_or_default().to_owned();
-    let mut extra_headers = Vec::new();
-    if !date.is_empty() {
-        extra_headers.push(("Date".to_owned(), date));
-    }
-    MessageContent {
-        subject: decode_words(top.header("subject").unwrap_or_default()),
-        from: parse_addrs(top.header("from")).into_iter().next(),
-        to: parse_addrs(top.header("to")),
-        cc: parse_addrs(top.header("cc")),
-        bcc: parse_addrs(top.header("bcc")),
-        reply_to: parse_addrs(top.header("reply-to")),
-        body: body.unwrap_or(Body {
+pub(crate) fn parse(raw: &[u8], now: DateTime<Utc>, domain: &str) -> Parsed {
+    let fresh_id = || format!("<{}@{domain}>", uuid::Uuid::new_v4().simple());
+    let empty_body = || Body {
+        html: false,
+        content: "".into(),
+    };
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return Parsed {
+            content: MessageContent {
+                subject: String::new(),
+                from: None,
+                to: vec![],
+                cc: vec![],
+                bcc: vec![],
+                reply_to: vec![],
+                body: empty_body(),
+                internet_message_id: fresh_id(),
+                in_reply_to: None,
+                references: vec![],
+                extra_headers: vec![],
+                importance: "normal",
+                attachments: vec![],
+                raw_mime: Some(Arc::from(raw)),
+            },
+            date: None,
+        };
+    };
+    let html = msg
+        .html_bodies()
+        .find(|p| matches!(p.body, PartType::Html(_)));
+    let text = msg
+        .text_bodies()
+        .find(|p| matches!(p.body, PartType::Text(_)));
+    let body = match (html, text) {
+        (Some(p), _) => Body {
+            html: true,
+            content: p.text_contents().unwrap_or_default().into(),
+        },
+        (None, Some(p)) => Body {
             html: false,
-            content: "".into(),
-        }),
-        internet_message_id: top.header("message-id").map_or_else(
-            || format!("<{}@{domain}>", uuid::Uuid::new_v4().simple()),
-            str::to_owned,
-        ),
-        in_reply_to: top.header("in-reply-to").map(str::to_owned),
-        references: top
-            .header("references")
-            .map(|r| r.split_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default(),
-        extra_headers,
+            content: p.text_contents().unwrap_or_default().into(),
+        },
+        (None, None) => empty_body(),
+    };
+    let attachments = msg
+        .attachments()
+        .map(|p| Attachment {
+            name: p.attachment_name().unwrap_or("attachment").to_owned(),
+            content_type: Some(content_type(p)),
+            kind: AttachmentKind::File(Content::Bytes(attachment_bytes(raw, p).into())),
+            is_inline: p
+                .content_disposition()
+                .is_some_and(mail_parser::ContentType::is_inline),
+            content_id: p
+                .content_id()
+                .map(|c| c.trim_matches(['<', '>']).to_owned()),
+            last_modified: now,
+        })
+        .collect();
+    let bracket = |id: &str| format!("<{id}>");
+    let references = msg
+        .references()
+        .as_text_list()
+        .map(|l| l.iter().map(|r| bracket(r)).collect())
+        .or_else(|| msg.references().as_text().map(|r| vec![bracket(r)]))
+        .unwrap_or_default();
+    let content = MessageContent {
+        subject: msg.subject().unwrap_or_default().to_owned(),
+        from: addrs(msg.from()).into_iter().next(),
+        to: addrs(msg.to()),
+        cc: addrs(msg.cc()),
+        bcc: addrs(msg.bcc()),
+        reply_to: addrs(msg.reply_to()),
+        body,
+        internet_message_id: msg.message_id().map_or_else(fresh_id, bracket),
+        in_reply_to: msg
+            .in_reply_to()
+            .as_text()
+            .or_else(|| {
+                msg.in_reply_to()
+                    .as_text_list()
+                    .and_then(|l| l.first().map(AsRef::as_ref))
+            })
+            .map(bracket),
+        references,
+        extra_headers: vec![],
         importance: "normal",
         attachments,
         raw_mime: Some(Arc::from(raw)),
-    }
-}
-
-/// The `Date` header of parsed client MIME, as the message's sent time.
-pub(crate) fn date_of(c: &MessageContent) -> Option<DateTime<Utc>> {
-    let d = c.extra_headers.iter().find(|(k, _)| k == "Date")?;
-    DateTime::parse_from_rfc2822(d.1.trim())
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
+    };
+    let date = msg
+        .date()
+        .and_then(|d| DateTime::from_timestamp(d.to_timestamp(), 0));
+    Parsed { content, date }
 }
 
 #[cfg(test)]
@@ -306,21 +178,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decodes_adjacent_encoded_words_without_the_space_between() {
-        assert_eq!(decode_words("=?UTF-8?B?w5w=?= =?UTF-8?B?YmVy?="), "Über");
-        assert_eq!(decode_words("plain"), "plain");
-    }
-
-    #[test]
     fn finds_html_body_and_attachment() {
-        let raw = b"Subject: =?UTF-8?B?w5xiZXI=?=\r\nFrom: \"A, B\" <a@x.com>\r\nTo: c@x.com\r\nDate: Sun, 28 Feb 2021 07:15:00 +0000\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>hi</p>\r\n--b1\r\nContent-Type: application/pdf; name=\"x.pdf\"\r\nContent-Disposition: attachment; filename=\"x.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERg==\r\n--b1--\r\n";
-        let c = parse(raw, Utc::now(), "x.com");
-        assert_eq!(c.subject, "Über");
+        let raw = b"Subject: =?UTF-8?B?w5xiZXI=?= =?UTF-8?B?IGFsbGVz?=\r\nFrom: \"A, B\" <a@x.com>\r\nTo: c@x.com\r\nMessage-ID: <m1@x.com>\r\nDate: Sun, 28 Feb 2021 07:15:00 +0000\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>hi</p>\r\n--b1\r\nContent-Type: application/pdf; name=\"x.pdf\"\r\nContent-Disposition: attachment; filename=\"x.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERg==\r\n--b1--\r\n";
+        let p = parse(raw, Utc::now(), "x.com");
+        let c = &p.content;
+        assert_eq!(c.subject, "Über alles");
         assert_eq!(c.from.as_ref().map(|a| a.name.as_str()), Some("A, B"));
+        assert_eq!(c.internet_message_id, "<m1@x.com>");
         assert!(c.body.html);
         assert_eq!(&*c.body.content, "<p>hi</p>");
         assert_eq!(c.attachments.len(), 1);
         assert_eq!(c.attachments[0].name, "x.pdf");
-        assert!(date_of(&c).is_some());
+        assert_eq!(
+            c.attachments[0].content_type.as_deref(),
+            Some("application/pdf")
+        );
+        match &c.attachments[0].kind {
+            AttachmentKind::File(b) => assert_eq!(&*b.bytes(), b"%PDF"),
+            _ => panic!("file attachment expected"),
+        }
+        assert_eq!(
+            p.date.map(|d| d.to_rfc3339()).as_deref(),
+            Some("2021-02-28T07:15:00+00:00")
+        );
+    }
+
+    /// mail-parser would hand back the text as UTF-8; Exchange keeps the sent bytes.
+    #[test]
+    fn text_attachments_keep_their_bytes_in_their_own_charset() {
+        let mut raw = b"Subject: t\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Disposition: attachment; filename=l.txt\r\nContent-Transfer-Encoding: 8bit\r\n\r\n".to_vec();
+        raw.extend_from_slice(b"caf\xe9\r\n--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Disposition: attachment; filename=q.txt\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=E9\r\n--b--\r\n");
+        let c = parse(&raw, Utc::now(), "x.com").content;
+        assert_eq!(&*c.body.content, "body");
+        let bytes: Vec<Vec<u8>> = c
+            .attachments
+            .iter()
+            .map(|a| match &a.kind {
+                AttachmentKind::File(b) => b.bytes().to_vec(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(bytes, vec![b"caf\xe9".to_vec(), b"caf\xe9".to_vec()]);
     }
 }

@@ -1,333 +1,576 @@
-//! Parsing of Graph v1.0 paths into routes, and what each route needs (permission, kind).
+//! The Graph v1.0 route table: an axum [`Router`] that names, for every documented path
+//! and method, the handler, the application permissions it needs and the counter it is
+//! accounted under.
+//!
+//! Direct requests and the inner requests of a `$batch` are dispatched through the same
+//! router ([`dispatch`]), so both run the one pipeline of [`Sim::pipeline`] (faults →
+//! token → permission → mailbox → throttling → handler). Handlers are plain functions of
+//! a [`Call`] that return a transport-neutral [`Resp`]; the router carries it back in a
+//! [`Routed`] extension so `$batch` can embed it as JSON.
+//!
+//! Graph accepts spellings a path router cannot express, so paths are normalised first
+//! ([`normalize`]): OData key syntax (`users('id')` = `users/id`), case-insensitive
+//! segment names, `microsoft.graph.`-qualified actions, and nested `childFolders` chains
+//! (only the last folder of `mailFolders/a/childFolders/b/…` matters).
 
-use axum::http::{Method, StatusCode};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, LazyLock};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Extension, Path};
+use axum::http::{Method, Request, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use tower::ServiceExt as _;
 
 use crate::config::roles;
-use crate::http::{Resp, decode_segment};
+use crate::http::{Req, Resp, decode_segment};
+use crate::json::MsgView;
+use crate::server::Sim;
 
-#[derive(Debug, Clone)]
-pub(crate) enum Route {
-    Users,
-    User(String),
-    Folders {
-        user: String,
-        parent: Option<String>,
-    },
-    Folder {
-        user: String,
-        folder: String,
-    },
-    Messages {
-        user: String,
-        folder: Option<String>,
-    },
-    Delta {
-        user: String,
-        folder: String,
-    },
-    Message {
-        user: String,
-        msg: String,
-    },
-    MessageValue {
-        user: String,
-        msg: String,
-    },
-    MessageMove {
-        user: String,
-        msg: String,
-    },
-    Attachments {
-        user: String,
-        msg: String,
-    },
-    UploadSession {
-        user: String,
-        msg: String,
-    },
-    Attachment {
-        user: String,
-        msg: String,
-        att: String,
-    },
-    AttachmentValue {
-        user: String,
-        msg: String,
-        att: String,
-    },
-    Report {
-        period: String,
-    },
+/// Which application permissions (app roles) admit a request, and the error otherwise.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Access {
+    /// Any one of these roles is enough; empty means no role is needed.
+    pub any_of: &'static [&'static str],
+    pub code: &'static str,
+    pub message: &'static str,
 }
 
-fn not_found_segment(seg: &str) -> Resp {
-    Resp::error(
-        StatusCode::BAD_REQUEST,
-        "BadRequest",
-        &format!("Resource not found for the segment '{seg}'."),
+impl Access {
+    pub fn check(&self, granted: &[String]) -> Result<(), Resp> {
+        let ok = self.any_of.is_empty()
+            || self
+                .any_of
+                .iter()
+                .any(|r| granted.iter().any(|g| g.eq_ignore_ascii_case(r)));
+        if ok {
+            Ok(())
+        } else {
+            Err(Resp::error(StatusCode::FORBIDDEN, self.code, self.message))
+        }
+    }
+}
+
+const MAIL_DENIED: &str = "Access is denied. Check credentials and try again.";
+
+/// `/users` and `/users/{id}` (graph-api.md §3.1).
+pub(crate) const DIRECTORY: Access = Access {
+    any_of: &[
+        roles::USER_READ_ALL,
+        "User.ReadWrite.All",
+        roles::DIRECTORY_READ_ALL,
+        "Directory.ReadWrite.All",
+    ],
+    code: "Authorization_RequestDenied",
+    message: "Insufficient privileges to complete the operation.",
+};
+
+/// Usage reports (graph-api.md §11).
+pub(crate) const REPORTS: Access = Access {
+    any_of: &[roles::REPORTS_READ_ALL],
+    code: "accessDenied",
+    message: "Access denied: the application lacks the Reports.Read.All permission.",
+};
+
+/// Folder listings, message metadata and delta: `Mail.ReadBasic.All` is enough (§4.1, §5.1).
+pub(crate) const MAIL_BASIC: Access = Access {
+    any_of: &[
+        roles::MAIL_READ_BASIC_ALL,
+        roles::MAIL_READ,
+        roles::MAIL_READ_WRITE,
+    ],
+    code: "ErrorAccessDenied",
+    message: MAIL_DENIED,
+};
+
+/// Message content: MIME and attachments need `Mail.Read` (§6.3, §7).
+pub(crate) const MAIL_READ: Access = Access {
+    any_of: &[roles::MAIL_READ, roles::MAIL_READ_WRITE],
+    code: "ErrorAccessDenied",
+    message: MAIL_DENIED,
+};
+
+/// Every mail write (§8).
+pub(crate) const MAIL_WRITE: Access = Access {
+    any_of: &[roles::MAIL_READ_WRITE],
+    code: "ErrorAccessDenied",
+    message: MAIL_DENIED,
+};
+
+/// What an endpoint needs before its handler runs, and the counter it is accounted under.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Endpoint {
+    /// Request-accounting kind (see [`crate::RequestCounters`]).
+    pub kind: &'static str,
+    pub access: Access,
+    /// Whether the path's `{user}` names a mailbox: checked for existence and throttled
+    /// per mailbox (graph-api.md §9.1).
+    pub mailbox: bool,
+}
+
+const fn ep(kind: &'static str, access: Access) -> Endpoint {
+    Endpoint {
+        kind,
+        access,
+        mailbox: true,
+    }
+}
+
+const fn directory(kind: &'static str, access: Access) -> Endpoint {
+    Endpoint {
+        kind,
+        access,
+        mailbox: false,
+    }
+}
+
+/// One routed request as a handler sees it.
+#[derive(Debug)]
+pub(crate) struct Call<'a> {
+    pub sim: &'a Arc<Sim>,
+    pub req: &'a Req,
+    pub view: MsgView,
+    params: &'a BTreeMap<String, String>,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(
+        sim: &'a Arc<Sim>,
+        req: &'a Req,
+        view: MsgView,
+        params: &'a BTreeMap<String, String>,
+    ) -> Self {
+        Self {
+            sim,
+            req,
+            view,
+            params,
+        }
+    }
+
+    /// A path parameter by its name in the route table (decoded).
+    pub fn p(&self, name: &str) -> &str {
+        debug_assert!(self.params.contains_key(name), "no path parameter {name}");
+        self.params.get(name).map_or("", String::as_str)
+    }
+
+    /// The `{user}` segment.
+    pub fn user(&self) -> &str {
+        self.p("user")
+    }
+}
+
+/// A handler: synchronous, because every handler works on the tenant under its lock.
+pub(crate) type Handler = fn(&Call) -> Resp;
+
+/// The request a routed handler serves, carried through the router as an extension.
+#[derive(Debug, Clone)]
+struct Dispatch {
+    sim: Arc<Sim>,
+    req: Arc<Req>,
+}
+
+/// What the router hands back: the handler's response and the accounting kind.
+#[derive(Debug, Clone)]
+pub(crate) struct Routed {
+    pub resp: Resp,
+    pub kind: &'static str,
+}
+
+impl IntoResponse for Routed {
+    fn into_response(self) -> Response {
+        let mut r = Response::new(Body::empty());
+        r.extensions_mut().insert(self);
+        r
+    }
+}
+
+fn handle(filter: MethodFilter, e: Endpoint, h: Handler) -> MethodRouter {
+    on(
+        filter,
+        move |Extension(d): Extension<Dispatch>, params: Option<Path<BTreeMap<String, String>>>| async move {
+            let params = params.map(|Path(p)| p).unwrap_or_default();
+            let resp = d.sim.pipeline(e, &d.req, &params, h).await;
+            Routed { resp, kind: e.kind }
+        },
     )
 }
 
-/// Splits `name('id')` segments into `name`, `id` and percent-decodes everything.
-fn segments(path: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for raw in path.trim_matches('/').split('/').filter(|s| !s.is_empty()) {
-        let s = decode_segment(raw);
-        if let Some(open) = s.find("('")
-            && s.ends_with("')")
-            && !s[..open].contains('=')
-        {
-            out.push(s[..open].to_owned());
-            out.push(s[open + 2..s.len() - 2].replace("''", "'"));
+fn get(e: Endpoint, h: Handler) -> MethodRouter {
+    handle(MethodFilter::GET, e, h)
+}
+fn post(e: Endpoint, h: Handler) -> MethodRouter {
+    handle(MethodFilter::POST, e, h)
+}
+fn patch(e: Endpoint, h: Handler) -> MethodRouter {
+    handle(MethodFilter::PATCH, e, h)
+}
+fn delete(e: Endpoint, h: Handler) -> MethodRouter {
+    handle(MethodFilter::DELETE, e, h)
+}
+
+/// Errors for paths Graph rejects before any mailbox work (no faults, no token check).
+fn fixed(resp: fn() -> Resp) -> MethodRouter {
+    axum::routing::any(move || async move {
+        Routed {
+            resp: resp(),
+            kind: "other",
+        }
+    })
+}
+
+/// The route table. Paths are normalised (see [`normalize`]) before they get here.
+fn graph_router() -> Router {
+    let users = directory("users", DIRECTORY);
+    let folders = ep("folders", MAIL_BASIC);
+    let create_folder = ep("create_folder", MAIL_WRITE);
+    let messages = ep("messages", MAIL_BASIC);
+    let create_message = ep("create_message", MAIL_WRITE);
+    let message = ep("message", MAIL_BASIC);
+    let update_message = ep("update_message", MAIL_WRITE);
+    let attachments = ep("attachments", MAIL_READ);
+    let create_attachment = ep("create_attachment", MAIL_WRITE);
+    Router::new()
+        .route("/me", fixed(me_error))
+        .route("/me/{*rest}", fixed(me_error))
+        .route("/users", get(users, |c| c.sim.list_users(c.req)))
+        .route(
+            "/users/{user}",
+            get(users, |c| c.sim.get_user(c.req, c.user())),
+        )
+        .route(
+            "/users/{user}/mailFolders",
+            get(folders, |c| c.sim.list_folders(c.req, c.user(), None))
+                .merge(post(create_folder, |c| {
+                    c.sim.create_folder(c.req, c.user(), None)
+                })),
+        )
+        .route(
+            "/users/{user}/mailFolders/{folder}",
+            get(folders, |c| c.sim.get_folder(c.user(), c.p("folder")))
+                .merge(delete(create_folder, |c| {
+                    c.sim.delete_folder_req(c.user(), c.p("folder"))
+                })),
+        )
+        .route(
+            "/users/{user}/mailFolders/{folder}/childFolders",
+            get(folders, |c| {
+                c.sim.list_folders(c.req, c.user(), Some(c.p("folder")))
+            })
+            .merge(post(create_folder, |c| {
+                c.sim.create_folder(c.req, c.user(), Some(c.p("folder")))
+            })),
+        )
+        .route(
+            "/users/{user}/mailFolders/{folder}/messages",
+            get(messages, |c| {
+                c.sim
+                    .list_messages(c.req, c.user(), Some(c.p("folder")), c.view)
+            })
+            .merge(post(create_message, |c| {
+                c.sim
+                    .create_message(c.req, c.user(), Some(c.p("folder")), c.view)
+            })),
+        )
+        .route(
+            "/users/{user}/mailFolders/{folder}/messages/delta",
+            get(ep("delta", MAIL_BASIC), |c| {
+                c.sim.delta(c.req, c.user(), c.p("folder"), c.view)
+            }),
+        )
+        .route(
+            "/users/{user}/messages",
+            get(messages, |c| {
+                c.sim.list_messages(c.req, c.user(), None, c.view)
+            })
+            .merge(post(create_message, |c| {
+                c.sim.create_message(c.req, c.user(), None, c.view)
+            })),
+        )
+        .route("/users/{user}/messages/delta", fixed(delta_needs_folder))
+        .route(
+            "/users/{user}/messages/{msg}",
+            get(message, |c| {
+                c.sim.get_message(c.req, c.user(), c.p("msg"), c.view)
+            })
+            .merge(patch(update_message, |c| {
+                c.sim.patch_message(c.req, c.user(), c.p("msg"), c.view)
+            }))
+            .merge(delete(update_message, |c| {
+                c.sim.delete_message_req(c.user(), c.p("msg"))
+            })),
+        )
+        .route(
+            "/users/{user}/messages/{msg}/$value",
+            get(ep("mime", MAIL_READ), |c| {
+                c.sim.get_mime(c.user(), c.p("msg"))
+            }),
+        )
+        .route(
+            "/users/{user}/messages/{msg}/move",
+            post(update_message, |c| {
+                c.sim.move_message_req(c.req, c.user(), c.p("msg"), c.view)
+            }),
+        )
+        .route(
+            "/users/{user}/messages/{msg}/attachments",
+            get(attachments, |c| {
+                c.sim.list_attachments(c.req, c.user(), c.p("msg"))
+            })
+            .merge(post(create_attachment, |c| {
+                c.sim.create_attachment(c.req, c.user(), c.p("msg"))
+            })),
+        )
+        .route(
+            "/users/{user}/messages/{msg}/attachments/createUploadSession",
+            post(ep("upload_session", MAIL_WRITE), |c| {
+                c.sim.create_upload_session(c.req, c.user(), c.p("msg"))
+            }),
+        )
+        .route(
+            "/users/{user}/messages/{msg}/attachments/{att}",
+            get(attachments, |c| {
+                c.sim
+                    .get_attachment(c.req, c.user(), c.p("msg"), c.p("att"))
+            }),
+        )
+        .route(
+            "/users/{user}/messages/{msg}/attachments/{att}/$value",
+            get(ep("attachment_value", MAIL_READ), |c| {
+                c.sim.get_attachment_value(c.user(), c.p("msg"), c.p("att"))
+            }),
+        )
+        .route(
+            "/reports/{call}",
+            get(directory("reports", REPORTS), |c| c.sim.report(c.p("call"))),
+        )
+        .fallback(unknown_segment)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// Built once: the table is the same for every simulator (the simulator travels with the
+/// request, not in router state).
+static GRAPH: LazyLock<Router> = LazyLock::new(graph_router);
+
+/// Runs one Graph request (path below `/v1.0`) through the route table; returns the
+/// response and its accounting kind.
+pub(crate) async fn dispatch(sim: &Arc<Sim>, req: Req) -> (Resp, &'static str) {
+    let path = normalize(&req.path);
+    let uri = path
+        .parse::<Uri>()
+        .unwrap_or_else(|_| Uri::from_static("/"));
+    let mut http = Request::new(Body::empty());
+    *http.method_mut() = req.method.clone();
+    *http.uri_mut() = uri;
+    http.extensions_mut().insert(Dispatch {
+        sim: sim.clone(),
+        req: Arc::new(req),
+    });
+    let routed = match GRAPH.clone().oneshot(http).await {
+        Ok(r) => r.extensions().get::<Routed>().cloned(),
+        Err(never) => match never {},
+    };
+    match routed {
+        Some(r) => (r.resp, r.kind),
+        // Only an extractor rejection (a path parameter that is not UTF-8) gets here.
+        None => (
+            Resp::error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "The request URL is not valid.",
+            ),
+            "other",
+        ),
+    }
+}
+
+fn me_error() -> Resp {
+    Resp::error(
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+        "/me request is only valid with delegated authentication flow.",
+    )
+}
+
+fn delta_needs_folder() -> Resp {
+    Resp::error(
+        StatusCode::BAD_REQUEST,
+        "ErrorInvalidRequest",
+        "Delta sync is only supported on a mail folder's messages.",
+    )
+}
+
+async fn unknown_segment(uri: Uri) -> Routed {
+    let segs: Vec<String> = uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode_segment)
+        .collect();
+    let seg = first_unknown(&segs).unwrap_or("v1.0").to_owned();
+    Routed {
+        resp: Resp::error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("Resource not found for the segment '{seg}'."),
+        ),
+        kind: "other",
+    }
+}
+
+async fn method_not_allowed(method: Method) -> Routed {
+    Routed {
+        resp: Resp::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Request_BadRequest",
+            &format!("The HTTP method '{method}' is not supported for this resource."),
+        ),
+        kind: "other",
+    }
+}
+
+/// Segment names of the route table, in their canonical spelling.
+const NAMES: &[&str] = &[
+    "users",
+    "me",
+    "reports",
+    "mailFolders",
+    "childFolders",
+    "messages",
+    "delta",
+    "move",
+    "attachments",
+    "createUploadSession",
+];
+
+/// Names followed by an id in a path (`users/{id}`, `messages/{id}`, …).
+const TAKES_ID: &[&str] = &[
+    "users",
+    "mailFolders",
+    "childFolders",
+    "messages",
+    "attachments",
+];
+
+fn canonical(seg: &str) -> Option<&'static str> {
+    let bare = seg.strip_prefix("microsoft.graph.").unwrap_or(seg);
+    NAMES.iter().copied().find(|n| n.eq_ignore_ascii_case(bare))
+}
+
+/// The first segment a path router would not know: used to name it in the 400.
+fn first_unknown(segs: &[String]) -> Option<&str> {
+    let mut i = 0;
+    while i < segs.len() {
+        let s = segs[i].as_str();
+        match canonical(s) {
+            None if s == "$value" => i += 1,
+            None => return Some(s),
+            Some(name) => i += if TAKES_ID.contains(&name) { 2 } else { 1 },
+        }
+    }
+    segs.last().map(String::as_str)
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
         } else {
-            out.push(s);
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out
 }
 
-pub(crate) fn parse(path: &str) -> Result<Route, Resp> {
-    let seg = segments(path);
-    let s: Vec<&str> = seg.iter().map(String::as_str).collect();
-    match s.as_slice() {
-        [] => Err(not_found_segment("v1.0")),
-        ["me", ..] => Err(Resp::error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "/me request is only valid with delegated authentication flow.",
-        )),
-        ["reports", r] if r.starts_with("getMailboxUsageDetail(") => {
-            let period = r
-                .trim_start_matches("getMailboxUsageDetail(")
-                .trim_end_matches(')');
-            let period = period
-                .trim_start_matches("period=")
-                .trim_matches('\'')
-                .to_owned();
-            Ok(Route::Report { period })
-        }
-        ["users"] => Ok(Route::Users),
-        ["users", u] => Ok(Route::User((*u).to_owned())),
-        ["users", u, rest @ ..] => {
-            let user = (*u).to_owned();
-            if rest[0].eq_ignore_ascii_case("messages") {
-                return message_route(user, None, &rest[1..]);
-            }
-            if !rest[0].eq_ignore_ascii_case("mailFolders") {
-                return Err(not_found_segment(rest[0]));
-            }
-            let rest = &rest[1..];
-            if rest.is_empty() {
-                return Ok(Route::Folders { user, parent: None });
-            }
-            let mut folder = rest[0].to_owned();
-            let mut i = 1;
-            while i < rest.len() && rest[i].eq_ignore_ascii_case("childFolders") {
-                if i + 1 == rest.len() {
-                    return Ok(Route::Folders {
-                        user,
-                        parent: Some(folder),
-                    });
-                }
-                rest[i + 1].clone_into(&mut folder);
-                i += 2;
-            }
-            if i == rest.len() {
-                return Ok(Route::Folder { user, folder });
-            }
-            if rest[i].eq_ignore_ascii_case("messages") {
-                return message_route(user, Some(folder), &rest[i + 1..]);
-            }
-            Err(not_found_segment(rest[i]))
-        }
-        [other, ..] => Err(not_found_segment(other)),
-    }
-}
-
-fn message_route(user: String, folder: Option<String>, rest: &[&str]) -> Result<Route, Resp> {
-    let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
-    match rest {
-        [] => Ok(Route::Messages { user, folder }),
-        [d] if eq(d, "delta") => match folder {
-            Some(folder) => Ok(Route::Delta { user, folder }),
-            None => Err(Resp::error(
-                StatusCode::BAD_REQUEST,
-                "ErrorInvalidRequest",
-                "Delta sync is only supported on a mail folder's messages.",
-            )),
-        },
-        [m] => Ok(Route::Message {
-            user,
-            msg: (*m).to_owned(),
-        }),
-        [m, v] if *v == "$value" => Ok(Route::MessageValue {
-            user,
-            msg: (*m).to_owned(),
-        }),
-        [m, v] if eq(v, "move") || eq(v, "microsoft.graph.move") => Ok(Route::MessageMove {
-            user,
-            msg: (*m).to_owned(),
-        }),
-        [m, a] if eq(a, "attachments") => Ok(Route::Attachments {
-            user,
-            msg: (*m).to_owned(),
-        }),
-        [m, a, c]
-            if eq(a, "attachments")
-                && (eq(c, "createUploadSession")
-                    || eq(c, "microsoft.graph.createUploadSession")) =>
+/// Rewrites a Graph path (below `/v1.0`, percent-encoded) into the route table's spelling.
+pub(crate) fn normalize(path: &str) -> String {
+    let mut segs: Vec<String> = Vec::new();
+    for raw in path.split('/').filter(|s| !s.is_empty()) {
+        let decoded = decode_segment(raw);
+        if let Some(open) = decoded.find("('")
+            && decoded.ends_with("')")
+            && !decoded[..open].contains('=')
         {
-            Ok(Route::UploadSession {
-                user,
-                msg: (*m).to_owned(),
-            })
+            let name = &decoded[..open];
+            segs.push(canonical(name).map_or_else(|| encode_segment(name), str::to_owned));
+            let id = decoded[open + 2..decoded.len() - 2].replace("''", "'");
+            segs.push(encode_segment(&id));
+        } else if let Some(name) = canonical(&decoded) {
+            segs.push(name.to_owned());
+        } else {
+            segs.push(raw.to_owned());
         }
-        [m, a, id] if eq(a, "attachments") => Ok(Route::Attachment {
-            user,
-            msg: (*m).to_owned(),
-            att: (*id).to_owned(),
-        }),
-        [m, a, id, v] if eq(a, "attachments") && *v == "$value" => Ok(Route::AttachmentValue {
-            user,
-            msg: (*m).to_owned(),
-            att: (*id).to_owned(),
-        }),
-        [x, ..] => Err(not_found_segment(x)),
+    }
+    collapse(&mut segs);
+    let mut out = String::with_capacity(path.len() + 1);
+    for s in &segs {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// Folds nested folder chains and folder-scoped item paths to the form the table lists:
+/// `mailFolders/a/childFolders/b/…` → `mailFolders/b/…` (ids are unique in a mailbox) and
+/// `mailFolders/f/messages/{id}/…` → `messages/{id}/…` (an item is addressed by its id).
+fn collapse(segs: &mut Vec<String>) {
+    let mut i = 2;
+    while i + 1 < segs.len() {
+        if segs[i] == "childFolders" && segs[i - 2] == "mailFolders" {
+            segs.drain(i - 1..=i);
+            i = 2;
+            continue;
+        }
+        i += 1;
+    }
+    if let Some(p) = segs.iter().position(|s| s == "mailFolders")
+        && segs.get(p + 2).is_some_and(|s| s == "messages")
+        && segs.get(p + 3).is_some_and(|s| s != "delta")
+    {
+        segs.drain(p..p + 2);
     }
 }
 
-impl Route {
-    /// The user segment, for mail routes that are throttled per mailbox.
-    pub fn mail_user(&self) -> Option<&str> {
-        match self {
-            Route::Users | Route::User(_) | Route::Report { .. } => None,
-            Route::Folders { user, .. }
-            | Route::Folder { user, .. }
-            | Route::Messages { user, .. }
-            | Route::Delta { user, .. }
-            | Route::Message { user, .. }
-            | Route::MessageValue { user, .. }
-            | Route::MessageMove { user, .. }
-            | Route::Attachments { user, .. }
-            | Route::UploadSession { user, .. }
-            | Route::Attachment { user, .. }
-            | Route::AttachmentValue { user, .. } => Some(user),
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odata_keys_case_and_qualified_actions_normalise() {
+        assert_eq!(
+            normalize("/users('a%40b.com')/MailFolders('inbox')/messages/delta"),
+            "/users/a%40b.com/mailFolders/inbox/messages/delta"
+        );
+        assert_eq!(
+            normalize("/users/u/messages/m/microsoft.graph.move"),
+            "/users/u/messages/m/move"
+        );
+        assert_eq!(
+            normalize("/users/u/mailFolders/a/childFolders/b/childFolders/c/messages"),
+            "/users/u/mailFolders/c/messages"
+        );
+        assert_eq!(
+            normalize("/users/u/mailFolders/a/childFolders"),
+            "/users/u/mailFolders/a/childFolders"
+        );
+        assert_eq!(
+            normalize("/users/u/mailFolders/f/messages/m/$value"),
+            "/users/u/messages/m/$value"
+        );
+        assert_eq!(normalize(""), "/");
     }
 
-    /// Endpoint kind used for request accounting.
-    pub fn kind(&self, method: &Method) -> &'static str {
-        let write = *method != Method::GET;
-        match self {
-            Route::Users | Route::User(_) => "users",
-            Route::Folders { .. } | Route::Folder { .. } => {
-                if write {
-                    "create_folder"
-                } else {
-                    "folders"
-                }
-            }
-            Route::Messages { .. } => {
-                if write {
-                    "create_message"
-                } else {
-                    "messages"
-                }
-            }
-            Route::Delta { .. } => "delta",
-            Route::Message { .. } => {
-                if write {
-                    "update_message"
-                } else {
-                    "message"
-                }
-            }
-            Route::MessageMove { .. } => "update_message",
-            Route::MessageValue { .. } => "mime",
-            Route::Attachments { .. } | Route::Attachment { .. } => {
-                if write {
-                    "create_attachment"
-                } else {
-                    "attachments"
-                }
-            }
-            Route::UploadSession { .. } => "upload_session",
-            Route::AttachmentValue { .. } => "attachment_value",
-            Route::Report { .. } => "reports",
-        }
-    }
-
-    /// Checks the token's roles against what the endpoint needs (graph-api.md §3.1, §4, §5, §8, §11).
-    pub fn check_permission(&self, method: &Method, granted: &[String]) -> Result<(), Resp> {
-        let has = |any: &[&str]| {
-            any.iter()
-                .any(|r| granted.iter().any(|g| g.eq_ignore_ascii_case(r)))
-        };
-        let write = *method != Method::GET;
-        let denied_mail = || {
-            Resp::error(
-                StatusCode::FORBIDDEN,
-                "ErrorAccessDenied",
-                "Access is denied. Check credentials and try again.",
-            )
-        };
-        match self {
-            Route::Users | Route::User(_) => {
-                if has(&[
-                    roles::USER_READ_ALL,
-                    "User.ReadWrite.All",
-                    roles::DIRECTORY_READ_ALL,
-                    "Directory.ReadWrite.All",
-                ]) {
-                    Ok(())
-                } else {
-                    Err(Resp::error(
-                        StatusCode::FORBIDDEN,
-                        "Authorization_RequestDenied",
-                        "Insufficient privileges to complete the operation.",
-                    ))
-                }
-            }
-            Route::Report { .. } => {
-                if has(&[roles::REPORTS_READ_ALL]) {
-                    Ok(())
-                } else {
-                    Err(Resp::error(
-                        StatusCode::FORBIDDEN,
-                        "accessDenied",
-                        "Access denied: the application lacks the Reports.Read.All permission.",
-                    ))
-                }
-            }
-            _ if write => {
-                if has(&[roles::MAIL_READ_WRITE]) {
-                    Ok(())
-                } else {
-                    Err(denied_mail())
-                }
-            }
-            Route::Folders { .. }
-            | Route::Folder { .. }
-            | Route::Delta { .. }
-            | Route::Messages { .. }
-            | Route::Message { .. } => {
-                if has(&[
-                    roles::MAIL_READ_BASIC_ALL,
-                    roles::MAIL_READ,
-                    roles::MAIL_READ_WRITE,
-                ]) {
-                    Ok(())
-                } else {
-                    Err(denied_mail())
-                }
-            }
-            _ => {
-                if has(&[roles::MAIL_READ, roles::MAIL_READ_WRITE]) {
-                    Ok(())
-                } else {
-                    Err(denied_mail())
-                }
-            }
-        }
+    #[test]
+    fn odata_key_ids_are_reencoded_so_slashes_stay_one_segment() {
+        assert_eq!(normalize("/users('a%2Fb')"), "/users/a%2Fb");
+        assert_eq!(normalize("/users('o''brien')"), "/users/o%27brien");
     }
 }

@@ -2,16 +2,18 @@
 //! request (direct or inside `$batch`) goes through: faults → auth → permission →
 //! mailbox checks → throttling → handler → accounting.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::to_bytes;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::body::{Body, Bytes, HttpBody as _, to_bytes};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::Response;
+use axum::routing::{any, get, post};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;
@@ -20,9 +22,10 @@ use crate::auth::AuthState;
 use crate::config::{FaultConfig, SimConfig};
 use crate::error::{Result, SimError};
 use crate::http::{Req, Resp};
+use crate::json::MsgView;
 use crate::limits::{Limiter, RequestCounters, Throttle};
 use crate::model::Tenant;
-use crate::route::{self, Route};
+use crate::route::{self, Call, Endpoint, Handler};
 use crate::write::UploadSession;
 
 /// Locks a mutex, recovering from poisoning: the simulator's state stays usable for the
@@ -117,7 +120,7 @@ impl Simulator {
             done,
             cfg: config,
         });
-        let app = Router::new().fallback(root).with_state(sim.clone());
+        let app = app(sim.clone());
         tokio::spawn(async move {
             let stop = async move {
                 let _ = rx.wait_for(|v| *v).await;
@@ -220,128 +223,202 @@ pub async fn serve_forever(
 }
 
 /// Largest body read from any request (admin uploads included); Graph-specific caps are
-/// checked per route.
+/// checked per endpoint.
 const READ_LIMIT: usize = 512 * 1024 * 1024;
 
-async fn root(State(sim): State<Arc<Sim>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let client_request_id = parts
+/// The accounting kind of a response, set by each entry point (see [`RequestCounters`]).
+#[derive(Debug, Clone, Copy)]
+struct Kind(&'static str);
+
+/// The ids every response carries: a fresh `request-id`, and the client's
+/// `client-request-id` echoed (or the request id when the client sent none).
+#[derive(Debug, Clone)]
+struct Ids {
+    request: String,
+    client: String,
+}
+
+/// The top-level routes: Graph under `/v1.0`, the identity endpoints under `/{tenant}`,
+/// the pre-authenticated upload and report URLs, and the admin API.
+fn app(sim: Arc<Sim>) -> Router {
+    Router::new()
+        .route("/v1.0/$batch", any(batch_entry))
+        .route("/v1.0", any(graph_entry))
+        .route("/v1.0/", any(graph_entry))
+        .route("/v1.0/{*path}", any(graph_entry))
+        .route("/_admin/{*path}", any(admin_entry))
+        .route("/_upload/{sid}", any(upload_entry))
+        .route("/_reports/{id}", any(report_entry))
+        .route("/{tenant}/discovery/instance", get(discovery_entry))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(openid_entry),
+        )
+        .route("/{tenant}/oauth2/v2.0/token", post(token_entry))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(sim.clone(), account))
+        .with_state(sim)
+}
+
+/// Reads the body once (so its size is known), hands the request on, and records the
+/// response under its [`Kind`]; admin calls are not counted.
+async fn account(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let request = uuid::Uuid::new_v4().to_string();
+    let client = parts
         .headers
         .get("client-request-id")
         .and_then(|v| v.to_str().ok())
-        .map_or_else(|| request_id.clone(), str::to_owned);
+        .map_or_else(|| request.clone(), str::to_owned);
+    let ids = Ids { request, client };
     let Ok(body) = to_bytes(body, READ_LIMIT).await else {
         return Resp::error(
             StatusCode::BAD_REQUEST,
             "BadRequest",
             "The maximum request length supported is 4MB.",
         )
-        .into_response(&request_id, &client_request_id);
+        .into_response(&ids.request, &ids.client);
     };
-    let path = parts.uri.path().to_owned();
-    let raw_query = parts.uri.query().unwrap_or_default().to_owned();
     let bytes_in = body.len();
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let (kind, response) = match segs.as_slice() {
-        ["v1.0", "$batch"] => {
-            let req = make_req(parts.method, "/$batch", &raw_query, parts.headers, body);
-            let mut r = sim.batch(req).await;
-            r.finish(&request_id, &client_request_id);
-            let len = r.body_len();
-            (
-                "batch",
-                (r.into_response(&request_id, &client_request_id), len),
-            )
-        }
-        ["v1.0", ..] => {
-            let rest = &path["/v1.0".len()..];
-            let req = make_req(parts.method, rest, &raw_query, parts.headers, body);
-            let (mut r, kind) = sim.graph(req).await;
-            r.finish(&request_id, &client_request_id);
-            let len = r.body_len();
-            (
-                kind,
-                (r.into_response(&request_id, &client_request_id), len),
-            )
-        }
-        ["_admin", ..] => {
-            let r = sim.admin_http(&parts.method, &segs[1..], &raw_query, &body);
-            let len = r.body_len();
-            (
-                "admin",
-                (r.into_response(&request_id, &client_request_id), len),
-            )
-        }
-        ["_upload", sid] => {
-            let r = sim.upload_chunk(&parts.method, sid, &parts.headers, &body);
-            let len = r.body_len();
-            (
-                "upload_chunk",
-                (r.into_response(&request_id, &client_request_id), len),
-            )
-        }
-        ["_reports", id] => {
-            let r = sim.report_download(id);
-            let len = r.body_len();
-            (
-                "report_download",
-                (r.into_response(&request_id, &client_request_id), len),
-            )
-        }
-        [_, "discovery", "instance"] if parts.method == Method::GET => (
-            "discovery",
-            with_ids(
-                sim.instance_discovery(&raw_query),
-                &request_id,
-                &client_request_id,
-            ),
-        ),
-        [tenant, "v2.0", ".well-known", "openid-configuration"] if parts.method == Method::GET => (
-            "discovery",
-            with_ids(
-                sim.openid_configuration(tenant),
-                &request_id,
-                &client_request_id,
-            ),
-        ),
-        [tenant, "oauth2", "v2.0", "token"] if parts.method == Method::POST => (
-            "token",
-            with_ids(
-                sim.token_endpoint(tenant, &parts.headers, &body),
-                &request_id,
-                &client_request_id,
-            ),
-        ),
-        _ => ("other", {
-            let r = Resp::error(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                "The requested URL does not exist on this server.",
-            );
-            let len = r.body_len();
-            (r.into_response(&request_id, &client_request_id), len)
-        }),
-    };
-    let (resp, bytes_out) = response;
-    if kind != "admin" {
+    parts.extensions.insert(ids);
+    let resp = next.run(Request::from_parts(parts, Body::from(body))).await;
+    if let Some(Kind(kind)) = resp.extensions().get::<Kind>().copied()
+        && kind != "admin"
+    {
+        let bytes_out = usize::try_from(resp.body().size_hint().exact().unwrap_or(0)).unwrap_or(0);
         lock(&sim.counters).record(kind, bytes_in, bytes_out, resp.status().as_u16());
     }
     resp
 }
 
-fn with_ids(mut r: Response, request_id: &str, client_request_id: &str) -> (Response, usize) {
-    let len = usize::try_from(
-        axum::body::HttpBody::size_hint(r.body())
-            .exact()
-            .unwrap_or(0),
+fn counted(mut resp: Response, kind: &'static str) -> Response {
+    resp.extensions_mut().insert(Kind(kind));
+    resp
+}
+
+fn graph_response(mut r: Resp, kind: &'static str, ids: &Ids) -> Response {
+    r.finish(&ids.request, &ids.client);
+    counted(r.into_response(&ids.request, &ids.client), kind)
+}
+
+async fn graph_entry(
+    State(sim): State<Arc<Sim>>,
+    Extension(ids): Extension<Ids>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().strip_prefix("/v1.0").unwrap_or_default();
+    let req = make_req(method, path, uri.query().unwrap_or_default(), headers, body);
+    let (r, kind) = sim.graph(req).await;
+    graph_response(r, kind, &ids)
+}
+
+async fn batch_entry(
+    State(sim): State<Arc<Sim>>,
+    Extension(ids): Extension<Ids>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = make_req(
+        method,
+        "/$batch",
+        uri.query().unwrap_or_default(),
+        headers,
+        body,
+    );
+    let r = sim.batch(req).await;
+    graph_response(r, "batch", &ids)
+}
+
+async fn admin_entry(
+    State(sim): State<Arc<Sim>>,
+    Extension(ids): Extension<Ids>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let rest = uri.path().strip_prefix("/_admin/").unwrap_or_default();
+    let segs: Vec<&str> = rest.split('/').collect();
+    let r = sim.admin_http(&method, &segs, uri.query().unwrap_or_default(), &body);
+    counted(r.into_response(&ids.request, &ids.client), "admin")
+}
+
+async fn upload_entry(
+    State(sim): State<Arc<Sim>>,
+    Extension(ids): Extension<Ids>,
+    Path(sid): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = sim.upload_chunk(&method, &sid, &headers, &body);
+    counted(r.into_response(&ids.request, &ids.client), "upload_chunk")
+}
+
+async fn report_entry(
+    State(sim): State<Arc<Sim>>,
+    Extension(ids): Extension<Ids>,
+    Path(id): Path<String>,
+) -> Response {
+    let r = sim.report_download(&id);
+    counted(
+        r.into_response(&ids.request, &ids.client),
+        "report_download",
     )
-    .unwrap_or(0);
-    crate::http::standard_headers(r.headers_mut(), request_id, client_request_id);
-    if let Ok(v) = axum::http::HeaderValue::from_str(request_id) {
+}
+
+async fn discovery_entry(
+    State(sim): State<Arc<Sim>>,
+    Extension(ids): Extension<Ids>,
+    uri: Uri,
+) -> Response {
+    let r = sim.instance_discovery(uri.query().unwrap_or_default());
+    counted(with_ids(r, &ids), "discovery")
+}
+
+async fn openid_entry(
+    State(sim): State<Arc<Sim>>,
+    Extension(ids): Extension<Ids>,
+    Path(tenant): Path<String>,
+) -> Response {
+    counted(
+        with_ids(sim.openid_configuration(&tenant), &ids),
+        "discovery",
+    )
+}
+
+async fn token_entry(
+    State(sim): State<Arc<Sim>>,
+    Extension(ids): Extension<Ids>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = sim.token_endpoint(&tenant, &headers, &body);
+    counted(with_ids(r, &ids), "token")
+}
+
+async fn not_found(Extension(ids): Extension<Ids>) -> Response {
+    let r = Resp::error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "The requested URL does not exist on this server.",
+    );
+    counted(r.into_response(&ids.request, &ids.client), "other")
+}
+
+fn with_ids(mut r: Response, ids: &Ids) -> Response {
+    crate::http::standard_headers(r.headers_mut(), &ids.request, &ids.client);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&ids.request) {
         r.headers_mut().insert("x-ms-request-id", v);
     }
-    (r, len)
+    r
 }
 
 pub(crate) fn make_req(
@@ -349,7 +426,7 @@ pub(crate) fn make_req(
     path: &str,
     raw_query: &str,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Bytes,
 ) -> Req {
     let query = url::form_urlencoded::parse(raw_query.as_bytes())
         .into_owned()
@@ -403,21 +480,24 @@ impl Sim {
         }
     }
 
-    /// The Graph request pipeline; returns the response and the endpoint kind.
+    /// Runs one Graph request (path below `/v1.0`) through the route table; returns the
+    /// response and the endpoint kind it is counted under.
     pub(crate) async fn graph(self: &Arc<Self>, req: Req) -> (Resp, &'static str) {
-        if let Some(r) = self.inject_faults().await {
-            let kind = route::parse(&req.path).map_or("other", |r| r.kind(&req.method));
-            return (r, kind);
-        }
-        let route = match route::parse(&req.path) {
-            Ok(r) => r,
-            Err(e) => return (e, "other"),
-        };
-        let kind = route.kind(&req.method);
-        (self.graph_route(route, &req).await, kind)
+        route::dispatch(self, req).await
     }
 
-    async fn graph_route(self: &Arc<Self>, route: Route, req: &Req) -> Resp {
+    /// The pipeline every routed Graph request runs: injected faults → size cap → bearer
+    /// token → permission → mailbox checks → per-mailbox throttling → latency → handler.
+    pub(crate) async fn pipeline(
+        self: &Arc<Self>,
+        endpoint: Endpoint,
+        req: &Req,
+        params: &BTreeMap<String, String>,
+        handler: Handler,
+    ) -> Resp {
+        if let Some(r) = self.inject_faults().await {
+            return r;
+        }
         if req.body.len() > self.cfg.limits.max_request_bytes {
             return Resp::error(
                 StatusCode::BAD_REQUEST,
@@ -429,13 +509,14 @@ impl Sim {
             Ok(c) => c,
             Err(e) => return e,
         };
-        if let Err(e) = route.check_permission(&req.method, &claims.roles) {
+        if let Err(e) = endpoint.access.check(&claims.roles) {
             return e;
         }
         let basic_only = !claims.roles.iter().any(|r| {
             r.eq_ignore_ascii_case("Mail.Read") || r.eq_ignore_ascii_case("Mail.ReadWrite")
         });
-        let _guard = if let Some(user) = route.mail_user() {
+        let _guard = if endpoint.mailbox {
+            let user = params.get("user").map_or("", String::as_str);
             let idx = match self.mailbox_index(user) {
                 Ok(i) => i,
                 Err(e) => return e,
@@ -457,7 +538,12 @@ impl Sim {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
-        self.execute(route, req, basic_only)
+        let view = MsgView {
+            immutable: req.prefer_immutable_ids(),
+            text_body: req.prefer_text_body(),
+            basic_only,
+        };
+        handler(&Call::new(self, req, view, params))
     }
 
     /// Resolves a user segment to a mailbox, with Exchange's errors for unknown users and

@@ -245,7 +245,7 @@ impl Sim {
             .header("content-type")
             .unwrap_or("application/json")
             .to_ascii_lowercase();
-        let (content, props, is_read_field) = if ct.starts_with("text/plain") {
+        let (content, mime_date, props, is_read_field) = if ct.starts_with("text/plain") {
             let cleaned: Vec<u8> = req
                 .body
                 .iter()
@@ -259,11 +259,8 @@ impl Sim {
                     "Invalid base64 string for MIME content.",
                 );
             };
-            (
-                crate::mimeparse::parse(&raw, now, &self.domain),
-                Vec::new(),
-                None,
-            )
+            let parsed = crate::mimeparse::parse(&raw, now, &self.domain);
+            (parsed.content, parsed.date, Vec::new(), None)
         } else {
             let v = match req.json_body() {
                 Ok(v) => v,
@@ -316,7 +313,7 @@ impl Sim {
                         .collect()
                 })
                 .unwrap_or_default();
-            (c, props, v["isRead"].as_bool())
+            (c, None, props, v["isRead"].as_bool())
         };
         let find = |id: &str| {
             props
@@ -333,7 +330,7 @@ impl Sim {
             .as_deref()
             .and_then(parse_time)
             .unwrap_or(if content.raw_mime.is_some() {
-                crate::mimeparse::date_of(&content).unwrap_or(now)
+                mime_date.unwrap_or(now)
             } else {
                 received
             });
@@ -723,7 +720,19 @@ impl Sim {
 
     // ---------------------------------------------------------------- reports
 
-    pub(crate) fn report(&self, req: &Req, period: &str) -> Resp {
+    /// `GET /reports/getMailboxUsageDetail(period='D7')` (graph-api.md §11).
+    pub(crate) fn report(&self, call: &str) -> Resp {
+        let Some(args) = call
+            .strip_prefix("getMailboxUsageDetail(")
+            .and_then(|a| a.strip_suffix(')'))
+        else {
+            return Resp::error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("Resource not found for the segment '{call}'."),
+            );
+        };
+        let period = args.trim_start_matches("period=").trim_matches('\'');
         let days = match period {
             "D7" => 7,
             "D30" => 30,
@@ -737,7 +746,6 @@ impl Sim {
                 );
             }
         };
-        let _ = req;
         let csv = {
             let t = lock(&self.tenant);
             let mut csv = String::from(

@@ -10,4 +10,5 @@ mod delta;
 mod directory;
 mod faults;
 mod mail;
+mod routing;
 mod writes;
