@@ -277,9 +277,19 @@ pub struct ListArgs {
     #[arg(short = 'f', long, value_name = "FOLDER", requires = "snapshot")]
     pub folder: Option<String>,
 
-    /// With -s: list every message (default: the first 50)
-    #[arg(long, requires = "snapshot")]
+    /// With -s: list every message (text default: the first 50; --json lists every
+    /// message unless --limit is given)
+    #[arg(long, requires = "snapshot", conflicts_with = "limit")]
     pub all: bool,
+
+    /// With -s: list at most N messages (a page; see --offset)
+    #[arg(long, value_name = "N", requires = "snapshot")]
+    pub limit: Option<usize>,
+
+    /// With -s: skip the first N messages (the next page starts at the previous
+    /// page's nextOffset)
+    #[arg(long, value_name = "N", requires = "snapshot", default_value_t = 0)]
+    pub offset: usize,
 
     /// With -s: show subjects (hidden by default: they are sensitive)
     #[arg(short = 'S', long, requires = "snapshot")]

@@ -8,7 +8,8 @@
 //!   the only place that reads the environment;
 //!   credentials travel as [`atlas_core::SecretString`] (redacted, zeroizing);
 //! - [`output`]: human tables or `--json` on stdout, with untrusted strings sanitized;
-//! - [`exit`]: the exit-code contract (0 ok, 1 failure, 2 partial, 3 usage/config).
+//! - [`exit`]: the exit-code contract (0 ok, 1 failure, 2 partial, 3 usage/config);
+//! - [`progress`]: the core's progress events rendered as bars, plain lines or nothing.
 //!
 //! The commands (private) call `atlas-core` with the settings; [`main`] ties it together.
 
@@ -31,13 +32,13 @@ use clap::error::ErrorKind;
 
 use crate::cli::Cli;
 use crate::exit::Exit;
-use crate::output::{Output, sanitize_multiline};
+use crate::output::{ErrorReport, Output, sanitize_multiline};
 
 /// Run `atlas` with the process arguments and return its exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => return clap_exit(&err),
+        Err(err) => return clap_exit(&err, json_requested(std::env::args_os())),
     };
     init_logging(cli.global.verbose, cli.global.quiet);
     let output = Output::new(cli.global.json);
@@ -48,8 +49,8 @@ pub fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            console::note!("error: cannot start the async runtime: {err}");
-            return Exit::Failure.into();
+            let message = format!("cannot start the async runtime: {err}");
+            return report_error(output, &message, Exit::Failure);
         }
     };
     let quiet = cli.global.quiet;
@@ -60,27 +61,78 @@ pub fn main() -> ExitCode {
     match result {
         Ok(exit) => exit.into(),
         Err(err) => {
-            let exit = Exit::for_error(&err);
-            // `{:#}` prints the whole context chain on one line; error texts may embed
-            // untrusted strings (paths, server messages), hence the sanitizing.
-            console::note!("error: {}", sanitize_multiline(&format!("{err:#}")));
-            exit.into()
+            // `{:#}` prints the whole context chain on one line.
+            report_error(output, &format!("{err:#}"), Exit::for_error(&err))
         }
     }
 }
 
+/// A failed run: the message on stderr, and with `--json` also as the error document on
+/// stdout, so a script reading stdout always gets one JSON document.
+fn report_error(output: Output, message: &str, exit: Exit) -> ExitCode {
+    // Error texts may embed untrusted strings (paths, server messages), hence the
+    // sanitizing; the JSON document keeps them raw (serde escapes control characters).
+    console::note!("error: {}", sanitize_multiline(message));
+    let report = ErrorReport {
+        message: message.to_owned(),
+        kind: if exit == Exit::Usage {
+            "usage"
+        } else {
+            "failure"
+        },
+        exit_code: exit.code(),
+    };
+    // stdout may be closed; the exit code still tells.
+    let _ = output.error(&report);
+    exit.into()
+}
+
+/// Whether `--json` is among the arguments (before a `--`), for errors found while parsing
+/// them, when there is no parsed command line to ask.
+fn json_requested(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    args.into_iter()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
 /// clap's own exit code for usage errors is 2, which Atlas reserves for partial success;
 /// usage errors exit 3. Help and version requests are not errors.
-fn clap_exit(err: &clap::Error) -> ExitCode {
-    let exit = match err.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Exit::Success,
-        _ => Exit::Usage,
-    };
-    // clap prints help/version on stdout and errors on stderr.
-    if err.print().is_err() {
-        return Exit::Failure.into();
+fn clap_exit(err: &clap::Error, json: bool) -> ExitCode {
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            // clap prints help/version on stdout.
+            if err.print().is_err() {
+                return Exit::Failure.into();
+            }
+            Exit::Success.into()
+        }
+        _ if json => {
+            // The same text clap would print, first line: "error: …" without the prefix.
+            let text = err.render().to_string();
+            let message = text
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned();
+            let _ = err.print();
+            let report = ErrorReport {
+                message,
+                kind: "usage",
+                exit_code: Exit::Usage.code(),
+            };
+            let _ = Output::new(true).error(&report);
+            Exit::Usage.into()
+        }
+        _ => {
+            // clap prints errors on stderr.
+            if err.print().is_err() {
+                return Exit::Failure.into();
+            }
+            Exit::Usage.into()
+        }
     }
-    exit.into()
 }
 
 /// Diagnostics go to stderr so stdout stays clean for results and `--json`. Our crates log

@@ -8,6 +8,11 @@
 //!
 //! Logs and diagnostics go to stderr through `tracing`; stdout carries only results, so
 //! `atlas … --json | jq` always sees a clean document.
+//!
+//! Every `--json` document follows one convention (docs/JSON.md, with a JSON Schema per
+//! document under docs/schemas/): one object per run, camelCase keys as Microsoft Graph
+//! and Atlas 1.x use them, a `schemaVersion`, sizes as integer bytes, timestamps as RFC
+//! 3339 in UTC, lists complete (or paged explicitly), and a failure as an `error` object.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -115,6 +120,37 @@ impl Table {
     }
 }
 
+/// The version of the `--json` documents' schemas. Adding a field keeps it; renaming or
+/// removing one, or changing what a field means, raises it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A `--json` document: the version first, then the command's own fields. `body` must
+/// serialize as a map (a struct), so that every document is one object.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Document<'a, T: Serialize> {
+    schema_version: u32,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// The body of a failed run's `--json` document.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorReport {
+    /// The message (as printed on stderr, whole context chain on one line).
+    pub message: String,
+    /// `usage` (exit 3) or `failure` (exit 1).
+    pub kind: &'static str,
+    /// The process exit code.
+    pub exit_code: u8,
+}
+
+#[derive(Serialize)]
+struct ErrorDocument<'a> {
+    error: &'a ErrorReport,
+}
+
 /// Where results go, and in which form. One per process, built from `--json`/`-q`.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
@@ -141,9 +177,7 @@ impl Output {
     ) -> std::io::Result<()> {
         let mut stdout = std::io::stdout().lock();
         let written = if self.json {
-            serde_json::to_writer(&mut stdout, value)
-                .map_err(std::io::Error::from)
-                .and_then(|()| stdout.write_all(b"\n"))
+            write_document(&mut stdout, value)
         } else {
             let text = human();
             stdout.write_all(text.as_bytes()).and_then(|()| {
@@ -156,11 +190,66 @@ impl Output {
         };
         crate::console::reader_gone_is_ok(written.and_then(|()| stdout.flush()))
     }
+
+    /// Print a failed run's error as the `--json` document (no-op without `--json`: the
+    /// error then goes to stderr only).
+    pub fn error(self, report: &ErrorReport) -> std::io::Result<()> {
+        if !self.json {
+            return Ok(());
+        }
+        let mut stdout = std::io::stdout().lock();
+        let written = write_document(&mut stdout, &ErrorDocument { error: report });
+        crate::console::reader_gone_is_ok(written.and_then(|()| stdout.flush()))
+    }
+}
+
+/// Write one `--json` document and its newline.
+fn write_document<T: Serialize>(out: &mut impl Write, value: &T) -> std::io::Result<()> {
+    serde_json::to_writer(
+        &mut *out,
+        &Document {
+            schema_version: SCHEMA_VERSION,
+            body: value,
+        },
+    )?;
+    out.write_all(b"\n")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Table, sanitize, sanitize_multiline};
+    use super::{ErrorDocument, ErrorReport, Table, sanitize, sanitize_multiline, write_document};
+
+    #[test]
+    fn a_document_is_one_object_with_the_schema_version_first() {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body {
+            tenant_id: &'static str,
+        }
+        let mut out = Vec::new();
+        write_document(&mut out, &Body { tenant_id: "t" }).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"schemaVersion\":1,\"tenantId\":\"t\"}\n"
+        );
+        // A bare list is refused: every document is an object.
+        assert!(write_document(&mut Vec::new(), &vec![1, 2]).is_err());
+    }
+
+    #[test]
+    fn an_error_document_names_message_kind_and_exit_code() {
+        let mut out = Vec::new();
+        let report = ErrorReport {
+            message: "mailbox x is not in the repository".into(),
+            kind: "usage",
+            exit_code: 3,
+        };
+        write_document(&mut out, &ErrorDocument { error: &report }).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["schemaVersion"], 1);
+        assert_eq!(v["error"]["exitCode"], 3);
+        assert_eq!(v["error"]["kind"], "usage");
+    }
 
     #[test]
     fn terminal_escapes_and_controls_are_neutralized() {

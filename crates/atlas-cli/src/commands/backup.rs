@@ -13,6 +13,7 @@ use atlas_core::repo::Repository;
 use atlas_core::service::status::{FolderState, mailbox_status};
 use atlas_core::service::{BackupOptions, BackupSummary, Cancel, MailboxOutcome, backup_mailboxes};
 use atlas_graph::{GraphClient, GraphError, GraphSource, ReportPeriod};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::cli::{BackupArgs, GlobalArgs, MailboxKindArg, MailboxesArgs, StatusArgs};
@@ -28,6 +29,17 @@ fn mib(bytes: u64) -> String {
     #[allow(clippy::cast_precision_loss)] // Display only.
     let m = bytes as f64 / (1024.0 * 1024.0);
     format!("{m:.1}")
+}
+
+/// The kind as `--json` names it (camelCase, like every value of the JSON documents).
+fn kind_id(kind: MailboxKind) -> &'static str {
+    match kind {
+        MailboxKind::Licensed => "licensed",
+        MailboxKind::Shared => "shared",
+        MailboxKind::Unlicensed => "unlicensed",
+        MailboxKind::NoMailbox => "noMailbox",
+        MailboxKind::Unknown => "unknown",
+    }
 }
 
 fn kind_name(kind: MailboxKind) -> &'static str {
@@ -54,6 +66,7 @@ fn wanted(kind: MailboxKind, kinds: &[MailboxKindArg]) -> bool {
 
 /// One mailbox line of the backup summary.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct MailboxResult {
     mailbox: String,
     /// `complete`, `partial` or `failed`.
@@ -65,6 +78,7 @@ struct MailboxResult {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct GraphFigures {
     requests: u64,
     retries: u64,
@@ -74,6 +88,7 @@ struct GraphFigures {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct BackupReport {
     tenant_id: String,
     repository: String,
@@ -88,6 +103,7 @@ struct BackupReport {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Skipped {
     mailbox: String,
     reason: String,
@@ -393,9 +409,10 @@ fn render_backup(report: &BackupReport) -> String {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct StatusOut {
-    #[serde(flatten)]
-    report: atlas_core::service::StatusReport,
+    /// One report per mailbox.
+    mailboxes: Vec<atlas_core::service::StatusReport>,
 }
 
 /// `atlas status -m MAILBOX`: pending changes per folder, nothing written.
@@ -433,9 +450,11 @@ pub async fn status(
     )
     .await
     .context("reading the delta state")?;
-    let out = StatusOut { report };
+    let out = StatusOut {
+        mailboxes: vec![report],
+    };
     output.result(&out, || {
-        let r = &out.report;
+        let r = &out.mailboxes[0];
         let mut table = Table::new(["Folder", "State"]);
         for f in &r.folders {
             let state = match &f.state {
@@ -475,16 +494,30 @@ pub async fn status(
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct MailboxLine {
     address: String,
     display_name: String,
     kind: &'static str,
+    /// `kind` for people.
+    #[serde(skip)]
+    label: &'static str,
     account_enabled: Option<bool>,
-    created: Option<String>,
+    created: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     size_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     item_count: Option<u64>,
+}
+
+/// `atlas mailboxes --json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MailboxesOut {
+    /// Whether the usage report could be read (Reports.Read.All): without it, no mailbox
+    /// has `sizeBytes` and `itemCount`.
+    sizes_available: bool,
+    mailboxes: Vec<MailboxLine>,
 }
 
 /// Sizes from the usage report, or `None` when Reports.Read.All is not granted (the
@@ -535,31 +568,39 @@ pub async fn mailboxes(
                 .and_then(|s| s.get(&m.address.to_lowercase()).copied());
             MailboxLine {
                 display_name: m.display_name,
-                kind: kind_name(m.kind),
+                kind: kind_id(m.kind),
+                label: kind_name(m.kind),
                 account_enabled: m.account_enabled,
-                created: m.created.map(|c| c.format("%Y-%m-%d").to_string()),
+                created: m.created,
                 size_bytes: size.and_then(|s| s.0),
                 item_count: size.and_then(|s| s.1),
                 address: m.address,
             }
         })
         .collect();
-    output.result(&lines, || {
+    let out = MailboxesOut {
+        sizes_available: sizes.is_some(),
+        mailboxes: lines,
+    };
+    let lines = &out.mailboxes;
+    output.result(&out, || {
         let with_size = sizes.is_some();
         let mut headers = vec!["Address", "Display name", "Kind", "Enabled", "Created"];
         if with_size {
             headers.extend(["Size (MiB)", "Items"]);
         }
         let mut table = Table::new(headers);
-        for l in &lines {
+        for l in lines {
             let mut row = vec![
                 l.address.clone(),
                 l.display_name.clone(),
-                l.kind.to_owned(),
+                l.label.to_owned(),
                 l.account_enabled
                     .map_or("?", |e| if e { "yes" } else { "no" })
                     .to_owned(),
-                l.created.clone().unwrap_or_default(),
+                l.created
+                    .map(|c| c.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
             ];
             if with_size {
                 row.push(l.size_bytes.map(mib).unwrap_or_default());

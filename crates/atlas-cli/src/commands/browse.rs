@@ -14,6 +14,7 @@ use atlas_core::service::export::{ExportFormat, SaveOptions, save_to_path};
 use atlas_core::service::read::{ReadOptions, read_message};
 use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, verify as verify_repo};
 use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
 
 use crate::cli::{FormatArg, GlobalArgs, ListArgs, ReadArgs, SaveArgs, StatsArgs, VerifyArgs};
 use crate::console::{note, prompt};
@@ -113,12 +114,19 @@ async fn list_items(
             id,
             &ItemListOptions {
                 show_subjects: args.show_subjects,
-                limit: if args.all { None } else { Some(50) },
+                limit: item_limit(args, output.is_json()),
+                offset: args.offset,
                 folder: args.folder.clone(),
             },
         )
         .await?;
-        output.result(&items, || {
+        let end = items.offset + items.items.len();
+        let out = ItemsOut {
+            next_offset: (end < items.total).then_some(end),
+            listing: items,
+        };
+        let items = &out.listing;
+        output.result(&out, || {
             let mut headers = vec!["#", "Folder", "Received", "Size", "Att.", "Message id"];
             if args.show_subjects {
                 headers.push("Subject");
@@ -147,17 +155,54 @@ async fn list_items(
                 items.total,
                 table.render()
             );
-            if items.items.len() < items.total {
+            if let Some(next) = out.next_offset {
                 let _ = write!(
                     s,
-                    "… {} more; use --all to list every message",
-                    items.total - items.items.len()
+                    "… {} more; use --all to list every message, or --offset {next} for the next page",
+                    items.total - next
                 );
             }
             s
         })?;
     }
     Ok(Exit::Success)
+}
+
+/// `atlas list -s --json`: the listing, and where the next page starts when it is one.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemsOut {
+    #[serde(flatten)]
+    listing: catalog::SnapshotItems,
+    /// `--offset` of the next page; absent when the listing reaches the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_offset: Option<usize>,
+}
+
+/// How many items `list -s` shows: `--limit`, else every one with `--all` or `--json`
+/// (machine output is never cut silently), else a screenful of 50.
+fn item_limit(args: &ListArgs, json: bool) -> Option<usize> {
+    match args.limit {
+        Some(n) => Some(n),
+        None if args.all || json => None,
+        None => Some(50),
+    }
+}
+
+/// `atlas list -m --json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SnapshotsOut {
+    mailbox: String,
+    /// Newest first.
+    snapshots: Vec<catalog::SnapshotEntry>,
+}
+
+/// `atlas list --json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MailboxesOut {
+    mailboxes: Vec<catalog::MailboxEntry>,
 }
 
 async fn list_snapshots(repo: &Repository, m: &str, output: Output) -> anyhow::Result<Exit> {
@@ -170,11 +215,16 @@ async fn list_snapshots(repo: &Repository, m: &str, output: Output) -> anyhow::R
             ))
             .into());
         }
-        output.result(&snaps, || {
+        let out = SnapshotsOut {
+            mailbox: m.to_owned(),
+            snapshots: snaps,
+        };
+        let snaps = &out.snapshots;
+        output.result(&out, || {
             let mut table = Table::new([
                 "Snapshot", "Started", "Finished", "Status", "Folders", "Messages", "Errors",
             ]);
-            for s in &snaps {
+            for s in snaps {
                 table.row([
                     s.id.to_string(),
                     when(s.started),
@@ -192,8 +242,11 @@ async fn list_snapshots(repo: &Repository, m: &str, output: Output) -> anyhow::R
 }
 
 async fn list_mailboxes(repo: &Repository, output: Output) -> anyhow::Result<Exit> {
-    let mailboxes = catalog::list_mailboxes(repo).await?;
-    output.result(&mailboxes, || {
+    let out = MailboxesOut {
+        mailboxes: catalog::list_mailboxes(repo).await?,
+    };
+    let mailboxes = &out.mailboxes;
+    output.result(&out, || {
         let mut table = Table::new([
             "Mailbox",
             "Snapshots",
@@ -203,7 +256,7 @@ async fn list_mailboxes(repo: &Repository, output: Output) -> anyhow::Result<Exi
             "MiB",
             "MiB stored",
         ]);
-        for m in &mailboxes {
+        for m in mailboxes {
             table.row([
                 m.mailbox.clone(),
                 m.snapshots.to_string(),
@@ -270,8 +323,8 @@ pub async fn read(global: &GlobalArgs, args: &ReadArgs, output: Output) -> anyho
     }
     output.result(&msg, || {
         let mut s = String::new();
-        for (name, value) in &msg.headers {
-            let _ = writeln!(s, "{}: {}", sanitize(name), sanitize(value));
+        for h in &msg.headers {
+            let _ = writeln!(s, "{}: {}", sanitize(&h.name), sanitize(&h.value));
         }
         let _ = writeln!(s, "Folder: {}", sanitize(&msg.folder));
         s.push('\n');

@@ -33,18 +33,20 @@ use crate::output::{Output, sanitize};
 use crate::progress::{Mode, Progress};
 
 #[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct RunFigures {
     mailboxes: usize,
     complete: usize,
     downloaded: u64,
     reused: u64,
     removed: u64,
-    mib_downloaded: f64,
-    seconds: f64,
+    bytes_downloaded: u64,
+    duration_ms: u64,
 }
 
-#[derive(Debug, Serialize)]
 #[allow(clippy::struct_excessive_bools)] // A flat report of yes/no outcomes, for --json.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct DemoReport {
     repository: String,
     kept: bool,
@@ -56,11 +58,16 @@ struct DemoReport {
     snapshots_verified: usize,
     verify_problems: usize,
     repository_objects: usize,
-    repository_mib: f64,
+    repository_bytes: u64,
     restored_messages: u64,
     restore_complete: bool,
     exported_messages: usize,
     ok: bool,
+}
+
+#[allow(clippy::cast_precision_loss)] // Display only.
+fn secs(ms: u64) -> f64 {
+    ms as f64 / 1000.0
 }
 
 #[allow(clippy::cast_precision_loss)] // Display only.
@@ -71,7 +78,7 @@ fn mib(bytes: u64) -> f64 {
 fn figures(outcomes: &[MailboxOutcome], started: Instant) -> RunFigures {
     let mut f = RunFigures {
         mailboxes: outcomes.len(),
-        seconds: started.elapsed().as_secs_f64(),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         ..RunFigures::default()
     };
     let mut bytes = 0;
@@ -84,7 +91,7 @@ fn figures(outcomes: &[MailboxOutcome], started: Instant) -> RunFigures {
             bytes += s.bytes_downloaded;
         }
     }
-    f.mib_downloaded = mib(bytes);
+    f.bytes_downloaded = bytes;
     f
 }
 
@@ -200,9 +207,9 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
         &format!(
             "   {} messages ({:.1} MiB) from {} mailboxes in {:.1} s; {} of {} snapshots complete.",
             full.downloaded,
-            full.mib_downloaded,
+            mib(full.bytes_downloaded),
             full.mailboxes,
-            full.seconds,
+            secs(full.duration_ms),
             full.complete,
             full.mailboxes
         ),
@@ -293,7 +300,10 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
         output,
         &format!(
             "   downloaded {} new message(s); {} changed or moved message(s) updated without re-downloading; {} removal(s) recorded; {:.1} s.",
-            incr.downloaded, incr.reused, incr.removed, incr.seconds
+            incr.downloaded,
+            incr.reused,
+            incr.removed,
+            secs(incr.duration_ms)
         ),
     );
     let after =
@@ -422,7 +432,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
         snapshots_verified: verified,
         verify_problems: problems,
         repository_objects: objects.len(),
-        repository_mib: mib(stored),
+        repository_bytes: stored,
         restored_messages: restored.created,
         restore_complete: restored.complete,
         exported_messages: saved.messages,

@@ -147,7 +147,7 @@ pub(super) fn core_passphrase(secret: &SecretString) -> Passphrase {
 
 /// What `init` found or did.
 #[derive(Debug, Clone, Copy, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "camelCase")]
 enum InitOutcome {
     /// A new key and config were written.
     Created,
@@ -159,6 +159,7 @@ enum InitOutcome {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct InitReport {
     outcome: InitOutcome,
     tenant_id: String,
@@ -220,6 +221,7 @@ pub async fn init(global: &GlobalArgs, args: &InitArgs, output: Output) -> anyho
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct PasswdReport {
     tenant_id: String,
     repository: String,

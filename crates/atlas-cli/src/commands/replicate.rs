@@ -388,11 +388,21 @@ fn print_summary(summary: &CopySummary, verb: &str, output: Output) -> anyhow::R
     Ok(())
 }
 
+/// `atlas replicate --status --json`.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusOut {
+    records: Vec<atlas_core::service::replicate::ReplicationStatus>,
+}
+
 async fn print_status(repo: &Repository, output: Output) -> anyhow::Result<Exit> {
-    let records = list_status(repo)
-        .await
-        .context("reading the replication status records")?;
-    output.result(&records, || {
+    let out = StatusOut {
+        records: list_status(repo)
+            .await
+            .context("reading the replication status records")?,
+    };
+    let records = &out.records;
+    output.result(&out, || {
         if records.is_empty() {
             return "No snapshot has been replicated from this repository.".to_owned();
         }
@@ -405,7 +415,7 @@ async fn print_status(repo: &Repository, output: Output) -> anyhow::Result<Exit>
             "Objects",
             "Copied",
         ]);
-        for r in &records {
+        for r in records {
             table.row([
                 r.target.clone(),
                 r.snapshot.to_string(),

@@ -12,6 +12,7 @@ use crate::exit::Exit;
 use crate::output::Output;
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Ready {
     base_url: String,
     graph_endpoint: String,

@@ -13,7 +13,7 @@ use atlas_core::model::SnapshotId;
 use atlas_core::ports::{LockMode, Retention};
 use atlas_core::repo::{Repository, RetentionReport, retention};
 use atlas_store::s3::storage_check;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, LockModeArg, StorageCheckArgs};
@@ -41,6 +41,7 @@ fn mode_name(mode: LockMode) -> &'static str {
 // Independent observations printed one per line, as in `StorageCheckReport`.
 #[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct CheckReport {
     location: String,
     ready: bool,
@@ -48,7 +49,7 @@ struct CheckReport {
     bucket_exists: bool,
     versioning: bool,
     object_lock: bool,
-    default_retention: Option<String>,
+    default_retention: Option<DefaultRetention>,
     conditional_writes: Option<bool>,
     requested_lock_mode: Option<&'static str>,
     requested_retention_days: Option<u32>,
@@ -57,10 +58,19 @@ struct CheckReport {
     notes: Vec<String>,
 }
 
+/// The bucket's default Object Lock retention.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DefaultRetention {
+    mode: &'static str,
+    days: u32,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct ProbeReport {
     key: String,
-    retain_until: String,
+    retain_until: DateTime<Utc>,
     delete_refused: bool,
     cleaned_up: bool,
 }
@@ -92,15 +102,16 @@ pub async fn storage_check_command(
         bucket_exists: r.bucket_exists,
         versioning: r.versioning,
         object_lock: r.object_lock,
-        default_retention: r
-            .default_retention
-            .map(|d| format!("{} {} days", mode_name(d.mode), d.days)),
+        default_retention: r.default_retention.map(|d| DefaultRetention {
+            mode: mode_name(d.mode),
+            days: d.days,
+        }),
         conditional_writes: r.conditional_writes,
         requested_lock_mode: requested.map(mode_name),
         requested_retention_days: args.retention_days,
         lock_probe: r.lock_probe.as_ref().map(|p| ProbeReport {
             key: p.key.clone(),
-            retain_until: p.retain_until.to_rfc3339(),
+            retain_until: p.retain_until,
             delete_refused: p.delete_refused,
             cleaned_up: p.cleaned_up,
         }),
@@ -129,7 +140,10 @@ fn render_check(r: &CheckReport) -> String {
         let _ = writeln!(
             s,
             "  default retention:  {}",
-            r.default_retention.as_deref().unwrap_or("none")
+            r.default_retention.as_ref().map_or_else(
+                || "none".to_owned(),
+                |d| format!("{} {} days", d.mode, d.days)
+            )
         );
         let _ = writeln!(
             s,
@@ -214,11 +228,12 @@ pub(super) async fn ensure_lock(
 
 /// One snapshot's Object Lock outcome, for the backup report.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(super) struct SnapshotLock {
     pub snapshot: String,
     pub mode: &'static str,
-    pub requested_until: String,
-    pub effective_until: Option<String>,
+    pub requested_until: DateTime<Utc>,
+    pub effective_until: Option<DateTime<Utc>>,
     pub objects: usize,
     pub error: Option<String>,
 }
@@ -237,15 +252,15 @@ pub(super) async fn lock_snapshots(
             Ok(r) => SnapshotLock {
                 snapshot: id.to_string(),
                 mode: mode_name(wanted.mode),
-                requested_until: wanted.retain_until.to_rfc3339(),
-                effective_until: Some(r.effective_until.to_rfc3339()),
+                requested_until: wanted.retain_until,
+                effective_until: Some(r.effective_until),
                 objects: r.objects,
                 error: None,
             },
             Err(e) => SnapshotLock {
                 snapshot: id.to_string(),
                 mode: mode_name(wanted.mode),
-                requested_until: wanted.retain_until.to_rfc3339(),
+                requested_until: wanted.retain_until,
                 effective_until: None,
                 objects: 0,
                 error: Some(format!("{e}")),

@@ -378,6 +378,7 @@ fn quiet_settings(global: &GlobalArgs) -> anyhow::Result<RepositorySettings> {
 
 /// One damaged v1 object, for output.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct V1Damage {
     kind: &'static str,
     mailbox: String,
@@ -390,6 +391,7 @@ struct V1Damage {
 
 /// `atlas verify` of a v1 repository.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct V1VerifyOutput {
     format: &'static str,
     mailboxes: usize,
@@ -404,9 +406,9 @@ fn kind_name(kind: V1ProblemKind) -> &'static str {
     match kind {
         V1ProblemKind::Missing => "missing",
         V1ProblemKind::Damaged => "damaged",
-        V1ProblemKind::ChecksumMismatch => "checksum_mismatch",
+        V1ProblemKind::ChecksumMismatch => "checksumMismatch",
         V1ProblemKind::Unparsable => "unparsable",
-        V1ProblemKind::NotStored => "not_stored",
+        V1ProblemKind::NotStored => "notStored",
     }
 }
 
@@ -540,17 +542,19 @@ async fn find_v1_snapshot(v1: &V1Repository, text: &str) -> anyhow::Result<(Stri
 
 /// `atlas migrate --from-v1` output, per converted or skipped snapshot.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct MigrateRow {
     mailbox: String,
     v1_snapshot_id: String,
     snapshot_id: Option<String>,
-    created_at: Option<String>,
+    created_at: Option<chrono::DateTime<chrono::Utc>>,
     messages: Option<u64>,
     item_errors: Option<u64>,
     outcome: &'static str,
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct MigrateOutput {
     source: String,
     target: String,
@@ -570,12 +574,12 @@ fn rows(summary: &MigrateSummary) -> Vec<MigrateRow> {
                 mailbox: m.mailbox.address().to_owned(),
                 v1_snapshot_id: s.v1_snapshot_id.clone(),
                 snapshot_id: Some(s.snapshot_id.to_string()),
-                created_at: Some(s.created_at.to_rfc3339()),
+                created_at: Some(s.created_at),
                 messages: Some(s.messages),
                 item_errors: Some(s.item_errors),
                 outcome: match s.status {
                     SnapshotStatus::Complete => "converted",
-                    SnapshotStatus::Partial => "converted_partial",
+                    SnapshotStatus::Partial => "convertedPartial",
                 },
             });
         }
@@ -587,7 +591,7 @@ fn rows(summary: &MigrateSummary) -> Vec<MigrateRow> {
                 created_at: None,
                 messages: None,
                 item_errors: None,
-                outcome: "already_converted",
+                outcome: "alreadyConverted",
             });
         }
     }
@@ -736,7 +740,9 @@ fn human_migrate(out: &MigrateOutput) -> String {
             sanitize(&r.mailbox).into_owned(),
             r.v1_snapshot_id.clone(),
             r.snapshot_id.clone().unwrap_or_default(),
-            r.created_at.clone().unwrap_or_default(),
+            r.created_at
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default(),
             r.messages.map(|m| m.to_string()).unwrap_or_default(),
             r.item_errors.map(|m| m.to_string()).unwrap_or_default(),
             r.outcome.to_owned(),

@@ -25,7 +25,10 @@ fn backed_up(sim: &Sim, sandbox: &Sandbox) -> (String, String) {
         .output()
         .expect("runs");
     let list = super::json(&out);
-    let id = list[0]["id"].as_str().expect("snapshot id").to_owned();
+    let id = list["snapshots"][0]["id"]
+        .as_str()
+        .expect("snapshot id")
+        .to_owned();
     (upn, id)
 }
 

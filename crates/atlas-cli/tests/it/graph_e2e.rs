@@ -196,7 +196,10 @@ fn tenant_backup_under_faults_then_list_status_verify_save() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let snaps = json(&out);
-    let snap = snaps[0]["id"].as_str().expect("snapshot id").to_owned();
+    let snap = snaps["snapshots"][0]["id"]
+        .as_str()
+        .expect("snapshot id")
+        .to_owned();
 
     let out = sandbox
         .atlas_for(&sim)
@@ -392,12 +395,13 @@ fn mailboxes_lists_kinds_and_omits_size_without_reports_permission() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let list = json(&out);
-    let list = list.as_array().expect("array");
+    assert_eq!(list["sizesAvailable"], true);
+    let list = list["mailboxes"].as_array().expect("array");
     assert!(list.iter().any(|m| m["kind"] == "licensed"));
     assert!(list.iter().any(|m| m["kind"] == "shared"));
-    assert!(list.iter().any(|m| m["kind"] == "no mailbox"));
+    assert!(list.iter().any(|m| m["kind"] == "noMailbox"));
     assert!(
-        list.iter().any(|m| m.get("size_bytes").is_some()),
+        list.iter().any(|m| m.get("sizeBytes").is_some()),
         "sizes with Reports.Read.All"
     );
 
@@ -435,10 +439,10 @@ fn demo_runs_the_whole_job_with_no_configuration() {
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    let report = json(&out);
+    let report = super::json_schemas::assert_schema("demo", &out);
     assert_eq!(report["ok"], true, "{report}");
-    assert_eq!(report["incremental_backup"]["downloaded"], 2, "{report}");
-    assert_eq!(report["verify_problems"], 0);
+    assert_eq!(report["incrementalBackup"]["downloaded"], 2, "{report}");
+    assert_eq!(report["verifyProblems"], 0);
 }
 
 #[test]
@@ -583,7 +587,7 @@ fn forget_and_delete_remove_snapshots_and_their_data() {
             .args(["--json", "list", "-m", &upn])
             .output()
             .expect("runs");
-        json(&out).as_array().expect("array").len()
+        json(&out)["snapshots"].as_array().expect("array").len()
     };
     assert_eq!(snapshots(&sandbox), 3);
 

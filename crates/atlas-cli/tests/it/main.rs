@@ -12,6 +12,7 @@ mod backup_service;
 mod exit_codes;
 mod graph_e2e;
 mod interrupt_e2e;
+mod json_schemas;
 mod replicate_e2e;
 mod restore_service;
 mod s3_e2e;
@@ -252,7 +253,7 @@ fn init_creates_the_repository_and_is_harmless_when_repeated() {
     assert!(first.status.success(), "{}", output_text(&first));
     let report = json(&first);
     assert_eq!(report["outcome"], "created");
-    assert_eq!(report["tenant_id"], TENANT);
+    assert_eq!(report["tenantId"], TENANT);
     let key_file = sandbox.repo().join("_meta").join("dek.enc");
     let key_before = std::fs::read(&key_file).expect("wrapped key written");
 
@@ -262,7 +263,7 @@ fn init_creates_the_repository_and_is_harmless_when_repeated() {
         .output()
         .expect("runs");
     assert!(second.status.success(), "{}", output_text(&second));
-    assert_eq!(json(&second)["outcome"], "already_initialized");
+    assert_eq!(json(&second)["outcome"], "alreadyInitialized");
     assert_eq!(std::fs::read(&key_file).expect("still there"), key_before);
 
     sandbox
@@ -389,7 +390,7 @@ fn tenant_flag_selects_a_tenant_of_a_multi_tenant_config() {
         .output()
         .expect("runs");
     assert!(output.status.success(), "{}", output_text(&output));
-    assert_eq!(json(&output)["tenant_id"], "fabrikam.onmicrosoft.com");
+    assert_eq!(json(&output)["tenantId"], "fabrikam.onmicrosoft.com");
     assert!(
         sandbox
             .dir
@@ -489,13 +490,13 @@ fn sim_serve_prints_connection_details_and_serves_until_shut_down() {
         .read_line(&mut line)
         .expect("reads the ready line");
     let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
-    let base = ready["base_url"].as_str().expect("base_url").to_owned();
+    let base = ready["baseUrl"].as_str().expect("baseUrl").to_owned();
     for field in [
-        "tenant_id",
-        "client_id",
-        "client_secret",
-        "graph_endpoint",
-        "authority_host",
+        "tenantId",
+        "clientId",
+        "clientSecret",
+        "graphEndpoint",
+        "authorityHost",
     ] {
         assert!(
             ready[field].as_str().is_some_and(|v| !v.is_empty()),

@@ -141,7 +141,7 @@ fn replicate_to_a_directory_destroy_the_primary_rehydrate_verify_restore() {
         &["--json", "replicate", "--status"],
     );
     assert_code(&out, 0);
-    assert_eq!(json(&out), serde_json::json!([]));
+    assert_eq!(json(&out)["records"], serde_json::json!([]));
 
     let replica_arg = replica.to_str().expect("utf-8 path");
     let out = run(
@@ -200,6 +200,7 @@ fn replicate_to_a_directory_destroy_the_primary_rehydrate_verify_restore() {
     );
     assert_code(&out, 0);
     let status = json(&out);
+    let status = &status["records"];
     assert_eq!(status.as_array().map(Vec::len), Some(2), "{status}");
     assert!(
         status[0]["target"]
@@ -424,7 +425,7 @@ fn replicate_to_s3_destroy_the_primary_rehydrate_from_s3() {
         &["--json", "replicate", "--status"],
     );
     assert_code(&out, 0);
-    assert_eq!(json(&out).as_array().map(Vec::len), Some(2));
+    assert_eq!(json(&out)["records"].as_array().map(Vec::len), Some(2));
 
     std::fs::remove_dir_all(&primary).expect("primary deleted");
     rehydrate_verify_restore_backup(&sandbox, &sim, &config, source, target);

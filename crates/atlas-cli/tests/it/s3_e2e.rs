@@ -118,7 +118,7 @@ fn backup_to_s3_with_object_lock_then_read_verify_and_delete_under_lock() {
     let out = run(sandbox.on_s3(&sim, &s3), &["--json", "storage-check"]);
     assert_code(&out, 0);
     let report = json(&out);
-    assert_eq!(report["bucket_exists"], false);
+    assert_eq!(report["bucketExists"], false);
     assert_eq!(report["reachable"], true);
     let out = run(sandbox.on_s3(&sim, &s3), &["list"]);
     assert_ne!(out.status.code(), Some(0));
@@ -148,7 +148,7 @@ fn backup_to_s3_with_object_lock_then_read_verify_and_delete_under_lock() {
     );
     assert_code(&out, 0);
     let report = json(&out);
-    let lock = &report["object_lock"][0];
+    let lock = &report["objectLock"][0];
     assert_eq!(lock["mode"], "governance", "{report}");
     assert!(lock["error"].is_null(), "{report}");
     assert!(lock["objects"].as_u64().expect("count") >= 6, "{report}");
@@ -160,14 +160,17 @@ fn backup_to_s3_with_object_lock_then_read_verify_and_delete_under_lock() {
     );
     assert_code(&out, 0);
     let check = json(&out);
-    assert_eq!(check["object_lock"], true);
-    assert_eq!(check["lock_probe"]["delete_refused"], true);
+    assert_eq!(check["objectLock"], true);
+    assert_eq!(check["lockProbe"]["deleteRefused"], true);
     assert_eq!(check["ready"], true);
 
     // list / verify / save work on S3.
     let out = run(sandbox.on_s3(&sim, &s3), &["--json", "list", "-m", &upn]);
     assert_code(&out, 0);
-    let snap = json(&out)[0]["id"].as_str().expect("id").to_owned();
+    let snap = json(&out)["snapshots"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     assert_code(&run(sandbox.on_s3(&sim, &s3), &["verify"]), 0);
     let zip = sandbox.cwd().join("out.zip");
     let mut cmd = sandbox.on_s3(&sim, &s3);
@@ -276,7 +279,7 @@ fn storage_check_on_an_unlocked_bucket_and_a_locked_backup_refused_before_writin
     assert_code(&run(sandbox.on_s3(&sim, &s3), &["backup", "-m", &upn]), 0);
     let out = run(sandbox.on_s3(&sim, &s3), &["--json", "storage-check"]);
     assert_code(&out, 0);
-    assert_eq!(json(&out)["object_lock"], false);
+    assert_eq!(json(&out)["objectLock"], false);
 
     let out = run(
         sandbox.on_s3(&sim, &s3),
@@ -314,7 +317,7 @@ fn storage_check_on_an_unlocked_bucket_and_a_locked_backup_refused_before_writin
     );
     let out = run(sandbox.on_s3(&sim, &s3), &["--json", "list", "-m", &upn]);
     assert_code(&out, 0);
-    assert_eq!(json(&out).as_array().expect("array").len(), 1);
+    assert_eq!(json(&out)["snapshots"].as_array().expect("array").len(), 1);
 }
 
 #[test]
@@ -395,7 +398,11 @@ fn parallel_inits_agree_on_one_key_and_parallel_backups_of_two_mailboxes_both_ve
     for upn in &mailboxes[..2] {
         let out = run(sandbox.on_s3(&sim, &s3), &["--json", "list", "-m", upn]);
         assert_code(&out, 0);
-        assert_eq!(json(&out).as_array().expect("array").len(), 1, "{upn}");
+        assert_eq!(
+            json(&out)["snapshots"].as_array().expect("array").len(),
+            1,
+            "{upn}"
+        );
     }
     assert_code(&run(sandbox.on_s3(&sim, &s3), &["verify"]), 0);
 }

@@ -224,7 +224,7 @@ fn v1_repository_lists_verifies_and_saves_what_expected_json_says() {
         "{stderr}"
     );
     assert!(stderr.contains("never recorded deletions"), "{stderr}");
-    let listed: BTreeMap<String, (u64, u64)> = json(&output)
+    let listed: BTreeMap<String, (u64, u64)> = json(&output)["mailboxes"]
         .as_array()
         .expect("array")
         .iter()
@@ -272,7 +272,7 @@ fn v1_repository_lists_verifies_and_saves_what_expected_json_says() {
 
     // Verify checks the v1 objects themselves: every manifest, message and attachment.
     let output = Sandbox::run_ok(sandbox.on_v1(&bucket), &["--json", "verify"]);
-    let report = json(&output);
+    let report = super::json_schemas::assert_schema("verifyV1", &output);
     assert_eq!(report["format"], "atlas-v1");
     assert_eq!(report["manifests"], 3);
     assert_eq!(report["messages"], 74);
@@ -360,7 +360,7 @@ fn a_flipped_byte_in_a_v1_object_is_named_by_verify() {
         .output()
         .expect("runs");
     assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
-    let report = json(&output);
+    let report = super::json_schemas::assert_schema("verifyV1", &output);
     let named: BTreeSet<String> = report["damage"]
         .as_array()
         .expect("damage")
@@ -407,7 +407,7 @@ fn migrate_from_v1_converts_every_snapshot_idempotently_and_saves_identically() 
         migrate(&sandbox),
         &["--json", "migrate", "--from-v1", "--from-dir", &bucket_text],
     );
-    let report = json(&output);
+    let report = super::json_schemas::assert_schema("migrate", &output);
     assert_eq!(report["converted"], 3, "{report}");
     assert_eq!(report["complete"], true);
     let mapping: BTreeMap<String, String> = report["snapshots"]
@@ -416,8 +416,8 @@ fn migrate_from_v1_converts_every_snapshot_idempotently_and_saves_identically() 
         .iter()
         .map(|s| {
             (
-                s["v1_snapshot_id"].as_str().expect("v1 id").to_owned(),
-                s["snapshot_id"].as_str().expect("id").to_owned(),
+                s["v1SnapshotId"].as_str().expect("v1 id").to_owned(),
+                s["snapshotId"].as_str().expect("id").to_owned(),
             )
         })
         .collect();
@@ -431,7 +431,7 @@ fn migrate_from_v1_converts_every_snapshot_idempotently_and_saves_identically() 
         &["--json", "migrate", "--from-v1", "--from-dir", &bucket_text],
     ));
     assert_eq!(again["converted"], 0);
-    assert_eq!(again["already_converted"], 3);
+    assert_eq!(again["alreadyConverted"], 3);
 
     // The new repository is a normal one: its verify reads every pack.
     let verified = json(&Sandbox::run_ok(
@@ -627,7 +627,7 @@ fn v1_bucket_on_s3_lists_and_verifies() {
         "{}",
         output_text(&output)
     );
-    let mailboxes: BTreeSet<String> = json(&output)
+    let mailboxes: BTreeSet<String> = json(&output)["mailboxes"]
         .as_array()
         .expect("array")
         .iter()

@@ -114,6 +114,7 @@ impl Default for BackupOptions {
 
 /// One line of the completeness report.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FolderReport {
     /// Folder path joined with `/`.
     pub path: String,
@@ -139,6 +140,7 @@ impl FolderReport {
 
 /// What one mailbox run did.
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BackupSummary {
     /// Mailbox address.
     pub mailbox: String,

@@ -404,9 +404,11 @@ pub async fn list_snapshots(repo: &Repository, mailbox: &MailboxId) -> Result<Ve
 pub struct ItemListOptions {
     /// Include subjects (`-S`); otherwise `subject` is `None`.
     pub show_subjects: bool,
-    /// At most this many items (the CLI passes 50 unless `--all`); `total` still counts
-    /// every item.
+    /// At most this many items (the CLI's text listing passes 50 unless `--all`); `total`
+    /// still counts every item.
     pub limit: Option<usize>,
+    /// Skip this many items first (paging: the next page starts at `offset + limit`).
+    pub offset: usize,
     /// Only folders selected by this filter (see [`folder_selected`]).
     pub folder: Option<String>,
 }
@@ -444,8 +446,10 @@ pub struct SnapshotItems {
     pub started: DateTime<Utc>,
     /// Complete or partial.
     pub status: SnapshotStatus,
-    /// Items matching the folder filter (before `limit`).
+    /// Items matching the folder filter (before `offset` and `limit`).
     pub total: usize,
+    /// Items skipped before the first listed one.
+    pub offset: usize,
     /// The listed items.
     pub items: Vec<ItemEntry>,
 }
@@ -464,6 +468,7 @@ pub async fn list_items(
         started: snap.record.started,
         status: snap.record.status,
         total: 0,
+        offset: opts.offset,
         items: Vec::new(),
     };
     for f in &snap.record.folders {
@@ -477,7 +482,7 @@ pub async fn list_items(
         let path = folder_path(f);
         for m in repo.load_folder_items(&f.items).await? {
             out.total += 1;
-            if opts.limit.is_some_and(|l| out.items.len() >= l) {
+            if out.total <= opts.offset || opts.limit.is_some_and(|l| out.items.len() >= l) {
                 continue;
             }
             out.items.push(ItemEntry {

@@ -45,6 +45,16 @@ pub struct AttachmentInfo {
     pub inline: bool,
 }
 
+/// One header line of a message, as `read` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Header {
+    /// Field name as written in the message.
+    pub name: String,
+    /// Unfolded value.
+    pub value: String,
+}
+
 /// A message prepared for display. All strings are sanitized.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -66,7 +76,7 @@ pub struct ReadMessage {
     /// `Date` header (RFC 3339), or the received date.
     pub date: Option<String>,
     /// Every header as (name, unfolded value), in message order.
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<Header>,
     /// Text body: the text/plain part, or the HTML part rendered to text.
     pub body: String,
     /// Whether `body` was rendered from HTML.
@@ -153,7 +163,10 @@ pub async fn read_message(repo: &Repository, opts: &ReadOptions) -> Result<ReadM
             .or_else(|| found.meta.received.map(|d| d.to_rfc3339())),
         headers: parsed
             .headers_raw()
-            .map(|(n, v)| (sanitize_line(n), sanitize_line(unfold(v).trim())))
+            .map(|(n, v)| Header {
+                name: sanitize_line(n),
+                value: sanitize_line(unfold(v).trim()),
+            })
             .collect(),
         body,
         body_from_html,

@@ -18,7 +18,7 @@ use crate::repo::Repository;
 
 /// Where one folder stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(tag = "state", rename_all = "camelCase")]
 pub enum FolderState {
     /// No change since the last backup.
     UpToDate,
@@ -43,6 +43,7 @@ pub enum FolderState {
 
 /// One folder's line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FolderStatus {
     /// Folder path joined with `/`.
     pub path: String,
@@ -53,6 +54,7 @@ pub struct FolderStatus {
 
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StatusReport {
     /// Mailbox address.
     pub mailbox: String,

@@ -40,6 +40,7 @@ pub enum VerifyScope {
 
 /// Which packs have their data read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ReadData {
     /// Share of packs read, 1..=100.
     pub percent: u8,

@@ -120,6 +120,7 @@ impl RestoreOptions {
 
 /// One step of a target folder path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PathStep {
     /// Display name.
     pub name: String,
@@ -130,6 +131,7 @@ pub struct PathStep {
 
 /// One folder to restore.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PlannedFolder {
     /// Path in the snapshot, joined with `/`.
     pub source_path: String,
@@ -146,6 +148,7 @@ pub struct PlannedFolder {
 
 /// What a restore will do; a plain value (print it for `--dry-run`).
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RestorePlan {
     /// The snapshot restored from.
     pub snapshot: SnapshotId,
@@ -169,6 +172,7 @@ pub struct RestorePlan {
 
 /// A message that is not (completely) in the target after the restore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MissingMessage {
     /// Original message id (never the subject).
     pub message_id: String,
@@ -178,6 +182,7 @@ pub struct MissingMessage {
 
 /// The verification line of one folder.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FolderResult {
     /// Path in the snapshot.
     pub source_path: String,
@@ -195,6 +200,7 @@ pub struct FolderResult {
 
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RestoreSummary {
     /// Id of this run (stored on every message it created).
     pub run_id: String,

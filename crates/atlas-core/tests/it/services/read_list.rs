@@ -68,6 +68,7 @@ async fn list_levels_show_mailboxes_snapshots_and_items() {
             show_subjects: true,
             limit: None,
             folder: Some("Inbox/Projects".into()),
+            ..Default::default()
         },
     )
     .await
@@ -175,7 +176,7 @@ async fn read_decodes_headers_body_attachments_and_sanitizes() {
     assert!(
         m.headers
             .iter()
-            .all(|(n, v)| !n.chars().chain(v.chars()).any(char::is_control))
+            .all(|h| !h.name.chars().chain(h.value.chars()).any(char::is_control))
     );
     assert!(m.raw.is_none());
 
