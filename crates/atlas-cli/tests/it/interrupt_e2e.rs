@@ -218,7 +218,7 @@ fn closed_stdout_and_stderr_never_panic_or_abort_the_work() {
     let out = sandbox.run(&sim, &["--json", "list", "-m", &upn]);
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert_eq!(
-        json_of(&out).as_array().map(Vec::len),
+        json_of(&out)["snapshots"].as_array().map(Vec::len),
         Some(2),
         "both backups committed although nobody read their output"
     );
@@ -251,7 +251,7 @@ fn closed_stdout_and_stderr_never_panic_or_abort_the_work() {
     );
     let out = sandbox.run(&sim, &["--json", "list", "-m", &upn]);
     assert_eq!(
-        json_of(&out).as_array().map(Vec::len),
+        json_of(&out)["snapshots"].as_array().map(Vec::len),
         Some(1),
         "forgot one"
     );
