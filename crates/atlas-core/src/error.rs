@@ -173,6 +173,15 @@ pub enum Error {
         /// How many objects it matches.
         matches: usize,
     },
+    /// The store holds a TypeScript Atlas 1.x repository and the operation would write to
+    /// it; Atlas reads that format but never writes it (migrate it instead).
+    #[error(
+        "{store} is a TypeScript Atlas 1.x repository; Atlas reads it but never writes into the old format"
+    )]
+    V1ReadOnly {
+        /// Store description (never contains credentials).
+        store: String,
+    },
     /// The output path exists and overwriting was not asked for.
     #[error("output {path} already exists")]
     OutputExists {

@@ -19,10 +19,12 @@
 pub mod compat;
 pub mod error;
 pub mod model;
+pub mod open;
 pub mod ports;
 pub mod repo;
 mod secret;
 pub mod service;
 
 pub use error::{Error, Result};
+pub use open::{Access, Opened, open};
 pub use secret::SecretString;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use atlas_core::model::{MailboxId, SnapshotStatus};
+use atlas_core::open::{Format, detect};
 use atlas_core::repo::Repository;
 use atlas_core::service::catalog::{self, ItemListOptions, SnapshotSelector, resolve_snapshot_ref};
 use atlas_core::service::export::{ExportFormat, SaveOptions, save_to_path};
@@ -22,7 +23,7 @@ use crate::exit::{Exit, UsageError};
 use crate::output::{Output, Table, sanitize, sanitize_multiline};
 
 use super::context::open_repository;
-use super::key::repository_settings;
+use super::key::{location, open_store, repository_settings};
 use super::load_config;
 
 fn mib(bytes: u64) -> String {
@@ -364,7 +365,21 @@ pub async fn verify(
     args: &VerifyArgs,
     output: Output,
 ) -> anyhow::Result<Exit> {
-    let repo = open_repo(global).await?;
+    let config = load_config(global)?;
+    let settings = repository_settings(&config)?;
+    // A TypeScript Atlas 1.x repository gets the check of its own objects: a check of its
+    // converted cache would only prove that the cache is intact.
+    let store = open_store(&settings)?;
+    let format = detect(&store)
+        .await
+        .with_context(|| format!("looking at the repository at {}", location(&settings)))?;
+    if format == Format::V1 {
+        for warning in settings.warnings() {
+            tracing::warn!("{warning}");
+        }
+        return super::v1::verify(&settings, store, args, output).await;
+    }
+    let repo = open_repository(&settings, None).await?;
     let scope = match (&args.snapshot, &args.mailbox, args.all) {
         (Some(s), _, _) => VerifyScope::Snapshot(
             resolve_snapshot_ref(&repo, s)

@@ -40,7 +40,7 @@ pub async fn run(mut cli: Cli, output: Output) -> anyhow::Result<Exit> {
         Command::Status(args) => backup::status(&cli.global, args, output).await,
         Command::List(args) => browse::list(&cli.global, args, output).await,
         Command::Read(args) => browse::read(&cli.global, args, output).await,
-        Command::Verify(args) => v1::verify(&cli.global, args, output).await,
+        Command::Verify(args) => browse::verify(&cli.global, args, output).await,
         Command::Save(args) => browse::save(&cli.global, args, output).await,
         Command::Stats(args) => browse::stats(&cli.global, args, output).await,
         Command::Restore(args) => restore::restore(&cli.global, args, output).await,

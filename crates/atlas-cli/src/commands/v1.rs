@@ -1,16 +1,14 @@
 //! TypeScript Atlas 1.x repositories in the CLI.
 //!
-//! Every command works on the v2 [`Repository`]. When the configured store holds a v1
-//! bucket instead ([`compat::v1::detect`]), the read commands (list, read, save, stats,
-//! restore) transparently work on a **local cache repository**: the v1 bucket converted by
-//! [`migrate_v1`] into `<data dir>/atlas/v1-cache/<tenant>-<hash of the store>`, with the
-//! same passphrase. The conversion is idempotent, so each run only converts the v1
-//! snapshots that are new since the last one, and the v1 bucket is never written.
-//! `verify` is different on purpose: it checks the v1 objects themselves
+//! Every command works on the v2 [`Repository`] that core's one `open` returns
+//! (`context::open`). When the configured store holds a v1 bucket, that is a **local cache
+//! repository**: the v1 bucket converted into `<data dir>/atlas/v1-cache/<name>` (the name
+//! is computed by core), idempotently, so each run only converts the v1 snapshots that
+//! are new since the last one, and the v1 bucket is never written. What stays here is the
+//! v1-specific part of the commands: `verify` checks the v1 objects themselves
 //! ([`V1Repository::verify`]), because a check of the cache would only prove that the
-//! cache is intact. Commands that would write to the repository (backup) refuse a v1
-//! bucket: Atlas never writes into the old format, `atlas migrate --from-v1` copies it
-//! into a repository of the current format instead.
+//! cache is intact; `migrate --from-v1` converts into a repository of the current format;
+//! and commands that would write refuse a v1 bucket.
 //!
 //! v1 snapshot ids keep working: the cache records each v1 id in its snapshot's `tool`
 //! field, and `-s <v1 id or prefix>` is translated to the cache snapshot before the
@@ -18,14 +16,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use atlas_core::compat::v1::{self, V1ProblemKind, V1Repository};
+use atlas_core::compat::v1::{V1ProblemKind, V1Repository};
 use atlas_core::model::{SnapshotId, SnapshotStatus};
-use atlas_core::ports::{BlobStore, Event, Reporter, SystemClock};
-use atlas_core::repo::{KdfChoice, Repository};
+use atlas_core::open::{Access, Format, detect};
+use atlas_core::ports::{BlobStore, SystemClock};
+use atlas_core::repo::Repository;
 use atlas_core::service::migrate::{MigrateOptions, MigrateSummary, migrate_v1, migrated_from_v1};
 use atlas_store::LocalStore;
 use serde::Serialize;
@@ -36,116 +35,19 @@ use crate::console::note;
 use crate::exit::{Exit, UsageError};
 use crate::output::{Output, Table, sanitize};
 
-use super::context::lease_owner;
+use super::context::{LogReporter, V1_NOTICE, lease_owner, open, v1_read_only};
 use super::key::{core_passphrase, kdf_choice_from_config, location, open_store};
-use super::{browse, load_config};
-
-/// What users are told whenever a v1 repository is opened.
-const NOTICE: &str = "this is a TypeScript Atlas 1.x repository, opened read-only; Atlas 1.x \
-    never recorded deletions, so a snapshot shows every message seen up to it, including \
-    messages deleted or moved away before it was taken";
-
-/// The cache opened by this process, by cache directory: commands may open the repository
-/// more than once (argument translation, then the command), and the conversion check and
-/// key derivation need not be repeated.
-static OPENED: Mutex<Option<(PathBuf, Repository)>> = Mutex::new(None);
-
-/// A stable 64-bit FNV-1a hash: names the cache directory of a store. Not a security
-/// measure (the cache is encrypted); it only keeps two stores of one tenant apart.
-fn fnv1a(text: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.as_bytes() {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-
-/// What identifies a store (never credentials): the directory, or endpoint and bucket.
-fn store_identity(settings: &RepositorySettings) -> String {
-    match &settings.store {
-        StoreSettings::Local { path } => format!("local:{}", path.display()),
-        StoreSettings::S3(s3) => format!(
-            "s3:{}|{}",
-            s3.endpoint.as_str().trim_end_matches('/'),
-            s3.bucket
-        ),
-    }
-}
-
-/// Per-user data directory. Read like the config module reads it for the default
-/// repository (`XDG_DATA_HOME`, else `~/.local/share` on Linux).
-fn data_dir() -> anyhow::Result<PathBuf> {
-    Inputs::from_process(None)
-        .ok()
-        .and_then(|i| i.data_dir)
-        .or_else(dirs::data_dir)
-        .ok_or_else(|| {
-            UsageError(
-                "this system has no per-user data directory for the local cache of a \
-                 TypeScript Atlas 1.x repository; convert it with atlas migrate --from-v1 instead"
-                    .into(),
-            )
-            .into()
-        })
-}
-
-/// `<data dir>/atlas/v1-cache/<tenant>-<hash of the store>`.
-fn cache_dir(settings: &RepositorySettings) -> anyhow::Result<PathBuf> {
-    Ok(data_dir()?.join("atlas").join("v1-cache").join(format!(
-        "{}-{:016x}",
-        settings.tenant_id,
-        fnv1a(&store_identity(settings))
-    )))
-}
-
-/// Logs what a conversion reports. In the background conversion of the cache only item
-/// failures are shown (the deletions caveat is already in [`NOTICE`]).
-#[derive(Debug)]
-struct LogReporter {
-    warnings: bool,
-}
-
-impl Reporter for LogReporter {
-    fn report(&self, event: Event) {
-        match event {
-            Event::ItemFailed {
-                mailbox,
-                item,
-                reason,
-                ..
-            } => tracing::warn!(
-                "{}: message {} not converted: {}",
-                sanitize(&mailbox),
-                sanitize(&item),
-                sanitize(&reason)
-            ),
-            Event::Warning { mailbox, message } if self.warnings => tracing::warn!(
-                "{}{}",
-                mailbox
-                    .map(|m| format!("{}: ", sanitize(&m)))
-                    .unwrap_or_default(),
-                sanitize(&message)
-            ),
-            Event::MailboxStarted { mailbox, .. } => {
-                tracing::info!(
-                    "converting the Atlas 1.x snapshots of {}",
-                    sanitize(&mailbox)
-                );
-            }
-            _ => {}
-        }
-    }
-}
+use super::load_config;
 
 /// Whether `store` holds a TypeScript Atlas 1.x repository.
 async fn is_v1(store: &Arc<dyn BlobStore>, where_: &str) -> anyhow::Result<bool> {
-    v1::detect(store)
+    Ok(detect(store)
         .await
-        .with_context(|| format!("looking at the repository at {where_}"))
+        .with_context(|| format!("looking at the repository at {where_}"))?
+        == Format::V1)
 }
 
-/// Open the v1 repository in `store` (read-only).
+/// Open the v1 repository in `store` (read-only, no conversion).
 async fn open_v1(
     settings: &RepositorySettings,
     store: Arc<dyn BlobStore>,
@@ -160,89 +62,13 @@ async fn open_v1(
     .with_context(|| format!("opening the TypeScript Atlas 1.x repository at {where_}"))
 }
 
-/// The hook of the shared repository opener: `None` when `store` is not a v1 repository;
-/// otherwise the up-to-date local cache repository to run the command against. `writes`
-/// (a command that may create or change the repository) is refused with a usage error.
-pub(super) async fn open_if_v1(
-    settings: &RepositorySettings,
-    store: &Arc<dyn BlobStore>,
-    writes: bool,
-) -> anyhow::Result<Option<Repository>> {
-    let where_ = location(settings);
-    if !is_v1(store, &where_).await? {
+/// The cache repository of the configured v1 store, or `None` when the store is not v1.
+async fn v1_cache(settings: &RepositorySettings) -> anyhow::Result<Option<Repository>> {
+    let store = open_store(settings)?;
+    if !is_v1(&store, &location(settings)).await.unwrap_or(false) {
         return Ok(None);
     }
-    if writes {
-        return Err(UsageError(format!(
-            "{where_} is a TypeScript Atlas 1.x repository; Atlas reads it but never writes \
-             into the old format. Copy it into a new repository with `atlas migrate --from-v1 \
-             --from-dir {where_}` (see docs/MIGRATING.md) and back up into that one"
-        ))
-        .into());
-    }
-    let dir = cache_dir(settings)?;
-    if let Some((opened_dir, repo)) = OPENED
-        .lock()
-        .map_err(|_| anyhow::anyhow!("invariant: v1 cache lock poisoned"))?
-        .as_ref()
-    {
-        if *opened_dir == dir {
-            return Ok(Some(repo.clone()));
-        }
-    }
-    tracing::warn!("{where_}: {NOTICE}");
-    let v1 = open_v1(settings, Arc::clone(store), &where_).await?;
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("creating the v1 cache directory {}", dir.display()))?;
-    let cache_store: Arc<dyn BlobStore> = Arc::new(LocalStore::new(dir.clone()));
-    let cache = Repository::open_or_init(
-        cache_store,
-        &settings.tenant_id,
-        &core_passphrase(&settings.passphrase),
-        KdfChoice::default(),
-    )
-    .await
-    .with_context(|| format!("opening the v1 cache repository at {}", dir.display()))?;
-    let opts = MigrateOptions {
-        owner: lease_owner(),
-        break_stale_leases: true,
-        mailboxes: None,
-    };
-    let reporter = LogReporter { warnings: false };
-    match migrate_v1(&v1, &cache, Arc::new(SystemClock), &reporter, &opts).await {
-        Ok(summary) => {
-            let written = summary.snapshots_written();
-            if written > 0 {
-                tracing::info!(
-                    "converted {written} new Atlas 1.x snapshot(s) into the cache at {}",
-                    dir.display()
-                );
-            }
-            if !summary.is_complete() {
-                tracing::warn!(
-                    "some Atlas 1.x objects could not be read; the affected snapshots are \
-                     partial (atlas verify names the damaged objects)"
-                );
-            }
-        }
-        // Another atlas process is converting right now: use what is converted already.
-        Err(atlas_core::Error::LeaseHeld { .. }) => tracing::warn!(
-            "another atlas process is updating the v1 cache at {}; using the snapshots \
-             converted so far",
-            dir.display()
-        ),
-        Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!(
-                "converting the TypeScript Atlas 1.x repository at {where_} into the cache at {}",
-                dir.display()
-            )));
-        }
-    }
-    *OPENED
-        .lock()
-        .map_err(|_| anyhow::anyhow!("invariant: v1 cache lock poisoned"))? =
-        Some((dir, cache.clone()));
-    Ok(Some(cache))
+    Ok(Some(open(settings, Access::Read).await?.repo))
 }
 
 /// Before a command that changes the repository without creating it (delete, forget):
@@ -253,11 +79,12 @@ pub(super) async fn refuse_writes(global: &GlobalArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     let store = open_store(&settings)?;
+    let where_ = location(&settings);
     // An unreachable store is reported by the command itself, with its own context.
-    if !is_v1(&store, &location(&settings)).await.unwrap_or(false) {
-        return Ok(());
+    if is_v1(&store, &where_).await.unwrap_or(false) {
+        return Err(v1_read_only(&where_).into());
     }
-    open_if_v1(&settings, &store, true).await.map(|_| ())
+    Ok(())
 }
 
 /// The v1 snapshot id of every converted snapshot of `repo`, with its v2 id.
@@ -325,11 +152,7 @@ pub(super) async fn map_snapshot_args(
     let Ok(settings) = quiet_settings(global) else {
         return Ok(());
     };
-    let store = open_store(&settings)?;
-    if !is_v1(&store, &location(&settings)).await.unwrap_or(false) {
-        return Ok(());
-    }
-    let Some(cache) = open_if_v1(&settings, &store, false).await? else {
+    let Some(cache) = v1_cache(&settings).await? else {
         return Ok(());
     };
     if let Some(id) = resolve_v1_snapshot(&cache, &text).await? {
@@ -345,11 +168,7 @@ async fn show_v1_ids(global: &GlobalArgs, mailbox: &str) -> anyhow::Result<()> {
     let Ok(settings) = quiet_settings(global) else {
         return Ok(());
     };
-    let store = open_store(&settings)?;
-    if !is_v1(&store, &location(&settings)).await.unwrap_or(false) {
-        return Ok(());
-    }
-    let Some(cache) = open_if_v1(&settings, &store, false).await? else {
+    let Some(cache) = v1_cache(&settings).await? else {
         return Ok(());
     };
     if global.quiet {
@@ -412,26 +231,20 @@ fn kind_name(kind: V1ProblemKind) -> &'static str {
     }
 }
 
-/// `atlas verify`: the v1-native check for a v1 repository, the normal one otherwise.
+/// `atlas verify` of a v1 repository: the v1-native check of the v1 objects themselves
+/// (`browse::verify` calls it when the store holds a v1 repository).
 pub(super) async fn verify(
-    global: &GlobalArgs,
+    settings: &RepositorySettings,
+    store: Arc<dyn BlobStore>,
     args: &VerifyArgs,
     output: Output,
 ) -> anyhow::Result<Exit> {
-    let config = load_config(global)?;
-    let Ok(settings) = config.for_repository() else {
-        return browse::verify(global, args, output).await;
-    };
-    let store = open_store(&settings)?;
-    let where_ = location(&settings);
-    if !is_v1(&store, &where_).await? {
-        return browse::verify(global, args, output).await;
-    }
+    let where_ = location(settings);
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
     }
-    tracing::warn!("{where_}: {NOTICE}");
-    let v1 = open_v1(&settings, store, &where_).await?;
+    tracing::warn!("{where_}: {V1_NOTICE}");
+    let v1 = open_v1(settings, store, &where_).await?;
     // -s: the v1 objects of the snapshot's mailbox are checked, and the problems of that
     // snapshot are reported (a v1 snapshot needs the objects of every older one).
     let (mailbox, snapshot) = match (&args.snapshot, &args.mailbox) {
@@ -775,18 +588,5 @@ fn same_directory(source: &Path, settings: &RepositorySettings) -> bool {
     match (source.canonicalize(), path.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => source == path,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fnv1a;
-
-    #[test]
-    fn cache_name_hash_is_stable_and_separates_stores() {
-        // Known FNV-1a 64 values: the cache directory must not move between builds.
-        assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
-        assert_ne!(fnv1a("local:/a"), fnv1a("local:/b"));
     }
 }

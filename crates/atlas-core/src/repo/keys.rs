@@ -186,3 +186,13 @@ impl Repository {
         Ok(())
     }
 }
+
+/// Whether `store` holds a wrapped data key (any Atlas repository, either format).
+pub async fn has_key_blob(store: &Arc<dyn BlobStore>) -> Result<bool> {
+    Ok(store.head(&store_key(KEY_BLOB_KEY)?).await?.is_some())
+}
+
+/// Whether `store` holds a repository config (a current-format repository).
+pub async fn has_config(store: &Arc<dyn BlobStore>) -> Result<bool> {
+    Ok(store.head(&store_key(CONFIG_KEY)?).await?.is_some())
+}

@@ -53,6 +53,7 @@ pub(crate) use copy::{ObjectCopier, read_replica_marker, write_replica_marker};
 pub use crypto::decrypt_v1_object;
 pub use index_cache::IndexRefresh;
 pub use keyfile::{KdfChoice, KeyBlobFormat};
+pub use keys::{has_config, has_key_blob};
 pub use layout::{CONFIG_KEY, KEY_BLOB_KEY, REPLICA_MARKER_KEY, REPLICATION_STATUS_PREFIX};
 pub(crate) use layout::{parse_snapshot_key, snapshot_key, store_key};
 pub use lease::LeaseInfo;

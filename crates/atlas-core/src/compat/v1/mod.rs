@@ -38,7 +38,7 @@ pub use verify::{V1Problem, V1ProblemKind, V1VerifyReport};
 use crate::error::{Error, Result};
 use crate::model::{ContentId, MailboxId};
 use crate::ports::{BlobStore, StoreError, StoreKey};
-use crate::repo::{CONFIG_KEY, DataKey, KEY_BLOB_KEY, Passphrase, Repository, decrypt_v1_object};
+use crate::repo::{DataKey, Passphrase, Repository, decrypt_v1_object};
 
 /// Prefix of v1 manifest keys.
 pub const MANIFESTS_PREFIX: &str = "manifests/";
@@ -46,11 +46,7 @@ pub const MANIFESTS_PREFIX: &str = "manifests/";
 /// Whether `store` holds a TypeScript Atlas 1.x repository: a wrapped key, at least one
 /// `manifests/<mailbox>/<id>.json`, and no v2 `config`. Reads key names only.
 pub async fn detect(store: &Arc<dyn BlobStore>) -> Result<bool> {
-    let key = StoreKey::new(KEY_BLOB_KEY)?;
-    if store.head(&key).await?.is_none() {
-        return Ok(false);
-    }
-    if store.head(&StoreKey::new(CONFIG_KEY)?).await?.is_some() {
+    if !crate::repo::has_key_blob(store).await? || crate::repo::has_config(store).await? {
         return Ok(false);
     }
     Ok(store

@@ -8,4 +8,5 @@
 mod common;
 mod migrate;
 mod mime;
+mod open;
 mod reader;
