@@ -14,6 +14,42 @@ pub const DEFAULT_GRAPH_ENDPOINT: &str = "https://graph.microsoft.com";
 /// Default Microsoft Entra authority host (global cloud).
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 
+/// The scope of app-only tokens for Microsoft Graph's global service: its resource plus
+/// `/.default` (the client-credentials form).
+pub const DEFAULT_GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+
+/// Microsoft Graph's national cloud deployments: the host Graph is served from and the
+/// `.default` scope of that cloud's Graph resource. From "Microsoft Graph national cloud
+/// deployments" (concepts/deployments.md) and "Access national cloud deployments with the
+/// Microsoft Graph SDKs" (concepts/sdks/national-clouds.md): a `.default` scope must use
+/// the domain of the cloud's Graph service root. Microsoft 365 GCC (not High) uses the
+/// global service.
+pub const NATIONAL_CLOUD_SCOPES: &[(&str, &str)] = &[
+    ("graph.microsoft.us", "https://graph.microsoft.us/.default"),
+    (
+        "dod-graph.microsoft.us",
+        "https://dod-graph.microsoft.us/.default",
+    ),
+    (
+        "microsoftgraph.chinacloudapi.cn",
+        "https://microsoftgraph.chinacloudapi.cn/.default",
+    ),
+];
+
+/// The token scope used when none is configured: the Graph resource of the national cloud
+/// whose Graph host `graph_endpoint` names, otherwise the global service's. A simulator, an
+/// API gateway or a proxy serves Graph's API but is not a resource of the tenant, so
+/// Entra ID would refuse a scope built from its address (AADSTS500011).
+pub fn default_scope(graph_endpoint: &str) -> &'static str {
+    let host = url::Url::parse(graph_endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    NATIONAL_CLOUD_SCOPES
+        .iter()
+        .find(|(h, _)| host.as_deref() == Some(*h))
+        .map_or(DEFAULT_GRAPH_SCOPE, |(_, scope)| scope)
+}
+
 /// How the application proves its identity to Microsoft Entra ID.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -137,6 +173,8 @@ pub struct GraphConfig {
     pub graph_endpoint: String,
     /// Authority host, e.g. `https://login.microsoftonline.com` or the simulator.
     pub authority_host: String,
+    /// Scope of the app-only token; `None` uses [`default_scope`] of `graph_endpoint`.
+    pub scope: Option<String>,
     /// TCP + TLS connect timeout.
     pub connect_timeout: Duration,
     /// Time allowed until response headers arrive, and between two body chunks of a
@@ -163,6 +201,7 @@ impl GraphConfig {
             credential,
             graph_endpoint: DEFAULT_GRAPH_ENDPOINT.to_owned(),
             authority_host: DEFAULT_AUTHORITY_HOST.to_owned(),
+            scope: None,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
             token_refresh_margin: Duration::from_secs(300),
@@ -182,11 +221,50 @@ impl GraphConfig {
         self.authority_host = authority_host.into();
         self
     }
+
+    /// The scope token requests ask for: the configured one, or [`default_scope`].
+    pub fn token_scope(&self) -> String {
+        self.scope
+            .clone()
+            .unwrap_or_else(|| default_scope(&self.graph_endpoint).to_owned())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_scope_is_graphs_resource_not_the_endpoint_address() {
+        let cases = [
+            ("https://graph.microsoft.com", DEFAULT_GRAPH_SCOPE),
+            ("https://GRAPH.microsoft.com/", DEFAULT_GRAPH_SCOPE),
+            (
+                "https://graph.microsoft.us",
+                "https://graph.microsoft.us/.default",
+            ),
+            (
+                "https://dod-graph.microsoft.us",
+                "https://dod-graph.microsoft.us/.default",
+            ),
+            (
+                "https://microsoftgraph.chinacloudapi.cn",
+                "https://microsoftgraph.chinacloudapi.cn/.default",
+            ),
+            // A simulator, a gateway, a proxy: Graph's API, global Graph's resource.
+            ("http://127.0.0.1:8080", DEFAULT_GRAPH_SCOPE),
+            ("https://graph-gw.contoso.com", DEFAULT_GRAPH_SCOPE),
+            ("not a url", DEFAULT_GRAPH_SCOPE),
+        ];
+        for (endpoint, scope) in cases {
+            let cfg = GraphConfig::new("t", "c", Credential::Secret("s".into()))
+                .with_endpoints(endpoint, DEFAULT_AUTHORITY_HOST);
+            assert_eq!(cfg.token_scope(), scope, "{endpoint}");
+        }
+        let mut cfg = GraphConfig::new("t", "c", Credential::Secret("s".into()));
+        cfg.scope = Some("api://custom/.default".into());
+        assert_eq!(cfg.token_scope(), "api://custom/.default");
+    }
 
     #[test]
     fn debug_of_config_hides_credentials() {

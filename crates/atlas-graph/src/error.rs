@@ -29,6 +29,8 @@ pub enum AuthErrorKind {
     InvalidCredentialFile,
     /// Admin consent is missing or the app has no service principal in the tenant.
     ConsentMissing,
+    /// The token scope is not Microsoft Graph's `/.default` (a wrong or mixed resource).
+    InvalidScope,
     /// The application is disabled.
     AppDisabled,
     /// Graph rejected a freshly issued token.

@@ -83,8 +83,9 @@ pub use api::users::{
 pub use atlas_core::SecretString;
 pub use client::{ByteStream, GraphClient};
 pub use config::{
-    AssertionAlgorithm, Credential, DEFAULT_AUTHORITY_HOST, DEFAULT_GRAPH_ENDPOINT, GraphConfig,
-    LimiterConfig, RetryPolicy,
+    AssertionAlgorithm, Credential, DEFAULT_AUTHORITY_HOST, DEFAULT_GRAPH_ENDPOINT,
+    DEFAULT_GRAPH_SCOPE, GraphConfig, LimiterConfig, NATIONAL_CLOUD_SCOPES, RetryPolicy,
+    default_scope,
 };
 pub use endpoint::Endpoint;
 pub use error::{AuthError, AuthErrorKind, GraphError};

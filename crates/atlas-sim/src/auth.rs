@@ -17,9 +17,16 @@ use sha2::{Digest, Sha256};
 use crate::http::Resp;
 use crate::server::Sim;
 
-/// Resource identifiers accepted in `scope` (before `/.default`).
+/// Microsoft Graph's resource identifiers, the only resources this tenant issues tokens
+/// for (before `/.default`): the global service, the national clouds' Graph roots
+/// (graph-api.md §1.6; concepts/deployments.md, concepts/sdks/national-clouds.md) and
+/// Graph's application id. Where Graph is served (the simulator's own URL, a gateway) is
+/// not a resource: Entra ID answers AADSTS500011 for it.
 const GRAPH_RESOURCES: &[&str] = &[
     "https://graph.microsoft.com",
+    "https://graph.microsoft.us",
+    "https://dod-graph.microsoft.us",
+    "https://microsoftgraph.chinacloudapi.cn",
     "00000003-0000-0000-c000-000000000000",
 ];
 
@@ -205,7 +212,11 @@ impl Sim {
         )
     }
 
+    /// Client-credentials scope rules (graph-api.md §1.1, §1.4): every scope is a
+    /// resource's `/.default` (else AADSTS1002012), all of one resource (else AADSTS700022),
+    /// and that resource is Graph (else AADSTS500011).
     fn check_scope(&self, scope: &str) -> Option<Response> {
+        let mut first: Option<String> = None;
         for s in scope.split_whitespace() {
             let Some(resource) = s.strip_suffix("/.default") else {
                 return Some(aad_error(
@@ -217,18 +228,27 @@ impl Sim {
                     ),
                 ));
             };
-            let resource = resource.trim_end_matches('/');
-            let ours = GRAPH_RESOURCES
-                .iter()
-                .any(|r| r.eq_ignore_ascii_case(resource))
-                || resource.eq_ignore_ascii_case(self.base_url.trim_end_matches('/'));
-            if !ours {
+            let given = resource.trim_end_matches('/');
+            let resource = given.to_ascii_lowercase();
+            match &first {
+                Some(f) if *f != resource => {
+                    return Some(aad_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_scope",
+                        700_022,
+                        "The provided value for the input parameter scope is not valid because it contains more than one resource.",
+                    ));
+                }
+                Some(_) => {}
+                None => first = Some(resource.clone()),
+            }
+            if !GRAPH_RESOURCES.iter().any(|r| *r == resource) {
                 return Some(aad_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_resource",
                     500_011,
                     &format!(
-                        "The resource principal named {resource} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
+                        "The resource principal named {given} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.",
                         self.tenant_id
                     ),
                 ));

@@ -60,6 +60,8 @@ pub enum Field {
     GraphEndpoint,
     /// Identity platform base URL.
     AuthorityHost,
+    /// Scope of the app-only token (default: Graph's resource for the endpoint's cloud).
+    GraphScope,
     /// Seconds a Graph request may take before it is abandoned and retried (idempotent
     /// requests) — hung connections must not stall a nightly run.
     GraphTimeout,
@@ -81,7 +83,7 @@ pub enum Field {
 
 impl Field {
     /// Every field, in the order problems are reported.
-    pub const ALL: [Field; 16] = [
+    pub const ALL: [Field; 17] = [
         Field::TenantId,
         Field::ClientId,
         Field::ClientSecret,
@@ -90,6 +92,7 @@ impl Field {
         Field::EncryptionPassphrase,
         Field::GraphEndpoint,
         Field::AuthorityHost,
+        Field::GraphScope,
         Field::GraphTimeout,
         Field::Repository,
         Field::S3Endpoint,
@@ -111,6 +114,7 @@ impl Field {
             Field::EncryptionPassphrase => "encryption_passphrase",
             Field::GraphEndpoint => "graph_endpoint",
             Field::AuthorityHost => "authority_host",
+            Field::GraphScope => "graph_scope",
             Field::GraphTimeout => "graph_timeout",
             Field::Repository => "repository",
             Field::S3Endpoint => "s3_endpoint",
@@ -133,6 +137,7 @@ impl Field {
             Field::EncryptionPassphrase => "ATLAS_ENCRYPTION_PASSPHRASE",
             Field::GraphEndpoint => "ATLAS_GRAPH_ENDPOINT",
             Field::AuthorityHost => "ATLAS_AUTHORITY_HOST",
+            Field::GraphScope => "ATLAS_GRAPH_SCOPE",
             Field::GraphTimeout => "ATLAS_GRAPH_TIMEOUT",
             Field::Repository => "ATLAS_REPOSITORY",
             Field::S3Endpoint => "ATLAS_S3_ENDPOINT",

@@ -11,7 +11,8 @@ use super::field::{Field, TENANT_SELECTOR_ENV};
 use super::problem::Problem;
 use super::sources::{Raw, RawValue};
 use super::validate::{
-    bucket_rule, is_guid, parse_bool, validate_bucket, validate_tenant_id, validate_url,
+    bucket_rule, is_guid, parse_bool, validate_bucket, validate_scope, validate_tenant_id,
+    validate_url,
 };
 use super::{Config, DEFAULT_S3_REGION, MIN_PASSPHRASE_CHARS};
 
@@ -87,6 +88,9 @@ pub struct GraphSettings {
     pub graph_endpoint: Url,
     /// Identity platform base URL.
     pub authority_host: Url,
+    /// Token scope (`ATLAS_GRAPH_SCOPE`); `None` lets the Graph client use Graph's
+    /// resource for the endpoint's cloud.
+    pub graph_scope: Option<String>,
     /// How long one Graph request may take (`ATLAS_GRAPH_TIMEOUT`, seconds).
     pub request_timeout: Duration,
 }
@@ -258,6 +262,12 @@ impl Config {
             problems,
             validate_url,
         );
+        let graph_scope = self.optional(
+            Field::GraphScope,
+            || Some(None),
+            problems,
+            |text| validate_scope(text).map(Some),
+        );
         let request_timeout = self.optional(
             Field::GraphTimeout,
             || Some(DEFAULT_GRAPH_TIMEOUT),
@@ -273,6 +283,7 @@ impl Config {
             credential: credential?,
             graph_endpoint: graph_endpoint?,
             authority_host: authority_host?,
+            graph_scope: graph_scope?,
             request_timeout: request_timeout?,
         })
     }

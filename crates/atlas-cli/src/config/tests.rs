@@ -224,6 +224,35 @@ fn graph_settings_resolve_with_defaults() {
     assert!(
         matches!(graph.credential, Credential::Secret(ref s) if s.expose() == "s3cr3t~value.with-chars")
     );
+    assert_eq!(graph.graph_scope, None);
+}
+
+#[test]
+fn graph_scope_is_one_resources_default_scope() {
+    let fx = Fixture::new()
+        .env("ATLAS_TENANT_ID", TENANT)
+        .env("ATLAS_CLIENT_ID", CLIENT)
+        .env("ATLAS_CLIENT_SECRET", "value")
+        .env("ATLAS_GRAPH_SCOPE", " https://graph.microsoft.us/.default ");
+    let graph = fx.load().for_graph().expect("valid");
+    assert_eq!(
+        graph.graph_scope.as_deref(),
+        Some("https://graph.microsoft.us/.default")
+    );
+    for bad in [
+        "Mail.Read",
+        "https://graph.microsoft.com/.default https://outlook.office.com/.default",
+    ] {
+        let fx = Fixture::new()
+            .env("ATLAS_TENANT_ID", TENANT)
+            .env("ATLAS_CLIENT_ID", CLIENT)
+            .env("ATLAS_CLIENT_SECRET", "value")
+            .env("ATLAS_GRAPH_SCOPE", bad);
+        let err = fx.load().for_graph().unwrap_err();
+        let text = err.to_string();
+        assert_eq!(problems(err), ["graph_scope"], "{bad}");
+        assert!(text.contains("'/.default' scope"), "{text}");
+    }
 }
 
 #[test]

@@ -63,6 +63,20 @@ pub(super) fn validate_url(raw: &str) -> Result<Url, String> {
     }
 }
 
+/// A client-credentials token scope: one resource's `/.default` (Entra ID refuses anything
+/// else with AADSTS1002012 or AADSTS700022, so say so before the first request).
+pub(super) fn validate_scope(raw: &str) -> Result<String, String> {
+    let scope = raw.trim();
+    if scope.split_whitespace().count() != 1 || !scope.ends_with("/.default") {
+        return Err(format!(
+            "expected one resource's '/.default' scope, e.g. {} or, in a national cloud, \
+             https://graph.microsoft.us/.default",
+            atlas_graph::DEFAULT_GRAPH_SCOPE
+        ));
+    }
+    Ok(scope.to_owned())
+}
+
 /// S3 bucket naming rules, as atlas-store checks them before the first request.
 pub(super) fn validate_bucket(name: &str) -> Result<(), String> {
     bucket_rule(atlas_store::s3::validate_bucket_name(name))

@@ -524,6 +524,83 @@ fn sim_serve_prints_connection_details_and_serves_until_shut_down() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// In text mode the banner names everything a client needs — base URL, tenant id,
+/// client id and secret — and those details sign in (for Graph's scope, as a real client
+/// asks for it; the simulator refuses a scope naming its own address).
+#[test]
+fn sim_serve_banner_credentials_sign_in() {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+
+    let sandbox = Sandbox::new();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("atlas"))
+        .env_clear()
+        .current_dir(sandbox.cwd())
+        .env("HOME", sandbox.home())
+        .args(["sim", "serve", "--users", "1", "--messages-per-user", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawns");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut banner = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("reads the banner");
+        let done = line.contains("admin API:");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let value = |label: &str| {
+        banner
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("{label} in {banner:?}"))
+    };
+    let base = banner[0]
+        .rsplit(' ')
+        .next()
+        .expect("base URL on the first line")
+        .to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{banner:?}");
+    let (tenant, client, secret) = (
+        value("tenant id:"),
+        value("client id:"),
+        value("client secret:"),
+    );
+    let addr = base.trim_start_matches("http://").to_owned();
+    let post = |path: &str, body: &str| {
+        let mut stream = std::net::TcpStream::connect(&addr).expect("connects");
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("writes");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("reads");
+        response
+    };
+    let form = |scope: &str| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", &client)
+            .append_pair("client_secret", &secret)
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("scope", scope)
+            .finish()
+    };
+    let token_path = format!("/{tenant}/oauth2/v2.0/token");
+    let ok = post(&token_path, &form("https://graph.microsoft.com/.default"));
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let refused = post(&token_path, &form(&format!("{base}/.default")));
+    assert!(
+        refused.starts_with("HTTP/1.1 400") && refused.contains("AADSTS500011"),
+        "{refused}"
+    );
+    post("/_admin/shutdown", "");
+    assert_eq!(child.wait().expect("exits").code(), Some(0));
+}
+
 #[test]
 fn sim_serve_rejects_an_invalid_fault_rate_as_usage_error() {
     Sandbox::new()

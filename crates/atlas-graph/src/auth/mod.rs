@@ -17,7 +17,7 @@ use url::Url;
 
 pub(crate) use assertion::AssertionSigner;
 
-use crate::config::{Credential, GraphConfig};
+use crate::config::{Credential, DEFAULT_GRAPH_SCOPE, GraphConfig, default_scope};
 use crate::endpoint::Endpoint;
 use crate::error::{AuthError, AuthErrorKind, GraphError};
 use crate::limiter::Counters;
@@ -107,7 +107,12 @@ impl TokenProvider {
                 cert_pem, key_pem, *algorithm,
             )?)),
         };
-        let scope = format!("{}/.default", graph_base.origin().ascii_serialization());
+        // The scope names Graph's resource, never the address Graph is reached at: a
+        // simulator or gateway in front of Graph is not a resource of the tenant.
+        let scope = cfg
+            .scope
+            .clone()
+            .unwrap_or_else(|| default_scope(graph_base.as_str()).to_owned());
         Ok(Self {
             http,
             token_url,
@@ -272,7 +277,13 @@ impl TokenProvider {
 
     fn explain(&self, status: u16, body: &[u8]) -> AuthError {
         let parsed: TokenErrorBody = serde_json::from_slice(body).unwrap_or_default();
-        explain_token_error(status, &parsed, &self.tenant_id, &self.client_id)
+        explain_token_error(
+            status,
+            &parsed,
+            &self.tenant_id,
+            &self.client_id,
+            &self.scope,
+        )
     }
 }
 
@@ -320,6 +331,7 @@ fn explain_token_error(
     body: &TokenErrorBody,
     tenant: &str,
     client: &str,
+    scope: &str,
 ) -> AuthError {
     let code = body.error_codes.first().copied();
     let (kind, text) = match code {
@@ -364,7 +376,21 @@ fn explain_token_error(
              key belongs to it."
                 .to_owned(),
         ),
-        Some(65001 | 500_011 | 7_000_229) => (
+        // A scope that is not a resource's `/.default`, mixes resources, or names a resource
+        // the tenant does not have. Graph's own resource exists in every tenant, so 500011
+        // means the scope is wrong, not that consent is missing.
+        Some(1_002_012 | 700_022 | 70011 | 28000 | 28002 | 28003 | 500_011) => (
+            AuthErrorKind::InvalidScope,
+            format!(
+                "the token scope '{scope}' was refused. App-only sign-in asks for a resource's \
+                 '/.default' scope, and Microsoft Graph's resource is \
+                 {DEFAULT_GRAPH_SCOPE} (in a national cloud, the Graph host of that cloud, e.g. \
+                 https://graph.microsoft.us/.default), not the address Graph requests are sent \
+                 to. Leave the Graph scope setting unset to use that, or set it to the Graph \
+                 resource of your cloud."
+            ),
+        ),
+        Some(65001 | 7_000_229) => (
             AuthErrorKind::ConsentMissing,
             "the application has not been consented to in this tenant. In the Entra admin \
              center open API permissions and choose 'Grant admin consent'."
@@ -461,9 +487,21 @@ mod tests {
                 AuthErrorKind::ConsentMissing,
                 "admin consent",
             ),
+            (
+                500_011,
+                "invalid_resource",
+                AuthErrorKind::InvalidScope,
+                "https://graph.microsoft.com/.default",
+            ),
+            (
+                1_002_012,
+                "invalid_scope",
+                AuthErrorKind::InvalidScope,
+                "'/.default' scope",
+            ),
         ];
         for (code, error, kind, words) in cases {
-            let err = explain_token_error(401, &body(code, error), "contoso", "app-1");
+            let err = explain_token_error(401, &body(code, error), "contoso", "app-1", "s");
             assert_eq!(err.kind, kind, "AADSTS{code}");
             let text = err.to_string();
             assert!(text.contains(words), "{text}");
@@ -472,13 +510,13 @@ mod tests {
                 "{text}"
             );
         }
-        let secret = explain_token_error(401, &body(7_000_215, "invalid_client"), "t", "c");
+        let secret = explain_token_error(401, &body(7_000_215, "invalid_client"), "t", "c", "s");
         assert!(secret.to_string().contains("not its Secret ID"));
     }
 
     #[test]
     fn unknown_codes_keep_the_first_line_only() {
-        let err = explain_token_error(400, &body(12345, "invalid_request"), "t", "c");
+        let err = explain_token_error(400, &body(12345, "invalid_request"), "t", "c", "s");
         assert_eq!(err.kind, AuthErrorKind::Other);
         let text = err.to_string();
         assert!(

@@ -54,6 +54,45 @@ async fn secret_sign_in_works_and_mistakes_are_explained_without_the_secret() {
     assert_eq!(auth_kind(&err), AuthErrorKind::WrongClientId);
 }
 
+/// The simulator is a non-Graph host that refuses scopes Entra ID refuses: signing in
+/// works only because the client asks for Graph's resource, not the simulator's address.
+#[tokio::test]
+async fn sign_in_asks_for_graphs_resource_and_a_wrong_scope_is_explained() {
+    let sim = start(small_tenant()).await;
+    let cfg = config(&sim, Credential::Secret(sim.client_secret().into()));
+    assert!(cfg.scope.is_none());
+    assert_eq!(cfg.token_scope(), "https://graph.microsoft.com/.default");
+    GraphClient::new(cfg)
+        .expect("client")
+        .check_sign_in()
+        .await
+        .expect("a token for Graph from a simulator's endpoint");
+
+    for (scope, code) in [
+        (format!("{}/.default", sim.base_url()), 500_011),
+        (
+            "https://graph.microsoft.com/Mail.Read".to_owned(),
+            1_002_012,
+        ),
+    ] {
+        let mut cfg = config(&sim, Credential::Secret(sim.client_secret().into()));
+        cfg.scope = Some(scope.clone());
+        let err = GraphClient::new(cfg)
+            .expect("client")
+            .check_sign_in()
+            .await
+            .expect_err("wrong scope");
+        assert_eq!(auth_kind(&err), AuthErrorKind::InvalidScope, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("AADSTS{code}"))
+                && text.contains(&scope)
+                && text.contains("https://graph.microsoft.com/.default"),
+            "{text}"
+        );
+    }
+}
+
 fn pem(label: &str, der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     format!("-----BEGIN {label}-----\n{b64}\n-----END {label}-----\n")

@@ -140,6 +140,63 @@ async fn token_errors_use_aadsts_codes() {
     assert_aad_error(&v, "invalid_scope", 1_002_012);
 }
 
+/// Entra ID issues app-only tokens only for a resource's `/.default` scope, and Graph's
+/// resource is Graph's, wherever the Graph requests are sent (graph-api.md §1.1, §1.6):
+/// a simulator, a gateway or a proxy in front of Graph is not a resource of the tenant.
+#[tokio::test]
+async fn only_graph_resources_get_tokens_whatever_host_serves_graph() {
+    let ctx = common::small().await;
+    let (cid, secret, tid) = (
+        ctx.sim.client_id(),
+        ctx.sim.client_secret(),
+        ctx.sim.tenant_id(),
+    );
+    let ask = |scope: String| {
+        let (cid, secret, tid) = (cid.clone(), secret.clone(), tid.clone());
+        let ctx = &ctx;
+        async move {
+            token_form(
+                ctx,
+                &tid,
+                &[
+                    ("client_id", &cid),
+                    ("client_secret", &secret),
+                    ("scope", &scope),
+                    ("grant_type", "client_credentials"),
+                ],
+            )
+            .await
+        }
+    };
+    for ok in [
+        "https://graph.microsoft.com/.default",
+        "https://GRAPH.microsoft.com//.default",
+        "00000003-0000-0000-c000-000000000000/.default",
+        "https://graph.microsoft.us/.default",
+        "https://dod-graph.microsoft.us/.default",
+        "https://microsoftgraph.chinacloudapi.cn/.default",
+    ] {
+        let (s, v) = ask(ok.to_owned()).await;
+        assert_eq!(s, 200, "{ok}: {v}");
+    }
+    // The simulator's own URL is where Graph is served, not a resource.
+    let (s, v) = ask(format!("{}/.default", ctx.sim.base_url())).await;
+    assert_eq!(s, 400, "{v}");
+    assert_aad_error(&v, "invalid_resource", 500_011);
+    let (s, v) = ask("https://graph.example.com/.default".to_owned()).await;
+    assert_eq!(s, 400);
+    assert_aad_error(&v, "invalid_resource", 500_011);
+    let (s, v) = ask("https://graph.microsoft.com/Mail.Read".to_owned()).await;
+    assert_eq!(s, 400);
+    assert_aad_error(&v, "invalid_scope", 1_002_012);
+    let (s, v) = ask(
+        "https://graph.microsoft.com/.default https://outlook.office365.com/.default".to_owned(),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_aad_error(&v, "invalid_scope", 700_022);
+}
+
 #[tokio::test]
 async fn msal_discovery_documents_point_at_the_simulator() {
     let ctx = common::small().await;
