@@ -369,7 +369,10 @@ pub struct SaveArgs {
     #[arg(long, value_enum, default_value = "eml-zip")]
     pub format: FormatArg,
 
-    /// Output path (default: atlas-<snapshot or mailbox>.zip / -mbox in the current directory)
+    /// Output: a file path; an existing directory (or a path ending in /) to write
+    /// atlas-<mailbox>-<snapshot>.zip (or -mbox) inside it; `-` for stdout. With
+    /// --format mbox, a path ending in .mbox is one file, anything else a directory of one
+    /// file per folder. Default: the current directory
     #[arg(short = 'o', long, value_name = "PATH")]
     pub output: Option<std::path::PathBuf>,
 
@@ -377,7 +380,8 @@ pub struct SaveArgs {
     #[arg(long)]
     pub skip_verify: bool,
 
-    /// Overwrite an existing output without asking
+    /// Replace an earlier export at the output path without asking (Atlas never replaces
+    /// anything that is not its own export)
     #[arg(short = 'y', long)]
     pub yes: bool,
 }

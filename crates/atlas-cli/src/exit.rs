@@ -74,6 +74,12 @@ fn is_usage(cause: &(dyn std::error::Error + 'static)) -> bool {
             _ => false,
         };
     }
+    // Transparent wrappers hide the core error from the chain: look inside.
+    if let Some(atlas_core::service::restore::RestoreError::Core(e)) =
+        cause.downcast_ref::<atlas_core::service::restore::RestoreError>()
+    {
+        return is_usage(e);
+    }
     if let Some(e) = cause.downcast_ref::<SourceError>() {
         return matches!(
             e,

@@ -58,6 +58,9 @@ pub fn main() -> ExitCode {
         signals::install(quiet);
         signals::run(commands::run(cli, output)).await
     });
+    // A command stopped by a signal may leave a blocking task stuck in a write (to a pipe
+    // nobody reads); waiting for it would make the stop hang.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(exit) => exit.into(),
         Err(err) => {

@@ -4,14 +4,16 @@
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use atlas_core::model::{MailboxId, SnapshotStatus};
 use atlas_core::open::{Format, detect};
 use atlas_core::repo::Repository;
 use atlas_core::service::catalog::{self, ItemListOptions, SnapshotSelector, resolve_snapshot_ref};
-use atlas_core::service::export::{ExportFormat, SaveOptions, save_to_path};
+use atlas_core::service::export::{
+    ExportFormat, SaveOptions, plan_output, save_to_path, write_eml_zip, write_mbox,
+};
 use atlas_core::service::read::{ReadOptions, read_message};
 use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, verify as verify_repo};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -432,43 +434,26 @@ pub async fn verify(
     })
 }
 
-/// `atlas-<snapshot or mailbox>.zip` (or `-mbox`) in the current directory.
-fn default_output(snapshot: &SnapshotSelector, format: ExportFormat) -> PathBuf {
-    let base = match snapshot {
-        SnapshotSelector::Id(id) => format!("atlas-{id}"),
-        SnapshotSelector::Latest { mailbox, .. } => format!("atlas-{}", mailbox.address()),
-    };
-    let safe: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '@') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    PathBuf::from(match format {
-        ExportFormat::EmlZip => format!("{safe}.zip"),
-        ExportFormat::Mbox => format!("{safe}-mbox"),
-    })
-}
-
-/// Whether an existing output may be replaced: `-y`, or a yes at the prompt on a terminal.
-/// Without a terminal and without `-y`, it is a usage error (nothing is written).
-fn confirm_overwrite(path: &std::path::Path, yes: bool) -> anyhow::Result<bool> {
-    if yes || !path.exists() {
-        return Ok(yes);
+/// Whether an existing export at `path` may be replaced: `-y`, or a yes at the prompt on a
+/// terminal. Without a terminal and without `-y`, it is a usage error (nothing is written).
+/// Only ever asked about an earlier Atlas export: anything else at the path is refused
+/// before this (`plan_output`).
+fn confirm_overwrite(path: &Path, yes: bool) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
     }
     if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-        prompt!("{} exists. Overwrite it? [y/N] ", path.display());
+        prompt!(
+            "{} is an earlier export. Replace it? [y/N] ",
+            sanitize(&path.display().to_string())
+        );
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         return Ok(matches!(answer.trim(), "y" | "Y" | "yes"));
     }
     Err(UsageError(format!(
-        "{} already exists; pass -y to overwrite it or choose another path with -o",
-        path.display()
+        "{} already exists; pass -y to replace it or choose another path with -o",
+        sanitize(&path.display().to_string())
     ))
     .into())
 }
@@ -487,29 +472,30 @@ pub async fn save(global: &GlobalArgs, args: &SaveArgs, output: Output) -> anyho
         FormatArg::EmlZip => ExportFormat::EmlZip,
         FormatArg::Mbox => ExportFormat::Mbox,
     };
-    let path = args
-        .output
-        .clone()
-        .unwrap_or_else(|| default_output(&snapshot, format));
-    let overwrite = confirm_overwrite(&path, args.yes)?;
-    if !overwrite && path.exists() {
+    let opts = SaveOptions {
+        snapshot,
+        folder: args.folder.clone(),
+        message: args.message.clone(),
+        format,
+        skip_verify: args.skip_verify,
+    };
+    if args.output.as_deref() == Some(Path::new("-")) {
+        return save_to_stdout(&repo, &opts, global, output).await;
+    }
+    // No -o: the current directory, under the export's own name.
+    let given = args.output.clone().unwrap_or_else(|| PathBuf::from("."));
+    let plan = plan_output(&repo, &opts, Some(&given))
+        .await
+        .with_context(|| format!("saving to {}", given.display()))?;
+    let path = plan.path.clone();
+    let overwrite = plan.replaces && confirm_overwrite(&path, args.yes)?;
+    if plan.replaces && !overwrite {
         note!("Nothing written.");
         return Ok(Exit::Failure);
     }
-    let summary = save_to_path(
-        &repo,
-        &SaveOptions {
-            snapshot,
-            folder: args.folder.clone(),
-            message: args.message.clone(),
-            format,
-            skip_verify: args.skip_verify,
-        },
-        &path,
-        overwrite,
-    )
-    .await
-    .with_context(|| format!("saving to {}", path.display()))?;
+    let summary = save_to_path(&repo, &opts, &given, overwrite)
+        .await
+        .with_context(|| format!("saving to {}", path.display()))?;
     output.result(&summary, || {
         let mut s = format!(
             "Saved {} message(s) from {} folder(s) of {} (snapshot {}) to {} ({} MiB){}.",
@@ -517,7 +503,7 @@ pub async fn save(global: &GlobalArgs, args: &SaveArgs, output: Output) -> anyho
             summary.folders,
             sanitize(&summary.mailbox),
             summary.snapshot,
-            path.display(),
+            sanitize(&path.display().to_string()),
             mib(summary.bytes),
             if args.skip_verify {
                 ""
@@ -543,6 +529,90 @@ pub async fn save(global: &GlobalArgs, args: &SaveArgs, output: Output) -> anyho
         }
         s
     })?;
+    Ok(if summary.is_complete() {
+        Exit::Success
+    } else {
+        Exit::Partial
+    })
+}
+
+/// `save -o -`: the export on stdout (for a pipe or a redirect; never a terminal), the
+/// summary on stderr. A zip needs to seek back while it is written, so it is built in an
+/// anonymous temporary file (gone when the process ends, however it ends) and copied out;
+/// mbox streams straight through as one file.
+async fn save_to_stdout(
+    repo: &Repository,
+    opts: &SaveOptions,
+    global: &GlobalArgs,
+    output: Output,
+) -> anyhow::Result<Exit> {
+    if output.is_json() {
+        return Err(UsageError(
+            "--json and -o - would both write to stdout; save to a file with -o PATH for a JSON summary"
+                .into(),
+        )
+        .into());
+    }
+    if std::io::stdout().is_terminal() {
+        return Err(UsageError(
+            "-o - writes the export to stdout, which is a terminal here; redirect it (> file) or pipe it"
+                .into(),
+        )
+        .into());
+    }
+    let summary = match opts.format {
+        ExportFormat::EmlZip => {
+            let spool = tempfile::tempfile().context("creating a temporary file for the zip")?;
+            let (summary, spool) = write_eml_zip(repo, opts, spool, "stdout")
+                .await
+                .context("building the zip")?;
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                let mut spool = spool;
+                std::io::Seek::rewind(&mut spool)?;
+                let mut stdout = std::io::stdout().lock();
+                std::io::copy(&mut spool, &mut stdout)?;
+                stdout.flush()
+            })
+            .await
+            .context("invariant: copy task runs")?
+            .context("writing the zip to stdout")?;
+            summary
+        }
+        ExportFormat::Mbox => {
+            let (summary, _) = write_mbox(
+                repo,
+                opts,
+                std::io::BufWriter::new(std::io::stdout()),
+                "stdout",
+            )
+            .await
+            .context("writing the mbox to stdout")?;
+            summary
+        }
+    };
+    if !global.quiet {
+        note!(
+            "Saved {} message(s) from {} folder(s) of {} (snapshot {}) to stdout ({} MiB){}.",
+            summary.messages,
+            summary.folders,
+            sanitize(&summary.mailbox),
+            summary.snapshot,
+            mib(summary.bytes),
+            if opts.skip_verify {
+                ""
+            } else {
+                ", every checksum verified"
+            }
+        );
+        for f in &summary.failed {
+            note!(
+                "  not exported: {} / {}: {}",
+                sanitize(&f.folder),
+                sanitize(f.message_id.as_str()),
+                sanitize(&f.error)
+            );
+        }
+    }
     Ok(if summary.is_complete() {
         Exit::Success
     } else {

@@ -386,12 +386,11 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
     );
 
     // Export the same mailbox to a zip of .eml files.
-    let zip = tempfile::Builder::new()
-        .prefix("atlas-demo-")
-        .suffix(".zip")
-        .tempfile()
-        .context("creating the export file")?
-        .into_temp_path();
+    let export_dir = tempfile::Builder::new()
+        .prefix("atlas-demo-export-")
+        .tempdir()
+        .context("creating a directory for the export")?;
+    let zip = export_dir.path().join("demo.zip");
     let saved = save_to_path(
         &repo,
         &SaveOptions {
@@ -402,7 +401,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
             skip_verify: false,
         },
         &zip,
-        true,
+        false,
     )
     .await
     .context("exporting")?;

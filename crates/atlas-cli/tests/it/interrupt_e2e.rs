@@ -17,7 +17,7 @@ use super::{PASSPHRASE, Sandbox, output_text};
 impl Sandbox {
     /// The binary as a plain `std` command (to spawn, signal and kill it), configured for
     /// the simulator and a local repository in the sandbox.
-    fn spawnable(&self, sim: &Sim) -> Command {
+    pub(super) fn spawnable(&self, sim: &Sim) -> Command {
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("atlas"));
         cmd.env_clear()
             .current_dir(self.cwd())
@@ -34,7 +34,7 @@ impl Sandbox {
         cmd
     }
 
-    fn run(&self, sim: &Sim, args: &[&str]) -> std::process::Output {
+    pub(super) fn run(&self, sim: &Sim, args: &[&str]) -> std::process::Output {
         self.spawnable(sim)
             .args(args)
             .stdin(Stdio::null())

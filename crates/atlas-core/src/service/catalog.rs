@@ -186,20 +186,132 @@ pub fn folder_path(f: &FolderSnapshot) -> String {
 /// Whether a folder is selected by a `-f` filter: the full path (`Inbox/Projects`) or a
 /// bare folder name, case-insensitive; subfolders of a match are selected too.
 pub fn folder_selected(f: &FolderSnapshot, filter: &str) -> bool {
+    path_selected(&f.folder.path, &f.folder.display_name, filter)
+}
+
+/// [`folder_selected`] for any folder given by its path (names from the root) and display
+/// name (used when the path is empty) — a snapshot's folder or one listed from the source.
+pub fn path_selected(path: &[String], display_name: &str, filter: &str) -> bool {
     let filter = filter.trim().trim_matches('/').to_lowercase();
     if filter.is_empty() {
         return true;
     }
-    let path: Vec<String> = if f.folder.path.is_empty() {
-        vec![f.folder.display_name.to_lowercase()]
+    let path: Vec<String> = if path.is_empty() {
+        vec![display_name.to_lowercase()]
     } else {
-        f.folder.path.iter().map(|p| p.to_lowercase()).collect()
+        path.iter().map(|p| p.to_lowercase()).collect()
     };
     let wanted: Vec<&str> = filter.split('/').collect();
     if wanted.len() == 1 {
         return path.iter().any(|p| *p == wanted[0]);
     }
     path.len() >= wanted.len() && path.iter().zip(&wanted).all(|(a, b)| a == b)
+}
+
+/// Refuse `-f` filters that select no folder, as [`Error::InvalidInput`] (a usage error)
+/// naming the near matches, so a misspelled folder (`Inbx`) never passes as "0 messages"
+/// or "fully captured". `folders` gives each folder's path and display name. The one
+/// check behind `backup -f`, `list -f`, `save -f` and `restore -f`.
+pub fn check_folder_filters<'a, I>(filters: &[String], folders: I) -> Result<()>
+where
+    I: IntoIterator<Item = (&'a [String], &'a str)>,
+{
+    let folders: Vec<(&[String], &str)> = folders.into_iter().collect();
+    for filter in filters {
+        if folders
+            .iter()
+            .any(|(path, name)| path_selected(path, name, filter))
+        {
+            continue;
+        }
+        let paths: Vec<String> = folders
+            .iter()
+            .map(|(path, name)| {
+                if path.is_empty() {
+                    (*name).to_owned()
+                } else {
+                    path.join("/")
+                }
+            })
+            .collect();
+        let near = near_matches(filter, &paths);
+        let shown = sanitize_line(filter.trim());
+        let reason = if near.is_empty() {
+            let mut known: Vec<&str> = paths.iter().map(String::as_str).collect();
+            known.sort_unstable();
+            let more = known.len().saturating_sub(12);
+            known.truncate(12);
+            format!(
+                "no folder matches {shown:?} (folders: {}{})",
+                sanitize_line(&known.join(", ")),
+                if more > 0 {
+                    format!(", and {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        } else {
+            format!(
+                "no folder matches {shown:?}; did you mean {}?",
+                sanitize_line(&near.join(", "))
+            )
+        };
+        return Err(Error::InvalidInput { reason });
+    }
+    Ok(())
+}
+
+/// Folder paths close to a filter: same leaf or path up to a few edits (case-insensitive),
+/// or containing it; nearest first, at most five.
+fn near_matches(filter: &str, paths: &[String]) -> Vec<String> {
+    let want = filter.trim().trim_matches('/').to_lowercase();
+    let budget = (want.chars().count() / 3).clamp(1, 3);
+    let mut scored: Vec<(usize, &String)> = paths
+        .iter()
+        .filter_map(|p| {
+            let full = p.to_lowercase();
+            let leaf = full.rsplit('/').next().unwrap_or(&full).to_owned();
+            let d = edit_distance(&want, &full).min(edit_distance(&want, &leaf));
+            if d <= budget {
+                Some((d, p))
+            } else if !want.is_empty() && (full.contains(&want) || want.contains(&leaf)) {
+                Some((budget + 1, p))
+            } else {
+                None
+            }
+        })
+        .collect();
+    scored.sort();
+    scored.dedup_by(|a, b| a.1 == b.1);
+    scored.into_iter().take(5).map(|(_, p)| p.clone()).collect()
+}
+
+/// Levenshtein distance over characters (folder names are short; written out here rather
+/// than pulled in as a dependency for one function).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = substitution.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// [`check_folder_filters`] against a snapshot's folders.
+pub fn check_snapshot_folders(record: &SnapshotRecord, filters: &[String]) -> Result<()> {
+    check_folder_filters(
+        filters,
+        record
+            .folders
+            .iter()
+            .map(|f| (f.folder.path.as_slice(), f.folder.display_name.as_str())),
+    )
 }
 
 // ----- terminal safety -------------------------------------------------------------------
@@ -462,6 +574,9 @@ pub async fn list_items(
     opts: &ItemListOptions,
 ) -> Result<SnapshotItems> {
     let snap = repo.load_snapshot(snapshot).await?;
+    if let Some(f) = &opts.folder {
+        check_snapshot_folders(&snap.record, std::slice::from_ref(f))?;
+    }
     let mut out = SnapshotItems {
         snapshot,
         mailbox: snap.record.mailbox.address().to_owned(),
@@ -702,6 +817,58 @@ mod tests {
         assert!(!folder_selected(&f, "Projects/Atlas"));
         assert!(!folder_selected(&f, "Sent Items"));
         assert!(!folder_selected(&folder(&["Inbox"]), "Inbox/Projects"));
+    }
+
+    fn err_text(r: Result<()>) -> String {
+        match r {
+            Err(Error::InvalidInput { reason }) => reason,
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
+
+    fn record(fs: &[FolderSnapshot]) -> Vec<(&[String], &str)> {
+        fs.iter()
+            .map(|f| (f.folder.path.as_slice(), f.folder.display_name.as_str()))
+            .collect()
+    }
+
+    /// `save -f Inbx`, `list -f Inbx` said "0 messages" and exited 0.
+    #[test]
+    fn unknown_folder_filter_is_refused_with_near_matches() {
+        let folders = [
+            folder(&["Inbox"]),
+            folder(&["Inbox", "Projects"]),
+            folder(&["Sent Items"]),
+            folder(&["Archive"]),
+        ];
+        let check = |filter: &str| check_folder_filters(&[filter.to_owned()], record(&folders));
+        assert!(check("inbox").is_ok());
+        assert!(check("Inbox/Projects").is_ok());
+        let text = err_text(check("Inbx"));
+        assert!(text.contains("\"Inbx\""), "{text}");
+        assert!(text.contains("did you mean Inbox"), "{text}");
+        let text = err_text(check("sent"));
+        assert!(text.contains("Sent Items"), "{text}");
+        let text = err_text(check("Zzzzzzzz"));
+        assert!(
+            text.contains("folders: Archive, Inbox, Inbox/Projects, Sent Items"),
+            "{text}"
+        );
+        // Every filter must match; the first that does not is named.
+        let two = ["Inbox".to_owned(), "Projcts".to_owned()];
+        let text = err_text(check_folder_filters(&two, record(&folders)));
+        assert!(
+            text.contains("Projcts") && text.contains("Inbox/Projects"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn edit_distance_counts_insertions_deletions_substitutions() {
+        assert_eq!(edit_distance("inbx", "inbox"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
     }
 
     #[test]

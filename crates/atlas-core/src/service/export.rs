@@ -6,14 +6,15 @@
 //!   collisions numbered `_1`, `_2` … case-insensitively, so the archive unpacks on
 //!   Windows and macOS too). Entries are deflated and carry the received time.
 //! - `mbox`: one mboxrd file per folder (`<folder path>.mbox`, nested folders in
-//!   subdirectories). mbox is a Unix, LF-terminated format, so CRLF line ends become LF
+//!   subdirectories), or one mboxrd file of every selected folder (`-o x.mbox`, stdout). mbox is a Unix, LF-terminated format, so CRLF line ends become LF
 //!   there; `>From ` quoting follows mboxrd, so any reader that un-quotes gets the message
 //!   back exactly (modulo line ends).
 //!
 //! Memory holds one message and one folder list at a time; compression runs on the
 //! blocking pool. Output to a path is written under a temporary name next to it and renamed
 //! only when complete, so an interrupted or failed export (disk full) never leaves a file
-//! posing as a finished export. Each message's SHA-256 is checked against the one
+//! posing as a finished export; and Atlas replaces nothing but an earlier export of its own
+//! (see [`plan_output`]). Each message's SHA-256 is checked against the one
 //! recorded at backup unless `skip_verify`; a message that fails is skipped and listed.
 
 use std::collections::HashSet;
@@ -41,7 +42,7 @@ const MAX_FOLDER_CHARS: usize = 100;
 pub enum ExportFormat {
     /// A zip of `.eml` files.
     EmlZip,
-    /// A directory of mboxrd files, one per folder.
+    /// mboxrd: a directory of files, one per folder, or one file (see [`OutputKind`]).
     Mbox,
 }
 
@@ -115,6 +116,9 @@ where
     F: AsyncSink,
 {
     let snap = opts.snapshot.load(repo).await?;
+    if let Some(f) = &opts.folder {
+        super::catalog::check_snapshot_folders(&snap.record, std::slice::from_ref(f))?;
+    }
     let only = match &opts.message {
         Some(r) => Some(find_message(repo, &snap.record, r).await?),
         None => None,
@@ -252,8 +256,10 @@ pub async fn write_eml_zip<W: Write + Seek + Send + 'static>(
     sink: W,
     label: &str,
 ) -> Result<(SaveSummary, W)> {
+    let mut writer = zip::ZipWriter::new(sink);
+    writer.set_comment(ZIP_COMMENT);
     let mut z = ZipSink {
-        zip: Some(zip::ZipWriter::new(sink)),
+        zip: Some(writer),
         names: HashSet::new(),
         label: label.to_owned(),
     };
@@ -394,57 +400,280 @@ impl AsyncSink for MboxSink {
 
 // ----- to a path -------------------------------------------------------------------------------
 
-/// Export to `path`: a zip file for `eml-zip`, a directory for `mbox`. An existing `path`
-/// is replaced only with `overwrite` (the CLI asks first); otherwise `InvalidInput`. The
-/// export is built under a temporary name beside `path` and renamed at the end; on any
-/// failure the temporary output is removed.
+/// How an export lies on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputKind {
+    /// One zip file (`eml-zip`).
+    ZipFile,
+    /// One mboxrd file with every selected folder's messages (`-o x.mbox`, `-o -`).
+    MboxFile,
+    /// A directory with one mboxrd file per folder.
+    MboxDirectory,
+}
+
+/// Where an export will be written, decided before anything is written: the CLI shows it
+/// and asks before an existing export is replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputPlan {
+    /// The final path.
+    pub path: PathBuf,
+    /// Its layout.
+    pub kind: OutputKind,
+    /// An earlier Atlas export of the same kind is at `path`; writing replaces it.
+    pub replaces: bool,
+}
+
+/// Decide where an export of `opts` goes when the user names `given` (`None`: the current
+/// directory). Atlas only ever replaces what it wrote itself:
+///
+/// - an existing directory, or a path ending in a separator, means "write the export
+///   inside it" under a name made of mailbox and snapshot (the directory is created if
+///   missing) — never "replace the directory";
+/// - `--format mbox` to a name ending in `.mbox` is one mbox file; otherwise mbox output is
+///   a directory of one file per folder;
+/// - an existing file may only be replaced when it is itself an export of the same kind
+///   (`replaces`); anything else at the final path (another file, a directory, a link) is
+///   refused as [`Error::InvalidInput`].
+pub async fn plan_output(
+    repo: &Repository,
+    opts: &SaveOptions,
+    given: Option<&Path>,
+) -> Result<OutputPlan> {
+    let snap = opts.snapshot.load(repo).await?;
+    plan_output_for(given, snap.record.mailbox.address(), snap.id, opts.format)
+}
+
+/// [`plan_output`] once the snapshot is known.
+pub fn plan_output_for(
+    given: Option<&Path>,
+    mailbox: &str,
+    snapshot: SnapshotId,
+    format: ExportFormat,
+) -> Result<OutputPlan> {
+    let default_kind = match format {
+        ExportFormat::EmlZip => OutputKind::ZipFile,
+        ExportFormat::Mbox => OutputKind::MboxDirectory,
+    };
+    let inside = |dir: &Path| dir.join(export_name(mailbox, snapshot, default_kind));
+    let (path, kind) = match given {
+        None => (inside(Path::new("")), default_kind),
+        Some(p) if ends_with_separator(p) || p.is_dir() => (inside(p), default_kind),
+        Some(p) => {
+            let kind = match format {
+                ExportFormat::EmlZip => OutputKind::ZipFile,
+                ExportFormat::Mbox
+                    if p.extension()
+                        .is_some_and(|e| e.eq_ignore_ascii_case("mbox")) =>
+                {
+                    OutputKind::MboxFile
+                }
+                ExportFormat::Mbox => OutputKind::MboxDirectory,
+            };
+            (p.to_path_buf(), kind)
+        }
+    };
+    let replaces = match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(io_error(&path.display().to_string(), e)),
+        Ok(meta) => {
+            let label = path.display();
+            if !meta.file_type().is_file() || kind == OutputKind::MboxDirectory {
+                return Err(Error::invalid(format!(
+                    "{label} already exists and is not a file Atlas exported; Atlas never replaces it (choose another path)"
+                )));
+            }
+            if !is_export(&path, kind) {
+                return Err(Error::invalid(format!(
+                    "{label} already exists and is not an Atlas export; Atlas never replaces it (choose another path)"
+                )));
+            }
+            true
+        }
+    };
+    Ok(OutputPlan {
+        path,
+        kind,
+        replaces,
+    })
+}
+
+/// `atlas-<mailbox>-<snapshot>.zip` (or `.mbox`, or `-mbox` for a directory), with only
+/// characters every file system accepts.
+pub fn export_name(mailbox: &str, snapshot: SnapshotId, kind: OutputKind) -> String {
+    let id = snapshot.to_string();
+    let base: String = format!("atlas-{mailbox}-{}", &id[..8])
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '@') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match kind {
+        OutputKind::ZipFile => format!("{base}.zip"),
+        OutputKind::MboxFile => format!("{base}.mbox"),
+        OutputKind::MboxDirectory => format!("{base}-mbox"),
+    }
+}
+
+fn ends_with_separator(p: &Path) -> bool {
+    let text = p.as_os_str().to_string_lossy();
+    text.ends_with('/') || text.ends_with(std::path::MAIN_SEPARATOR)
+}
+
+/// Whether the file at `path` is an export Atlas may replace: a zip whose comment marks it
+/// as an Atlas export, or whose entries are all `.eml` files (exports written before the
+/// comment existed); an mbox file that starts with a `From ` line.
+fn is_export(path: &Path, kind: OutputKind) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    match kind {
+        OutputKind::ZipFile => zip::ZipArchive::new(std::io::BufReader::new(file)).is_ok_and(|z| {
+            z.comment().starts_with(ZIP_COMMENT.as_bytes())
+                || (!z.is_empty()
+                    && z.file_names().all(|n| {
+                        Path::new(n)
+                            .extension()
+                            .is_some_and(|e| e.eq_ignore_ascii_case("eml"))
+                    }))
+        }),
+        OutputKind::MboxFile => {
+            let mut head = [0u8; 5];
+            std::io::Read::read_exact(&mut std::io::BufReader::new(file), &mut head).is_ok()
+                && &head == b"From "
+        }
+        OutputKind::MboxDirectory => false,
+    }
+}
+
+/// The comment of every zip Atlas writes, by which a later `save -y` recognises it.
+const ZIP_COMMENT: &str = "Atlas export";
+
+/// Export to the path [`plan_output`] picks for `given` (see there). An existing export is
+/// replaced only with `overwrite` (the CLI asks first); otherwise [`Error::OutputExists`].
+/// The export is built under a hidden temporary name beside the final path
+/// (`.<name>.partial-<random>`), locked while it is written, and renamed only when
+/// complete; on failure or cancellation (the future dropped) it is removed. Temporary
+/// outputs of earlier saves that were killed (unlocked: their process is gone) are removed
+/// first; nothing else is ever removed.
 pub async fn save_to_path(
     repo: &Repository,
     opts: &SaveOptions,
-    path: &Path,
+    given: &Path,
     overwrite: bool,
 ) -> Result<SaveSummary> {
-    let label = path.display().to_string();
-    if path.exists() && !overwrite {
-        return Err(Error::InvalidInput {
-            reason: format!("{label} already exists (confirm overwrite)"),
-        });
+    let snap = opts.snapshot.load(repo).await?;
+    let plan = plan_output_for(
+        Some(given),
+        snap.record.mailbox.address(),
+        snap.id,
+        opts.format,
+    )?;
+    let label = plan.path.display().to_string();
+    if plan.replaces && !overwrite {
+        return Err(Error::OutputExists { path: label });
     }
-    let file_name = path
+    if ends_with_separator(given) && !given.is_dir() {
+        std::fs::create_dir_all(given).map_err(|e| io_error(&given.display().to_string(), e))?;
+    }
+    let file_name = plan
+        .path
         .file_name()
         .ok_or_else(|| Error::invalid(format!("{label} is not a file path")))?
         .to_string_lossy()
         .into_owned();
-    let mut tag = [0u8; 6];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut tag);
-    let tmp = path.with_file_name(format!(".{file_name}.partial-{}", hex::encode(tag)));
-    let result = match opts.format {
-        ExportFormat::EmlZip => save_zip(repo, opts, &tmp).await,
-        ExportFormat::Mbox => save_mbox(repo, opts, &tmp).await,
+    let parent = match plan.path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     };
-    let mut sum = match result {
-        Ok(s) => s,
-        Err(e) => {
-            remove_any(&tmp);
-            return Err(e);
-        }
+    sweep_stale_partials(&parent, &file_name, plan.kind);
+    let opts = SaveOptions {
+        snapshot: SnapshotSelector::Id(snap.id),
+        ..opts.clone()
     };
-    if overwrite && path.is_dir() {
-        // A directory cannot be replaced by rename; remove the old one only now that the
-        // new export is complete.
-        std::fs::remove_dir_all(path).map_err(|e| io_error(&label, e))?;
-    }
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        remove_any(&tmp);
-        return Err(io_error(&label, e));
-    }
-    sum.output = Some(path.to_path_buf());
+    let partial = Partial::create(&parent, &file_name, plan.kind)?;
+    let mut sum = match plan.kind {
+        OutputKind::ZipFile => save_zip(repo, &opts, &partial).await?,
+        OutputKind::MboxFile => save_mbox_file(repo, &opts, &partial).await?,
+        OutputKind::MboxDirectory => save_mbox(repo, &opts, &partial.path).await?,
+    };
+    partial.commit(&plan.path)?;
+    sum.output = Some(plan.path);
     Ok(sum)
 }
 
-async fn save_zip(repo: &Repository, opts: &SaveOptions, tmp: &Path) -> Result<SaveSummary> {
-    let label = tmp.display().to_string();
-    let file = std::fs::File::create(tmp).map_err(|e| io_error(&label, e))?;
+/// Export as one mbox stream (every selected folder, in folder order) to any writer, e.g.
+/// stdout for `save --format mbox -o -`. Writes run on the blocking pool: a pipe nobody
+/// reads blocks there, never an async worker (so a cancellation is still seen).
+pub async fn write_mbox<W: Write + Send + 'static>(
+    repo: &Repository,
+    opts: &SaveOptions,
+    out: W,
+    label: &str,
+) -> Result<(SaveSummary, W)> {
+    let mut sink = MboxStreamSink {
+        writer: Some(MboxWriter::new(out)),
+        label: label.to_owned(),
+    };
+    let sum = walk(repo, opts, &mut sink).await?;
+    let writer = sink
+        .writer
+        .take()
+        .ok_or_else(|| Error::invalid("mbox writer already failed"))?;
+    let label = label.to_owned();
+    let out =
+        tokio::task::spawn_blocking(move || writer.into_inner().map_err(|e| io_error(&label, e)))
+            .await
+            .map_err(|e| Error::task(&e))??;
+    Ok((sum, out))
+}
+
+struct MboxStreamSink<W: Write> {
+    writer: Option<MboxWriter<W>>,
+    label: String,
+}
+
+impl<W: Write + Send + 'static> AsyncSink for MboxStreamSink<W> {
+    async fn folder(&mut self, _dirs: &[String]) -> Result<()> {
+        Ok(())
+    }
+
+    async fn message(&mut self, item: Item<'_>) -> Result<()> {
+        let mut w = self
+            .writer
+            .take()
+            .ok_or_else(|| Error::invalid("mbox writer already failed"))?;
+        let sender = item
+            .meta
+            .from
+            .as_ref()
+            .map_or(String::new(), |f| f.address.clone());
+        let date = item
+            .meta
+            .received
+            .or(item.meta.sent)
+            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        let mime = item.mime;
+        let label = self.label.clone();
+        let w = tokio::task::spawn_blocking(move || -> Result<MboxWriter<W>> {
+            w.write_message(&sender, date, &mime)
+                .map_err(|e| io_error(&label, e))?;
+            Ok(w)
+        })
+        .await
+        .map_err(|e| Error::task(&e))??;
+        self.writer = Some(w);
+        Ok(())
+    }
+}
+
+async fn save_zip(repo: &Repository, opts: &SaveOptions, partial: &Partial) -> Result<SaveSummary> {
+    let label = partial.path.display().to_string();
+    let file = partial.file()?;
     let (sum, w) = write_eml_zip(repo, opts, std::io::BufWriter::new(file), &label).await?;
     let file = w
         .into_inner()
@@ -453,11 +682,24 @@ async fn save_zip(repo: &Repository, opts: &SaveOptions, tmp: &Path) -> Result<S
     Ok(sum)
 }
 
-async fn save_mbox(repo: &Repository, opts: &SaveOptions, tmp: &Path) -> Result<SaveSummary> {
-    let label = tmp.display().to_string();
-    std::fs::create_dir(tmp).map_err(|e| io_error(&label, e))?;
+async fn save_mbox_file(
+    repo: &Repository,
+    opts: &SaveOptions,
+    partial: &Partial,
+) -> Result<SaveSummary> {
+    let label = partial.path.display().to_string();
+    let file = partial.file()?;
+    let (sum, w) = write_mbox(repo, opts, std::io::BufWriter::new(file), &label).await?;
+    let file = w
+        .into_inner()
+        .map_err(|e| io_error(&label, e.into_error()))?;
+    file.sync_all().map_err(|e| io_error(&label, e))?;
+    Ok(sum)
+}
+
+async fn save_mbox(repo: &Repository, opts: &SaveOptions, root: &Path) -> Result<SaveSummary> {
     let mut sink = MboxSink {
-        root: tmp.to_path_buf(),
+        root: root.to_path_buf(),
         current: None,
         names: HashSet::new(),
     };
@@ -466,14 +708,184 @@ async fn save_mbox(repo: &Repository, opts: &SaveOptions, tmp: &Path) -> Result<
     Ok(sum)
 }
 
-fn remove_any(p: &Path) {
-    // Best effort: the error that got us here is the one to report.
-    if p.is_dir() {
-        let _ = std::fs::remove_dir_all(p);
-    } else {
-        let _ = std::fs::remove_file(p);
+/// Name of the lock file inside a partial mbox directory (removed once it is complete).
+const DIR_LOCK: &str = ".atlas-partial";
+
+/// The temporary output of one save: `.<final name>.partial-<12 hex>` beside the final
+/// path, a file (zip, mbox file) or a directory (mbox directory, with a [`DIR_LOCK`] file).
+/// It holds an exclusive lock on that file for as long as it lives, so a later save can
+/// tell a partial whose writer was killed (lock free) from one being written; dropped
+/// without [`Partial::commit`], it removes itself.
+struct Partial {
+    path: PathBuf,
+    kind: OutputKind,
+    /// Holds the lock; the zip or mbox writer gets a clone of the handle.
+    lock: Option<std::fs::File>,
+    committed: bool,
+}
+
+impl Partial {
+    fn create(parent: &Path, file_name: &str, kind: OutputKind) -> Result<Self> {
+        let mut tag = [0u8; 6];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut tag);
+        let path = parent.join(format!(".{file_name}.partial-{}", hex::encode(tag)));
+        let label = path.display().to_string();
+        let mut partial = Self {
+            path,
+            kind,
+            lock: None,
+            committed: false,
+        };
+        let lock_path = if kind == OutputKind::MboxDirectory {
+            std::fs::create_dir(&partial.path).map_err(|e| io_error(&label, e))?;
+            partial.path.join(DIR_LOCK)
+        } else {
+            partial.path.clone()
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&lock_path)
+            .map_err(|e| io_error(&label, e))?;
+        // Advisory: where the file system has no locks, a killed save's partial is left
+        // alone (never removed while in doubt).
+        let _ = try_lock(&file);
+        partial.lock = Some(file);
+        Ok(partial)
+    }
+
+    /// A handle to write the partial file through (zip and mbox file layouts).
+    fn file(&self) -> Result<std::fs::File> {
+        let label = self.path.display().to_string();
+        self.lock
+            .as_ref()
+            .ok_or_else(|| Error::invalid("partial output already closed"))?
+            .try_clone()
+            .map_err(|e| io_error(&label, e))
+    }
+
+    /// Move the complete output to `final_path` (replacing an earlier export file there;
+    /// [`plan_output`] refused anything else) and make the new name durable.
+    fn commit(mut self, final_path: &Path) -> Result<()> {
+        let label = final_path.display().to_string();
+        std::fs::rename(&self.path, final_path).map_err(|e| io_error(&label, e))?;
+        self.committed = true;
+        if self.kind == OutputKind::MboxDirectory {
+            let _ = std::fs::remove_file(final_path.join(DIR_LOCK));
+        }
+        self.lock = None;
+        if let Some(parent) = final_path.parent() {
+            sync_dir(parent);
+        }
+        Ok(())
     }
 }
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        // Best effort: the error (or the cancellation) that got us here is what counts.
+        if self.kind == OutputKind::MboxDirectory {
+            let _ = std::fs::remove_dir_all(&self.path);
+        } else {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Remove temporary outputs that killed saves of the same final name left in `parent`:
+/// only names of exactly our pattern, only of the same layout, only when their lock is
+/// free (the writer is gone), and for a file only when it holds what a partial export
+/// starts with. Everything else, and any error, is left alone.
+fn sweep_stale_partials(parent: &Path, file_name: &str, kind: OutputKind) {
+    let prefix = format!(".{file_name}.partial-");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(tag) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        if tag.len() != 12 || !tag.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let is_dir = kind == OutputKind::MboxDirectory;
+        if (is_dir && !meta.file_type().is_dir()) || (!is_dir && !meta.file_type().is_file()) {
+            continue;
+        }
+        let lock_path = if is_dir {
+            path.join(DIR_LOCK)
+        } else {
+            path.clone()
+        };
+        let Ok(mut lock) = std::fs::OpenOptions::new().read(true).open(&lock_path) else {
+            continue;
+        };
+        if !try_lock(&lock) {
+            continue; // being written right now (or no locks here: leave it)
+        }
+        if !is_dir && !looks_like_partial(&mut lock, kind) {
+            continue;
+        }
+        let removed = if is_dir {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if removed.is_ok() {
+            tracing::info!(path = %path.display(), "removed the temporary output of an interrupted save");
+        }
+    }
+}
+
+/// A partial zip starts with a local file header (`PK\x03\x04`), a partial mbox file with
+/// `From `; both may still be empty.
+fn looks_like_partial(file: &mut std::fs::File, kind: OutputKind) -> bool {
+    let mut head = Vec::with_capacity(5);
+    if std::io::Read::read_to_end(&mut std::io::Read::take(&mut *file, 5), &mut head).is_err() {
+        return false;
+    }
+    let magic: &[u8] = match kind {
+        OutputKind::ZipFile => b"PK\x03\x04",
+        _ => b"From ",
+    };
+    head.is_empty() || head.starts_with(&magic[..head.len().min(magic.len())])
+}
+
+/// Take an exclusive advisory lock without waiting; `false` when another open file holds
+/// it (or locks are not available: callers then leave files alone).
+#[cfg(unix)]
+fn try_lock(file: &std::fs::File) -> bool {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+}
+
+#[cfg(not(unix))]
+fn try_lock(_file: &std::fs::File) -> bool {
+    false
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) {}
 
 /// Local output errors travel as store I/O errors naming the path; a full disk is
 /// `StorageFull` so the CLI can say so plainly.

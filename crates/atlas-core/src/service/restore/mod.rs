@@ -312,16 +312,7 @@ pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePla
                 opts.folders.is_empty() || opts.folders.iter().any(|w| folder_selected(f, w))
             })
             .collect();
-        if selected.is_empty() && !opts.folders.is_empty() {
-            return Err(Error::InvalidInput {
-                reason: format!(
-                    "no folder of snapshot {} matches {}",
-                    snap.id,
-                    opts.folders.join(", ")
-                ),
-            }
-            .into());
-        }
+        super::catalog::check_snapshot_folders(record, &opts.folders)?;
         for f in selected {
             let items: Vec<MessageMeta> = repo
                 .load_folder_items(&f.items)

@@ -7,7 +7,9 @@ use std::process::Command;
 
 use atlas_core::Error;
 use atlas_core::service::catalog::SnapshotSelector;
-use atlas_core::service::export::{ExportFormat, SaveOptions, save_to_path, write_eml_zip};
+use atlas_core::service::export::{
+    ExportFormat, OutputKind, SaveOptions, export_name, plan_output, save_to_path, write_eml_zip,
+};
 use sha2::{Digest, Sha256};
 
 use crate::services::common::{mailbox, raw_mime, sample_folders, sample_repo};
@@ -292,13 +294,24 @@ async fn bad_input_and_failures_leave_no_output() {
         save_to_path(&repo, &opts(id, ExportFormat::EmlZip), &bad, false).await,
         Err(Error::Store(_))
     ));
-    // Existing output without overwrite is refused and left alone; with overwrite replaced.
+    // An existing file that is not an export is never replaced, not even with overwrite.
     std::fs::write(&path, b"precious").unwrap();
+    for overwrite in [false, true] {
+        assert!(matches!(
+            save_to_path(&repo, &opts(id, ExportFormat::EmlZip), &path, overwrite).await,
+            Err(Error::InvalidInput { .. })
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    }
+    // An earlier export is replaced only with overwrite.
+    std::fs::remove_file(&path).unwrap();
+    save_to_path(&repo, &opts(id, ExportFormat::EmlZip), &path, false)
+        .await
+        .unwrap();
     assert!(matches!(
         save_to_path(&repo, &opts(id, ExportFormat::EmlZip), &path, false).await,
-        Err(Error::InvalidInput { .. })
+        Err(Error::OutputExists { .. })
     ));
-    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
     save_to_path(&repo, &opts(id, ExportFormat::EmlZip), &path, true)
         .await
         .unwrap();
@@ -388,4 +401,284 @@ async fn wrong_passphrase_is_refused() {
     )
     .await;
     assert!(matches!(r, Err(Error::WrongPassphrase { .. })));
+}
+
+/// `save -o DIR -y` on an existing directory deleted the whole directory and put the zip in
+/// its place; with a trailing slash it deleted it and then failed, losing both. A directory
+/// means "write the export inside it", named after mailbox and snapshot.
+#[tokio::test]
+async fn save_into_an_existing_directory_writes_inside_it_and_never_removes_it() {
+    let (_s, repo, id) = sample_repo().await;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("exports");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("keep.txt"), b"mine").unwrap();
+    let zip_name = export_name(mailbox().address(), id, OutputKind::ZipFile);
+    assert!(
+        zip_name.starts_with("atlas-")
+            && std::path::Path::new(&zip_name)
+                .extension()
+                .is_some_and(|e| e == "zip"),
+        "{zip_name}"
+    );
+    for given in [dir.clone(), root.path().join("exports/")] {
+        for overwrite in [false, true] {
+            if overwrite {
+                // The second save replaces the first export (an Atlas export), nothing else.
+                let sum = save_to_path(&repo, &opts(id, ExportFormat::EmlZip), &given, true)
+                    .await
+                    .unwrap();
+                assert_eq!(sum.output.as_deref(), Some(dir.join(&zip_name).as_path()));
+            } else {
+                let _ = std::fs::remove_file(dir.join(&zip_name));
+                save_to_path(&repo, &opts(id, ExportFormat::EmlZip), &given, false)
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(std::fs::read(dir.join("keep.txt")).unwrap(), b"mine");
+            assert_eq!(python_zip(&dir.join(&zip_name)).len(), 6);
+        }
+    }
+    // mbox into the directory: a per-folder directory inside it.
+    let sum = save_to_path(&repo, &opts(id, ExportFormat::Mbox), &dir, true)
+        .await
+        .unwrap();
+    let mbox_dir = dir.join(export_name(
+        mailbox().address(),
+        id,
+        OutputKind::MboxDirectory,
+    ));
+    assert_eq!(sum.output.as_deref(), Some(mbox_dir.as_path()));
+    assert!(mbox_dir.join("Inbox.mbox").is_file());
+    // That directory is never replaced, not even with overwrite.
+    let again = save_to_path(&repo, &opts(id, ExportFormat::Mbox), &dir, true).await;
+    assert!(
+        matches!(again, Err(Error::InvalidInput { .. })),
+        "{again:?}"
+    );
+    assert!(mbox_dir.join("Inbox.mbox").is_file());
+    // A trailing slash on a directory that does not exist yet creates it.
+    let fresh = root.path().join("new/");
+    let sum = save_to_path(&repo, &opts(id, ExportFormat::EmlZip), &fresh, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        sum.output.as_deref(),
+        Some(root.path().join("new").join(&zip_name).as_path())
+    );
+    // Nothing but the exports and the user's file is left behind (no partials).
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut want = vec![
+        "keep.txt".to_owned(),
+        zip_name.clone(),
+        export_name(mailbox().address(), id, OutputKind::MboxDirectory),
+    ];
+    want.sort();
+    assert_eq!(names, want);
+    // The plan says what would happen before anything is written.
+    let plan = plan_output(&repo, &opts(id, ExportFormat::EmlZip), Some(&dir))
+        .await
+        .unwrap();
+    assert_eq!(plan.path, dir.join(&zip_name));
+    assert!(plan.replaces);
+}
+
+/// `--format mbox -o x.mbox` wrote a directory named `x.mbox`: it is one mbox file now.
+#[tokio::test]
+async fn mbox_to_a_dot_mbox_path_is_one_file() {
+    let (_s, repo, id) = sample_repo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("all.mbox");
+    let sum = save_to_path(&repo, &opts(id, ExportFormat::Mbox), &path, false)
+        .await
+        .unwrap();
+    assert_eq!(sum.messages, 6);
+    assert!(path.is_file());
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import mailbox,sys; print(len(mailbox.mbox(sys.argv[1])))")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "6");
+    // An mbox export is replaced with overwrite; another file of that name is not.
+    save_to_path(&repo, &opts(id, ExportFormat::Mbox), &path, true)
+        .await
+        .unwrap();
+    let other = dir.path().join("notes.mbox");
+    std::fs::write(&other, b"my notes").unwrap();
+    assert!(matches!(
+        save_to_path(&repo, &opts(id, ExportFormat::Mbox), &other, true).await,
+        Err(Error::InvalidInput { .. })
+    ));
+    assert_eq!(std::fs::read(&other).unwrap(), b"my notes");
+}
+
+/// `save -f Inbx` said "0 messages" and exited 0: an unknown folder is refused, naming
+/// the near matches.
+#[tokio::test]
+async fn unknown_folder_filter_is_refused_naming_near_matches() {
+    let (_s, repo, id) = sample_repo().await;
+    let mut o = opts(id, ExportFormat::EmlZip);
+    o.folder = Some("Inbx".into());
+    match write_eml_zip(&repo, &o, std::io::Cursor::new(Vec::new()), "mem").await {
+        Err(Error::InvalidInput { reason }) => {
+            assert!(
+                reason.contains("Inbx") && reason.contains("Inbox"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|r| r.0)),
+    }
+}
+
+/// A killed save left a hidden `.partial-*` file that later saves never removed. Later saves
+/// remove their own kind's leftovers whose writer is gone; a partial being written (locked),
+/// files of another shape and names that only look alike stay.
+#[cfg(unix)]
+#[tokio::test]
+async fn killed_save_partials_are_removed_by_the_next_save_and_nothing_else_is() {
+    let (_s, repo, id) = sample_repo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    std::fs::write(p(".out.zip.partial-0123456789ab"), b"PK\x03\x04half a zip").unwrap();
+    std::fs::write(p(".out.zip.partial-00000000000f"), b"").unwrap();
+    std::fs::write(p(".out.zip.partial-0123456789ac"), b"not a zip at all").unwrap();
+    std::fs::write(p(".out.zip.partial-notours"), b"PK\x03\x04").unwrap();
+    std::fs::write(p(".other.zip.partial-0123456789ab"), b"PK\x03\x04").unwrap();
+    std::fs::write(p(".out.zip.partial-aaaaaaaaaaaa"), b"PK\x03\x04busy").unwrap();
+    let busy = std::fs::File::open(p(".out.zip.partial-aaaaaaaaaaaa")).unwrap();
+    rustix::fs::flock(&busy, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    save_to_path(&repo, &opts(id, ExportFormat::EmlZip), &p("out.zip"), false)
+        .await
+        .unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ".other.zip.partial-0123456789ab",
+            ".out.zip.partial-0123456789ac",
+            ".out.zip.partial-aaaaaaaaaaaa",
+            ".out.zip.partial-notours",
+            "out.zip",
+        ]
+    );
+    drop(busy);
+    // A killed mbox directory export: removed only with its lock file inside.
+    let stale = p(".box.partial-0123456789ab");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join(".atlas-partial"), b"").unwrap();
+    std::fs::write(stale.join("Inbox.mbox"), b"From x").unwrap();
+    let foreign = p(".box.partial-0123456789ac");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("mine.txt"), b"not Atlas's").unwrap();
+    save_to_path(&repo, &opts(id, ExportFormat::Mbox), &p("box"), false)
+        .await
+        .unwrap();
+    assert!(!stale.exists());
+    assert!(foreign.join("mine.txt").is_file());
+    assert!(p("box").join("Inbox.mbox").is_file());
+    assert!(!p("box").join(".atlas-partial").exists());
+}
+
+/// A store whose pack reads never answer: a save over it starts (the partial output exists)
+/// and then waits forever, until it is cancelled.
+#[derive(Debug)]
+struct StalledPacks(std::sync::Arc<dyn atlas_core::ports::BlobStore>);
+
+#[async_trait::async_trait]
+impl atlas_core::ports::BlobStore for StalledPacks {
+    async fn put(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+        data: bytes::Bytes,
+        opts: atlas_core::ports::PutOptions,
+    ) -> Result<(), atlas_core::ports::StoreError> {
+        self.0.put(key, data, opts).await
+    }
+    async fn get(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+    ) -> Result<bytes::Bytes, atlas_core::ports::StoreError> {
+        if key.as_str().starts_with("packs/") {
+            std::future::pending::<()>().await;
+        }
+        self.0.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+        range: std::ops::Range<u64>,
+    ) -> Result<bytes::Bytes, atlas_core::ports::StoreError> {
+        if key.as_str().starts_with("packs/") {
+            std::future::pending::<()>().await;
+        }
+        self.0.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+    ) -> Result<Option<atlas_core::ports::ObjectMeta>, atlas_core::ports::StoreError> {
+        self.0.head(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<atlas_core::ports::ObjectMeta>, atlas_core::ports::StoreError> {
+        self.0.list(prefix).await
+    }
+    async fn delete(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+    ) -> Result<(), atlas_core::ports::StoreError> {
+        self.0.delete(key).await
+    }
+    fn describe(&self) -> String {
+        "stalled packs".into()
+    }
+}
+
+/// Ctrl+C during `save` stops it at an await point (the CLI drops the future): the
+/// temporary output goes with it, nothing is left posing as an export.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_save_leaves_nothing_behind() {
+    let (store, _repo, id) = sample_repo().await;
+    let stalled: std::sync::Arc<dyn atlas_core::ports::BlobStore> =
+        std::sync::Arc::new(StalledPacks(store));
+    let repo = atlas_core::repo::Repository::open(
+        stalled,
+        crate::services::common::TENANT,
+        &crate::services::common::passphrase(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (format, name) in [(ExportFormat::EmlZip, "a.zip"), (ExportFormat::Mbox, "b")] {
+        let path = dir.path().join(name);
+        let task = {
+            let repo = repo.clone();
+            let path = path.clone();
+            tokio::spawn(async move { save_to_path(&repo, &opts(id, format), &path, false).await })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::fs::read_dir(dir.path()).unwrap().next().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the save never started"
+            );
+            tokio::task::yield_now().await;
+        }
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
