@@ -160,7 +160,7 @@ fn unknown_folder_is_a_usage_error_naming_near_matches() {
     let (sim, upn, sandbox) = backed_up(4);
     let out = sandbox.run(&sim, &["--json", "list", "-m", &upn]);
     let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let snap = snaps[0]["id"].as_str().expect("id").to_owned();
+    let snap = snaps["snapshots"][0]["id"].as_str().expect("id").to_owned();
     for args in [
         vec!["save", "-m", &upn, "-f", "Inbx", "-o", "x.zip"],
         vec!["list", "-s", &snap, "-f", "Inbx"],
