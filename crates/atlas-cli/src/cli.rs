@@ -79,7 +79,11 @@ pub enum Command {
     /// partial snapshot; twice stops at once.
     Backup(BackupArgs),
 
-    /// Show, per folder, how many changes wait since the last backup (writes nothing)
+    /// Show what the next backup would pick up: new, changed and deleted messages per
+    /// folder since the last backup (writes nothing)
+    ///
+    /// Without -m, every mailbox a tenant-wide backup includes. Exit 2 when a mailbox
+    /// could not be checked.
     Status(StatusArgs),
 
     /// List mailboxes in the repository, snapshots of a mailbox, or messages of a snapshot
@@ -236,9 +240,19 @@ pub enum LockModeArg {
 /// `atlas status` options.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The mailbox (address, UPN or object id)
+    /// Mailbox (address, UPN or object id); repeat for several. Without it, every mailbox
+    /// a tenant-wide backup includes (see backup --kinds)
     #[arg(short = 'm', long = "mailbox", value_name = "MAILBOX")]
-    pub mailbox: String,
+    pub mailboxes: Vec<String>,
+
+    /// Kinds of mailbox checked without -m
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "licensed,shared,unlicensed"
+    )]
+    pub kinds: Vec<MailboxKindArg>,
 
     /// Include hidden folders
     #[arg(long)]

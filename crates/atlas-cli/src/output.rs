@@ -53,6 +53,85 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+// ----- Human units ---------------------------------------------------------------------
+//
+// Text output speaks like a person: sizes in the largest binary unit that keeps the number
+// at least 1 (B, KiB, MiB, GiB, TiB), times in the local time zone with the zone shown.
+// `--json` keeps integer bytes and UTC (docs/JSON.md).
+
+/// A size for people: `512 B`, `1.5 KiB`, `12.3 MiB`, `1.0 GiB`.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    #[allow(clippy::cast_precision_loss)] // Display only.
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    // Move up while the rounded value would read 1024 or more of this unit.
+    while value >= 1023.95 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A rate for people: whole numbers from 10 up, one decimal below (`3.4 items/s`).
+pub fn rate(per_second: f64, unit: &str) -> String {
+    if per_second >= 9.95 {
+        format!("{per_second:.0} {unit}/s")
+    } else {
+        format!("{per_second:.1} {unit}/s")
+    }
+}
+
+/// A byte rate for people: `12.3 MiB/s`.
+pub fn byte_rate(bytes: u64, seconds: f64) -> String {
+    if seconds <= 0.0 {
+        return "-".to_owned();
+    }
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )] // Display only; a rate is finite and non-negative.
+    let per_second = (bytes as f64 / seconds).round() as u64;
+    format!("{}/s", size(per_second))
+}
+
+/// A duration for people: `850 ms`, `12.3 s`, `4 min 05 s`, `2 h 03 min`.
+pub fn duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 3600 {
+        format!("{} h {:02} min", secs / 3600, secs % 3600 / 60)
+    } else if secs >= 60 {
+        format!("{} min {:02} s", secs / 60, secs % 60)
+    } else if d.as_millis() >= 1000 {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// A point in time for people: local time with its UTC offset (`2026-03-31 20:00:00
+/// +02:00`), or `… UTC` where the local zone is UTC. The zone comes from `TZ` or the
+/// system's, as for every other program.
+pub fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    let local = t.with_timezone(&chrono::Local);
+    if chrono::Offset::fix(local.offset()).local_minus_utc() == 0 {
+        local.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    } else {
+        local.format("%Y-%m-%d %H:%M:%S %:z").to_string()
+    }
+}
+
+/// A day for people, in the local zone (`2026-03-31`).
+pub fn day(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&chrono::Local)
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
 /// A plain text table: a header row and left-aligned columns, cells sanitized.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
@@ -218,6 +297,34 @@ fn write_document<T: Serialize>(out: &mut impl Write, value: &T) -> std::io::Res
 #[cfg(test)]
 mod tests {
     use super::{ErrorDocument, ErrorReport, Table, sanitize, sanitize_multiline, write_document};
+
+    #[test]
+    fn sizes_use_the_largest_unit_that_keeps_the_number_at_least_one() {
+        use super::size;
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(1024), "1.0 KiB");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(6_004_556), "5.7 MiB");
+        assert_eq!(size(1024 * 1024 - 1), "1.0 MiB");
+        assert_eq!(size(3 * 1024 * 1024 * 1024), "3.0 GiB");
+        assert_eq!(size(5 << 40), "5.0 TiB");
+        assert_eq!(size(5000 << 40), "5000.0 TiB");
+    }
+
+    #[test]
+    fn rates_and_durations_are_rounded() {
+        use super::{byte_rate, duration, rate};
+        use std::time::Duration;
+        assert_eq!(rate(123.456, "items"), "123 items/s");
+        assert_eq!(rate(3.44, "items"), "3.4 items/s");
+        assert_eq!(byte_rate(10 * 1024 * 1024, 4.0), "2.5 MiB/s");
+        assert_eq!(byte_rate(1, 0.0), "-");
+        assert_eq!(duration(Duration::from_millis(850)), "850 ms");
+        assert_eq!(duration(Duration::from_millis(12_340)), "12.3 s");
+        assert_eq!(duration(Duration::from_secs(245)), "4 min 05 s");
+        assert_eq!(duration(Duration::from_secs(7380)), "2 h 03 min");
+    }
 
     #[test]
     fn a_document_is_one_object_with_the_schema_version_first() {

@@ -1,5 +1,5 @@
-//! `atlas backup`, `atlas status` and `atlas mailboxes`: the commands that read the tenant
-//! through Microsoft Graph.
+//! `atlas backup` and `atlas mailboxes`: the commands that read the tenant through
+//! Microsoft Graph (with `status`, in status.rs).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -10,13 +10,12 @@ use atlas_core::ports::{
     Clock, FolderOptions, MailSource, MailboxKind, SourceError, SourceMailbox, SystemClock,
 };
 use atlas_core::repo::Repository;
-use atlas_core::service::status::{FolderState, mailbox_status};
 use atlas_core::service::{BackupOptions, BackupSummary, Cancel, MailboxOutcome, backup_mailboxes};
 use atlas_graph::{GraphClient, GraphError, GraphSource, ReportPeriod};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::cli::{BackupArgs, GlobalArgs, MailboxKindArg, MailboxesArgs, StatusArgs};
+use crate::cli::{BackupArgs, GlobalArgs, MailboxKindArg, MailboxesArgs};
 use crate::exit::{Exit, UsageError};
 use crate::output::{Output, Table, sanitize};
 use crate::progress::{Mode, Progress};
@@ -42,7 +41,7 @@ fn kind_id(kind: MailboxKind) -> &'static str {
     }
 }
 
-fn kind_name(kind: MailboxKind) -> &'static str {
+pub(super) fn kind_name(kind: MailboxKind) -> &'static str {
     match kind {
         MailboxKind::Licensed => "licensed",
         MailboxKind::Shared => "shared",
@@ -52,7 +51,7 @@ fn kind_name(kind: MailboxKind) -> &'static str {
     }
 }
 
-fn wanted(kind: MailboxKind, kinds: &[MailboxKindArg]) -> bool {
+pub(super) fn wanted(kind: MailboxKind, kinds: &[MailboxKindArg]) -> bool {
     match kind {
         MailboxKind::Licensed => kinds.contains(&MailboxKindArg::Licensed),
         MailboxKind::Shared => kinds.contains(&MailboxKindArg::Shared),
@@ -406,91 +405,6 @@ fn render_backup(report: &BackupReport) -> String {
     );
     out.push_str(&super::storage::render_locks(&report.object_lock));
     out
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StatusOut {
-    /// One report per mailbox.
-    mailboxes: Vec<atlas_core::service::StatusReport>,
-}
-
-/// `atlas status -m MAILBOX`: pending changes per folder, nothing written.
-pub async fn status(
-    global: &GlobalArgs,
-    args: &StatusArgs,
-    output: Output,
-) -> anyhow::Result<Exit> {
-    let config = load_config(global)?;
-    let (repo_settings, graph_settings) = config
-        .for_repository_and_graph()
-        .context("checking the configuration")?;
-    let repo_settings = {
-        for w in repo_settings.warnings() {
-            tracing::warn!("{w}");
-        }
-        repo_settings
-    };
-    let client = graph_client(&graph_settings)?;
-    let source = GraphSource::new(client);
-    let mailbox = source
-        .resolve_mailbox(&args.mailbox)
-        .await
-        .with_context(|| format!("looking up mailbox {}", sanitize(&args.mailbox)))?;
-    let repo = open_repository(&repo_settings, None).await?;
-    let report = mailbox_status(
-        &repo,
-        &source,
-        &mailbox,
-        FolderOptions {
-            include_hidden: args.include_hidden,
-            include_recoverable_items: args.include_recoverable_items,
-        },
-        200,
-    )
-    .await
-    .context("reading the delta state")?;
-    let out = StatusOut {
-        mailboxes: vec![report],
-    };
-    output.result(&out, || {
-        let r = &out.mailboxes[0];
-        let mut table = Table::new(["Folder", "State"]);
-        for f in &r.folders {
-            let state = match &f.state {
-                FolderState::UpToDate => "up to date".to_owned(),
-                FolderState::Pending { changes } => format!("{changes} pending change(s)"),
-                FolderState::NeverBackedUp { items } => {
-                    format!("never backed up ({items} items)")
-                }
-                FolderState::Expired { items } => {
-                    format!("delta state expired; next backup re-reads {items} items")
-                }
-                FolderState::Gone => "folder gone (kept in the last snapshot)".to_owned(),
-            };
-            table.row([f.path.clone(), state]);
-        }
-        let last = r.last_backup.map_or_else(
-            || "never".to_owned(),
-            |t| {
-                format!(
-                    "{}{}",
-                    t.format("%Y-%m-%d %H:%M:%S UTC"),
-                    if r.last_complete == Some(false) {
-                        " (partial)"
-                    } else {
-                        ""
-                    }
-                )
-            },
-        );
-        format!(
-            "Mailbox {}: last backup {last}\n{}",
-            sanitize(&r.mailbox),
-            table.render()
-        )
-    })?;
-    Ok(Exit::Success)
 }
 
 #[derive(Debug, Serialize)]

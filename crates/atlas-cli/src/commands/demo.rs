@@ -17,7 +17,7 @@ use atlas_core::repo::{KdfChoice, Passphrase, Repository};
 use atlas_core::service::catalog::SnapshotSelector;
 use atlas_core::service::export::{ExportFormat, SaveOptions, save_to_path};
 use atlas_core::service::restore::{self, Destination, RestoreOptions};
-use atlas_core::service::status::{FolderState, mailbox_status};
+use atlas_core::service::status::mailbox_status;
 use atlas_core::service::{BackupOptions, Cancel, MailboxOutcome, backup_mailboxes};
 use atlas_graph::{Credential, GraphClient, GraphConfig, GraphSource, GraphTarget, SecretString};
 use atlas_sim::{MessageUpdate, NewMessage, SimConfig, Simulator};
@@ -265,18 +265,13 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
 
     let pending_report =
         mailbox_status(&repo, source.as_ref(), &user, FolderOptions::default(), 200).await?;
-    let pending: u64 = pending_report
-        .folders
-        .iter()
-        .map(|f| match f.state {
-            FolderState::Pending { changes } => changes,
-            _ => 0,
-        })
-        .sum();
+    let p = pending_report.pending;
+    let pending = p.new + p.changed + p.deleted;
     say(
         output,
         &format!(
-            "5. atlas status sees {pending} pending change(s) (without downloading or writing anything)."
+            "5. atlas status sees {} new, {} changed and {} deleted message(s) (without downloading or writing anything).",
+            p.new, p.changed, p.deleted
         ),
     );
 

@@ -10,6 +10,7 @@ mod replicate;
 mod restore;
 mod retention;
 mod sim;
+mod status;
 mod storage;
 mod v1;
 
@@ -37,7 +38,7 @@ pub async fn run(mut cli: Cli, output: Output) -> anyhow::Result<Exit> {
         }
         Command::Mailboxes(args) => backup::mailboxes(&cli.global, args, output).await,
         Command::Backup(args) => backup::backup(&cli.global, args, output).await,
-        Command::Status(args) => backup::status(&cli.global, args, output).await,
+        Command::Status(args) => status::status(&cli.global, args, output).await,
         Command::List(args) => browse::list(&cli.global, args, output).await,
         Command::Read(args) => browse::read(&cli.global, args, output).await,
         Command::Verify(args) => browse::verify(&cli.global, args, output).await,

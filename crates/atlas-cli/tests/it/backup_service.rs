@@ -14,7 +14,7 @@ use atlas_core::ports::{
 };
 use atlas_core::repo::{KdfChoice, Passphrase, Repository};
 use atlas_core::service::backup::{BackupOptions, Cancel, backup_mailbox, backup_mailboxes};
-use atlas_core::service::status::{FolderState, mailbox_status};
+use atlas_core::service::status::{PendingChanges, mailbox_status};
 use atlas_core::{Error, ports::MailSource};
 use atlas_graph::{Credential, GraphClient, GraphConfig, GraphSource, RetryPolicy};
 use atlas_sim::{FaultConfig, MessageUpdate, NewMessage, SimConfig, SimHandle, Simulator};
@@ -200,15 +200,20 @@ async fn full_then_incremental_backup_matches_the_simulator() {
     )
     .await
     .unwrap();
-    let pending: u64 = status
-        .folders
-        .iter()
-        .map(|f| match f.state {
-            FolderState::Pending { changes } => changes,
-            _ => 0,
-        })
-        .sum();
+    let pending = status.pending.new + status.pending.changed + status.pending.deleted;
     assert!(pending >= 4, "{status:#?}");
+    // Split as the backup will treat them: the new message is downloaded; the flag change
+    // and the move are metadata updates; the delete is a deletion (issue 11: status told
+    // only a count of changes).
+    assert_eq!(
+        status.pending,
+        PendingChanges {
+            new: 1,
+            changed: 2,
+            deleted: 1
+        },
+        "{status:#?}"
+    );
 
     let second = backup_mailbox(
         &env.repo,

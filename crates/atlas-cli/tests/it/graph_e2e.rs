@@ -653,3 +653,86 @@ fn forget_and_delete_remove_snapshots_and_their_data() {
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert_eq!(json(&out)["snapshots"], 0, "{}", output_text(&out));
 }
+
+/// Issue 11: `status` needed `-m` and counted changes without saying what they were.
+/// Without `-m` it covers every mailbox a tenant-wide backup would, and it splits what is
+/// pending into new, changed and deleted messages, as the next backup will treat them.
+#[test]
+fn status_without_a_mailbox_covers_every_mailbox_and_splits_new_changed_deleted() {
+    let sim = Sim::start(SimConfig {
+        users: 3,
+        messages_per_user: 6,
+        ..SimConfig::default()
+    });
+    let sandbox = Sandbox::new();
+    let out = sandbox.against(&sim).arg("backup").output().expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+
+    // One new message, one flag change, one deletion in one mailbox.
+    let upn = sim.user_with_mailbox();
+    let dump = sim.handle.dump_mailbox(&upn).expect("dump");
+    sim.handle
+        .add_message(
+            &upn,
+            "inbox",
+            atlas_sim::NewMessage::text("fresh", "new body"),
+        )
+        .expect("add");
+    sim.handle
+        .update_message(
+            &upn,
+            &dump.messages[0].id,
+            &atlas_sim::MessageUpdate {
+                is_read: Some(!dump.messages[0].is_read),
+                ..atlas_sim::MessageUpdate::default()
+            },
+        )
+        .expect("update");
+    sim.handle
+        .delete_message(&upn, &dump.messages[1].id)
+        .expect("delete");
+
+    let out = sandbox
+        .against(&sim)
+        .args(["--json", "status"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let report = super::json_schemas::assert_schema("status", &out);
+    let checked: Vec<&str> = report["mailboxes"]
+        .as_array()
+        .expect("mailboxes")
+        .iter()
+        .map(|m| m["mailbox"].as_str().expect("address"))
+        .collect();
+    let mut expected = mailbox_users(&sim);
+    expected.sort();
+    let mut got: Vec<String> = checked.iter().map(|s| (*s).to_owned()).collect();
+    got.sort();
+    assert_eq!(got, expected, "every mailbox is checked: {report}");
+    for m in report["mailboxes"].as_array().expect("mailboxes") {
+        let want = if m["mailbox"] == upn.as_str() {
+            serde_json::json!({"new": 1, "changed": 1, "deleted": 1})
+        } else {
+            serde_json::json!({"new": 0, "changed": 0, "deleted": 0})
+        };
+        assert_eq!(m["pending"], want, "{m}");
+    }
+
+    // The text form says the same per mailbox, and names the folder that is behind.
+    let out = sandbox.against(&sim).arg("status").output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("Folders not up to date"), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(upn.as_str()))
+        .unwrap_or_else(|| panic!("a row for {upn}: {text}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert!(row.ends_with("changes pending"), "{row}");
+    assert_eq!(
+        cells[cells.len() - 5..cells.len() - 2],
+        ["1", "1", "1"],
+        "{row}"
+    );
+}

@@ -16,4 +16,4 @@ pub use backup::{
     BackupOptions, BackupSummary, Cancel, FolderReport, MailboxOutcome, backup_mailbox,
     backup_mailboxes,
 };
-pub use status::{FolderState, FolderStatus, StatusReport, mailbox_status};
+pub use status::{FolderState, FolderStatus, PendingChanges, StatusReport, mailbox_status};

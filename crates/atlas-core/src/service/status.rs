@@ -5,6 +5,11 @@
 //! of the round and the changes are counted; the new link is thrown away, so the next
 //! backup still sees every change. Nothing is written to the repository and no lease is
 //! taken.
+//!
+//! Changes are split the way the next backup will treat them, across the whole mailbox:
+//! a message the last snapshot does not hold is *new* (it will be downloaded), one it holds
+//! — in this folder or, moved, in another — is *changed* (metadata only), and one removed
+//! from a folder without reappearing in another is *deleted*.
 
 use std::collections::{HashMap, HashSet};
 
@@ -22,10 +27,14 @@ use crate::repo::Repository;
 pub enum FolderState {
     /// No change since the last backup.
     UpToDate,
-    /// This many changes (new, changed or removed items) are waiting.
+    /// Changes are waiting.
     Pending {
-        /// Number of changes.
-        changes: u64,
+        /// Messages the last snapshot does not hold.
+        new: u64,
+        /// Messages it holds whose metadata changed or that moved here.
+        changed: u64,
+        /// Messages it holds that are gone from the mailbox.
+        deleted: u64,
     },
     /// The folder has never been backed up completely (no saved delta state).
     NeverBackedUp {
@@ -52,6 +61,18 @@ pub struct FolderStatus {
     pub state: FolderState,
 }
 
+/// Pending changes of a mailbox, as the next backup will treat them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingChanges {
+    /// Messages to download.
+    pub new: u64,
+    /// Messages whose metadata changed or that moved (no download).
+    pub changed: u64,
+    /// Messages gone from the mailbox.
+    pub deleted: u64,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -62,6 +83,9 @@ pub struct StatusReport {
     pub last_backup: Option<DateTime<Utc>>,
     /// Whether the last snapshot was complete.
     pub last_complete: Option<bool>,
+    /// The sum over the folders with a saved delta state (folders never backed up or
+    /// whose state expired are counted by their `items` instead).
+    pub pending: PendingChanges,
     /// Per folder, in tree order; folders gone from the mailbox last.
     pub folders: Vec<FolderStatus>,
 }
@@ -92,29 +116,67 @@ pub async fn mailbox_status(
         .map(|f| (f.folder.id.as_str(), f.delta_link.as_deref()))
         .collect();
 
-    let mut out = Vec::with_capacity(folders.len());
+    // First every folder's delta, then the classification: a move shows as a removal in
+    // one folder and an addition in another, so it needs the whole mailbox.
+    let mut deltas: Vec<Option<Option<Changes>>> = Vec::with_capacity(folders.len());
     for folder in &folders {
-        let path = folder.path.join("/");
-        let state = match saved.get(folder.id.as_str()).copied().flatten() {
-            None => FolderState::NeverBackedUp {
-                items: folder.total_items,
-            },
-            Some(link) => count_changes(source, mailbox, &folder.id, link, page_size)
-                .await?
-                .map_or(
-                    FolderState::Expired {
-                        items: folder.total_items,
-                    },
-                    |n| {
-                        if n == 0 {
-                            FolderState::UpToDate
-                        } else {
-                            FolderState::Pending { changes: n }
-                        }
-                    },
-                ),
+        deltas.push(match saved.get(folder.id.as_str()).copied().flatten() {
+            None => None,
+            Some(link) => Some(read_changes(source, mailbox, &folder.id, link, page_size).await?),
+        });
+    }
+    let held = match &latest {
+        Some(snap) => held_messages(repo, snap).await?,
+        None => HashMap::new(),
+    };
+    let upserted_anywhere: HashSet<&str> = deltas
+        .iter()
+        .filter_map(|d| d.as_ref().and_then(Option::as_ref))
+        .flat_map(|c| c.upserted.iter().map(String::as_str))
+        .collect();
+
+    let mut out = Vec::with_capacity(folders.len());
+    let mut pending = PendingChanges::default();
+    for (delta, folder) in deltas.iter().zip(&folders) {
+        let items = folder.total_items;
+        let state = match delta {
+            // No saved delta state: never backed up completely.
+            None => FolderState::NeverBackedUp { items },
+            Some(None) => FolderState::Expired { items },
+            Some(Some(c)) => {
+                let here = folder.id.as_str();
+                let mut p = PendingChanges::default();
+                for m in &c.upserted {
+                    if held.contains_key(m.as_str()) {
+                        p.changed += 1;
+                    } else {
+                        p.new += 1;
+                    }
+                }
+                for m in &c.removed {
+                    let was_here = held.get(m.as_str()).is_some_and(|f| f == here);
+                    if was_here && !upserted_anywhere.contains(m.as_str()) {
+                        p.deleted += 1;
+                    }
+                }
+                pending.new += p.new;
+                pending.changed += p.changed;
+                pending.deleted += p.deleted;
+                if p == PendingChanges::default() {
+                    FolderState::UpToDate
+                } else {
+                    FolderState::Pending {
+                        new: p.new,
+                        changed: p.changed,
+                        deleted: p.deleted,
+                    }
+                }
+            }
         };
-        out.push(FolderStatus { path, state });
+        out.push(FolderStatus {
+            path: folder.path.join("/"),
+            state,
+        });
     }
     let live: HashSet<&str> = folders.iter().map(|f| f.id.as_str()).collect();
     if let Some(snap) = &latest {
@@ -133,21 +195,45 @@ pub async fn mailbox_status(
         last_complete: latest
             .as_ref()
             .map(|s| s.record.status == crate::model::SnapshotStatus::Complete),
+        pending,
         folders: out,
     })
 }
 
-/// Count the changes waiting behind a delta link; `None` when the link expired.
-async fn count_changes(
+/// The message ids of a snapshot, each with the id of the folder holding it.
+async fn held_messages(
+    repo: &Repository,
+    snap: &crate::repo::Snapshot,
+) -> Result<HashMap<String, String>> {
+    let mut held = HashMap::new();
+    for f in &snap.record.folders {
+        for m in repo.load_folder_items(&f.items).await? {
+            held.insert(m.id.as_str().to_owned(), f.folder.id.as_str().to_owned());
+        }
+    }
+    Ok(held)
+}
+
+/// What one folder's delta round reports, each id once, in its final state.
+#[derive(Debug, Default)]
+struct Changes {
+    /// Added or changed (or moved in).
+    upserted: HashSet<String>,
+    /// Removed (deleted or moved out).
+    removed: HashSet<String>,
+}
+
+/// Read the changes waiting behind a delta link; `None` when the link expired.
+async fn read_changes(
     source: &dyn MailSource,
     mailbox: &SourceMailbox,
     folder_id: &str,
     link: &str,
     page_size: u32,
-) -> Result<Option<u64>> {
+) -> Result<Option<Changes>> {
     let mut cursor = DeltaCursor::Link(link.to_owned());
-    // The same item may be reported more than once in a round; count distinct ids.
-    let mut changed: HashSet<String> = HashSet::new();
+    // The same item may be reported more than once in a round; the last report wins.
+    let mut changes = Changes::default();
     loop {
         let page = match source
             .delta_page(mailbox, folder_id, &cursor, page_size)
@@ -157,11 +243,17 @@ async fn count_changes(
             Err(SourceError::DeltaExpired) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        changed.extend(page.items.into_iter().map(|m| m.id));
-        changed.extend(page.removed);
+        for m in page.items {
+            changes.removed.remove(&m.id);
+            changes.upserted.insert(m.id);
+        }
+        for id in page.removed {
+            changes.upserted.remove(&id);
+            changes.removed.insert(id);
+        }
         match page.next {
             DeltaNext::More(next) => cursor = DeltaCursor::Link(next),
-            DeltaNext::Done(_) => return Ok(Some(changed.len() as u64)),
+            DeltaNext::Done(_) => return Ok(Some(changes)),
         }
     }
 }
