@@ -467,13 +467,7 @@ impl SimHandle {
                     name: new_name.to_owned(),
                 });
             }
-            new_name.clone_into(
-                &mut m
-                    .folders
-                    .get_mut(&k)
-                    .expect("invariant: resolved key exists")
-                    .name,
-            );
+            m.rename_folder(k, new_name);
             Ok(())
         })
     }

@@ -77,12 +77,46 @@ pub struct SimConfig {
     pub folder_exists_status: u16,
     /// Status code for `MailboxNotEnabledForRESTAPI` (404 mostly, 400 seen).
     pub mailbox_not_enabled_status: u16,
-    /// Default page size of message delta when no `Prefer: odata.maxpagesize` is sent.
+    /// Default page size of message and folder delta when no `Prefer: odata.maxpagesize` is
+    /// sent.
     pub delta_default_page_size: usize,
-    /// Largest accepted `odata.maxpagesize` for message delta (larger values are clamped).
+    /// Largest accepted `odata.maxpagesize` for message and folder delta (larger values are
+    /// clamped).
     pub delta_max_page_size: usize,
     /// How `$top` on message delta behaves (documented vs observed variants).
     pub delta_top: DeltaTopMode,
+    /// What `mailFolders/delta` reports where its documentation is silent.
+    pub folder_delta: FolderDeltaMode,
+}
+
+/// The variants of `mailFolders/delta` the documentation leaves open (graph-api.md §4.4,
+/// §15.6; api/mailfolder-delta.md documents only paging, `$select` and the state tokens).
+///
+/// The default is the variant a client can least rely on beyond the tree itself: hidden
+/// folders and folders whose content changed are not reported, so a client that needs them
+/// must learn them another way, and a test can switch each on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FolderDeltaMode {
+    /// Every folder below the root (`true`, a flat list with `parentFolderId`), or only the
+    /// root's children like `GET mailFolders`.
+    pub whole_tree: bool,
+    /// Whether hidden folders (`isHidden`) are reported.
+    pub include_hidden: bool,
+    /// Whether a folder whose content changed (messages added, removed, moved in or out or
+    /// changed; child folders added or removed) is reported again, its counts having
+    /// changed. Off: only its creation, rename and deletion are.
+    pub content_changes: bool,
+}
+
+impl Default for FolderDeltaMode {
+    fn default() -> Self {
+        Self {
+            whole_tree: true,
+            include_hidden: false,
+            content_changes: false,
+        }
+    }
 }
 
 /// The observed variants of `$top` on message delta (graph-api.md §5.1, a conflict).
@@ -211,6 +245,7 @@ impl Default for SimConfig {
             delta_default_page_size: 10,
             delta_max_page_size: 1000,
             delta_top: DeltaTopMode::Ignored,
+            folder_delta: FolderDeltaMode::default(),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! A Microsoft Graph + Microsoft Entra ID simulator for Atlas's tests, benchmarks and demo.
 //!
 //! Atlas cannot reach a real tenant in CI, so everything it does with Graph is exercised
-//! against this simulator, which follows `graph-api.md` (the documented service), not
-//! Atlas's client. Where the documentation is unconfirmed or conflicting, [`SimConfig`] has
-//! a knob for each variant.
+//! against this simulator, which follows Microsoft's documentation (and `graph-api.md`,
+//! the project's notes on it), not Atlas's client. Where the documentation is unconfirmed,
+//! conflicting or silent, [`SimConfig`] has a knob for each variant. The project's
+//! `docs/GRAPH.md` lists every endpoint served, the documentation page it follows and what
+//! a client may rely on; `tests/it/` checks each against that page.
 //!
 //! - [`SimConfig`] describes the tenant (seeded, deterministic) and the service behaviour
 //!   (limits, faults, granted permissions).
@@ -25,6 +27,7 @@ mod admin;
 mod auth;
 mod config;
 mod error;
+mod folder_delta;
 mod generate;
 mod graph;
 mod http;
@@ -41,7 +44,9 @@ pub use admin::{
     AttachmentDump, FolderDump, MailboxDump, MessageDump, MessageUpdate, NewAttachment, NewMessage,
     UserInfo,
 };
-pub use config::{ConcurrencyScope, DeltaTopMode, FaultConfig, Limits, SimConfig, roles};
+pub use config::{
+    ConcurrencyScope, DeltaTopMode, FaultConfig, FolderDeltaMode, Limits, SimConfig, roles,
+};
 pub use error::{Result, SimError};
 pub use limits::{KindCounts, RequestCounters};
 pub use model::{AccountKind, Addr};

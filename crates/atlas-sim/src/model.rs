@@ -193,6 +193,20 @@ pub(crate) struct Folder {
     pub name: String,
     pub well_known: Option<&'static str>,
     pub hidden: bool,
+    /// Change sequence of the folder's creation, for folder delta.
+    pub created_seq: u64,
+    /// Change sequence of the folder's last own change (creation, rename).
+    pub seq: u64,
+}
+
+/// A folder that was deleted, for folder delta `@removed` entries.
+#[derive(Debug, Clone)]
+pub(crate) struct FolderTombstone {
+    pub key: u64,
+    pub parent: Option<u64>,
+    pub hidden: bool,
+    pub created_seq: u64,
+    pub seq: u64,
 }
 
 /// A message that left a folder (deleted or moved out), for delta `@removed` entries.
@@ -212,6 +226,7 @@ pub(crate) struct Mailbox {
     pub folders: BTreeMap<u64, Folder>,
     pub messages: BTreeMap<u64, Message>,
     pub tombstones: Vec<Tombstone>,
+    pub folder_tombstones: Vec<FolderTombstone>,
     pub next_key: u64,
     pub seq: u64,
     /// Bumped by "expire all delta tokens"; tokens from an older epoch get 410.
@@ -231,6 +246,8 @@ impl Mailbox {
                 name: "Top of Information Store".into(),
                 well_known: Some("msgfolderroot"),
                 hidden: false,
+                created_seq: 1,
+                seq: 1,
             },
         );
         Self {
@@ -238,6 +255,7 @@ impl Mailbox {
             folders,
             messages: BTreeMap::new(),
             tombstones: Vec::new(),
+            folder_tombstones: Vec::new(),
             next_key: 1,
             seq: 1,
             delta_epoch: 0,
@@ -263,6 +281,7 @@ impl Mailbox {
         hidden: bool,
     ) -> u64 {
         let key = self.alloc_key();
+        let seq = self.bump();
         self.folders.insert(
             key,
             Folder {
@@ -271,9 +290,20 @@ impl Mailbox {
                 name: name.to_owned(),
                 well_known,
                 hidden,
+                created_seq: seq,
+                seq,
             },
         );
         key
+    }
+
+    /// Renames a folder, a change folder delta reports.
+    pub fn rename_folder(&mut self, key: u64, name: &str) {
+        let seq = self.bump();
+        if let Some(f) = self.folders.get_mut(&key) {
+            name.clone_into(&mut f.name);
+            f.seq = seq;
+        }
     }
 
     pub fn folder_id(&self, key: u64) -> String {
@@ -481,7 +511,16 @@ impl Mailbox {
         for m in msgs {
             self.remove_message(m);
         }
-        self.folders.remove(&key);
+        if let Some(f) = self.folders.remove(&key) {
+            let seq = self.bump();
+            self.folder_tombstones.push(FolderTombstone {
+                key,
+                parent: f.parent,
+                hidden: f.hidden,
+                created_seq: f.created_seq,
+                seq,
+            });
+        }
     }
 }
 

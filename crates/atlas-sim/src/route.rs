@@ -249,6 +249,12 @@ fn graph_router() -> Router {
                 })),
         )
         .route(
+            "/users/{user}/mailFolders/delta",
+            get(ep("folder_delta", MAIL_BASIC), |c| {
+                c.sim.folder_delta(c.req, c.user())
+            }),
+        )
+        .route(
             "/users/{user}/mailFolders/{folder}",
             get(folders, |c| c.sim.get_folder(c.user(), c.p("folder")))
                 .merge(delete(create_folder, |c| {

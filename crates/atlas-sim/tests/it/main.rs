@@ -9,6 +9,7 @@ mod common;
 mod delta;
 mod directory;
 mod faults;
+mod folder_delta;
 mod mail;
 mod routing;
 mod writes;
