@@ -349,11 +349,23 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub all: bool,
 
-    /// Read and check this percentage of the packs' data, a different slice each day
-    /// (default: all of it)
-    #[arg(long, value_name = "PERCENT", num_args = 0..=1, default_missing_value = "100",
-          value_parser = clap::value_parser!(u8).range(1..=100))]
+    /// Also read, decrypt and hash the data of the packs: all of them, or PERCENT of them
+    /// (`50%` or `50`), a different slice each day. Without it verify checks the structure:
+    /// root objects, indexes, records, folder lists, and that every object is present
+    #[arg(long, value_name = "PERCENT", num_args = 0..=1,
+          default_missing_value = "100", value_parser = parse_percent)]
     pub read_data: Option<u8>,
+}
+
+/// `50%` or `50`: a percentage from 1 to 100 (the README writes `--read-data=50%`).
+fn parse_percent(text: &str) -> Result<u8, String> {
+    let digits = text.trim().strip_suffix('%').unwrap_or(text.trim());
+    match digits.parse::<u8>() {
+        Ok(p) if (1..=100).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "{text:?} is not a percentage from 1 to 100 (e.g. 50% or 50)"
+        )),
+    }
 }
 
 /// Export formats.

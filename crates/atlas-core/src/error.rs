@@ -182,6 +182,13 @@ pub enum Error {
         /// Store description (never contains credentials).
         store: String,
     },
+    /// The repository is damaged in a way a writer must not paper over (its config is gone
+    /// although it holds data); `atlas repair` heals it.
+    #[error("the repository needs repair: {reason}; run atlas repair")]
+    NeedsRepair {
+        /// What is wrong.
+        reason: String,
+    },
     /// The output path exists and overwriting was not asked for.
     #[error("output {path} already exists")]
     OutputExists {

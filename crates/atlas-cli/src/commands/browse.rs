@@ -392,8 +392,9 @@ pub async fn verify(
         (None, None, _) => VerifyScope::All,
     };
     let read_data = match args.read_data {
+        None => ReadData::NONE,
         Some(p) if p < 100 => ReadData::rotating_daily(p, Utc::now()),
-        _ => ReadData::ALL,
+        Some(_) => ReadData::ALL,
     };
     let summary = verify_repo(&repo, &VerifyOptions { scope, read_data }).await?;
     output.result(&summary, || {

@@ -106,7 +106,7 @@ fn exit_1_failure_on_errors_damage_and_a_declined_confirmation() {
             std::fs::write(&path, bytes).expect("write");
         }
     }
-    let (code, text) = run(sandbox.atlas_for(&sim), &["verify"]);
+    let (code, text) = run(sandbox.atlas_for(&sim), &["verify", "--read-data"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("DAMAGE"), "{text}");
 }

@@ -288,7 +288,7 @@ fn every_command_prints_one_documented_json_document() {
             std::fs::write(&path, bytes).expect("write");
         }
     }
-    let damaged = check(repo(), &["verify"], 1, "verify");
+    let damaged = check(repo(), &["verify", "--read-data=100%"], 1, "verify");
     assert!(
         damaged["damage"].as_array().is_some_and(|d| !d.is_empty()),
         "{damaged}"

@@ -12,6 +12,7 @@ mod backup_service;
 mod exit_codes;
 mod files_e2e;
 mod graph_e2e;
+mod heal_e2e;
 mod interrupt_e2e;
 mod json_schemas;
 mod replicate_e2e;

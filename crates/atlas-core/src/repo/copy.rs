@@ -24,8 +24,8 @@ use tokio::task::JoinSet;
 
 use super::crypto::ObjectType;
 use super::layout::{
-    CONFIG_KEY, INDEX_PREFIX, KEY_BLOB_KEY, MAILBOX_PREFIX, PACK_PREFIX, REPLICA_MARKER_KEY,
-    REPLICATION_STATUS_PREFIX, SNAPSHOT_PREFIX, store_key,
+    CONFIG_KEY, CONFIG_SPARE_KEY, INDEX_PREFIX, KEY_BLOB_KEY, KEY_SPARE_KEY, MAILBOX_PREFIX,
+    PACK_PREFIX, REPLICA_MARKER_KEY, REPLICATION_STATUS_PREFIX, SNAPSHOT_PREFIX, store_key,
 };
 use super::pack::PackId;
 use super::{Repository, retention};
@@ -50,18 +50,22 @@ impl Repository {
         self.store().describe()
     }
 
-    /// Copy the wrapped key to `target` unless it holds one. Returns whether it copied.
+    /// Copy the wrapped key (and its spare) to `target` unless it holds one. Returns
+    /// whether it copied.
     pub(crate) async fn copy_key_blob_to(&self, target: &Arc<dyn BlobStore>) -> Result<bool> {
         if target.head(&store_key(KEY_BLOB_KEY)?).await?.is_some() {
             return Ok(false);
         }
         self.copy_root_object(KEY_BLOB_KEY, target).await?;
+        self.copy_spare(KEY_SPARE_KEY, target).await?;
         Ok(true)
     }
 
-    /// Copy the config to `target` (create-if-absent: a config already there wins).
+    /// Copy the config (and its spare) to `target` (create-if-absent: a config already
+    /// there wins).
     pub(crate) async fn copy_config_to(&self, target: &Arc<dyn BlobStore>) -> Result<()> {
-        self.copy_root_object(CONFIG_KEY, target).await
+        self.copy_root_object(CONFIG_KEY, target).await?;
+        self.copy_spare(CONFIG_SPARE_KEY, target).await
     }
 
     async fn copy_root_object(&self, key: &str, target: &Arc<dyn BlobStore>) -> Result<()> {
@@ -70,6 +74,15 @@ impl Repository {
             Ok(()) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A spare copy, when the source has one (repositories written before spares have
+    /// none; the target then gets them from its first writer).
+    async fn copy_spare(&self, key: &str, target: &Arc<dyn BlobStore>) -> Result<()> {
+        if self.store().head(&store_key(key)?).await?.is_none() {
+            return Ok(());
+        }
+        self.copy_root_object(key, target).await
     }
 
     /// Write (overwrite) the replication status record of `snapshot` on `target_id`,

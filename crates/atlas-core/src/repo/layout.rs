@@ -14,6 +14,10 @@ use crate::ports::StoreKey;
 pub const KEY_BLOB_KEY: &str = "_meta/dek.enc";
 /// Store key of the encrypted repository config.
 pub const CONFIG_KEY: &str = "config";
+/// Store key of the spare copy of the wrapped data key (byte for byte the same).
+pub const KEY_SPARE_KEY: &str = "_meta/dek.spare";
+/// Store key of the spare copy of the config (sealed under this name).
+pub const CONFIG_SPARE_KEY: &str = "_meta/config.spare";
 /// Store key of the plain-JSON replica marker (`docs/FORMAT.md` §5.7).
 pub const REPLICA_MARKER_KEY: &str = "_meta/replica";
 /// Prefix of the replication status records (`replication/<target id>/<snapshot>`).

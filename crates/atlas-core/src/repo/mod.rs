@@ -53,8 +53,11 @@ pub(crate) use copy::{ObjectCopier, read_replica_marker, write_replica_marker};
 pub use crypto::decrypt_v1_object;
 pub use index_cache::IndexRefresh;
 pub use keyfile::{KdfChoice, KeyBlobFormat};
-pub use keys::{has_config, has_key_blob};
-pub use layout::{CONFIG_KEY, KEY_BLOB_KEY, REPLICA_MARKER_KEY, REPLICATION_STATUS_PREFIX};
+pub use keys::{RootDamage, RootObject, has_config, has_key_blob};
+pub use layout::{
+    CONFIG_KEY, CONFIG_SPARE_KEY, KEY_BLOB_KEY, KEY_SPARE_KEY, REPLICA_MARKER_KEY,
+    REPLICATION_STATUS_PREFIX,
+};
 pub(crate) use layout::{parse_snapshot_key, snapshot_key, store_key};
 pub use lease::LeaseInfo;
 pub use pack::{PackEntry, PackId};
@@ -194,6 +197,8 @@ struct Inner {
     keys: RwLock<Arc<RepoKeys>>,
     config: RwLock<Option<RepoConfig>>,
     index: RwLock<Index>,
+    /// Root objects found missing or damaged at open (see `keys`).
+    root_damage: RwLock<Vec<RootDamage>>,
 }
 
 /// An opened repository. Cheap to clone (shared state: keys, config, index cache).
@@ -211,6 +216,7 @@ impl Repository {
                 keys: RwLock::new(keys),
                 config: RwLock::new(None),
                 index: RwLock::new(Index::default()),
+                root_damage: RwLock::new(Vec::new()),
             }),
         }
     }

@@ -11,7 +11,8 @@
 //!   the chunk lists and every chunk,
 //! - every index file that locates any of those blobs (a reader needs one of them; keeping
 //!   all of them means a later index compaction cannot strand the snapshot either),
-//! - the wrapped data key (`_meta/dek.enc`) and the repository `config`.
+//! - the wrapped data key (`_meta/dek.enc`) and the repository `config`, and their spare
+//!   copies.
 //!
 //! Retention is only ever extended ([`BlobStore::extend_retention`] keeps the later date
 //! and the stronger mode), so applying a shorter policy to reused data never weakens an
@@ -164,6 +165,16 @@ pub(crate) async fn snapshot_dependencies(
         KEY_BLOB_KEY.to_owned(),
         CONFIG_KEY.to_owned(),
     ]);
+    // The spare copies of the root objects, where the repository has them (it has none
+    // when written before they existed).
+    for spare in [
+        super::layout::KEY_SPARE_KEY,
+        super::layout::CONFIG_SPARE_KEY,
+    ] {
+        if repo.store().head(&store_key(spare)?).await?.is_some() {
+            keys.insert(spare.to_owned());
+        }
+    }
     let mut blobs: BTreeSet<ContentId> = BTreeSet::new();
     for folder in &snap.record.folders {
         blobs.insert(folder.items);

@@ -6,10 +6,14 @@
 //! every blob the snapshots need from it (AEAD tag, plaintext checksum, content id, and the
 //! SHA-256 recorded at backup). Packs shared by several snapshots are read once.
 //!
-//! `--read-data=N%` reads a rotating N% slice of packs: packs are placed in 100 buckets by
-//! their (random) id and slot `k` reads buckets `[k·N, k·N + N)` modulo 100, so
-//! `ceil(100 / N)` consecutive slots (e.g. nights) cover every pack. Packs outside the
-//! slice are still checked for existence and size.
+//! Two depths, as restic's `check`: without data reading ([`ReadData::NONE`], the
+//! default of `atlas verify`) the structure is checked — the root objects (wrapped key,
+//! config and their spares), every index file, every record and folder list, that every
+//! blob the snapshots need is indexed, and that every pack exists and is long enough.
+//! `--read-data[=N%]` also reads packs and decrypts and hashes their data: a rotating N%
+//! slice of packs — packs are placed in 100 buckets by their (random) id and slot `k`
+//! reads buckets `[k·N, k·N + N)` modulo 100, so `ceil(100 / N)` consecutive slots (e.g.
+//! nights) cover every pack.
 //!
 //! Damage is reported per item — mailbox, snapshot, folder path, message id, store key —
 //! never by subject. `Err` is returned only when verification itself cannot run (store
@@ -25,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::model::{ContentId, MailboxId, MessageId, SnapshotId};
 use crate::repo::index::Location;
 use crate::repo::pack::PackId;
-use crate::repo::{BlobKind, PackData, Repository};
+use crate::repo::{BlobKind, CONFIG_KEY, CONFIG_SPARE_KEY, PackData, Repository};
 
 /// Which snapshots to verify.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +46,7 @@ pub enum VerifyScope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadData {
-    /// Share of packs read, 1..=100.
+    /// Share of packs read, 0..=100 (0: structure only).
     pub percent: u8,
     /// Rotation slot (the CLI passes days since the epoch, so each night reads the next
     /// slice).
@@ -56,6 +60,12 @@ impl ReadData {
         slot: 0,
     };
 
+    /// Read no pack data: check the structure only.
+    pub const NONE: Self = Self {
+        percent: 0,
+        slot: 0,
+    };
+
     /// The slice for `percent`, rotating once per UTC day of `now`.
     pub fn rotating_daily(percent: u8, now: chrono::DateTime<chrono::Utc>) -> Self {
         Self {
@@ -66,7 +76,10 @@ impl ReadData {
 
     /// Whether `pack` is in this slice.
     pub fn selects(&self, pack: &PackId) -> bool {
-        let p = u64::from(self.percent.clamp(1, 100));
+        if self.percent == 0 {
+            return false;
+        }
+        let p = u64::from(self.percent.min(100));
         if p >= 100 {
             return true;
         }
@@ -91,6 +104,10 @@ pub struct VerifyOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum DamageKind {
+    /// The wrapped data key or its spare copy.
+    Key,
+    /// The repository config or its spare copy.
+    Config,
     /// The snapshot record.
     SnapshotRecord,
     /// The mailbox record (`mailboxes/…`).
@@ -201,6 +218,22 @@ pub async fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifySum
         read_data: opts.read_data,
         damage: Vec::new(),
     };
+    for p in repo.check_root_objects().await {
+        let kind = if p.object == CONFIG_KEY || p.object == CONFIG_SPARE_KEY {
+            DamageKind::Config
+        } else {
+            DamageKind::Key
+        };
+        sum.damage.push(Damage {
+            kind,
+            mailbox: None,
+            snapshot: None,
+            folder: None,
+            message_id: None,
+            object: Some(p.object),
+            error: p.error.to_string(),
+        });
+    }
     if let Err(e) = repo.refresh_index().await {
         sum.damage.push(Damage {
             kind: DamageKind::Index,
