@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use atlas_core::ports::blob_store::LockStatus;
+use atlas_core::ports::blob_store::{CopySource, LockStatus};
 use atlas_core::ports::{BlobStore, ObjectMeta, PutOptions, Retention, StoreError, StoreKey};
 use bytes::Bytes;
 
@@ -133,12 +133,36 @@ impl BlobStore for CountingStore {
         self.bump_other();
         self.inner.lock_status().await
     }
+
+    // Forwarded, not left to the trait's defaults: those would turn a wrapped S3 store's
+    // server-side copy off and measure a read-and-write copy instead.
+    fn copy_source(&self) -> Option<CopySource> {
+        self.inner.copy_source()
+    }
+
+    async fn copy_from(
+        &self,
+        source: &CopySource,
+        source_key: &StoreKey,
+        key: &StoreKey,
+        opts: PutOptions,
+    ) -> Result<bool, StoreError> {
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        self.inner.copy_from(source, source_key, key, opts).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use atlas_store::LocalStore;
+
+    /// Regression: the counting store dropped `copy_source`/`copy_from`, so a benchmark of
+    /// replication between two S3 buckets measured the read-and-write fallback.
+    #[tokio::test]
+    async fn forwards_every_method_to_the_wrapped_store() {
+        atlas_store::conformance::check_wrapper(|inner| Arc::new(CountingStore::new(inner))).await;
+    }
 
     #[tokio::test]
     async fn counts_each_kind_and_resets_on_take() {

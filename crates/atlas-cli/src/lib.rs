@@ -65,7 +65,12 @@ pub fn main() -> ExitCode {
         Ok(exit) => exit.into(),
         Err(err) => {
             // `{:#}` prints the whole context chain on one line.
-            report_error(output, &format!("{err:#}"), Exit::for_error(&err))
+            let code = report_error(output, &format!("{err:#}"), Exit::for_error(&err));
+            // The store names a problem by meaning; which setting to change is ours to say.
+            if let Some(hint) = config::hints::for_error(&err) {
+                console::note!("hint: {hint}");
+            }
+            code
         }
     }
 }

@@ -22,12 +22,26 @@
 //!
 //! The stores are taken as `Arc` because the race checks hit one store from several
 //! spawned tasks; run them on a multi-threaded runtime so the races are real.
+//!
+//! # Wrappers
+//!
+//! A wrapper (fault injection, counting, gating) is a `BlobStore` around another one. The
+//! trait's optional methods (retention, lock status, server-side copy) have defaults, so
+//! a wrapper that forgets to forward one still compiles — and silently turns an S3
+//! store's Object Lock or server-side copy off. [`check_wrapper`] catches that: it wraps
+//! a probe store whose every method answers distinctively, calls every method through
+//! the wrapper, and fails on any answer that did not come from the probe. Every wrapper's
+//! tests call it.
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use atlas_core::ports::{BlobStore, ObjectMeta, PutOptions, StoreError, StoreKey};
+use atlas_core::ports::blob_store::{CopySource, DefaultRetention, LockStatus};
+use atlas_core::ports::{
+    BlobStore, LockMode, ObjectMeta, PutOptions, Retention, StoreError, StoreKey,
+};
 use bytes::Bytes;
+use chrono::{DateTime, TimeZone as _, Utc};
 use tokio::task::JoinSet;
 
 /// Run every check, one after the other.
@@ -501,6 +515,226 @@ pub async fn overwrite_is_atomic_for_readers(store: &Arc<dyn BlobStore>) {
         "the last overwrite wins"
     );
     ns.cleanup(store).await;
+}
+
+/// Check that `wrap` forwards every [`BlobStore`] method, the optional ones included, to
+/// the store it wraps and returns the inner store's answers (see the module docs).
+/// Panics naming the first method that did not reach the wrapped store.
+pub async fn check_wrapper<W>(wrap: W)
+where
+    W: FnOnce(Arc<dyn BlobStore>) -> Arc<dyn BlobStore>,
+{
+    let probe = Arc::new(Probe::default());
+    let wrapper = wrap(probe.clone() as Arc<dyn BlobStore>);
+    let key = StoreKey::new("probe/object").expect("invariant: a valid key");
+    let source = probe_copy_source();
+
+    ok(
+        wrapper.put(&key, bytes("probe"), PutOptions::CREATE).await,
+        "put",
+    );
+    assert_eq!(ok(wrapper.get(&key).await, "get"), bytes("probe"), "get");
+    assert_eq!(
+        ok(wrapper.get_range(&key, 1..3).await, "get_range"),
+        bytes("ro"),
+        "get_range"
+    );
+    assert_eq!(
+        ok(wrapper.head(&key).await, "head").map(|m| m.size),
+        Some(5),
+        "head"
+    );
+    assert_eq!(ok(wrapper.list("probe/").await, "list").len(), 1, "list");
+    assert_eq!(
+        ok(
+            wrapper.extend_retention(&key, probe_retention()).await,
+            "extend_retention"
+        ),
+        probe_retention(),
+        "extend_retention must reach the wrapped store (the default refuses: no Object Lock)"
+    );
+    assert_eq!(
+        ok(wrapper.retention(&key).await, "retention"),
+        Some(probe_retention()),
+        "retention must reach the wrapped store (the default says: none)"
+    );
+    assert_eq!(
+        ok(wrapper.lock_status().await, "lock_status"),
+        Some(probe_lock_status()),
+        "lock_status must reach the wrapped store (the default says: no notion of a lock)"
+    );
+    assert_eq!(
+        wrapper.copy_source(),
+        Some(source.clone()),
+        "copy_source must reach the wrapped store (the default says: no server-side copy)"
+    );
+    assert!(
+        ok(
+            wrapper
+                .copy_from(
+                    &source,
+                    &key,
+                    &StoreKey::new("probe/copy").expect("valid key"),
+                    PutOptions::OVERWRITE
+                )
+                .await,
+            "copy_from"
+        ),
+        "copy_from must reach the wrapped store (the default says: not possible here)"
+    );
+    ok(wrapper.delete(&key).await, "delete");
+    assert!(
+        wrapper.describe().contains(PROBE_DESCRIPTION),
+        "describe names the wrapped store: {}",
+        wrapper.describe()
+    );
+    let calls = probe.calls.lock().expect("invariant: probe lock").clone();
+    for method in [
+        "put",
+        "get",
+        "get_range",
+        "head",
+        "list",
+        "extend_retention",
+        "retention",
+        "lock_status",
+        "copy_source",
+        "copy_from",
+        "delete",
+    ] {
+        assert!(
+            calls.contains(&method),
+            "{method} did not reach the wrapped store (calls seen: {calls:?})"
+        );
+    }
+}
+
+const PROBE_DESCRIPTION: &str = "conformance probe store";
+
+fn probe_retention() -> Retention {
+    Retention {
+        mode: LockMode::Compliance,
+        retain_until: probe_date(),
+    }
+}
+
+fn probe_date() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2099, 1, 2, 3, 4, 5)
+        .single()
+        .expect("invariant: a valid date")
+}
+
+fn probe_lock_status() -> LockStatus {
+    LockStatus {
+        versioning: true,
+        object_lock: true,
+        default_retention: Some(DefaultRetention {
+            mode: LockMode::Governance,
+            days: 7,
+        }),
+    }
+}
+
+fn probe_copy_source() -> CopySource {
+    CopySource {
+        endpoint: "probe://conformance".to_owned(),
+        bucket: "probe-bucket".to_owned(),
+        key_prefix: String::new(),
+        account: "probe-account".to_owned(),
+    }
+}
+
+/// A store whose every method answers differently from the trait's defaults and records
+/// that it was called.
+#[derive(Debug, Default)]
+struct Probe {
+    objects: crate::MemoryStore,
+    calls: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl Probe {
+    fn called(&self, method: &'static str) {
+        self.calls
+            .lock()
+            .expect("invariant: probe lock")
+            .push(method);
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for Probe {
+    async fn put(&self, key: &StoreKey, data: Bytes, opts: PutOptions) -> Result<(), StoreError> {
+        self.called("put");
+        self.objects.put(key, data, opts).await
+    }
+
+    async fn get(&self, key: &StoreKey) -> Result<Bytes, StoreError> {
+        self.called("get");
+        self.objects.get(key).await
+    }
+
+    async fn get_range(
+        &self,
+        key: &StoreKey,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, StoreError> {
+        self.called("get_range");
+        self.objects.get_range(key, range).await
+    }
+
+    async fn head(&self, key: &StoreKey) -> Result<Option<ObjectMeta>, StoreError> {
+        self.called("head");
+        self.objects.head(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.called("list");
+        self.objects.list(prefix).await
+    }
+
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        self.called("delete");
+        self.objects.delete(key).await
+    }
+
+    fn describe(&self) -> String {
+        PROBE_DESCRIPTION.to_owned()
+    }
+
+    async fn extend_retention(
+        &self,
+        _key: &StoreKey,
+        retention: Retention,
+    ) -> Result<Retention, StoreError> {
+        self.called("extend_retention");
+        Ok(retention)
+    }
+
+    async fn retention(&self, _key: &StoreKey) -> Result<Option<Retention>, StoreError> {
+        self.called("retention");
+        Ok(Some(probe_retention()))
+    }
+
+    async fn lock_status(&self) -> Result<Option<LockStatus>, StoreError> {
+        self.called("lock_status");
+        Ok(Some(probe_lock_status()))
+    }
+
+    fn copy_source(&self) -> Option<CopySource> {
+        self.called("copy_source");
+        Some(probe_copy_source())
+    }
+
+    async fn copy_from(
+        &self,
+        source: &CopySource,
+        _source_key: &StoreKey,
+        _key: &StoreKey,
+        _opts: PutOptions,
+    ) -> Result<bool, StoreError> {
+        self.called("copy_from");
+        Ok(*source == probe_copy_source())
+    }
 }
 
 /// A fresh key prefix per check, so checks never see each other's (or other runs')

@@ -31,6 +31,7 @@
 //! `problem` (how what is wrong is reported).
 
 mod field;
+pub mod hints;
 mod problem;
 mod settings;
 mod sources;

@@ -406,3 +406,26 @@ fn parallel_inits_agree_on_one_key_and_parallel_backups_of_two_mailboxes_both_ve
     }
     assert_code(&run(sandbox.on_s3(&sim, &s3), &["verify"]), 0);
 }
+
+/// A bucket host name that does not resolve (a server without wildcard DNS reached with
+/// virtual-hosted addressing): the error names the host and the hint names the setting.
+#[test]
+fn an_unresolvable_bucket_host_says_to_force_path_style() {
+    let output = Sandbox::new()
+        .atlas()
+        .env_remove("ATLAS_REPOSITORY")
+        .env("ATLAS_S3_ENDPOINT", "https://s3.nothing-here.invalid")
+        .env("ATLAS_S3_ACCESS_KEY", "access")
+        .env("ATLAS_S3_SECRET_KEY", "secret-key-value")
+        .arg("init")
+        .output()
+        .expect("runs");
+    let all = output_text(&output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    assert!(all.contains("s3.nothing-here.invalid"), "{all}");
+    assert!(
+        all.contains("hint: set ATLAS_S3_FORCE_PATH_STYLE=true"),
+        "{all}"
+    );
+    assert!(!all.contains("secret-key-value"), "{all}");
+}

@@ -291,6 +291,87 @@ pub enum StoreError {
         /// Explanation.
         detail: String,
     },
+    /// The bucket (or equivalent container) does not exist, or these credentials cannot
+    /// see it. Never reported as a missing object: that would make a misconfigured
+    /// repository look empty.
+    #[error("bucket {bucket} does not exist at {endpoint}")]
+    BucketMissing {
+        /// The bucket.
+        bucket: String,
+        /// The server (`https://host[:port]`).
+        endpoint: String,
+    },
+    /// The server does not accept the credentials at all (as opposed to
+    /// [`StoreError::AccessDenied`]: known credentials without permission).
+    #[error("{endpoint} rejected the credentials for bucket {bucket}: {problem}")]
+    BadCredentials {
+        /// The bucket.
+        bucket: String,
+        /// The server.
+        endpoint: String,
+        /// Which part of the credentials is wrong.
+        problem: CredentialProblem,
+    },
+    /// The bucket lives in another region (or behind another endpoint) than the one
+    /// requests are signed for.
+    #[error(
+        "bucket {bucket} at {endpoint} is not in region {region}{}",
+        server_region.as_ref().map(|r| format!("; the server says it is in {r}")).unwrap_or_default()
+    )]
+    WrongRegion {
+        /// The bucket.
+        bucket: String,
+        /// The server.
+        endpoint: String,
+        /// The region requests were signed for.
+        region: String,
+        /// The region the server named, when it did.
+        server_region: Option<String>,
+    },
+    /// The server refuses signed requests because this machine's clock is too far from
+    /// its own (S3 allows 15 minutes).
+    #[error(
+        "{endpoint} refuses signed requests: this machine's clock differs from the server's by more than 15 minutes{}",
+        server_time.as_ref().map(|t| format!(" (server time {t})")).unwrap_or_default()
+    )]
+    ClockSkew {
+        /// The server.
+        endpoint: String,
+        /// The server's time as it reported it, when it did.
+        server_time: Option<String>,
+    },
+    /// The TLS handshake failed: the server's certificate was rejected (unknown issuer,
+    /// expired, wrong name) or the protocol failed. Not retried: it cannot heal by itself.
+    #[error(
+        "TLS handshake with {host} failed: {reason}{}",
+        certificate_names(subject.as_deref(), issuer.as_deref())
+    )]
+    Tls {
+        /// The host connected to.
+        host: String,
+        /// What failed (e.g. "certificate signed by an unknown issuer").
+        reason: String,
+        /// Subject of the server's certificate, when one was received.
+        subject: Option<String>,
+        /// Issuer of the server's certificate, when one was received.
+        issuer: Option<String>,
+    },
+    /// A host name did not resolve. Not retried.
+    #[error(
+        "cannot resolve host {host}: {detail}{}",
+        virtual_hosted_bucket.as_ref().map(|b| format!(
+            " (the host name is bucket {b} in front of the endpoint, virtual-hosted \
+             addressing; a server without wildcard DNS needs path-style addressing)"
+        )).unwrap_or_default()
+    )]
+    Dns {
+        /// The host name.
+        host: String,
+        /// The resolver's answer.
+        detail: String,
+        /// The bucket, when the host name is the bucket's virtual-hosted name.
+        virtual_hosted_bucket: Option<String>,
+    },
     /// Any other I/O failure.
     #[error("storage I/O error on {key}: {source}")]
     Io {
@@ -300,6 +381,36 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Which part of a store's credentials the server rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CredentialProblem {
+    /// The server does not know the access key id.
+    UnknownAccessKey,
+    /// The signature does not match: the secret key does not belong to the access key.
+    SignatureMismatch,
+}
+
+impl std::fmt::Display for CredentialProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::UnknownAccessKey => "it does not know the access key id",
+            Self::SignatureMismatch => {
+                "the request signature does not match, so the secret key does not belong to the access key"
+            }
+        })
+    }
+}
+
+fn certificate_names(subject: Option<&str>, issuer: Option<&str>) -> String {
+    match (subject, issuer) {
+        (Some(s), Some(i)) => format!(" (certificate subject \"{s}\", issued by \"{i}\")"),
+        (Some(s), None) => format!(" (certificate subject \"{s}\")"),
+        (None, Some(i)) => format!(" (certificate issued by \"{i}\")"),
+        (None, None) => String::new(),
+    }
 }
 
 impl StoreError {

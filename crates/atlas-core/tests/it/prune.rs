@@ -400,8 +400,52 @@ impl BlobStore for Gate {
         self.inner.delete(key).await
     }
     fn describe(&self) -> String {
-        "gate".into()
+        format!("gate over {}", self.inner.describe())
     }
+    // Every optional method too: a wrapper that leaves them to the defaults silently
+    // hides the wrapped store's Object Lock and server-side copy.
+    async fn extend_retention(
+        &self,
+        key: &StoreKey,
+        retention: atlas_core::ports::Retention,
+    ) -> Result<atlas_core::ports::Retention, atlas_core::ports::StoreError> {
+        self.inner.extend_retention(key, retention).await
+    }
+    async fn retention(
+        &self,
+        key: &StoreKey,
+    ) -> Result<Option<atlas_core::ports::Retention>, atlas_core::ports::StoreError> {
+        self.inner.retention(key).await
+    }
+    async fn lock_status(
+        &self,
+    ) -> Result<Option<atlas_core::ports::LockStatus>, atlas_core::ports::StoreError> {
+        self.inner.lock_status().await
+    }
+    fn copy_source(&self) -> Option<atlas_core::ports::CopySource> {
+        self.inner.copy_source()
+    }
+    async fn copy_from(
+        &self,
+        source: &atlas_core::ports::CopySource,
+        source_key: &StoreKey,
+        key: &StoreKey,
+        opts: PutOptions,
+    ) -> Result<bool, atlas_core::ports::StoreError> {
+        self.inner.copy_from(source, source_key, key, opts).await
+    }
+}
+
+#[tokio::test]
+async fn the_gate_forwards_every_method() {
+    atlas_store::conformance::check_wrapper(|inner| {
+        Arc::new(Gate {
+            inner,
+            reached: std::sync::Mutex::new(None),
+            go: Notify::new(),
+        })
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,7 +153,7 @@ pub async fn storage_check(
             report.problems.push(format!(
                 "the server at {} ignores If-None-Match: two writers could both create the same \
                  object (keys, leases), so Atlas refuses to create objects there",
-                inner.endpoint_shown
+                inner.endpoint.shown
             ));
         }
         Err(e) => report

@@ -11,6 +11,7 @@
 use std::fmt;
 use std::fmt::Write as _;
 
+use atlas_core::SecretString;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -40,7 +41,7 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
 #[derive(Clone)]
 pub struct Credentials {
     access_key: String,
-    secret_key: Zeroizing<String>,
+    secret_key: SecretString,
 }
 
 impl Credentials {
@@ -48,7 +49,7 @@ impl Credentials {
     pub fn new(access_key: impl Into<String>, secret_key: impl Into<String>) -> Self {
         Self {
             access_key: access_key.into(),
-            secret_key: Zeroizing::new(secret_key.into()),
+            secret_key: SecretString::new(secret_key),
         }
     }
 
@@ -125,7 +126,7 @@ pub(crate) fn authorization(
         amz_date(now),
         sha256_hex(canonical_request.as_bytes())
     );
-    let key = Zeroizing::new(format!("AWS4{}", creds.secret_key.as_str()));
+    let key = Zeroizing::new(format!("AWS4{}", creds.secret_key.expose()));
     let k_date = hmac(key.as_bytes(), date.as_bytes());
     let k_region = hmac(&k_date, region.as_bytes());
     let k_service = hmac(&k_region, b"s3");

@@ -15,6 +15,12 @@ pub(crate) struct ErrorBody {
     pub code: String,
     #[serde(rename = "Message", default)]
     pub message: String,
+    /// The region the bucket is in (`AuthorizationHeaderMalformed`, some redirects).
+    #[serde(rename = "Region", default)]
+    pub region: Option<String>,
+    /// The server's clock (`RequestTimeTooSkewed`).
+    #[serde(rename = "ServerTime", default)]
+    pub server_time: Option<String>,
 }
 
 /// `ListObjectsV2` result.

@@ -33,6 +33,11 @@ async fn fault_store_over_local_store_conforms() {
     conformance::run_all(&store).await;
 }
 
+#[tokio::test]
+async fn fault_store_forwards_every_method() {
+    conformance::check_wrapper(|inner| Arc::new(FaultStore::new(inner))).await;
+}
+
 /// The suite must be able to fail: deliberately broken stores are rejected. Each wraps a
 /// working `MemoryStore` and breaks one rule.
 mod the_suite_catches {
@@ -40,7 +45,10 @@ mod the_suite_catches {
     use std::sync::Arc;
 
     use async_trait::async_trait;
-    use atlas_core::ports::{BlobStore, ObjectMeta, PutMode, PutOptions, StoreError, StoreKey};
+    use atlas_core::ports::blob_store::{CopySource, LockStatus};
+    use atlas_core::ports::{
+        BlobStore, ObjectMeta, PutMode, PutOptions, Retention, StoreError, StoreKey,
+    };
     use atlas_store::{MemoryStore, conformance};
     use bytes::Bytes;
     use tokio::sync::Barrier;
@@ -167,6 +175,118 @@ mod the_suite_catches {
     async fn clamped_ranges() {
         let store = broken(Flaw::ClampedRanges);
         assert!(fails(store, |s| async move { conformance::ranges(&s).await }).await);
+    }
+
+    /// A wrapper that forwards the required methods and leaves the optional ones to the
+    /// trait's defaults: it compiles, and would silently turn off a wrapped S3 store's
+    /// server-side copy (and Object Lock).
+    #[derive(Debug)]
+    struct ForgetfulWrapper(Arc<dyn BlobStore>);
+
+    #[async_trait]
+    impl BlobStore for ForgetfulWrapper {
+        async fn put(
+            &self,
+            key: &StoreKey,
+            data: Bytes,
+            opts: PutOptions,
+        ) -> Result<(), StoreError> {
+            self.0.put(key, data, opts).await
+        }
+        async fn get(&self, key: &StoreKey) -> Result<Bytes, StoreError> {
+            self.0.get(key).await
+        }
+        async fn get_range(&self, key: &StoreKey, range: Range<u64>) -> Result<Bytes, StoreError> {
+            self.0.get_range(key, range).await
+        }
+        async fn head(&self, key: &StoreKey) -> Result<Option<ObjectMeta>, StoreError> {
+            self.0.head(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+            self.0.list(prefix).await
+        }
+        async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+            self.0.delete(key).await
+        }
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrapper_that_drops_the_optional_methods() {
+        let dummy: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
+        assert!(
+            fails(dummy, |_| async move {
+                conformance::check_wrapper(|inner| Arc::new(ForgetfulWrapper(inner))).await;
+            })
+            .await
+        );
+    }
+
+    /// A wrapper that forwards everything but `copy_from`: caught by name.
+    #[tokio::test]
+    async fn a_wrapper_that_drops_only_copy_from() {
+        #[derive(Debug)]
+        struct NoCopy(Arc<dyn BlobStore>);
+        #[async_trait]
+        impl BlobStore for NoCopy {
+            async fn put(
+                &self,
+                key: &StoreKey,
+                data: Bytes,
+                opts: PutOptions,
+            ) -> Result<(), StoreError> {
+                self.0.put(key, data, opts).await
+            }
+            async fn get(&self, key: &StoreKey) -> Result<Bytes, StoreError> {
+                self.0.get(key).await
+            }
+            async fn get_range(
+                &self,
+                key: &StoreKey,
+                range: Range<u64>,
+            ) -> Result<Bytes, StoreError> {
+                self.0.get_range(key, range).await
+            }
+            async fn head(&self, key: &StoreKey) -> Result<Option<ObjectMeta>, StoreError> {
+                self.0.head(key).await
+            }
+            async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+                self.0.list(prefix).await
+            }
+            async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+                self.0.delete(key).await
+            }
+            fn describe(&self) -> String {
+                self.0.describe()
+            }
+            async fn extend_retention(
+                &self,
+                key: &StoreKey,
+                retention: Retention,
+            ) -> Result<Retention, StoreError> {
+                self.0.extend_retention(key, retention).await
+            }
+            async fn retention(&self, key: &StoreKey) -> Result<Option<Retention>, StoreError> {
+                self.0.retention(key).await
+            }
+            async fn lock_status(&self) -> Result<Option<LockStatus>, StoreError> {
+                self.0.lock_status().await
+            }
+            fn copy_source(&self) -> Option<CopySource> {
+                self.0.copy_source()
+            }
+        }
+        let result =
+            tokio::spawn(conformance::check_wrapper(|inner| Arc::new(NoCopy(inner)))).await;
+        let panic = result.expect_err("the check must fail").into_panic();
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        assert!(message.contains("copy_from"), "{message}");
     }
 
     /// And the same checks pass on the sound store the broken ones wrap.

@@ -1,0 +1,183 @@
+//! What to change in the settings when a store or network failure is reported.
+//!
+//! The store crate names a problem by meaning ([`StoreError`] variants: a missing bucket,
+//! rejected credentials, a wrong region, a DNS or TLS failure) and must not know this
+//! CLI's variable names; this module maps the meaning to the setting to fix, from the
+//! field registry, so the names stay in one place.
+
+use atlas_core::ports::StoreError;
+use atlas_core::ports::blob_store::CredentialProblem;
+
+use super::field::Field;
+
+/// The hint for the first store failure in `err`'s chain, if one applies.
+pub fn for_error(err: &anyhow::Error) -> Option<String> {
+    err.chain().find_map(|cause| {
+        // The core wraps store errors transparently, so they are not a separate link of
+        // the chain there.
+        let store = cause.downcast_ref::<StoreError>().or_else(|| {
+            match cause.downcast_ref::<atlas_core::Error>() {
+                Some(atlas_core::Error::Store(e)) => Some(e),
+                _ => None,
+            }
+        });
+        store.and_then(for_store_error)
+    })
+}
+
+/// The hint for one store failure, if one applies.
+pub fn for_store_error(err: &StoreError) -> Option<String> {
+    Some(match err {
+        StoreError::BucketMissing { .. } => format!(
+            "check {} and {}; `atlas init` or the first backup creates a missing bucket, and \
+             `atlas storage-check` shows what the server has",
+            Field::S3Bucket.env(),
+            Field::S3Endpoint.env()
+        ),
+        StoreError::BadCredentials {
+            problem: CredentialProblem::UnknownAccessKey,
+            ..
+        } => format!(
+            "check {} (and that it belongs to this server)",
+            Field::S3AccessKey.env()
+        ),
+        StoreError::BadCredentials { .. } => format!(
+            "check {}: it must be the secret of {}",
+            Field::S3SecretKey.env(),
+            Field::S3AccessKey.env()
+        ),
+        StoreError::WrongRegion { server_region, .. } => match server_region {
+            Some(region) => format!(
+                "set {}={region} (or check {})",
+                Field::S3Region.env(),
+                Field::S3Endpoint.env()
+            ),
+            None => format!(
+                "check {} and {}",
+                Field::S3Region.env(),
+                Field::S3Endpoint.env()
+            ),
+        },
+        StoreError::ClockSkew { .. } => {
+            "synchronise this machine's clock (NTP); S3 refuses requests signed more than 15 \
+             minutes off"
+                .to_owned()
+        }
+        StoreError::Tls { .. } => tls_hint(),
+        StoreError::Dns {
+            virtual_hosted_bucket: Some(_),
+            ..
+        } => format!(
+            "set {}=true: servers without wildcard DNS (MinIO, Ceph, most self-hosted ones) \
+             need path-style addressing",
+            Field::S3ForcePathStyle.env()
+        ),
+        StoreError::Dns { .. } => format!("check {}", Field::S3Endpoint.env()),
+        StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!(
+                "check {} and that the server is running and reachable",
+                Field::S3Endpoint.env()
+            )
+        }
+        _ => return None,
+    })
+}
+
+fn tls_hint() -> String {
+    "if the server's certificate comes from a private or corporate CA (TLS inspection), \
+     SSL_CERT_FILE can name a PEM bundle that includes it"
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint(err: StoreError) -> String {
+        for_error(&anyhow::Error::new(err).context("opening the repository")).expect("a hint")
+    }
+
+    #[test]
+    fn each_store_meaning_names_the_setting_to_fix() {
+        let endpoint = || "https://s3.example.com".to_owned();
+        let bucket = || "atlas-t".to_owned();
+        let cases = [
+            (
+                StoreError::BucketMissing {
+                    bucket: bucket(),
+                    endpoint: endpoint(),
+                },
+                "ATLAS_S3_BUCKET",
+            ),
+            (
+                StoreError::BadCredentials {
+                    bucket: bucket(),
+                    endpoint: endpoint(),
+                    problem: CredentialProblem::UnknownAccessKey,
+                },
+                "ATLAS_S3_ACCESS_KEY",
+            ),
+            (
+                StoreError::BadCredentials {
+                    bucket: bucket(),
+                    endpoint: endpoint(),
+                    problem: CredentialProblem::SignatureMismatch,
+                },
+                "ATLAS_S3_SECRET_KEY",
+            ),
+            (
+                StoreError::WrongRegion {
+                    bucket: bucket(),
+                    endpoint: endpoint(),
+                    region: "us-east-1".to_owned(),
+                    server_region: Some("eu-west-3".to_owned()),
+                },
+                "ATLAS_S3_REGION=eu-west-3",
+            ),
+            (
+                StoreError::ClockSkew {
+                    endpoint: endpoint(),
+                    server_time: None,
+                },
+                "NTP",
+            ),
+            (
+                StoreError::Dns {
+                    host: "atlas-t.s3.example.com".to_owned(),
+                    detail: "not found".to_owned(),
+                    virtual_hosted_bucket: Some(bucket()),
+                },
+                "ATLAS_S3_FORCE_PATH_STYLE=true",
+            ),
+            (
+                StoreError::Dns {
+                    host: "s3.example.com".to_owned(),
+                    detail: "not found".to_owned(),
+                    virtual_hosted_bucket: None,
+                },
+                "ATLAS_S3_ENDPOINT",
+            ),
+        ];
+        for (err, wanted) in cases {
+            let shown = format!("{err:?}");
+            let hint = hint(err);
+            assert!(hint.contains(wanted), "{shown}: {hint}");
+        }
+    }
+
+    #[test]
+    fn other_errors_get_no_hint() {
+        let err = anyhow::Error::new(StoreError::NotFound { key: "k".into() });
+        assert_eq!(for_error(&err), None);
+    }
+
+    /// Through the core's error too: services wrap store errors in `atlas_core::Error`.
+    #[test]
+    fn a_store_error_inside_a_core_error_is_found() {
+        let err = anyhow::Error::new(atlas_core::Error::Store(StoreError::ClockSkew {
+            endpoint: "https://s3.example.com".to_owned(),
+            server_time: None,
+        }));
+        assert!(for_error(&err).is_some_and(|h| h.contains("NTP")));
+    }
+}
