@@ -431,8 +431,9 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=5000))]
     pub messages_per_user: u32,
 
-    /// Keep the demo repository in this directory (default: a temporary one, removed at
-    /// the end)
+    /// Keep the demo repository: DIR (new or empty) gets `repository/` and `.env` (mode
+    /// 0600) with the settings and random passphrase that open it, so `cd DIR && atlas
+    /// list` works (default: a temporary repository, removed at the end)
     #[arg(long, value_name = "DIR")]
     pub keep: Option<std::path::PathBuf>,
 }
@@ -442,6 +443,11 @@ pub struct DemoArgs {
 pub struct InitArgs {
     #[command(flatten)]
     pub kdf: KdfArg,
+
+    /// S3 only: create a missing bucket with Object Lock (and versioning) enabled, so that
+    /// backups can lock their snapshots (`backup --retention-days … --lock-mode …`)
+    #[arg(long)]
+    pub object_lock: bool,
 }
 
 /// Choice of key derivation for a new or re-wrapped data key.

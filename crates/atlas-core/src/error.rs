@@ -18,7 +18,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The store holds no Atlas repository (no wrapped key, or no repository config).
-    #[error("no Atlas repository in {store}: run init first")]
+    #[error("no repository at {store}; run `atlas init` to create one")]
     NotInitialized {
         /// Store description (never contains credentials).
         store: String,

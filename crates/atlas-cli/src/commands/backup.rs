@@ -20,8 +20,9 @@ use crate::exit::{Exit, UsageError};
 use crate::output::{Output, Table, sanitize};
 use crate::progress::{Mode, Progress};
 
-use super::context::{graph_client, install_ctrl_c, lease_owner, open_repository};
-use super::key::kdf_choice_from_config;
+use super::context::{
+    graph_client, install_ctrl_c, lease_owner, open_for_writing, open_repository,
+};
 use super::load_config;
 
 fn mib(bytes: u64) -> String {
@@ -202,14 +203,6 @@ pub async fn backup(
     for w in repo_settings.warnings() {
         tracing::warn!("{w}");
     }
-    // Object Lock / S3 bucket preparation (storage.rs): refuses locking on a local
-    // repository, creates a missing bucket, all before anything is written.
-    let wanted = super::storage::prepare_backup_retention(
-        &repo_settings,
-        args.retention_days,
-        args.lock_mode,
-    )
-    .await?;
     let client = graph_client(&graph_settings)?;
     client
         .check_sign_in()
@@ -218,8 +211,20 @@ pub async fn backup(
     let source = GraphSource::new(client.clone());
     let (mailboxes, skipped) = select_mailboxes(&source, args).await?;
 
-    let kdf = kdf_choice_from_config(&config)?;
-    let repo: Repository = open_repository(&repo_settings, Some(kdf)).await?;
+    // Only `atlas init` creates a repository: a location that holds none is refused
+    // before anything is written (a typo in ATLAS_REPOSITORY must not start a fresh full
+    // backup somewhere else).
+    super::context::require_repository(&repo_settings).await?;
+    // Object Lock / S3 bucket preparation (storage.rs): refuses locking on a local
+    // repository, all before anything is written.
+    let wanted = super::storage::prepare_backup_retention(
+        &repo_settings,
+        args.retention_days,
+        args.lock_mode,
+    )
+    .await?;
+
+    let repo: Repository = open_for_writing(&repo_settings).await?;
     super::replicate::refuse_replica(&repo_settings, args.force).await?;
     super::storage::ensure_lock(&repo, wanted).await?;
     let repository = super::key::location(&repo_settings);

@@ -62,14 +62,43 @@ pub(super) const V1_NOTICE: &str = "this is a TypeScript Atlas 1.x repository, o
 /// check need to run twice. Keyed by store description and tenant.
 static OPENED: Mutex<Option<(String, Opened)>> = Mutex::new(None);
 
-/// Open the repository; with `create`, create it first when the store holds none (backup
-/// may create the repository, so a first nightly run just works).
+/// Open the repository to read it; with `create`, create it first when the store holds
+/// none. Only `atlas init` creates repositories (issue 11: a typo in the location must not
+/// start a new one), so commands pass `None`; writers use [`open_for_writing`].
 pub(super) async fn open_repository(
     settings: &RepositorySettings,
     create: Option<KdfChoice>,
 ) -> anyhow::Result<Repository> {
     let access = create.map_or(Access::Read, Access::Create);
     Ok(open(settings, access).await?.repo)
+}
+
+/// Open an existing repository to write into it (never creating one: see
+/// [`require_repository`]; a TypeScript Atlas 1.x repository is refused).
+pub(super) async fn open_for_writing(settings: &RepositorySettings) -> anyhow::Result<Repository> {
+    Ok(open(settings, Access::Write).await?.repo)
+}
+
+/// Refuse a repository location that holds no repository, restic's way: only `atlas init`
+/// creates one, so a typo in `ATLAS_REPOSITORY` or the bucket settings is an error, not a
+/// new repository somewhere unexpected. A bucket that does not exist holds none either.
+pub(super) async fn require_repository(settings: &RepositorySettings) -> anyhow::Result<()> {
+    let store = open_store(settings)?;
+    let where_ = location(settings);
+    let missing = match atlas_core::open::detect(&store).await {
+        Ok(format) => format == atlas_core::open::Format::Empty,
+        Err(atlas_core::Error::Store(atlas_core::ports::StoreError::BucketMissing { .. })) => true,
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("opening the repository at {where_}"))
+            );
+        }
+    };
+    if missing {
+        // Exit 1, as every command on a location without a repository (restic's too).
+        return Err(atlas_core::Error::NotInitialized { store: where_ }.into());
+    }
+    Ok(())
 }
 
 /// Open whatever the configured store holds through core's one [`atlas_core::open`]: the

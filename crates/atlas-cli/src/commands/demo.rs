@@ -4,6 +4,7 @@
 //! in under a minute.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,7 +29,7 @@ use serde::Serialize;
 
 use crate::cli::{DemoArgs, GlobalArgs};
 use crate::console::note;
-use crate::exit::Exit;
+use crate::exit::{Exit, UsageError};
 use crate::output::{Output, sanitize};
 use crate::progress::{Mode, Progress};
 
@@ -50,6 +51,9 @@ struct RunFigures {
 struct DemoReport {
     repository: String,
     kept: bool,
+    /// With `--keep`: the `.env` file holding the repository's settings and passphrase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settings_file: Option<String>,
     full_backup: RunFigures,
     changes: Vec<String>,
     pending_before_incremental: u64,
@@ -95,6 +99,83 @@ fn figures(outcomes: &[MailboxOutcome], started: Instant) -> RunFigures {
     f
 }
 
+/// `--keep DIR`: a new directory, or an empty one; anything else is refused before
+/// anything is written (the demo never mixes its files into, or replaces, someone's).
+fn prepare_keep_dir(keep: &Path) -> anyhow::Result<&Path> {
+    match std::fs::read_dir(keep) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(UsageError(format!(
+                    "--keep {}: the directory is not empty; give a new or empty directory",
+                    sanitize(&keep.display().to_string())
+                ))
+                .into());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(keep)
+                .with_context(|| format!("creating {}", keep.display()))?;
+        }
+        Err(e) => {
+            return Err(UsageError(format!(
+                "--keep {}: {e}",
+                sanitize(&keep.display().to_string())
+            ))
+            .into());
+        }
+    }
+    Ok(keep)
+}
+
+/// Write `DIR/.env` (mode 0600): the settings that open the kept repository, passphrase
+/// included. The passphrase is random and shown nowhere else, so without this file the
+/// kept repository could never be opened; `.env` in the working directory is read by
+/// every atlas command, so `cd DIR && atlas list` just works.
+fn write_settings(
+    keep: &Path,
+    repository: &Path,
+    tenant: &str,
+    passphrase: &str,
+) -> anyhow::Result<PathBuf> {
+    let file = keep.join(".env");
+    let repository = std::path::absolute(repository)
+        .with_context(|| format!("resolving {}", repository.display()))?;
+    // dotenv: single quotes take the value literally; a value with a quote of its own goes
+    // in double quotes with `\`, `"` and `$` (substitution) escaped.
+    let quoted = |v: &str| {
+        if v.contains('\'') {
+            let escaped = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('$', "\\$");
+            format!("\"{escaped}\"")
+        } else {
+            format!("'{v}'")
+        }
+    };
+    let text = format!(
+        "# Written by `atlas demo --keep`: how to open the demo repository in this directory.\n\
+         # The passphrase below is the only key to it; keep this file private.\n\
+         ATLAS_REPOSITORY={}\n\
+         ATLAS_TENANT_ID={}\n\
+         ATLAS_ENCRYPTION_PASSPHRASE={}\n",
+        quoted(&repository.display().to_string()),
+        quoted(tenant),
+        quoted(passphrase)
+    );
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options
+        .open(&file)
+        .with_context(|| format!("creating {}", file.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(file)
+}
+
 fn say(output: Output, text: &str) {
     if !output.is_json() {
         note!("{text}");
@@ -121,10 +202,11 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
         ),
     );
 
-    // The repository: a temporary directory unless --keep names one.
+    // The repository: a temporary directory unless --keep names one, in which case the
+    // repository and the settings to open it go into that (new or empty) directory.
     let tmp;
-    let dir = if let Some(dir) = &args.keep {
-        dir.clone()
+    let dir = if let Some(keep) = &args.keep {
+        prepare_keep_dir(keep)?.join("repository")
     } else {
         tmp = tempfile::tempdir().context("creating a temporary directory")?;
         tmp.path().join("repository")
@@ -138,11 +220,15 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
     let repo = Repository::init(
         Arc::clone(&store),
         &sim.tenant_id(),
-        &Passphrase::new(passphrase),
+        &Passphrase::new(passphrase.clone()),
         KdfChoice::default(),
     )
     .await
     .context("creating the demo repository")?;
+    let settings_file = match &args.keep {
+        Some(keep) => Some(write_settings(keep, &dir, &sim.tenant_id(), &passphrase)?),
+        None => None,
+    };
     say(
         output,
         &format!(
@@ -418,6 +504,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
     let report = DemoReport {
         repository: dir.display().to_string(),
         kept: args.keep.is_some(),
+        settings_file: settings_file.as_ref().map(|f| f.display().to_string()),
         full_backup: full,
         changes,
         pending_before_incremental: pending,
@@ -443,11 +530,15 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
                 "finished with problems (see above)"
             }
         );
-        if report.kept {
+        if let (Some(keep), Some(file)) = (&args.keep, &report.settings_file) {
             let _ = write!(
                 s,
-                " The repository was kept in {}.",
-                sanitize(&report.repository)
+                "\nThe repository was kept in {}. Its settings, passphrase included, are in {} \
+                 (readable only by you; without the passphrase the repository cannot be read). \
+                 To use it: cd {} && atlas list",
+                sanitize(&report.repository),
+                sanitize(file),
+                sanitize(&keep.display().to_string())
             );
         }
         s

@@ -171,7 +171,13 @@ pub async fn init(global: &GlobalArgs, args: &InitArgs, output: Output) -> anyho
     let config = load_config(global)?;
     let settings = repository_settings(&config)?;
     let kdf = kdf_choice(&args.kdf, &config)?;
-    prepare_s3_for_writing(&settings, false).await?;
+    if args.object_lock && !matches!(settings.store, StoreSettings::S3(_)) {
+        return Err(UsageError(
+            "--object-lock needs S3 storage; a local repository cannot enforce retention".into(),
+        )
+        .into());
+    }
+    prepare_s3_for_writing(&settings, args.object_lock).await?;
     let store = open_store(&settings)?;
     let where_ = location(&settings);
     let passphrase = core_passphrase(&settings.passphrase);

@@ -29,7 +29,7 @@ pub fn for_error(err: &anyhow::Error) -> Option<String> {
 pub fn for_store_error(err: &StoreError) -> Option<String> {
     Some(match err {
         StoreError::BucketMissing { .. } => format!(
-            "check {} and {}; `atlas init` or the first backup creates a missing bucket, and \
+            "check {} and {}; `atlas init` creates a missing bucket (backups never do), and \
              `atlas storage-check` shows what the server has",
             Field::S3Bucket.env(),
             Field::S3Endpoint.env()

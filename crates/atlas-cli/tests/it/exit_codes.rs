@@ -17,6 +17,8 @@ fn run(mut cmd: assert_cmd::Command, args: &[&str]) -> (Option<i32>, String) {
 /// snapshot id.
 fn backed_up(sim: &Sim, sandbox: &Sandbox) -> (String, String) {
     let upn = sim.licensed_users().remove(0);
+    let (code, text) = run(sandbox.against(sim), &["init"]);
+    assert_eq!(code, Some(0), "{text}");
     let (code, text) = run(sandbox.against(sim), &["backup", "-m", &upn]);
     assert_eq!(code, Some(0), "{text}");
     let out = sandbox
@@ -126,6 +128,7 @@ fn exit_2_partial_when_some_items_were_not_captured() {
         .set_mime_failure(&upn, &bad, true)
         .expect("fault");
     let sandbox = Sandbox::new();
+    assert_eq!(run(sandbox.against(&sim), &["init"]).0, Some(0));
     let (code, text) = run(sandbox.against(&sim), &["backup", "-m", &upn]);
     assert_eq!(code, Some(2), "{text}");
 }

@@ -143,6 +143,7 @@ fn tenant_backup_under_faults_then_list_status_verify_save() {
         ..FaultConfig::default()
     });
     let sandbox = Sandbox::new();
+    sandbox.against(&sim).arg("init").assert().success();
     let out = sandbox
         .against(&sim)
         .env("ATLAS_GRAPH_TIMEOUT", "3")
@@ -254,6 +255,7 @@ fn a_failing_message_makes_the_run_partial_with_exit_2_and_is_named() {
         .set_mime_failure(&upn, &bad, true)
         .expect("fault");
     let sandbox = Sandbox::new();
+    sandbox.against(&sim).arg("init").assert().success();
     let out = sandbox
         .against(&sim)
         .args(["backup", "-m", &upn])
@@ -337,6 +339,7 @@ fn bad_graph_input_is_a_clear_error_and_writes_nothing() {
     assert!(!sandbox.repo().exists(), "nothing may be written");
 
     // Wrong passphrase for an existing repository.
+    sandbox.against(&sim).arg("init").assert().success();
     let out = sandbox
         .against(&sim)
         .args(["backup", "-m", &upn])
@@ -461,6 +464,7 @@ fn restore_into_another_mailbox_then_rerun_creates_nothing_new() {
         .collect();
     let (source, target) = (&users[0], &users[1]);
     let sandbox = Sandbox::new();
+    sandbox.against(&sim).arg("init").assert().success();
     let out = sandbox
         .against(&sim)
         .args(["backup", "-m", source])
@@ -566,6 +570,7 @@ fn forget_and_delete_remove_snapshots_and_their_data() {
     });
     let upn = sim.user_with_mailbox();
     let sandbox = Sandbox::new();
+    sandbox.against(&sim).arg("init").assert().success();
     for i in 0..3 {
         sim.handle
             .add_message(

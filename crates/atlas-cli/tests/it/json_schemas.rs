@@ -336,6 +336,7 @@ fn list_json_returns_every_message_not_the_first_50() {
     });
     let upn = sim.licensed_users().remove(0);
     let sandbox = Sandbox::new();
+    sandbox.against(&sim).arg("init").assert().success();
     let out = sandbox
         .against(&sim)
         .args(["backup", "-m", &upn])

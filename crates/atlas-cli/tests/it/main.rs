@@ -16,6 +16,7 @@ mod heal_e2e;
 mod interrupt_e2e;
 mod json_schemas;
 mod replicate_e2e;
+mod repository_e2e;
 mod restore_service;
 mod s3_e2e;
 mod v1_e2e;

@@ -126,6 +126,7 @@ fn replicate_to_a_directory_destroy_the_primary_rehydrate_verify_restore() {
     let primary = sandbox.repo();
     let replica = sandbox.cwd().join("replica");
 
+    assert_code(&run(atlas(&sandbox, &sim, &primary), &["init"]), 0);
     assert_code(
         &run(atlas(&sandbox, &sim, &primary), &["backup", "-m", source]),
         0,
@@ -261,6 +262,7 @@ fn replicate_refuses_a_target_with_another_key() {
     let sandbox = Sandbox::new();
     let primary = sandbox.repo();
     let other = sandbox.cwd().join("other");
+    assert_code(&run(atlas(&sandbox, &sim, &primary), &["init"]), 0);
     assert_code(
         &run(atlas(&sandbox, &sim, &primary), &["backup", "-m", &source]),
         0,
@@ -331,6 +333,7 @@ fn replicate_to_s3_destroy_the_primary_rehydrate_from_s3() {
     let config = sandbox.cwd().join("replica-s3.json");
     let config_arg = config.to_str().expect("utf-8");
 
+    assert_code(&run(atlas(&sandbox, &sim, &primary), &["init"]), 0);
     assert_code(
         &run(atlas(&sandbox, &sim, &primary), &["backup", "-m", source]),
         0,

@@ -113,7 +113,7 @@ fn backup_to_s3_with_object_lock_then_read_verify_and_delete_under_lock() {
     let sandbox = Sandbox::new();
     let s3 = S3::new(&endpoint);
 
-    // Missing bucket: storage-check says so (ready: the first backup creates it), and a
+    // Missing bucket: storage-check says so (ready: `atlas init` creates it), and a
     // read-only command says the bucket is missing.
     let out = run(sandbox.on_s3(&sim, &s3), &["--json", "storage-check"]);
     assert_code(&out, 0);
@@ -132,7 +132,27 @@ fn backup_to_s3_with_object_lock_then_read_verify_and_delete_under_lock() {
         "no secret in errors"
     );
 
-    // A locked backup into the fresh bucket: created lock-enabled, snapshot locked.
+    // A backup into the missing bucket is refused and creates nothing (issue 11: only
+    // `atlas init` creates a repository).
+    let out = run(sandbox.on_s3(&sim, &s3), &["backup", "-m", &upn]);
+    assert_code(&out, 1);
+    assert!(
+        output_text(&out).contains("no repository at") && output_text(&out).contains("atlas init"),
+        "{}",
+        output_text(&out)
+    );
+    let out = run(sandbox.on_s3(&sim, &s3), &["--json", "storage-check"]);
+    assert_eq!(
+        json(&out)["bucketExists"],
+        false,
+        "the bucket was not created"
+    );
+
+    // init --object-lock creates the bucket lock-enabled; a locked backup locks its snapshot.
+    assert_code(
+        &run(sandbox.on_s3(&sim, &s3), &["init", "--object-lock"]),
+        0,
+    );
     let out = run(
         sandbox.on_s3(&sim, &s3),
         &[
@@ -275,7 +295,8 @@ fn storage_check_on_an_unlocked_bucket_and_a_locked_backup_refused_before_writin
     let sandbox = Sandbox::new();
     let s3 = S3::new(&endpoint);
 
-    // A plain backup creates a plain (unlocked) bucket.
+    // A plain init creates a plain (unlocked) bucket.
+    assert_code(&run(sandbox.on_s3(&sim, &s3), &["init"]), 0);
     assert_code(&run(sandbox.on_s3(&sim, &s3), &["backup", "-m", &upn]), 0);
     let out = run(sandbox.on_s3(&sim, &s3), &["--json", "storage-check"]);
     assert_code(&out, 0);

@@ -5,7 +5,7 @@
 //! whether the endpoint answered, whether the bucket exists, its versioning and Object
 //! Lock state, and — by writing and removing a small probe object — whether the server
 //! honours `If-None-Match` (without it, create-if-absent races). It never creates the
-//! bucket; a missing bucket is reported with what the first backup will do.
+//! bucket; a missing bucket is reported with what `atlas init` will do.
 
 use atlas_core::ports::blob_store::DefaultRetention;
 use atlas_core::ports::{
@@ -108,12 +108,12 @@ pub async fn storage_check(
     if !resp.status.is_success() {
         if resp.status == StatusCode::NOT_FOUND && resp.error().code == "NoSuchBucket" {
             report.notes.push(format!(
-                "bucket {} does not exist yet; the first backup creates it{}",
+                "bucket {} does not exist yet; {}",
                 inner.cfg.bucket,
                 if requested_lock.is_some() {
-                    " with Object Lock enabled"
+                    "`atlas init --object-lock` creates it with Object Lock enabled"
                 } else {
-                    ""
+                    "`atlas init` creates it"
                 }
             ));
         } else {

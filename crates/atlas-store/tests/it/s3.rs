@@ -905,7 +905,7 @@ async fn storage_check_reports_what_it_observed() {
     let Some(endpoint) = moto_endpoint() else {
         return;
     };
-    // Missing bucket: reachable, not existing, a note (the first backup creates it).
+    // Missing bucket: reachable, not existing, a note (`atlas init` creates it).
     let missing = S3Store::new(config(&endpoint, &fresh_bucket())).unwrap();
     let report = storage_check(&missing, Some(LockMode::Compliance)).await;
     assert!(report.reachable && !report.bucket_exists, "{report:?}");

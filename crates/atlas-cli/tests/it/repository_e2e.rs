@@ -1,0 +1,122 @@
+//! Where repositories come from: only `atlas init` creates one (restic's rule), and `demo
+//! --keep` leaves one its user can open.
+
+use std::process::{Command, Stdio};
+
+use atlas_sim::SimConfig;
+
+use super::graph_e2e::Sim;
+use super::{Sandbox, output_text};
+
+/// `backup` against a location that holds no repository created one silently: a typo in
+/// `ATLAS_REPOSITORY` gave a fresh full backup somewhere else. It is refused now, naming
+/// the location and `atlas init`, and nothing is created there.
+#[test]
+fn backup_refuses_a_location_without_a_repository_until_init_creates_it() {
+    let sim = Sim::start(SimConfig {
+        users: 1,
+        shared_mailboxes: 0,
+        messages_per_user: 3,
+        accounts_without_mailbox: false,
+        ..SimConfig::default()
+    });
+    let upn = sim.licensed_users().remove(0);
+    let sandbox = Sandbox::new();
+    let out = sandbox.run(&sim, &["backup", "-m", &upn]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("no repository at") && text.contains("atlas init"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&sandbox.repo().display().to_string()),
+        "{text}"
+    );
+    assert!(!sandbox.repo().exists(), "nothing was created");
+
+    let out = sandbox.run(&sim, &["init"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let out = sandbox.run(&sim, &["backup", "-m", &upn]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+}
+
+/// `demo --keep DIR` kept a repository nobody could open (its passphrase was random and
+/// shown nowhere). DIR now holds the repository and a 0600 `.env` with what opens it, and
+/// `cd DIR && atlas list` works.
+#[test]
+fn demo_keep_leaves_a_repository_its_user_can_open() {
+    let sandbox = Sandbox::new();
+    let keep = sandbox.cwd().join("kept");
+    let demo = |dir: &std::path::Path| {
+        Command::new(assert_cmd::cargo::cargo_bin("atlas"))
+            .env_clear()
+            .env("HOME", sandbox.home())
+            .env("ATLAS_KDF", "scrypt-n14")
+            .current_dir(sandbox.cwd())
+            .args([
+                "--json",
+                "demo",
+                "--users",
+                "2",
+                "--messages-per-user",
+                "4",
+                "--keep",
+            ])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("demo runs")
+    };
+    let out = demo(&keep);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let settings = keep.join(".env");
+    assert_eq!(
+        report["settingsFile"].as_str(),
+        Some(settings.display().to_string().as_str()),
+        "{report}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&settings)
+            .expect("settings")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "only its owner can read the passphrase"
+        );
+    }
+    let text = std::fs::read_to_string(&settings).expect("read");
+    assert!(text.contains("ATLAS_ENCRYPTION_PASSPHRASE="), "{text}");
+    // The user's way in, as printed: cd DIR && atlas list.
+    let list = Command::new(assert_cmd::cargo::cargo_bin("atlas"))
+        .env_clear()
+        .env("HOME", sandbox.home())
+        .current_dir(&keep)
+        .args(["--json", "list"])
+        .output()
+        .expect("list runs");
+    assert_eq!(list.status.code(), Some(0), "{}", output_text(&list));
+    let listed: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    assert!(
+        listed["mailboxes"].as_array().is_some_and(|m| m.len() >= 2),
+        "{listed}"
+    );
+
+    // A directory that is not empty is refused before anything is written.
+    let busy = sandbox.cwd().join("busy");
+    std::fs::create_dir(&busy).expect("mkdir");
+    std::fs::write(busy.join("notes.txt"), b"mine").expect("write");
+    let out = demo(&busy);
+    assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
+    let mut names: Vec<_> = std::fs::read_dir(&busy)
+        .expect("read")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, [std::ffi::OsString::from("notes.txt")]);
+}
