@@ -20,9 +20,7 @@ use crate::exit::{Exit, UsageError};
 use crate::output::{Output, Table, sanitize};
 use crate::progress::{Mode, Progress};
 
-use super::context::{
-    graph_client, install_ctrl_c, lease_owner, open_for_writing, open_repository,
-};
+use super::context::{graph_client, install_ctrl_c, lease_owner, open_for_writing};
 use super::load_config;
 
 fn mib(bytes: u64) -> String {

@@ -670,6 +670,7 @@ fn status_without_a_mailbox_covers_every_mailbox_and_splits_new_changed_deleted(
         ..SimConfig::default()
     });
     let sandbox = Sandbox::new();
+    sandbox.against(&sim).arg("init").assert().success();
     let out = sandbox.against(&sim).arg("backup").output().expect("runs");
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 
