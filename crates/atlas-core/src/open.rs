@@ -155,7 +155,22 @@ pub async fn open(
                 Access::Create(kdf) => {
                     Repository::open_or_init(store, tenant, passphrase, kdf).await?
                 }
-                Access::Read | Access::Write => Repository::open(store, tenant, passphrase).await?,
+                Access::Read => Repository::open(store, tenant, passphrase).await?,
+                Access::Write => {
+                    let description = store.describe();
+                    let repo = Repository::open(store, tenant, passphrase).await?;
+                    // A writer must not run on a repository whose config is gone while
+                    // its data is there (a fresh config would give it a new identity):
+                    // name the repair instead of "run init".
+                    if repo.config().is_none() && repo.has_data().await? {
+                        return Err(Error::NeedsRepair {
+                            reason: format!(
+                                "the repository config is missing from {description} although the repository holds data"
+                            ),
+                        });
+                    }
+                    repo
+                }
             };
             Ok(Opened { repo, v1: None })
         }

@@ -32,6 +32,7 @@ fn verify_checks_structure_by_default_and_data_with_read_data_percent() {
     let sim = small_sim();
     let sandbox = Sandbox::new();
     let upn = sim.licensed_users().remove(0);
+    assert_eq!(run(sandbox.against(&sim), &["init"]).0, Some(0));
     let (code, text) = run(sandbox.against(&sim), &["backup", "-m", &upn]);
     assert_eq!(code, Some(0), "{text}");
 
@@ -62,6 +63,7 @@ fn a_lost_config_is_damage_and_no_backup_recreates_it() {
     let sim = small_sim();
     let sandbox = Sandbox::new();
     let upn = sim.licensed_users().remove(0);
+    assert_eq!(run(sandbox.against(&sim), &["init"]).0, Some(0));
     let (code, text) = run(sandbox.against(&sim), &["backup", "-m", &upn]);
     assert_eq!(code, Some(0), "{text}");
     let config = sandbox.repo().join("config");
