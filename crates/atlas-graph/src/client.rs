@@ -142,7 +142,12 @@ impl GraphClient {
             graph_origin.set_path(&p);
         }
         let api_root = graph_origin.join("v1.0/").map_err(|_| bad_endpoint())?;
-        let http = reqwest::Client::builder()
+        // Trust (OS store + extra CA files) and proxies as configured, shared with S3.
+        let http = atlas_net::client_builder(&config.net)
+            .map_err(|e| GraphError::Protocol {
+                endpoint: Endpoint::Token,
+                reason: e.to_string(),
+            })?
             .connect_timeout(config.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("atlas-graph/", env!("CARGO_PKG_VERSION")))
@@ -291,7 +296,13 @@ impl GraphClient {
                         Err(BodyError::Failed(f)) => f,
                     }
                 }
-                Ok(Err(e)) => classify_transport(&e),
+                Ok(Err(e)) => {
+                    // A rejected certificate does not heal: report it now, by name.
+                    if let Some(tls) = GraphError::tls(&e) {
+                        return Err(tls);
+                    }
+                    classify_transport(&e)
+                }
                 Err(_) => Failure::Timeout,
             };
             drop(permit);

@@ -186,6 +186,8 @@ pub struct GraphConfig {
     pub retry: RetryPolicy,
     /// Per-mailbox and tenant-wide limits.
     pub limiter: LimiterConfig,
+    /// Trust (extra CA files) and proxies, shared with the S3 store.
+    pub net: atlas_net::NetOptions,
 }
 
 impl GraphConfig {
@@ -207,6 +209,7 @@ impl GraphConfig {
             token_refresh_margin: Duration::from_secs(300),
             retry: RetryPolicy::default(),
             limiter: LimiterConfig::default(),
+            net: atlas_net::NetOptions::default(),
         }
     }
 

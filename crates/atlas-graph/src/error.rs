@@ -242,6 +242,23 @@ pub enum GraphError {
         /// The limit.
         limit: u64,
     },
+    /// The TLS handshake failed: the server's certificate was rejected (a private or
+    /// corporate CA that is not trusted, an expired certificate). Not retried: waiting
+    /// does not change a certificate.
+    #[error(
+        "TLS handshake with {host} failed: {reason}{}",
+        certificate_names(subject.as_deref(), issuer.as_deref())
+    )]
+    Tls {
+        /// The host connected to (Graph or the identity platform).
+        host: String,
+        /// What failed.
+        reason: String,
+        /// Subject of the server's certificate, when it was rejected.
+        subject: Option<String>,
+        /// Issuer of the server's certificate, when it was rejected.
+        issuer: Option<String>,
+    },
     /// The answer did not have the documented shape, or a link pointed off the Graph host.
     #[error("unexpected answer from {}: {reason}", endpoint.name())]
     Protocol {
@@ -278,6 +295,27 @@ impl GraphError {
             | Self::Server { request_id, .. }
             | Self::Rejected { request_id, .. } => request_id.as_deref(),
             _ => None,
+        }
+    }
+
+    /// A TLS failure found in a transport error, if that is what it is.
+    pub(crate) fn tls(e: &reqwest::Error) -> Option<Self> {
+        match atlas_net::classify(e)? {
+            atlas_net::NetFailure::Tls {
+                reason,
+                subject,
+                issuer,
+            } => Some(Self::Tls {
+                host: e
+                    .url()
+                    .and_then(|u| u.host_str())
+                    .unwrap_or("the server")
+                    .to_owned(),
+                reason,
+                subject,
+                issuer,
+            }),
+            atlas_net::NetFailure::Dns { .. } => None,
         }
     }
 
@@ -441,6 +479,15 @@ pub(crate) fn translate(
                 request_id,
             }
         }
+    }
+}
+
+fn certificate_names(subject: Option<&str>, issuer: Option<&str>) -> String {
+    match (subject, issuer) {
+        (Some(s), Some(i)) => format!(" (certificate subject \"{s}\", issued by \"{i}\")"),
+        (Some(s), None) => format!(" (certificate subject \"{s}\")"),
+        (None, Some(i)) => format!(" (certificate issued by \"{i}\")"),
+        (None, None) => String::new(),
     }
 }
 

@@ -31,8 +31,8 @@ use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore,
 use url::Url;
 
 /// Network settings shared by every HTTP client of a run. `Default` is "the OS store and
-/// Mozilla's bundle, no proxy".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Mozilla's bundle, no proxy". `Debug` leaves out a proxy's user and password.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct NetOptions {
     /// PEM files whose certificates are trusted in addition to the built-in stores.
     pub ca_files: Vec<PathBuf>,
@@ -43,6 +43,17 @@ pub struct NetOptions {
     /// Hosts reached directly, curl's syntax: comma-separated names (a leading `.` or none
     /// matches subdomains too), IP addresses or CIDR blocks, `*` for all.
     pub no_proxy: Option<String>,
+}
+
+impl fmt::Debug for NetOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetOptions")
+            .field("ca_files", &self.ca_files)
+            .field("https_proxy", &self.https_proxy.as_ref().map(redacted_url))
+            .field("http_proxy", &self.http_proxy.as_ref().map(redacted_url))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
 }
 
 /// Why a client could not be built from [`NetOptions`].

@@ -94,25 +94,47 @@ impl Default for TestPki {
     }
 }
 
-/// A TLS front on `127.0.0.1`: each connection's TLS is terminated with the server
-/// certificate of `pki`, and the plaintext is piped to `target`. Returns the front's
-/// address and a counter of TLS handshakes that completed.
-pub async fn tls_front(pki: &TestPki, target: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+/// A TLS front on `127.0.0.1` (see [`tls_front`]).
+#[derive(Debug)]
+pub struct TlsFront {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    handshakes: Arc<AtomicUsize>,
+}
+
+impl TlsFront {
+    /// TCP connections accepted (a client that retries opens more than one).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// TLS handshakes that completed (the client trusted the certificate).
+    pub fn handshakes(&self) -> usize {
+        self.handshakes.load(Ordering::SeqCst)
+    }
+}
+
+/// A TLS front: each connection's TLS is terminated with the server certificate of `pki`,
+/// and the plaintext is piped to `target`.
+pub async fn tls_front(pki: &TestPki, target: SocketAddr) -> TlsFront {
     let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config());
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
     let handshakes = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&handshakes);
+    let (accepted, completed) = (Arc::clone(&connections), Arc::clone(&handshakes));
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
             let acceptor = acceptor.clone();
-            let counter = Arc::clone(&counter);
+            let completed = Arc::clone(&completed);
             tokio::spawn(async move {
                 // A client that rejects the certificate aborts the handshake: nothing to do.
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                counter.fetch_add(1, Ordering::SeqCst);
+                completed.fetch_add(1, Ordering::SeqCst);
                 let Ok(mut upstream) = TcpStream::connect(target).await else {
                     return;
                 };
@@ -120,7 +142,11 @@ pub async fn tls_front(pki: &TestPki, target: SocketAddr) -> (SocketAddr, Arc<At
             });
         }
     });
-    (addr, handshakes)
+    TlsFront {
+        addr,
+        connections,
+        handshakes,
+    }
 }
 
 /// A minimal HTTP `CONNECT` proxy on `127.0.0.1`: it tunnels to whatever the client asks

@@ -48,6 +48,7 @@ pub(super) fn graph_client(settings: &GraphSettings) -> anyhow::Result<GraphClie
     );
     let mut config = config;
     config.request_timeout = settings.request_timeout;
+    config.net = settings.net.clone();
     config.scope.clone_from(&settings.graph_scope);
     GraphClient::new(config).context("setting up the Microsoft Graph client")
 }

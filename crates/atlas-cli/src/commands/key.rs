@@ -58,9 +58,12 @@ pub(super) fn s3_store(s3: &S3Settings) -> anyhow::Result<S3Store> {
     // lives at the bucket's root, so the tenant prefix it would add is dropped.
     let mut config = S3Config::shared_bucket(&s3.bucket, "tenant", &s3.region, credentials)
         .map_err(explain)?
-        .endpoint(s3.endpoint.as_str().trim_end_matches('/'))
-        .path_style(s3.force_path_style);
+        .endpoint(s3.endpoint.as_str().trim_end_matches('/'));
+    if let Some(path_style) = s3.force_path_style {
+        config = config.path_style(path_style);
+    }
     config.key_prefix = String::new();
+    config.net = s3.net.clone();
     Ok(S3Store::new(config).map_err(explain)?)
 }
 

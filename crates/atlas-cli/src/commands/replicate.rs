@@ -322,7 +322,11 @@ fn s3_settings(
         secret_key: secret_key.ok_or_else(|| missing("s3_secret_key"))?,
         region: region.unwrap_or(DEFAULT_S3_REGION).to_owned(),
         bucket: bucket.ok_or_else(|| missing("s3_bucket"))?.to_owned(),
-        force_path_style,
+        // The flag forces path style; without it the store chooses (path style except
+        // on AWS's own endpoints).
+        force_path_style: force_path_style.then_some(true),
+        // Trust and proxies are the process's, whichever store they reach.
+        net: crate::config::Config::load(&crate::config::Inputs::from_process(None)?)?.network()?,
     }))
 }
 

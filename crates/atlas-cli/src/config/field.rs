@@ -7,6 +7,15 @@ pub const TENANT_SELECTOR_ENV: &str = "ATLAS_TENANT";
 pub const NEW_PASSPHRASE_ENV: &str = "ATLAS_NEW_ENCRYPTION_PASSPHRASE";
 /// Environment variable choosing the KDF for new or re-wrapped keys (like `--kdf`).
 pub const KDF_ENV: &str = "ATLAS_KDF";
+/// Environment variable naming extra CA certificates to trust ([`Field::CaFile`]).
+pub const CA_FILE_ENV: &str = "ATLAS_CA_FILE";
+/// The conventional proxy variables, read in this order (upper case wins over lower case,
+/// as curl does for all but `http_proxy`). Not `ATLAS_*`: every HTTP tool shares them.
+pub const HTTPS_PROXY_ENV: [&str; 2] = ["HTTPS_PROXY", "https_proxy"];
+/// Proxy for plain-http endpoints (a loopback test server seldom needs one).
+pub const HTTP_PROXY_ENV: [&str; 2] = ["HTTP_PROXY", "http_proxy"];
+/// Hosts reached without a proxy.
+pub const NO_PROXY_ENV: [&str; 2] = ["NO_PROXY", "no_proxy"];
 
 /// Which key derivation function wraps a new or re-wrapped data key.
 ///
@@ -77,13 +86,17 @@ pub enum Field {
     S3Region,
     /// S3 bucket (default: one per tenant).
     S3Bucket,
-    /// Use path-style S3 addressing (MinIO and most self-hosted servers).
+    /// S3 addressing: `true` path-style, `false` virtual-hosted; unset picks (path-style
+    /// except on AWS's own endpoints).
     S3ForcePathStyle,
+    /// A PEM file of extra CA certificates to trust (a private CA, TLS inspection), for
+    /// S3 and Graph alike.
+    CaFile,
 }
 
 impl Field {
     /// Every field, in the order problems are reported.
-    pub const ALL: [Field; 17] = [
+    pub const ALL: [Field; 18] = [
         Field::TenantId,
         Field::ClientId,
         Field::ClientSecret,
@@ -101,6 +114,7 @@ impl Field {
         Field::S3Region,
         Field::S3Bucket,
         Field::S3ForcePathStyle,
+        Field::CaFile,
     ];
 
     /// The snake_case key in a config file.
@@ -123,6 +137,7 @@ impl Field {
             Field::S3Region => "s3_region",
             Field::S3Bucket => "s3_bucket",
             Field::S3ForcePathStyle => "s3_force_path_style",
+            Field::CaFile => "ca_file",
         }
     }
 
@@ -146,6 +161,7 @@ impl Field {
             Field::S3Region => "ATLAS_S3_REGION",
             Field::S3Bucket => "ATLAS_S3_BUCKET",
             Field::S3ForcePathStyle => "ATLAS_S3_FORCE_PATH_STYLE",
+            Field::CaFile => CA_FILE_ENV,
         }
     }
 

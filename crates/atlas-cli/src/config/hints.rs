@@ -8,7 +8,7 @@
 use atlas_core::ports::StoreError;
 use atlas_core::ports::blob_store::CredentialProblem;
 
-use super::field::Field;
+use super::field::{CA_FILE_ENV, Field};
 
 /// The hint for the first store failure in `err`'s chain, if one applies.
 pub fn for_error(err: &anyhow::Error) -> Option<String> {
@@ -21,7 +21,11 @@ pub fn for_error(err: &anyhow::Error) -> Option<String> {
                 _ => None,
             }
         });
-        store.and_then(for_store_error)
+        store.and_then(for_store_error).or_else(|| {
+            cause
+                .downcast_ref::<atlas_graph::GraphError>()
+                .and_then(for_graph_error)
+        })
     })
 }
 
@@ -83,10 +87,15 @@ pub fn for_store_error(err: &StoreError) -> Option<String> {
     })
 }
 
+fn for_graph_error(err: &atlas_graph::GraphError) -> Option<String> {
+    matches!(err, atlas_graph::GraphError::Tls { .. }).then(tls_hint)
+}
+
 fn tls_hint() -> String {
-    "if the server's certificate comes from a private or corporate CA (TLS inspection), \
-     SSL_CERT_FILE can name a PEM bundle that includes it"
-        .to_owned()
+    format!(
+        "if the certificate comes from a private or corporate CA (an internal server, TLS \
+         inspection), set {CA_FILE_ENV} to that CA's certificate (PEM)"
+    )
 }
 
 #[cfg(test)]
@@ -163,6 +172,25 @@ mod tests {
             let hint = hint(err);
             assert!(hint.contains(wanted), "{shown}: {hint}");
         }
+    }
+
+    #[test]
+    fn a_tls_failure_of_s3_or_graph_names_the_ca_setting() {
+        let store = hint(StoreError::Tls {
+            host: "s3.internal".into(),
+            reason: "unknown issuer".into(),
+            subject: None,
+            issuer: None,
+        });
+        assert!(store.contains("ATLAS_CA_FILE"), "{store}");
+        let graph = for_error(&anyhow::Error::new(atlas_graph::GraphError::Tls {
+            host: "graph.microsoft.com".into(),
+            reason: "unknown issuer".into(),
+            subject: None,
+            issuer: None,
+        }))
+        .expect("a hint");
+        assert!(graph.contains("ATLAS_CA_FILE"), "{graph}");
     }
 
     #[test]

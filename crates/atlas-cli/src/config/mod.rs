@@ -42,7 +42,10 @@ use std::path::{Path, PathBuf};
 
 use atlas_core::SecretString;
 
-pub use field::{Field, KDF_ENV, KdfSetting, NEW_PASSPHRASE_ENV, TENANT_SELECTOR_ENV};
+pub use field::{
+    CA_FILE_ENV, Field, HTTP_PROXY_ENV, HTTPS_PROXY_ENV, KDF_ENV, KdfSetting, NEW_PASSPHRASE_ENV,
+    NO_PROXY_ENV, TENANT_SELECTOR_ENV,
+};
 pub use problem::{ConfigError, Problem};
 pub use settings::{
     Credential, DEFAULT_GRAPH_TIMEOUT, GraphSettings, RepositorySettings, S3Settings,
@@ -57,12 +60,32 @@ pub const MIN_PASSPHRASE_CHARS: usize = 14;
 /// Default S3 region, as in Atlas 1.x.
 pub const DEFAULT_S3_REGION: &str = "us-east-1";
 
+/// The proxy variables as found (value and origin), validated with the other settings.
+/// `Debug` says only which are set: a proxy URL may carry a user and password.
+#[derive(Default)]
+struct Proxies {
+    https: Option<(String, Source)>,
+    http: Option<(String, Source)>,
+    no_proxy: Option<String>,
+}
+
+impl std::fmt::Debug for Proxies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxies")
+            .field("https", &self.https.as_ref().map(|(_, source)| source))
+            .field("http", &self.http.as_ref().map(|(_, source)| source))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
 /// Merged configuration, before per-command validation. Build with [`Config::load`].
 #[derive(Debug)]
 pub struct Config {
     values: BTreeMap<Field, RawValue>,
     new_passphrase: Option<SecretString>,
     kdf: Option<(String, Source)>,
+    proxies: Proxies,
     tenant_profile: Option<String>,
     file: Option<PathBuf>,
     file_problems: Vec<Problem>,
@@ -115,6 +138,14 @@ impl Config {
         let mut problems = self.file_problems.clone();
         let repo = self.check_repository(&mut problems);
         self.finish(problems, repo)
+    }
+
+    /// Trust and proxies alone, for a store that is not the configured repository (a
+    /// replication target given on the command line).
+    pub fn network(&self) -> Result<atlas_net::NetOptions, ConfigError> {
+        let mut problems = Vec::new();
+        let net = self.check_net(&mut problems);
+        self.finish(problems, net)
     }
 
     /// Settings for a command that only talks to Graph (mailboxes, status).

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use atlas_core::SecretString;
+use atlas_net::NetOptions;
 use url::Url;
 
-use super::field::{Field, TENANT_SELECTOR_ENV};
+use super::field::{Field, HTTP_PROXY_ENV, HTTPS_PROXY_ENV, TENANT_SELECTOR_ENV};
 use super::problem::Problem;
+use super::sources::Source;
 use super::sources::{Raw, RawValue};
 use super::validate::{
     bucket_rule, is_guid, parse_bool, validate_bucket, validate_scope, validate_tenant_id,
@@ -47,6 +49,9 @@ pub fn passphrase_warning(passphrase: &SecretString, name: &str) -> Option<Strin
 }
 
 /// The storage backend of a repository.
+// Built once per command and moved around by reference: the size difference between the
+// variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum StoreSettings {
     /// The embedded default: a directory on this machine (one per tenant).
@@ -71,8 +76,11 @@ pub struct S3Settings {
     pub region: String,
     /// Bucket name (default `atlas-<tenant>`).
     pub bucket: String,
-    /// Path-style addressing.
-    pub force_path_style: bool,
+    /// Addressing: `Some(true)` path-style, `Some(false)` virtual-hosted, `None` the
+    /// store's automatic choice (path-style except on AWS's own endpoints).
+    pub force_path_style: Option<bool>,
+    /// Trust and proxies.
+    pub net: NetOptions,
 }
 
 /// Everything a command that talks to Microsoft Graph needs.
@@ -93,6 +101,8 @@ pub struct GraphSettings {
     pub graph_scope: Option<String>,
     /// How long one Graph request may take (`ATLAS_GRAPH_TIMEOUT`, seconds).
     pub request_timeout: Duration,
+    /// Trust and proxies.
+    pub net: NetOptions,
 }
 
 /// Default for `ATLAS_GRAPH_TIMEOUT`: generous, because a large message's MIME streams
@@ -185,20 +195,26 @@ impl Config {
         let region = self
             .text(Field::S3Region)
             .map_or_else(|| DEFAULT_S3_REGION.to_owned(), |(s, _)| s.to_owned());
+        // Unset means "let the store choose": `Some(None)`; a problem is `None`.
         let force_path_style = if let Some(RawValue {
             value: Raw::Bool(b),
             ..
         }) = self.values.get(&Field::S3ForcePathStyle)
         {
-            Some(*b)
+            Some(Some(*b))
         } else {
             self.optional(
                 Field::S3ForcePathStyle,
-                || Some(false),
+                || Some(None),
                 problems,
-                |s| parse_bool(s).ok_or_else(|| "expected true or false".to_owned()),
+                |s| {
+                    parse_bool(s)
+                        .map(Some)
+                        .ok_or_else(|| "expected true or false".to_owned())
+                },
             )
         };
+        let net = self.check_net(problems);
         let bucket = if self.text(Field::S3Bucket).is_some() {
             self.optional(
                 Field::S3Bucket,
@@ -232,6 +248,7 @@ impl Config {
             region,
             bucket: bucket?,
             force_path_style: force_path_style?,
+            net: net?,
         })
     }
 
@@ -277,6 +294,7 @@ impl Config {
                 _ => Err("expected a number of seconds between 1 and 3600".to_owned()),
             },
         );
+        let net = self.check_net(problems);
         Some(GraphSettings {
             tenant_id: tenant?,
             client_id: client_id?,
@@ -285,6 +303,61 @@ impl Config {
             authority_host: authority_host?,
             graph_scope: graph_scope?,
             request_timeout: request_timeout?,
+            net: net?,
+        })
+    }
+
+    /// Trust and proxies, shared by S3 and Graph: `ATLAS_CA_FILE` must name a readable
+    /// file; proxy URLs must be http(s) URLs. Proxy values are never shown (they may carry
+    /// a user and password).
+    pub(super) fn check_net(&self, problems: &mut Vec<Problem>) -> Option<NetOptions> {
+        let ca_files = self.optional(
+            Field::CaFile,
+            || Some(Vec::new()),
+            problems,
+            |path| {
+                let path = self.cwd.join(path);
+                if path.is_file() {
+                    Ok(vec![path])
+                } else {
+                    Err(format!("file {} does not exist", path.display()))
+                }
+            },
+        );
+        let proxy = |found: &Option<(String, Source)>, key: &str, env: &str| {
+            let Some((raw, source)) = found else {
+                return Ok(None);
+            };
+            match Url::parse(raw.trim()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                    Ok(Some(url))
+                }
+                _ => Err(Problem {
+                    field: key.to_owned(),
+                    message: format!(
+                        "invalid ({env} from {source}): expected an http:// or https:// proxy URL (value not shown)"
+                    ),
+                }),
+            }
+        };
+        let mut take = |r: Result<Option<Url>, Problem>| match r {
+            Ok(url) => Some(url),
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        };
+        let for_https = take(proxy(
+            &self.proxies.https,
+            "https_proxy",
+            HTTPS_PROXY_ENV[0],
+        ));
+        let for_plain = take(proxy(&self.proxies.http, "http_proxy", HTTP_PROXY_ENV[0]));
+        Some(NetOptions {
+            ca_files: ca_files?,
+            https_proxy: for_https?,
+            http_proxy: for_plain?,
+            no_proxy: self.proxies.no_proxy.clone(),
         })
     }
 

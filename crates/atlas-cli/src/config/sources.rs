@@ -8,9 +8,12 @@ use std::path::{Path, PathBuf};
 use atlas_core::SecretString;
 use serde_json::Value;
 
-use super::Config;
-use super::field::{Field, KDF_ENV, NEW_PASSPHRASE_ENV, TENANT_SELECTOR_ENV};
+use super::field::{
+    Field, HTTP_PROXY_ENV, HTTPS_PROXY_ENV, KDF_ENV, NEW_PASSPHRASE_ENV, NO_PROXY_ENV,
+    TENANT_SELECTOR_ENV,
+};
 use super::problem::{ConfigError, Problem};
+use super::{Config, Proxies};
 
 /// Where a value came from; shown in problems so the administrator knows which file or
 /// variable to fix.
@@ -64,7 +67,7 @@ impl Inputs {
         })?;
         let env = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .filter(|(k, _)| k.starts_with("ATLAS_"))
+            .filter(|(k, _)| k.starts_with("ATLAS_") || is_proxy_variable(k))
             .collect();
         Ok(Self {
             env,
@@ -74,6 +77,15 @@ impl Inputs {
             tenant,
         })
     }
+}
+
+/// The proxy variables Atlas honours besides its own.
+fn is_proxy_variable(name: &str) -> bool {
+    HTTPS_PROXY_ENV
+        .iter()
+        .chain(&HTTP_PROXY_ENV)
+        .chain(&NO_PROXY_ENV)
+        .any(|v| *v == name)
 }
 
 /// A raw value with its origin.
@@ -200,11 +212,18 @@ impl Config {
 
         let new_passphrase = from_env_layers(NEW_PASSPHRASE_ENV).map(|(v, _)| SecretString::new(v));
         let kdf = from_env_layers(KDF_ENV);
+        let first_of = |names: [&str; 2]| names.into_iter().find_map(&from_env_layers);
+        let proxies = Proxies {
+            https: first_of(HTTPS_PROXY_ENV),
+            http: first_of(HTTP_PROXY_ENV),
+            no_proxy: first_of(NO_PROXY_ENV).map(|(v, _)| v),
+        };
 
         Ok(Self {
             values,
             new_passphrase,
             kdf,
+            proxies,
             tenant_profile,
             file,
             file_problems: parsed.problems,

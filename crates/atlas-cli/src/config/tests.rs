@@ -343,7 +343,7 @@ fn s3_settings_select_s3_and_are_validated_together() {
     };
     assert_eq!(s3.bucket, "atlas-contoso.com");
     assert_eq!(s3.region, "eu-west-1");
-    assert!(s3.force_path_style);
+    assert_eq!(s3.force_path_style, Some(true));
 
     let fx = fx
         .env("ATLAS_REPOSITORY", "/tmp/x")
@@ -366,7 +366,7 @@ fn s3_region_defaults_to_us_east_1() {
         panic!("expected S3")
     };
     assert_eq!(s3.region, "us-east-1");
-    assert!(!s3.force_path_style);
+    assert_eq!(s3.force_path_style, Some(false));
 }
 
 #[test]
@@ -657,4 +657,63 @@ fn default_bucket_that_s3_would_refuse_is_a_problem() {
         panic!("expected S3")
     };
     assert_eq!(s3.bucket, "atlas-northwind");
+}
+
+#[test]
+fn ca_file_and_proxies_reach_both_s3_and_graph_settings() {
+    let fx = Fixture::new()
+        .env("ATLAS_TENANT_ID", TENANT)
+        .env("ATLAS_CLIENT_ID", CLIENT)
+        .env("ATLAS_CLIENT_SECRET", "client-secret-VALUE")
+        .env("ATLAS_ENCRYPTION_PASSPHRASE", "passphrase-VALUE-long")
+        .env("ATLAS_S3_ENDPOINT", "https://s3.example.com")
+        .env("ATLAS_S3_ACCESS_KEY", "access")
+        .env("ATLAS_S3_SECRET_KEY", "s3-secret-VALUE")
+        .env("ATLAS_CA_FILE", "corp-ca.pem")
+        .env(
+            "HTTPS_PROXY",
+            "http://proxyuser:proxy-PASSWORD@proxy.corp:3128",
+        )
+        .env("NO_PROXY", "localhost,.internal");
+    let err = fx.load().for_repository_and_graph().unwrap_err();
+    let text = err.to_string();
+    assert_eq!(problems(err), ["ca_file"]);
+    assert!(
+        text.contains("corp-ca.pem") && text.contains("does not exist"),
+        "{text}"
+    );
+
+    let fx = fx.write("corp-ca.pem", "-----BEGIN CERTIFICATE-----\n");
+    let config = fx.load();
+    let (repo, graph) = config.for_repository_and_graph().expect("valid");
+    let StoreSettings::S3(s3) = &repo.store else {
+        panic!("expected S3")
+    };
+    for net in [&s3.net, &graph.net] {
+        assert_eq!(net.ca_files, [fx.cwd.join("corp-ca.pem")]);
+        assert_eq!(
+            net.https_proxy.as_ref().map(url::Url::as_str),
+            Some("http://proxyuser:proxy-PASSWORD@proxy.corp:3128/")
+        );
+        assert_eq!(net.no_proxy.as_deref(), Some("localhost,.internal"));
+    }
+    // Unset addressing lets the store choose.
+    assert_eq!(s3.force_path_style, None);
+    let debug = format!("{config:?} {repo:?} {graph:?}");
+    assert!(!debug.contains("proxy-PASSWORD"), "{debug}");
+}
+
+#[test]
+fn a_proxy_that_is_not_an_http_url_is_a_problem_that_does_not_echo_it() {
+    let fx = Fixture::new()
+        .env("ATLAS_TENANT_ID", TENANT)
+        .env("ATLAS_ENCRYPTION_PASSPHRASE", "passphrase-VALUE-long")
+        .env("ATLAS_S3_ENDPOINT", "https://s3.example.com")
+        .env("ATLAS_S3_ACCESS_KEY", "access")
+        .env("ATLAS_S3_SECRET_KEY", "s3-secret-VALUE")
+        .env("https_proxy", "socks5://u:sock-PASSWORD@proxy:1080");
+    let err = fx.load().for_repository().unwrap_err();
+    let text = err.to_string();
+    assert_eq!(problems(err), ["https_proxy"]);
+    assert!(!text.contains("sock-PASSWORD"), "{text}");
 }

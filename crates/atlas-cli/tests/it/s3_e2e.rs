@@ -450,3 +450,60 @@ fn an_unresolvable_bucket_host_says_to_force_path_style() {
     );
     assert!(!all.contains("secret-key-value"), "{all}");
 }
+
+/// An S3 endpoint behind a certificate from a private CA: without `ATLAS_CA_FILE` the run
+/// fails at once naming the certificate (subject, issuer) and the setting to use; with it,
+/// `init` works. The endpoint is `localhost` with a port: path style without being asked.
+#[test]
+fn ca_file_makes_a_private_ca_endpoint_work_and_its_absence_is_named() {
+    use atlas_net::testing::{CA_NAME, SERVER_NAME, TestPki, tls_front};
+    let Some(endpoint) = moto_endpoint() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pki = TestPki::new();
+    let moto: std::net::SocketAddr = endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .expect("moto address");
+    let front = runtime.block_on(tls_front(&pki, moto));
+    let sandbox = Sandbox::new();
+    let bucket = fresh_bucket();
+    let init = || {
+        let mut cmd = sandbox.atlas();
+        cmd.env_remove("ATLAS_REPOSITORY")
+            .env(
+                "ATLAS_S3_ENDPOINT",
+                format!("https://localhost:{}", front.addr.port()),
+            )
+            .env("ATLAS_S3_ACCESS_KEY", "test-access")
+            .env("ATLAS_S3_SECRET_KEY", "test-secret")
+            .env("ATLAS_S3_BUCKET", &bucket)
+            .arg("init");
+        cmd
+    };
+    let out = init().output().expect("runs");
+    let all = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("TLS"), "{all}");
+    assert!(all.contains(SERVER_NAME) && all.contains(CA_NAME), "{all}");
+    assert!(
+        all.contains("hint: ") && all.contains("ATLAS_CA_FILE"),
+        "{all}"
+    );
+    // One connection for the Atlas 1.x probe `init` makes first, one for `init` itself:
+    // neither is retried (six attempts with backoff before).
+    assert_eq!(front.connections(), 2, "not retried: {all}");
+
+    pki.write_ca(&sandbox.cwd().join("private-ca.pem"));
+    let out = init()
+        .env("ATLAS_CA_FILE", "private-ca.pem")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    drop(runtime);
+}

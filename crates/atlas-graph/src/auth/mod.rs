@@ -210,9 +210,19 @@ impl TokenProvider {
                         retry_after,
                     }
                 }
-                Ok(Err(e)) if e.is_connect() => Failure::Connect,
-                Ok(Err(e)) if e.is_timeout() => Failure::Timeout,
-                Ok(Err(_)) => Failure::Interrupted,
+                Ok(Err(e)) => {
+                    // A rejected certificate does not heal: report it now, by name.
+                    if let Some(tls) = GraphError::tls(&e) {
+                        return Err(tls);
+                    }
+                    if e.is_connect() {
+                        Failure::Connect
+                    } else if e.is_timeout() {
+                        Failure::Timeout
+                    } else {
+                        Failure::Interrupted
+                    }
+                }
                 Err(_) => Failure::Timeout,
             };
             // Asking for a token twice is harmless, so every failure counts as idempotent.

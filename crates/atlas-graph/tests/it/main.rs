@@ -3,6 +3,7 @@
 mod auth;
 mod read;
 mod resilience;
+mod tls;
 mod write;
 
 use std::time::Duration;

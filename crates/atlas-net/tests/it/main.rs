@@ -17,8 +17,8 @@ fn client(options: &NetOptions) -> reqwest::Client {
 #[tokio::test]
 async fn a_private_ca_is_named_with_subject_and_issuer_until_it_is_trusted() {
     let pki = TestPki::new();
-    let (front, handshakes) = tls_front(&pki, ok_server().await).await;
-    let url = format!("https://localhost:{}/", front.port());
+    let front = tls_front(&pki, ok_server().await).await;
+    let url = format!("https://localhost:{}/", front.addr.port());
 
     let err = client(&NetOptions::default())
         .get(&url)
@@ -39,7 +39,7 @@ async fn a_private_ca_is_named_with_subject_and_issuer_until_it_is_trusted() {
         }
         other => panic!("expected a TLS failure, got {other:?} from {err:?}"),
     }
-    assert_eq!(handshakes.load(Ordering::SeqCst), 0);
+    assert_eq!(front.handshakes(), 0);
 
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
@@ -50,7 +50,7 @@ async fn a_private_ca_is_named_with_subject_and_issuer_until_it_is_trusted() {
     };
     let resp = client(&trusting).get(&url).send().await.unwrap();
     assert_eq!(resp.text().await.unwrap(), "ok");
-    assert_eq!(handshakes.load(Ordering::SeqCst), 1);
+    assert_eq!(front.handshakes(), 1);
 }
 
 #[tokio::test]
@@ -79,12 +79,12 @@ async fn a_ca_file_without_certificates_is_refused_up_front() {
 #[tokio::test]
 async fn https_goes_through_the_proxy_unless_no_proxy_names_the_host() {
     let pki = TestPki::new();
-    let (front, _) = tls_front(&pki, ok_server().await).await;
+    let front = tls_front(&pki, ok_server().await).await;
     let (proxy, tunnels) = connect_proxy().await;
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     pki.write_ca(&ca_file);
-    let url = format!("https://localhost:{}/", front.port());
+    let url = format!("https://localhost:{}/", front.addr.port());
     let mut options = NetOptions {
         ca_files: vec![ca_file],
         https_proxy: Some(format!("http://{proxy}").parse().unwrap()),

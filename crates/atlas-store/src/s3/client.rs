@@ -168,7 +168,7 @@ impl Inner {
 
     /// The host requests go to: the endpoint's, or the bucket's virtual-hosted name.
     pub fn host(&self) -> String {
-        if self.cfg.path_style {
+        if self.endpoint.path_style {
             self.endpoint.authority.clone()
         } else {
             format!("{}.{}", self.cfg.bucket, self.endpoint.authority)
@@ -177,7 +177,7 @@ impl Inner {
 
     pub fn canonical_uri(&self, key: Option<&str>) -> String {
         let mut path = String::new();
-        if self.cfg.path_style {
+        if self.endpoint.path_style {
             path.push('/');
             path.push_str(&self.cfg.bucket);
         }

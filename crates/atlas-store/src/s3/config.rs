@@ -59,6 +59,25 @@ pub enum S3ConfigError {
     Network(#[from] atlas_net::NetError),
 }
 
+/// How the bucket appears in request URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Addressing {
+    /// Virtual-hosted on AWS's own endpoints (no endpoint set, or a host under
+    /// `amazonaws.com`) when the bucket name is a valid host label; path-style everywhere
+    /// else. That is boto3's rule (a custom `endpoint_url` means path style unless
+    /// virtual is asked for) and covers the AWS SDKs' (an IP-address endpoint means path
+    /// style): virtual hosting needs a wildcard DNS name, which an IP address, `localhost`
+    /// or a self-hosted server (MinIO, Ceph RGW, Garage — usually with a port) does not
+    /// have, and over https a bucket name with dots would not match the wildcard
+    /// certificate.
+    #[default]
+    Auto,
+    /// `https://endpoint/bucket/key`.
+    Path,
+    /// `https://bucket.endpoint/key`.
+    VirtualHosted,
+}
+
 /// Where and how to reach the bucket. Build with [`S3Config::for_tenant`] (one bucket per
 /// tenant, the default) or [`S3Config::shared_bucket`] (one bucket, a key prefix per
 /// tenant), then adjust fields.
@@ -74,9 +93,9 @@ pub struct S3Config {
     pub bucket: String,
     /// Prefix put before every key (empty, or `/`-terminated segments).
     pub key_prefix: String,
-    /// Path-style URLs (`endpoint/bucket/key`) instead of virtual-hosted
-    /// (`bucket.endpoint/key`). Most self-hosted servers need path style.
-    pub path_style: bool,
+    /// Path-style URLs (`endpoint/bucket/key`) or virtual-hosted ones
+    /// (`bucket.endpoint/key`); [`Addressing::Auto`] picks (see there).
+    pub addressing: Addressing,
     /// Most HTTP requests in flight at once.
     pub max_concurrency: usize,
     /// Objects larger than this go up as multipart uploads.
@@ -114,7 +133,7 @@ impl S3Config {
             credentials,
             bucket,
             key_prefix,
-            path_style: false,
+            addressing: Addressing::Auto,
             max_concurrency: 16,
             multipart_threshold: 64 * MIB,
             part_size: 16 * MIB,
@@ -168,10 +187,15 @@ impl S3Config {
         self
     }
 
-    /// Choose path-style addressing.
+    /// Force path-style (`true`) or virtual-hosted (`false`) addressing instead of
+    /// [`Addressing::Auto`].
     #[must_use]
     pub fn path_style(mut self, path_style: bool) -> Self {
-        self.path_style = path_style;
+        self.addressing = if path_style {
+            Addressing::Path
+        } else {
+            Addressing::VirtualHosted
+        };
         self
     }
 }
@@ -201,6 +225,8 @@ pub(super) struct Endpoint {
     pub authority: String,
     /// Shown in messages: `scheme://authority`.
     pub shown: String,
+    /// Path-style addressing, resolved from [`Addressing`].
+    pub path_style: bool,
 }
 
 impl Endpoint {
@@ -244,15 +270,32 @@ impl Endpoint {
                 "an endpoint has no query or user info; the access and secret keys are separate settings",
             ));
         }
-        let host = url.host_str().ok_or_else(|| bad("no host"))?;
+        let host = url.host().ok_or_else(|| bad("no host"))?;
+        let host_str = url.host_str().ok_or_else(|| bad("no host"))?;
         let authority = match url.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_string(),
+            Some(port) => format!("{host_str}:{port}"),
+            None => host_str.to_string(),
+        };
+        let path_style = match config.addressing {
+            Addressing::Path => true,
+            Addressing::VirtualHosted => false,
+            Addressing::Auto => {
+                let aws = match host {
+                    url::Host::Domain(d) => {
+                        let d = d.to_ascii_lowercase();
+                        d.ends_with(".amazonaws.com") || d.ends_with(".amazonaws.com.cn")
+                    }
+                    url::Host::Ipv4(_) | url::Host::Ipv6(_) => false,
+                };
+                let dots_over_https = url.scheme() == "https" && config.bucket.contains('.');
+                !aws || dots_over_https
+            }
         };
         Ok(Self {
             scheme: url.scheme().to_string(),
             authority,
             shown: format!("{}://{}", url.scheme(), url.authority()),
+            path_style,
         })
     }
 }

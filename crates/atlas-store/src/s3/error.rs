@@ -137,7 +137,7 @@ fn from_response(inner: &Inner, key: &str, op: &str, resp: &Resp) -> StoreError 
 }
 
 fn from_transport(inner: &Inner, what: &str, e: &reqwest::Error, attempts: u32) -> StoreError {
-    let virtual_hosted_bucket = (!inner.cfg.path_style).then(|| inner.cfg.bucket.clone());
+    let virtual_hosted_bucket = (!inner.endpoint.path_style).then(|| inner.cfg.bucket.clone());
     match atlas_net::classify(e) {
         Some(NetFailure::Dns { host, detail }) => {
             return StoreError::Dns {

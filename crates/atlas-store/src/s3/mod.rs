@@ -85,7 +85,7 @@ use reqwest::{Method, StatusCode};
 pub use bucket::BucketSetup;
 pub use check::{LockProbe, StorageCheckReport, storage_check};
 pub use client::content_md5;
-pub use config::{S3Config, S3ConfigError};
+pub use config::{Addressing, S3Config, S3ConfigError};
 pub use lock::ObjectVersion;
 pub use naming::{tenant_bucket_name, validate_bucket_name};
 pub use sigv4::Credentials;
@@ -302,6 +302,42 @@ mod tests {
         assert_eq!(virt.inner.host(), "my-bucket.127.0.0.1:9000");
         assert_eq!(virt.inner.canonical_uri(Some("a/b")), "/a/b");
         assert_eq!(virt.inner.canonical_uri(None), "/");
+    }
+
+    /// Regression: an IP-address or `localhost` endpoint got the bucket put in front of
+    /// its host ("invalid IPv4 address", retried six times). Auto addressing follows
+    /// boto3: virtual-hosted only on AWS's own hosts.
+    #[test]
+    fn auto_addressing_is_path_style_except_on_aws() {
+        let resolve = |endpoint: Option<&str>, bucket: &str| {
+            let mut cfg =
+                S3Config::shared_bucket(bucket, "t", "eu-west-1", Credentials::new("AK", "S"))
+                    .unwrap();
+            cfg.endpoint = endpoint.map(str::to_owned);
+            let store = S3Store::new(cfg).unwrap();
+            store.inner.host()
+        };
+        for endpoint in [
+            "http://127.0.0.1:9000",
+            "http://[::1]:9000",
+            "http://localhost:9000",
+            "https://10.1.2.3",
+            "https://minio.internal.example:9000",
+            "https://s3.storage.example",
+        ] {
+            let host = resolve(Some(endpoint), "my-bucket");
+            assert!(!host.starts_with("my-bucket."), "{endpoint}: {host}");
+        }
+        assert_eq!(
+            resolve(None, "my-bucket"),
+            "my-bucket.s3.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            resolve(Some("https://s3.eu-west-1.amazonaws.com"), "my-bucket"),
+            "my-bucket.s3.eu-west-1.amazonaws.com"
+        );
+        // A dotted bucket over https would not match AWS's wildcard certificate.
+        assert_eq!(resolve(None, "my.bucket"), "s3.eu-west-1.amazonaws.com");
     }
 
     #[test]

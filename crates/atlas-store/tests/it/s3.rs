@@ -478,6 +478,145 @@ async fn a_missing_bucket_is_an_explained_error_not_an_empty_repository() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Real networks: TLS from a private CA, proxies, addressing
+
+fn moto_addr(endpoint: &str) -> std::net::SocketAddr {
+    endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .expect("moto listens on an IP address")
+}
+
+/// moto behind a TLS front whose certificate comes from a private CA made here.
+async fn tls_moto() -> Option<(atlas_net::testing::TestPki, atlas_net::testing::TlsFront)> {
+    let endpoint = moto_endpoint()?;
+    let pki = atlas_net::testing::TestPki::new();
+    let front = atlas_net::testing::tls_front(&pki, moto_addr(&endpoint)).await;
+    Some((pki, front))
+}
+
+/// Regression: with a certificate from a private CA (an internal S3, corporate TLS
+/// inspection) Atlas retried for 48 s and said "connection refused or DNS failure". Now:
+/// one connection, a TLS error naming the certificate's subject and issuer; and with the
+/// CA file trusted, the same endpoint works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_ca_is_a_tls_error_at_once_until_its_ca_file_is_trusted() {
+    use atlas_net::testing::{CA_NAME, SERVER_NAME};
+    let Some((pki, front)) = tls_moto().await else {
+        return;
+    };
+    let endpoint = format!("https://localhost:{}", front.addr.port());
+    let bucket = fresh_bucket();
+    // No path_style: `localhost` gets path style by itself.
+    let mut cfg = S3Config::shared_bucket(
+        &bucket,
+        "tenant-1",
+        "us-east-1",
+        Credentials::new("test-access", "test-secret"),
+    )
+    .unwrap()
+    .endpoint(&endpoint);
+    cfg.retry_base_delay = Duration::from_secs(30);
+    let err = S3Store::new(cfg.clone())
+        .unwrap()
+        .ensure_bucket(false)
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::Tls {
+            subject, issuer, ..
+        } => {
+            assert!(
+                subject.as_deref().unwrap_or("").contains(SERVER_NAME),
+                "{err}"
+            );
+            assert!(issuer.as_deref().unwrap_or("").contains(CA_NAME), "{err}");
+        }
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
+    assert!(err.to_string().contains(CA_NAME), "{err}");
+    assert_eq!(front.connections(), 1, "not retried");
+    assert_eq!(front.handshakes(), 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("private-ca.pem");
+    pki.write_ca(&ca_file);
+    cfg.net.ca_files = vec![ca_file];
+    let store = S3Store::new(cfg).unwrap();
+    assert!(store.ensure_bucket(false).await.unwrap().created);
+    let k = key("over/tls");
+    store
+        .put(&k, Bytes::from_static(b"trusted"), PutOptions::CREATE)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&k).await.unwrap(), Bytes::from_static(b"trusted"));
+    assert!(front.handshakes() >= 1);
+}
+
+/// `HTTPS_PROXY` (as the CLI passes it): requests tunnel through the proxy with CONNECT;
+/// a host in the no-proxy list goes direct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_goes_through_the_configured_proxy() {
+    let Some((pki, front)) = tls_moto().await else {
+        return;
+    };
+    let (proxy, tunnels) = atlas_net::testing::connect_proxy().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    pki.write_ca(&ca_file);
+    let mut cfg = config(
+        &format!("https://localhost:{}", front.addr.port()),
+        &fresh_bucket(),
+    );
+    cfg.net.ca_files = vec![ca_file];
+    cfg.net.https_proxy = Some(format!("http://{proxy}").parse().unwrap());
+    let store = S3Store::new(cfg.clone()).unwrap();
+    assert!(store.ensure_bucket(false).await.unwrap().created);
+    let through_proxy = tunnels.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(through_proxy >= 1, "the proxy tunnelled the requests");
+
+    cfg.net.no_proxy = Some("localhost".to_owned());
+    let direct = S3Store::new(cfg).unwrap();
+    direct.list("").await.unwrap();
+    assert_eq!(
+        tunnels.load(std::sync::atomic::Ordering::SeqCst),
+        through_proxy,
+        "a no-proxy host goes direct"
+    );
+}
+
+/// Regression: an IP-address endpoint (a local MinIO, Ceph RGW, Garage) got the bucket put
+/// in front of the IP ("invalid IPv4 address", retried six times). Without any addressing
+/// setting the bucket goes in the path.
+#[tokio::test]
+async fn an_ip_or_localhost_endpoint_uses_path_style_by_itself() {
+    let (endpoint, seen) = scripted_server(Arc::new(|_, _| (200, "payload".to_string()))).await;
+    let port = endpoint.rsplit(':').next().unwrap().to_owned();
+    for endpoint in [endpoint.clone(), format!("http://localhost:{port}")] {
+        let cfg = S3Config::shared_bucket(
+            "atlas-auto",
+            "tenant-1",
+            "us-east-1",
+            Credentials::new("test-access", "test-secret"),
+        )
+        .unwrap()
+        .endpoint(endpoint.as_str());
+        let store = S3Store::new(cfg).unwrap();
+        assert_eq!(
+            store.get(&key("k")).await.unwrap(),
+            Bytes::from_static(b"payload")
+        );
+        let last = seen.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(last.target, "/atlas-auto/tenant-1/k", "{endpoint}");
+        assert!(
+            !last.headers["host"].starts_with("atlas-auto."),
+            "{endpoint}: {:?}",
+            last.headers["host"]
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Without any server
 
 #[tokio::test]
