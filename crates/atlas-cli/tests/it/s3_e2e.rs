@@ -436,6 +436,8 @@ fn an_unresolvable_bucket_host_says_to_force_path_style() {
         .atlas()
         .env_remove("ATLAS_REPOSITORY")
         .env("ATLAS_S3_ENDPOINT", "https://s3.nothing-here.invalid")
+        // Virtual-hosted, as on AWS (a custom endpoint would get path style by itself).
+        .env("ATLAS_S3_FORCE_PATH_STYLE", "false")
         .env("ATLAS_S3_ACCESS_KEY", "access")
         .env("ATLAS_S3_SECRET_KEY", "secret-key-value")
         .arg("init")
