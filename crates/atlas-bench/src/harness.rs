@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use atlas_core::ports::{BlobStore, Clock, MailSource, NullReporter, SourceMailbox, SystemClock};
 use atlas_core::repo::{KdfChoice, Passphrase, Repository};
-use atlas_core::service::backup::{BackupOptions, Cancel, backup_mailboxes};
+use atlas_core::service::Cancel;
+use atlas_core::service::backup::{BackupOptions, backup_mailboxes};
 use atlas_graph::{GraphClient, GraphSource, GraphStats, GraphTarget};
 use atlas_sim::{RequestCounters, SimConfig};
 use atlas_store::LocalStore;

@@ -20,9 +20,9 @@ use crate::auth::{AccessToken, TokenProvider};
 use crate::config::{GraphConfig, RetryPolicy};
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorBody, GraphError, HttpFailure, translate};
-use crate::ids::MailboxId;
 use crate::limiter::{Counters, GraphStats, RequestPermit, Scheduler};
 use crate::retry::{self, Decision, Failure};
+use atlas_core::model::MailboxId;
 
 /// Largest JSON body accepted into memory (a page of 1,000 messages with bodies is far
 /// smaller); anything bigger is a protocol error, not an out-of-memory.
@@ -240,7 +240,7 @@ impl GraphClient {
             count: 0,
             refreshed: false,
         };
-        let mailbox = req.mailbox.map(MailboxId::as_str);
+        let mailbox = req.mailbox.map(MailboxId::address);
         let body_len = req.body.as_ref().map_or(0, |(b, _)| b.len() as u64);
         let upload = if req.upload { body_len } else { 0 };
         let prefer = match &req.prefer {
@@ -353,7 +353,7 @@ impl GraphClient {
         state: &mut Attempts,
     ) -> Result<(), GraphError> {
         let inner = &self.inner;
-        let mailbox = req.mailbox.map(MailboxId::as_str);
+        let mailbox = req.mailbox.map(MailboxId::address);
         let status = response.status().as_u16();
         let request_id = header_str(response.headers(), "request-id");
         let retry_after = header_str(response.headers(), "retry-after")

@@ -13,6 +13,10 @@
 //!   attempts and time, POSTs never blindly retried ([`GraphError::OutcomeUnknown`]).
 //! - A 429 pauses the whole mailbox for its `Retry-After`, so other workers on that
 //!   mailbox wait instead of collecting more 429s. [`GraphClient::stats`] exposes counters.
+//! - Ids are the core's ([`atlas_core::model::MailboxId`], `FolderId`, `ItemId`): the wire
+//!   DTOs deserialize straight into them, and [`GraphSource`] / [`GraphTarget`] map
+//!   Graph's JSON to the core's ports once, here. A mailbox is addressed by its directory
+//!   object id when known (it survives renames), by its address otherwise.
 //! - Typed operations: users and mailbox classification ([`api::users`]), the folder tree
 //!   ([`api::folders`]), per-folder message delta and MIME streaming ([`api::messages`]),
 //!   attachments ([`api::attachments`]), restore writes and upload sessions
@@ -22,7 +26,8 @@
 //!   delta links and upload URLs never appear in `Debug` or error text.
 //!
 //! ```no_run
-//! use atlas_graph::{Credential, DeltaNext, DeltaStart, FolderId, GraphClient, GraphConfig, MailboxId};
+//! use atlas_core::model::{FolderId, MailboxId};
+//! use atlas_graph::{Credential, DeltaNext, DeltaStart, GraphClient, GraphConfig};
 //!
 //! # async fn example() -> Result<(), atlas_graph::GraphError> {
 //! let config = GraphConfig::new("contoso.onmicrosoft.com", "app-client-id", Credential::Secret("value".into()));
@@ -59,13 +64,12 @@ mod client;
 mod config;
 mod endpoint;
 mod error;
-mod ids;
 mod limiter;
 mod retry;
 mod source;
 mod target;
 
-pub use api::attachments::{Attachment, AttachmentKind};
+pub use api::attachments::{Attachment, AttachmentId, AttachmentKind};
 pub use api::folders::{FolderInfo, FolderTreeOptions, MailFolder, WELL_KNOWN_FOLDERS};
 pub use api::messages::{
     DELTA_SELECT, DeltaLink, DeltaNext, DeltaPage, DeltaRound, DeltaStart, EmailAddress,
@@ -89,7 +93,6 @@ pub use config::{
 };
 pub use endpoint::Endpoint;
 pub use error::{AuthError, AuthErrorKind, GraphError};
-pub use ids::{AttachmentId, FolderId, MailboxId, MessageId};
 pub use limiter::{GraphStats, RequestPermit};
 pub use source::GraphSource;
 pub use target::{GraphTarget, PROP_COMPLETE, PROP_RUN, PROP_SOURCE, RESTORE_PROPERTY_SET};

@@ -5,10 +5,13 @@
 //! failed item (record it, go on) from a failed run (stop).
 
 use async_trait::async_trait;
-use atlas_core::model::{EmailAddress as CoreAddress, FlagStatus, Importance};
+use atlas_core::model::{
+    ContentKind, EmailAddress as CoreAddress, FlagStatus, FolderId, Importance, ItemKind,
+};
 use atlas_core::ports::{
-    DeltaCursor, DeltaNext as CoreNext, DeltaPage as CorePage, FolderOptions, MailSource,
-    MailboxKind as CoreKind, MimeStream, SourceError, SourceFolder, SourceMailbox, SourceMessage,
+    ContentStream, DeltaCursor, DeltaNext as CoreNext, DeltaPage as CorePage, FolderOptions,
+    MailMetadata, MailSource, MailboxKind as CoreKind, SourceError, SourceFolder, SourceItem,
+    SourceMailbox,
 };
 use bytes::Bytes;
 
@@ -17,7 +20,6 @@ use crate::api::messages::{DeltaLink, DeltaNext, DeltaStart, EmailAddress, Messa
 use crate::api::users::{ListUsersOptions, MailboxKind, User};
 use crate::client::{ByteStream, GraphClient};
 use crate::error::GraphError;
-use crate::ids::{FolderId, MailboxId, MessageId};
 
 /// Translate a Graph error met while enumerating or reading a whole mailbox.
 fn run_error(e: GraphError) -> SourceError {
@@ -66,36 +68,41 @@ fn recipients(list: &[Recipient]) -> Vec<CoreAddress> {
     list.iter().map(|r| address(&r.email_address)).collect()
 }
 
-fn message(m: Message) -> SourceMessage {
-    SourceMessage {
-        id: m.id.into_string(),
-        change_key: m.change_key,
-        internet_message_id: m.internet_message_id,
-        conversation_id: m.conversation_id,
-        subject: m.subject,
-        from: m.from.as_ref().map(|r| address(&r.email_address)),
-        to: recipients(&m.to_recipients),
-        cc: recipients(&m.cc_recipients),
-        bcc: recipients(&m.bcc_recipients),
-        received: m.received_date_time,
-        sent: m.sent_date_time,
-        last_modified: m.last_modified_date_time,
-        is_read: m.is_read.unwrap_or(false),
-        is_draft: m.is_draft.unwrap_or(false),
-        importance: match m.importance.as_deref() {
-            Some("low") => Importance::Low,
-            Some("high") => Importance::High,
-            _ => Importance::Normal,
+/// A delta-reported message as the core's item. The ids are already the core's types
+/// (the wire DTOs deserialize into them), so this only reshapes.
+fn message(m: Message) -> SourceItem {
+    let mut item = SourceItem::mail(
+        m.id,
+        MailMetadata {
+            internet_message_id: m.internet_message_id,
+            conversation_id: m.conversation_id,
+            subject: m.subject,
+            from: m.from.as_ref().map(|r| address(&r.email_address)),
+            to: recipients(&m.to_recipients),
+            cc: recipients(&m.cc_recipients),
+            bcc: recipients(&m.bcc_recipients),
+            received: m.received_date_time,
+            sent: m.sent_date_time,
+            is_read: m.is_read.unwrap_or(false),
+            is_draft: m.is_draft.unwrap_or(false),
+            importance: match m.importance.as_deref() {
+                Some("low") => Importance::Low,
+                Some("high") => Importance::High,
+                _ => Importance::Normal,
+            },
+            flag: match m.flag.and_then(|f| f.flag_status).as_deref() {
+                Some("flagged") => FlagStatus::Flagged,
+                Some("complete") => FlagStatus::Complete,
+                _ => FlagStatus::NotFlagged,
+            },
+            categories: m.categories,
+            has_attachments: m.has_attachments.unwrap_or(false),
         },
-        flag: match m.flag.and_then(|f| f.flag_status).as_deref() {
-            Some("flagged") => FlagStatus::Flagged,
-            Some("complete") => FlagStatus::Complete,
-            _ => FlagStatus::NotFlagged,
-        },
-        categories: m.categories,
-        has_attachments: m.has_attachments.unwrap_or(false),
-        parent_folder_id: m.parent_folder_id.map(FolderId::into_string),
-    }
+    );
+    item.change_key = m.change_key;
+    item.folder = m.parent_folder_id;
+    item.last_modified = m.last_modified_date_time;
+    item
 }
 
 fn kind(k: MailboxKind) -> CoreKind {
@@ -132,8 +139,7 @@ impl GraphSource {
             .await
             .map_err(run_error)?;
         Ok(SourceMailbox {
-            id: user.id.clone(),
-            address: user.address().to_owned(),
+            id: user.mailbox_id(),
             display_name: user.display_name.clone().unwrap_or_default(),
             kind: kind(k),
             account_enabled: user.account_enabled,
@@ -142,19 +148,10 @@ impl GraphSource {
     }
 }
 
-fn graph_mailbox(m: &SourceMailbox) -> MailboxId {
-    // The object id survives renames of the address; fall back to the address.
-    if m.id.is_empty() {
-        MailboxId::new(m.address.clone())
-    } else {
-        MailboxId::new(m.id.clone())
-    }
-}
-
 struct GraphMime(ByteStream);
 
 #[async_trait]
-impl MimeStream for GraphMime {
+impl ContentStream for GraphMime {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
         self.0.next_chunk().await.map_err(item_error)
     }
@@ -178,7 +175,7 @@ impl MailSource for GraphSource {
     async fn resolve_mailbox(&self, address_or_id: &str) -> Result<SourceMailbox, SourceError> {
         let user = self
             .client
-            .get_user(&MailboxId::new(address_or_id.to_owned()))
+            .get_user(&atlas_core::model::MailboxId::new(address_or_id))
             .await
             .map_err(run_error)?;
         self.to_mailbox(&user).await
@@ -192,7 +189,7 @@ impl MailSource for GraphSource {
         let tree = self
             .client
             .list_folder_tree(
-                &graph_mailbox(mailbox),
+                &mailbox.id,
                 FolderTreeOptions {
                     include_hidden: opts.include_hidden,
                     include_recoverable_items: opts.include_recoverable_items,
@@ -211,13 +208,16 @@ impl MailSource for GraphSource {
             // store every message twice.
             .filter(|f| !f.is_search_folder)
             .map(|f| SourceFolder {
-                id: f.id.into_string(),
-                parent_id: f.parent_id.map(FolderId::into_string),
+                id: f.id,
+                parent_id: f.parent_id,
                 display_name: f.display_name,
                 path: f.path,
                 well_known: f.well_known,
                 total_items: f.total_item_count,
                 hidden: f.is_hidden,
+                // `mailFolders` lists mail folders only (calendars, contacts and tasks
+                // live behind other endpoints).
+                kind: ItemKind::Mail,
             })
             .collect())
     }
@@ -225,14 +225,13 @@ impl MailSource for GraphSource {
     async fn delta_page(
         &self,
         mailbox: &SourceMailbox,
-        folder_id: &str,
+        folder: &FolderId,
         cursor: &DeltaCursor,
         page_size: u32,
     ) -> Result<CorePage, SourceError> {
-        let folder = FolderId::new(folder_id.to_owned());
         let link;
         let start = match cursor {
-            DeltaCursor::Initial => DeltaStart::Initial(&folder),
+            DeltaCursor::Initial => DeltaStart::Initial(folder),
             DeltaCursor::Link(l) => {
                 link = DeltaLink::new(l.clone());
                 DeltaStart::Link(&link)
@@ -240,16 +239,12 @@ impl MailSource for GraphSource {
         };
         let page = self
             .client
-            .message_delta_page(&graph_mailbox(mailbox), start, page_size)
+            .message_delta_page(&mailbox.id, start, page_size)
             .await
             .map_err(run_error)?;
         Ok(CorePage {
             items: page.messages.into_iter().map(message).collect(),
-            removed: page
-                .removed
-                .into_iter()
-                .map(MessageId::into_string)
-                .collect(),
+            removed: page.removed,
             next: match page.next {
                 DeltaNext::More(l) => CoreNext::More(l.as_str().to_owned()),
                 DeltaNext::Done(l) => CoreNext::Done(l.as_str().to_owned()),
@@ -257,17 +252,24 @@ impl MailSource for GraphSource {
         })
     }
 
-    async fn open_mime(
+    async fn open_content(
         &self,
         mailbox: &SourceMailbox,
-        message_id: &str,
-    ) -> Result<Box<dyn MimeStream>, SourceError> {
+        item: &SourceItem,
+        content: ContentKind,
+    ) -> Result<Box<dyn ContentStream>, SourceError> {
+        if item.kind != ItemKind::Mail || content != ContentKind::Mime {
+            // This adapter reports mail items with MIME only, so the service never asks
+            // for anything else; answering as an item failure keeps a confused caller's
+            // run going.
+            return Err(SourceError::Item(format!(
+                "the Graph mail adapter serves MIME of messages only, not {content:?} of {}",
+                item.kind
+            )));
+        }
         let stream = self
             .client
-            .get_mime(
-                &graph_mailbox(mailbox),
-                &MessageId::new(message_id.to_owned()),
-            )
+            .get_mime(&mailbox.id, &item.id)
             .await
             .map_err(item_error)?;
         Ok(Box::new(GraphMime(stream)))

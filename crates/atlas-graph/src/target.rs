@@ -19,10 +19,10 @@
 //!   `isInline` and `contentId` (the old tool dropped both for large inline images).
 
 use async_trait::async_trait;
-use atlas_core::model::{EmailAddress, FlagStatus, Importance};
+use atlas_core::model::{EmailAddress, FlagStatus, FolderId, Importance, ItemId, MailboxId};
 use atlas_core::ports::{
     MailTarget, RestoreAttachment, RestoreBody, RestoreMark, RestoreMessage, TargetAttachment,
-    TargetError, TargetFolder, TargetMailbox, TargetMessage,
+    TargetError, TargetFolder, TargetItem,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -34,7 +34,6 @@ use crate::api::restore::{
 };
 use crate::client::GraphClient;
 use crate::error::GraphError;
-use crate::ids::{FolderId, MailboxId, MessageId};
 
 /// Atlas's MAPI named-property set (a fixed GUID of ours).
 pub const RESTORE_PROPERTY_SET: &str = "{7B3E5A2C-4D1F-4E8A-9B6C-2F0D8E1A3C5B}";
@@ -234,27 +233,20 @@ impl GraphTarget {
     }
 }
 
-fn mbx(m: &TargetMailbox) -> MailboxId {
-    MailboxId::new(m.id.clone())
-}
-
 #[async_trait]
 impl MailTarget for GraphTarget {
-    async fn resolve_mailbox(&self, address_or_id: &str) -> Result<TargetMailbox, TargetError> {
-        let wanted = MailboxId::new(address_or_id.trim().to_owned());
+    async fn resolve_mailbox(&self, address_or_id: &str) -> Result<MailboxId, TargetError> {
+        let wanted = MailboxId::new(address_or_id);
         // The directory lookup gives the stable object id; it needs User.Read.All, which a
         // restore-only app may lack, so without it the address is used as given.
-        let (id, address) = match self.client.get_user(&wanted).await {
-            Ok(user) => (user.id.clone(), user.address().to_owned()),
-            Err(GraphError::PermissionDenied { .. }) => (
-                address_or_id.trim().to_owned(),
-                address_or_id.trim().to_owned(),
-            ),
+        let mailbox = match self.client.get_user(&wanted).await {
+            Ok(user) => user.mailbox_id(),
+            Err(GraphError::PermissionDenied { .. }) => wanted,
             Err(e) => return Err(target_error(e)),
         };
+        let address = mailbox.address().to_owned();
         // A mailbox exists when its inbox does (needs only Mail.Read/ReadWrite); a user
         // without one answers MailboxNotEnabledForRESTAPI.
-        let mailbox = MailboxId::new(id.clone());
         self.client
             .get_folder(&mailbox, &FolderId::new("inbox"))
             .await
@@ -266,28 +258,28 @@ impl MailTarget for GraphTarget {
                 GraphError::MailboxNotFound { .. } => TargetError::MailboxNotFound(address.clone()),
                 e => target_error(e),
             })?;
-        Ok(TargetMailbox { id, address })
+        Ok(mailbox)
     }
 
-    async fn check_write_access(&self, mailbox: &TargetMailbox) -> Result<(), TargetError> {
+    async fn check_write_access(&self, mailbox: &MailboxId) -> Result<(), TargetError> {
         self.client
-            .probe_mail_write(&mbx(mailbox))
+            .probe_mail_write(mailbox)
             .await
             .map_err(target_error)
     }
 
     async fn well_known_folder(
         &self,
-        mailbox: &TargetMailbox,
+        mailbox: &MailboxId,
         well_known: &str,
     ) -> Result<Option<TargetFolder>, TargetError> {
         match self
             .client
-            .get_folder(&mbx(mailbox), &FolderId::new(well_known.to_owned()))
+            .get_folder(mailbox, &FolderId::new(well_known))
             .await
         {
             Ok(f) => Ok(Some(TargetFolder {
-                id: f.id.into_string(),
+                id: f.id,
                 display_name: f.display_name,
             })),
             Err(GraphError::NotFound { .. } | GraphError::Rejected { status: 400, .. }) => Ok(None),
@@ -297,22 +289,21 @@ impl MailTarget for GraphTarget {
 
     async fn ensure_folder(
         &self,
-        mailbox: &TargetMailbox,
-        parent: Option<&str>,
+        mailbox: &MailboxId,
+        parent: Option<&FolderId>,
         name: &str,
     ) -> Result<TargetFolder, TargetError> {
-        let parent = parent.map(|p| FolderId::new(p.to_owned()));
-        let m = mbx(mailbox);
+        let m = mailbox;
         // Look first: on a rerun every folder exists, and a lookup is cheaper than a
         // create that ends in a conflict.
         if let Some(f) = self
             .client
-            .find_child_folder(&m, parent.as_ref(), name)
+            .find_child_folder(m, parent, name)
             .await
             .map_err(target_error)?
         {
             return Ok(TargetFolder {
-                id: f.id.into_string(),
+                id: f.id,
                 display_name: f.display_name,
             });
         }
@@ -320,10 +311,10 @@ impl MailTarget for GraphTarget {
         // is not there the create did not happen, so sending it again is safe.
         let mut last = None;
         for _ in 0..FOLDER_CREATE_ATTEMPTS {
-            match self.client.create_folder(&m, parent.as_ref(), name).await {
+            match self.client.create_folder(m, parent, name).await {
                 Ok(created) => {
                     return Ok(TargetFolder {
-                        id: created.folder.id.into_string(),
+                        id: created.folder.id,
                         display_name: created.folder.display_name,
                     });
                 }
@@ -336,40 +327,36 @@ impl MailTarget for GraphTarget {
         ))
     }
 
-    async fn list_messages(
+    async fn list_items(
         &self,
-        mailbox: &TargetMailbox,
-        folder: &str,
-    ) -> Result<Vec<TargetMessage>, TargetError> {
+        mailbox: &MailboxId,
+        folder: &FolderId,
+    ) -> Result<Vec<TargetItem>, TargetError> {
         let list = self
             .client
-            .list_marked_messages(
-                &mbx(mailbox),
-                &FolderId::new(folder.to_owned()),
-                &[PROP_SOURCE, PROP_COMPLETE],
-            )
+            .list_marked_messages(mailbox, folder, &[PROP_SOURCE, PROP_COMPLETE])
             .await
             .map_err(target_error)?;
         Ok(list
             .into_iter()
-            .map(|m| TargetMessage {
-                source_id: m.property(PROP_SOURCE).map(str::to_owned),
+            .map(|m| TargetItem {
+                source_id: m.property(PROP_SOURCE).map(ItemId::from),
                 complete: m.property(PROP_COMPLETE) == Some("1"),
                 internet_message_id: m.internet_message_id,
-                id: m.id.into_string(),
+                id: m.id,
             })
             .collect())
     }
 
     async fn create_message(
         &self,
-        mailbox: &TargetMailbox,
-        folder: &str,
+        mailbox: &MailboxId,
+        folder: &FolderId,
         message: &RestoreMessage,
         inline_attachments: &[RestoreAttachment],
         mark: &RestoreMark,
         complete: bool,
-    ) -> Result<String, TargetError> {
+    ) -> Result<ItemId, TargetError> {
         let mut v = message_json(message);
         if !message.categories.is_empty() {
             v["categories"] = message.categories.clone().into();
@@ -393,23 +380,18 @@ impl MailTarget for GraphTarget {
         }
         let set_complete_now = complete && !needs_state_update(message);
         if let Some(props) = v["singleValueExtendedProperties"].as_array_mut() {
-            props.push(json!({ "id": PROP_SOURCE, "value": mark.source_id }));
+            props.push(json!({ "id": PROP_SOURCE, "value": mark.source_id.as_str() }));
             props.push(json!({ "id": PROP_RUN, "value": mark.run_id }));
             if set_complete_now {
                 props.push(json!({ "id": PROP_COMPLETE, "value": "1" }));
             }
         }
-        let m = mbx(mailbox);
         let created = self
             .client
-            .create_message(
-                &m,
-                Some(&FolderId::new(folder.to_owned())),
-                &NewMessage::Json(v),
-            )
+            .create_message(mailbox, Some(folder), &NewMessage::Json(v))
             .await
             .map_err(target_error)?;
-        let id = created.id.into_string();
+        let id = created.id;
         if complete && !set_complete_now {
             self.mark_complete(mailbox, &id, message).await?;
         }
@@ -418,12 +400,12 @@ impl MailTarget for GraphTarget {
 
     async fn list_attachments(
         &self,
-        mailbox: &TargetMailbox,
-        message_id: &str,
+        mailbox: &MailboxId,
+        item: &ItemId,
     ) -> Result<Vec<TargetAttachment>, TargetError> {
         let list = self
             .client
-            .list_attachments(&mbx(mailbox), &MessageId::new(message_id.to_owned()))
+            .list_attachments(mailbox, item)
             .await
             .map_err(target_error)?;
         Ok(list
@@ -437,12 +419,10 @@ impl MailTarget for GraphTarget {
 
     async fn add_attachment(
         &self,
-        mailbox: &TargetMailbox,
-        message_id: &str,
+        mailbox: &MailboxId,
+        item: &ItemId,
         attachment: &RestoreAttachment,
     ) -> Result<(), TargetError> {
-        let m = mbx(mailbox);
-        let id = MessageId::new(message_id.to_owned());
         match attachment {
             RestoreAttachment::File {
                 name,
@@ -453,8 +433,8 @@ impl MailTarget for GraphTarget {
             } if (bytes.len() as u64) < SMALL_ATTACHMENT_LIMIT => self
                 .client
                 .add_file_attachment(
-                    &m,
-                    &id,
+                    mailbox,
+                    item,
                     &NewFileAttachment {
                         name: name.clone(),
                         content_type: content_type.clone(),
@@ -476,8 +456,8 @@ impl MailTarget for GraphTarget {
                 let session = self
                     .client
                     .create_upload_session(
-                        &m,
-                        &id,
+                        mailbox,
+                        item,
                         &UploadSessionRequest {
                             name: name.clone(),
                             size: bytes.len() as u64,
@@ -489,7 +469,7 @@ impl MailTarget for GraphTarget {
                     .await
                     .map_err(target_error)?;
                 self.client
-                    .upload_attachment(&m, &session, bytes)
+                    .upload_attachment(mailbox, &session, bytes)
                     .await
                     .map_err(target_error)
             }
@@ -501,7 +481,7 @@ impl MailTarget for GraphTarget {
                     ));
                 }
                 self.client
-                    .add_item_attachment(&m, &id, &v)
+                    .add_item_attachment(mailbox, item, &v)
                     .await
                     .map(|_| ())
                     .map_err(target_error)
@@ -511,8 +491,8 @@ impl MailTarget for GraphTarget {
 
     async fn mark_complete(
         &self,
-        mailbox: &TargetMailbox,
-        message_id: &str,
+        mailbox: &MailboxId,
+        item: &ItemId,
         message: &RestoreMessage,
     ) -> Result<(), TargetError> {
         let patch = json!({
@@ -521,11 +501,7 @@ impl MailTarget for GraphTarget {
             "singleValueExtendedProperties": [{ "id": PROP_COMPLETE, "value": "1" }],
         });
         self.client
-            .update_message(
-                &mbx(mailbox),
-                &MessageId::new(message_id.to_owned()),
-                &patch,
-            )
+            .update_message(mailbox, item, &patch)
             .await
             .map_err(target_error)
     }

@@ -18,7 +18,7 @@ async fn series(
     label: &str,
     rows: &mut Vec<Row>,
 ) -> Result<(), BenchError> {
-    let users: Vec<String> = t.mailboxes.iter().map(|m| m.address.clone()).collect();
+    let users: Vec<String> = t.mailboxes.iter().map(|m| m.address().to_owned()).collect();
     rows.push(t.backup(r, "backup", &format!("full, {label}")).await?);
     let changes = t.sim.mutate(&users, 2.0).await?;
     let mut row = t
@@ -79,7 +79,7 @@ pub async fn large(sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), BenchError>
     let big = Tenant::start(&cfg).await?;
     let mut largest = 0usize;
     for m in &big.mailboxes {
-        let d = big.sim.dump(&m.address).await?;
+        let d = big.sim.dump(m.address()).await?;
         largest = largest.max(d.messages.iter().map(|x| x.mime_size).max().unwrap_or(0));
     }
     let rb = BenchRepo::local(&big.id).await?;

@@ -55,8 +55,8 @@ pub async fn run(sizes: &Sizes, ctx: &mut Ctx, rows: &mut Vec<Row>) -> Result<()
         .mailboxes
         .first()
         .ok_or_else(|| BenchError::Incomplete("tenant has no mailbox".into()))?
-        .address
-        .clone();
+        .address()
+        .to_owned();
     let (t, r) = ctx.base(sizes, rows).await?;
     let _ = r.store.take();
     let meter = Meter::start(None)?;
@@ -88,8 +88,8 @@ pub async fn run(sizes: &Sizes, ctx: &mut Ctx, rows: &mut Vec<Row>) -> Result<()
         .mailboxes
         .first()
         .ok_or_else(|| BenchError::Incomplete("tenant has no mailbox".into()))?
-        .address
-        .clone();
+        .address()
+        .to_owned();
     rows.push(
         save(
             r,

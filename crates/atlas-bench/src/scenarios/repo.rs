@@ -42,6 +42,8 @@ fn meta(n: usize, id: atlas_core::model::ContentId, body: &[u8]) -> MessageMeta 
         mime: id,
         mime_size: body.len() as u64,
         mime_sha256: String::new(),
+        kind: atlas_core::model::ItemKind::Mail,
+        content: Vec::new(),
     }
 }
 
@@ -54,6 +56,7 @@ fn inbox(count: u64, items: atlas_core::model::ContentId) -> FolderSnapshot {
             path: vec!["Inbox".into()],
             well_known_name: Some("inbox".into()),
             total_item_count: Some(count),
+            kind: atlas_core::model::ItemKind::Mail,
         },
         delta_link: None,
         graph_item_count: Some(count),

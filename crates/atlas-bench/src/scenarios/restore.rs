@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use atlas_core::model::MailboxId;
 use atlas_core::ports::NullReporter;
-use atlas_core::service::backup::Cancel;
+use atlas_core::service::Cancel;
 use atlas_core::service::catalog::SnapshotSelector;
 use atlas_core::service::restore::{RestoreOptions, execute, plan};
 use atlas_sim::FaultConfig;
@@ -58,7 +58,7 @@ async fn restore_into(
 /// Runs the restore scenario on the benchmark tenant.
 pub async fn run(sizes: &Sizes, ctx: &mut Ctx, rows: &mut Vec<Row>) -> Result<(), BenchError> {
     let (t, r) = ctx.base(sizes, rows).await?;
-    let names: Vec<String> = t.mailboxes.iter().map(|m| m.address.clone()).collect();
+    let names: Vec<String> = t.mailboxes.iter().map(|m| m.address().to_owned()).collect();
     let [src, a, b, ..] = names.as_slice() else {
         return Err(BenchError::Incomplete(
             "restore needs at least 3 mailboxes (--users)".into(),

@@ -180,7 +180,7 @@ async fn select_mailboxes(
         } else {
             skipped.push(Skipped {
                 reason: format!("{} (not selected by --kinds)", kind_name(m.kind)),
-                mailbox: m.address,
+                mailbox: m.address().to_owned(),
             });
         }
     }
@@ -480,10 +480,9 @@ pub async fn mailboxes(
         .into_iter()
         .filter(|m| !args.licensed_only || m.kind == MailboxKind::Licensed)
         .map(|m| {
-            let size = sizes
-                .as_ref()
-                .and_then(|s| s.get(&m.address.to_lowercase()).copied());
+            let size = sizes.as_ref().and_then(|s| s.get(m.address()).copied());
             MailboxLine {
+                address: m.address().to_owned(),
                 display_name: m.display_name,
                 kind: kind_id(m.kind),
                 label: kind_name(m.kind),
@@ -491,7 +490,6 @@ pub async fn mailboxes(
                 created: m.created,
                 size_bytes: size.and_then(|s| s.0),
                 item_count: size.and_then(|s| s.1),
-                address: m.address,
             }
         })
         .collect();

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use atlas_core::model::MailboxId;
 use atlas_core::ports::MailTarget;
 use atlas_core::ports::{
     BlobStore, Clock, FolderOptions, MailSource, MailboxKind, Reporter, SystemClock,
@@ -307,22 +306,22 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
         .find(|m| m.kind == MailboxKind::Licensed)
         .context("the demo tenant has no licensed mailbox")?
         .clone();
-    let dump = sim.dump_mailbox(&user.address)?;
+    let dump = sim.dump_mailbox(user.address())?;
     let mut changes = Vec::new();
     sim.add_message(
-        &user.address,
+        user.address(),
         "inbox",
         NewMessage::text("Quarterly numbers (new)", "Here are the new figures."),
     )?;
     sim.add_message(
-        &user.address,
+        user.address(),
         "inbox",
         NewMessage::text("Lunch on Friday?", "Shall we?"),
     )?;
     changes.push("2 new messages in Inbox".to_owned());
     if let Some(m) = dump.messages.first() {
         sim.update_message(
-            &user.address,
+            user.address(),
             &m.id,
             &MessageUpdate {
                 is_read: Some(!m.is_read),
@@ -333,18 +332,18 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
         changes.push("1 message flagged, categorised and its read state flipped".into());
     }
     if let Some(m) = dump.messages.get(1) {
-        sim.move_message(&user.address, &m.id, "archive")?;
+        sim.move_message(user.address(), &m.id, "archive")?;
         changes.push("1 message moved to Archive".into());
     }
     if let Some(m) = dump.messages.get(2) {
-        sim.delete_message(&user.address, &m.id)?;
+        sim.delete_message(user.address(), &m.id)?;
         changes.push("1 message deleted".into());
     }
     say(
         output,
         &format!(
             "4. Changed mailbox {}: {}.",
-            sanitize(&user.address),
+            sanitize(user.address()),
             changes.join(", ")
         ),
     );
@@ -405,7 +404,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
     let mut verified = 0;
     let mut problems = 0;
     for m in &mailboxes {
-        for info in repo.list_snapshots(&MailboxId::new(&m.address)).await? {
+        for info in repo.list_snapshots(&m.id.clone()).await? {
             let report = repo.verify_snapshot(info.id).await?;
             verified += 1;
             problems += report.problems.len();
@@ -430,15 +429,15 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
     // Restore the changed mailbox into another one, as received mail.
     let other = mailboxes
         .iter()
-        .find(|m| m.address != user.address)
+        .find(|m| m.address() != user.address())
         .context("the demo tenant needs a second mailbox")?
         .clone();
     let selector = SnapshotSelector::Latest {
-        mailbox: MailboxId::new(&user.address),
+        mailbox: user.id.clone(),
         as_of: None,
     };
     let mut restore_opts = RestoreOptions::new(selector.clone());
-    restore_opts.target = Some(other.address.clone());
+    restore_opts.target = Some(other.address().to_owned());
     restore_opts.destination = Destination::NamedRoot("Restored by atlas demo".into());
     let restore_plan = restore::plan(&repo, &restore_opts).await?;
     let target: Arc<dyn MailTarget> = Arc::new(GraphTarget::new(client.clone()));
@@ -455,8 +454,8 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
         output,
         &format!(
             "9. Restored {} into {} under \"Restored by atlas demo\": {} message(s) created as received mail, every folder verified{}.",
-            sanitize(&user.address),
-            sanitize(&other.address),
+            sanitize(user.address()),
+            sanitize(other.address()),
             restored.created,
             if restored.complete {
                 ""
@@ -491,7 +490,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
         &format!(
             "10. Exported {} message(s) of {} to a zip of .eml files (stored MIME byte for byte, checksums verified).",
             saved.messages,
-            sanitize(&user.address)
+            sanitize(user.address())
         ),
     );
 

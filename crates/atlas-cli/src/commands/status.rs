@@ -75,7 +75,7 @@ pub async fn status(
             if !wanted(mailbox.kind, &args.kinds) {
                 out.skipped.push(NotChecked {
                     reason: format!("{} (not selected by --kinds)", kind_name(mailbox.kind)),
-                    mailbox: mailbox.address,
+                    mailbox: mailbox.address().to_owned(),
                 });
                 continue;
             }
@@ -130,12 +130,12 @@ async fn check_one(
         // failure: there is nothing to back up.
         Err(atlas_core::Error::Source(SourceError::MailboxNotEnabled(_))) => {
             out.skipped.push(NotChecked {
-                mailbox: mailbox.address.clone(),
+                mailbox: mailbox.address().to_owned(),
                 reason: kind_name(MailboxKind::NoMailbox).to_owned(),
             });
         }
         Err(e) => out.failed.push(NotChecked {
-            mailbox: mailbox.address.clone(),
+            mailbox: mailbox.address().to_owned(),
             reason: e.to_string(),
         }),
     }

@@ -13,7 +13,8 @@ use atlas_core::ports::{
     BlobStore, Clock, FolderOptions, NullReporter, SourceMailbox, SystemClock,
 };
 use atlas_core::repo::{KdfChoice, Passphrase, Repository};
-use atlas_core::service::backup::{BackupOptions, Cancel, backup_mailbox, backup_mailboxes};
+use atlas_core::service::Cancel;
+use atlas_core::service::backup::{BackupOptions, backup_mailbox, backup_mailboxes};
 use atlas_core::service::status::{PendingChanges, mailbox_status};
 use atlas_core::{Error, ports::MailSource};
 use atlas_graph::{Credential, GraphClient, GraphConfig, GraphSource, RetryPolicy};
@@ -342,7 +343,7 @@ async fn tenant_backup_survives_throttling_and_server_errors() {
         assert!(s.complete, "{}: {s:#?}", o.mailbox);
     }
     for m in &mailboxes {
-        assert_matches_simulator(&env, &m.address).await;
+        assert_matches_simulator(&env, m.address()).await;
     }
 }
 

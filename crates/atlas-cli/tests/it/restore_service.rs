@@ -14,7 +14,8 @@ use atlas_core::model::MailboxId;
 use atlas_core::ports::TargetError;
 use atlas_core::ports::{BlobStore, Event, MailSource, NullReporter, Reporter, SystemClock};
 use atlas_core::repo::{KdfChoice, Passphrase, Repository};
-use atlas_core::service::backup::{BackupOptions, Cancel, backup_mailbox};
+use atlas_core::service::Cancel;
+use atlas_core::service::backup::{BackupOptions, backup_mailbox};
 use atlas_core::service::catalog::SnapshotSelector;
 use atlas_core::service::restore::{
     Destination, RestoreError, RestoreOptions, RestoreSummary, execute, plan,

@@ -1,4 +1,9 @@
-//! Id newtypes.
+//! Id newtypes: the one vocabulary of ids in Atlas.
+//!
+//! The ports speak these types and the adapters map their wire formats to them once, at
+//! their edge (`atlas-graph` turns Graph's JSON strings into [`FolderId`] and [`ItemId`]
+//! when it parses a response), so no id is converted back and forth between crates and a
+//! folder id can never be passed where an item id is expected.
 
 use std::fmt;
 use std::str::FromStr;
@@ -88,13 +93,29 @@ macro_rules! string_id {
         pub struct $name(String);
 
         impl $name {
-            /// Wrap an id as Graph returned it.
+            /// Wrap an id as the source returned it (ids are opaque and case-sensitive).
             pub fn new(id: impl Into<String>) -> Self {
                 Self(id.into())
             }
-            /// The id string.
+            /// The id string, as the source expects it back.
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+            /// Unwrap into the inner string.
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                Self(id)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                Self(id.to_owned())
             }
         }
 
@@ -113,14 +134,19 @@ macro_rules! string_id {
 }
 
 string_id!(
-    /// A Graph mail folder id (immutable id form when available).
+    /// A folder id (Graph's immutable id form when available). Where a source accepts
+    /// them, a well-known folder name such as `inbox` is a folder id too.
     FolderId
 );
 string_id!(
-    /// A Graph message id, requested with `Prefer: IdType="ImmutableId"` so it survives
-    /// folder moves.
-    MessageId
+    /// An item id of any kind (a message, an event, a contact …): Graph's immutable id,
+    /// requested with `Prefer: IdType="ImmutableId"` so it survives folder moves.
+    ItemId
 );
+
+/// Mail's name for an [`ItemId`]: a message is the item of kind
+/// [`ItemKind::Mail`](super::ItemKind::Mail).
+pub type MessageId = ItemId;
 
 /// A snapshot id (random UUID v4). It appears in the snapshot record's key name, so
 /// snapshots can be found without decrypting records.

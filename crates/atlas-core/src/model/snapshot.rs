@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::ids::{ContentId, MailboxId, MessageId};
-use super::message::FolderRecord;
+use super::ids::{ContentId, ItemId, MailboxId};
+use super::item::FolderRecord;
 
 /// Whether a run stored everything it set out to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,9 +21,10 @@ pub enum SnapshotStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemError {
-    /// The message, if the failure was about one message.
+    /// The item, if the failure was about one item (the field keeps its mail-era name on
+    /// disk: `messageId`).
     #[serde(default)]
-    pub message_id: Option<MessageId>,
+    pub message_id: Option<ItemId>,
     /// Human-readable reason (never contains the subject or body).
     pub reason: String,
 }
@@ -42,7 +43,7 @@ pub struct FolderSnapshot {
     pub graph_item_count: Option<u64>,
     /// Items in `items`.
     pub stored_item_count: u64,
-    /// Content id of the folder item list (a `Vec<MessageMeta>` blob). Unchanged folders
+    /// Content id of the folder item list (a `Vec<ItemMeta>` blob). Unchanged folders
     /// share it between snapshots.
     pub items: ContentId,
     /// Per-item failures.

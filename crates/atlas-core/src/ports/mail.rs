@@ -1,8 +1,25 @@
-//! The mail-source port: what the backup and status services need from a tenant.
+//! The source port: what the backup and status services need from a tenant.
 //!
-//! `atlas-graph` implements it over Microsoft Graph; tests may implement it in memory. The
-//! types here are the *source's* view of a mailbox (ids as Graph gives them, opaque delta
-//! links); the repository stores its own records built from them.
+//! `atlas-graph` implements it over Microsoft Graph; `atlas_core::testing::MemoryTenant`
+//! implements it in memory (feature `testing`). Both pass the same conformance suite
+//! (`atlas_core::testing::conformance::source`).
+//!
+//! The port speaks the core's vocabulary: ids are the model's newtypes
+//! ([`MailboxId`], [`FolderId`], [`ItemId`]), and what it enumerates are *items of a kind*
+//! ([`SourceItem`]) with the representations the source can deliver for each
+//! ([`ContentKind`]). An adapter maps its wire format to these types once, at its edge;
+//! a new kind of item is a new adapter (or a new kind in an adapter), not a new pipeline.
+//!
+//! Contract for implementations:
+//! - [`MailSource::list_folders`] returns parents before children, each with its whole
+//!   path, and the item kind it holds.
+//! - [`MailSource::delta_page`] from [`DeltaCursor::Initial`] reports every item of the
+//!   folder once per round (an item may repeat across pages; the last report wins); a
+//!   round ends with [`DeltaNext::Done`] whose link, given back later, reports exactly
+//!   what changed since: added or changed items in `items`, deleted or moved-out ids in
+//!   `removed`. A link the source no longer honours is [`SourceError::DeltaExpired`].
+//! - [`MailSource::open_content`] streams one representation byte for byte; a failure
+//!   that concerns only that item is [`SourceError::Item`], so the run goes on.
 
 use std::fmt::Debug;
 
@@ -11,7 +28,10 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use crate::model::{EmailAddress, FlagStatus, Importance};
+pub use crate::model::{
+    ContentKind, EmailAddress, FlagStatus, FolderId, FolderRecord, Importance, ItemId, ItemKind,
+    MailboxId,
+};
 
 /// What kind of Exchange mailbox a directory user has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,10 +53,10 @@ pub enum MailboxKind {
 /// A mailbox as the source sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceMailbox {
-    /// Directory object id (GUID) — stable across renames.
-    pub id: String,
-    /// Primary SMTP address (or UPN when there is no `mail`), as given by the directory.
-    pub address: String,
+    /// The mailbox: its address (primary SMTP address, or UPN when there is no `mail`)
+    /// and the directory object id, which survives renames. Built once, here, by the
+    /// adapter that resolved the mailbox; everything downstream uses this value.
+    pub id: MailboxId,
     /// Display name.
     pub display_name: String,
     /// Licensed / shared / no mailbox.
@@ -45,6 +65,13 @@ pub struct SourceMailbox {
     pub account_enabled: Option<bool>,
     /// When the account was created.
     pub created: Option<DateTime<Utc>>,
+}
+
+impl SourceMailbox {
+    /// The lower-cased address.
+    pub fn address(&self) -> &str {
+        self.id.address()
+    }
 }
 
 /// Options for folder enumeration.
@@ -56,23 +83,40 @@ pub struct FolderOptions {
     pub include_recoverable_items: bool,
 }
 
-/// One mail folder, with its position in the tree already resolved.
+/// One folder, with its position in the tree already resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceFolder {
     /// Folder id.
-    pub id: String,
+    pub id: FolderId,
     /// Parent folder id (`None` for folders directly under the root).
-    pub parent_id: Option<String>,
+    pub parent_id: Option<FolderId>,
     /// Display name.
     pub display_name: String,
     /// Names from the top of the mailbox down to this folder (inclusive).
     pub path: Vec<String>,
     /// Well-known name (`inbox`, `sentitems`, …) when the source knows it.
     pub well_known: Option<String>,
-    /// Graph's `totalItemCount` (includes non-mail items).
+    /// The source's item count for the folder (Graph's `totalItemCount`).
     pub total_items: u64,
     /// Whether the folder is hidden.
     pub hidden: bool,
+    /// The kind of item the folder holds (its container class).
+    pub kind: ItemKind,
+}
+
+impl SourceFolder {
+    /// The folder as a snapshot records it.
+    pub fn record(&self) -> FolderRecord {
+        FolderRecord {
+            id: self.id.clone(),
+            parent_id: self.parent_id.clone(),
+            display_name: self.display_name.clone(),
+            path: self.path.clone(),
+            well_known_name: self.well_known.clone(),
+            total_item_count: Some(self.total_items),
+            kind: self.kind,
+        }
+    }
 }
 
 /// Where to continue a folder's delta enumeration.
@@ -94,13 +138,9 @@ impl Debug for DeltaCursor {
     }
 }
 
-/// A message's metadata as delta reports it (the MIME is fetched separately).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceMessage {
-    /// Immutable id (the client asks for `IdType="ImmutableId"`).
-    pub id: String,
-    /// Version stamp; changes whenever the item changes.
-    pub change_key: Option<String>,
+/// The metadata of a mail message as delta reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailMetadata {
     /// RFC 5322 Message-ID.
     pub internet_message_id: Option<String>,
     /// Conversation id.
@@ -119,8 +159,6 @@ pub struct SourceMessage {
     pub received: Option<DateTime<Utc>>,
     /// Sent time.
     pub sent: Option<DateTime<Utc>>,
-    /// Last modification.
-    pub last_modified: Option<DateTime<Utc>>,
     /// Read state.
     pub is_read: bool,
     /// Draft (the only kind of message whose content may change).
@@ -133,8 +171,66 @@ pub struct SourceMessage {
     pub categories: Vec<String>,
     /// Graph's `hasAttachments` (false when only inline attachments exist).
     pub has_attachments: bool,
-    /// Folder the message is in.
-    pub parent_folder_id: Option<String>,
+}
+
+/// What a source reports about an item besides its skeleton, by kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ItemMetadata {
+    /// A mail message (boxed: it is most of the item's size, and most pages are mail).
+    Mail(Box<MailMetadata>),
+    /// An item whose readable form is its JSON representation: only what listing needs.
+    Other {
+        /// Title (event subject, contact name …). Sensitive like a subject.
+        title: Option<String>,
+    },
+}
+
+/// An item's skeleton and metadata as delta reports it (content is fetched separately).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceItem {
+    /// What the item is.
+    pub kind: ItemKind,
+    /// Immutable id (the Graph client asks for `IdType="ImmutableId"`).
+    pub id: ItemId,
+    /// Version stamp; changes whenever the item changes.
+    pub change_key: Option<String>,
+    /// Folder the item is in.
+    pub folder: Option<FolderId>,
+    /// Last modification.
+    pub last_modified: Option<DateTime<Utc>>,
+    /// The representations to store, the primary one first (MIME for mail).
+    pub contents: Vec<ContentKind>,
+    /// Kind-specific metadata.
+    pub metadata: ItemMetadata,
+}
+
+impl SourceItem {
+    /// A mail message with its MIME as the only representation.
+    pub fn mail(id: ItemId, metadata: MailMetadata) -> Self {
+        Self {
+            kind: ItemKind::Mail,
+            id,
+            change_key: None,
+            folder: None,
+            last_modified: None,
+            contents: vec![ContentKind::Mime],
+            metadata: ItemMetadata::Mail(Box::new(metadata)),
+        }
+    }
+
+    /// The mail metadata, for a message.
+    pub fn mail_metadata(&self) -> Option<&MailMetadata> {
+        match &self.metadata {
+            ItemMetadata::Mail(m) => Some(m),
+            ItemMetadata::Other { .. } => None,
+        }
+    }
+
+    /// Whether the item is a draft (only mail has drafts).
+    pub fn is_draft(&self) -> bool {
+        self.mail_metadata().is_some_and(|m| m.is_draft)
+    }
 }
 
 /// How a delta page ends.
@@ -158,10 +254,10 @@ impl Debug for DeltaNext {
 /// One page of a folder's delta.
 #[derive(Debug, Clone)]
 pub struct DeltaPage {
-    /// Added or changed messages.
-    pub items: Vec<SourceMessage>,
+    /// Added or changed items.
+    pub items: Vec<SourceItem>,
     /// Ids removed from the folder (deleted or moved out).
-    pub removed: Vec<String>,
+    pub removed: Vec<ItemId>,
     /// Continue or done.
     pub next: DeltaNext,
 }
@@ -206,10 +302,10 @@ pub enum SourceError {
     Other(String),
 }
 
-/// A stream of a message's raw MIME, chunk by chunk, so a 150 MB message never has to be
-/// held in memory at once.
+/// A stream of one representation of an item (a message's raw MIME, an export stream),
+/// chunk by chunk, so a 150 MB message never has to be held in memory at once.
 #[async_trait]
-pub trait MimeStream: Send {
+pub trait ContentStream: Send {
     /// The next chunk, or `None` at the end.
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, SourceError>;
 }
@@ -230,19 +326,20 @@ pub trait MailSource: Send + Sync + Debug {
         opts: FolderOptions,
     ) -> Result<Vec<SourceFolder>, SourceError>;
 
-    /// One page of a folder's message delta.
+    /// One page of a folder's item delta.
     async fn delta_page(
         &self,
         mailbox: &SourceMailbox,
-        folder_id: &str,
+        folder: &FolderId,
         cursor: &DeltaCursor,
         page_size: u32,
     ) -> Result<DeltaPage, SourceError>;
 
-    /// Open a message's raw MIME (`$value`).
-    async fn open_mime(
+    /// Open one representation of an item (for mail, [`ContentKind::Mime`]: `$value`).
+    async fn open_content(
         &self,
         mailbox: &SourceMailbox,
-        message_id: &str,
-    ) -> Result<Box<dyn MimeStream>, SourceError>;
+        item: &SourceItem,
+        content: ContentKind,
+    ) -> Result<Box<dyn ContentStream>, SourceError>;
 }

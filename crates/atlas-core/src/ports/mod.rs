@@ -1,7 +1,9 @@
 //! Ports: the traits through which the core reaches the outside world.
 //!
-//! Implementations live outside the core (`atlas-store`, `atlas-graph`, the CLI); the core
-//! only sees these traits, so services can be tested against in-memory implementations.
+//! Implementations live outside the core (`atlas-store`, `atlas-graph`, the CLI) or, for
+//! tests, in [`crate::testing`]; the core only sees these traits, so services can be
+//! tested against in-memory implementations. Each port ships a conformance suite that
+//! every implementation must pass.
 
 pub mod blob_store;
 pub mod clock;
@@ -15,11 +17,12 @@ pub use blob_store::{
 };
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use mail::{
-    DeltaCursor, DeltaNext, DeltaPage, EmailAddress, FlagStatus, FolderOptions, Importance,
-    MailSource, MailboxKind, MimeStream, SourceError, SourceFolder, SourceMailbox, SourceMessage,
+    ContentStream, DeltaCursor, DeltaNext, DeltaPage, EmailAddress, FlagStatus, FolderOptions,
+    Importance, ItemMetadata, MailMetadata, MailSource, MailboxKind, SourceError, SourceFolder,
+    SourceItem, SourceMailbox,
 };
 pub use reporter::{Event, NullReporter, Reporter};
 pub use target::{
     MailTarget, RestoreAttachment, RestoreBody, RestoreMark, RestoreMessage, TargetAttachment,
-    TargetError, TargetFolder, TargetMailbox, TargetMessage,
+    TargetError, TargetFolder, TargetItem,
 };

@@ -1,11 +1,16 @@
-//! The mail-target port: what the restore service needs to write messages back into a
-//! mailbox.
+//! The target port: what the restore service needs to write items back into a mailbox.
 //!
-//! `atlas-graph` implements it over Microsoft Graph. The types are the *restore's* view:
-//! a message as parsed from its stored MIME plus the state MIME lacks (read, flag,
-//! categories, dates), and a [`RestoreMark`] that ties every created message to the item
-//! it restores, so a rerun finds what an interrupted run already wrote instead of writing
-//! it twice.
+//! `atlas-graph` implements it over Microsoft Graph; `atlas_core::testing::MemoryTenant`
+//! implements it in memory (feature `testing`). Both pass the same conformance suite
+//! (`atlas_core::testing::conformance::target`).
+//!
+//! The port speaks the core's ids ([`MailboxId`], [`FolderId`], [`ItemId`]). Listing
+//! ([`MailTarget::list_items`]) and the marks are the same for every kind of item; how an
+//! item is *created* depends on the representation restore has for it: a message is
+//! created from fields parsed out of its stored MIME ([`RestoreMessage`], plus the state
+//! MIME lacks: read, flag, categories, dates). A [`RestoreMark`] ties every created item
+//! to the item it restores, so a rerun finds what an interrupted run already wrote
+//! instead of writing it twice.
 //!
 //! Contract for implementations:
 //! - [`MailTarget::create_message`] stores the mark *atomically with* the message (in the
@@ -13,6 +18,8 @@
 //!   invisible to the duplicate check.
 //! - [`MailTarget::create_message`] must not retry a create whose outcome is unclear; it
 //!   reports [`TargetError::OutcomeUnknown`] and the service checks by listing.
+//! - [`MailTarget::check_write_access`] writes nothing and [`MailTarget::ensure_folder`]
+//!   is idempotent, so the service may repeat either after an unclear outcome.
 //! - [`MailTarget::mark_complete`] is idempotent and is the last write for a message: a
 //!   message that has it has all its attachments.
 
@@ -22,22 +29,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-pub use crate::model::{EmailAddress, FlagStatus, Importance};
-
-/// A mailbox that restore writes into, as the target resolved it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetMailbox {
-    /// Directory object id (what the target addresses the mailbox by).
-    pub id: String,
-    /// Primary SMTP address or UPN.
-    pub address: String,
-}
+pub use crate::model::{EmailAddress, FlagStatus, FolderId, Importance, ItemId, MailboxId};
 
 /// A folder in the target mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetFolder {
     /// Folder id (or a well-known name, which Graph accepts wherever an id goes).
-    pub id: String,
+    pub id: FolderId,
     /// Display name.
     pub display_name: String,
 }
@@ -140,24 +138,25 @@ impl RestoreAttachment {
     }
 }
 
-/// What ties a created message to the item it restores.
+/// What ties a created item to the item it restores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreMark {
-    /// The original message's immutable id (the key of the duplicate check).
-    pub source_id: String,
+    /// The original item's immutable id (the key of the duplicate check).
+    pub source_id: ItemId,
     /// The restore run that created it (informational).
     pub run_id: String,
 }
 
-/// A message found in a target folder.
+/// An item found in a target folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetMessage {
+pub struct TargetItem {
     /// Its id in the target.
-    pub id: String,
-    /// `Message-ID`.
+    pub id: ItemId,
+    /// `Message-ID` (mail only): how in-place restore recognises messages that were never
+    /// deleted.
     pub internet_message_id: Option<String>,
     /// The restore mark, when an Atlas restore created it.
-    pub source_id: Option<String>,
+    pub source_id: Option<ItemId>,
     /// Whether the completion mark is set (all attachments were added).
     pub complete: bool,
 }
@@ -230,16 +229,16 @@ impl TargetError {
 pub trait MailTarget: Send + Sync + Debug {
     /// Look the target mailbox up by address, UPN or object id, and check it has a
     /// mailbox. Writes nothing.
-    async fn resolve_mailbox(&self, address_or_id: &str) -> Result<TargetMailbox, TargetError>;
+    async fn resolve_mailbox(&self, address_or_id: &str) -> Result<MailboxId, TargetError>;
 
     /// Prove the app may write into the mailbox *without writing anything*; a missing
     /// permission is [`TargetError::PermissionDenied`] naming it.
-    async fn check_write_access(&self, mailbox: &TargetMailbox) -> Result<(), TargetError>;
+    async fn check_write_access(&self, mailbox: &MailboxId) -> Result<(), TargetError>;
 
     /// A well-known folder (`inbox`, `sentitems` …) of the target, if it has one.
     async fn well_known_folder(
         &self,
-        mailbox: &TargetMailbox,
+        mailbox: &MailboxId,
         well_known: &str,
     ) -> Result<Option<TargetFolder>, TargetError>;
 
@@ -247,44 +246,44 @@ pub trait MailTarget: Send + Sync + Debug {
     /// `None`), created when missing. Idempotent: a folder that exists is returned.
     async fn ensure_folder(
         &self,
-        mailbox: &TargetMailbox,
-        parent: Option<&str>,
+        mailbox: &MailboxId,
+        parent: Option<&FolderId>,
         name: &str,
     ) -> Result<TargetFolder, TargetError>;
 
-    /// Every message in a folder with its restore marks (one listing, paged).
-    async fn list_messages(
+    /// Every item in a folder with its restore marks (one listing, paged).
+    async fn list_items(
         &self,
-        mailbox: &TargetMailbox,
-        folder: &str,
-    ) -> Result<Vec<TargetMessage>, TargetError>;
+        mailbox: &MailboxId,
+        folder: &FolderId,
+    ) -> Result<Vec<TargetItem>, TargetError>;
 
     /// Create a received (non-draft) message in `folder`, with its dates, read state and
     /// the mark, in one request; small attachments may be included (`inline_attachments`)
-    /// when they fit the request size limit. Returns the new message id. With `complete`,
+    /// when they fit the request size limit. Returns the new item's id. With `complete`,
     /// the completion mark is set in the same request (nothing follows).
     async fn create_message(
         &self,
-        mailbox: &TargetMailbox,
-        folder: &str,
+        mailbox: &MailboxId,
+        folder: &FolderId,
         message: &RestoreMessage,
         inline_attachments: &[RestoreAttachment],
         mark: &RestoreMark,
         complete: bool,
-    ) -> Result<String, TargetError>;
+    ) -> Result<ItemId, TargetError>;
 
     /// Attachments already on a message (to complete an interrupted one).
     async fn list_attachments(
         &self,
-        mailbox: &TargetMailbox,
-        message_id: &str,
+        mailbox: &MailboxId,
+        item: &ItemId,
     ) -> Result<Vec<TargetAttachment>, TargetError>;
 
     /// Add one attachment; large files go through an upload session in chunks.
     async fn add_attachment(
         &self,
-        mailbox: &TargetMailbox,
-        message_id: &str,
+        mailbox: &MailboxId,
+        item: &ItemId,
         attachment: &RestoreAttachment,
     ) -> Result<(), TargetError>;
 
@@ -292,8 +291,8 @@ pub trait MailTarget: Send + Sync + Debug {
     /// for a message; idempotent.
     async fn mark_complete(
         &self,
-        mailbox: &TargetMailbox,
-        message_id: &str,
+        mailbox: &MailboxId,
+        item: &ItemId,
         message: &RestoreMessage,
     ) -> Result<(), TargetError>;
 

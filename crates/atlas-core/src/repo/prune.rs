@@ -594,7 +594,9 @@ impl<'a> Pruner<'a> {
             Error::corrupt(loc.pack.store_key(), format!("folder item list {id}: {e}"))
         })?;
         for m in list.items {
-            self.mark(m.mime).await?;
+            for id in m.content_ids() {
+                self.mark(id).await?;
+            }
         }
         Ok(())
     }

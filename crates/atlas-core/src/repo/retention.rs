@@ -179,7 +179,7 @@ pub(crate) async fn snapshot_dependencies(
     for folder in &snap.record.folders {
         blobs.insert(folder.items);
         for item in repo.load_folder_items(&folder.items).await? {
-            blobs.insert(item.mime);
+            blobs.extend(item.content_ids());
         }
     }
     let mut chunks = Vec::new();

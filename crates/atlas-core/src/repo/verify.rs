@@ -85,7 +85,7 @@ pub(crate) async fn verify_snapshot_with(
         match repo.load_folder_items(&f.items).await {
             Ok(items) => {
                 report.messages += items.len();
-                referenced.extend(items.iter().map(|m| m.mime));
+                referenced.extend(items.iter().flat_map(crate::model::ItemMeta::content_ids));
             }
             Err(e) => report.problems.push(problem(repo, &f.items, e)),
         }

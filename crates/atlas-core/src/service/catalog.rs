@@ -798,6 +798,7 @@ mod tests {
                 path: path.iter().map(|s| (*s).to_owned()).collect(),
                 well_known_name: None,
                 total_item_count: None,
+                kind: crate::model::ItemKind::Mail,
             },
             delta_link: None,
             graph_item_count: None,

@@ -280,6 +280,7 @@ fn folder_record(id: &str, path: Option<&str>) -> FolderRecord {
         path,
         well_known_name: None,
         total_item_count: None,
+        kind: crate::model::ItemKind::Mail,
     }
 }
 
@@ -479,6 +480,8 @@ async fn convert_entry(
         mime: stored.id,
         mime_size: size,
         mime_sha256: stored.sha256_hex(),
+        kind: crate::model::ItemKind::Mail,
+        content: Vec::new(),
     };
     Ok(Converted::Ok {
         meta: Box::new(meta),

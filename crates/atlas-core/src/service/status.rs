@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::model::MailboxId;
+use crate::model::{FolderId, ItemId};
 use crate::ports::{DeltaCursor, DeltaNext, FolderOptions, MailSource, SourceError, SourceMailbox};
 use crate::repo::Repository;
 
@@ -107,20 +107,20 @@ pub async fn mailbox_status(
     folder_options: FolderOptions,
     page_size: u32,
 ) -> Result<StatusReport> {
-    let id = MailboxId::new(&mailbox.address);
-    let latest = repo.latest_snapshot(&id).await?;
+    let id = &mailbox.id;
+    let latest = repo.latest_snapshot(id).await?;
     let folders = source.list_folders(mailbox, folder_options).await?;
-    let saved: HashMap<&str, Option<&str>> = latest
+    let saved: HashMap<&FolderId, Option<&str>> = latest
         .iter()
         .flat_map(|s| s.record.folders.iter())
-        .map(|f| (f.folder.id.as_str(), f.delta_link.as_deref()))
+        .map(|f| (&f.folder.id, f.delta_link.as_deref()))
         .collect();
 
     // First every folder's delta, then the classification: a move shows as a removal in
     // one folder and an addition in another, so it needs the whole mailbox.
     let mut deltas: Vec<Option<Option<Changes>>> = Vec::with_capacity(folders.len());
     for folder in &folders {
-        deltas.push(match saved.get(folder.id.as_str()).copied().flatten() {
+        deltas.push(match saved.get(&folder.id).copied().flatten() {
             None => None,
             Some(link) => Some(read_changes(source, mailbox, &folder.id, link, page_size).await?),
         });
@@ -129,10 +129,10 @@ pub async fn mailbox_status(
         Some(snap) => held_messages(repo, snap).await?,
         None => HashMap::new(),
     };
-    let upserted_anywhere: HashSet<&str> = deltas
+    let upserted_anywhere: HashSet<&ItemId> = deltas
         .iter()
         .filter_map(|d| d.as_ref().and_then(Option::as_ref))
-        .flat_map(|c| c.upserted.iter().map(String::as_str))
+        .flat_map(|c| c.upserted.iter())
         .collect();
 
     let mut out = Vec::with_capacity(folders.len());
@@ -144,18 +144,18 @@ pub async fn mailbox_status(
             None => FolderState::NeverBackedUp { items },
             Some(None) => FolderState::Expired { items },
             Some(Some(c)) => {
-                let here = folder.id.as_str();
+                let here = &folder.id;
                 let mut p = PendingChanges::default();
                 for m in &c.upserted {
-                    if held.contains_key(m.as_str()) {
+                    if held.contains_key(m) {
                         p.changed += 1;
                     } else {
                         p.new += 1;
                     }
                 }
                 for m in &c.removed {
-                    let was_here = held.get(m.as_str()).is_some_and(|f| f == here);
-                    if was_here && !upserted_anywhere.contains(m.as_str()) {
+                    let was_here = held.get(m).is_some_and(|f| f == here);
+                    if was_here && !upserted_anywhere.contains(m) {
                         p.deleted += 1;
                     }
                 }
@@ -178,10 +178,10 @@ pub async fn mailbox_status(
             state,
         });
     }
-    let live: HashSet<&str> = folders.iter().map(|f| f.id.as_str()).collect();
+    let live: HashSet<&FolderId> = folders.iter().map(|f| &f.id).collect();
     if let Some(snap) = &latest {
         for f in &snap.record.folders {
-            if !live.contains(f.folder.id.as_str()) {
+            if !live.contains(&f.folder.id) {
                 out.push(FolderStatus {
                     path: f.folder.path.join("/"),
                     state: FolderState::Gone,
@@ -204,11 +204,11 @@ pub async fn mailbox_status(
 async fn held_messages(
     repo: &Repository,
     snap: &crate::repo::Snapshot,
-) -> Result<HashMap<String, String>> {
+) -> Result<HashMap<ItemId, FolderId>> {
     let mut held = HashMap::new();
     for f in &snap.record.folders {
         for m in repo.load_folder_items(&f.items).await? {
-            held.insert(m.id.as_str().to_owned(), f.folder.id.as_str().to_owned());
+            held.insert(m.id, f.folder.id.clone());
         }
     }
     Ok(held)
@@ -218,16 +218,16 @@ async fn held_messages(
 #[derive(Debug, Default)]
 struct Changes {
     /// Added or changed (or moved in).
-    upserted: HashSet<String>,
+    upserted: HashSet<ItemId>,
     /// Removed (deleted or moved out).
-    removed: HashSet<String>,
+    removed: HashSet<ItemId>,
 }
 
 /// Read the changes waiting behind a delta link; `None` when the link expired.
 async fn read_changes(
     source: &dyn MailSource,
     mailbox: &SourceMailbox,
-    folder_id: &str,
+    folder_id: &FolderId,
     link: &str,
     page_size: u32,
 ) -> Result<Option<Changes>> {

@@ -368,11 +368,15 @@ async fn collect(
                 continue;
             }
             for m in items {
-                let o = Owner {
-                    message: Some((m.id.clone(), m.mime_sha256.clone())),
-                    ..owner.clone()
-                };
-                needed.entry(m.mime).or_insert((o, Some(m.mime_sha256)));
+                // Every stored representation (MIME, and any export stream or JSON) is
+                // checked against its own checksum.
+                for c in m.contents() {
+                    let o = Owner {
+                        message: Some((m.id.clone(), c.sha256.clone())),
+                        ..owner.clone()
+                    };
+                    needed.entry(c.id).or_insert((o, Some(c.sha256)));
+                }
             }
         }
     }

@@ -94,6 +94,8 @@ pub fn meta(n: usize, folder: &str, mime_id: ContentId, body: &[u8]) -> MessageM
         mime: mime_id,
         mime_size: body.len() as u64,
         mime_sha256: hex::encode(Sha256::digest(body)),
+        kind: atlas_core::model::ItemKind::Mail,
+        content: Vec::new(),
     }
 }
 
@@ -105,6 +107,7 @@ pub fn folder(id: &str, name: &str) -> FolderRecord {
         path: vec![name.into()],
         well_known_name: None,
         total_item_count: Some(0),
+        kind: atlas_core::model::ItemKind::Mail,
     }
 }
 

@@ -94,6 +94,8 @@ async fn backup(repo: &Repository, mailbox: &str, minute: u32, bodies: &[Vec<u8>
             mime: id,
             mime_size: mime.len() as u64,
             mime_sha256: hex::encode(Sha256::digest(&mime)),
+            kind: atlas_core::model::ItemKind::Mail,
+            content: Vec::new(),
         });
     }
     let count = items.len() as u64;
@@ -114,6 +116,7 @@ async fn backup(repo: &Repository, mailbox: &str, minute: u32, bodies: &[Vec<u8>
                     path: vec!["Inbox".into()],
                     well_known_name: None,
                     total_item_count: Some(count),
+                    kind: atlas_core::model::ItemKind::Mail,
                 },
                 delta_link: None,
                 graph_item_count: Some(count),

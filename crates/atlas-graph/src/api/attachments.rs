@@ -6,7 +6,39 @@ use serde::{Deserialize, Serialize};
 use crate::client::{ByteStream, GraphClient, Req};
 use crate::endpoint::Endpoint;
 use crate::error::GraphError;
-use crate::ids::{AttachmentId, MailboxId, MessageId};
+use std::fmt;
+
+/// An attachment id within one message. Only Graph's attachment endpoints use it (the
+/// core never sees attachment ids), so it stays at this edge.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct AttachmentId(String);
+
+impl AttachmentId {
+    /// Wrap an id as Graph returned it.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The id as Graph expects it back.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AttachmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AttachmentId({})", self.0)
+    }
+}
+
+impl fmt::Display for AttachmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+use atlas_core::model::{ItemId, MailboxId};
 
 /// Fields listed per attachment; `contentBytes` is left out on purpose (base64 inside
 /// JSON is slow; bytes come from `$value`).
@@ -77,12 +109,12 @@ impl GraphClient {
     pub async fn list_attachments(
         &self,
         mailbox: &MailboxId,
-        message: &MessageId,
+        message: &ItemId,
     ) -> Result<Vec<Attachment>, GraphError> {
         let url = self.url(
             &[
                 "users",
-                mailbox.as_str(),
+                crate::api::user_segment(mailbox),
                 "messages",
                 message.as_str(),
                 "attachments",
@@ -98,7 +130,7 @@ impl GraphClient {
     pub async fn get_attachment_json(
         &self,
         mailbox: &MailboxId,
-        message: &MessageId,
+        message: &ItemId,
         attachment: &AttachmentId,
         expand_item: bool,
     ) -> Result<serde_json::Value, GraphError> {
@@ -110,7 +142,7 @@ impl GraphClient {
         let url = self.url(
             &[
                 "users",
-                mailbox.as_str(),
+                crate::api::user_segment(mailbox),
                 "messages",
                 message.as_str(),
                 "attachments",
@@ -127,13 +159,13 @@ impl GraphClient {
     pub async fn get_attachment_value(
         &self,
         mailbox: &MailboxId,
-        message: &MessageId,
+        message: &ItemId,
         attachment: &AttachmentId,
     ) -> Result<ByteStream, GraphError> {
         let url = self.url(
             &[
                 "users",
-                mailbox.as_str(),
+                crate::api::user_segment(mailbox),
                 "messages",
                 message.as_str(),
                 "attachments",

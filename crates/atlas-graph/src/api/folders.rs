@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::{GraphClient, Req};
 use crate::endpoint::Endpoint;
 use crate::error::GraphError;
-use crate::ids::{FolderId, MailboxId};
+use atlas_core::model::{FolderId, MailboxId};
 
 /// Page size for folder listings (Graph's default is 10).
 const FOLDER_PAGE: &str = "100";
@@ -120,7 +120,7 @@ impl GraphClient {
         include_hidden: bool,
     ) -> Result<Vec<MailFolder>, GraphError> {
         let url = self.url(
-            &["users", mailbox.as_str(), "mailFolders"],
+            &["users", crate::api::user_segment(mailbox), "mailFolders"],
             &folder_query(include_hidden),
         );
         self.collect_pages(Req::get(Endpoint::ListFolders, url, Some(mailbox)))
@@ -137,7 +137,7 @@ impl GraphClient {
         let url = self.url(
             &[
                 "users",
-                mailbox.as_str(),
+                crate::api::user_segment(mailbox),
                 "mailFolders",
                 folder.as_str(),
                 "childFolders",
@@ -155,7 +155,12 @@ impl GraphClient {
         folder: &FolderId,
     ) -> Result<MailFolder, GraphError> {
         let url = self.url(
-            &["users", mailbox.as_str(), "mailFolders", folder.as_str()],
+            &[
+                "users",
+                crate::api::user_segment(mailbox),
+                "mailFolders",
+                folder.as_str(),
+            ],
             &[],
         );
         self.fetch_json(&Req::get(Endpoint::ListFolders, url, Some(mailbox)))

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::{ByteStream, GraphClient, Req};
 use crate::endpoint::Endpoint;
 use crate::error::GraphError;
-use crate::ids::{FolderId, MailboxId, MessageId};
+use atlas_core::model::{FolderId, ItemId, MailboxId};
 
 /// Metadata selected in delta rounds: what SPEC §5 keeps next to the MIME (folder, read
 /// state, flag, categories, importance, dates, ids) plus what listings show.
@@ -61,7 +61,7 @@ pub struct Removed {
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     /// Immutable id.
-    pub id: MessageId,
+    pub id: ItemId,
     /// Version stamp.
     #[serde(default)]
     pub change_key: Option<String>,
@@ -172,7 +172,7 @@ pub struct DeltaPage {
     /// Added or changed messages.
     pub messages: Vec<Message>,
     /// Ids reported as `@removed`.
-    pub removed: Vec<MessageId>,
+    pub removed: Vec<ItemId>,
     /// Continue or done.
     pub next: DeltaNext,
 }
@@ -193,7 +193,7 @@ pub struct DeltaRound {
     /// Added or changed messages (the same id may appear twice: Graph replays).
     pub messages: Vec<Message>,
     /// Removed ids.
-    pub removed: Vec<MessageId>,
+    pub removed: Vec<ItemId>,
     /// The link to save.
     pub delta_link: DeltaLink,
 }
@@ -212,7 +212,7 @@ impl GraphClient {
             DeltaStart::Initial(folder) => self.url(
                 &[
                     "users",
-                    mailbox.as_str(),
+                    crate::api::user_segment(mailbox),
                     "mailFolders",
                     folder.as_str(),
                     "messages",
@@ -264,12 +264,17 @@ impl GraphClient {
     pub async fn get_message_json(
         &self,
         mailbox: &MailboxId,
-        message: &MessageId,
+        message: &ItemId,
         select: Option<&str>,
     ) -> Result<serde_json::Value, GraphError> {
         let query: Vec<(&str, &str)> = select.map(|s| ("$select", s)).into_iter().collect();
         let url = self.url(
-            &["users", mailbox.as_str(), "messages", message.as_str()],
+            &[
+                "users",
+                crate::api::user_segment(mailbox),
+                "messages",
+                message.as_str(),
+            ],
             &query,
         );
         self.fetch_json(&Req::get(Endpoint::GetMessage, url, Some(mailbox)))
@@ -280,10 +285,15 @@ impl GraphClient {
     pub async fn get_message(
         &self,
         mailbox: &MailboxId,
-        message: &MessageId,
+        message: &ItemId,
     ) -> Result<Message, GraphError> {
         let url = self.url(
-            &["users", mailbox.as_str(), "messages", message.as_str()],
+            &[
+                "users",
+                crate::api::user_segment(mailbox),
+                "messages",
+                message.as_str(),
+            ],
             &[("$select", DELTA_SELECT)],
         );
         self.fetch_json(&Req::get(Endpoint::GetMessage, url, Some(mailbox)))
@@ -295,12 +305,12 @@ impl GraphClient {
     pub async fn get_mime(
         &self,
         mailbox: &MailboxId,
-        message: &MessageId,
+        message: &ItemId,
     ) -> Result<ByteStream, GraphError> {
         let url = self.url(
             &[
                 "users",
-                mailbox.as_str(),
+                crate::api::user_segment(mailbox),
                 "messages",
                 message.as_str(),
                 "$value",
@@ -320,10 +330,10 @@ impl GraphClient {
         folder: &FolderId,
         property_id: &str,
         value: &str,
-    ) -> Result<Vec<MessageId>, GraphError> {
+    ) -> Result<Vec<ItemId>, GraphError> {
         #[derive(Deserialize)]
         struct IdOnly {
-            id: MessageId,
+            id: ItemId,
         }
         let filter = format!(
             "singleValueExtendedProperties/any(ep: ep/id eq '{}' and ep/value eq '{}')",
@@ -333,7 +343,7 @@ impl GraphClient {
         let url = self.url(
             &[
                 "users",
-                mailbox.as_str(),
+                crate::api::user_segment(mailbox),
                 "mailFolders",
                 folder.as_str(),
                 "messages",
@@ -399,7 +409,7 @@ mod tests {
           ]}"##;
         let page = split_delta(serde_json::from_str(json).expect("wire")).expect("page");
         assert_eq!(page.messages.len(), 1);
-        assert_eq!(page.removed, vec![MessageId::from("AAMkADNkNAAASq35yAAA=")]);
+        assert_eq!(page.removed, vec![ItemId::from("AAMkADNkNAAASq35yAAA=")]);
         let m = &page.messages[0];
         assert_eq!(m.is_read, Some(true));
         assert_eq!(m.categories, vec!["Blue".to_owned()]);

@@ -14,7 +14,13 @@ use serde::de::DeserializeOwned;
 use crate::client::{GraphClient, Req};
 use crate::endpoint::Endpoint;
 use crate::error::GraphError;
-use crate::ids::MailboxId;
+use atlas_core::model::MailboxId;
+
+/// How Graph addresses a mailbox in `/users/{…}`: by its directory object id when known
+/// (it survives renames of the address), by its address otherwise. Graph accepts either.
+pub(crate) fn user_segment(mailbox: &MailboxId) -> &str {
+    mailbox.graph_user_id().unwrap_or(mailbox.address())
+}
 
 /// An OData collection page.
 #[derive(Debug, Deserialize)]

@@ -21,8 +21,8 @@ use crate::api::messages::{Message, odata_quote};
 use crate::client::{GraphClient, Req, parse_json};
 use crate::endpoint::Endpoint;
 use crate::error::GraphError;
-use crate::ids::{FolderId, MailboxId, MessageId};
 use atlas_core::SecretString;
+use atlas_core::model::{FolderId, ItemId, MailboxId};
 
 /// Graph's front end refuses request bodies above 4 MB.
 pub const MAX_REQUEST_BYTES: u64 = 4 * 1024 * 1024;
@@ -142,14 +142,17 @@ impl GraphClient {
             Some(p) => self.url(
                 &[
                     "users",
-                    mailbox.as_str(),
+                    crate::api::user_segment(mailbox),
                     "mailFolders",
                     p.as_str(),
                     "childFolders",
                 ],
                 &[],
             ),
-            None => self.url(&["users", mailbox.as_str(), "mailFolders"], &[]),
+            None => self.url(
+                &["users", crate::api::user_segment(mailbox), "mailFolders"],
+                &[],
+            ),
         };
         let body = serde_json::json!({ "displayName": display_name, "isHidden": false });
         match self
@@ -210,14 +213,17 @@ impl GraphClient {
             Some(f) => self.url(
                 &[
                     "users",
-                    mailbox.as_str(),
+                    crate::api::user_segment(mailbox),
                     "mailFolders",
                     f.as_str(),
                     "messages",
                 ],
                 &[],
             ),
-            None => self.url(&["users", mailbox.as_str(), "messages"], &[]),
+            None => self.url(
+                &["users", crate::api::user_segment(mailbox), "messages"],
+                &[],
+            ),
         };
         let (body, content_type, what) = match message {
             NewMessage::Json(v) => (
@@ -243,7 +249,7 @@ impl GraphClient {
     pub async fn add_file_attachment(
         &self,
         mailbox: &MailboxId,
-        message: &MessageId,
+        message: &ItemId,
         attachment: &NewFileAttachment,
     ) -> Result<Attachment, GraphError> {
         check_size(
@@ -266,7 +272,7 @@ impl GraphClient {
         let url = self.url(
             &[
                 "users",
-                mailbox.as_str(),
+                crate::api::user_segment(mailbox),
                 "messages",
                 message.as_str(),
                 "attachments",
@@ -286,7 +292,7 @@ impl GraphClient {
     pub async fn create_upload_session(
         &self,
         mailbox: &MailboxId,
-        message: &MessageId,
+        message: &ItemId,
         request: &UploadSessionRequest,
     ) -> Result<UploadSession, GraphError> {
         let mut item = serde_json::json!({
@@ -304,7 +310,7 @@ impl GraphClient {
         let url = self.url(
             &[
                 "users",
-                mailbox.as_str(),
+                crate::api::user_segment(mailbox),
                 "messages",
                 message.as_str(),
                 "attachments",
@@ -407,7 +413,7 @@ impl GraphClient {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarkedMessage {
     /// Message id.
-    pub id: MessageId,
+    pub id: ItemId,
     /// RFC 5322 Message-ID.
     pub internet_message_id: Option<String>,
     /// `(property id, value)` of the requested properties the message has.
@@ -443,7 +449,7 @@ impl GraphClient {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Wire {
-            id: MessageId,
+            id: ItemId,
             #[serde(default)]
             internet_message_id: Option<String>,
             #[serde(default)]
@@ -458,7 +464,7 @@ impl GraphClient {
         let url = self.url(
             &[
                 "users",
-                mailbox.as_str(),
+                crate::api::user_segment(mailbox),
                 "mailFolders",
                 folder.as_str(),
                 "messages",
@@ -493,11 +499,16 @@ impl GraphClient {
     pub async fn update_message(
         &self,
         mailbox: &MailboxId,
-        message: &MessageId,
+        message: &ItemId,
         patch: &serde_json::Value,
     ) -> Result<(), GraphError> {
         let url = self.url(
-            &["users", mailbox.as_str(), "messages", message.as_str()],
+            &[
+                "users",
+                crate::api::user_segment(mailbox),
+                "messages",
+                message.as_str(),
+            ],
             &[],
         );
         let mut req = Req::post_json(Endpoint::CreateMessage, url, Some(mailbox), patch);
@@ -510,7 +521,7 @@ impl GraphClient {
     /// looks the item up, so a missing Mail.ReadWrite answers 403 while a granted one
     /// answers "not found" (404, or 400 for the malformed id).
     pub async fn probe_mail_write(&self, mailbox: &MailboxId) -> Result<(), GraphError> {
-        let probe = MessageId::new("AtlasWriteAccessProbe-this-id-does-not-exist");
+        let probe = ItemId::new("AtlasWriteAccessProbe-this-id-does-not-exist");
         match self
             .update_message(mailbox, &probe, &serde_json::json!({}))
             .await
@@ -526,7 +537,7 @@ impl GraphClient {
     pub async fn add_item_attachment(
         &self,
         mailbox: &MailboxId,
-        message: &MessageId,
+        message: &ItemId,
         attachment: &serde_json::Value,
     ) -> Result<Attachment, GraphError> {
         let body = attachment.to_string();
@@ -534,7 +545,7 @@ impl GraphClient {
         let url = self.url(
             &[
                 "users",
-                mailbox.as_str(),
+                crate::api::user_segment(mailbox),
                 "messages",
                 message.as_str(),
                 "attachments",

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::{GraphClient, Req};
 use crate::endpoint::Endpoint;
 use crate::error::GraphError;
-use crate::ids::MailboxId;
+use atlas_core::model::MailboxId;
 
 /// Properties requested for every user: the defaults lack `accountEnabled`,
 /// `createdDateTime` and `assignedPlans`, which discovery needs.
@@ -58,9 +58,11 @@ impl User {
             .unwrap_or(&self.id)
     }
 
-    /// The id to address the mailbox with (the object id survives renames).
+    /// The user's mailbox in the core's vocabulary: its address (lower-cased) and the
+    /// directory object id, which Graph calls use because it survives renames. This is
+    /// the one place a Graph user becomes a [`MailboxId`].
     pub fn mailbox_id(&self) -> MailboxId {
-        MailboxId::new(self.id.clone())
+        MailboxId::new(self.address()).with_graph_user_id(self.id.clone())
     }
 }
 
@@ -186,7 +188,10 @@ impl GraphClient {
 
     /// One user by object id or UPN. An unknown user is `MailboxNotFound`.
     pub async fn get_user(&self, id_or_upn: &MailboxId) -> Result<User, GraphError> {
-        let url = self.url(&["users", id_or_upn.as_str()], &[("$select", USER_SELECT)]);
+        let url = self.url(
+            &["users", crate::api::user_segment(id_or_upn)],
+            &[("$select", USER_SELECT)],
+        );
         self.fetch_json(&Req::get(Endpoint::GetUser, url, Some(id_or_upn)))
             .await
     }
@@ -205,7 +210,7 @@ impl GraphClient {
             mailbox_settings: Option<MailboxSettings>,
         }
         let url = self.url(
-            &["users", mailbox.as_str()],
+            &["users", crate::api::user_segment(mailbox)],
             &[("$select", "mailboxSettings")],
         );
         let wrapper: Wrapper = self

@@ -8,7 +8,8 @@ mod write;
 
 use std::time::Duration;
 
-use atlas_graph::{Credential, GraphClient, GraphConfig, MailboxId, RetryPolicy};
+use atlas_core::model::MailboxId;
+use atlas_graph::{Credential, GraphClient, GraphConfig, RetryPolicy};
 use atlas_sim::{SimConfig, SimHandle, Simulator, UserInfo};
 
 /// A small tenant: a few mailboxes, enough messages for several delta pages.
@@ -46,6 +47,7 @@ pub fn mailbox_user(sim: &SimHandle) -> UserInfo {
         .expect("tenant has a licensed user")
 }
 
+/// The user's mailbox as the core names it; Graph calls address it by the object id.
 pub fn mailbox(user: &UserInfo) -> MailboxId {
-    MailboxId::new(user.id.clone())
+    MailboxId::new(&user.upn).with_graph_user_id(user.id.clone())
 }

@@ -2,9 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use atlas_core::model::{FolderId, MailboxId};
 use atlas_graph::{
-    DeltaNext, DeltaStart, FolderId, FolderTreeOptions, GraphError, ListUsersOptions, MailboxId,
-    MailboxKind, ReportPeriod,
+    DeltaNext, DeltaStart, FolderTreeOptions, GraphError, ListUsersOptions, MailboxKind,
+    ReportPeriod,
 };
 use atlas_sim::{MessageUpdate, NewMessage, SimConfig, roles};
 

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use atlas_graph::{Credential, FolderId, GraphClient, GraphError, NewMessage};
+use atlas_core::model::FolderId;
+use atlas_graph::{Credential, GraphClient, GraphError, NewMessage};
 use atlas_sim::FaultConfig;
 
 use crate::{client, mailbox, mailbox_user, small_tenant, start};

@@ -1,6 +1,7 @@
 //! Restore-side writes.
 
-use atlas_graph::{FolderId, GraphError, NewFileAttachment, NewMessage, UploadSessionRequest};
+use atlas_core::model::FolderId;
+use atlas_graph::{GraphError, NewFileAttachment, NewMessage, UploadSessionRequest};
 use bytes::Bytes;
 
 use crate::{client, mailbox, mailbox_user, small_tenant, start};

@@ -280,6 +280,8 @@ mod tests {
             mime: ContentId::from_bytes([0; 32]),
             mime_size: 0,
             mime_sha256: String::new(),
+            kind: crate::model::ItemKind::Mail,
+            content: Vec::new(),
         }
     }
 

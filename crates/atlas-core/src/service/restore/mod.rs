@@ -35,15 +35,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::task::JoinSet;
 
-use super::backup::Cancel;
 use super::catalog::{SnapshotSelector, find_message, folder_path, folder_selected};
+use super::{Cancel, Window};
 use crate::error::Error;
-use crate::model::{FolderSnapshot, MessageMeta, SnapshotId};
+use crate::model::{FolderId, FolderSnapshot, ItemId, MailboxId, MessageMeta, SnapshotId};
 use crate::ports::{
-    Event, MailTarget, Reporter, RestoreAttachment, RestoreMark, TargetError, TargetMailbox,
-    TargetMessage,
+    Event, MailTarget, Reporter, RestoreAttachment, RestoreMark, TargetError, TargetItem,
 };
 use crate::repo::Repository;
 
@@ -364,7 +362,7 @@ pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePla
 struct Ctx {
     repo: Repository,
     target: Arc<dyn MailTarget>,
-    mailbox: TargetMailbox,
+    mailbox: MailboxId,
     run_id: String,
 }
 
@@ -415,7 +413,7 @@ fn is_inline(a: &RestoreAttachment) -> bool {
 /// known to be there already (`None`: list it).
 async fn complete_message(
     ctx: &Ctx,
-    id: &str,
+    id: &ItemId,
     parsed: &mime::Parsed,
     mut have: Option<Vec<(String, bool)>>,
 ) -> Result<(u64, u64), String> {
@@ -472,9 +470,9 @@ async fn complete_message(
 
 async fn restore_one(
     ctx: Arc<Ctx>,
-    folder_id: String,
+    folder_id: FolderId,
     meta: MessageMeta,
-    existing: Option<TargetMessage>,
+    existing: Option<TargetItem>,
 ) -> Outcome {
     let raw = match ctx.repo.read_blob(&meta.mime).await {
         Ok(raw) => raw,
@@ -507,7 +505,7 @@ async fn restore_one(
         }
     }
     let mark = RestoreMark {
-        source_id: meta.id.as_str().to_owned(),
+        source_id: meta.id.clone(),
         run_id: ctx.run_id.clone(),
     };
     for _ in 0..CREATE_ATTEMPTS {
@@ -547,11 +545,11 @@ async fn restore_one(
             }
             Err(TargetError::OutcomeUnknown(_)) => {
                 // Did it happen? Look for the mark before sending it again.
-                match ctx.target.list_messages(&ctx.mailbox, &folder_id).await {
+                match ctx.target.list_items(&ctx.mailbox, &folder_id).await {
                     Ok(list) => {
                         if let Some(found) = list
                             .into_iter()
-                            .find(|m| m.source_id.as_deref() == Some(meta.id.as_str()))
+                            .find(|m| m.source_id.as_ref() == Some(&meta.id))
                         {
                             if found.complete {
                                 return Outcome::Created {
@@ -581,13 +579,13 @@ async fn restore_one(
 /// Target folder ids by path (lower-cased names), so parents are created once.
 struct FolderResolver<'a> {
     target: &'a dyn MailTarget,
-    mailbox: &'a TargetMailbox,
-    root: Option<String>,
-    cache: HashMap<Vec<String>, String>,
+    mailbox: &'a MailboxId,
+    root: Option<FolderId>,
+    cache: HashMap<Vec<String>, FolderId>,
 }
 
 impl FolderResolver<'_> {
-    async fn resolve(&mut self, path: &[PathStep]) -> Result<String, TargetError> {
+    async fn resolve(&mut self, path: &[PathStep]) -> Result<FolderId, TargetError> {
         let mut parent = self.root.clone();
         for i in 0..path.len() {
             let key: Vec<String> = path[..=i].iter().map(|s| s.name.to_lowercase()).collect();
@@ -608,7 +606,7 @@ impl FolderResolver<'_> {
                 Some(id) => id,
                 None => {
                     self.target
-                        .ensure_folder(self.mailbox, parent.as_deref(), &step.name)
+                        .ensure_folder(self.mailbox, parent.as_ref(), &step.name)
                         .await?
                         .id
                 }
@@ -623,13 +621,13 @@ impl FolderResolver<'_> {
 /// What is already in a target folder, for the duplicate check and for verification.
 struct Present {
     /// By original id: (target id, complete).
-    marked: HashMap<String, TargetMessage>,
+    marked: HashMap<ItemId, TargetItem>,
     /// internetMessageIds of messages not created by a restore (in place only), counted.
     unmarked: HashMap<String, usize>,
 }
 
 impl Present {
-    fn new(list: Vec<TargetMessage>, in_place: bool) -> Self {
+    fn new(list: Vec<TargetItem>, in_place: bool) -> Self {
         let mut marked = HashMap::new();
         let mut unmarked: HashMap<String, usize> = HashMap::new();
         for m in list {
@@ -638,7 +636,7 @@ impl Present {
                     // A complete copy wins over an incomplete duplicate.
                     let keep = marked
                         .get(s)
-                        .is_none_or(|old: &TargetMessage| !old.complete && m.complete);
+                        .is_none_or(|old: &TargetItem| !old.complete && m.complete);
                     if keep {
                         marked.insert(s.clone(), m);
                     }
@@ -752,7 +750,7 @@ impl Run<'_> {
                 return Ok(Next::Continue);
             }
         };
-        let mut present = match target.list_messages(&mailbox, &folder_id).await {
+        let mut present = match target.list_items(&mailbox, &folder_id).await {
             Ok(list) => Present::new(list, self.in_place),
             Err(e) if e.is_fatal() => return Err(e.into()),
             // Without the listing the duplicate check cannot be made: writing would risk
@@ -801,19 +799,18 @@ impl Run<'_> {
     async fn write_messages(
         &mut self,
         pf: &PlannedFolder,
-        folder_id: &str,
+        folder_id: &FolderId,
         present: &mut Present,
         target_path: &str,
-    ) -> Option<HashMap<String, String>> {
-        let mut failures: HashMap<String, String> = HashMap::new();
-        let mut tasks: JoinSet<(String, u64, Outcome)> = JoinSet::new();
-        let limit = self.plan.messages_in_flight.max(1);
+    ) -> Option<HashMap<ItemId, String>> {
+        let mut failures: HashMap<ItemId, String> = HashMap::new();
+        let mut tasks: Window<(ItemId, u64, Outcome)> = Window::new(self.plan.messages_in_flight);
         for meta in &pf.items {
             if self.cancel.is_requested() {
                 self.summary.cancelled = true;
                 break;
             }
-            let existing = present.marked.get(meta.id.as_str()).cloned();
+            let existing = present.marked.get(&meta.id).cloned();
             let already = match &existing {
                 Some(m) => m.complete,
                 None => self.in_place && present.take_unmarked(meta),
@@ -823,14 +820,14 @@ impl Run<'_> {
                 self.done_item(target_path);
                 continue;
             }
-            while tasks.len() >= limit {
-                if let Some(done) = tasks.join_next().await {
+            while !tasks.has_room() {
+                if let Some(done) = tasks.next().await {
                     self.record(&mut failures, done, target_path);
                 }
             }
-            let (ctx, folder_id, meta) = (self.ctx.clone(), folder_id.to_owned(), meta.clone());
+            let (ctx, folder_id, meta) = (self.ctx.clone(), folder_id.clone(), meta.clone());
             tasks.spawn(async move {
-                let id = meta.id.as_str().to_owned();
+                let id = meta.id.clone();
                 let size = meta.mime_size;
                 let outcome = restore_one(ctx, folder_id, meta, existing).await;
                 (id, size, outcome)
@@ -839,12 +836,11 @@ impl Run<'_> {
         if self.cancel.is_hard() {
             // Stop at once: whatever was in flight is left half-done for the next run,
             // which finds it by its mark and completes it.
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
+            tasks.abort_all().await;
             self.summary.cancelled = true;
             return None;
         }
-        while let Some(done) = tasks.join_next().await {
+        while let Some(done) = tasks.next().await {
             self.record(&mut failures, done, target_path);
         }
         Some(failures)
@@ -853,26 +849,26 @@ impl Run<'_> {
     /// List the folder again and look for every selected message.
     async fn verify(
         &self,
-        folder_id: &str,
+        folder_id: &FolderId,
         pf: &PlannedFolder,
-        failures: &HashMap<String, String>,
+        failures: &HashMap<ItemId, String>,
         result: &mut FolderResult,
     ) -> Result<(), RestoreError> {
         let cancelled = self.summary.cancelled;
         match self
             .ctx
             .target
-            .list_messages(&self.ctx.mailbox, folder_id)
+            .list_items(&self.ctx.mailbox, folder_id)
             .await
         {
             Ok(list) => {
                 let mut after = Present::new(list, self.in_place);
                 for meta in &pf.items {
-                    let ok = match after.marked.get(meta.id.as_str()) {
+                    let ok = match after.marked.get(&meta.id) {
                         Some(m) => m.complete,
                         None => self.in_place && after.take_unmarked(meta),
                     };
-                    let failure = failures.get(meta.id.as_str());
+                    let failure = failures.get(&meta.id);
                     if ok {
                         result.present += 1;
                     } else if !cancelled || failure.is_some() {
@@ -900,8 +896,8 @@ impl Run<'_> {
 
     fn record(
         &mut self,
-        failures: &mut HashMap<String, String>,
-        done: Result<(String, u64, Outcome), tokio::task::JoinError>,
+        failures: &mut HashMap<ItemId, String>,
+        done: crate::Result<(ItemId, u64, Outcome)>,
         folder: &str,
     ) {
         record(
@@ -927,7 +923,7 @@ pub async fn execute(
     let mailbox = target.resolve_mailbox(&plan.target_mailbox).await?;
     target.check_write_access(&mailbox).await?;
     let run_id = uuid::Uuid::new_v4().to_string();
-    let label = mailbox.address.clone();
+    let label = mailbox.address().to_owned();
     reporter.report(Event::MailboxStarted {
         mailbox: label.clone(),
         folders: plan.folders.len(),
@@ -940,7 +936,7 @@ pub async fn execute(
         run_id: run_id.clone(),
         snapshot: plan.snapshot,
         source_mailbox: plan.source_mailbox.clone(),
-        target_mailbox: mailbox.address.clone(),
+        target_mailbox: mailbox.address().to_owned(),
         root: plan.root.clone(),
         complete: false,
         cancelled: false,
@@ -993,8 +989,8 @@ pub async fn execute(
 
 fn record(
     summary: &mut RestoreSummary,
-    failures: &mut HashMap<String, String>,
-    done: Result<(String, u64, Outcome), tokio::task::JoinError>,
+    failures: &mut HashMap<ItemId, String>,
+    done: crate::Result<(ItemId, u64, Outcome)>,
     reporter: &dyn Reporter,
     label: &str,
     folder: &str,
@@ -1032,7 +1028,7 @@ fn record(
             reporter.report(Event::ItemFailed {
                 mailbox: label.to_owned(),
                 folder: folder.to_owned(),
-                item: id.clone(),
+                item: id.to_string(),
                 reason: reason.clone(),
             });
             failures.insert(id, reason);

@@ -310,6 +310,8 @@ pub async fn backup_folders(
                 mime: id,
                 mime_size: mime.len() as u64,
                 mime_sha256: hex::encode(Sha256::digest(&mime)),
+                kind: atlas_core::model::ItemKind::Mail,
+                content: Vec::new(),
             });
         }
         metas.push((path.clone(), items));
@@ -329,6 +331,7 @@ pub async fn backup_folders(
                 path: path.iter().map(|s| (*s).to_owned()).collect(),
                 well_known_name: None,
                 total_item_count: Some(count),
+                kind: atlas_core::model::ItemKind::Mail,
             },
             delta_link: None,
             graph_item_count: Some(count),
