@@ -22,6 +22,9 @@
 //! | `GET` / `PUT /_admin/faults` | `FaultConfig` (latency/hang delay in ms) |
 //! | `POST /_admin/certificates` | `{certificate_der, public_key_der}` (base64; SPKI DER key) |
 //! | `POST /_admin/expire-tokens`, `/_admin/expire-delta-tokens`, `/_admin/shutdown` | |
+//!
+//! Calendars, contacts, tasks, notes, the mailbox's configuration and the meeting mail
+//! sent have their own routes (see `pim_admin.rs`).
 
 use std::sync::Arc;
 
@@ -553,8 +556,12 @@ impl Sim {
                     total_item_count: total,
                     unread_item_count: unread,
                 });
-                let mut kids: Vec<&crate::model::Folder> =
-                    m.folders.values().filter(|c| c.parent == Some(k)).collect();
+                // The mail dump: other folder classes are in the PIM dump.
+                let mut kids: Vec<&crate::model::Folder> = m
+                    .folders
+                    .values()
+                    .filter(|c| c.parent == Some(k) && c.class == crate::model::class::MAIL)
+                    .collect();
                 kids.sort_by(|a, b| b.name.cmp(&a.name));
                 stack.extend(kids.iter().map(|c| c.key));
             }
@@ -736,7 +743,16 @@ impl Sim {
                 handle.shutdown();
                 Ok(json!({}))
             }
-            _ => return Resp::error(StatusCode::NOT_FOUND, "NotFound", "unknown admin endpoint"),
+            _ => match crate::pim_admin::admin_http(&handle, method.as_str(), s.as_slice(), &v) {
+                Some(r) => r,
+                None => {
+                    return Resp::error(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        "unknown admin endpoint",
+                    );
+                }
+            },
         };
         match result {
             Ok(v) => Resp::ok(v),

@@ -23,6 +23,32 @@ pub mod roles {
     pub const MAIL_READ_WRITE: &str = "Mail.ReadWrite";
     /// Read usage reports.
     pub const REPORTS_READ_ALL: &str = "Reports.Read.All";
+    /// Read calendars in all mailboxes.
+    pub const CALENDARS_READ: &str = "Calendars.Read";
+    /// Read and write calendars in all mailboxes.
+    pub const CALENDARS_READ_WRITE: &str = "Calendars.ReadWrite";
+    /// Read contacts in all mailboxes.
+    pub const CONTACTS_READ: &str = "Contacts.Read";
+    /// Read and write contacts in all mailboxes.
+    pub const CONTACTS_READ_WRITE: &str = "Contacts.ReadWrite";
+    /// Read all users' To Do tasks.
+    pub const TASKS_READ_ALL: &str = "Tasks.Read.All";
+    /// Read and write all users' To Do tasks.
+    pub const TASKS_READ_WRITE_ALL: &str = "Tasks.ReadWrite.All";
+    /// Read all users' mailbox settings (also inbox rules and master categories).
+    pub const MAILBOX_SETTINGS_READ: &str = "MailboxSettings.Read";
+    /// Read and write all users' mailbox settings.
+    pub const MAILBOX_SETTINGS_READ_WRITE: &str = "MailboxSettings.ReadWrite";
+    /// Mailbox import/export API: read folders.
+    pub const MAILBOX_FOLDER_READ_ALL: &str = "MailboxFolder.Read.All";
+    /// Mailbox import/export API: read and write folders.
+    pub const MAILBOX_FOLDER_READ_WRITE_ALL: &str = "MailboxFolder.ReadWrite.All";
+    /// Mailbox import/export API: read items.
+    pub const MAILBOX_ITEM_READ_ALL: &str = "MailboxItem.Read.All";
+    /// Mailbox import/export API: export items.
+    pub const MAILBOX_ITEM_EXPORT_ALL: &str = "MailboxItem.Export.All";
+    /// Mailbox import/export API: import and export items.
+    pub const MAILBOX_ITEM_IMPORT_EXPORT_ALL: &str = "MailboxItem.ImportExport.All";
 }
 
 /// Everything that shapes a simulated tenant and the service in front of it.
@@ -87,6 +113,32 @@ pub struct SimConfig {
     pub delta_top: DeltaTopMode,
     /// What `mailFolders/delta` reports where its documentation is silent.
     pub folder_delta: FolderDeltaMode,
+    /// Open variants of the mailbox import and export API.
+    pub mailbox_api: MailboxApiMode,
+}
+
+/// What the mailbox import and export API pages leave open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MailboxApiMode {
+    /// `GET …/mailboxes/{id}/folders`: api/mailbox-list-folders.md says "all the
+    /// mailboxFolder objects in the specified mailbox" but its example lists "the
+    /// collection directly under the root folder". Off (default): the root's children,
+    /// like the example; on: every folder.
+    pub list_folders_whole_tree: bool,
+    /// How long an import URL stays valid (the pages give `expirationDateTime` but no
+    /// lifetime).
+    #[serde(with = "secs")]
+    pub import_session_lifetime: Duration,
+}
+
+impl Default for MailboxApiMode {
+    fn default() -> Self {
+        Self {
+            list_folders_whole_tree: false,
+            import_session_lifetime: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// The variants of `mailFolders/delta` the documentation leaves open (graph-api.md §4.4,
@@ -160,6 +212,8 @@ pub struct Limits {
     pub batch_max_requests: usize,
     /// Inner batch requests run in parallel (Outlook runs up to 4).
     pub batch_parallelism: usize,
+    /// Most item ids one `exportItems` call accepts (20, api/mailbox-exportitems.md).
+    pub export_max_items: usize,
 }
 
 /// Scope of the concurrency limit (graph-api.md §9.1, a conflict).
@@ -205,6 +259,7 @@ impl Default for Limits {
             upload_session_max_bytes: 150 * 1024 * 1024,
             batch_max_requests: 20,
             batch_parallelism: 4,
+            export_max_items: 20,
         }
     }
 }
@@ -246,6 +301,7 @@ impl Default for SimConfig {
             delta_max_page_size: 1000,
             delta_top: DeltaTopMode::Ignored,
             folder_delta: FolderDeltaMode::default(),
+            mailbox_api: MailboxApiMode::default(),
         }
     }
 }

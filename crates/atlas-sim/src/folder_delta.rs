@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::http::{Req, Resp};
 use crate::json;
-use crate::model::{Mailbox, ROOT_FOLDER};
+use crate::model::{Mailbox, ROOT_FOLDER, class};
 use crate::server::Sim;
 
 const GRAPH_CTX: &str = "https://graph.microsoft.com/v1.0/$metadata";
@@ -137,7 +137,10 @@ impl Sim {
             // A folder is in scope when it is below the root (only directly, unless the
             // whole tree is reported) and neither it nor an ancestor is hidden (unless
             // hidden folders are reported).
-            let visible = |mut parent: Option<u64>, hidden: bool| {
+            let visible = |mut parent: Option<u64>, hidden: bool, folder_class: &str| {
+                if folder_class != class::MAIL {
+                    return false;
+                }
                 if parent.is_none() || (!cfg_mode.whole_tree && parent != Some(ROOT_FOLDER)) {
                     return false;
                 }
@@ -161,7 +164,7 @@ impl Sim {
             let mut entries: Vec<(u64, bool)> = mbx
                 .folders
                 .values()
-                .filter(|f| visible(f.parent, f.hidden))
+                .filter(|f| visible(f.parent, f.hidden, &f.class))
                 .filter(|f| {
                     let seq = changed
                         .as_ref()
@@ -176,7 +179,7 @@ impl Sim {
                     mbx.folder_tombstones
                         .iter()
                         .filter(|x| {
-                            visible(x.parent, x.hidden) && in_round(x.seq) && x.created_seq <= tok.s
+                            visible(x.parent, x.hidden, &x.class) && in_round(x.seq) && x.created_seq <= tok.s
                         })
                         .map(|x| (x.key, false)),
                 );

@@ -303,6 +303,10 @@ pub(crate) fn generate(cfg: &SimConfig) -> Tenant {
     for (&idx, mbx) in &mut mailboxes {
         g.fill_mailbox(idx, mbx, &shared_pool);
     }
+    // After all mail, with its own random stream: the mail of a seed stays what it was.
+    for (&idx, mbx) in &mut mailboxes {
+        crate::pim_gen::fill(cfg, &users, idx, mbx);
+    }
     Tenant {
         id: tenant_id,
         domain: cfg.tenant_domain.clone(),

@@ -14,7 +14,7 @@ use crate::server::{Sim, lock};
 
 const GRAPH_CTX: &str = "https://graph.microsoft.com/v1.0/$metadata";
 
-fn bad_select(name: &str, ty: &str) -> Resp {
+pub(crate) fn bad_select(name: &str, ty: &str) -> Resp {
     Resp::error(
         StatusCode::BAD_REQUEST,
         "RequestBroker--ParseUri",
@@ -22,7 +22,7 @@ fn bad_select(name: &str, ty: &str) -> Resp {
     )
 }
 
-fn item_not_found() -> Resp {
+pub(crate) fn item_not_found() -> Resp {
     Resp::error(
         StatusCode::NOT_FOUND,
         "ErrorItemNotFound",
@@ -30,7 +30,7 @@ fn item_not_found() -> Resp {
     )
 }
 
-fn parse_top(req: &Req, default: usize, max: usize) -> Result<usize, Resp> {
+pub(crate) fn parse_top(req: &Req, default: usize, max: usize) -> Result<usize, Resp> {
     match req.q("$top") {
         None => Ok(default),
         Some(v) => match v.parse::<usize>() {
@@ -47,7 +47,7 @@ fn parse_top(req: &Req, default: usize, max: usize) -> Result<usize, Resp> {
 }
 
 /// The request URL with `$skip`/`$skiptoken` replaced, for `@odata.nextLink`.
-fn next_link(base: &str, req: &Req, key: &str, value: &str) -> String {
+pub(crate) fn next_link(base: &str, req: &Req, key: &str, value: &str) -> String {
     let mut q: Vec<(String, String)> = req
         .query
         .iter()
@@ -200,6 +200,14 @@ impl Sim {
                     "@odata.context".into(),
                     json!(format!("{GRAPH_CTX}#users/$entity")),
                 );
+                // The whole mailboxSettings, as `GET …/mailboxSettings` returns it.
+                if let Some(Value::Object(ms)) = o.get_mut("mailboxSettings")
+                    && let Some(mbx) = t.mailboxes.get(&idx)
+                {
+                    for (k, v) in &mbx.pim.settings {
+                        ms.insert(k.clone(), v.clone());
+                    }
+                }
                 Resp::ok(Value::Object(o))
             }
             Err(name) => bad_select(&name, "user"),
@@ -238,7 +246,11 @@ impl Sim {
             let all: Vec<u64> = mbx
                 .folders
                 .values()
-                .filter(|f| f.parent == Some(parent_key) && (hidden || !f.hidden))
+                .filter(|f| {
+                    f.parent == Some(parent_key)
+                        && f.class == crate::model::class::MAIL
+                        && (hidden || !f.hidden)
+                })
                 .map(|f| f.key)
                 .collect();
             let page: Vec<Value> = all

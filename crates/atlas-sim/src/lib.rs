@@ -14,6 +14,11 @@
 //!   documents and Graph (`{base}/v1.0/…`).
 //! - [`SimHandle`] is also the admin API (mutate mailboxes, dump them, counters, faults,
 //!   certificates, token expiry), mirrored over HTTP under `{base}/_admin/…`.
+//! - Besides mail, every mailbox has calendars, contacts, To Do lists, sticky notes, inbox
+//!   rules, master categories and mailbox settings, served by the classic endpoints and
+//!   by the mailbox import and export API (folders, items, their delta, `exportItems`,
+//!   import sessions with pre-authenticated URLs); [`SimHandle::dump_pim`] and
+//!   [`SimHandle::invitations`] let a test compare a restore and count meeting mail.
 //!
 //! Internally every Graph request — direct or inside `$batch` — runs the same pipeline:
 //! injected faults → bearer token → permission → mailbox checks → per-mailbox throttling →
@@ -25,30 +30,41 @@
 
 mod admin;
 mod auth;
+mod classic;
 mod config;
 mod error;
 mod folder_delta;
 mod generate;
 mod graph;
 mod http;
+mod items;
 mod json;
 mod limits;
+mod mailbox_api;
 mod mime;
 mod mimeparse;
 mod model;
+mod pim_admin;
+mod pim_gen;
 mod route;
 mod server;
+mod stream;
 mod write;
 
 pub use admin::{
     AttachmentDump, FolderDump, MailboxDump, MessageDump, MessageUpdate, NewAttachment, NewMessage,
     UserInfo,
 };
+pub use classic::Invitation;
 pub use config::{
-    ConcurrencyScope, DeltaTopMode, FaultConfig, FolderDeltaMode, Limits, SimConfig, roles,
+    ConcurrencyScope, DeltaTopMode, FaultConfig, FolderDeltaMode, Limits, MailboxApiMode,
+    SimConfig, roles,
 };
 pub use error::{Result, SimError};
 pub use limits::{KindCounts, RequestCounters};
 pub use model::{AccountKind, Addr};
+pub use pim_admin::{
+    CategoryDump, ExceptionDump, ItemAttachmentDump, ItemDump, PimDump, PimFolderDump,
+};
 pub use rsa::RsaPublicKey;
 pub use server::{SimHandle, Simulator, banner, serve_forever};

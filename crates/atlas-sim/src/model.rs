@@ -186,6 +186,15 @@ pub(crate) struct Message {
     pub broken_value: bool,
 }
 
+/// Folder classes (`mailboxFolder.type`, PR_CONTAINER_CLASS) the simulator knows.
+pub(crate) mod class {
+    pub const MAIL: &str = "IPF.Note";
+    pub const CALENDAR: &str = "IPF.Appointment";
+    pub const CONTACTS: &str = "IPF.Contact";
+    pub const TASKS: &str = "IPF.Task";
+    pub const NOTES: &str = "IPF.StickyNote";
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Folder {
     pub key: u64,
@@ -193,6 +202,13 @@ pub(crate) struct Folder {
     pub name: String,
     pub well_known: Option<&'static str>,
     pub hidden: bool,
+    /// Folder class: mail folders are `IPF.Note` (the root has none); calendars, contact
+    /// folders, task lists and notes folders live in the same tree with their own class
+    /// and are invisible to the `mailFolders` API.
+    pub class: String,
+    /// Properties of the folder's own API view beyond the common ones (a calendar's color,
+    /// a To Do list's `wellknownListName`), in Graph's names.
+    pub props: serde_json::Map<String, serde_json::Value>,
     /// Change sequence of the folder's creation, for folder delta.
     pub created_seq: u64,
     /// Change sequence of the folder's last own change (creation, rename).
@@ -205,6 +221,7 @@ pub(crate) struct FolderTombstone {
     pub key: u64,
     pub parent: Option<u64>,
     pub hidden: bool,
+    pub class: String,
     pub created_seq: u64,
     pub seq: u64,
 }
@@ -231,6 +248,8 @@ pub(crate) struct Mailbox {
     pub seq: u64,
     /// Bumped by "expire all delta tokens"; tokens from an older epoch get 410.
     pub delta_epoch: u32,
+    /// Non-mail items and the mailbox's configuration.
+    pub pim: crate::items::Pim,
 }
 
 pub(crate) const ROOT_FOLDER: u64 = 0;
@@ -246,6 +265,8 @@ impl Mailbox {
                 name: "Top of Information Store".into(),
                 well_known: Some("msgfolderroot"),
                 hidden: false,
+                class: String::new(),
+                props: serde_json::Map::new(),
                 created_seq: 1,
                 seq: 1,
             },
@@ -259,6 +280,7 @@ impl Mailbox {
             next_key: 1,
             seq: 1,
             delta_epoch: 0,
+            pim: crate::items::Pim::default(),
         }
     }
 
@@ -280,6 +302,18 @@ impl Mailbox {
         well_known: Option<&'static str>,
         hidden: bool,
     ) -> u64 {
+        self.add_folder_of(class::MAIL, parent, name, well_known, hidden)
+    }
+
+    /// Adds a folder of any class.
+    pub fn add_folder_of(
+        &mut self,
+        folder_class: &str,
+        parent: u64,
+        name: &str,
+        well_known: Option<&'static str>,
+        hidden: bool,
+    ) -> u64 {
         let key = self.alloc_key();
         let seq = self.bump();
         self.folders.insert(
@@ -290,11 +324,20 @@ impl Mailbox {
                 name: name.to_owned(),
                 well_known,
                 hidden,
+                class: folder_class.to_owned(),
+                props: serde_json::Map::new(),
                 created_seq: seq,
                 seq,
             },
         );
         key
+    }
+
+    /// Whether the `mailFolders` API shows the folder: mail folders and the root.
+    pub fn is_mail_folder(&self, key: u64) -> bool {
+        self.folders
+            .get(&key)
+            .is_some_and(|f| f.parent.is_none() || f.class == class::MAIL)
     }
 
     /// Renames a folder, a change folder delta reports.
@@ -313,8 +356,15 @@ impl Mailbox {
         format!("AAMkAD{}", URL_SAFE_NO_PAD.encode(raw))
     }
 
-    /// Resolves a folder id or well-known name (case-insensitive).
+    /// Resolves a mail folder id or well-known name (case-insensitive), as the
+    /// `mailFolders` API does: folders of other classes are not found there.
     pub fn resolve_folder(&self, id: &str) -> Option<u64> {
+        self.resolve_any_folder(id)
+            .filter(|k| self.is_mail_folder(*k))
+    }
+
+    /// Resolves a folder of any class by REST id or well-known name (case-insensitive).
+    pub fn resolve_any_folder(&self, id: &str) -> Option<u64> {
         let lower = id.to_ascii_lowercase();
         if let Some(f) = self
             .folders
@@ -333,7 +383,7 @@ impl Mailbox {
 
     /// Resolves an admin folder reference: id, well-known name or `/`-separated display path.
     pub fn resolve_folder_ref(&self, r: &str) -> Option<u64> {
-        self.resolve_folder(r).or_else(|| {
+        self.resolve_any_folder(r).or_else(|| {
             let mut cur = ROOT_FOLDER;
             for part in r.trim_matches('/').split('/') {
                 cur = self
@@ -435,7 +485,7 @@ impl Mailbox {
         let children = self
             .folders
             .values()
-            .filter(|f| f.parent == Some(folder))
+            .filter(|f| f.parent == Some(folder) && f.class == class::MAIL)
             .count();
         let (mut total, mut unread) = (0, 0);
         for m in self.messages.values().filter(|m| m.folder == folder) {
@@ -511,12 +561,23 @@ impl Mailbox {
         for m in msgs {
             self.remove_message(m);
         }
+        let items: Vec<u64> = self
+            .pim
+            .items
+            .values()
+            .filter(|i| i.folder == key)
+            .map(|i| i.key)
+            .collect();
+        for i in items {
+            self.remove_item(i);
+        }
         if let Some(f) = self.folders.remove(&key) {
             let seq = self.bump();
             self.folder_tombstones.push(FolderTombstone {
                 key,
                 parent: f.parent,
                 hidden: f.hidden,
+                class: f.class,
                 created_seq: f.created_seq,
                 seq,
             });

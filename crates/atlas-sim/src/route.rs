@@ -100,6 +100,50 @@ pub(crate) const MAIL_WRITE: Access = Access {
     message: MAIL_DENIED,
 };
 
+const fn denied(any_of: &'static [&'static str]) -> Access {
+    Access {
+        any_of,
+        code: "ErrorAccessDenied",
+        message: MAIL_DENIED,
+    }
+}
+
+/// Calendars (api/user-list-events.md et al.: Calendars.Read / Calendars.ReadWrite).
+pub(crate) const CAL_READ: Access = denied(&[roles::CALENDARS_READ, roles::CALENDARS_READ_WRITE]);
+pub(crate) const CAL_WRITE: Access = denied(&[roles::CALENDARS_READ_WRITE]);
+/// Contacts (api/user-list-contacts.md: Contacts.Read / Contacts.ReadWrite).
+pub(crate) const CONTACTS_READ: Access =
+    denied(&[roles::CONTACTS_READ, roles::CONTACTS_READ_WRITE]);
+pub(crate) const CONTACTS_WRITE: Access = denied(&[roles::CONTACTS_READ_WRITE]);
+/// To Do (api/todo-list-lists.md: Tasks.Read.All / Tasks.ReadWrite.All).
+pub(crate) const TASKS_READ: Access = denied(&[roles::TASKS_READ_ALL, roles::TASKS_READ_WRITE_ALL]);
+pub(crate) const TASKS_WRITE: Access = denied(&[roles::TASKS_READ_WRITE_ALL]);
+/// Mailbox settings, inbox rules, master categories (MailboxSettings.Read / .ReadWrite).
+pub(crate) const SETTINGS_READ: Access = denied(&[
+    roles::MAILBOX_SETTINGS_READ,
+    roles::MAILBOX_SETTINGS_READ_WRITE,
+]);
+pub(crate) const SETTINGS_WRITE: Access = denied(&[roles::MAILBOX_SETTINGS_READ_WRITE]);
+/// Mailbox import/export API: folders.
+pub(crate) const MBX_FOLDER_READ: Access = denied(&[
+    roles::MAILBOX_FOLDER_READ_ALL,
+    roles::MAILBOX_FOLDER_READ_WRITE_ALL,
+]);
+pub(crate) const MBX_FOLDER_WRITE: Access = denied(&[roles::MAILBOX_FOLDER_READ_WRITE_ALL]);
+/// Mailbox import/export API: items (list, get, delta, delete).
+pub(crate) const MBX_ITEM_READ: Access = denied(&[
+    roles::MAILBOX_ITEM_READ_ALL,
+    roles::MAILBOX_ITEM_IMPORT_EXPORT_ALL,
+]);
+pub(crate) const MBX_ITEM_WRITE: Access = denied(&[roles::MAILBOX_ITEM_IMPORT_EXPORT_ALL]);
+/// exportItems: MailboxItem.Export.All (least) or MailboxItem.ImportExport.All.
+pub(crate) const MBX_EXPORT: Access = denied(&[
+    roles::MAILBOX_ITEM_EXPORT_ALL,
+    roles::MAILBOX_ITEM_IMPORT_EXPORT_ALL,
+]);
+/// createImportSession: MailboxItem.ImportExport.All.
+pub(crate) const MBX_IMPORT: Access = denied(&[roles::MAILBOX_ITEM_IMPORT_EXPORT_ALL]);
+
 /// What an endpoint needs before its handler runs, and the counter it is accounted under.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Endpoint {
@@ -349,12 +393,364 @@ fn graph_router() -> Router {
                 c.sim.get_attachment_value(c.user(), c.p("msg"), c.p("att"))
             }),
         )
+        .merge(pim_routes())
+        .merge(mailbox_api_routes())
         .route(
             "/reports/{call}",
             get(directory("reports", REPORTS), |c| c.sim.report(c.p("call"))),
         )
         .fallback(unknown_segment)
         .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// Calendars, contacts, To Do, mailbox settings, inbox rules and master categories.
+fn pim_routes() -> Router {
+    let cal = ep("calendars", CAL_READ);
+    let events = ep("events", CAL_READ);
+    let write_events = ep("write_events", CAL_WRITE);
+    let contacts = ep("contacts", CONTACTS_READ);
+    let write_contacts = ep("write_contacts", CONTACTS_WRITE);
+    let todo = ep("todo", TASKS_READ);
+    let write_todo = ep("write_todo", TASKS_WRITE);
+    let settings = ep("mailbox_settings", SETTINGS_READ);
+    let write_settings = ep("write_mailbox_settings", SETTINGS_WRITE);
+    Router::new()
+        .route(
+            "/users/{user}/calendars",
+            get(cal, |c| c.sim.list_calendars(c.req, c.user())),
+        )
+        .route(
+            "/users/{user}/calendar",
+            get(cal, |c| c.sim.get_calendar(c.req, c.user(), None)),
+        )
+        .route(
+            "/users/{user}/calendars/{cal}",
+            get(cal, |c| {
+                c.sim.get_calendar(c.req, c.user(), Some(c.p("cal")))
+            }),
+        )
+        .route(
+            "/users/{user}/calendars/{cal}/events",
+            get(events, |c| {
+                c.sim.list_events(c.req, c.user(), Some(c.p("cal")), false)
+            })
+            .merge(post(write_events, |c| {
+                c.sim.create_event(c.req, c.user(), Some(c.p("cal")))
+            })),
+        )
+        .route(
+            "/users/{user}/calendar/events",
+            get(events, |c| c.sim.list_events(c.req, c.user(), None, false))
+                .merge(post(write_events, |c| {
+                    c.sim.create_event(c.req, c.user(), None)
+                })),
+        )
+        .route(
+            "/users/{user}/events",
+            get(events, |c| c.sim.list_events(c.req, c.user(), None, true))
+                .merge(post(write_events, |c| {
+                    c.sim.create_event(c.req, c.user(), None)
+                })),
+        )
+        .route(
+            "/users/{user}/events/{event}",
+            get(events, |c| c.sim.get_event(c.req, c.user(), c.p("event")))
+                .merge(patch(write_events, |c| {
+                    c.sim.update_event(c.req, c.user(), c.p("event"))
+                }))
+                .merge(delete(write_events, |c| {
+                    c.sim.delete_event(c.user(), c.p("event"))
+                })),
+        )
+        .route(
+            "/users/{user}/events/{event}/instances",
+            get(events, |c| {
+                c.sim.event_instances(c.req, c.user(), c.p("event"))
+            }),
+        )
+        .route(
+            "/users/{user}/events/{event}/attachments",
+            get(events, |c| {
+                c.sim.list_item_attachments(c.req, c.user(), c.p("event"))
+            })
+            .merge(post(write_events, |c| {
+                c.sim.add_item_attachment(c.req, c.user(), c.p("event"))
+            })),
+        )
+        .route(
+            "/users/{user}/events/{event}/attachments/{att}",
+            get(events, |c| {
+                c.sim
+                    .get_item_attachment(c.req, c.user(), c.p("event"), c.p("att"), false)
+            }),
+        )
+        .route(
+            "/users/{user}/events/{event}/attachments/{att}/$value",
+            get(events, |c| {
+                c.sim
+                    .get_item_attachment(c.req, c.user(), c.p("event"), c.p("att"), true)
+            }),
+        )
+        .route(
+            "/users/{user}/contactFolders",
+            get(contacts, |c| {
+                c.sim.list_contact_folders(c.req, c.user(), None)
+            })
+            .merge(post(write_contacts, |c| {
+                c.sim
+                    .create_pim_folder(c.req, c.user(), None, crate::model::class::CONTACTS)
+            })),
+        )
+        .route(
+            "/users/{user}/contactFolders/{folder}",
+            get(contacts, |c| {
+                c.sim.get_contact_folder(c.req, c.user(), c.p("folder"))
+            }),
+        )
+        .route(
+            "/users/{user}/contactFolders/{folder}/childFolders",
+            get(contacts, |c| {
+                c.sim
+                    .list_contact_folders(c.req, c.user(), Some(c.p("folder")))
+            })
+            .merge(post(write_contacts, |c| {
+                c.sim.create_pim_folder(
+                    c.req,
+                    c.user(),
+                    Some(c.p("folder")),
+                    crate::model::class::CONTACTS,
+                )
+            })),
+        )
+        .route(
+            "/users/{user}/contactFolders/{folder}/contacts",
+            get(contacts, |c| {
+                c.sim.list_contacts(c.req, c.user(), Some(c.p("folder")))
+            })
+            .merge(post(write_contacts, |c| {
+                c.sim.create_contact(c.req, c.user(), Some(c.p("folder")))
+            })),
+        )
+        .route(
+            "/users/{user}/contacts",
+            get(contacts, |c| c.sim.list_contacts(c.req, c.user(), None))
+                .merge(post(write_contacts, |c| {
+                    c.sim.create_contact(c.req, c.user(), None)
+                })),
+        )
+        .route(
+            "/users/{user}/contacts/{contact}",
+            get(contacts, |c| {
+                c.sim.get_contact(c.req, c.user(), c.p("contact"))
+            })
+            .merge(patch(write_contacts, |c| {
+                c.sim.update_item(
+                    c.req,
+                    c.user(),
+                    c.p("contact"),
+                    crate::items::item_class::CONTACT,
+                )
+            }))
+            .merge(delete(write_contacts, |c| {
+                c.sim
+                    .delete_item(c.user(), c.p("contact"), crate::items::item_class::CONTACT)
+            })),
+        )
+        .route(
+            "/users/{user}/contacts/{contact}/photo",
+            get(contacts, |c| {
+                c.sim.get_contact_photo(c.user(), c.p("contact"), false)
+            }),
+        )
+        .route(
+            "/users/{user}/contacts/{contact}/photo/$value",
+            get(contacts, |c| {
+                c.sim.get_contact_photo(c.user(), c.p("contact"), true)
+            })
+            .merge(handle(MethodFilter::PUT, write_contacts, |c| {
+                c.sim.put_contact_photo(c.req, c.user(), c.p("contact"))
+            })),
+        )
+        .route(
+            "/users/{user}/todo/lists",
+            get(todo, |c| c.sim.list_todo_lists(c.req, c.user())).merge(post(write_todo, |c| {
+                c.sim
+                    .create_pim_folder(c.req, c.user(), None, crate::model::class::TASKS)
+            })),
+        )
+        .route(
+            "/users/{user}/todo/lists/{list}",
+            get(todo, |c| c.sim.get_todo_list(c.req, c.user(), c.p("list"))),
+        )
+        .route(
+            "/users/{user}/todo/lists/{list}/tasks",
+            get(todo, |c| c.sim.list_tasks(c.req, c.user(), c.p("list")))
+                .merge(post(write_todo, |c| {
+                    c.sim.create_task(c.req, c.user(), c.p("list"))
+                })),
+        )
+        .route(
+            "/users/{user}/todo/lists/{list}/tasks/{task}",
+            get(todo, |c| c.sim.get_task(c.req, c.user(), c.p("task")))
+                .merge(patch(write_todo, |c| {
+                    c.sim
+                        .update_item(c.req, c.user(), c.p("task"), crate::items::item_class::TASK)
+                }))
+                .merge(delete(write_todo, |c| {
+                    c.sim
+                        .delete_item(c.user(), c.p("task"), crate::items::item_class::TASK)
+                })),
+        )
+        .route(
+            "/users/{user}/mailboxSettings",
+            get(settings, |c| c.sim.get_mailbox_settings(c.user(), None))
+                .merge(patch(write_settings, |c| {
+                    c.sim.update_mailbox_settings(c.req, c.user())
+                })),
+        )
+        .route(
+            "/users/{user}/mailboxSettings/{setting}",
+            get(settings, |c| {
+                c.sim.get_mailbox_settings(c.user(), Some(c.p("setting")))
+            }),
+        )
+        .route(
+            "/users/{user}/mailFolders/{folder}/messageRules",
+            get(settings, |c| {
+                c.sim.list_rules(c.req, c.user(), c.p("folder"))
+            })
+            .merge(post(write_settings, |c| {
+                c.sim.write_rule(c.req, c.user(), c.p("folder"), None)
+            })),
+        )
+        .route(
+            "/users/{user}/mailFolders/{folder}/messageRules/{rule}",
+            get(settings, |c| {
+                c.sim.get_rule(c.req, c.user(), c.p("folder"), c.p("rule"))
+            })
+            .merge(patch(write_settings, |c| {
+                c.sim
+                    .write_rule(c.req, c.user(), c.p("folder"), Some(c.p("rule")))
+            }))
+            .merge(delete(write_settings, |c| {
+                c.sim.delete_rule(c.user(), c.p("folder"), c.p("rule"))
+            })),
+        )
+        .route(
+            "/users/{user}/outlook/masterCategories",
+            get(settings, |c| c.sim.list_categories(c.req, c.user()))
+                .merge(post(write_settings, |c| {
+                    c.sim.write_category(c.req, c.user(), None)
+                })),
+        )
+        .route(
+            "/users/{user}/outlook/masterCategories/{category}",
+            get(settings, |c| {
+                c.sim.get_category(c.req, c.user(), c.p("category"))
+            })
+            .merge(patch(write_settings, |c| {
+                c.sim.write_category(c.req, c.user(), Some(c.p("category")))
+            }))
+            .merge(delete(write_settings, |c| {
+                c.sim.delete_category(c.user(), c.p("category"))
+            })),
+        )
+}
+
+/// The mailbox import and export API (see [`crate::mailbox_api`]).
+fn mailbox_api_routes() -> Router {
+    let folders = ep("mailbox_folders", MBX_FOLDER_READ);
+    let write_folders = ep("write_mailbox_folders", MBX_FOLDER_WRITE);
+    let items = ep("mailbox_items", MBX_ITEM_READ);
+    let root = "/admin/exchange/mailboxes/{mailbox}";
+    Router::new()
+        .route(
+            "/users/{user}/settings/exchange",
+            get(ep("exchange_settings", DIRECTORY), |c| {
+                c.sim.exchange_settings(c.user())
+            }),
+        )
+        .route(
+            &format!("{root}/folders"),
+            get(folders, |c| {
+                c.sim.mbx_list_folders(c.req, c.p("mailbox"), None)
+            })
+            .merge(post(write_folders, |c| {
+                c.sim.mbx_create_folder(c.req, c.p("mailbox"), None)
+            })),
+        )
+        .route(
+            &format!("{root}/folders/delta"),
+            get(ep("mailbox_folder_delta", MBX_FOLDER_READ), |c| {
+                c.sim.mbx_folder_delta(c.req, c.p("mailbox"), None)
+            }),
+        )
+        .route(
+            &format!("{root}/folders/{{folder}}"),
+            get(folders, |c| {
+                c.sim.mbx_get_folder(c.req, c.p("mailbox"), c.p("folder"))
+            })
+            .merge(patch(write_folders, |c| {
+                c.sim
+                    .mbx_update_folder(c.req, c.p("mailbox"), c.p("folder"))
+            }))
+            .merge(delete(write_folders, |c| {
+                c.sim.mbx_delete_folder(c.p("mailbox"), c.p("folder"))
+            })),
+        )
+        .route(
+            &format!("{root}/folders/{{folder}}/childFolders"),
+            get(folders, |c| {
+                c.sim
+                    .mbx_list_folders(c.req, c.p("mailbox"), Some(c.p("folder")))
+            })
+            .merge(post(write_folders, |c| {
+                c.sim
+                    .mbx_create_folder(c.req, c.p("mailbox"), Some(c.p("folder")))
+            })),
+        )
+        .route(
+            &format!("{root}/folders/{{folder}}/childFolders/delta"),
+            get(ep("mailbox_folder_delta", MBX_FOLDER_READ), |c| {
+                c.sim
+                    .mbx_folder_delta(c.req, c.p("mailbox"), Some(c.p("folder")))
+            }),
+        )
+        .route(
+            &format!("{root}/folders/{{folder}}/items"),
+            get(items, |c| {
+                c.sim.mbx_list_items(c.req, c.p("mailbox"), c.p("folder"))
+            }),
+        )
+        .route(
+            &format!("{root}/folders/{{folder}}/items/delta"),
+            get(ep("mailbox_item_delta", MBX_ITEM_READ), |c| {
+                c.sim.mbx_item_delta(c.req, c.p("mailbox"), c.p("folder"))
+            }),
+        )
+        .route(
+            &format!("{root}/folders/{{folder}}/items/{{item}}"),
+            get(items, |c| {
+                c.sim
+                    .mbx_get_item(c.req, c.p("mailbox"), c.p("folder"), c.p("item"))
+            })
+            .merge(delete(ep("write_mailbox_items", MBX_ITEM_WRITE), |c| {
+                c.sim
+                    .mbx_delete_item(c.p("mailbox"), c.p("folder"), c.p("item"))
+            })),
+        )
+        .route(
+            &format!("{root}/exportItems"),
+            post(ep("export_items", MBX_EXPORT), |c| {
+                c.sim.mbx_export(c.req, c.p("mailbox"))
+            }),
+        )
+        .route(
+            &format!("{root}/createImportSession"),
+            post(ep("create_import_session", MBX_IMPORT), |c| {
+                c.sim.mbx_create_import_session(c.p("mailbox"))
+            }),
+        )
 }
 
 /// Built once: the table is the same for every simulator (the simulator travels with the
@@ -450,6 +846,28 @@ const NAMES: &[&str] = &[
     "move",
     "attachments",
     "createUploadSession",
+    "calendars",
+    "calendar",
+    "events",
+    "instances",
+    "contactFolders",
+    "contacts",
+    "photo",
+    "todo",
+    "lists",
+    "tasks",
+    "mailboxSettings",
+    "messageRules",
+    "outlook",
+    "masterCategories",
+    "settings",
+    "exchange",
+    "admin",
+    "mailboxes",
+    "folders",
+    "items",
+    "exportItems",
+    "createImportSession",
 ];
 
 /// Names followed by an id in a path (`users/{id}`, `messages/{id}`, …).
@@ -459,6 +877,18 @@ const TAKES_ID: &[&str] = &[
     "childFolders",
     "messages",
     "attachments",
+    "calendars",
+    "events",
+    "contactFolders",
+    "contacts",
+    "lists",
+    "tasks",
+    "messageRules",
+    "masterCategories",
+    "mailboxes",
+    "folders",
+    "items",
+    "mailboxSettings",
 ];
 
 fn canonical(seg: &str) -> Option<&'static str> {
@@ -530,18 +960,35 @@ pub(crate) fn normalize(path: &str) -> String {
 fn collapse(segs: &mut Vec<String>) {
     let mut i = 2;
     while i + 1 < segs.len() {
-        if segs[i] == "childFolders" && segs[i - 2] == "mailFolders" {
+        let container = segs[i - 2].as_str();
+        if segs[i] == "childFolders"
+            && matches!(container, "mailFolders" | "contactFolders" | "folders")
+            && segs[i + 1] != "delta"
+        {
             segs.drain(i - 1..=i);
             i = 2;
             continue;
         }
         i += 1;
     }
-    if let Some(p) = segs.iter().position(|s| s == "mailFolders")
-        && segs.get(p + 2).is_some_and(|s| s == "messages")
-        && segs.get(p + 3).is_some_and(|s| s != "delta")
+    // An item is addressed by its id, whichever folder or calendar the path names.
+    for (container, kind) in [
+        ("mailFolders", "messages"),
+        ("contactFolders", "contacts"),
+        ("calendars", "events"),
+    ] {
+        if let Some(p) = segs.iter().position(|s| s == container)
+            && segs.get(p + 2).is_some_and(|s| s == kind)
+            && segs.get(p + 3).is_some_and(|s| s != "delta")
+        {
+            segs.drain(p..p + 2);
+        }
+    }
+    if let Some(p) = segs.iter().position(|s| s == "calendar")
+        && segs.get(p + 1).is_some_and(|s| s == "events")
+        && segs.get(p + 2).is_some()
     {
-        segs.drain(p..p + 2);
+        segs.remove(p);
     }
 }
 

@@ -50,6 +50,8 @@ pub(crate) struct Sim {
     pub counters: Mutex<RequestCounters>,
     pub fault_rng: Mutex<ChaCha8Rng>,
     pub uploads: Mutex<HashMap<String, UploadSession>>,
+    pub imports: Mutex<HashMap<String, crate::mailbox_api::ImportSession>>,
+    pub invitations: Mutex<Vec<crate::classic::Invitation>>,
     pub reports: Mutex<HashMap<String, String>>,
     pub shutdown: watch::Sender<bool>,
     pub addr: SocketAddr,
@@ -114,6 +116,8 @@ impl Simulator {
             limiter: Mutex::new(Limiter::default()),
             counters: Mutex::new(RequestCounters::default()),
             uploads: Mutex::new(HashMap::new()),
+            imports: Mutex::new(HashMap::new()),
+            invitations: Mutex::new(Vec::new()),
             reports: Mutex::new(HashMap::new()),
             shutdown,
             addr,
@@ -249,6 +253,7 @@ fn app(sim: Arc<Sim>) -> Router {
         .route("/_admin/{*path}", any(admin_entry))
         .route("/_upload/{sid}", any(upload_entry))
         .route("/_reports/{id}", any(report_entry))
+        .route("/api/gv1.0/{mailbox}/importItem", post(import_entry))
         .route("/{tenant}/discovery/instance", get(discovery_entry))
         .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",
@@ -361,6 +366,22 @@ async fn upload_entry(
     counted(r.into_response(&ids.request, &ids.client), "upload_chunk")
 }
 
+/// The pre-authenticated import URL handed out by `createImportSession`.
+async fn import_entry(
+    State(sim): State<Arc<Sim>>,
+    Extension(ids): Extension<Ids>,
+    Path(mailbox): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut r = sim
+        .import_item(&mailbox, uri.query().unwrap_or_default(), &headers, &body)
+        .await;
+    r.finish(&ids.request, &ids.client);
+    counted(r.into_response(&ids.request, &ids.client), "import_item")
+}
+
 async fn report_entry(
     State(sim): State<Arc<Sim>>,
     Extension(ids): Extension<Ids>,
@@ -442,7 +463,7 @@ pub(crate) fn make_req(
 
 impl Sim {
     /// Rolls the injected-fault dice for one request.
-    async fn inject_faults(&self) -> Option<Resp> {
+    pub(crate) async fn inject_faults(&self) -> Option<Resp> {
         let faults = lock(&self.faults).clone();
         let (hang, err) = {
             let mut rng = lock(&self.fault_rng);
@@ -516,10 +537,23 @@ impl Sim {
             r.eq_ignore_ascii_case("Mail.Read") || r.eq_ignore_ascii_case("Mail.ReadWrite")
         });
         let _guard = if endpoint.mailbox {
-            let user = params.get("user").map_or("", String::as_str);
-            let idx = match self.mailbox_index(user) {
-                Ok(i) => i,
-                Err(e) => return e,
+            let idx = if let Some(id) = params.get("mailbox") {
+                match self.mailbox_by_id(id) {
+                    Some(i) => i,
+                    None => {
+                        return Resp::error(
+                            StatusCode::NOT_FOUND,
+                            "ErrorMailboxNotFound",
+                            &format!("The mailbox '{id}' was not found."),
+                        );
+                    }
+                }
+            } else {
+                let user = params.get("user").map_or("", String::as_str);
+                match self.mailbox_index(user) {
+                    Ok(i) => i,
+                    Err(e) => return e,
+                }
             };
             let upload = if req.method == Method::GET {
                 0
@@ -570,7 +604,7 @@ impl Sim {
     }
 }
 
-fn throttled(t: Throttle, concurrency_status: u16) -> Resp {
+pub(crate) fn throttled(t: Throttle, concurrency_status: u16) -> Resp {
     let (status, which, secs) = match t {
         Throttle::Concurrency(s) => (
             StatusCode::from_u16(concurrency_status).unwrap_or(StatusCode::TOO_MANY_REQUESTS),

@@ -64,7 +64,7 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Parses a JSON attachment (file or item) as accepted by `POST …/attachments`.
-fn parse_attachment(v: &Value, now: DateTime<Utc>) -> Result<Attachment, Resp> {
+pub(crate) fn parse_attachment(v: &Value, now: DateTime<Utc>) -> Result<Attachment, Resp> {
     let ty = v["@odata.type"]
         .as_str()
         .unwrap_or_default()
