@@ -560,11 +560,13 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "REF")]
     pub message: Option<String>,
 
-    /// Only messages received on or after this date (YYYY-MM-DD or RFC 3339)
+    /// Only messages received on or after this day (YYYY-MM-DD, local), local time
+    /// (2026-03-31T08:00) or RFC 3339 timestamp
     #[arg(long, value_name = "DATE")]
     pub start_date: Option<String>,
 
-    /// Only messages received on or before this date (the whole day counts)
+    /// Only messages received on or before this day (the whole day counts), local time or
+    /// RFC 3339 timestamp
     #[arg(long, value_name = "DATE")]
     pub end_date: Option<String>,
 
@@ -815,7 +817,9 @@ pub struct SnapshotChoice {
     )]
     pub mailbox: Option<String>,
 
-    /// With -m: the newest snapshot at or before this date (YYYY-MM-DD or RFC 3339)
+    /// With -m: the newest snapshot at or before this time: a day (YYYY-MM-DD, local; the
+    /// whole day counts), a local time (2026-03-31T18:00) or an RFC 3339 timestamp
+    /// (2026-03-31T18:00:00Z)
     #[arg(long, value_name = "DATE", requires = "mailbox")]
     pub as_of: Option<String>,
 }

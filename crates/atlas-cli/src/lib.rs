@@ -164,14 +164,33 @@ fn init_logging(verbose: u8, quiet: bool) {
     );
     let filter = tracing_subscriber::EnvFilter::try_new(directive)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(verbose >= 2)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // Its default reports a failed log write with `eprintln!`, which panics when
         // stderr is closed (see `console`): a log line nobody can read is dropped.
-        .log_internal_errors(false)
-        .without_time()
-        .init();
+        .log_internal_errors(false);
+    // With -v the log is a record of the run: each line says when. Plain warnings
+    // (without -v) read as messages, without a time.
+    if verbose > 0 && !quiet {
+        builder.with_timer(LocalTime).init();
+    } else {
+        builder.without_time().init();
+    }
+}
+
+/// Log timestamps in the local zone with its offset (`2026-03-31T20:00:00.123+02:00`): a
+/// log is read next to other logs of the same machine.
+struct LocalTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for LocalTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(
+            w,
+            "{}",
+            chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z")
+        )
+    }
 }

@@ -17,17 +17,11 @@ use serde::Serialize;
 
 use crate::cli::{BackupArgs, GlobalArgs, MailboxKindArg, MailboxesArgs};
 use crate::exit::{Exit, UsageError};
-use crate::output::{Output, Table, sanitize};
+use crate::output::{self, Output, Table, sanitize};
 use crate::progress::{Mode, Progress};
 
 use super::context::{graph_client, install_ctrl_c, lease_owner, open_for_writing};
 use super::load_config;
-
-fn mib(bytes: u64) -> String {
-    #[allow(clippy::cast_precision_loss)] // Display only.
-    let m = bytes as f64 / (1024.0 * 1024.0);
-    format!("{m:.1}")
-}
 
 /// The kind as `--json` names it (camelCase, like every value of the JSON documents).
 fn kind_id(kind: MailboxKind) -> &'static str {
@@ -329,7 +323,13 @@ pub async fn backup(
 
 fn render_backup(report: &BackupReport) -> String {
     let mut table = Table::new([
-        "Mailbox", "Result", "Snapshot", "New", "Reused", "Removed", "MiB new",
+        "Mailbox",
+        "Result",
+        "Snapshot",
+        "New",
+        "Reused",
+        "Removed",
+        "Downloaded",
     ]);
     for r in &report.mailboxes {
         match &r.summary {
@@ -340,7 +340,7 @@ fn render_backup(report: &BackupReport) -> String {
                 s.downloaded.to_string(),
                 s.reused.to_string(),
                 s.removed.to_string(),
-                mib(s.bytes_downloaded),
+                output::size(s.bytes_downloaded),
             ]),
             None => table.row([
                 r.mailbox.clone(),
@@ -399,11 +399,13 @@ fn render_backup(report: &BackupReport) -> String {
     }
     let _ = writeln!(
         out,
-        "Graph: {} requests, {} retries, throttled {}× ({:.1} s waited). Repository: {}",
+        "Graph: {} requests, {} retries, throttled {}× ({} waited). Repository: {}",
         report.graph.requests,
         report.graph.retries,
         report.graph.throttled,
-        std::time::Duration::from_millis(report.graph.throttle_wait_ms).as_secs_f64(),
+        output::duration(std::time::Duration::from_millis(
+            report.graph.throttle_wait_ms
+        )),
         sanitize(&report.repository)
     );
     out.push_str(&super::storage::render_locks(&report.object_lock));
@@ -502,7 +504,7 @@ pub async fn mailboxes(
         let with_size = sizes.is_some();
         let mut headers = vec!["Address", "Display name", "Kind", "Enabled", "Created"];
         if with_size {
-            headers.extend(["Size (MiB)", "Items"]);
+            headers.extend(["Size", "Items"]);
         }
         let mut table = Table::new(headers);
         for l in lines {
@@ -513,12 +515,10 @@ pub async fn mailboxes(
                 l.account_enabled
                     .map_or("?", |e| if e { "yes" } else { "no" })
                     .to_owned(),
-                l.created
-                    .map(|c| c.format("%Y-%m-%d").to_string())
-                    .unwrap_or_default(),
+                l.created.map(output::day).unwrap_or_default(),
             ];
             if with_size {
-                row.push(l.size_bytes.map(mib).unwrap_or_default());
+                row.push(l.size_bytes.map(output::size).unwrap_or_default());
                 row.push(l.item_count.map(|c| c.to_string()).unwrap_or_default());
             }
             table.row(row);

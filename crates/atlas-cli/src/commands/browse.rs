@@ -5,37 +5,34 @@
 use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use atlas_core::model::{MailboxId, SnapshotStatus};
 use atlas_core::open::{Format, detect};
+use atlas_core::ports::Reporter;
 use atlas_core::repo::Repository;
 use atlas_core::service::catalog::{self, ItemListOptions, SnapshotSelector, resolve_snapshot_ref};
 use atlas_core::service::export::{
     ExportFormat, SaveOptions, plan_output, save_to_path, write_eml_zip, write_mbox,
 };
 use atlas_core::service::read::{ReadOptions, read_message};
-use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, verify as verify_repo};
+use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, verify_with_progress};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::cli::{FormatArg, GlobalArgs, ListArgs, ReadArgs, SaveArgs, StatsArgs, VerifyArgs};
 use crate::console::{note, prompt};
 use crate::exit::{Exit, UsageError};
-use crate::output::{Output, Table, sanitize, sanitize_multiline};
+use crate::output::{self, Output, Table, sanitize, sanitize_multiline};
+use crate::progress::{Mode, Progress};
 
 use super::context::open_repository;
 use super::key::{location, open_store, repository_settings};
 use super::load_config;
 
-fn mib(bytes: u64) -> String {
-    #[allow(clippy::cast_precision_loss)] // Display only.
-    let m = bytes as f64 / (1024.0 * 1024.0);
-    format!("{m:.1}")
-}
-
 fn when(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
+    output::time(t)
 }
 
 fn status_name(s: SnapshotStatus) -> &'static str {
@@ -45,22 +42,80 @@ fn status_name(s: SnapshotStatus) -> &'static str {
     }
 }
 
-/// `--as-of`: a date (the whole day counts, UTC) or an RFC 3339 instant.
+/// `--as-of`: an RFC 3339 instant, a local time, or a day in the local zone (the whole day
+/// counts).
 pub(super) fn parse_as_of(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    parse_instant(text, "--as-of", Bound::EndOfDay, &chrono::Local)
+}
+
+/// Which end of a day a bare date means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Bound {
+    /// 00:00:00 (a range's start).
+    StartOfDay,
+    /// The day's last instant (`--as-of`, a range's end): the whole day counts.
+    EndOfDay,
+}
+
+/// A point in time as people type it: an RFC 3339 timestamp (`2026-03-31T18:00:00Z`,
+/// `…+02:00`, a space for the `T`), a time without offset in the zone `tz`
+/// (`2026-03-31T18:00`), or a day in `tz` (`2026-03-31`). Days and times are local, as the
+/// text output shows them.
+pub(super) fn parse_instant<Tz: chrono::TimeZone>(
+    text: &str,
+    flag: &str,
+    bound: Bound,
+    tz: &Tz,
+) -> anyhow::Result<DateTime<Utc>> {
+    let text = text.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
-    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+    let local = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok());
+    let naive = if let Some(t) = local {
+        t
+    } else {
+        {
+            let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+                UsageError(format!(
+                    "{flag} {}: expected a day like 2026-03-31, a local time like \
+                     2026-03-31T18:00 or an RFC 3339 timestamp like 2026-03-31T18:00:00Z",
+                    sanitize(text)
+                ))
+            })?;
+            match bound {
+                Bound::StartOfDay => day.and_hms_opt(0, 0, 0),
+                Bound::EndOfDay => day.and_hms_nano_opt(23, 59, 59, 999_999_999),
+            }
+            .context("invariant: valid time of day")?
+        }
+    };
+    // A local time skipped by a DST change does not exist: take the instant after the gap
+    // for a start, before it for an end; an ambiguous one (clocks set back) likewise.
+    let resolved = match tz.from_local_datetime(&naive) {
+        chrono::LocalResult::Single(t) => Some(t),
+        chrono::LocalResult::Ambiguous(early, late) => Some(match bound {
+            Bound::StartOfDay => early,
+            Bound::EndOfDay => late,
+        }),
+        chrono::LocalResult::None => tz
+            .from_local_datetime(&(naive + chrono::Duration::hours(1)))
+            .earliest(),
+    };
+    resolved.map(|t| t.with_timezone(&Utc)).ok_or_else(|| {
         UsageError(format!(
-            "--as-of {}: expected a date like 2026-03-31 or a time like 2026-03-31T18:00:00Z",
+            "{flag} {}: that local time does not exist",
             sanitize(text)
         ))
-    })?;
-    let end = day
-        .and_hms_opt(23, 59, 59)
-        .context("invariant: valid time of day")?
-        .and_utc();
-    Ok(end)
+        .into()
+    })
 }
 
 async fn open_repo(global: &GlobalArgs) -> anyhow::Result<Repository> {
@@ -140,7 +195,7 @@ async fn list_items(
                     i.index.to_string(),
                     i.folder.clone(),
                     i.received.map(when).unwrap_or_default(),
-                    i.size.to_string(),
+                    output::size(i.size),
                     i.attachments.to_string(),
                     i.message_id.to_string(),
                 ];
@@ -256,8 +311,8 @@ async fn list_mailboxes(repo: &Repository, output: Output) -> anyhow::Result<Exi
             "Last backup",
             "Status",
             "Messages",
-            "MiB",
-            "MiB stored",
+            "Size",
+            "Stored",
         ]);
         for m in mailboxes {
             table.row([
@@ -269,8 +324,8 @@ async fn list_mailboxes(repo: &Repository, output: Output) -> anyhow::Result<Exi
                     .unwrap_or_default()
                     .to_owned(),
                 m.items.to_string(),
-                mib(m.logical_bytes),
-                mib(m.physical_bytes),
+                output::size(m.logical_bytes),
+                output::size(m.physical_bytes),
             ]);
         }
         if mailboxes.is_empty() {
@@ -337,10 +392,10 @@ pub async fn read(global: &GlobalArgs, args: &ReadArgs, output: Output) -> anyho
             for a in &msg.attachments {
                 let _ = writeln!(
                     s,
-                    "  {} ({}, {} bytes{})",
+                    "  {} ({}, {}{})",
                     sanitize(&a.name),
                     sanitize(&a.content_type),
-                    a.size,
+                    output::size(a.size as u64),
                     if a.inline { ", inline" } else { "" }
                 );
             }
@@ -396,17 +451,21 @@ pub async fn verify(
         Some(p) if p < 100 => ReadData::rotating_daily(p, Utc::now()),
         Some(_) => ReadData::ALL,
     };
-    let summary = verify_repo(&repo, &VerifyOptions { scope, read_data }).await?;
+    let progress =
+        Progress::for_tasks(Mode::detect(output.is_json(), global.quiet), "atlas verify");
+    let summary = verify_with_progress(&repo, &VerifyOptions { scope, read_data }, &progress).await;
+    progress.finish();
+    let summary = summary?;
     output.result(&summary, || {
         let mut s = format!(
-            "Verified {} snapshot(s), {} folder(s), {} message(s): {} blobs checked in {} of {} packs ({} MiB read).\n",
+            "Verified {} snapshot(s), {} folder(s), {} message(s): {} blobs checked in {} of {} packs ({} read).\n",
             summary.snapshots,
             summary.folders,
             summary.messages,
             summary.blobs_checked,
             summary.packs_read,
             summary.packs,
-            mib(summary.bytes_read)
+            output::size(summary.bytes_read)
         );
         if summary.is_ok() {
             s.push_str("No damage found.");
@@ -473,15 +532,22 @@ pub async fn save(global: &GlobalArgs, args: &SaveArgs, output: Output) -> anyho
         FormatArg::EmlZip => ExportFormat::EmlZip,
         FormatArg::Mbox => ExportFormat::Mbox,
     };
+    let progress = Arc::new(Progress::for_tasks(
+        Mode::detect(output.is_json(), global.quiet),
+        "atlas save",
+    ));
     let opts = SaveOptions {
         snapshot,
         folder: args.folder.clone(),
         message: args.message.clone(),
         format,
         skip_verify: args.skip_verify,
+        reporter: Arc::clone(&progress) as Arc<dyn Reporter>,
     };
     if args.output.as_deref() == Some(Path::new("-")) {
-        return save_to_stdout(&repo, &opts, global, output).await;
+        let saved = save_to_stdout(&repo, &opts, global, output).await;
+        progress.finish();
+        return saved;
     }
     // No -o: the current directory, under the export's own name.
     let given = args.output.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -494,18 +560,18 @@ pub async fn save(global: &GlobalArgs, args: &SaveArgs, output: Output) -> anyho
         note!("Nothing written.");
         return Ok(Exit::Failure);
     }
-    let summary = save_to_path(&repo, &opts, &given, overwrite)
-        .await
-        .with_context(|| format!("saving to {}", path.display()))?;
+    let summary = save_to_path(&repo, &opts, &given, overwrite).await;
+    progress.finish();
+    let summary = summary.with_context(|| format!("saving to {}", path.display()))?;
     output.result(&summary, || {
         let mut s = format!(
-            "Saved {} message(s) from {} folder(s) of {} (snapshot {}) to {} ({} MiB){}.",
+            "Saved {} message(s) from {} folder(s) of {} (snapshot {}) to {} ({}){}.",
             summary.messages,
             summary.folders,
             sanitize(&summary.mailbox),
             summary.snapshot,
             sanitize(&path.display().to_string()),
-            mib(summary.bytes),
+            output::size(summary.bytes),
             if args.skip_verify {
                 ""
             } else {
@@ -593,12 +659,12 @@ async fn save_to_stdout(
     };
     if !global.quiet {
         note!(
-            "Saved {} message(s) from {} folder(s) of {} (snapshot {}) to stdout ({} MiB){}.",
+            "Saved {} message(s) from {} folder(s) of {} (snapshot {}) to stdout ({}){}.",
             summary.messages,
             summary.folders,
             sanitize(&summary.mailbox),
             summary.snapshot,
-            mib(summary.bytes),
+            output::size(summary.bytes),
             if opts.skip_verify {
                 ""
             } else {
@@ -629,35 +695,35 @@ pub async fn stats(global: &GlobalArgs, args: &StatsArgs, output: Output) -> any
     output.result(&s, || {
         let mut out = format!(
             "{} mailbox(es), {} snapshot(s), {} message version(s), {} unique message(s)\n\
-             Logical size {} MiB; unique content {} MiB; stored {} MiB\n\
+             Logical size {}; unique content {}; stored {}\n\
              Dedup ratio {:.2}, compression ratio {:.2}; {} blobs in {} packs\n",
             s.mailboxes,
             s.snapshots,
             s.message_versions,
             s.unique_messages,
-            mib(s.logical_bytes),
-            mib(s.unique_bytes),
-            mib(s.physical_bytes),
+            output::size(s.logical_bytes),
+            output::size(s.unique_bytes),
+            output::size(s.physical_bytes),
             s.dedup_ratio,
             s.compression_ratio,
             s.blobs,
             s.packs
         );
-        let mut folders = Table::new(["Mailbox", "Folder", "Messages", "MiB"]);
+        let mut folders = Table::new(["Mailbox", "Folder", "Messages", "Size"]);
         for f in &s.folders {
             folders.row([
                 f.mailbox.clone(),
                 f.folder.clone(),
                 f.messages.to_string(),
-                mib(f.logical_bytes),
+                output::size(f.logical_bytes),
             ]);
         }
-        let mut months = Table::new(["Month", "Messages", "MiB"]);
+        let mut months = Table::new(["Month", "Messages", "Size"]);
         for m in &s.months {
             months.row([
                 m.month.clone(),
                 m.messages.to_string(),
-                mib(m.logical_bytes),
+                output::size(m.logical_bytes),
             ]);
         }
         let _ = write!(
@@ -669,4 +735,62 @@ pub async fn stats(global: &GlobalArgs, args: &StatsArgs, output: Output) -> any
         out
     })?;
     Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{FixedOffset, Utc};
+
+    use super::{Bound, parse_instant};
+
+    fn at(text: &str, bound: Bound, offset_hours: i32) -> String {
+        let tz = FixedOffset::east_opt(offset_hours * 3600).unwrap();
+        parse_instant(text, "--as-of", bound, &tz)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    #[test]
+    fn a_full_rfc_3339_timestamp_is_taken_as_written() {
+        assert_eq!(
+            at("2026-03-31T18:00:00Z", Bound::EndOfDay, 5),
+            "2026-03-31T18:00:00.000Z"
+        );
+        assert_eq!(
+            at("2026-03-31T18:00:00+02:00", Bound::EndOfDay, 5),
+            "2026-03-31T16:00:00.000Z"
+        );
+        assert_eq!(
+            at("2026-03-31 18:00:00.250Z", Bound::EndOfDay, 5),
+            "2026-03-31T18:00:00.250Z"
+        );
+    }
+
+    #[test]
+    fn a_day_or_a_time_without_offset_is_local() {
+        // The whole local day counts for --as-of; a range starts at local midnight.
+        assert_eq!(
+            at("2026-03-31", Bound::EndOfDay, 14),
+            "2026-03-31T09:59:59.999Z"
+        );
+        assert_eq!(
+            at("2026-03-31", Bound::StartOfDay, -5),
+            "2026-03-31T05:00:00.000Z"
+        );
+        assert_eq!(
+            at("2026-03-31T18:00", Bound::EndOfDay, 2),
+            "2026-03-31T16:00:00.000Z"
+        );
+        assert_eq!(
+            at("2026-03-31 18:00:30", Bound::EndOfDay, 0),
+            "2026-03-31T18:00:30.000Z"
+        );
+    }
+
+    #[test]
+    fn anything_else_is_a_usage_error_naming_the_forms() {
+        let err = parse_instant("last tuesday", "--as-of", Bound::EndOfDay, &Utc).unwrap_err();
+        assert_eq!(crate::exit::Exit::for_error(&err).code(), 3);
+        assert!(err.to_string().contains("RFC 3339"), "{err}");
+    }
 }

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use atlas_core::ports::MailTarget;
@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::cli::{DemoArgs, GlobalArgs};
 use crate::console::note;
 use crate::exit::{Exit, UsageError};
-use crate::output::{Output, sanitize};
+use crate::output::{self, Output, sanitize};
 use crate::progress::{Mode, Progress};
 
 #[derive(Debug, Default, Serialize)]
@@ -66,16 +66,6 @@ struct DemoReport {
     restore_complete: bool,
     exported_messages: usize,
     ok: bool,
-}
-
-#[allow(clippy::cast_precision_loss)] // Display only.
-fn secs(ms: u64) -> f64 {
-    ms as f64 / 1000.0
-}
-
-#[allow(clippy::cast_precision_loss)] // Display only.
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
 }
 
 fn figures(outcomes: &[MailboxOutcome], started: Instant) -> RunFigures {
@@ -290,11 +280,11 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
     say(
         output,
         &format!(
-            "   {} messages ({:.1} MiB) from {} mailboxes in {:.1} s; {} of {} snapshots complete.",
+            "   {} messages ({}) from {} mailboxes in {}; {} of {} snapshots complete.",
             full.downloaded,
-            mib(full.bytes_downloaded),
+            output::size(full.bytes_downloaded),
             full.mailboxes,
-            secs(full.duration_ms),
+            output::duration(Duration::from_millis(full.duration_ms)),
             full.complete,
             full.mailboxes
         ),
@@ -379,11 +369,11 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
     say(
         output,
         &format!(
-            "   downloaded {} new message(s); {} changed or moved message(s) updated without re-downloading; {} removal(s) recorded; {:.1} s.",
+            "   downloaded {} new message(s); {} changed or moved message(s) updated without re-downloading; {} removal(s) recorded; {}.",
             incr.downloaded,
             incr.reused,
             incr.removed,
-            secs(incr.duration_ms)
+            output::duration(Duration::from_millis(incr.duration_ms))
         ),
     );
     let after =
@@ -415,14 +405,14 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
     say(
         output,
         &format!(
-            "8. Verified {verified} snapshots: {}. The repository holds {} objects, {:.1} MiB (compressed, deduplicated, encrypted).",
+            "8. Verified {verified} snapshots: {}. The repository holds {} objects, {} (compressed, deduplicated, encrypted).",
             if problems == 0 {
                 "every object decrypts and matches its checksum".to_owned()
             } else {
                 format!("{problems} problem(s)")
             },
             objects.len(),
-            mib(stored)
+            output::size(stored)
         ),
     );
 
@@ -479,6 +469,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
             message: None,
             format: ExportFormat::EmlZip,
             skip_verify: false,
+            reporter: Arc::new(atlas_core::ports::NullReporter),
         },
         &zip,
         false,

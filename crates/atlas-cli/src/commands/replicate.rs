@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use atlas_core::model::MailboxId;
-use atlas_core::ports::{BlobStore, SystemClock};
+use atlas_core::ports::{BlobStore, Reporter, SystemClock};
 use atlas_core::repo::Repository;
 use atlas_core::service::catalog::resolve_snapshot_ref;
 use atlas_core::service::replicate::{
@@ -23,7 +23,8 @@ use url::Url;
 use crate::cli::{GlobalArgs, RehydrateArgs, ReplicateArgs, TargetStoreArgs};
 use crate::config::{DEFAULT_S3_REGION, RepositorySettings, S3Settings, StoreSettings};
 use crate::exit::{Exit, UsageError};
-use crate::output::{Output, Table, sanitize};
+use crate::output::{self, Output, Table, sanitize};
+use crate::progress::{Mode, Progress};
 use atlas_core::SecretString;
 
 use super::key::{
@@ -66,7 +67,7 @@ pub(super) async fn refuse_replica(
              anyway",
             sanitize(&m.source),
             m.source_repo_id,
-            m.marked_at.format("%Y-%m-%d %H:%M UTC"),
+            output::time(m.marked_at),
         ))
         .into()),
         Some(m) => {
@@ -111,6 +112,7 @@ pub async fn replicate(
         selection,
         Direction::Replicate,
         args.parallel,
+        Mode::detect(output.is_json(), global.quiet),
     )
     .await
     .with_context(|| format!("replicating to {}", location(&target_settings)))?;
@@ -167,6 +169,7 @@ pub async fn rehydrate(
         selection,
         Direction::Rehydrate,
         args.parallel,
+        Mode::detect(output.is_json(), global.quiet),
     )
     .await
     .with_context(|| format!("rehydrating {}", location(&settings)))?;
@@ -181,20 +184,29 @@ async fn run_copy(
     selection: Selection,
     direction: Direction,
     parallel: u16,
+    mode: Mode,
 ) -> anyhow::Result<CopySummary> {
+    let title = match direction {
+        Direction::Replicate => "atlas replicate",
+        Direction::Rehydrate => "atlas rehydrate",
+    };
+    let progress = Arc::new(Progress::for_tasks(mode, title));
     let opts = CopyOptions {
         selection,
         direction,
         parallel: usize::from(parallel),
+        reporter: Arc::clone(&progress) as Arc<dyn Reporter>,
     };
-    Ok(copy_snapshots(
+    let copied = copy_snapshots(
         source,
         target,
         &core_passphrase(&settings.passphrase),
         &opts,
         &SystemClock,
     )
-    .await?)
+    .await;
+    progress.finish();
+    Ok(copied?)
 }
 
 async fn selection(
@@ -358,20 +370,15 @@ fn refuse_same_location(a: &StoreSettings, b: &StoreSettings) -> anyhow::Result<
     Ok(())
 }
 
-#[allow(clippy::cast_precision_loss)] // MiB for display only
-fn mib(bytes: u64) -> String {
-    format!("{:.1}", bytes as f64 / f64::from(1u32 << 20))
-}
-
 fn print_summary(summary: &CopySummary, verb: &str, output: Output) -> anyhow::Result<()> {
     output.result(summary, || {
         let mut s = format!(
-            "{verb} {} snapshot(s) to {}: {} object(s) copied ({} MiB) and checked there, {} \
+            "{verb} {} snapshot(s) to {}: {} object(s) copied ({}) and checked there, {} \
              already present.\n",
             summary.snapshots.len(),
             sanitize(&summary.target),
             summary.copied(),
-            mib(summary.bytes_copied()),
+            output::size(summary.bytes_copied()),
             summary.skipped(),
         );
         let mut table = Table::new(["Snapshot", "Mailbox", "Started", "Objects", "Copied"]);
@@ -379,7 +386,7 @@ fn print_summary(summary: &CopySummary, verb: &str, output: Output) -> anyhow::R
             table.row([
                 snap.snapshot.to_string(),
                 snap.mailbox.clone(),
-                snap.started.format("%Y-%m-%d %H:%M:%S").to_string(),
+                output::time(snap.started),
                 snap.objects.to_string(),
                 snap.copied.to_string(),
             ]);
@@ -424,8 +431,8 @@ async fn print_status(repo: &Repository, output: Output) -> anyhow::Result<Exit>
                 r.target.clone(),
                 r.snapshot.to_string(),
                 r.mailbox.clone(),
-                r.snapshot_started.format("%Y-%m-%d %H:%M:%S").to_string(),
-                r.replicated_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                output::time(r.snapshot_started),
+                output::time(r.replicated_at),
                 r.objects.to_string(),
                 r.copied.to_string(),
             ]);

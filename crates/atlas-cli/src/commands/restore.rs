@@ -7,35 +7,25 @@ use anyhow::Context as _;
 use atlas_core::ports::MailTarget;
 use atlas_core::service::restore::{Destination, RestoreOptions, execute, plan};
 use atlas_graph::GraphTarget;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::cli::{GlobalArgs, RestoreArgs};
 use crate::exit::{Exit, UsageError};
-use crate::output::{Output, sanitize};
+use crate::output::{self, Output, sanitize};
 use crate::progress::{Mode, Progress};
 
-use super::browse::{parse_as_of, selector};
+use super::browse::{Bound, parse_instant, selector};
 use super::context::{graph_client, install_ctrl_c, open_repository};
 use super::load_config;
 
-/// `--start-date` / `--end-date`: a day (inclusive, UTC) or an RFC 3339 instant.
+/// `--start-date` / `--end-date`: a day in the local zone (inclusive), a local time or an
+/// RFC 3339 instant.
 fn parse_bound(text: &str, end: bool) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
     if end {
-        return parse_as_of(text);
+        parse_instant(text, "--end-date", Bound::EndOfDay, &chrono::Local)
+    } else {
+        parse_instant(text, "--start-date", Bound::StartOfDay, &chrono::Local)
     }
-    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
-        UsageError(format!(
-            "--start-date {}: expected a date like 2026-03-01 or a time like 2026-03-01T08:00:00Z",
-            sanitize(text)
-        ))
-    })?;
-    Ok(day
-        .and_hms_opt(0, 0, 0)
-        .context("invariant: midnight")?
-        .and_utc())
 }
 
 /// `atlas restore`.
@@ -88,9 +78,9 @@ pub async fn restore(
     if args.dry_run {
         output.result(&planned, || {
             let mut s = format!(
-                "Would restore {} message(s) ({:.1} MiB) from {} (snapshot {}) into {}{}:\n",
+                "Would restore {} message(s) ({}) from {} (snapshot {}) into {}{}:\n",
                 planned.messages,
-                mib(planned.bytes),
+                output::size(planned.bytes),
                 sanitize(&planned.source_mailbox),
                 planned.snapshot,
                 sanitize(&planned.target_mailbox),
@@ -115,7 +105,7 @@ pub async fn restore(
     let client = graph_client(&graph_settings)?;
     let target: Arc<dyn MailTarget> = Arc::new(GraphTarget::new(client.clone()));
     let mode = Mode::detect(output.is_json(), global.quiet);
-    let progress = Progress::new(mode, Some(client), 1);
+    let progress = Progress::titled(mode, "atlas restore", Some(client), 1);
     let cancel = install_ctrl_c(global.quiet);
     let summary = execute(&planned, &repo, target, &progress, &cancel).await;
     progress.finish();
@@ -165,10 +155,4 @@ pub async fn restore(
     } else {
         Exit::Success
     })
-}
-
-fn mib(bytes: u64) -> f64 {
-    #[allow(clippy::cast_precision_loss)] // Display only.
-    let b = bytes as f64;
-    b / (1024.0 * 1024.0)
 }

@@ -6,10 +6,11 @@
 
 use std::fmt::Write as _;
 use std::io::IsTerminal as _;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use atlas_core::model::MailboxId;
-use atlas_core::ports::SystemClock;
+use atlas_core::ports::{Reporter, SystemClock};
 use atlas_core::repo::prune::{PruneOptions, PruneSummary};
 use atlas_core::service::catalog::resolve_snapshot_ref;
 use atlas_core::service::retention::{
@@ -22,7 +23,8 @@ use serde::Serialize;
 use crate::cli::{DeleteArgs, ForgetArgs, GlobalArgs};
 use crate::console::{note, prompt};
 use crate::exit::{Exit, UsageError};
-use crate::output::{Output, sanitize};
+use crate::output::{self, Output, sanitize};
+use crate::progress::{Mode, Progress};
 
 use super::context::{lease_owner, open_repository};
 use super::key::repository_settings;
@@ -71,9 +73,10 @@ fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
     )
 }
 
-fn prune_options(dry_run: bool) -> PruneOptions {
+fn prune_options(dry_run: bool, progress: &Arc<Progress>) -> PruneOptions {
     PruneOptions {
         dry_run,
+        reporter: Arc::clone(progress) as Arc<dyn Reporter>,
         owner: lease_owner(),
         ..PruneOptions::default()
     }
@@ -81,21 +84,15 @@ fn prune_options(dry_run: bool) -> PruneOptions {
 
 fn render_prune(p: &PruneSummary) -> String {
     format!(
-        "{}: {} pack(s) deleted, {} repacked into {}, {} unreferenced blob(s) and {:.1} MiB freed, {} index file(s) compacted.",
+        "{}: {} pack(s) deleted, {} repacked into {}, {} unreferenced blob(s) and {} freed, {} index file(s) compacted.",
         if p.dry_run { "Prune would" } else { "Prune" },
         p.packs_deleted.len(),
         p.packs_repacked.len(),
         p.packs_written,
         p.blobs_freed,
-        mib(p.bytes_deleted),
+        output::size(p.bytes_deleted),
         p.index_files_deleted.len()
     )
-}
-
-fn mib(bytes: u64) -> f64 {
-    #[allow(clippy::cast_precision_loss)] // Display only.
-    let b = bytes as f64;
-    b / (1024.0 * 1024.0)
 }
 
 fn render_removal(s: &RemovalSummary) -> String {
@@ -118,7 +115,11 @@ fn render_removal(s: &RemovalSummary) -> String {
                 out,
                 "\n  {} (retained until {})",
                 sanitize(&o.key),
-                sanitize(&o.until)
+                // As the store reported it; shown in the local zone when it is a timestamp.
+                chrono::DateTime::parse_from_rfc3339(&o.until).map_or_else(
+                    |_| sanitize(&o.until).into_owned(),
+                    |t| output::time(t.to_utc())
+                )
             );
         }
     }
@@ -177,7 +178,14 @@ pub async fn delete(
     let result = if args.no_prune {
         execute_delete(&repo, &plan).await?
     } else {
-        execute_delete_and_prune(&repo, &plan, &prune_options(false), &clock).await?
+        let progress = Arc::new(Progress::for_tasks(
+            Mode::detect(output.is_json(), global.quiet),
+            "atlas delete",
+        ));
+        let done =
+            execute_delete_and_prune(&repo, &plan, &prune_options(false, &progress), &clock).await;
+        progress.finish();
+        done?
     };
     let complete = result.is_complete();
     let report = DeleteReport {
@@ -224,6 +232,10 @@ pub async fn forget(
     )
     .await?;
     let clock = SystemClock;
+    let progress = Arc::new(Progress::for_tasks(
+        Mode::detect(output.is_json(), global.quiet),
+        "atlas forget",
+    ));
     if args.dry_run {
         let removed: Vec<_> = plan
             .mailboxes
@@ -231,7 +243,9 @@ pub async fn forget(
             .flat_map(|m| m.remove.iter().map(|r| r.id))
             .collect();
         let prune = if args.prune {
-            Some(plan_prune(&repo, removed, &prune_options(true), &clock).await?)
+            let planned = plan_prune(&repo, removed, &prune_options(true, &progress), &clock).await;
+            progress.finish();
+            Some(planned?)
         } else {
             None
         };
@@ -256,12 +270,7 @@ pub async fn forget(
                     m.remove.len()
                 );
                 for r in &m.remove {
-                    let _ = writeln!(
-                        s,
-                        "  would remove {} ({})",
-                        r.id,
-                        r.started.format("%Y-%m-%d %H:%M:%S")
-                    );
+                    let _ = writeln!(s, "  would remove {} ({})", r.id, output::time(r.started));
                 }
             }
             if let Some(p) = report.result.as_ref().and_then(|r| r.prune.as_ref()) {
@@ -272,7 +281,10 @@ pub async fn forget(
         return Ok(Exit::Success);
     }
     let result = if args.prune {
-        execute_forget_and_prune(&repo, &plan, &prune_options(false), &clock).await?
+        let done =
+            execute_forget_and_prune(&repo, &plan, &prune_options(false, &progress), &clock).await;
+        progress.finish();
+        done?
     } else {
         execute_forget(&repo, &plan).await?
     };

@@ -278,8 +278,11 @@ pub(super) fn render_locks(locks: &[SnapshotLock]) -> String {
             (Some(until), _) => {
                 let _ = write!(
                     s,
-                    "\nObject Lock ({}) on snapshot {}: {} objects retained until at least {until}",
-                    l.mode, l.snapshot, l.objects
+                    "\nObject Lock ({}) on snapshot {}: {} objects retained until at least {}",
+                    l.mode,
+                    l.snapshot,
+                    l.objects,
+                    crate::output::time(*until)
                 );
             }
             (None, error) => {

@@ -34,8 +34,9 @@ use crate::config::{Config, Inputs, RepositorySettings, StoreSettings};
 use crate::console::note;
 use crate::exit::{Exit, UsageError};
 use crate::output::{Output, Table, sanitize};
+use crate::progress::{Mode, Progress};
 
-use super::context::{LogReporter, V1_NOTICE, lease_owner, open, v1_read_only};
+use super::context::{V1_NOTICE, lease_owner, open, v1_read_only};
 use super::key::{core_passphrase, kdf_choice_from_config, location, open_store};
 use super::load_config;
 
@@ -466,12 +467,21 @@ pub(super) async fn migrate(
         break_stale_leases: false,
         mailboxes: only,
     };
-    let reporter = LogReporter { warnings: true };
-    let summary = migrate_v1(&v1, &target, Arc::new(SystemClock), &reporter, &opts)
-        .await
-        .with_context(|| {
-            format!("migrating {source_desc} into {target_where} (rerun to resume)")
-        })?;
+    let mailboxes = match &opts.mailboxes {
+        Some(only) => only.len(),
+        None => v1.list_mailboxes().await?.len(),
+    };
+    let progress = Progress::titled(
+        Mode::detect(output.is_json(), global.quiet),
+        "atlas migrate",
+        None,
+        mailboxes,
+    );
+    let summary = migrate_v1(&v1, &target, Arc::new(SystemClock), &progress, &opts).await;
+    progress.finish();
+    let summary = summary.with_context(|| {
+        format!("migrating {source_desc} into {target_where} (rerun to resume)")
+    })?;
     let out = MigrateOutput {
         source: source_desc.clone(),
         target: target_where.clone(),
@@ -553,9 +563,7 @@ fn human_migrate(out: &MigrateOutput) -> String {
             sanitize(&r.mailbox).into_owned(),
             r.v1_snapshot_id.clone(),
             r.snapshot_id.clone().unwrap_or_default(),
-            r.created_at
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                .unwrap_or_default(),
+            r.created_at.map(crate::output::time).unwrap_or_default(),
             r.messages.map(|m| m.to_string()).unwrap_or_default(),
             r.item_errors.map(|m| m.to_string()).unwrap_or_default(),
             r.outcome.to_owned(),

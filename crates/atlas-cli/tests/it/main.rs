@@ -19,6 +19,7 @@ mod replicate_e2e;
 mod repository_e2e;
 mod restore_service;
 mod s3_e2e;
+mod terminal_e2e;
 mod v1_e2e;
 
 use std::path::{Path, PathBuf};

@@ -21,7 +21,7 @@ pub use mail::{
     Importance, ItemMetadata, MailMetadata, MailSource, MailboxKind, SourceError, SourceFolder,
     SourceItem, SourceMailbox,
 };
-pub use reporter::{Event, NullReporter, Reporter};
+pub use reporter::{Event, NullReporter, Reporter, Task};
 pub use target::{
     MailTarget, RestoreAttachment, RestoreBody, RestoreMark, RestoreMessage, TargetAttachment,
     TargetError, TargetFolder, TargetItem,

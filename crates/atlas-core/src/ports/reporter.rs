@@ -76,6 +76,77 @@ pub enum Event {
         /// Plain-language message.
         message: String,
     },
+    /// A long step that is not a mailbox run started (backup and restore report per
+    /// mailbox and folder instead).
+    TaskStarted {
+        /// Which step.
+        task: Task,
+        /// How many units it will process ([`Task::unit`]), when known up front.
+        total: Option<u64>,
+        /// How many bytes it will read or write, when known up front.
+        bytes: Option<u64>,
+    },
+    /// A task processed more units (an increment, not a running total).
+    TaskProgress {
+        /// Which step.
+        task: Task,
+        /// Units processed since the last event.
+        done: u64,
+        /// Bytes read or written for them.
+        bytes: u64,
+    },
+    /// A task finished (also after a failure: the bar goes away either way).
+    TaskDone {
+        /// Which step.
+        task: Task,
+    },
+}
+
+/// The long steps reported through [`Event::TaskStarted`] and friends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Task {
+    /// `verify`: opening snapshot records and folder lists (unit: snapshots).
+    VerifySnapshots,
+    /// `verify`: reading packs and checking the blobs in them (unit: packs).
+    VerifyPacks,
+    /// `save`: writing messages to the export (unit: messages).
+    Export,
+    /// prune: reading every snapshot's folder lists to find what is still needed (unit:
+    /// folder lists).
+    PrunePlan,
+    /// prune: copying live blobs out of mostly-dead packs (unit: packs).
+    Repack,
+    /// prune and `delete`: deleting objects (unit: objects).
+    Delete,
+    /// `replicate` and `rehydrate`: copying objects to the other store (unit: objects).
+    Copy,
+}
+
+impl Task {
+    /// What `total` and `done` count, for display.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Self::VerifySnapshots => "snapshots",
+            Self::VerifyPacks | Self::Repack => "packs",
+            Self::Export => "messages",
+            Self::PrunePlan => "folder lists",
+            Self::Delete | Self::Copy => "objects",
+        }
+    }
+
+    /// A short present-tense label (`verifying packs`), for display.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::VerifySnapshots => "reading snapshots",
+            Self::VerifyPacks => "verifying packs",
+            Self::Export => "exporting",
+            Self::PrunePlan => "finding unused data",
+            Self::Repack => "repacking",
+            Self::Delete => "deleting",
+            Self::Copy => "copying",
+        }
+    }
 }
 
 /// Receives progress events. Implementations must be cheap and never block for long.

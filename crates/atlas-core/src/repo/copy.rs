@@ -32,7 +32,7 @@ use super::{Repository, retention};
 use crate::error::{Error, Result};
 use crate::model::SnapshotId;
 use crate::ports::blob_store::CopySource;
-use crate::ports::{BlobStore, PutOptions, StoreError};
+use crate::ports::{BlobStore, Event, NullReporter, PutOptions, Reporter, StoreError, Task};
 
 impl Repository {
     /// Whether `store` is this repository's store object itself (two handles on one
@@ -182,6 +182,8 @@ pub(crate) struct ObjectCopier {
     target_sizes: HashMap<String, u64>,
     /// Packs each index file points at (read once per run).
     index_packs: HashMap<String, BTreeSet<String>>,
+    /// Told of every object copied or found present ([`Task::Copy`]).
+    reporter: Arc<dyn Reporter>,
 }
 
 impl ObjectCopier {
@@ -199,6 +201,7 @@ impl ObjectCopier {
             source_sizes: HashMap::new(),
             target_sizes: HashMap::new(),
             index_packs: HashMap::new(),
+            reporter: Arc::new(NullReporter),
         };
         for prefix in [PACK_PREFIX, INDEX_PREFIX, MAILBOX_PREFIX, SNAPSHOT_PREFIX] {
             for m in copier.source.store().list(prefix).await? {
@@ -213,6 +216,11 @@ impl ObjectCopier {
             }
         }
         Ok(copier)
+    }
+
+    /// Report progress to `reporter` from now on.
+    pub(crate) fn report_to(&mut self, reporter: Arc<dyn Reporter>) {
+        self.reporter = reporter;
     }
 
     /// What snapshot `id` needs (what Object Lock protects for it), plus every pack named
@@ -290,6 +298,11 @@ impl ObjectCopier {
             };
             if self.target_sizes.get(&k) == Some(&size) {
                 out.skipped += 1;
+                self.reporter.report(Event::TaskProgress {
+                    task: Task::Copy,
+                    done: 1,
+                    bytes: 0,
+                });
             } else {
                 pending.push((k, size));
             }
@@ -320,6 +333,11 @@ impl ObjectCopier {
                 out.copied_server_side += 1;
             }
             out.bytes_copied += done.size;
+            self.reporter.report(Event::TaskProgress {
+                task: Task::Copy,
+                done: 1,
+                bytes: done.size,
+            });
             self.target_sizes.insert(done.name, done.size);
         }
         Ok(())

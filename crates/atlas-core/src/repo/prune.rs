@@ -34,6 +34,7 @@
 //! unknown, so nothing could be deleted safely.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
@@ -48,7 +49,7 @@ use super::retention::RetainedObject;
 use super::{BlobKind, FolderItems, Repository, parse_snapshot_key, store_key};
 use crate::error::{Error, Result};
 use crate::model::{ContentId, SnapshotId, SnapshotRecord};
-use crate::ports::{Clock, PutOptions};
+use crate::ports::{Clock, Event, NullReporter, PutOptions, Reporter, Task};
 
 /// The repository-wide maintenance lock (a lease record, sealed object type 4).
 pub(crate) const PRUNE_LOCK_KEY: &str = "prune/lock";
@@ -71,6 +72,8 @@ pub struct PruneOptions {
     pub owner: String,
     /// Treat these snapshots as already removed (the dry run of `forget --prune`).
     pub ignore_snapshots: Vec<SnapshotId>,
+    /// Where progress goes: [`Task::PrunePlan`], [`Task::Repack`], [`Task::Delete`].
+    pub reporter: Arc<dyn Reporter>,
 }
 
 impl Default for PruneOptions {
@@ -81,6 +84,7 @@ impl Default for PruneOptions {
             grace: Duration::zero(),
             owner: "atlas".into(),
             ignore_snapshots: Vec::new(),
+            reporter: Arc::new(NullReporter),
         }
     }
 }
@@ -292,9 +296,17 @@ impl<'a> Pruner<'a> {
         let index_files = self.load_index().await?;
         self.load_packs().await?;
         self.keep_lock().await?;
-        for list in folder_lists {
-            self.mark_folder_list(list).await?;
-        }
+        let reporter = Arc::clone(&self.opts.reporter);
+        reporter.report(Event::TaskStarted {
+            task: Task::PrunePlan,
+            total: Some(folder_lists.len() as u64),
+            bytes: None,
+        });
+        let marked = self.mark_all(folder_lists).await;
+        reporter.report(Event::TaskDone {
+            task: Task::PrunePlan,
+        });
+        marked?;
         self.sum.referenced_blobs = self.referenced.len();
         self.keep_lock().await?;
 
@@ -331,7 +343,14 @@ impl<'a> Pruner<'a> {
                 self.count_repack(*p);
             }
         } else {
-            let (written, kept) = self.repack(&repack).await?;
+            reporter.report(Event::TaskStarted {
+                task: Task::Repack,
+                total: Some(repack.len() as u64),
+                bytes: None,
+            });
+            let repacked = self.repack(&repack).await;
+            reporter.report(Event::TaskDone { task: Task::Repack });
+            let (written, kept) = repacked?;
             new_entries.extend(written);
             for p in kept {
                 doomed.retain(|d| *d != p);
@@ -346,7 +365,7 @@ impl<'a> Pruner<'a> {
             }
         }
 
-        let (mut delete_now, pending_after) = self.schedule(&doomed, &pending_before, now);
+        let (delete_now, pending_after) = self.schedule(&doomed, &pending_before, now);
         // Compact the index: rewrite when anything changed or it is spread over more files
         // than needed.
         let needed = new_entries.len().div_ceil(MAX_INDEX_ENTRIES);
@@ -364,12 +383,59 @@ impl<'a> Pruner<'a> {
         }
 
         // Writes, in the safe order: (new packs above) → new index → old index → packs.
+        reporter.report(Event::TaskStarted {
+            task: Task::Delete,
+            total: Some((if rewrite { index_files.len() } else { 0 } + delete_now.len()) as u64),
+            bytes: None,
+        });
+        let deleted = self
+            .write_and_delete(rewrite, &new_entries, &index_files, delete_now)
+            .await;
+        reporter.report(Event::TaskDone { task: Task::Delete });
+        deleted?;
+        self.keep_lock().await?;
+        self.save_pending(&pending_before, &pending_after).await?;
+        Ok(self.sum)
+    }
+
+    /// Mark what every folder list references ([`Task::PrunePlan`], one unit per list).
+    async fn mark_all(&mut self, folder_lists: BTreeSet<ContentId>) -> Result<()> {
+        for list in folder_lists {
+            self.mark_folder_list(list).await?;
+            self.opts.reporter.report(Event::TaskProgress {
+                task: Task::PrunePlan,
+                done: 1,
+                bytes: 0,
+            });
+        }
+        Ok(())
+    }
+
+    /// The writes of a prune after repacking: the new index, then the old index files,
+    /// then the doomed packs (see the module docs for why in this order).
+    async fn write_and_delete(
+        &mut self,
+        rewrite: bool,
+        new_entries: &[IndexEntry],
+        index_files: &[String],
+        mut delete_now: Vec<PackId>,
+    ) -> Result<()> {
+        let reporter = Arc::clone(&self.opts.reporter);
+        let deleted_one = || {
+            reporter.report(Event::TaskProgress {
+                task: Task::Delete,
+                done: 1,
+                bytes: 0,
+            });
+        };
         if rewrite {
-            self.write_index(&new_entries).await?;
+            self.write_index(new_entries).await?;
             self.keep_lock().await?;
             let mut still_indexed = HashSet::new();
-            for key in &index_files {
-                if let Some(kept) = self.delete_unless_retained(key).await? {
+            for key in index_files {
+                let retained = self.delete_unless_retained(key).await?;
+                deleted_one();
+                if let Some(kept) = retained {
                     self.sum.index_files_deleted.retain(|k| k != key);
                     self.sum.retained.push(kept);
                     // Its entries still locate these packs: keep them.
@@ -381,13 +447,13 @@ impl<'a> Pruner<'a> {
             delete_now.retain(|p| !still_indexed.contains(p));
         }
         for p in &delete_now {
-            if let Some(kept) = self.delete_unless_retained(&p.store_key()).await? {
+            let retained = self.delete_unless_retained(&p.store_key()).await?;
+            deleted_one();
+            if let Some(kept) = retained {
                 self.sum.retained.push(kept);
             }
         }
-        self.keep_lock().await?;
-        self.save_pending(&pending_before, &pending_after).await?;
-        Ok(self.sum)
+        Ok(())
     }
 
     /// Delete `key`; `Some` (not an error) when Object Lock retains it, so one locked
@@ -712,6 +778,11 @@ impl<'a> Pruner<'a> {
         let mut current_bytes = 0usize;
         for p in packs {
             let bytes = self.repo.get_required(&p.store_key()).await?;
+            self.opts.reporter.report(Event::TaskProgress {
+                task: Task::Repack,
+                done: 1,
+                bytes: bytes.len() as u64,
+            });
             let live: Vec<PackEntry> = self.packs[p]
                 .entries
                 .values()

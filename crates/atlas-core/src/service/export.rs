@@ -20,6 +20,7 @@
 use std::collections::HashSet;
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Serialize;
@@ -28,7 +29,9 @@ use super::catalog::{SnapshotSelector, find_message, folder_path, folder_selecte
 use super::read::check_sha;
 use crate::error::{Error, Result};
 use crate::model::{MessageId, MessageMeta, SnapshotId};
-use crate::ports::StoreError;
+#[cfg(doc)]
+use crate::ports::NullReporter;
+use crate::ports::{Event, Reporter, StoreError, Task};
 use crate::repo::Repository;
 
 /// Longest subject part of a file name, in characters.
@@ -59,6 +62,9 @@ pub struct SaveOptions {
     pub format: ExportFormat,
     /// Skip the SHA-256 comparison (the repository's own checks still run).
     pub skip_verify: bool,
+    /// Where progress goes ([`Task::Export`], one unit per message); [`NullReporter`]
+    /// for none.
+    pub reporter: Arc<dyn Reporter>,
 }
 
 /// A message that could not be exported (never names the subject).
@@ -111,7 +117,20 @@ struct Item<'a> {
 
 /// Walk the selected messages in folder order and hand each verified one to `sink`.
 /// `sink` gets `None` at the start of every folder that has selected messages.
-async fn walk<F>(repo: &Repository, opts: &SaveOptions, mut sink: F) -> Result<SaveSummary>
+async fn walk<F>(repo: &Repository, opts: &SaveOptions, sink: F) -> Result<SaveSummary>
+where
+    F: AsyncSink,
+{
+    let walked = walk_reporting(repo, opts, sink).await;
+    opts.reporter.report(Event::TaskDone { task: Task::Export });
+    walked
+}
+
+async fn walk_reporting<F>(
+    repo: &Repository,
+    opts: &SaveOptions,
+    mut sink: F,
+) -> Result<SaveSummary>
 where
     F: AsyncSink,
 {
@@ -123,6 +142,15 @@ where
         Some(r) => Some(find_message(repo, &snap.record, r).await?),
         None => None,
     };
+    opts.reporter.report(Event::TaskStarted {
+        task: Task::Export,
+        total: Some(if only.is_some() {
+            1
+        } else {
+            selected_messages(&snap.record, opts)
+        }),
+        bytes: None,
+    });
     let mut sum = SaveSummary {
         snapshot: snap.id,
         mailbox: snap.record.mailbox.address().to_owned(),
@@ -170,6 +198,11 @@ where
                         message_id: meta.id.clone(),
                         error: e.to_string(),
                     });
+                    opts.reporter.report(Event::TaskProgress {
+                        task: Task::Export,
+                        done: 1,
+                        bytes: 0,
+                    });
                     continue;
                 }
             };
@@ -180,6 +213,11 @@ where
             }
             sum.messages += 1;
             sum.bytes += mime.len() as u64;
+            opts.reporter.report(Event::TaskProgress {
+                task: Task::Export,
+                done: 1,
+                bytes: mime.len() as u64,
+            });
             sink.message(Item {
                 folder_dirs: &dirs,
                 meta,
@@ -194,6 +232,16 @@ where
         });
     }
     Ok(sum)
+}
+
+/// How many messages the folder filter selects (what the export's progress counts to).
+fn selected_messages(record: &crate::model::SnapshotRecord, opts: &SaveOptions) -> u64 {
+    record
+        .folders
+        .iter()
+        .filter(|f| opts.folder.as_deref().is_none_or(|w| folder_selected(f, w)))
+        .map(|f| f.stored_item_count)
+        .sum()
 }
 
 /// The format writers, driven by [`walk`].

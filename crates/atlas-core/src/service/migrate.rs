@@ -385,6 +385,12 @@ async fn write_state(
         if acc.0.is_none() {
             acc.0.clone_from(&entry.folder_path);
         }
+        reporter.report(Event::Items {
+            mailbox: addr.clone(),
+            folder: acc.0.clone().unwrap_or_else(|| folder.clone()),
+            count: 1,
+            bytes: meta.as_ref().map_or(0, |m| m.mime_size),
+        });
         if let Some(meta) = meta {
             acc.1.push(meta);
         }

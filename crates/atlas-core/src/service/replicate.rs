@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::model::{MailboxId, SnapshotId};
-use crate::ports::{BlobStore, Clock};
+use crate::ports::{BlobStore, Clock, Event, Reporter, Task};
 use crate::repo::{ObjectCopier, Passphrase, Repository};
 
 /// Store key of the replica marker.
@@ -115,6 +115,9 @@ pub struct CopyOptions {
     pub direction: Direction,
     /// Objects copied at once (clamped to `1..=MAX_PARALLEL`).
     pub parallel: usize,
+    /// Where progress goes: [`Task::Copy`], one unit per object copied or found present
+    /// (no total: it is known per snapshot only).
+    pub reporter: Arc<dyn Reporter>,
 }
 
 /// What happened to one snapshot.
@@ -246,17 +249,31 @@ pub async fn copy_snapshots(
         prepare_target(source, &target, passphrase, opts.direction, clock).await?;
     let mut copier =
         ObjectCopier::new(source, &target_repo, opts.parallel.clamp(1, MAX_PARALLEL)).await?;
+    copier.report_to(Arc::clone(&opts.reporter));
     let target_desc = target.describe();
     let tid = target_id(target.as_ref());
     let mut snapshots = Vec::with_capacity(ids.len());
+    opts.reporter.report(Event::TaskStarted {
+        task: Task::Copy,
+        total: None,
+        bytes: None,
+    });
     for id in ids {
-        let done = copy_one(&mut copier, source, &target_repo, id).await?;
+        let done = copy_one(&mut copier, source, &target_repo, id).await;
+        let done = match done {
+            Ok(d) => d,
+            Err(e) => {
+                opts.reporter.report(Event::TaskDone { task: Task::Copy });
+                return Err(e);
+            }
+        };
         if opts.direction == Direction::Replicate {
             write_status(source, &tid, &target_desc, &done, clock).await?;
         }
         tracing::info!(snapshot = %id, copied = done.copied, skipped = done.skipped, "snapshot copied");
         snapshots.push(done);
     }
+    opts.reporter.report(Event::TaskDone { task: Task::Copy });
     Ok(CopySummary {
         target: target_desc,
         target_id: tid,

@@ -27,6 +27,7 @@ use super::catalog::{chunk_ids, folder_path};
 use super::read::check_sha;
 use crate::error::{Error, Result};
 use crate::model::{ContentId, MailboxId, MessageId, SnapshotId};
+use crate::ports::{Event, NullReporter, Reporter, Task};
 use crate::repo::index::Location;
 use crate::repo::pack::PackId;
 use crate::repo::{BlobKind, CONFIG_KEY, CONFIG_SPARE_KEY, PackData, Repository};
@@ -207,6 +208,16 @@ impl Owner {
 
 /// Verify the snapshots in scope; see the module docs.
 pub async fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifySummary> {
+    verify_with_progress(repo, opts, &NullReporter).await
+}
+
+/// [`verify`], reporting its two long steps (opening snapshots, reading packs) as
+/// [`Task::VerifySnapshots`] and [`Task::VerifyPacks`].
+pub async fn verify_with_progress(
+    repo: &Repository,
+    opts: &VerifyOptions,
+    reporter: &dyn Reporter,
+) -> Result<VerifySummary> {
     let mut sum = VerifySummary {
         snapshots: 0,
         folders: 0,
@@ -278,9 +289,22 @@ pub async fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifySum
             BTreeSet::new()
         }
     };
-    let needed = collect(repo, opts, ids, &known_mailboxes, &mut sum).await?;
+    reporter.report(Event::TaskStarted {
+        task: Task::VerifySnapshots,
+        total: Some(ids.len() as u64),
+        bytes: None,
+    });
+    let needed = collect(repo, opts, ids, &known_mailboxes, &mut sum, reporter).await;
+    reporter.report(Event::TaskDone {
+        task: Task::VerifySnapshots,
+    });
+    let needed = needed?;
     let by_pack = group_by_pack(repo, &needed, &mut sum).await;
-    check_packs(repo, opts, &needed, &by_pack, &mut sum).await?;
+    let checked = check_packs(repo, opts, &needed, &by_pack, &mut sum, reporter).await;
+    reporter.report(Event::TaskDone {
+        task: Task::VerifyPacks,
+    });
+    checked?;
     Ok(sum)
 }
 
@@ -308,11 +332,18 @@ async fn collect(
     ids: Vec<SnapshotId>,
     known_mailboxes: &BTreeSet<MailboxId>,
     sum: &mut VerifySummary,
+    reporter: &dyn Reporter,
 ) -> Result<Needed> {
     // Blob → who needs it (first owner is enough to name the damage) and expected sha.
     let mut needed = Needed::new();
     let mut lists_seen: HashSet<ContentId> = HashSet::new();
     for id in ids {
+        // Counted as it is taken up: the record and its lists are read next.
+        reporter.report(Event::TaskProgress {
+            task: Task::VerifySnapshots,
+            done: 1,
+            bytes: 0,
+        });
         let snap = match repo.load_snapshot(id).await {
             Ok(s) => s,
             Err(e @ Error::SnapshotNotFound { .. }) if opts.scope == VerifyScope::Snapshot(id) => {
@@ -433,6 +464,7 @@ async fn check_packs(
     needed: &Needed,
     by_pack: &ByPack,
     sum: &mut VerifySummary,
+    reporter: &dyn Reporter,
 ) -> Result<()> {
     sum.packs = by_pack.len();
     let sizes: HashMap<PackId, u64> = repo.pack_sizes().await?;
@@ -474,6 +506,11 @@ async fn check_packs(
         sum.blobs_checked += items.len();
         jobs.push((n, *pack, items));
     }
+    reporter.report(Event::TaskStarted {
+        task: Task::VerifyPacks,
+        total: Some(jobs.len() as u64),
+        bytes: Some(sum.bytes_read),
+    });
     let mut running = tokio::task::JoinSet::new();
     let mut jobs = jobs.into_iter();
     loop {
@@ -482,13 +519,19 @@ async fn check_packs(
                 break;
             };
             let repo = repo.clone();
-            running.spawn(async move { (n, check_pack_data(&repo, pack, items).await) });
+            let size = sizes.get(&pack).copied().unwrap_or(0);
+            running.spawn(async move { (n, size, check_pack_data(&repo, pack, items).await) });
         }
         let Some(done) = running.join_next().await else {
             break;
         };
-        let (n, damage) = done.map_err(|e| Error::task(&e))?;
+        let (n, size, damage) = done.map_err(|e| Error::task(&e))?;
         per_pack[n].extend(damage?);
+        reporter.report(Event::TaskProgress {
+            task: Task::VerifyPacks,
+            done: 1,
+            bytes: size,
+        });
     }
     sum.damage.extend(per_pack.into_iter().flatten());
     Ok(())

@@ -167,6 +167,7 @@ fn opts(selection: Selection, direction: Direction) -> CopyOptions {
         selection,
         direction,
         parallel: 3,
+        reporter: std::sync::Arc::new(atlas_core::ports::NullReporter),
     }
 }
 

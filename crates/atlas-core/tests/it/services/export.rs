@@ -61,6 +61,7 @@ fn opts(id: atlas_core::model::SnapshotId, format: ExportFormat) -> SaveOptions 
         message: None,
         format,
         skip_verify: false,
+        reporter: std::sync::Arc::new(atlas_core::ports::NullReporter),
     }
 }
 

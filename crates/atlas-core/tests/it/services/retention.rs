@@ -25,6 +25,7 @@ async fn export(repo: &atlas_core::repo::Repository, id: SnapshotId) -> BTreeMap
         message: None,
         format: ExportFormat::EmlZip,
         skip_verify: false,
+        reporter: std::sync::Arc::new(atlas_core::ports::NullReporter),
     };
     let (_, cur) = write_eml_zip(repo, &opts, std::io::Cursor::new(Vec::new()), "mem")
         .await
