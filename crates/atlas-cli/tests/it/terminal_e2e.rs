@@ -77,6 +77,11 @@ fn long_commands_report_progress_in_plain_lines_without_a_terminal() {
     };
 
     let verify = run(repo(), &["verify"]);
+    assert!(
+        verify.contains("reading snapshots: 2 snapshots"),
+        "{verify}"
+    );
+    let verify = run(repo(), &["verify", "--read-data"]);
     assert!(verify.contains("verifying packs: "), "{verify}");
     assert!(
         verify.contains(" packs, ") && verify.contains(" in "),
