@@ -22,6 +22,7 @@ async fn save(r: &BenchRepo, upn: &str, step: String) -> Result<Row, BenchError>
         message: None,
         format: ExportFormat::EmlZip,
         skip_verify: false,
+        reporter: std::sync::Arc::new(atlas_core::ports::NullReporter),
     };
     let _ = r.store.take();
     let meter = Meter::start(None)?;
