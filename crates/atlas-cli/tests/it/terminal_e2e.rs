@@ -18,6 +18,8 @@ fn stderr_of(out: &std::process::Output) -> String {
 /// with their start times, oldest first.
 fn two_snapshots(sim: &Sim, sandbox: &Sandbox) -> (String, Vec<(String, String)>) {
     let upn = sim.licensed_users().remove(0);
+    let out = sandbox.atlas_for(sim).arg("init").output().expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     for n in 0..2 {
         if n == 1 {
             sim.handle
