@@ -64,6 +64,7 @@ pub(super) fn s3_store(s3: &S3Settings) -> anyhow::Result<S3Store> {
     }
     config.key_prefix = String::new();
     config.net = s3.net.clone();
+    config.content_md5 = s3.content_md5;
     Ok(S3Store::new(config).map_err(explain)?)
 }
 

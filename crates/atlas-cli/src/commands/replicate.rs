@@ -337,6 +337,8 @@ fn s3_settings(
         // The flag forces path style; without it the store chooses (path style except
         // on AWS's own endpoints).
         force_path_style: force_path_style.then_some(true),
+        // CRC32C, which S3 and the common S3-compatible servers check.
+        content_md5: false,
         // Trust and proxies are the process's, whichever store they reach.
         net: crate::config::Config::load(&crate::config::Inputs::from_process(None)?)?.network()?,
     }))

@@ -89,6 +89,9 @@ pub enum Field {
     /// S3 addressing: `true` path-style, `false` virtual-hosted; unset picks (path-style
     /// except on AWS's own endpoints).
     S3ForcePathStyle,
+    /// Send `Content-MD5` with S3 uploads instead of a CRC32C checksum (servers that need
+    /// it; costs an MD5 pass over every upload).
+    S3ContentMd5,
     /// A PEM file of extra CA certificates to trust (a private CA, TLS inspection), for
     /// S3 and Graph alike.
     CaFile,
@@ -96,7 +99,7 @@ pub enum Field {
 
 impl Field {
     /// Every field, in the order problems are reported.
-    pub const ALL: [Field; 18] = [
+    pub const ALL: [Field; 19] = [
         Field::TenantId,
         Field::ClientId,
         Field::ClientSecret,
@@ -114,6 +117,7 @@ impl Field {
         Field::S3Region,
         Field::S3Bucket,
         Field::S3ForcePathStyle,
+        Field::S3ContentMd5,
         Field::CaFile,
     ];
 
@@ -137,6 +141,7 @@ impl Field {
             Field::S3Region => "s3_region",
             Field::S3Bucket => "s3_bucket",
             Field::S3ForcePathStyle => "s3_force_path_style",
+            Field::S3ContentMd5 => "s3_content_md5",
             Field::CaFile => "ca_file",
         }
     }
@@ -161,8 +166,14 @@ impl Field {
             Field::S3Region => "ATLAS_S3_REGION",
             Field::S3Bucket => "ATLAS_S3_BUCKET",
             Field::S3ForcePathStyle => "ATLAS_S3_FORCE_PATH_STYLE",
+            Field::S3ContentMd5 => "ATLAS_S3_CONTENT_MD5",
             Field::CaFile => CA_FILE_ENV,
         }
+    }
+
+    /// Whether a config file gives the value as a JSON boolean.
+    pub(super) fn is_bool(self) -> bool {
+        matches!(self, Field::S3ForcePathStyle | Field::S3ContentMd5)
     }
 
     /// Whether the value must be held as a [`SecretString`](atlas_core::SecretString) and never shown.
@@ -187,6 +198,7 @@ impl Field {
                 | Field::S3Region
                 | Field::S3Bucket
                 | Field::S3ForcePathStyle
+                | Field::S3ContentMd5
         )
     }
 }

@@ -79,6 +79,8 @@ pub struct S3Settings {
     /// Addressing: `Some(true)` path-style, `Some(false)` virtual-hosted, `None` the
     /// store's automatic choice (path-style except on AWS's own endpoints).
     pub force_path_style: Option<bool>,
+    /// Send `Content-MD5` with uploads instead of a CRC32C (`ATLAS_S3_CONTENT_MD5`).
+    pub content_md5: bool,
     /// Trust and proxies.
     pub net: NetOptions,
 }
@@ -195,6 +197,18 @@ impl Config {
         let region = self
             .text(Field::S3Region)
             .map_or_else(|| DEFAULT_S3_REGION.to_owned(), |(s, _)| s.to_owned());
+        let content_md5 = match self.values.get(&Field::S3ContentMd5) {
+            Some(RawValue {
+                value: Raw::Bool(b),
+                ..
+            }) => Some(*b),
+            _ => self.optional(
+                Field::S3ContentMd5,
+                || Some(false),
+                problems,
+                |s| parse_bool(s).ok_or_else(|| "expected true or false".to_owned()),
+            ),
+        };
         // Unset means "let the store choose": `Some(None)`; a problem is `None`.
         let force_path_style = if let Some(RawValue {
             value: Raw::Bool(b),
@@ -248,6 +262,7 @@ impl Config {
             region,
             bucket: bucket?,
             force_path_style: force_path_style?,
+            content_md5: content_md5?,
             net: net?,
         })
     }

@@ -383,8 +383,8 @@ fn parse_field(
         (_, Value::Null) => return,
         (_, Value::String(s)) if s.is_empty() => return,
         (_, Value::String(s)) => Raw::Text(s),
-        (Field::S3ForcePathStyle, Value::Bool(b)) => Raw::Bool(b),
-        (Field::S3ForcePathStyle, _) => {
+        (f, Value::Bool(b)) if f.is_bool() => Raw::Bool(b),
+        (f, _) if f.is_bool() => {
             problems.push(file_problem(
                 &format!("{prefix}{key}"),
                 &path,

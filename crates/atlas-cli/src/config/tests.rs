@@ -717,3 +717,28 @@ fn a_proxy_that_is_not_an_http_url_is_a_problem_that_does_not_echo_it() {
     assert_eq!(problems(err), ["https_proxy"]);
     assert!(!text.contains("sock-PASSWORD"), "{text}");
 }
+
+#[test]
+fn content_md5_is_off_unless_asked_for_in_the_file_or_the_environment() {
+    let base = || {
+        Fixture::new()
+            .env("ATLAS_TENANT_ID", TENANT)
+            .env("ATLAS_ENCRYPTION_PASSPHRASE", "passphrase-VALUE-long")
+            .env("ATLAS_S3_ENDPOINT", "https://s3.example.com")
+            .env("ATLAS_S3_ACCESS_KEY", "access")
+            .env("ATLAS_S3_SECRET_KEY", "s3-secret-VALUE")
+    };
+    let s3 = |fx: &Fixture| match fx.load().for_repository().expect("valid").store {
+        StoreSettings::S3(s3) => s3,
+        StoreSettings::Local { .. } => panic!("expected S3"),
+    };
+    assert!(!s3(&base()).content_md5);
+    assert!(s3(&base().env("ATLAS_S3_CONTENT_MD5", "true")).content_md5);
+    assert!(s3(&base().write("atlas.config.json", r#"{"s3_content_md5": true}"#)).content_md5);
+    let err = base()
+        .env("ATLAS_S3_CONTENT_MD5", "maybe")
+        .load()
+        .for_repository()
+        .unwrap_err();
+    assert_eq!(problems(err), ["s3_content_md5"]);
+}

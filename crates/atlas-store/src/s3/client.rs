@@ -76,11 +76,25 @@ impl Req {
         self
     }
 
-    /// Attach a body with its Content-MD5 (S3 requires it on several configuration calls
-    /// and Atlas sends it on every upload).
+    /// Attach a small configuration body with its Content-MD5 (S3 requires an integrity
+    /// header on bucket configuration calls; these bodies are a few hundred bytes).
     pub fn body_with_md5(self, body: Bytes) -> Self {
         let md5 = content_md5(&body);
         self.header("content-md5", md5).body(body)
+    }
+
+    /// Attach object data with the integrity header S3 verifies before storing it: a
+    /// CRC32C (one pass with the CPU's CRC instruction; `x-amz-sdk-checksum-algorithm` too,
+    /// which is what S3 wants on Object Lock uploads), or `Content-MD5` when configured for
+    /// a server that needs it.
+    pub fn data_body(self, body: Bytes, content_md5: bool) -> Self {
+        if content_md5 {
+            return self.body_with_md5(body);
+        }
+        let crc = crc32c_base64(&body);
+        self.header("x-amz-sdk-checksum-algorithm", "CRC32C")
+            .header("x-amz-checksum-crc32c", crc)
+            .body(body)
     }
 }
 
@@ -124,6 +138,11 @@ impl Resp {
                 .and_then(|v| retry::parse_retry_after(v, Utc::now())),
         }
     }
+}
+
+/// Base64 of the big-endian CRC32C of a body, for `x-amz-checksum-crc32c`.
+pub fn crc32c_base64(body: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(body).to_be_bytes())
 }
 
 /// Base64 MD5 of a body, for `Content-MD5`.
@@ -367,7 +386,13 @@ impl Target {
             uri,
             query,
             url,
-            payload_sha: sigv4::sha256_hex(&req.body),
+            // Over TLS or loopback the body is not hashed a second time for the signature:
+            // its checksum header (signed) is what S3 verifies.
+            payload_sha: if inner.endpoint.unsigned_payload {
+                sigv4::UNSIGNED_PAYLOAD.to_owned()
+            } else {
+                sigv4::sha256_hex(&req.body)
+            },
         }
     }
 }
@@ -401,6 +426,13 @@ mod tests {
             attempts: 1,
             bucket_level: false,
         }
+    }
+
+    #[test]
+    fn crc32c_is_the_castagnoli_checksum_big_endian_in_base64() {
+        // The CRC-32C check value (RFC 3720 / the catalogue of CRC algorithms): 0xE3069283.
+        assert_eq!(crc32c_base64(b"123456789"), "4waSgw==");
+        assert_eq!(crc32c_base64(b""), "AAAAAA==");
     }
 
     #[test]

@@ -118,6 +118,10 @@ pub struct S3Config {
     pub read_timeout: Duration,
     /// Trust (extra CA files) and proxies.
     pub net: NetOptions,
+    /// Send `Content-MD5` with object data instead of a CRC32C checksum, for S3-compatible
+    /// servers that do not accept `x-amz-checksum-crc32c` (S3 itself, MinIO, Ceph RGW and
+    /// moto do). Costs an MD5 pass over every upload.
+    pub content_md5: bool,
 }
 
 impl S3Config {
@@ -144,6 +148,7 @@ impl S3Config {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(120),
             net: NetOptions::default(),
+            content_md5: false,
         }
     }
 
@@ -227,6 +232,10 @@ pub(super) struct Endpoint {
     pub shown: String,
     /// Path-style addressing, resolved from [`Addressing`].
     pub path_style: bool,
+    /// Sign requests with `UNSIGNED-PAYLOAD` instead of the body's SHA-256: over TLS (which
+    /// already protects the body in transit) or to a loopback address (no transit at all).
+    /// The body's integrity is checked by S3 through its checksum header either way.
+    pub unsigned_payload: bool,
 }
 
 impl Endpoint {
@@ -291,11 +300,17 @@ impl Endpoint {
                 !aws || dots_over_https
             }
         };
+        let loopback = match host {
+            url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+            url::Host::Ipv4(ip) => ip.is_loopback(),
+            url::Host::Ipv6(ip) => ip.is_loopback(),
+        };
         Ok(Self {
             scheme: url.scheme().to_string(),
             authority,
             shown: format!("{}://{}", url.scheme(), url.authority()),
             path_style,
+            unsigned_payload: url.scheme() == "https" || loopback,
         })
     }
 }

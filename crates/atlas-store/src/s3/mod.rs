@@ -13,17 +13,25 @@
 //!
 //! # Behaviour
 //!
-//! - **Integrity**: every upload carries `Content-MD5` and a signed SHA-256 of the body
-//!   (`x-amz-content-sha256`), so S3 refuses a body damaged in transit.
+//! - **Integrity without re-hashing**: object data carries `x-amz-checksum-crc32c` (one
+//!   pass with the CPU's CRC instruction; with `x-amz-sdk-checksum-algorithm`, which is
+//!   what S3 requires on Object Lock uploads besides Content-MD5), and S3 refuses a body
+//!   that does not match it. Over TLS or to a loopback address the signature uses
+//!   `UNSIGNED-PAYLOAD` instead of hashing the body with SHA-256 a second time; elsewhere
+//!   (plain http across a network) the body's SHA-256 is signed. Multipart uploads are
+//!   created with the CRC32C algorithm, each part carries its checksum, and the completion
+//!   lists them. [`S3Config::content_md5`] switches data uploads to `Content-MD5` for
+//!   servers that need it; bucket configuration calls always carry Content-MD5 (tiny
+//!   bodies, and S3 requires an integrity header there).
 //! - **Create-if-absent** is `If-None-Match: *` (412 → [`StoreError::AlreadyExists`]).
 //!   Some servers ignore that header; [`S3Store::probe_conditional_writes`] detects it
 //!   (storage-check and repository init call it) and from then on `Create` fails with
 //!   `Unsupported` instead of silently racing. A `Create` retried after a lost response
-//!   that then meets 412 compares the stored ETag with its own MD5, so its own first
-//!   attempt is not mistaken for a competitor.
+//!   that then meets 412 compares the stored ETag with its own MD5 (computed only then), so
+//!   its own first attempt is not mistaken for a competitor.
 //! - **Large objects** (above [`S3Config::multipart_threshold`], 64 MiB by default) go up
-//!   as a multipart upload, parts in parallel, each with its own `Content-MD5`; any
-//!   failure aborts the upload so no parts linger.
+//!   as a multipart upload, parts in parallel, each with its own checksum; any failure
+//!   aborts the upload so no parts linger.
 //! - **Parallelism** is bounded by one semaphore per store over every HTTP request.
 //! - **Retries** are decided by one pure function (`retry.rs`, pinned by a table test):
 //!   throttling (503, 429, `SlowDown`) always, after `Retry-After` when the server sends
@@ -338,6 +346,24 @@ mod tests {
         );
         // A dotted bucket over https would not match AWS's wildcard certificate.
         assert_eq!(resolve(None, "my.bucket"), "s3.eu-west-1.amazonaws.com");
+    }
+
+    /// The body is left out of the signature only where nothing between Atlas and the
+    /// server can change it unnoticed: TLS, or loopback.
+    #[test]
+    fn payload_is_unsigned_over_tls_and_loopback_only() {
+        let unsigned = |endpoint: &str| {
+            let cfg = S3Config::shared_bucket("b-1", "t", "us-east-1", Credentials::new("A", "S"))
+                .unwrap()
+                .endpoint(endpoint);
+            S3Store::new(cfg).unwrap().inner.endpoint.unsigned_payload
+        };
+        assert!(unsigned("https://s3.example.com"));
+        assert!(unsigned("http://127.0.0.1:9000"));
+        assert!(unsigned("http://localhost:9000"));
+        assert!(unsigned("http://[::1]:9000"));
+        assert!(!unsigned("http://s3.example.com"));
+        assert!(!unsigned("http://10.0.0.5:9000"));
     }
 
     #[test]

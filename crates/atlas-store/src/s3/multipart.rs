@@ -8,7 +8,7 @@ use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use tokio::task::JoinSet;
 
-use super::client::{Inner, Req, io_error};
+use super::client::{Inner, Req, crc32c_base64, io_error};
 use super::lock::retention_headers;
 use super::xml;
 
@@ -34,6 +34,10 @@ impl Inner {
         let mut create = Req::new(Method::POST, Some(full_key.clone()))
             .query("uploads", "")
             .header("content-type", "application/octet-stream");
+        if !self.cfg.content_md5 {
+            // Parts then carry CRC32C checksums, and CompleteMultipartUpload lists them.
+            create = create.header("x-amz-checksum-algorithm", "CRC32C");
+        }
         if let Some(r) = &opts.retention {
             create.headers.extend(retention_headers(r));
         }
@@ -87,10 +91,17 @@ impl Inner {
         for (index, start) in (0..data.len()).step_by(part).enumerate() {
             let chunk = data.slice(start..(start + part).min(data.len()));
             let this = Arc::clone(self);
+            let checksum = (!self.cfg.content_md5).then(|| crc32c_base64(&chunk));
             let req = Req::new(Method::PUT, Some(full_key.to_string()))
                 .query("partNumber", &(index + 1).to_string())
-                .query("uploadId", upload_id)
-                .body_with_md5(chunk);
+                .query("uploadId", upload_id);
+            let req = match &checksum {
+                Some(crc) => req
+                    .header("x-amz-sdk-checksum-algorithm", "CRC32C")
+                    .header("x-amz-checksum-crc32c", crc.clone())
+                    .body(chunk),
+                None => req.body_with_md5(chunk),
+            };
             let key = key.to_string();
             tasks.spawn(async move {
                 let resp = this.send(req).await?;
@@ -104,21 +115,21 @@ impl Inner {
                         "upload part: no ETag in the response".into(),
                     )
                 })?;
-                Ok((index, etag))
+                Ok((index, etag, checksum))
             });
         }
-        let mut etags = vec![String::new(); tasks.len()];
+        let mut parts = vec![(String::new(), None); tasks.len()];
         while let Some(joined) = tasks.join_next().await {
-            let (index, etag) = joined.map_err(|e| {
+            let (index, etag, checksum) = joined.map_err(|e| {
                 io_error(
                     std::io::ErrorKind::Other,
                     key.as_str(),
                     format!("upload part task failed: {e}"),
                 )
             })??;
-            etags[index] = etag;
+            parts[index] = (etag, checksum);
         }
-        let body = Bytes::from(xml::complete_multipart_body(&etags));
+        let body = Bytes::from(xml::complete_multipart_body(&parts));
         let mut complete = Req::new(Method::POST, Some(full_key.to_string()))
             .query("uploadId", upload_id)
             .header("content-type", "application/xml")

@@ -74,10 +74,11 @@ impl Inner {
         if data.len() as u64 > self.cfg.multipart_threshold {
             return self.put_multipart(key, data, opts).await;
         }
-        let md5 = Md5::digest(&data);
+        // Kept (a reference, not a copy) for the rare retried Create below.
+        let sent = data.clone();
         let mut req = Req::new(Method::PUT, Some(self.full_key(key)))
             .header("content-type", "application/octet-stream")
-            .body_with_md5(data);
+            .data_body(data, self.cfg.content_md5);
         if opts.mode == PutMode::Create {
             req = req.header("if-none-match", "*");
         }
@@ -96,7 +97,8 @@ impl Inner {
                     .unwrap_or("")
                     .trim_matches('"')
                     .to_string();
-                if etag == hex::encode(md5) {
+                // A single PUT's ETag is the MD5 of its body: computed only on this path.
+                if etag == hex::encode(Md5::digest(&sent)) {
                     return Ok(());
                 }
             }

@@ -2,8 +2,9 @@
 //!
 //! Every header Atlas sends that S3 interprets (`content-md5`, `if-none-match`, `range`,
 //! the `x-amz-*` Object Lock headers) is signed, so a proxy cannot alter or drop them
-//! unnoticed. The payload is signed too (`x-amz-content-sha256` is the real SHA-256 of
-//! the body), which gives a second integrity check besides `Content-MD5`.
+//! unnoticed. The payload itself is signed (`x-amz-content-sha256` is the SHA-256 of the
+//! body) only over plain http across a network; over TLS or loopback it is
+//! `UNSIGNED-PAYLOAD`, and the signed checksum header is the body's integrity check.
 //!
 //! Pinned by the worked examples in the S3 API reference ("Signature Calculations for the
 //! Authorization Header"), see the tests below.
@@ -31,6 +32,10 @@ const URI_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
 pub(crate) fn uri_encode(s: &str) -> String {
     utf8_percent_encode(s, URI_ENCODE).to_string()
 }
+
+/// The `x-amz-content-sha256` value of a request whose body is not part of the signature
+/// (allowed by SigV4; used over TLS and loopback, where a checksum header protects the body).
+pub(crate) const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 
 /// Hex SHA-256 of a payload, for `x-amz-content-sha256`.
 pub(crate) fn sha256_hex(data: &[u8]) -> String {

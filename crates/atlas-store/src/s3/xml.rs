@@ -136,16 +136,21 @@ pub(crate) fn retention_body(mode: &str, retain_until: &str) -> String {
     )
 }
 
-/// `CompleteMultipartUpload` body from the parts' ETags (as S3 returned them, quoted).
-pub(crate) fn complete_multipart_body(etags: &[String]) -> String {
+/// `CompleteMultipartUpload` body from the parts' ETags (as S3 returned them, quoted) and
+/// CRC32C checksums (required when the upload was created with a checksum algorithm).
+pub(crate) fn complete_multipart_body(parts: &[(String, Option<String>)]) -> String {
     let mut body = format!("<CompleteMultipartUpload xmlns=\"{NS}\">");
-    for (i, etag) in etags.iter().enumerate() {
+    for (i, (etag, crc32c)) in parts.iter().enumerate() {
         let _ = write!(
             body,
-            "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
+            "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag>",
             i + 1,
             escape(etag)
         );
+        if let Some(crc) = crc32c {
+            let _ = write!(body, "<ChecksumCRC32C>{}</ChecksumCRC32C>", escape(crc));
+        }
+        body.push_str("</Part>");
     }
     body.push_str("</CompleteMultipartUpload>");
     body
@@ -251,7 +256,18 @@ mod tests {
 
     #[test]
     fn complete_body_lists_parts_in_order() {
-        let body = complete_multipart_body(&["\"a\"".into(), "\"b\"".into()]);
+        let body = complete_multipart_body(&[("\"a\"".into(), None), ("\"b\"".into(), None)]);
         assert!(body.contains("<Part><PartNumber>1</PartNumber><ETag>&quot;a&quot;</ETag></Part><Part><PartNumber>2</PartNumber>"), "{body}");
+    }
+
+    #[test]
+    fn complete_body_carries_each_parts_crc32c() {
+        let body = complete_multipart_body(&[("\"a\"".into(), Some("yZRlqg==".into()))]);
+        assert!(
+            body.contains(
+                "<ETag>&quot;a&quot;</ETag><ChecksumCRC32C>yZRlqg==</ChecksumCRC32C></Part>"
+            ),
+            "{body}"
+        );
     }
 }

@@ -682,8 +682,9 @@ struct Seen {
 
 type Script = Arc<dyn Fn(&Seen, usize) -> (u16, String) + Send + Sync>;
 
-/// Serve HTTP/1.1 on a free port: every request is recorded, a `Content-MD5` that does not
-/// match the body is refused with `BadDigest` (as S3 does — moto accepts it), and the
+/// Serve HTTP/1.1 on a free port: every request is recorded, a `Content-MD5` or
+/// `x-amz-checksum-crc32c` that does not match the body is refused with `BadDigest` (as
+/// S3 does — moto accepts it), and the
 /// answer comes from `script(request, index)`.
 async fn scripted_server(script: Script) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -741,7 +742,18 @@ async fn scripted_server(script: Script) -> (String, Arc<Mutex<Vec<Seen>>>) {
                     log.push(req.clone());
                     log.len() - 1
                 };
+                let crc_ok = req.headers.get("x-amz-checksum-crc32c").is_none_or(|crc| {
+                    *crc == base64::engine::general_purpose::STANDARD
+                        .encode(crc32c::crc32c(&req.body).to_be_bytes())
+                });
                 let (status, body) = match req.headers.get("content-md5") {
+                    _ if !crc_ok => (
+                        400,
+                        s3_error(
+                            "BadDigest",
+                            "The CRC32C you specified did not match the calculated checksum.",
+                        ),
+                    ),
                     Some(md5)
                         if *md5
                             != base64::engine::general_purpose::STANDARD
@@ -847,10 +859,61 @@ async fn server_side_copy_on_the_wire() {
     );
 }
 
+/// Object data carries a CRC32C that S3 verifies (one hardware pass), and the signature
+/// does not hash the body again: over TLS and loopback it is `UNSIGNED-PAYLOAD`. No
+/// Content-MD5 pass. The Object Lock headers and the checksum are signed; the algorithm
+/// header is what S3 (and moto) want on an upload with retention.
+#[tokio::test]
+async fn uploads_carry_a_signed_crc32c_and_skip_payload_hashing() {
+    let (endpoint, seen) = scripted_server(Arc::new(|_, _| (200, String::new()))).await;
+    let store = scripted_store(&endpoint);
+    let data = Bytes::from((0..5000u32).map(|i| (i % 253) as u8).collect::<Vec<_>>());
+    store
+        .put(
+            &key("obj+1@x"),
+            data.clone(),
+            retention(LockMode::Governance, days(1)),
+        )
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    let req = &seen[0];
+    assert_eq!(req.body, data.to_vec());
+    let want_crc =
+        base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(&data).to_be_bytes());
+    assert_eq!(req.headers.get("x-amz-checksum-crc32c"), Some(&want_crc));
+    assert_eq!(
+        req.headers
+            .get("x-amz-sdk-checksum-algorithm")
+            .map(String::as_str),
+        Some("CRC32C")
+    );
+    assert_eq!(
+        req.headers.get("x-amz-content-sha256").map(String::as_str),
+        Some("UNSIGNED-PAYLOAD")
+    );
+    assert_eq!(req.headers.get("content-md5"), None, "no MD5 pass");
+    let auth = &req.headers["authorization"];
+    for signed in [
+        "x-amz-checksum-crc32c",
+        "x-amz-sdk-checksum-algorithm",
+        "x-amz-content-sha256",
+        "x-amz-object-lock-mode",
+        "x-amz-object-lock-retain-until-date",
+    ] {
+        assert!(auth.contains(signed), "{signed} must be signed: {auth}");
+    }
+}
+
+/// The documented setting for servers that need Content-MD5 (`content_md5`): the upload
+/// carries a correct, signed MD5 instead of the CRC32C.
 #[tokio::test]
 async fn uploads_carry_a_correct_signed_content_md5() {
     let (endpoint, seen) = scripted_server(Arc::new(|_, _| (200, String::new()))).await;
-    let store = scripted_store(&endpoint);
+    let mut cfg = config(&endpoint, "atlas-scripted");
+    cfg.content_md5 = true;
+    let store = S3Store::new(cfg).unwrap();
     let data = Bytes::from((0..5000u32).map(|i| (i % 253) as u8).collect::<Vec<_>>());
     store
         .put(
@@ -892,6 +955,15 @@ async fn a_damaged_upload_is_refused_not_stored() {
     let resp = reqwest::Client::new()
         .put(format!("{endpoint}/b/k"))
         .header("content-md5", "AAAAAAAAAAAAAAAAAAAAAA==")
+        .body("data")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(resp.text().await.unwrap().contains("BadDigest"));
+    let resp = reqwest::Client::new()
+        .put(format!("{endpoint}/b/k"))
+        .header("x-amz-checksum-crc32c", "AAAAAA==")
         .body("data")
         .send()
         .await
