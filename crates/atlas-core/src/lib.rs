@@ -24,6 +24,8 @@ pub mod ports;
 pub mod repo;
 mod secret;
 pub mod service;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{Error, Result};
 pub use open::{Access, Opened, open};

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod conformance;
 mod crash;
 mod dedup;
 mod keys;

@@ -1,6 +1,7 @@
 //! Integration tests: the Graph client over HTTP against the `atlas-sim` simulator.
 
 mod auth;
+mod conformance;
 mod read;
 mod resilience;
 mod tls;
