@@ -1022,6 +1022,31 @@ mod tests {
     }
 
     #[test]
+    fn items_are_addressed_by_id_whatever_container_the_path_names() {
+        assert_eq!(
+            normalize("/users/u/calendars/c/events/e/instances"),
+            "/users/u/events/e/instances"
+        );
+        assert_eq!(normalize("/users/u/calendar/events/e"), "/users/u/events/e");
+        assert_eq!(
+            normalize("/users/u/calendar/events"),
+            "/users/u/calendar/events"
+        );
+        assert_eq!(
+            normalize("/users/u/contactFolders/a/childFolders/b/contacts/c/photo/$value"),
+            "/users/u/contacts/c/photo/$value"
+        );
+        assert_eq!(
+            normalize("/admin/exchange/mailboxes('MBX:a@b')/folders/x/childFolders/y/items"),
+            "/admin/exchange/mailboxes/MBX%3Aa%40b/folders/y/items"
+        );
+        assert_eq!(
+            normalize("/admin/exchange/mailboxes/m/folders/x/childFolders/delta"),
+            "/admin/exchange/mailboxes/m/folders/x/childFolders/delta"
+        );
+    }
+
+    #[test]
     fn odata_key_ids_are_reencoded_so_slashes_stay_one_segment() {
         assert_eq!(normalize("/users('a%2Fb')"), "/users/a%2Fb");
         assert_eq!(normalize("/users('o''brien')"), "/users/o%27brien");

@@ -194,6 +194,13 @@ async fn same_seed_gives_identical_tenant_and_mime_failure_is_injectable() {
         };
         assert_eq!(sha(&da), sha(&db));
         assert_eq!(da.folders.len(), db.folders.len());
+        // Calendars, contacts, tasks, notes and configuration too.
+        let (pa, pb) = (
+            a.dump_pim(&u.id).expect("dump"),
+            b.dump_pim(&u.id).expect("dump"),
+        );
+        assert!(!pa.items.is_empty());
+        assert_eq!(pa, pb);
     }
     let ctx = common::small().await;
     let u = ctx.mailbox_user();
