@@ -251,3 +251,50 @@ fn as_of_takes_a_full_timestamp_and_times_show_the_local_zone() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains(" KiB") || text.contains(" MiB"), "{text}");
 }
+
+/// Issue 11: `read` showed a folded header with U+FFFD where the fold was, and left RFC
+/// 2047 encoded words (`=?UTF-8?B?…?=`) encoded. The simulator's messages have both: folded
+/// `Content-Type` headers and encoded non-ASCII subjects.
+#[test]
+fn read_unfolds_headers_and_decodes_encoded_words() {
+    let sim = Sim::start(SimConfig {
+        users: 3,
+        messages_per_user: 12,
+        ..SimConfig::default()
+    });
+    let sandbox = Sandbox::new();
+    let (_, snaps) = two_snapshots(&sim, &sandbox);
+    let snap = &snaps[1].0;
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["--json", "list", "-s", snap])
+        .output()
+        .expect("runs");
+    let items = json(&out);
+    let mut encoded_seen = false;
+    for item in items["items"].as_array().expect("items") {
+        let id = item["messageId"].as_str().expect("id");
+        let raw = sandbox
+            .atlas_for(&sim)
+            .args(["read", "-s", snap, "--message", id, "--raw"])
+            .output()
+            .expect("runs");
+        let raw = String::from_utf8_lossy(&raw.stdout).into_owned();
+        let raw_headers = raw.split("\r\n\r\n").next().unwrap_or_default();
+        encoded_seen |= raw_headers.contains("=?");
+        let out = sandbox
+            .atlas_for(&sim)
+            .args(["read", "-s", snap, "--message", id])
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let headers = text.split("\n\n").next().unwrap_or_default();
+        assert!(!headers.contains('\u{FFFD}'), "{headers}");
+        assert!(!headers.contains("=?"), "{headers}");
+        if raw_headers.contains("boundary=") {
+            assert!(headers.contains("; boundary="), "{headers}");
+        }
+    }
+    assert!(encoded_seen, "the tenant has encoded headers to decode");
+}

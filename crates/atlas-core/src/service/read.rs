@@ -165,7 +165,7 @@ pub async fn read_message(repo: &Repository, opts: &ReadOptions) -> Result<ReadM
             .headers_raw()
             .map(|(n, v)| Header {
                 name: sanitize_line(n),
-                value: sanitize_line(unfold(v).trim()),
+                value: sanitize_line(&header_text(v)),
             })
             .collect(),
         body,
@@ -199,6 +199,23 @@ pub fn html_to_text(html: &str) -> String {
     html2text::from_read(html.as_bytes(), HTML_TEXT_WIDTH).unwrap_or_else(|_| html.to_owned())
 }
 
+/// A raw header value as people read it: unfolded (RFC 5322 §2.2.3: a line break followed
+/// by white space is white space) and with RFC 2047 encoded words decoded
+/// (`=?UTF-8?B?…?=` → text). Used for every header alike, structured or not, since this is
+/// for display; the stored MIME keeps the original.
+fn header_text(raw: &str) -> String {
+    let mut line = raw.trim_end_matches(['\r', '\n']).to_owned();
+    line.push('\n');
+    let decoded =
+        match mail_parser::parsers::MessageStream::new(line.as_bytes()).parse_unstructured() {
+            mail_parser::HeaderValue::Text(t) => t.into_owned(),
+            // Nothing mail-parser reads as text: fall back to plain unfolding.
+            _ => unfold(raw),
+        };
+    // Any white-space run (a tab from folding included) reads as one space.
+    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn unfold(v: &str) -> String {
     v.replace("\r\n", "").replace('\n', "")
 }
@@ -219,6 +236,39 @@ mod tests {
         assert!(!t.contains("alert"), "{t}");
         assert!(!t.contains("color"), "{t}");
         assert!(!t.contains("secret"), "{t}");
+    }
+
+    #[test]
+    fn folded_headers_are_unfolded_not_shown_with_a_replacement_character() {
+        // Issue 11: the tab of a folded header showed as U+FFFD.
+        assert_eq!(
+            header_text(" multipart/alternative;\r\n\tboundary=\"_000_7111ded191d0a7f2_\"\r\n"),
+            "multipart/alternative; boundary=\"_000_7111ded191d0a7f2_\""
+        );
+        assert_eq!(
+            header_text(" a long subject\r\n  that goes on"),
+            "a long subject that goes on"
+        );
+    }
+
+    #[test]
+    fn encoded_words_are_decoded() {
+        // Issue 11: encoded words stayed encoded.
+        assert_eq!(
+            header_text(" =?UTF-8?B?R3LDvMOfZSBhdXMgS8O2bG4=?="),
+            "Grüße aus Köln"
+        );
+        assert_eq!(
+            header_text(" =?ISO-8859-1?Q?J=FCrgen_M=FCller?= <jm@example.com>"),
+            "Jürgen Müller <jm@example.com>"
+        );
+        // Adjacent encoded words join without the folding white space between them.
+        assert_eq!(
+            header_text(" =?UTF-8?Q?Caf=C3=A9?=\r\n =?UTF-8?Q?_cr=C3=A8me?= and more"),
+            "Café crème and more"
+        );
+        assert_eq!(header_text(" plain text"), "plain text");
+        assert_eq!(header_text(""), "");
     }
 
     #[test]
