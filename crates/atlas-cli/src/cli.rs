@@ -38,15 +38,16 @@ pub struct GlobalArgs {
     #[arg(short = 't', long, global = true, value_name = "TENANT")]
     pub tenant: Option<String>,
 
-    /// Print machine-readable JSON on stdout instead of text
+    /// Print one machine-readable JSON document on stdout instead of text (also on
+    /// failure; see docs/JSON.md)
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Print more diagnostics on stderr (-v info, -vv debug, -vvv trace)
+    /// Print more diagnostics on stderr, with timestamps (-v info, -vv debug, -vvv trace)
     #[arg(short = 'v', long, action = ArgAction::Count, global = true, conflicts_with = "quiet")]
     pub verbose: u8,
 
-    /// Print only errors on stderr
+    /// Print only errors on stderr (no progress, no warnings)
     #[arg(short = 'q', long, global = true)]
     pub quiet: bool,
 }
