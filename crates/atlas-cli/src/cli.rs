@@ -99,6 +99,15 @@ pub enum Command {
     /// id, object — never the subject).
     Verify(VerifyArgs),
 
+    /// Heal the damage verify names
+    ///
+    /// Restores damaged root objects from their spare copies, rebuilds the index from the
+    /// packs without damaged or missing data, and replaces every affected snapshot with one
+    /// that records which items are lost (a record that cannot be read at all is deleted).
+    /// The next backup downloads again the lost items still in the mailbox. Exit 1 when
+    /// something could not be repaired.
+    Repair(RepairArgs),
+
     /// Export a snapshot (or a mailbox as of a date) to a zip of .eml files or to mbox
     Save(SaveArgs),
 
@@ -411,6 +420,14 @@ pub struct SaveArgs {
     /// anything that is not its own export)
     #[arg(short = 'y', long)]
     pub yes: bool,
+}
+
+/// `atlas repair` options.
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Only say what would be repaired; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `atlas stats` options.

@@ -50,6 +50,9 @@ pub enum Access {
     Write,
     /// Write, creating the repository with this key derivation when the store is empty.
     Create(KdfChoice),
+    /// Repair: write, and open even when the config cannot be read at all, so that the
+    /// repair can write it anew.
+    Repair,
 }
 
 impl Access {
@@ -171,6 +174,7 @@ pub async fn open(
                     }
                     repo
                 }
+                Access::Repair => Repository::open_for_repair(store, tenant, passphrase).await?,
             };
             Ok(Opened { repo, v1: None })
         }

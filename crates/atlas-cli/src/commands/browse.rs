@@ -220,10 +220,39 @@ async fn list_items(
                     items.total - next
                 );
             }
+            s.push_str(&unreadable_text(&items.unreadable));
             s
         })?;
+        if !out.listing.unreadable.is_empty() {
+            return Ok(Exit::Partial);
+        }
     }
     Ok(Exit::Success)
+}
+
+/// What a listing could not read, for the human output (empty when nothing).
+fn unreadable_text(unreadable: &[catalog::Unreadable]) -> String {
+    if unreadable.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "\nCould not read {} object(s); everything else is listed:",
+        unreadable.len()
+    );
+    for u in unreadable {
+        let _ = write!(
+            s,
+            "\n  {}{}: {}",
+            sanitize(&u.what),
+            u.object
+                .as_deref()
+                .map(|o| format!(" ({})", sanitize(o)))
+                .unwrap_or_default(),
+            sanitize(&u.error)
+        );
+    }
+    s.push_str("\natlas verify names the damage; atlas repair heals it.");
+    s
 }
 
 /// `atlas list -s --json`: the listing, and where the next page starts when it is one.
@@ -254,6 +283,9 @@ struct SnapshotsOut {
     mailbox: String,
     /// Newest first.
     snapshots: Vec<catalog::SnapshotEntry>,
+    /// Records that could not be read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unreadable: Vec<catalog::Unreadable>,
 }
 
 /// `atlas list --json`.
@@ -261,12 +293,16 @@ struct SnapshotsOut {
 #[serde(rename_all = "camelCase")]
 struct MailboxesOut {
     mailboxes: Vec<catalog::MailboxEntry>,
+    /// What could not be read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unreadable: Vec<catalog::Unreadable>,
 }
 
 async fn list_snapshots(repo: &Repository, m: &str, output: Output) -> anyhow::Result<Exit> {
     {
-        let snaps = catalog::list_snapshots(repo, &MailboxId::new(m)).await?;
-        if snaps.is_empty() {
+        let listing = catalog::list_snapshots_report(repo, &MailboxId::new(m)).await?;
+        let snaps = listing.snapshots;
+        if snaps.is_empty() && listing.unreadable.is_empty() {
             return Err(UsageError(format!(
                 "mailbox {} has no snapshot in this repository (atlas list shows the mailboxes it has)",
                 sanitize(m)
@@ -276,6 +312,7 @@ async fn list_snapshots(repo: &Repository, m: &str, output: Output) -> anyhow::R
         let out = SnapshotsOut {
             mailbox: m.to_owned(),
             snapshots: snaps,
+            unreadable: listing.unreadable,
         };
         let snaps = &out.snapshots;
         output.result(&out, || {
@@ -293,15 +330,20 @@ async fn list_snapshots(repo: &Repository, m: &str, output: Output) -> anyhow::R
                     s.errors.to_string(),
                 ]);
             }
-            table.render()
+            table.render() + &unreadable_text(&out.unreadable)
         })?;
+        if !out.unreadable.is_empty() {
+            return Ok(Exit::Partial);
+        }
     }
     Ok(Exit::Success)
 }
 
 async fn list_mailboxes(repo: &Repository, output: Output) -> anyhow::Result<Exit> {
+    let listing = catalog::list_mailboxes_report(repo).await?;
     let out = MailboxesOut {
-        mailboxes: catalog::list_mailboxes(repo).await?,
+        mailboxes: listing.mailboxes,
+        unreadable: listing.unreadable,
     };
     let mailboxes = &out.mailboxes;
     output.result(&out, || {
@@ -328,13 +370,17 @@ async fn list_mailboxes(repo: &Repository, output: Output) -> anyhow::Result<Exi
                 output::size(m.physical_bytes),
             ]);
         }
-        if mailboxes.is_empty() {
+        if mailboxes.is_empty() && out.unreadable.is_empty() {
             "The repository holds no snapshots yet (run atlas backup).".to_owned()
         } else {
-            table.render()
+            table.render() + &unreadable_text(&out.unreadable)
         }
     })?;
-    Ok(Exit::Success)
+    Ok(if out.unreadable.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Partial
+    })
 }
 
 /// `atlas read`.
@@ -483,6 +529,9 @@ pub async fn verify(
                     sanitize(d.object.as_deref().unwrap_or("-")),
                     sanitize(&d.error)
                 );
+            }
+            if let Some(next) = &summary.next_step {
+                let _ = write!(s, "To heal it, {next}.");
             }
         }
         s

@@ -6,6 +6,7 @@ mod browse;
 mod context;
 mod demo;
 mod key;
+mod repair;
 mod replicate;
 mod restore;
 mod retention;
@@ -42,6 +43,7 @@ pub async fn run(mut cli: Cli, output: Output) -> anyhow::Result<Exit> {
         Command::List(args) => browse::list(&cli.global, args, output).await,
         Command::Read(args) => browse::read(&cli.global, args, output).await,
         Command::Verify(args) => browse::verify(&cli.global, args, output).await,
+        Command::Repair(args) => repair::repair(&cli.global, args, output).await,
         Command::Save(args) => browse::save(&cli.global, args, output).await,
         Command::Stats(args) => browse::stats(&cli.global, args, output).await,
         Command::Restore(args) => restore::restore(&cli.global, args, output).await,

@@ -146,6 +146,26 @@ impl Repository {
         tenant: &str,
         passphrase: &Passphrase,
     ) -> Result<Self> {
+        Self::open_inner(store, tenant, passphrase, false).await
+    }
+
+    /// [`Repository::open`] for repair: a config that cannot be read at all (both copies
+    /// damaged) does not fail the open; it is recorded in [`Repository::root_damage`] and
+    /// the repository opens without a config, so that repair can write a new one.
+    pub async fn open_for_repair(
+        store: Arc<dyn BlobStore>,
+        tenant: &str,
+        passphrase: &Passphrase,
+    ) -> Result<Self> {
+        Self::open_inner(store, tenant, passphrase, true).await
+    }
+
+    async fn open_inner(
+        store: Arc<dyn BlobStore>,
+        tenant: &str,
+        passphrase: &Passphrase,
+        tolerate_config: bool,
+    ) -> Result<Self> {
         let primary = match store.get(&store_key(KEY_BLOB_KEY)?).await {
             Ok(blob) => Some(blob),
             Err(StoreError::NotFound { .. }) => None,
@@ -215,7 +235,18 @@ impl Repository {
         };
         let repo = Self::from_parts(store, tenant, keys);
         repo.record_root_damage(damage);
-        repo.load_config().await?;
+        match repo.load_config().await {
+            Ok(_) => {}
+            Err(e) if tolerate_config && e.is_integrity_failure() => {
+                repo.record_root_damage(vec![RootDamage {
+                    what: RootObject::Config,
+                    object: CONFIG_KEY.into(),
+                    error: e.to_string(),
+                    spare_used: false,
+                }]);
+            }
+            Err(e) => return Err(e),
+        }
         Ok(repo)
     }
 

@@ -203,7 +203,7 @@ pub async fn break_prune_lock(repo: &Repository, clock: &dyn Clock) -> Result<Op
     lease::break_stale_key(repo, PRUNE_LOCK_KEY, clock).await
 }
 
-async fn check_no_leases(repo: &Repository, clock: &dyn Clock) -> Result<()> {
+pub(crate) async fn check_no_leases(repo: &Repository, clock: &dyn Clock) -> Result<()> {
     for meta in repo.store().list("locks/").await? {
         let Some(rec) = lease::read_record(repo, meta.key.as_str()).await? else {
             continue; // released since the listing

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::crypto::ObjectType;
-use super::layout::{SNAPSHOT_PREFIX, parse_snapshot_key, store_key};
+use super::layout::{MAILBOX_PREFIX, SNAPSHOT_PREFIX, parse_snapshot_key, store_key};
 use super::{Repository, Snapshot, SnapshotInfo};
 use crate::error::{Error, Result};
 use crate::model::{MailboxId, SnapshotId, SnapshotRecord};
@@ -14,7 +14,7 @@ impl Repository {
     /// snapshot records are not).
     pub async fn list_mailboxes(&self) -> Result<Vec<MailboxId>> {
         let mut out = Vec::new();
-        for meta in self.inner.store.list(super::layout::MAILBOX_PREFIX).await? {
+        for meta in self.inner.store.list(MAILBOX_PREFIX).await? {
             let bytes = self.get_required(meta.key.as_str()).await?;
             out.push(self.open_json::<MailboxId>(
                 ObjectType::Mailbox,
@@ -24,6 +24,49 @@ impl Repository {
         }
         out.sort();
         Ok(out)
+    }
+
+    /// Every mailbox record, read one by one: the readable ones (sorted), and the store
+    /// key and error of each that cannot be read (listing goes on past a damaged one).
+    pub async fn mailbox_records(&self) -> Result<(Vec<MailboxId>, Vec<(String, Error)>)> {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for meta in self.inner.store.list(MAILBOX_PREFIX).await? {
+            let key = meta.key.as_str();
+            let opened = match self.get_required(key).await {
+                Ok(bytes) => self.open_json::<MailboxId>(ObjectType::Mailbox, key, &bytes),
+                Err(e) => Err(e),
+            };
+            match opened {
+                // A record must sit under its own mailbox's name.
+                Ok(mb) if self.mailbox_record_name(&mb) == key => good.push(mb),
+                Ok(_) => bad.push((
+                    key.to_owned(),
+                    Error::corrupt(key, "mailbox record names another mailbox"),
+                )),
+                Err(e) if e.is_integrity_failure() => bad.push((key.to_owned(), e)),
+                Err(Error::Missing { .. }) => {} // deleted since the listing
+                Err(e) => return Err(e),
+            }
+        }
+        good.sort();
+        Ok((good, bad))
+    }
+
+    /// Write a mailbox's record again (after it was found missing or damaged): the old
+    /// object, if any, is replaced.
+    pub async fn rewrite_mailbox_record(&self, mailbox: &MailboxId) -> Result<()> {
+        let key = self.mailbox_record_name(mailbox);
+        let sealed = self.seal_json(ObjectType::Mailbox, &key, mailbox)?;
+        self.inner
+            .store
+            .put(
+                &store_key(&key)?,
+                sealed,
+                crate::ports::PutOptions::OVERWRITE,
+            )
+            .await?;
+        Ok(())
     }
 
     /// Snapshots of a mailbox, oldest first, from key names only.

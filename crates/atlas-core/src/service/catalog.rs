@@ -407,13 +407,111 @@ pub struct MailboxEntry {
     pub physical_bytes: u64,
 }
 
+/// Something a listing could not read. Listings go on past damage: everything readable is
+/// listed, and each object that is not is named here (`atlas verify` says more, `atlas
+/// repair` heals it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unreadable {
+    /// What it is (e.g. `snapshot <id>`, `folder Inbox of snapshot <id>`).
+    pub what: String,
+    /// Store key of the object, when known.
+    pub object: Option<String>,
+    /// What is wrong.
+    pub error: String,
+}
+
+impl Unreadable {
+    fn new(what: impl Into<String>, error: &Error) -> Self {
+        Self {
+            what: what.into(),
+            object: error_object(error),
+            error: error.to_string(),
+        }
+    }
+}
+
+/// The store key an error names, if any.
+fn error_object(e: &Error) -> Option<String> {
+    match e {
+        Error::Corrupt { key, .. }
+        | Error::AuthenticationFailed { key }
+        | Error::Truncated { key, .. }
+        | Error::Missing { key }
+        | Error::ChecksumMismatch { key, .. } => Some(key.clone()),
+        _ => None,
+    }
+}
+
+/// Damage a listing reports and goes on past (as opposed to an unreachable store).
+fn is_damage(e: &Error) -> bool {
+    e.is_integrity_failure() || matches!(e, Error::Missing { .. } | Error::ContentNotFound { .. })
+}
+
+/// `atlas list`: the mailboxes, and what could not be read.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailboxListing {
+    /// Every mailbox with snapshots, sorted by address.
+    pub mailboxes: Vec<MailboxEntry>,
+    /// What could not be read (listed around it).
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// Every mailbox with snapshots, sorted by address; see [`list_mailboxes_report`], whose
+/// `unreadable` part this drops.
+pub async fn list_mailboxes(repo: &Repository) -> Result<Vec<MailboxEntry>> {
+    Ok(list_mailboxes_report(repo).await?.mailboxes)
+}
+
 /// Every mailbox with snapshots, sorted by address. Opens one mailbox record and the newest
 /// snapshot (record and folder lists) per mailbox; older snapshots are counted from key
-/// names only.
-pub async fn list_mailboxes(repo: &Repository) -> Result<Vec<MailboxEntry>> {
+/// names only. Damage does not stop the listing: a mailbox whose record is unreadable is
+/// listed under the address its snapshots name; a newest snapshot or folder list that
+/// cannot be read leaves its counts out; each is named in `unreadable`.
+pub async fn list_mailboxes_report(repo: &Repository) -> Result<MailboxListing> {
     let by_name = repo.snapshots_by_mailbox().await?;
+    let (mut mailboxes, bad_records) = repo.mailbox_records().await?;
+    let mut unreadable: Vec<Unreadable> = bad_records
+        .iter()
+        .map(|(key, e)| Unreadable {
+            what: "mailbox record".into(),
+            object: Some(key.clone()),
+            error: e.to_string(),
+        })
+        .collect();
+    // Snapshots whose mailbox record is missing or unreadable: the address is in their
+    // records.
+    let named: std::collections::HashSet<String> =
+        mailboxes.iter().map(|m| repo.mailbox_key_name(m)).collect();
+    let mut orphans: Vec<(&String, &Vec<crate::repo::SnapshotInfo>)> = by_name
+        .iter()
+        .filter(|(n, _)| !named.contains(*n))
+        .collect();
+    orphans.sort_by(|a, b| a.0.cmp(b.0));
+    for (_, snaps) in orphans {
+        let mut found = None;
+        for info in snaps.iter().rev() {
+            if let Ok(s) = repo.load_snapshot(info.id).await {
+                found = Some(s.record.mailbox);
+                break;
+            }
+        }
+        match found {
+            Some(mb) => mailboxes.push(mb),
+            None => unreadable.push(Unreadable {
+                what: format!(
+                    "{} snapshot(s) of a mailbox whose record and snapshot records cannot be read",
+                    snaps.len()
+                ),
+                object: None,
+                error: "no readable record names the mailbox".into(),
+            }),
+        }
+    }
+    mailboxes.sort();
     let mut out = Vec::new();
-    for mailbox in repo.list_mailboxes().await? {
+    for mailbox in mailboxes {
         let snaps = by_name
             .get(&repo.mailbox_key_name(&mailbox))
             .cloned()
@@ -429,22 +527,62 @@ pub async fn list_mailboxes(repo: &Repository) -> Result<Vec<MailboxEntry>> {
             physical_bytes: 0,
         };
         if let Some(latest) = snaps.last() {
-            let snap = repo.load_snapshot(latest.id).await?;
-            entry.latest_status = Some(snap.record.status);
-            let mut fp = Footprint::default();
-            for f in &snap.record.folders {
-                fp.add(repo, &f.items).await?;
-                for m in repo.load_folder_items(&f.items).await? {
-                    entry.items += 1;
-                    entry.logical_bytes += m.mime_size;
-                    fp.add(repo, &m.mime).await?;
-                }
-            }
-            entry.physical_bytes = fp.bytes;
+            describe_latest(repo, latest.id, &mut entry, &mut unreadable).await?;
         }
         out.push(entry);
     }
-    Ok(out)
+    Ok(MailboxListing {
+        mailboxes: out,
+        unreadable,
+    })
+}
+
+/// Fill in an entry's status and sizes from its newest snapshot; damage goes to
+/// `unreadable` and leaves the counts it hides out.
+async fn describe_latest(
+    repo: &Repository,
+    latest: SnapshotId,
+    entry: &mut MailboxEntry,
+    unreadable: &mut Vec<Unreadable>,
+) -> Result<()> {
+    let snap = match repo.load_snapshot(latest).await {
+        Ok(snap) => snap,
+        Err(e) if is_damage(&e) => {
+            unreadable.push(Unreadable::new(format!("snapshot {latest}"), &e));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    entry.latest_status = Some(snap.record.status);
+    let mut fp = Footprint::default();
+    for f in &snap.record.folders {
+        let what = || format!("folder {} of snapshot {latest}", folder_path(f));
+        let listed = async {
+            fp.add(repo, &f.items).await?;
+            for m in repo.load_folder_items(&f.items).await? {
+                entry.items += 1;
+                entry.logical_bytes += m.mime_size;
+                for c in m.content_ids() {
+                    if let Err(e) = fp.add(repo, &c).await {
+                        if !is_damage(&e) {
+                            return Err(e);
+                        }
+                        unreadable
+                            .push(Unreadable::new(format!("item {} in {}", m.id, what()), &e));
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match listed {
+            Ok(()) => {}
+            Err(e) if is_damage(&e) => unreadable.push(Unreadable::new(what(), &e)),
+            Err(e) => return Err(e),
+        }
+    }
+    entry.physical_bytes = fp.bytes;
+    Ok(())
 }
 
 // ----- list -m: snapshots ------------------------------------------------------------------
@@ -471,28 +609,56 @@ pub struct SnapshotEntry {
     pub tool: String,
 }
 
-/// Snapshots of a mailbox, newest first. Records are opened concurrently; an unknown
-/// mailbox is `InvalidInput`.
+/// `atlas list -m`: the snapshots of a mailbox, and the records that could not be read.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotListing {
+    /// Readable snapshots, newest first.
+    pub snapshots: Vec<SnapshotEntry>,
+    /// Snapshot records that could not be read (listed around them).
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// Snapshots of a mailbox, newest first; see [`list_snapshots_report`], whose
+/// `unreadable` part this drops.
 pub async fn list_snapshots(repo: &Repository, mailbox: &MailboxId) -> Result<Vec<SnapshotEntry>> {
+    Ok(list_snapshots_report(repo, mailbox).await?.snapshots)
+}
+
+/// Snapshots of a mailbox, newest first. Records are opened concurrently; one that
+/// cannot be read is named in `unreadable` and the others are listed. An unknown mailbox
+/// is `InvalidInput`.
+pub async fn list_snapshots_report(
+    repo: &Repository,
+    mailbox: &MailboxId,
+) -> Result<SnapshotListing> {
     let infos = repo.list_snapshots(mailbox).await?;
-    if infos.is_empty() && !repo.list_mailboxes().await?.contains(mailbox) {
+    if infos.is_empty() && !repo.mailbox_records().await?.0.contains(mailbox) {
         return Err(Error::InvalidInput {
             reason: format!("mailbox {mailbox} is not in the repository"),
         });
     }
     let mut out = Vec::with_capacity(infos.len());
+    let mut unreadable = Vec::new();
     let mut pending = infos.iter().rev().map(|i| i.id);
-    let mut set: JoinSet<Result<Snapshot>> = JoinSet::new();
+    let mut set: JoinSet<(SnapshotId, Result<Snapshot>)> = JoinSet::new();
     loop {
         while set.len() < RECORDS_IN_FLIGHT {
             let Some(id) = pending.next() else { break };
             let r = repo.clone();
-            set.spawn(async move { r.load_snapshot(id).await });
+            set.spawn(async move { (id, r.load_snapshot(id).await) });
         }
         let Some(joined) = set.join_next().await else {
             break;
         };
-        let snap = joined.map_err(|e| Error::task(&e))??;
+        let snap = match joined.map_err(|e| Error::task(&e))? {
+            (_, Ok(snap)) => snap,
+            (id, Err(e)) if is_damage(&e) => {
+                unreadable.push(Unreadable::new(format!("snapshot {id}"), &e));
+                continue;
+            }
+            (_, Err(e)) => return Err(e),
+        };
         let r = &snap.record;
         out.push(SnapshotEntry {
             id: snap.id,
@@ -506,7 +672,11 @@ pub async fn list_snapshots(repo: &Repository, mailbox: &MailboxId) -> Result<Ve
         });
     }
     out.sort_by_key(|e| std::cmp::Reverse((e.started, e.id)));
-    Ok(out)
+    unreadable.sort_by(|a, b| a.what.cmp(&b.what));
+    Ok(SnapshotListing {
+        snapshots: out,
+        unreadable,
+    })
 }
 
 // ----- list -s: items ----------------------------------------------------------------------
@@ -564,6 +734,9 @@ pub struct SnapshotItems {
     pub offset: usize,
     /// The listed items.
     pub items: Vec<ItemEntry>,
+    /// Folder lists that could not be read (their items are not counted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<Unreadable>,
 }
 
 /// Messages of a snapshot in folder order. Folder lists are read one at a time and only
@@ -585,6 +758,7 @@ pub async fn list_items(
         total: 0,
         offset: opts.offset,
         items: Vec::new(),
+        unreadable: Vec::new(),
     };
     for f in &snap.record.folders {
         if opts
@@ -595,7 +769,16 @@ pub async fn list_items(
             continue;
         }
         let path = folder_path(f);
-        for m in repo.load_folder_items(&f.items).await? {
+        let items = match repo.load_folder_items(&f.items).await {
+            Ok(items) => items,
+            Err(e) if is_damage(&e) => {
+                out.unreadable
+                    .push(Unreadable::new(format!("folder {path}"), &e));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for m in items {
             out.total += 1;
             if out.total <= opts.offset || opts.limit.is_some_and(|l| out.items.len() >= l) {
                 continue;

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod export;
 pub mod migrate;
 pub mod read;
+pub mod repair;
 pub mod replicate;
 pub mod restore;
 pub mod retention;

@@ -141,6 +141,10 @@ pub struct Damage {
     pub object: Option<String>,
     /// What is wrong.
     pub error: String,
+    /// The damaged content, when the damage is to a blob (to find every snapshot and item
+    /// that needs it).
+    #[serde(skip)]
+    pub(crate) content: Option<ContentId>,
 }
 
 /// Result of `verify`.
@@ -165,6 +169,8 @@ pub struct VerifySummary {
     pub read_data: ReadData,
     /// Every problem found; empty means everything checked is intact.
     pub damage: Vec<Damage>,
+    /// What to run about the damage (`None` when there is none).
+    pub next_step: Option<String>,
 }
 
 impl VerifySummary {
@@ -181,6 +187,8 @@ struct Owner {
     snapshot: SnapshotId,
     folder: String,
     message: Option<(MessageId, String)>,
+    /// The blob it needs (a folder list or a message's content).
+    content: ContentId,
 }
 
 impl Owner {
@@ -202,6 +210,7 @@ impl Owner {
             message_id: self.message.as_ref().map(|m| m.0.clone()),
             object,
             error: error.to_string(),
+            content: Some(self.content),
         }
     }
 }
@@ -228,34 +237,9 @@ pub async fn verify_with_progress(
         bytes_read: 0,
         read_data: opts.read_data,
         damage: Vec::new(),
+        next_step: None,
     };
-    for p in repo.check_root_objects().await {
-        let kind = if p.object == CONFIG_KEY || p.object == CONFIG_SPARE_KEY {
-            DamageKind::Config
-        } else {
-            DamageKind::Key
-        };
-        sum.damage.push(Damage {
-            kind,
-            mailbox: None,
-            snapshot: None,
-            folder: None,
-            message_id: None,
-            object: Some(p.object),
-            error: p.error.to_string(),
-        });
-    }
-    if let Err(e) = repo.refresh_index().await {
-        sum.damage.push(Damage {
-            kind: DamageKind::Index,
-            mailbox: None,
-            snapshot: None,
-            folder: None,
-            message_id: None,
-            object: error_key(&e),
-            error: e.to_string(),
-        });
-    }
+    check_roots_and_index(repo, &mut sum).await;
     let ids: Vec<SnapshotId> = match &opts.scope {
         VerifyScope::Snapshot(id) => vec![*id],
         VerifyScope::Mailbox(m) => {
@@ -285,6 +269,7 @@ pub async fn verify_with_progress(
                 message_id: None,
                 object: error_key(&e),
                 error: e.to_string(),
+                content: None,
             });
             BTreeSet::new()
         }
@@ -294,7 +279,15 @@ pub async fn verify_with_progress(
         total: Some(ids.len() as u64),
         bytes: None,
     });
-    let needed = collect(repo, opts, ids, &known_mailboxes, &mut sum, reporter).await;
+    let needed = collect(
+        repo,
+        opts,
+        ids.clone(),
+        &known_mailboxes,
+        &mut sum,
+        reporter,
+    )
+    .await;
     reporter.report(Event::TaskDone {
         task: Task::VerifySnapshots,
     });
@@ -305,7 +298,137 @@ pub async fn verify_with_progress(
         task: Task::VerifyPacks,
     });
     checked?;
+    name_every_owner(repo, &ids, &mut sum).await;
+    if !sum.damage.is_empty() {
+        sum.next_step = Some(REPAIR_ADVICE.into());
+    }
     Ok(sum)
+}
+
+/// The root objects (wrapped key, config, their spares) and every index file.
+async fn check_roots_and_index(repo: &Repository, sum: &mut VerifySummary) {
+    for p in repo.check_root_objects().await {
+        let kind = if p.object == CONFIG_KEY || p.object == CONFIG_SPARE_KEY {
+            DamageKind::Config
+        } else {
+            DamageKind::Key
+        };
+        sum.damage.push(Damage {
+            kind,
+            mailbox: None,
+            snapshot: None,
+            folder: None,
+            message_id: None,
+            object: Some(p.object),
+            error: p.error.to_string(),
+            content: None,
+        });
+    }
+    // Every unreadable index file, each named (the cache skips them all).
+    let mut errors: Vec<Error> = match repo.refresh_index_report().await {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![e],
+    };
+    for key in repo.bad_index_files() {
+        if let Err(e) = repo.read_index_file(&key).await {
+            errors.push(e);
+        }
+    }
+    for e in errors {
+        sum.damage.push(Damage {
+            kind: DamageKind::Index,
+            mailbox: None,
+            snapshot: None,
+            folder: None,
+            message_id: None,
+            object: error_key(&e),
+            error: e.to_string(),
+            content: None,
+        });
+    }
+}
+
+/// What to do about damage, said with every report that has some.
+pub const REPAIR_ADVICE: &str = "run `atlas repair`: it restores damaged root objects from \
+    their spares, drops damaged and missing data from the index, and records in every \
+    affected snapshot which items are lost; the next backup then downloads again those \
+    still in the mailbox";
+
+/// Damage to a blob is found once, against its first owner; name it against every
+/// snapshot, folder and item in scope that needs the blob too (a message kept by many
+/// snapshots, a folder list shared by unchanged folders). Runs only when there is damage:
+/// it reads the folder lists a second time, keeping only references to damaged blobs.
+async fn name_every_owner(repo: &Repository, ids: &[SnapshotId], sum: &mut VerifySummary) {
+    let mut damaged: HashMap<ContentId, Vec<usize>> = HashMap::new();
+    for (i, d) in sum.damage.iter().enumerate() {
+        if let (Some(c), Some(_)) = (d.content, d.snapshot) {
+            damaged.entry(c).or_default().push(i);
+        }
+    }
+    if damaged.is_empty() {
+        return;
+    }
+    let key = |d: &Damage| {
+        (
+            d.snapshot,
+            d.folder.clone(),
+            d.message_id.clone(),
+            d.object.clone(),
+            d.content,
+        )
+    };
+    let mut seen: HashSet<_> = sum.damage.iter().map(key).collect();
+    // Per folder list: its items whose content is damaged.
+    let mut lists: HashMap<ContentId, Vec<(MessageId, ContentId)>> = HashMap::new();
+    let mut extra = Vec::new();
+    for id in ids {
+        let Ok(snap) = repo.load_snapshot(*id).await else {
+            continue;
+        };
+        let mailbox = snap.record.mailbox.address().to_owned();
+        for f in &snap.record.folders {
+            let path = folder_path(f);
+            let mut add = |template: &Damage, message: Option<MessageId>| {
+                let d = Damage {
+                    mailbox: Some(mailbox.clone()),
+                    snapshot: Some(*id),
+                    folder: Some(path.clone()),
+                    message_id: message,
+                    ..template.clone()
+                };
+                if seen.insert(key(&d)) {
+                    extra.push(d);
+                }
+            };
+            if let Some(found) = damaged.get(&f.items) {
+                for i in found {
+                    add(&sum.damage[*i], None);
+                }
+                continue;
+            }
+            if let std::collections::hash_map::Entry::Vacant(slot) = lists.entry(f.items) {
+                let hits = match repo.load_folder_items(&f.items).await {
+                    Ok(items) => items
+                        .iter()
+                        .flat_map(|m| {
+                            m.content_ids()
+                                .filter(|c| damaged.contains_key(c))
+                                .map(|c| (m.id.clone(), c))
+                                .collect::<Vec<_>>()
+                        })
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                slot.insert(hits);
+            }
+            for (message, content) in &lists[&f.items] {
+                for i in &damaged[content] {
+                    add(&sum.damage[*i], Some(message.clone()));
+                }
+            }
+        }
+    }
+    sum.damage.extend(extra);
 }
 
 type Needed = BTreeMap<ContentId, (Owner, Option<String>)>;
@@ -358,6 +481,7 @@ async fn collect(
                     message_id: None,
                     object: error_key(&e),
                     error: e.to_string(),
+                    content: None,
                 });
                 continue;
             }
@@ -373,6 +497,7 @@ async fn collect(
                 message_id: None,
                 object: Some(repo.mailbox_record_name(&snap.record.mailbox)),
                 error: "mailbox record missing or unreadable".into(),
+                content: None,
             });
         }
         for f in &snap.record.folders {
@@ -381,6 +506,7 @@ async fn collect(
                 snapshot: id,
                 folder: folder_path(f),
                 message: None,
+                content: f.items,
             };
             sum.folders += 1;
             let items = match repo.load_folder_items(&f.items).await {
@@ -404,6 +530,7 @@ async fn collect(
                 for c in m.contents() {
                     let o = Owner {
                         message: Some((m.id.clone(), c.sha256.clone())),
+                        content: c.id,
                         ..owner.clone()
                     };
                     needed.entry(c.id).or_insert((o, Some(c.sha256)));
@@ -650,6 +777,7 @@ fn pack_damage(key: &str, e: &Error) -> Damage {
         message_id: None,
         object: Some(key.to_owned()),
         error: e.to_string(),
+        content: None,
     }
 }
 

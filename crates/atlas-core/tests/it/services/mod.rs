@@ -6,5 +6,6 @@
 mod common;
 mod export;
 mod read_list;
+mod repair;
 mod retention;
 mod verify;
