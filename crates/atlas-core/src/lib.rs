@@ -1,20 +1,109 @@
 //! # atlas-core
 //!
-//! The heart of Atlas: the domain model, the ports (traits for storage, mail source and
-//! target, progress and time), the encrypted, deduplicated repository, and the services
-//! (backup, verify, export, restore, retention) that combine them.
+//! The heart of Atlas, a backup and restore engine for Microsoft 365 mailboxes: the
+//! domain model, the ports, the encrypted deduplicated repository, and the services that
+//! combine them. Nothing here talks HTTP, reads the environment, prints, sleeps or reads
+//! the wall clock: storage, mail, progress and time all arrive through ports, so every
+//! service runs in milliseconds against in-memory implementations.
 //!
-//! The core has no side channels: no printing, no environment, no sockets, no wall clock.
-//! Storage arrives through [`ports::BlobStore`], time through [`ports::Clock`].
+//! ## The layers, outside in
 //!
-//! - [`model`]: ids ([`model::MailboxId`], [`model::ContentId`] …), message and folder
-//!   metadata, snapshot records.
-//! - [`repo`]: [`repo::Repository`] (open/init with a [`repo::Passphrase`], list and load
-//!   snapshots, read blobs, verify) and [`repo::BackupSession`] (the leased writer of one
-//!   mailbox run: `put_blob` → `flush` → `commit`).
-//! - [`SecretString`]: the one secret string type (passphrases, client secrets, keys,
-//!   tokens): redacted `Debug`, no `Display`, zeroed on drop.
-//! - [`Error`]: one error enum for the crate.
+//! **Ports** ([`ports`]) are the traits the outside world implements:
+//!
+//! - [`BlobStore`]: opaque bytes under keys, with create-if-absent writes (local
+//!   directory, S3 and memory in `atlas-store`, all passing one conformance suite).
+//! - [`MailSource`] and [`MailTarget`]: read a tenant (mailboxes, folders, delta pages,
+//!   item content) and write into one for restore (the Graph client in `atlas-graph`, and
+//!   `testing::MemoryTenant` behind the `testing` feature, both passing the suites in
+//!   `testing::conformance`).
+//! - [`Reporter`] (typed progress events; the CLI renders them) and [`Clock`].
+//!
+//! **The repository** ([`repo`]) turns a [`BlobStore`] into an encrypted, deduplicated,
+//! crash-safe archive. [`Repository`] opens or creates one with a [`Passphrase`] and reads
+//! it (snapshots, item lists, content by id, packs); [`repo::BackupSession`] is the one
+//! leased writer of a mailbox run (`put_blob` → `flush` → `commit`: data, then index,
+//! then the snapshot record). The store key layout is private to the repository;
+//! `docs/FORMAT.md` describes every object byte by byte. [`open()`] is the one way in: it
+//! tells an empty store, a current repository and a TypeScript Atlas 1.x bucket apart and
+//! opens each (the last through a converted local cache).
+//!
+//! **Services** ([`service`]) are the use cases: [`service::backup`], `status`,
+//! `restore`, `export` (save), `read`, `catalog` (list, stats), `verify`, `repair`,
+//! `retention` (forget, delete, prune), `replicate` and `migrate`. Each takes options and
+//! ports and returns a summary; none prints.
+//!
+//! ## Plan, then execute
+//!
+//! Services that change something are split in two: a *plan* is a plain value computed
+//! from the repository (and, for restore, nothing else) — what `--dry-run` prints and what
+//! tests assert — and *execute* carries it out: [`service::restore::plan`] →
+//! [`service::restore::execute`], [`service::retention::plan_forget`] →
+//! [`service::retention::execute_forget`], [`service::repair::plan`] →
+//! [`service::repair::execute`]. Policy lives in the plan, in pure functions that need no
+//! ports (e.g. the keep rules of `forget`); execute holds no decisions of its own.
+//!
+//! ## Back up a mailbox and restore it
+//!
+//! With the in-memory tenant and store (the `testing` feature and `atlas-store`):
+//!
+//! ```
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//!
+//! use atlas_core::ports::{BlobStore, FixedClock, MailSource, NullReporter};
+//! use atlas_core::service::catalog::SnapshotSelector;
+//! use atlas_core::service::restore::{self, RestoreOptions};
+//! use atlas_core::service::{BackupOptions, Cancel, backup_mailbox};
+//! use atlas_core::testing::MemoryTenant;
+//! use atlas_core::{KdfChoice, Passphrase, Repository};
+//!
+//! // A tenant with one mailbox of six messages, and an empty store.
+//! let tenant = Arc::new(MemoryTenant::generate(7, 1, 6));
+//! let store: Arc<dyn BlobStore> = Arc::new(atlas_store::MemoryStore::new());
+//! let repo = Repository::init(
+//!     store,
+//!     "contoso",
+//!     &Passphrase::new("correct horse battery staple"),
+//!     KdfChoice::SCRYPT_MINIMUM, // fast for examples; the default is much stronger
+//! )
+//! .await?;
+//!
+//! // Back up: everything goes through the ports.
+//! let clock = Arc::new(FixedClock::new("2026-03-10T14:30:00Z".parse()?));
+//! let mailbox = tenant.resolve_mailbox("user1@contoso.com").await?;
+//! let backup = backup_mailbox(
+//!     &repo,
+//!     tenant.clone(),
+//!     &mailbox,
+//!     &BackupOptions::default(),
+//!     clock,
+//!     &NullReporter,
+//!     &Cancel::new(),
+//! )
+//! .await?;
+//! assert!(backup.complete);
+//! assert_eq!(backup.downloaded, 6);
+//!
+//! // Restore the newest snapshot: plan (a plain value), then execute.
+//! let selector = SnapshotSelector::Latest {
+//!     mailbox: mailbox.id.clone(),
+//!     as_of: None,
+//! };
+//! let plan = restore::plan(&repo, &RestoreOptions::new(selector)).await?;
+//! let restored = restore::execute(&plan, &repo, tenant.clone(), &NullReporter, &Cancel::new())
+//!     .await?;
+//! assert!(restored.complete);
+//! assert_eq!(restored.created, 6);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! ## Errors and secrets
+//!
+//! One error enum, [`Error`], with variants that say what failed and where (a wrong
+//! passphrase is not a damaged key blob, a missing object is not an unreachable store);
+//! callers match on variants, never on messages. Secrets are [`SecretString`] and
+//! [`Passphrase`]: redacted `Debug`, no `Display`, zeroed on drop.
 
 pub mod compat;
 pub mod error;
@@ -28,5 +117,8 @@ pub mod service;
 pub mod testing;
 
 pub use error::{Error, Result};
+pub use model::{ContentId, FolderId, ItemId, ItemMeta, MailboxId, SnapshotId, SnapshotRecord};
 pub use open::{Access, Opened, open};
+pub use ports::{BlobStore, Clock, MailSource, MailTarget, Reporter};
+pub use repo::{KdfChoice, Passphrase, Repository};
 pub use secret::SecretString;

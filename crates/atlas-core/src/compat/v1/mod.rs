@@ -290,8 +290,8 @@ impl V1Repository {
         Ok(plain)
     }
 
-    /// Read a message's data object, checked (see [`V1Repository::read_checked`]) and
-    /// parsed.
+    /// Read a message's data object, checked (the SHA-256 of its plaintext must match its key
+    /// and the manifest) and parsed.
     pub async fn read_message(&self, mailbox: &str, entry: &V1Entry) -> Result<V1Payload> {
         let plain = self
             .read_checked("data", mailbox, &entry.storage_key, &entry.checksum)
