@@ -1,8 +1,8 @@
 //! Ports: the traits through which the core reaches the outside world.
 //!
 //! Implementations live outside the core (`atlas-store`, `atlas-graph`, the CLI) or, for
-//! tests, in [`crate::testing`]; the core only sees these traits, so services can be
-//! tested against in-memory implementations. Each port ships a conformance suite that
+//! tests, in `atlas_core::testing` (the `testing` feature); the core only sees these
+//! traits, so services can be tested against in-memory implementations. Each port ships a conformance suite that
 //! every implementation must pass.
 
 pub mod blob_store;

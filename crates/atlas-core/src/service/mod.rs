@@ -3,7 +3,8 @@
 //! decision to show, a summary out; no printing, no environment.
 //!
 //! This module also holds the plumbing the services share: cancellation ([`Cancel`]) and
-//! bounded concurrency ([`Window`]).
+//! bounded concurrency (`Window`, crate-private: a sliding window of downloads or
+//! uploads, used by backup and restore alike).
 
 pub mod backup;
 pub mod catalog;
