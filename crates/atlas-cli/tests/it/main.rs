@@ -5,10 +5,9 @@
 //! or variables can never leak in. Key derivation uses `ATLAS_KDF=scrypt-n14`, the
 //! cheapest setting the format allows (documented as for tests only).
 //!
-//! `backup_service` and `restore_service` drive the core services directly (library
-//! level) over the Graph client against the simulator; the other modules run the binary.
+//! The services themselves are tested in atlas-core on the memory tenant, and over the
+//! Graph adapter under HTTP faults in atlas-graph; every module here runs the binary.
 
-mod backup_service;
 mod exit_codes;
 mod files_e2e;
 mod graph_e2e;
@@ -17,7 +16,6 @@ mod interrupt_e2e;
 mod json_schemas;
 mod replicate_e2e;
 mod repository_e2e;
-mod restore_service;
 mod s3_e2e;
 mod terminal_e2e;
 mod v1_e2e;

@@ -17,7 +17,9 @@
 //!   folder once per round (an item may repeat across pages; the last report wins); a
 //!   round ends with [`DeltaNext::Done`] whose link, given back later, reports exactly
 //!   what changed since: added or changed items in `items`, deleted or moved-out ids in
-//!   `removed`. A link the source no longer honours is [`SourceError::DeltaExpired`].
+//!   `removed`. A link stays usable after it was followed (status follows saved links
+//!   and throws the new ones away). A link the source no longer honours is
+//!   [`SourceError::DeltaExpired`].
 //! - [`MailSource::open_content`] streams one representation byte for byte; a failure
 //!   that concerns only that item is [`SourceError::Item`], so the run goes on.
 

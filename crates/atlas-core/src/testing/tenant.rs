@@ -230,6 +230,7 @@ struct Item {
     fail_content: bool,
 }
 
+#[derive(Clone)]
 enum Link {
     /// Changes after `seq` in `folder`, valid while the tenant's generation is `generation`.
     Delta {
@@ -668,7 +669,10 @@ impl State {
         let (generation, now) = (self.generation, self.seq);
         let since = match cursor {
             DeltaCursor::Initial => None,
-            DeltaCursor::Link(token) => match self.links.remove(token) {
+            // Links stay valid after use, as Graph's do: status reads a link and throws
+            // the new one away, so the next backup starts from the same link again; a
+            // retried page asks for the same next link twice.
+            DeltaCursor::Link(token) => match self.links.get(token).cloned() {
                 None => return Err(SourceError::DeltaExpired),
                 Some(Link::Next {
                     items,

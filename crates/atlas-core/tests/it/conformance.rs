@@ -15,7 +15,8 @@ async fn the_memory_tenant_passes_the_target_suite() {
 }
 
 mod the_suites_catch {
-    use std::sync::Arc;
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
 
     use async_trait::async_trait;
     use atlas_core::model::{ContentKind, FolderId, ItemId, MailboxId};
@@ -34,6 +35,8 @@ mod the_suites_catch {
     enum Flaw {
         /// Delta forgets deletions and moves out.
         ForgetsRemovals,
+        /// A link works once only.
+        ConsumesLinks,
         /// Content loses its last chunk.
         TruncatesContent,
         /// Folders come children first.
@@ -50,6 +53,7 @@ mod the_suites_catch {
     struct Broken {
         inner: MemoryTenant,
         flaw: Flaw,
+        used: Arc<Mutex<HashSet<String>>>,
     }
 
     struct Truncated(Box<dyn ContentStream>, Option<Bytes>);
@@ -98,6 +102,11 @@ mod the_suites_catch {
             c: &DeltaCursor,
             p: u32,
         ) -> Result<DeltaPage, SourceError> {
+            if let (Flaw::ConsumesLinks, DeltaCursor::Link(link)) = (self.flaw, c)
+                && !self.used.lock().unwrap().insert(link.clone())
+            {
+                return Err(SourceError::DeltaExpired);
+            }
             let mut page = self.inner.delta_page(m, f, c, p).await?;
             if self.flaw == Flaw::ForgetsRemovals {
                 page.removed.clear();
@@ -255,6 +264,7 @@ mod the_suites_catch {
         Broken {
             inner: MemoryTenant::generate(5, 2, 15),
             flaw,
+            used: Arc::default(),
         }
     }
 
@@ -272,6 +282,17 @@ mod the_suites_catch {
     #[tokio::test]
     async fn a_delta_that_forgets_removals() {
         let f = broken(Flaw::ForgetsRemovals);
+        assert!(
+            fails(f, |f| async move {
+                conformance::source::incremental_round(&f).await;
+            })
+            .await
+        );
+    }
+
+    #[tokio::test]
+    async fn links_that_work_once() {
+        let f = broken(Flaw::ConsumesLinks);
         assert!(
             fails(f, |f| async move {
                 conformance::source::incremental_round(&f).await;
@@ -344,6 +365,7 @@ mod the_suites_catch {
             let f = Broken {
                 inner: sound,
                 flaw: Flaw::ChildrenFirst,
+                used: Arc::default(),
             };
             // Only folder_tree looks at what ChildrenFirst breaks; the rest must pass.
             assert!(

@@ -149,6 +149,13 @@ impl TargetFixture for Sim {
                     })
                     .collect();
                 attachments.sort();
+                let mut item_attachments: Vec<String> = m
+                    .attachments
+                    .iter()
+                    .filter(|a| a.kind == "item")
+                    .map(|a| a.name.clone())
+                    .collect();
+                item_attachments.sort();
                 FixtureTargetMessage {
                     subject: m.subject,
                     is_read: m.is_read,
@@ -162,6 +169,7 @@ impl TargetFixture for Sim {
                     received: Some(m.received.timestamp()),
                     sent: Some(m.sent.timestamp()),
                     attachments,
+                    item_attachments,
                 }
             })
             .collect()

@@ -4,6 +4,7 @@ mod auth;
 mod conformance;
 mod read;
 mod resilience;
+mod services;
 mod tls;
 mod write;
 

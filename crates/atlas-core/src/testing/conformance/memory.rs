@@ -123,6 +123,16 @@ impl TargetFixture for MemoryTenant {
                     })
                     .collect();
                 attachments.sort();
+                let mut item_attachments: Vec<String> = i
+                    .restored
+                    .iter()
+                    .flat_map(|r| r.attachments.iter())
+                    .filter_map(|a| match a {
+                        RestoreAttachment::Item { name, .. } => Some(name.clone()),
+                        RestoreAttachment::File { .. } => None,
+                    })
+                    .collect();
+                item_attachments.sort();
                 Some(FixtureTargetMessage {
                     subject: mail.subject.clone().unwrap_or_default(),
                     is_read: mail.is_read,
@@ -132,6 +142,7 @@ impl TargetFixture for MemoryTenant {
                     received: mail.received.map(|t| t.timestamp()),
                     sent: mail.sent.map(|t| t.timestamp()),
                     attachments,
+                    item_attachments,
                 })
             })
             .collect()

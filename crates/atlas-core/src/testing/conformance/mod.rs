@@ -102,6 +102,8 @@ pub struct FixtureTargetMessage {
     pub sent: Option<i64>,
     /// File attachments, sorted.
     pub attachments: Vec<FixtureAttachment>,
+    /// Names of attached messages (item attachments), sorted.
+    pub item_attachments: Vec<String>,
 }
 
 /// What the target suite needs besides the port.

@@ -230,7 +230,8 @@ pub async fn marks_and_completion(fixture: &dyn TargetFixture) {
 }
 
 /// What the tenant holds is what was sent: subject, received mail (not a draft) with its
-/// read state and both dates, flag and categories, and attachment bytes.
+/// read state and both dates, flag and categories, attachment bytes, an inline image
+/// still inline, an attached message still an item attachment.
 pub async fn restored_messages_hold_what_was_sent(fixture: &dyn TargetFixture) {
     let (target, mailbox) = resolve(fixture).await;
     let (folder, name) = root(target.as_ref(), &mailbox, "fields").await;
@@ -239,6 +240,18 @@ pub async fn restored_messages_hold_what_was_sent(fixture: &dyn TargetFixture) {
     m.flag = FlagStatus::Flagged;
     m.categories = vec!["Blue category".into()];
     let attachment = file("data.bin", 4_321, 9);
+    let image = RestoreAttachment::File {
+        name: "logo.png".into(),
+        content_type: Some("image/png".into()),
+        bytes: Bytes::from(vec![7u8; 1_500]),
+        is_inline: true,
+        content_id: Some("logo@conformance".into()),
+    };
+    let embedded = RestoreAttachment::Item {
+        name: "Attached message".into(),
+        message: Box::new(message("conformance: embedded")),
+        raw: Bytes::from_static(b"Subject: conformance: embedded\r\n\r\nx"),
+    };
     let id = target
         .create_message(
             &mailbox,
@@ -250,6 +263,12 @@ pub async fn restored_messages_hold_what_was_sent(fixture: &dyn TargetFixture) {
         )
         .await
         .expect("create");
+    for a in [&image, &embedded] {
+        target
+            .add_attachment(&mailbox, &id, a)
+            .await
+            .expect("add_attachment");
+    }
     target
         .mark_complete(&mailbox, &id, &m)
         .await
@@ -271,16 +290,29 @@ pub async fn restored_messages_hold_what_was_sent(fixture: &dyn TargetFixture) {
         "received time kept"
     );
     assert_eq!(got.sent, m.sent.map(|t| t.timestamp()), "sent time kept");
-    let RestoreAttachment::File { bytes, .. } = &attachment else {
-        unreachable!("a file attachment")
+    let sha = |a: &RestoreAttachment| match a {
+        RestoreAttachment::File { bytes, .. } => hex::encode(Sha256::digest(bytes)),
+        RestoreAttachment::Item { .. } => unreachable!("a file attachment"),
     };
     assert_eq!(
         got.attachments,
-        [FixtureAttachment {
-            name: "data.bin".into(),
-            inline: false,
-            sha256: hex::encode(Sha256::digest(bytes)),
-        }],
-        "attachment bytes arrive intact"
+        [
+            FixtureAttachment {
+                name: "data.bin".into(),
+                inline: false,
+                sha256: sha(&attachment),
+            },
+            FixtureAttachment {
+                name: "logo.png".into(),
+                inline: true,
+                sha256: sha(&image),
+            },
+        ],
+        "file attachment bytes arrive intact, an inline image stays inline"
+    );
+    assert_eq!(
+        got.item_attachments,
+        ["Attached message"],
+        "an attached message stays an item attachment"
     );
 }

@@ -1,11 +1,14 @@
-//! Integration tests of the offline services: list, read, verify, save (export), retention.
+//! Integration tests of the services: backup, status and restore on the memory tenant; the
+//! offline ones (list, read, verify, repair, save, retention) on a hand-built repository.
 
 // Test helpers outside `#[test]` functions unwrap too: a failed setup is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod backup;
 mod common;
 mod export;
 mod read_list;
 mod repair;
+mod restore;
 mod retention;
 mod verify;

@@ -1,72 +1,59 @@
-//! End to end, library level: the backup service over the real Graph client, over HTTP,
-//! against the simulator, into a local-directory repository. Every check compares the
-//! repository with the simulator's own dump of the mailbox (byte-identical MIME).
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The backup and status services on the memory tenant, into a memory repository. Every
+//! check compares the repository with the tenant's own dump (byte-identical MIME).
+//!
+//! These ran over HTTP against the simulator in the CLI's tests (seconds each); the port
+//! conformance suites, which the Graph adapter passes too, are what let them run here in
+//! milliseconds. The two that are about the Graph client itself (throttling, upload
+//! sessions) live in atlas-graph's tests.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use atlas_core::model::MailboxId;
+use atlas_core::Error;
+use atlas_core::model::{ItemId, ItemKind, ItemMeta, MailboxId, SnapshotStatus};
 use atlas_core::ports::{
-    BlobStore, Clock, FolderOptions, NullReporter, SourceMailbox, SystemClock,
+    BlobStore, Clock, FolderOptions, MailSource, MailboxKind, NullReporter, SourceMailbox,
+    SystemClock,
 };
 use atlas_core::repo::{KdfChoice, Passphrase, Repository};
 use atlas_core::service::Cancel;
 use atlas_core::service::backup::{BackupOptions, backup_mailbox, backup_mailboxes};
 use atlas_core::service::status::{PendingChanges, mailbox_status};
-use atlas_core::{Error, ports::MailSource};
-use atlas_graph::{Credential, GraphClient, GraphConfig, GraphSource, RetryPolicy};
-use atlas_sim::{FaultConfig, MessageUpdate, NewMessage, SimConfig, SimHandle, Simulator};
-use atlas_store::LocalStore;
+use atlas_core::testing::{AttachmentSpec, MemoryTenant, MessageSpec};
+use atlas_store::MemoryStore;
+use sha2::{Digest, Sha256};
 
-struct Env {
-    sim: SimHandle,
-    source: Arc<GraphSource>,
-    repo: Repository,
-    _dir: tempfile::TempDir,
+pub struct Env {
+    pub tenant: MemoryTenant,
+    pub source: Arc<dyn MailSource>,
+    pub repo: Repository,
+    pub store: Arc<dyn BlobStore>,
 }
 
-async fn env(config: SimConfig) -> Env {
-    let sim = Simulator::start(config).await.unwrap();
-    let mut gc = GraphConfig::new(
-        sim.tenant_id(),
-        sim.client_id(),
-        Credential::Secret(sim.client_secret().into()),
-    )
-    .with_endpoints(sim.base_url(), sim.base_url());
-    gc.retry = RetryPolicy {
-        max_attempts: 12,
-        max_total: Duration::from_secs(60),
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(50),
-    };
-    gc.request_timeout = Duration::from_secs(3);
-    let source = Arc::new(GraphSource::new(GraphClient::new(gc).unwrap()));
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn BlobStore> = Arc::new(LocalStore::new(dir.path().join("repo")));
+pub async fn env(mailboxes: usize, messages: usize) -> Env {
+    let tenant = MemoryTenant::generate(42, mailboxes, messages);
+    let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
     let repo = Repository::init(
-        store,
-        &sim.tenant_id(),
+        store.clone(),
+        "11111111-2222-3333-4444-555555555555",
         &Passphrase::new("correct horse battery staple"),
         KdfChoice::SCRYPT_MINIMUM,
     )
     .await
     .unwrap();
     Env {
-        sim,
-        source,
+        source: Arc::new(tenant.clone()),
+        tenant,
         repo,
-        _dir: dir,
+        store,
     }
 }
 
-fn clock() -> Arc<dyn Clock> {
+pub fn clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
 
-fn opts() -> BackupOptions {
+pub fn opts() -> BackupOptions {
     BackupOptions {
         page_size: 7,
         lease_owner: "test".into(),
@@ -75,64 +62,63 @@ fn opts() -> BackupOptions {
     }
 }
 
-fn first_mailbox_user(sim: &SimHandle) -> String {
-    sim.users()
-        .into_iter()
-        .find(|u| u.has_mailbox && u.kind == "user")
-        .unwrap()
-        .upn
+fn first_mailbox_user(env: &Env) -> String {
+    env.tenant.addresses().remove(0)
 }
 
-async fn resolve(env: &Env, upn: &str) -> SourceMailbox {
-    env.source.resolve_mailbox(upn).await.unwrap()
+pub async fn resolve(env: &Env, address: &str) -> SourceMailbox {
+    env.source.resolve_mailbox(address).await.unwrap()
 }
 
-/// Every message of the simulator's mailbox is in the latest snapshot, in the right folder,
-/// with byte-identical MIME and the same read state/flag/categories; nothing else is.
-async fn assert_matches_simulator(env: &Env, upn: &str) {
-    let dump = env.sim.dump_mailbox(upn).unwrap();
+/// Every item of the tenant's mailbox is in the latest snapshot, in the right folder,
+/// with byte-identical content and the same read state and categories; nothing else is.
+pub async fn assert_matches_tenant(env: &Env, address: &str) {
+    let dump = env.tenant.dump(address).unwrap();
     let snap = env
         .repo
-        .latest_snapshot(&MailboxId::new(upn))
+        .latest_snapshot(&MailboxId::new(address))
         .await
         .unwrap()
         .expect("a snapshot");
-    let mut stored = HashMap::new();
+    let mut stored: HashMap<ItemId, (String, ItemMeta)> = HashMap::new();
     for f in &snap.record.folders {
         for m in env.repo.load_folder_items(&f.items).await.unwrap() {
-            stored.insert(m.id.as_str().to_owned(), (f.folder.path.join("/"), m));
+            stored.insert(m.id.clone(), (f.folder.path.join("/"), m));
         }
     }
     assert_eq!(
         stored.len(),
-        dump.messages.len(),
-        "snapshot holds {} messages, simulator {}",
+        dump.items.len(),
+        "snapshot holds {} items, the tenant {}",
         stored.len(),
-        dump.messages.len()
+        dump.items.len()
     );
-    for m in &dump.messages {
+    for item in &dump.items {
         let (path, meta) = stored
-            .get(&m.immutable_id)
-            .unwrap_or_else(|| panic!("message {} missing from the snapshot", m.immutable_id));
-        assert_eq!(path, &m.folder_path, "folder of {}", m.immutable_id);
-        assert_eq!(meta.is_read, m.is_read);
-        assert_eq!(meta.categories, m.categories);
-        assert_eq!(meta.mime_sha256, m.mime_sha256);
-        let mime = env.repo.read_blob(&meta.mime).await.unwrap();
-        assert_eq!(mime.len(), m.mime_size);
-        assert_eq!(
-            Some(mime.as_ref()),
-            m.mime.as_deref(),
-            "MIME of {} differs",
-            m.immutable_id
-        );
+            .get(&item.id)
+            .unwrap_or_else(|| panic!("item {} missing from the snapshot", item.id));
+        assert_eq!(path, &item.folder_path, "folder of {}", item.id);
+        assert_eq!(meta.kind, item.kind);
+        if let Some(mail) = item.mail() {
+            assert_eq!(meta.is_read, mail.is_read);
+            assert_eq!(meta.categories, mail.categories);
+        }
+        for (kind, bytes) in &item.contents {
+            let content = meta
+                .content_of(*kind)
+                .unwrap_or_else(|| panic!("{kind:?} of {} not stored", item.id));
+            assert_eq!(content.sha256, hex::encode(Sha256::digest(bytes)));
+            let read = env.repo.read_blob(&content.id).await.unwrap();
+            assert_eq!(read.len() as u64, content.size);
+            assert!(read == *bytes, "{kind:?} of {} differs", item.id);
+        }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_then_incremental_backup_matches_the_simulator() {
-    let env = env(SimConfig::default()).await;
-    let upn = first_mailbox_user(&env.sim);
+async fn full_then_incremental_backup_matches_the_tenant() {
+    let env = env(2, 40).await;
+    let upn = first_mailbox_user(&env);
     let mailbox = resolve(&env, &upn).await;
     let cancel = Cancel::new();
     let first = backup_mailbox(
@@ -148,7 +134,7 @@ async fn full_then_incremental_backup_matches_the_simulator() {
     .unwrap();
     assert!(first.complete, "{first:#?}");
     assert!(first.downloaded > 0);
-    assert_matches_simulator(&env, &upn).await;
+    assert_matches_tenant(&env, &upn).await;
 
     // Unchanged: status says up to date, an incremental downloads nothing.
     let status = mailbox_status(
@@ -163,34 +149,29 @@ async fn full_then_incremental_backup_matches_the_simulator() {
     assert!(status.is_up_to_date(), "{status:#?}");
 
     // Mutate: a new message, a read flip + category, a move, a delete.
-    let dump = env.sim.dump_mailbox(&upn).unwrap();
-    env.sim
-        .add_message(&upn, "inbox", NewMessage::text("fresh", "new body"))
+    let dump = env.tenant.dump(&upn).unwrap();
+    env.tenant
+        .add_message(&upn, "inbox", MessageSpec::text("fresh", "new body"))
         .unwrap();
-    let a = &dump.messages[0];
-    env.sim
-        .update_message(
-            &upn,
-            &a.id,
-            &MessageUpdate {
-                is_read: Some(!a.is_read),
-                categories: Some(vec!["Blue category".into()]),
-                ..MessageUpdate::default()
-            },
-        )
+    let a = &dump.items[0];
+    env.tenant
+        .update_message(&upn, &a.id, |m| {
+            m.is_read = !m.is_read;
+            m.categories = vec!["Blue category".into()];
+        })
         .unwrap();
     let b = dump
-        .messages
+        .items
         .iter()
         .find(|m| m.folder_path != "Archive" && m.id != a.id)
         .unwrap();
-    env.sim.move_message(&upn, &b.id, "archive").unwrap();
+    env.tenant.move_item(&upn, &b.id, "archive").unwrap();
     let c = dump
-        .messages
+        .items
         .iter()
         .find(|m| m.id != a.id && m.id != b.id)
         .unwrap();
-    env.sim.delete_message(&upn, &c.id).unwrap();
+    env.tenant.delete_item(&upn, &c.id).unwrap();
 
     let status = mailbox_status(
         &env.repo,
@@ -204,8 +185,7 @@ async fn full_then_incremental_backup_matches_the_simulator() {
     let pending = status.pending.new + status.pending.changed + status.pending.deleted;
     assert!(pending >= 4, "{status:#?}");
     // Split as the backup will treat them: the new message is downloaded; the flag change
-    // and the move are metadata updates; the delete is a deletion (issue 11: status told
-    // only a count of changes).
+    // and the move are metadata updates; the delete is a deletion.
     assert_eq!(
         status.pending,
         PendingChanges {
@@ -231,7 +211,7 @@ async fn full_then_incremental_backup_matches_the_simulator() {
     // Only the new message is downloaded: the flag change and the move reuse content.
     assert_eq!(second.downloaded, 1, "{second:#?}");
     assert!(second.removed >= 1);
-    assert_matches_simulator(&env, &upn).await;
+    assert_matches_tenant(&env, &upn).await;
     assert_eq!(
         env.repo
             .list_snapshots(&MailboxId::new(&upn))
@@ -244,8 +224,8 @@ async fn full_then_incremental_backup_matches_the_simulator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_delta_tokens_fall_back_to_full_enumeration() {
-    let env = env(SimConfig::default()).await;
-    let upn = first_mailbox_user(&env.sim);
+    let env = env(2, 40).await;
+    let upn = first_mailbox_user(&env);
     let mailbox = resolve(&env, &upn).await;
     let cancel = Cancel::new();
     let o = opts();
@@ -261,24 +241,24 @@ async fn expired_delta_tokens_fall_back_to_full_enumeration() {
         )
     };
     run().await.unwrap();
-    env.sim.expire_delta_tokens();
-    env.sim
-        .add_message(&upn, "inbox", NewMessage::text("after expiry", "x"))
+    env.tenant.expire_delta_links();
+    env.tenant
+        .add_message(&upn, "inbox", MessageSpec::text("after expiry", "x"))
         .unwrap();
     let s = run().await.unwrap();
     assert!(s.complete, "{s:#?}");
     assert!(s.resynced_folders > 0);
     assert_eq!(s.downloaded, 1, "a resync reuses stored content: {s:#?}");
-    assert_matches_simulator(&env, &upn).await;
+    assert_matches_tenant(&env, &upn).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_message_is_recorded_and_retried_next_run() {
-    let env = env(SimConfig::default()).await;
-    let upn = first_mailbox_user(&env.sim);
+    let env = env(2, 40).await;
+    let upn = first_mailbox_user(&env);
     let mailbox = resolve(&env, &upn).await;
-    let bad = env.sim.dump_mailbox(&upn).unwrap().messages[3].id.clone();
-    env.sim.set_mime_failure(&upn, &bad, true).unwrap();
+    let bad = env.tenant.dump(&upn).unwrap().items[3].id.clone();
+    env.tenant.set_content_failure(&upn, &bad, true).unwrap();
     let cancel = Cancel::new();
     let o = opts();
     let run = || {
@@ -296,34 +276,19 @@ async fn a_failing_message_is_recorded_and_retried_next_run() {
     assert!(!s.complete, "a failed item makes the run partial");
     let errors: Vec<_> = s.folders.iter().flat_map(|f| f.errors.iter()).collect();
     assert_eq!(errors.len(), 1, "{s:#?}");
-    env.sim.set_mime_failure(&upn, &bad, false).unwrap();
+    env.tenant.set_content_failure(&upn, &bad, false).unwrap();
     let s = run().await.unwrap();
     assert!(s.complete, "{s:#?}");
-    assert_matches_simulator(&env, &upn).await;
+    assert_matches_tenant(&env, &upn).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenant_backup_survives_throttling_and_server_errors() {
-    let env = env(SimConfig {
-        users: 3,
-        messages_per_user: 25,
-        ..SimConfig::default()
-    })
-    .await;
-    env.sim.set_faults(FaultConfig {
-        error_rate: 0.15,
-        retry_after_secs: 0,
-        ..FaultConfig::default()
-    });
+async fn a_tenant_backup_runs_mailboxes_in_parallel_and_each_matches() {
+    let env = env(3, 25).await;
     let all = env.source.list_mailboxes().await.unwrap();
     let mailboxes: Vec<_> = all
         .into_iter()
-        .filter(|m| {
-            matches!(
-                m.kind,
-                atlas_core::ports::MailboxKind::Licensed | atlas_core::ports::MailboxKind::Shared
-            )
-        })
+        .filter(|m| matches!(m.kind, MailboxKind::Licensed | MailboxKind::Shared))
         .collect();
     assert!(mailboxes.len() >= 3);
     let outcomes = backup_mailboxes(
@@ -337,20 +302,19 @@ async fn tenant_backup_survives_throttling_and_server_errors() {
         Arc::new(Cancel::new()),
     )
     .await;
-    env.sim.set_faults(FaultConfig::default());
     for o in &outcomes {
         let s = o.result.as_ref().unwrap();
         assert!(s.complete, "{}: {s:#?}", o.mailbox);
     }
     for m in &mailboxes {
-        assert_matches_simulator(&env, m.address()).await;
+        assert_matches_tenant(&env, m.address()).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_backup_of_the_same_mailbox_is_refused_by_the_lease() {
-    let env = env(SimConfig::default()).await;
-    let upn = first_mailbox_user(&env.sim);
+    let env = env(2, 10).await;
+    let upn = first_mailbox_user(&env);
     let mailbox_id = MailboxId::new(&upn);
     let held = env
         .repo
@@ -376,8 +340,8 @@ async fn a_second_backup_of_the_same_mailbox_is_refused_by_the_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_commits_a_partial_snapshot_and_the_next_run_completes() {
-    let env = env(SimConfig::default()).await;
-    let upn = first_mailbox_user(&env.sim);
+    let env = env(2, 40).await;
+    let upn = first_mailbox_user(&env);
     let mailbox = resolve(&env, &upn).await;
     // Cancelled before it starts: every folder is "not reached", the snapshot is partial.
     let cancel = Cancel::new();
@@ -400,10 +364,7 @@ async fn cancel_commits_a_partial_snapshot_and_the_next_run_completes() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        snap.record.status,
-        atlas_core::model::SnapshotStatus::Partial
-    );
+    assert_eq!(snap.record.status, SnapshotStatus::Partial);
     let s = backup_mailbox(
         &env.repo,
         env.source.clone(),
@@ -416,18 +377,13 @@ async fn cancel_commits_a_partial_snapshot_and_the_next_run_completes() {
     .await
     .unwrap();
     assert!(s.complete, "{s:#?}");
-    assert_matches_simulator(&env, &upn).await;
+    assert_matches_tenant(&env, &upn).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_above_the_memory_limit_are_streamed_and_stored_exactly() {
-    let env = env(SimConfig {
-        users: 3,
-        messages_per_user: 12,
-        ..SimConfig::default()
-    })
-    .await;
-    let upn = first_mailbox_user(&env.sim);
+    let env = env(3, 12).await;
+    let upn = first_mailbox_user(&env);
     // A 20 MB incompressible attachment: the MIME (base64) is ~27 MB, far above the
     // 8 MiB in-memory limit, so it goes through the streaming path.
     let mut bytes = vec![0u8; 20 << 20];
@@ -438,17 +394,18 @@ async fn messages_above_the_memory_limit_are_streamed_and_stored_exactly() {
         x ^= x << 17;
         *b = (x >> 24) as u8;
     }
-    let mut big = NewMessage::text("quarterly archive", "see attachment");
-    big.attachments = vec![atlas_sim::NewAttachment {
-        name: "archive.bin".into(),
-        content_type: "application/octet-stream".into(),
+    let mut big = MessageSpec::text("quarterly archive", "see attachment");
+    big.attachments = vec![AttachmentSpec::file(
+        "archive.bin",
+        "application/octet-stream",
         bytes,
-        is_inline: false,
-        content_id: None,
-    }];
-    env.sim.add_message(&upn, "inbox", big).unwrap();
-    let dump = env.sim.dump_mailbox(&upn).unwrap();
-    assert!(dump.messages.iter().any(|m| m.mime_size > 8 << 20));
+    )];
+    env.tenant.add_message(&upn, "inbox", big).unwrap();
+    let dump = env.tenant.dump(&upn).unwrap();
+    assert!(dump.items.iter().any(|m| {
+        m.content(atlas_core::model::ContentKind::Mime)
+            .is_some_and(|b| b.len() > 8 << 20)
+    }));
     let mailbox = resolve(&env, &upn).await;
     let s = backup_mailbox(
         &env.repo,
@@ -462,5 +419,73 @@ async fn messages_above_the_memory_limit_are_streamed_and_stored_exactly() {
     .await
     .unwrap();
     assert!(s.complete, "{s:#?}");
-    assert_matches_simulator(&env, &upn).await;
+    assert_matches_tenant(&env, &upn).await;
+}
+
+/// The pipeline is kind-agnostic: a folder of notes (an export stream and a JSON
+/// representation per item) goes through the same backup as mail, every representation
+/// stored and checked, edits found by change key — no second pipeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_of_another_kind_go_through_the_same_pipeline() {
+    use atlas_core::model::ContentKind;
+    use bytes::Bytes;
+
+    let env = env(1, 6).await;
+    let upn = first_mailbox_user(&env);
+    env.tenant
+        .add_folder(&upn, "", "Notes", ItemKind::Note)
+        .unwrap();
+    let note = |n: u8| {
+        vec![
+            (ContentKind::Export, Bytes::from(vec![n; 3000])),
+            (
+                ContentKind::Json,
+                Bytes::from(format!("{{\"title\":\"note {n}\"}}")),
+            ),
+        ]
+    };
+    let first = env
+        .tenant
+        .add_item(&upn, "Notes", ItemKind::Note, "note 1", note(1))
+        .unwrap();
+    env.tenant
+        .add_item(&upn, "Notes", ItemKind::Note, "note 2", note(2))
+        .unwrap();
+    let mailbox = resolve(&env, &upn).await;
+    let (o, cancel) = (opts(), Cancel::new());
+    let run = || {
+        backup_mailbox(
+            &env.repo,
+            env.source.clone(),
+            &mailbox,
+            &o,
+            clock(),
+            &NullReporter,
+            &cancel,
+        )
+    };
+    let s = run().await.unwrap();
+    assert!(s.complete, "{s:#?}");
+    assert_matches_tenant(&env, &upn).await;
+    let snap = env
+        .repo
+        .latest_snapshot(&MailboxId::new(&upn))
+        .await
+        .unwrap()
+        .unwrap();
+    let notes = snap
+        .record
+        .folders
+        .iter()
+        .find(|f| f.folder.path == ["Notes"])
+        .unwrap();
+    assert_eq!(notes.folder.kind, ItemKind::Note);
+
+    // An edit of a note changes its change key and its content: downloaded again, unlike
+    // a sent message whose metadata changes.
+    env.tenant.replace_content(&upn, &first, note(9)).unwrap();
+    let s = run().await.unwrap();
+    assert!(s.complete, "{s:#?}");
+    assert_eq!(s.downloaded, 1, "{s:#?}");
+    assert_matches_tenant(&env, &upn).await;
 }
