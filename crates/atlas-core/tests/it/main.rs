@@ -7,6 +7,7 @@ mod common;
 mod conformance;
 mod crash;
 mod dedup;
+mod format_fixture;
 mod keys;
 mod leases;
 mod prune;
