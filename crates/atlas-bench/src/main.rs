@@ -35,6 +35,12 @@ enum Scenario {
     Large,
     /// Full backup of SPEC §9's tenant size, 20 × 300 (skipped by `all --quick`).
     Spec,
+    /// Full backup of two large mailboxes, 2 × 20,000 (quick: 2 × 3,000): peak RSS must
+    /// not grow with the size of a mailbox (issue 13).
+    Deep,
+    /// Full backup of many small mailboxes, 200 × 50 (quick: 200 × 15): peak RSS and
+    /// objects must not grow with the number of mailboxes (issue 13).
+    Wide,
     /// Verify and save eml-zip (issue 5).
     Browse,
     /// Restore one mailbox (issue 6).
@@ -91,11 +97,13 @@ fn sizes(a: &Args) -> Sizes {
 
 /// The scenarios selected, in run order (`all` expanded, duplicates dropped).
 fn expand(list: &[Scenario], quick: bool) -> Vec<Scenario> {
-    const ORDER: [Scenario; 7] = [
+    const ORDER: [Scenario; 9] = [
         Scenario::Repo,
         Scenario::Backup,
         Scenario::Large,
         Scenario::Spec,
+        Scenario::Deep,
+        Scenario::Wide,
         Scenario::Browse,
         Scenario::Restore,
         Scenario::S3,
@@ -113,6 +121,8 @@ fn name(s: Scenario) -> &'static str {
         Scenario::Backup => "backup",
         Scenario::Large => "large",
         Scenario::Spec => "spec",
+        Scenario::Deep => "deep",
+        Scenario::Wide => "wide",
         Scenario::Browse => "browse",
         Scenario::Restore => "restore",
         Scenario::S3 => "s3",
@@ -133,6 +143,16 @@ async fn run_one(s: Scenario, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), 
         Scenario::Backup => scenarios::backup::run(sizes, &mut ctx, rows).await,
         Scenario::Large => scenarios::backup::large(sizes, rows).await,
         Scenario::Spec => scenarios::backup::spec(rows).await,
+        // `--quick` keeps the shapes (two mailboxes far larger than a pack; many mailboxes
+        // smaller than one) at a fraction of the messages.
+        Scenario::Deep => {
+            let n = if sizes.spec_tenant { 20_000 } else { 3_000 };
+            scenarios::backup::shape(2, n, "deep", rows).await
+        }
+        Scenario::Wide => {
+            let n = if sizes.spec_tenant { 50 } else { 15 };
+            scenarios::backup::shape(200, n, "wide", rows).await
+        }
         Scenario::Browse => scenarios::browse::run(sizes, &mut ctx, rows).await,
         Scenario::Restore => scenarios::restore::run(sizes, &mut ctx, rows).await,
         Scenario::S3 => scenarios::s3::run(sizes, &mut ctx, rows).await,

@@ -107,3 +107,29 @@ pub async fn spec(rows: &mut Vec<Row>) -> Result<(), BenchError> {
     rows.push(row);
     Ok(())
 }
+
+/// A full backup of `users` × `messages` without latency, in a fresh process: with the
+/// `spec` row, shows whether peak RSS grows with the size (`deep`, 2 × 20,000) or the
+/// number (`wide`, 200 × 50) of mailboxes. `all --quick` runs them with fewer messages per
+/// mailbox but the same shape (each `deep` mailbox still far larger than a pack, each
+/// `wide` one far smaller).
+pub async fn shape(
+    users: usize,
+    messages: usize,
+    scenario: &'static str,
+    rows: &mut Vec<Row>,
+) -> Result<(), BenchError> {
+    let mut cfg = sim_config(users, messages);
+    cfg.seed = 17;
+    let t = Tenant::start(&cfg).await?;
+    let r = BenchRepo::local(&t.id).await?;
+    let mut row = t
+        .backup(&r, scenario, &format!("full, {users}×{messages}, 0 ms"))
+        .await?;
+    row.note = format!(
+        "compare peak RSS with spec (20×300): it must not grow with mailbox size or count; {}",
+        row.note
+    );
+    rows.push(row);
+    Ok(())
+}
