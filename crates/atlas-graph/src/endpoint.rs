@@ -35,6 +35,32 @@ pub enum Endpoint {
     UploadChunk,
     /// `GET /reports/getMailboxUsageDetail(…)` and the CSV download it redirects to.
     Reports,
+    /// `GET /users/{id}/settings/exchange` (the mailbox id of the import/export API).
+    ExchangeSettings,
+    /// `GET /admin/exchange/mailboxes/{id}/folders…` (list, get, delta).
+    MailboxFolders,
+    /// `POST /admin/exchange/mailboxes/{id}/folders` or `…/childFolders`.
+    CreateMailboxFolder,
+    /// `GET …/folders/{id}/items` and `…/items/delta`.
+    MailboxItems,
+    /// `POST …/exportItems` (reads only: repeating it is harmless).
+    ExportItems,
+    /// `POST …/createImportSession` (a second session is harmless).
+    CreateImportSession,
+    /// `POST {importUrl}` (pre-authenticated, no bearer token).
+    ImportItem,
+    /// `GET …/calendars`, `…/events`, `…/instances`, event attachments.
+    Events,
+    /// `GET …/contactFolders`, `…/contacts`, contact photos.
+    Contacts,
+    /// `POST …/contactFolders`, `…/contacts`, `PUT …/photo/$value`.
+    WriteContacts,
+    /// `GET …/todo/lists`, `…/tasks`.
+    Todo,
+    /// `POST …/todo/lists`, `…/tasks`.
+    WriteTodo,
+    /// `GET …/mailFolders/inbox/messageRules` and `…/outlook/masterCategories`.
+    MailboxConfig,
 }
 
 impl Endpoint {
@@ -48,6 +74,10 @@ impl Endpoint {
                 | Self::CreateMessage
                 | Self::AddAttachment
                 | Self::CreateUploadSession
+                | Self::CreateMailboxFolder
+                | Self::ImportItem
+                | Self::WriteContacts
+                | Self::WriteTodo
         )
     }
 
@@ -56,8 +86,8 @@ impl Endpoint {
     pub fn permission_hint(self) -> &'static str {
         match self {
             Self::Token => "(none: sign-in)",
-            Self::ListUsers | Self::GetUser => "User.Read.All",
-            Self::MailboxSettings => "MailboxSettings.Read",
+            Self::ListUsers | Self::GetUser | Self::ExchangeSettings => "User.Read.All",
+            Self::MailboxSettings | Self::MailboxConfig => "MailboxSettings.Read",
             Self::ListFolders
             | Self::MessageDelta
             | Self::GetMessage
@@ -69,6 +99,16 @@ impl Endpoint {
             | Self::CreateUploadSession
             | Self::UploadChunk => "Mail.ReadWrite",
             Self::Reports => "Reports.Read.All",
+            Self::MailboxFolders => "MailboxFolder.Read.All",
+            Self::CreateMailboxFolder => "MailboxFolder.ReadWrite.All",
+            Self::MailboxItems => "MailboxItem.Read.All",
+            Self::ExportItems => "MailboxItem.Export.All",
+            Self::CreateImportSession | Self::ImportItem => "MailboxItem.ImportExport.All",
+            Self::Events => "Calendars.Read",
+            Self::Contacts => "Contacts.Read",
+            Self::WriteContacts => "Contacts.ReadWrite",
+            Self::Todo => "Tasks.Read.All",
+            Self::WriteTodo => "Tasks.ReadWrite.All",
         }
     }
 
@@ -96,6 +136,19 @@ impl Endpoint {
             Self::CreateUploadSession => "create_upload_session",
             Self::UploadChunk => "upload_chunk",
             Self::Reports => "reports",
+            Self::ExchangeSettings => "exchange_settings",
+            Self::MailboxFolders => "mailbox_folders",
+            Self::CreateMailboxFolder => "create_mailbox_folder",
+            Self::MailboxItems => "mailbox_items",
+            Self::ExportItems => "export_items",
+            Self::CreateImportSession => "create_import_session",
+            Self::ImportItem => "import_item",
+            Self::Events => "events",
+            Self::Contacts => "contacts",
+            Self::WriteContacts => "write_contacts",
+            Self::Todo => "todo",
+            Self::WriteTodo => "write_todo",
+            Self::MailboxConfig => "mailbox_config",
         }
     }
 }

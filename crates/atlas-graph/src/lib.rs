@@ -71,6 +71,11 @@ mod target;
 
 pub use api::attachments::{Attachment, AttachmentId, AttachmentKind};
 pub use api::folders::{FolderInfo, FolderTreeOptions, MailFolder, WELL_KNOWN_FOLDERS};
+pub use api::mailbox::{
+    ExchangeMailboxId, ExportItemError, ExportedItem, ImportSession, ImportedItem,
+    MAX_EXPORT_ITEMS, MailboxFolder, MailboxFolderInfo, MailboxItem, MailboxItemPage, ews_id,
+    rest_id,
+};
 pub use api::messages::{
     DELTA_SELECT, DeltaLink, DeltaNext, DeltaPage, DeltaRound, DeltaStart, EmailAddress,
     FollowupFlag, Message, Recipient,

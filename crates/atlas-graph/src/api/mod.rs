@@ -3,7 +3,9 @@
 
 pub mod attachments;
 pub mod folders;
+pub mod mailbox;
 pub mod messages;
+pub mod pim;
 pub mod reports;
 pub mod restore;
 pub mod users;

@@ -2,6 +2,7 @@
 
 mod auth;
 mod conformance;
+mod kinds;
 mod read;
 mod resilience;
 mod services;
