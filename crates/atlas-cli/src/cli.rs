@@ -128,6 +128,15 @@ pub enum Command {
     /// Apply a retention policy per mailbox, then optionally prune unreferenced data
     Forget(ForgetArgs),
 
+    /// Remove leases and locks left by processes that are gone
+    ///
+    /// Backups and prunes take over a stale lease or prune lock by themselves: one that
+    /// expired (holders renew theirs every quarter of its lifetime) or whose process is gone
+    /// on this machine. This removes every stale one now. --remove-all also removes those
+    /// that still look valid, for a holder on another machine that you know is dead; a
+    /// holder that is in fact alive then loses its lease and cannot commit.
+    Unlock(UnlockArgs),
+
     /// Copy a TypeScript Atlas 1.x repository into the configured repository
     ///
     /// Every v1 snapshot becomes a snapshot of the current format (re-encrypted,
@@ -428,6 +437,18 @@ pub struct RepairArgs {
     /// Only say what would be repaired; write nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `atlas unlock` options.
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Also remove leases and locks that still look valid (asks first, unless -y)
+    #[arg(long)]
+    pub remove_all: bool,
+
+    /// With --remove-all: do not ask
+    #[arg(short = 'y', long, requires = "remove_all")]
+    pub yes: bool,
 }
 
 /// `atlas stats` options.

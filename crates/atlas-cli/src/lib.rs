@@ -22,8 +22,10 @@ pub mod config;
 mod console;
 pub mod exit;
 pub mod output;
+mod processes;
 pub mod progress;
 mod signals;
+mod upkeep;
 
 use std::process::ExitCode;
 
@@ -56,7 +58,11 @@ pub fn main() -> ExitCode {
     let quiet = cli.global.quiet;
     let result = runtime.block_on(async move {
         signals::install(quiet);
-        signals::run(commands::run(cli, output)).await
+        upkeep::start_heartbeat();
+        let result = signals::run(commands::run(cli, output)).await;
+        // Every exit path, a stop by a signal included, releases what the process holds.
+        upkeep::release_all().await;
+        result
     });
     // A command stopped by a signal may leave a blocking task stuck in a write (to a pipe
     // nobody reads); waiting for it would make the stop hang.

@@ -96,21 +96,14 @@ pub enum Error {
         supported: u32,
     },
     /// Another writer holds the mailbox lease and it has not expired.
-    #[error("mailbox is being backed up by {owner} (lease valid until {expires})")]
+    #[error(
+        "mailbox is being backed up by {owner} (lease valid until {expires}); if that process is gone, `atlas unlock` removes its lease once it expires, `atlas unlock --remove-all` at once"
+    )]
     LeaseHeld {
         /// Owner string of the holder (host/pid or similar; not secret).
         owner: String,
         /// When the lease expires unless renewed.
         expires: DateTime<Utc>,
-    },
-    /// A lease exists but has expired: its holder probably crashed. It is not taken over
-    /// silently; break it explicitly (`Repository::break_lease`).
-    #[error("stale lease of {owner} expired at {expired}: break it explicitly to continue")]
-    LeaseStale {
-        /// Owner string of the previous holder.
-        owner: String,
-        /// When it expired.
-        expired: DateTime<Utc>,
     },
     /// The session's lease was broken or taken over by someone else; nothing more may be
     /// committed under it.
@@ -145,8 +138,10 @@ pub enum Error {
     Interrupted,
     /// Repository maintenance (prune) holds the repository lock: backups do not start
     /// while it may delete data they would deduplicate against. A lock whose holder died
-    /// stays until broken explicitly (`repo::break_prune_lock`).
-    #[error("repository maintenance (prune) by {owner} is running (lock valid until {expires})")]
+    /// is removed by the next backup or prune once stale (expired, or its process gone).
+    #[error(
+        "repository maintenance (prune) by {owner} is running (lock valid until {expires}); if that process is gone, `atlas unlock` removes the lock once it expires, `atlas unlock --remove-all` at once"
+    )]
     MaintenanceRunning {
         /// Owner string of the prune run.
         owner: String,

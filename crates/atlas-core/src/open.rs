@@ -207,7 +207,6 @@ async fn open_v1(
         Repository::open_or_init(cache_store, tenant, passphrase, KdfChoice::default()).await?;
     let migrate = MigrateOptions {
         owner: opts.lease_owner.clone(),
-        break_stale_leases: true,
         mailboxes: None,
     };
     let conversion = match migrate_v1(

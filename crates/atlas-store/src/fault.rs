@@ -47,6 +47,7 @@ pub struct FaultPlan {
     fail_writes: BTreeSet<u64>,
     crash: Option<(u64, CrashLanding)>,
     transient: Option<(f64, u64)>,
+    disk_full_from: Option<u64>,
 }
 
 impl FaultPlan {
@@ -60,6 +61,15 @@ impl FaultPlan {
     #[must_use]
     pub fn fail_write(mut self, n: u64) -> Self {
         self.fail_writes.insert(n);
+        self
+    }
+
+    /// Simulate a full disk from write number `n` (1-based) on: every `put` fails with
+    /// [`StoreError::StorageFull`] without being performed, while deletes (which free
+    /// space) and reads still work, as on a local file system that ran out of space.
+    #[must_use]
+    pub fn disk_full_from_write(mut self, n: u64) -> Self {
+        self.disk_full_from = Some(n);
         self
     }
 
@@ -114,6 +124,9 @@ impl State {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Op {
     Read,
+    /// A `put` (a full disk refuses it).
+    Put,
+    /// Any other write (delete, retention changes, copies).
     Write,
 }
 
@@ -198,9 +211,15 @@ impl FaultStore {
             state.injected += 1;
             return Decision::Fail(crashed_error(key, at));
         }
-        if op == Op::Write {
+        if op != Op::Read {
             state.writes += 1;
             let n = state.writes;
+            if op == Op::Put && state.plan.disk_full_from.is_some_and(|from| n >= from) {
+                state.injected += 1;
+                return Decision::Fail(StoreError::StorageFull {
+                    key: key.to_string(),
+                });
+            }
             if let Some((at, landing)) = state.plan.crash {
                 if at == n {
                     state.crashed_at = Some(n);
@@ -259,7 +278,7 @@ fn crashed_error(key: &str, at: u64) -> StoreError {
 #[async_trait]
 impl BlobStore for FaultStore {
     async fn put(&self, key: &StoreKey, data: Bytes, opts: PutOptions) -> Result<(), StoreError> {
-        self.guarded(Op::Write, key.as_str(), self.inner.put(key, data, opts))
+        self.guarded(Op::Put, key.as_str(), self.inner.put(key, data, opts))
             .await
     }
 

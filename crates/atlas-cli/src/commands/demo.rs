@@ -214,6 +214,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
     )
     .await
     .context("creating the demo repository")?;
+    crate::upkeep::track(&repo);
     let settings_file = match &args.keep {
         Some(keep) => Some(write_settings(keep, &dir, &sim.tenant_id(), &passphrase)?),
         None => None,

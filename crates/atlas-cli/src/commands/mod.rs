@@ -13,6 +13,7 @@ mod retention;
 mod sim;
 mod status;
 mod storage;
+mod unlock;
 mod v1;
 
 use anyhow::Context as _;
@@ -54,6 +55,10 @@ pub async fn run(mut cli: Cli, output: Output) -> anyhow::Result<Exit> {
         Command::Forget(args) => {
             v1::refuse_writes(&cli.global).await?;
             retention::forget(&cli.global, args, output).await
+        }
+        Command::Unlock(args) => {
+            v1::refuse_writes(&cli.global).await?;
+            unlock::unlock(&cli.global, args, output).await
         }
         Command::Migrate(args) => v1::migrate(&cli.global, args, output).await,
         Command::StorageCheck(args) => {

@@ -460,11 +460,11 @@ pub(super) async fn migrate(
     )
     .await
     .with_context(|| format!("opening the repository at {target_where}"))?;
+    crate::upkeep::track(&target);
     let only = (!args.mailboxes.is_empty())
         .then(|| args.mailboxes.iter().map(|m| m.to_lowercase()).collect());
     let opts = MigrateOptions {
         owner: lease_owner(),
-        break_stale_leases: false,
         mailboxes: only,
     };
     let mailboxes = match &opts.mailboxes {

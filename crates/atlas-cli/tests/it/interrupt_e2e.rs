@@ -272,3 +272,245 @@ fn closed_stdout_and_stderr_never_panic_or_abort_the_work() {
         .expect("demo runs");
     assert_eq!(demo.code(), Some(0), "demo");
 }
+
+/// Where a test's repository lives: the sandbox's directory, or a fresh bucket on the
+/// test S3 server.
+enum Place {
+    Local,
+    S3(super::s3_e2e::S3),
+}
+
+impl Place {
+    fn all() -> Vec<Place> {
+        let mut places = vec![Place::Local];
+        if let Some(endpoint) = super::s3_e2e::moto_endpoint() {
+            places.push(Place::S3(super::s3_e2e::S3::new(&endpoint)));
+        }
+        places
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Place::Local => "local",
+            Place::S3(_) => "S3",
+        }
+    }
+
+    /// `atlas` for the simulator and this repository.
+    fn atlas(&self, sandbox: &Sandbox, sim: &Sim) -> Command {
+        let mut cmd = sandbox.spawnable(sim);
+        if let Place::S3(s3) = self {
+            cmd.env_remove("ATLAS_REPOSITORY")
+                .env("ATLAS_S3_ENDPOINT", &s3.endpoint)
+                .env("ATLAS_S3_ACCESS_KEY", "test-access")
+                .env("ATLAS_S3_SECRET_KEY", "test-secret")
+                .env("ATLAS_S3_BUCKET", &s3.bucket)
+                .env("ATLAS_S3_FORCE_PATH_STYLE", "true");
+        }
+        cmd
+    }
+
+    fn run(&self, sandbox: &Sandbox, sim: &Sim, args: &[&str]) -> std::process::Output {
+        self.atlas(sandbox, sim)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("atlas runs")
+    }
+}
+
+/// Wait until a backup holds its lease (seen in the store) and has downloaded a few
+/// messages.
+fn wait_until_running(sim: &Sim, sandbox: &Sandbox, place: &Place, child: &mut Child) {
+    let Place::S3(s3) = place else {
+        return wait_until_backing_up(sim, sandbox, child);
+    };
+    let store = s3.store();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().expect("poll") {
+            panic!("backup ended before it could be interrupted: {status}");
+        }
+        let leased = sim
+            .runtime
+            .block_on(atlas_core::ports::BlobStore::list(&store, "locks/"))
+            .is_ok_and(|l| !l.is_empty());
+        if leased && sim.handle.counters().total_requests() > 40 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "backup never got going");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A backup killed with SIGKILL left its mailbox unusable ("being backed up by … (pid N)"
+/// with N dead) in 16 of 23 kills, on S3 too. On the same machine, the next run sees the
+/// process is gone, removes the lease with a notice, and succeeds at once. SIGTERM on S3
+/// commits a partial snapshot as it does locally.
+#[test]
+fn kill_9_or_sigterm_mid_backup_then_the_next_run_succeeds_without_manual_steps() {
+    let (sim, upn) = slow_tenant(600);
+    for place in Place::all() {
+        let sandbox = Sandbox::new();
+        let init = place.run(&sandbox, &sim, &["init"]);
+        assert_eq!(init.status.code(), Some(0), "{}", output_text(&init));
+        for sig in ["KILL", "TERM"] {
+            set_latency(&sim, 15);
+            sim.handle.reset_counters();
+            let mut child = place
+                .atlas(&sandbox, &sim)
+                .args(["--json", "backup", "-m", &upn, "--full"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawns");
+            wait_until_running(&sim, &sandbox, &place, &mut child);
+            signal(&child, sig);
+            let out = wait_with_timeout(child);
+            let what = format!("{} SIG{sig}", place.name());
+            if sig == "TERM" {
+                assert_eq!(out.status.code(), Some(2), "{what}: {}", output_text(&out));
+            } else {
+                assert_eq!(out.status.code(), None, "{what}: killed");
+            }
+            // The next run: no manual step, no waiting for the lease to expire.
+            set_latency(&sim, 0);
+            let started = Instant::now();
+            let next = place.run(&sandbox, &sim, &["--json", "backup", "-m", &upn]);
+            assert_eq!(
+                next.status.code(),
+                Some(0),
+                "{what}: {}",
+                output_text(&next)
+            );
+            assert_eq!(
+                json_of(&next)["mailboxes"][0]["result"],
+                "complete",
+                "{what}"
+            );
+            if sig == "KILL" {
+                let err = String::from_utf8_lossy(&next.stderr);
+                assert!(
+                    err.contains("removed the stale lease") && err.contains("process is gone"),
+                    "{what}: the takeover is noticed: {err}"
+                );
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "{what}");
+        }
+        // Nothing is left behind: unlock finds nothing to do.
+        let unlock = place.run(&sandbox, &sim, &["--json", "unlock"]);
+        assert_eq!(unlock.status.code(), Some(0), "{}", output_text(&unlock));
+        let report = json_of(&unlock);
+        assert_eq!(report["removed"], serde_json::json!([]), "{report}");
+        assert_eq!(report["kept"], serde_json::json!([]), "{report}");
+    }
+}
+
+/// A prune killed while holding its lock blocked every backup, even after the lock's
+/// expiry ("prune … is running"), until `prune/lock` was deleted by hand. A killed prune's
+/// lock is removed by the next backup (its process is gone), which then runs.
+#[test]
+fn a_killed_prune_never_blocks_the_next_backup() {
+    let (sim, upn) = slow_tenant(40);
+    let sandbox = Sandbox::new();
+    for args in [vec!["init"], vec!["backup", "-m", &upn]] {
+        let out = sandbox.run(&sim, &args);
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    }
+    let lock = sandbox.repo().join("prune").join("lock");
+    // The prune must be caught holding its lock; it is quick, so try a few times, each
+    // time with one more snapshot (and so more to prune).
+    let mut killed = false;
+    for round in 0..20 {
+        sim.handle
+            .add_message(
+                &upn,
+                "inbox",
+                atlas_sim::NewMessage::text(&format!("round {round}"), "x"),
+            )
+            .expect("add");
+        let out = sandbox.run(&sim, &["backup", "-m", &upn]);
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+        let mut child = sandbox
+            .spawnable(&sim)
+            .args(["forget", "--keep-last", "1", "--prune"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawns");
+        loop {
+            if lock.exists() {
+                let _ = child.kill();
+                let _ = child.wait();
+                killed = lock.exists();
+                break;
+            }
+            if child.try_wait().expect("poll").is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if killed {
+            break;
+        }
+    }
+    assert!(killed, "never caught a prune holding its lock");
+    let next = sandbox.run(&sim, &["--json", "backup", "-m", &upn]);
+    assert_eq!(next.status.code(), Some(0), "{}", output_text(&next));
+    let err = String::from_utf8_lossy(&next.stderr);
+    assert!(err.contains("removed the stale prune lock"), "{err}");
+    assert!(!lock.exists());
+    // And the next prune runs too.
+    let out = sandbox.run(&sim, &["forget", "--keep-last", "1", "--prune"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+}
+
+/// `atlas unlock`: stale only by default; `--remove-all` asks (exit 3 without a terminal
+/// or -y) and then also removes a valid lease, whose holder can no longer commit.
+#[test]
+fn unlock_removes_stale_leases_and_valid_ones_only_with_remove_all() {
+    let (sim, upn) = slow_tenant(600);
+    let sandbox = Sandbox::new();
+    let init = sandbox.run(&sim, &["init"]);
+    assert_eq!(init.status.code(), Some(0), "{}", output_text(&init));
+    set_latency(&sim, 15);
+    let mut child = sandbox
+        .spawnable(&sim)
+        .args(["--json", "backup", "-m", &upn, "--full"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    wait_until_backing_up(&sim, &sandbox, &mut child);
+    // The running backup's lease is valid: kept.
+    let out = sandbox.run(&sim, &["--json", "unlock"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let report = json_of(&out);
+    assert_eq!(report["removed"], serde_json::json!([]), "{report}");
+    assert_eq!(report["kept"][0]["standing"], "valid", "{report}");
+    assert_eq!(report["kept"][0]["mailbox"], upn.as_str(), "{report}");
+    // --remove-all wants a confirmation.
+    let out = sandbox.run(&sim, &["unlock", "--remove-all"]);
+    assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
+    assert!(!files_under(&sandbox.repo().join("locks")).is_empty());
+    let out = sandbox.run(&sim, &["--json", "unlock", "--remove-all", "-y"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(json_of(&out)["removed"][0]["standing"], "valid");
+    assert!(files_under(&sandbox.repo().join("locks")).is_empty());
+    // The holder whose lease was removed cannot commit: its mailbox fails (exit 1).
+    signal(&child, "TERM");
+    let out = wait_with_timeout(child);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("lease was lost"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(files_under(&sandbox.repo().join("locks")).is_empty());
+    set_latency(&sim, 0);
+    let out = sandbox.run(&sim, &["backup", "-m", &upn]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+}

@@ -22,7 +22,7 @@ use super::{PASSPHRASE, Sandbox, json, output_text};
 const SKIP: &str = "SKIPPED atlas-cli S3 end-to-end tests: ATLAS_TEST_S3_ENDPOINT is not set \
                     (run `bash scripts/test.sh`, or `eval \"$(scripts/s3-server.sh start)\"`)";
 
-fn moto_endpoint() -> Option<String> {
+pub(super) fn moto_endpoint() -> Option<String> {
     match std::env::var("ATLAS_TEST_S3_ENDPOINT") {
         Ok(e) if !e.is_empty() => Some(e),
         _ => {
@@ -47,13 +47,13 @@ fn uuid_like() -> String {
         .collect()
 }
 
-struct S3 {
-    endpoint: String,
-    bucket: String,
+pub(super) struct S3 {
+    pub(super) endpoint: String,
+    pub(super) bucket: String,
 }
 
 impl S3 {
-    fn new(endpoint: &str) -> Self {
+    pub(super) fn new(endpoint: &str) -> Self {
         Self {
             endpoint: endpoint.to_owned(),
             bucket: fresh_bucket(),
@@ -61,7 +61,7 @@ impl S3 {
     }
 
     /// The store the binary uses (bucket root), for checks behind its back.
-    fn store(&self) -> S3Store {
+    pub(super) fn store(&self) -> S3Store {
         let mut cfg = S3Config::shared_bucket(
             &self.bucket,
             "x",

@@ -8,6 +8,7 @@
 pub mod blob_store;
 pub mod clock;
 pub mod mail;
+pub mod process;
 pub mod reporter;
 pub mod target;
 
@@ -21,6 +22,7 @@ pub use mail::{
     Importance, ItemMetadata, MailMetadata, MailSource, MailboxKind, SourceError, SourceFolder,
     SourceItem, SourceMailbox,
 };
+pub use process::{FixedProcesses, HolderProcess, Liveness, NoProcesses, ProcessProbe};
 pub use reporter::{Event, NullReporter, Reporter, Task};
 pub use target::{
     MailTarget, RestoreAttachment, RestoreBody, RestoreMark, RestoreMessage, TargetAttachment,

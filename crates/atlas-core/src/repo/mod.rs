@@ -60,7 +60,7 @@ pub use layout::{
     REPLICATION_STATUS_PREFIX,
 };
 pub(crate) use layout::{parse_snapshot_key, snapshot_key, store_key};
-pub use lease::LeaseInfo;
+pub use lease::{LeaseInfo, LockEntry, Standing};
 pub use pack::{PackEntry, PackId};
 pub use prune::{PruneOptions, PruneSummary};
 pub use purge::Removal;
@@ -127,7 +127,9 @@ pub struct RepoSettings {
     pub chunk_threshold: u64,
     /// Chunk size for large items.
     pub chunk_size: u64,
-    /// How long a mailbox lease lasts unless renewed.
+    /// How long a lease (mailbox or prune lock) lasts unless renewed. Holders renew every
+    /// quarter of it, so this is also about how long a lease outlives a holder that died
+    /// on another machine (one on the same machine is noticed at once).
     pub lease_seconds: u64,
 }
 
@@ -137,7 +139,9 @@ impl Default for RepoSettings {
             pack_target_size: 16 << 20,
             chunk_threshold: 8 << 20,
             chunk_size: 4 << 20,
-            lease_seconds: 15 * 60,
+            // Two minutes (it was 15): long enough for a heartbeat every 30 s to ride out
+            // a slow store, short enough that a crash elsewhere blocks nobody for long.
+            lease_seconds: 120,
         }
     }
 }
@@ -201,6 +205,8 @@ struct Inner {
     index: RwLock<Index>,
     /// Root objects found missing or damaged at open (see `keys`).
     root_damage: RwLock<Vec<RootDamage>>,
+    /// Leases this handle holds, for the heartbeat and the exit path (see `lease`).
+    leases: lease::Leases,
 }
 
 /// An opened repository. Cheap to clone (shared state: keys, config, index cache).
@@ -219,6 +225,7 @@ impl Repository {
                 config: RwLock::new(None),
                 index: RwLock::new(Index::default()),
                 root_damage: RwLock::new(Vec::new()),
+                leases: lease::Leases::default(),
             }),
         }
     }
@@ -265,8 +272,8 @@ impl Repository {
     // ----- leases, sessions, verify ----------------------------------------------------------
 
     /// Start a backup run of one mailbox: takes the mailbox lease (create-if-absent).
-    /// Fails with [`Error::LeaseHeld`] while another writer's lease is valid and with
-    /// [`Error::LeaseStale`] when an expired one is in the way (break it explicitly).
+    /// Fails with [`Error::LeaseHeld`] while another writer's lease is valid; a stale one
+    /// (expired, or its process gone) is taken over (see `lease.rs`).
     pub async fn begin_backup(
         &self,
         mailbox: &MailboxId,
@@ -281,14 +288,19 @@ impl Repository {
         lease::read(self, mailbox).await
     }
 
-    /// Remove an expired (or unreadable) lease so a new run can start; refuses a lease that
-    /// is still valid ([`Error::LeaseHeld`]). Returns the lease that was removed.
+    /// Remove a stale lease (expired, its process gone, or unreadable); refuses a lease
+    /// that is still valid ([`Error::LeaseHeld`]). Returns the lease that was removed.
+    /// Writers take stale leases over by themselves; this is for tools and tests.
     pub async fn break_lease(
         &self,
         mailbox: &MailboxId,
         clock: &dyn Clock,
     ) -> Result<Option<LeaseInfo>> {
-        lease::break_stale(self, mailbox, clock).await
+        lease::break_stale_key(self, &self.lease_key(mailbox), clock).await
+    }
+
+    pub(crate) fn leases(&self) -> &lease::Leases {
+        &self.inner.leases
     }
 
     /// Verify a snapshot: every folder list and message it refers to, and every pack they

@@ -8,12 +8,14 @@
 //! visible) is written last. Prune must never delete such a blob. Two mechanisms:
 //!
 //! 1. **Mutual exclusion.** Prune creates the repository lock `prune/lock` (a lease
-//!    record, create-if-absent) and only *then* lists `locks/`: any mailbox lease, valid or
-//!    expired, makes it give up (an expired lease may belong to a stalled writer that can
-//!    still commit; breaking it is an explicit decision). A backup creates its mailbox
-//!    lease and only *then* reads `prune/lock`, refusing to start while it exists. Whichever
-//!    of the two steps comes second sees the other's object, so a backup session and a
-//!    prune never overlap. A backup that starts after a prune reloads the index without
+//!    record, create-if-absent) and only *then* lists `locks/`: any valid mailbox lease
+//!    makes it give up. A backup creates its mailbox lease and only *then* reads
+//!    `prune/lock`, refusing to start while it is valid. Whichever of the two steps comes
+//!    second sees the other's object, so a backup session and a prune never overlap.
+//!    Stale leases and locks (expired — their holders renew them on a heartbeat — or
+//!    whose process is gone) are removed by whoever meets them, so a killed backup or
+//!    prune never blocks the other (see `lease.rs`); a stalled holder that wakes after
+//!    its lease was removed cannot commit, since commit checks the lease first. A backup that starts after a prune reloads the index without
 //!    the entries of deleted index files (`Repository::refresh_index` rebuilds its cache
 //!    when a file it knew has gone), so it cannot dedup against a deleted pack either.
 //! 2. **Deleting in an order that is safe at every step.** New packs (repacked live
@@ -43,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use super::chunks::ChunkList;
 use super::crypto::{self, ObjectType};
 use super::index::{self, IndexEntry, Location};
-use super::lease::{self, LeaseInfo, LeaseRecord};
+use super::lease::{self, Held, LeaseInfo};
 use super::pack::{self, PackEntry, PackId};
 use super::retention::RetainedObject;
 use super::{BlobKind, FolderItems, Repository, parse_snapshot_key, store_key};
@@ -150,8 +152,9 @@ impl PruneSummary {
 }
 
 /// Prune the repository; see the module docs. Refuses with [`Error::MaintenanceRunning`]
-/// while another prune holds the lock and with [`Error::LeaseHeld`] / [`Error::LeaseStale`]
-/// while any mailbox lease exists. A dry run takes no lock and writes nothing.
+/// while another prune holds the lock and with [`Error::LeaseHeld`] while a mailbox lease
+/// is valid; stale ones (expired, their process gone) are removed, with a warning, and do
+/// not block it. A dry run takes no lock and writes nothing.
 pub async fn prune(
     repo: &Repository,
     opts: &PruneOptions,
@@ -167,23 +170,14 @@ pub async fn prune(
     if opts.dry_run {
         return Pruner::new(repo, opts, clock, None).run().await;
     }
-    let mut lock = lease::acquire_key(repo, PRUNE_LOCK_KEY, &opts.owner, clock)
-        .await
-        .map_err(|e| match e {
-            Error::LeaseHeld { owner, expires } => Error::MaintenanceRunning { owner, expires },
-            Error::LeaseStale { owner, expired } => Error::MaintenanceRunning {
-                owner,
-                expires: expired,
-            },
-            other => other,
-        })?;
+    let lock = lease::acquire_key(repo, PRUNE_LOCK_KEY, &opts.owner, None, clock).await?;
     let result = match check_no_leases(repo, clock).await {
-        Ok(()) => Pruner::new(repo, opts, clock, Some(&mut lock)).run().await,
+        Ok(()) => Pruner::new(repo, opts, clock, Some(&lock)).run().await,
         Err(e) => Err(e),
     };
     // Released after a failure too: every intermediate state is consistent, so there is
     // nothing a backup must be kept away from.
-    let released = lease::release_key(repo, PRUNE_LOCK_KEY, &lock).await;
+    let released = lease::release(repo, &lock).await;
     repo.reset_index();
     let summary = result?;
     released?;
@@ -198,27 +192,24 @@ pub async fn prune_lock_info(repo: &Repository) -> Result<Option<LeaseInfo>> {
         .map(LeaseInfo::from))
 }
 
-/// Remove the prune lock of a prune that died; refuses a lock that has not expired.
+/// Remove the prune lock of a prune that died (expired, or its process gone); refuses a
+/// lock that is still valid. Backups and prunes remove such a lock by themselves.
 pub async fn break_prune_lock(repo: &Repository, clock: &dyn Clock) -> Result<Option<LeaseInfo>> {
     lease::break_stale_key(repo, PRUNE_LOCK_KEY, clock).await
 }
 
+/// Fail while a mailbox lease is valid; remove stale ones. An expired lease's holder
+/// stopped renewing it for a whole lifetime (the heartbeat renews every quarter), and a
+/// holder that wakes after all cannot commit: its commit checks the lease first.
 pub(crate) async fn check_no_leases(repo: &Repository, clock: &dyn Clock) -> Result<()> {
-    for meta in repo.store().list("locks/").await? {
-        let Some(rec) = lease::read_record(repo, meta.key.as_str()).await? else {
-            continue; // released since the listing
-        };
-        return Err(if rec.expires > clock.now() {
-            Error::LeaseHeld {
-                owner: rec.owner,
-                expires: rec.expires,
-            }
-        } else {
-            Error::LeaseStale {
-                owner: rec.owner,
-                expired: rec.expires,
-            }
-        });
+    for meta in repo.store().list(super::layout::LOCK_PREFIX).await? {
+        let key = meta.key.as_str();
+        if lease::clear_if_stale(repo, key, clock).await? {
+            continue;
+        }
+        if let Some(rec) = lease::read_record(repo, key).await? {
+            return Err(lease::held_error(key, &rec));
+        }
     }
     Ok(())
 }
@@ -261,7 +252,7 @@ struct Pruner<'a> {
     repo: &'a Repository,
     opts: &'a PruneOptions,
     clock: &'a dyn Clock,
-    lock: Option<&'a mut LeaseRecord>,
+    lock: Option<&'a Held>,
     sum: PruneSummary,
     packs: BTreeMap<PackId, PackState>,
     /// One copy per content id: indexed copies first, then orphan ones.
@@ -274,7 +265,7 @@ impl<'a> Pruner<'a> {
         repo: &'a Repository,
         opts: &'a PruneOptions,
         clock: &'a dyn Clock,
-        lock: Option<&'a mut LeaseRecord>,
+        lock: Option<&'a Held>,
     ) -> Self {
         Self {
             repo,
@@ -501,15 +492,15 @@ impl<'a> Pruner<'a> {
     }
 
     /// Renew the prune lock when half of it has elapsed (prune of a large repository
-    /// reads every folder list and may outlast one lease period).
+    /// reads every folder list and may outlast one lease period); the binary's heartbeat
+    /// renews it too, between these steps.
     async fn keep_lock(&mut self) -> Result<()> {
-        let Some(lock) = self.lock.as_deref_mut() else {
+        let Some(lock) = self.lock else {
             return Ok(());
         };
-        let half = (lock.expires - lock.acquired) / 2;
-        if self.clock.now() >= lock.acquired + half {
-            lease::renew_key(self.repo, PRUNE_LOCK_KEY, lock, self.clock).await?;
-            lock.acquired = self.clock.now();
+        let half = (lock.expires() - lock.renewed()) / 2;
+        if self.clock.now() >= lock.renewed() + half {
+            lease::renew(self.repo, lock, self.clock).await?;
         }
         Ok(())
     }

@@ -147,21 +147,13 @@ impl Repository {
             self.repair_index(true, &mut out).await?;
             return Ok(out);
         }
-        let lock = lease::acquire_key(self, PRUNE_LOCK_KEY, owner, clock)
-            .await
-            .map_err(|e| match e {
-                Error::LeaseHeld { owner, expires } => Error::MaintenanceRunning { owner, expires },
-                Error::LeaseStale { owner, expired } => Error::MaintenanceRunning {
-                    owner,
-                    expires: expired,
-                },
-                other => other,
-            })?;
+        // A valid prune lock is MaintenanceRunning; a stale one is taken over.
+        let lock = lease::acquire_key(self, PRUNE_LOCK_KEY, owner, None, clock).await?;
         let result = match check_no_leases(self, clock).await {
             Ok(()) => self.repair_index(false, &mut out).await,
             Err(e) => Err(e),
         };
-        let released = lease::release_key(self, PRUNE_LOCK_KEY, &lock).await;
+        let released = lease::release(self, &lock).await;
         self.reset_index();
         result?;
         released?;

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::chunks::ChunkList;
 use super::crypto::{self, ObjectType};
 use super::index::{IndexEntry, Location};
-use super::lease::{self, LeaseRecord};
+use super::lease::{self, Held};
 use super::pack::{self, PackId};
 use super::{BlobKind, FolderItems, RepoSettings, Repository, snapshot_key, store_key};
 use crate::error::{Error, Result};
@@ -71,13 +71,15 @@ impl StoredBlob {
 }
 
 /// The writer of one mailbox run; see the module docs. Dropping it without `commit` or
-/// `release` leaves the lease to expire (and any sealed data as orphans or indexed data).
+/// `release` leaves its lease registered with the repository, which releases it on the
+/// process's exit path ([`Repository::release_leases`]) or, if the process dies, lets it
+/// expire (sealed data stays as orphans or indexed data).
 #[derive(Debug)]
 pub struct BackupSession {
     repo: Repository,
     mailbox: MailboxId,
     clock: Arc<dyn Clock>,
-    lease: LeaseRecord,
+    lease: Arc<Held>,
     settings: RepoSettings,
     /// Encrypted blobs of the pack being filled.
     current: Vec<(ContentId, BlobKind, Vec<u8>)>,
@@ -120,7 +122,7 @@ impl BackupSession {
         // Everything after the lease must release it on failure, or the mailbox stays
         // blocked until expiry.
         if let Err(e) = session.prepare().await {
-            let _ = lease::release(&session.repo, &session.mailbox, &session.lease).await;
+            let _ = lease::release(&session.repo, &session.lease).await;
             return Err(e);
         }
         Ok(session)
@@ -128,12 +130,14 @@ impl BackupSession {
 
     async fn prepare(&self) -> Result<()> {
         // Checked *after* our lease exists, while prune creates its lock *before* listing
-        // leases: whichever of the two comes second sees the other (see `prune.rs`).
-        if let Some(lock) = lease::read_record(&self.repo, super::prune::PRUNE_LOCK_KEY).await? {
-            return Err(Error::MaintenanceRunning {
-                owner: lock.owner,
-                expires: lock.expires,
-            });
+        // leases: whichever of the two comes second sees the other (see `prune.rs`). The
+        // lock of a prune that died (expired, or its process gone) is removed: it must not
+        // block backups (issue 11).
+        let prune_lock = super::prune::PRUNE_LOCK_KEY;
+        if !lease::clear_if_stale(&self.repo, prune_lock, self.clock.as_ref()).await? {
+            if let Some(lock) = lease::read_record(&self.repo, prune_lock).await? {
+                return Err(lease::held_error(prune_lock, &lock));
+            }
         }
         // After the check: a prune that finished before us has replaced index files, and
         // the refresh drops every cached entry of theirs.
@@ -403,8 +407,17 @@ impl BackupSession {
             self.unindexed.clear();
             self.unindexed_ids.clear();
         }
-        let half = (self.lease.expires - self.lease.acquired) / 2;
-        if self.clock.now() >= self.lease.acquired + half {
+        self.keep_lease().await
+    }
+
+    /// Renew the lease once half of its lifetime has passed since it was last written.
+    /// The binary's heartbeat renews it on a timer; this keeps a session that runs without
+    /// one (a library caller) alive as long as it makes progress.
+    pub async fn keep_lease(&mut self) -> Result<()> {
+        let half = chrono::Duration::seconds(
+            i64::try_from(self.settings.lease_seconds / 2).unwrap_or(i64::MAX / 1000),
+        );
+        if self.clock.now() >= self.lease.renewed() + half {
             self.renew_lease().await?;
         }
         Ok(())
@@ -412,26 +425,32 @@ impl BackupSession {
 
     /// Extend the lease (fails with [`Error::LeaseLost`] if it was broken).
     pub async fn renew_lease(&mut self) -> Result<()> {
-        lease::renew(
-            &self.repo,
-            &self.mailbox,
-            &mut self.lease,
-            self.clock.as_ref(),
-        )
-        .await?;
-        // Count half-life from the renewal.
-        self.lease.acquired = self.clock.now();
-        Ok(())
+        lease::renew(&self.repo, &self.lease, self.clock.as_ref()).await
     }
 
     /// When the lease expires unless renewed.
     pub fn lease_expires(&self) -> DateTime<Utc> {
-        self.lease.expires
+        self.lease.expires()
     }
 
     /// Flush, write the snapshot record, release the lease. The record's mailbox must be
     /// the session's, and every folder item list it names must be stored.
+    /// Every way out releases the lease: a commit that fails (a full disk, a lost lease)
+    /// releases it too, so the mailbox is never left blocked.
     pub async fn commit(mut self, record: SnapshotRecord) -> Result<SnapshotId> {
+        match self.write_snapshot(record).await {
+            // The snapshot is committed; a lease that cannot be deleted now stays
+            // registered and is released on the exit path (or expires), and the error
+            // says the run did not end cleanly.
+            Ok(id) => lease::release(&self.repo, &self.lease).await.map(|()| id),
+            Err(e) => {
+                let _ = lease::release(&self.repo, &self.lease).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_snapshot(&mut self, record: SnapshotRecord) -> Result<SnapshotId> {
         if record.mailbox != self.mailbox {
             return Err(Error::invalid(
                 "snapshot record names another mailbox than the session",
@@ -443,7 +462,7 @@ impl BackupSession {
                 return Err(Error::ContentNotFound { id: f.items });
             }
         }
-        lease::check_held(&self.repo, &self.mailbox, &self.lease).await?;
+        lease::check_held(&self.repo, &self.lease).await?;
         let id = SnapshotId::random();
         let key = snapshot_key(
             &self.repo.mailbox_key_name(&self.mailbox),
@@ -455,15 +474,16 @@ impl BackupSession {
             .store()
             .put(&store_key(&key)?, sealed, self.put_options())
             .await?;
-        lease::release(&self.repo, &self.mailbox, &self.lease).await?;
         Ok(id)
     }
 
     /// End the run without a snapshot: flush what was stored (so it can be deduplicated
-    /// next time) and release the lease.
+    /// next time) and release the lease — also when the flush fails (a full disk must not
+    /// leave the mailbox blocked). The flush's error comes first.
     pub async fn release(mut self) -> Result<()> {
-        self.flush().await?;
-        lease::release(&self.repo, &self.mailbox, &self.lease).await
+        let flushed = self.flush().await;
+        let released = lease::release(&self.repo, &self.lease).await;
+        flushed.and(released)
     }
 }
 

@@ -412,7 +412,6 @@ struct Run<'a> {
     source: Arc<dyn MailSource>,
     mailbox: &'a SourceMailbox,
     opts: &'a BackupOptions,
-    clock: Arc<dyn Clock>,
     reporter: &'a dyn Reporter,
     cancel: &'a Cancel,
     summary: BackupSummary,
@@ -430,11 +429,7 @@ impl Run<'_> {
     }
 
     async fn keep_lease(&self, session: &mut BackupSession) -> Result<()> {
-        let remaining = session.lease_expires() - self.clock.now();
-        if remaining < chrono::Duration::minutes(5) {
-            session.renew_lease().await?;
-        }
-        Ok(())
+        session.keep_lease().await
     }
 
     #[allow(clippy::too_many_lines)] // One loop over pages with its decisions in view.
@@ -754,7 +749,6 @@ pub async fn backup_mailbox(
         mailbox,
         &folders,
         opts,
-        &clock,
         reporter,
         cancel,
     )
@@ -901,7 +895,6 @@ async fn run_session(
     mailbox: &SourceMailbox,
     folders: &[SourceFolder],
     opts: &BackupOptions,
-    clock: &Arc<dyn Clock>,
     reporter: &dyn Reporter,
     cancel: &Cancel,
 ) -> Result<Option<(Vec<FolderSnapshot>, BackupSummary)>> {
@@ -916,7 +909,6 @@ async fn run_session(
         source,
         mailbox,
         opts,
-        clock: Arc::clone(clock),
         reporter,
         cancel,
         summary: BackupSummary {

@@ -31,7 +31,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::compat::v1::{V1Entry, V1Problem, V1Repository, V1State, is_object_damage};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{
     FolderId, FolderRecord, FolderSnapshot, ItemError, MailboxId, MessageId, MessageMeta,
     SnapshotId, SnapshotRecord, SnapshotStatus,
@@ -56,9 +56,6 @@ pub fn migrated_from_v1(record: &SnapshotRecord) -> Option<&str> {
 pub struct MigrateOptions {
     /// Lease owner string written while a mailbox snapshot is being converted.
     pub owner: String,
-    /// Break an expired lease left by an interrupted migration instead of failing with
-    /// [`Error::LeaseStale`] (for a private cache repository that only migrate writes).
-    pub break_stale_leases: bool,
     /// Only these v1 mailbox segments (all when `None`).
     pub mailboxes: Option<Vec<String>>,
 }
@@ -67,7 +64,6 @@ impl Default for MigrateOptions {
     fn default() -> Self {
         Self {
             owner: format!("atlas-v1-migrate/{}", std::process::id()),
-            break_stale_leases: false,
             mailboxes: None,
         }
     }
@@ -298,18 +294,10 @@ async fn migrate_snapshot(
     state: &V1State,
     cache: &mut HashMap<String, Converted>,
 ) -> Result<MigratedSnapshot> {
-    let mut session = match target
+    // A lease left by an interrupted migration is taken over once stale (see `lease.rs`).
+    let mut session = target
         .begin_backup(mailbox, &opts.owner, Arc::clone(clock))
-        .await
-    {
-        Err(Error::LeaseStale { .. }) if opts.break_stale_leases => {
-            target.break_lease(mailbox, clock.as_ref()).await?;
-            target
-                .begin_backup(mailbox, &opts.owner, Arc::clone(clock))
-                .await?
-        }
-        other => other?,
-    };
+        .await?;
     let written = write_state(v1, &mut session, reporter, mailbox, state, cache).await;
     let (folders, messages, item_errors) = match written {
         Ok(w) => w,

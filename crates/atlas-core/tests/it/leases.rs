@@ -1,12 +1,34 @@
-//! Mailbox leases.
+//! Leases: one writer per mailbox, and never stuck after a crash (issue 11).
+
+use std::sync::Arc;
 
 use atlas_core::Error;
 use atlas_core::model::MailboxId;
+use atlas_core::ports::{BlobStore, Clock as _, FixedProcesses, HolderProcess};
+use atlas_core::repo::prune::{PruneOptions, prune};
+use atlas_core::repo::{Repository, Standing};
+use atlas_store::{FaultPlan, FaultStore};
+use bytes::Bytes;
 
 use crate::common::*;
 
+fn process(host: &str, pid: u32) -> HolderProcess {
+    HolderProcess {
+        host: host.into(),
+        pid,
+        start: u64::from(pid) * 1000,
+    }
+}
+
+/// A second handle on the same store, as another process would open it.
+async fn reopen(store: Arc<dyn BlobStore>) -> Repository {
+    Repository::open(store, TENANT, &passphrase())
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_writer_per_mailbox_and_stale_leases_are_broken_explicitly() {
+async fn one_writer_per_mailbox_and_a_live_lease_cannot_be_broken() {
     let repo = new_repo(memory()).await;
     let mb = MailboxId::new("a@example.com");
     let clock = clock_at(t0());
@@ -18,83 +40,430 @@ async fn one_writer_per_mailbox_and_stale_leases_are_broken_explicitly() {
         .begin_backup(&mb, "host-b:2", clock.clone())
         .await
         .unwrap_err();
-    match err {
+    match &err {
         Error::LeaseHeld { owner, expires } => {
             assert_eq!(owner, "host-a:1");
-            assert_eq!(expires, t0() + chrono::Duration::seconds(60));
+            assert_eq!(*expires, t0() + chrono::Duration::seconds(60));
         }
         other => panic!("{other:?}"),
     }
+    // The refusal says how to get out if the holder is gone.
+    assert!(err.to_string().contains("atlas unlock"), "{err}");
     // Another mailbox is independent.
     let other = repo
         .begin_backup(&MailboxId::new("b@example.com"), "host-b:2", clock.clone())
         .await
         .unwrap();
     other.release().await.unwrap();
-
     // A live lease cannot be broken.
     assert!(matches!(
         repo.break_lease(&mb, clock.as_ref()).await,
         Err(Error::LeaseHeld { .. })
     ));
-    // Holder dies; the lease expires; a new writer must break it explicitly.
-    drop(first);
+    first.release().await.unwrap();
+    assert!(repo.lease_info(&mb).await.unwrap().is_none());
+}
+
+/// After expiry a new writer got "stale lease … break it explicitly to continue", and no
+/// command could break it. An expired lease is taken over now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_is_taken_over_and_its_stalled_holder_cannot_commit() {
+    let store = memory();
+    let repo = new_repo(store.clone()).await;
+    let mb = MailboxId::new("a@example.com");
+    let clock = clock_at(t0());
+    let mut stalled = repo
+        .begin_backup(&mb, "host-a:1", clock.clone())
+        .await
+        .unwrap();
     clock.set(t0() + chrono::Duration::seconds(61));
-    let err = repo
+    let other = reopen(store).await;
+    let taker = other
         .begin_backup(&mb, "host-b:2", clock.clone())
         .await
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::LeaseStale { ref owner, .. } if owner == "host-a:1"),
-        "{err:?}"
+        .unwrap();
+    assert_eq!(
+        other.lease_info(&mb).await.unwrap().unwrap().owner,
+        "host-b:2"
     );
-    let broken = repo
-        .break_lease(&mb, clock.as_ref())
+    // The stalled holder wakes: it can neither renew nor commit.
+    assert!(matches!(
+        stalled.renew_lease().await,
+        Err(Error::LeaseLost { ref owner }) if owner == "host-b:2"
+    ));
+    taker.release().await.unwrap();
+}
+
+/// A backup killed with SIGKILL left its mailbox unusable ("being backed up by … (pid
+/// 20771)" although that pid was dead). On the same host, a lease whose process is gone
+/// is taken over at once; a running holder, or one on another host, still blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_whose_process_is_gone_is_taken_over_at_once_on_the_same_host() {
+    let store = memory();
+    let a = new_repo(store.clone()).await;
+    a.set_process_probe(Arc::new(FixedProcesses {
+        current: process("boot-1/ns-1", 100),
+        alive: vec![],
+    }));
+    let mb = MailboxId::new("a@example.com");
+    let clock = clock_at(t0());
+    let killed = a.begin_backup(&mb, "pid 100", clock.clone()).await.unwrap();
+    let info = a.lease_info(&mb).await.unwrap().unwrap();
+    assert_eq!(info.process, Some(process("boot-1/ns-1", 100)));
+    assert_eq!(info.mailbox.as_deref(), Some("a@example.com"));
+    drop(killed);
+
+    // Pid 100 still runs (same start time): the lease holds.
+    let b = reopen(store.clone()).await;
+    b.set_process_probe(Arc::new(FixedProcesses {
+        current: process("boot-1/ns-1", 200),
+        alive: vec![process("boot-1/ns-1", 100)],
+    }));
+    assert!(matches!(
+        b.begin_backup(&mb, "pid 200", clock.clone()).await,
+        Err(Error::LeaseHeld { .. })
+    ));
+    // Another host (or container) cannot tell: the lease holds until it expires.
+    let c = reopen(store.clone()).await;
+    c.set_process_probe(Arc::new(FixedProcesses {
+        current: process("boot-2/ns-1", 100),
+        alive: vec![],
+    }));
+    assert!(matches!(
+        c.begin_backup(&mb, "other host", clock.clone()).await,
+        Err(Error::LeaseHeld { .. })
+    ));
+    // Pid 100 is gone (or reused by a process that started later): taken over at once,
+    // long before the lease expires.
+    let d = reopen(store.clone()).await;
+    d.set_process_probe(Arc::new(FixedProcesses {
+        current: process("boot-1/ns-1", 300),
+        alive: vec![HolderProcess {
+            start: 999_999,
+            ..process("boot-1/ns-1", 100)
+        }],
+    }));
+    let locks = d.list_locks(clock.as_ref()).await.unwrap();
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].standing, Standing::HolderGone);
+    let session = d.begin_backup(&mb, "pid 300", clock.clone()).await.unwrap();
+    assert_eq!(d.lease_info(&mb).await.unwrap().unwrap().owner, "pid 300");
+    session.release().await.unwrap();
+}
+
+/// Leases are renewed by a heartbeat while their holder lives and expire soon after it
+/// stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_keeps_a_lease_and_it_expires_soon_after_the_heartbeat_stops() {
+    let store = memory();
+    let repo = new_repo(store.clone()).await;
+    let mb = MailboxId::new("a@example.com");
+    let clock = clock_at(t0());
+    assert_eq!(
+        repo.lease_heartbeat_interval(),
+        std::time::Duration::from_secs(15)
+    );
+    let session = repo
+        .begin_backup(&mb, "host-a:1", clock.clone())
+        .await
+        .unwrap();
+    let other = reopen(store).await;
+    // Ten minutes of heartbeats every 15 s: the lease never lapses.
+    for step in 1..=40 {
+        clock.set(t0() + chrono::Duration::seconds(15 * step));
+        repo.renew_leases(clock.as_ref()).await.unwrap();
+        assert!(matches!(
+            other.begin_backup(&mb, "host-b:2", clock.clone()).await,
+            Err(Error::LeaseHeld { .. })
+        ));
+    }
+    assert!(session.lease_expires() > clock.now() + chrono::Duration::seconds(30));
+    // The holder stops (hangs, is killed elsewhere): one lifetime later it is taken over.
+    let stopped = clock.now();
+    clock.set(stopped + chrono::Duration::seconds(61));
+    let taker = other
+        .begin_backup(&mb, "host-b:2", clock.clone())
+        .await
+        .unwrap();
+    // The heartbeat of the old holder now reports the loss instead of resurrecting it.
+    assert!(matches!(
+        repo.renew_leases(clock.as_ref()).await,
+        Err(Error::LeaseLost { .. })
+    ));
+    assert_eq!(
+        other.lease_info(&mb).await.unwrap().unwrap().owner,
+        "host-b:2"
+    );
+    drop(session);
+    taker.release().await.unwrap();
+}
+
+/// Every exit path releases what it holds: a session dropped without commit or release
+/// (a stopped command, a panicked task) is released by `release_leases`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_leases_frees_what_a_dropped_session_held() {
+    let store = memory();
+    let repo = new_repo(store.clone()).await;
+    let mb = MailboxId::new("a@example.com");
+    let clock = clock_at(t0());
+    let session = repo.begin_backup(&mb, "h:1", clock.clone()).await.unwrap();
+    drop(session);
+    assert!(repo.lease_info(&mb).await.unwrap().is_some());
+    assert_eq!(repo.release_leases().await.unwrap(), 1);
+    assert!(repo.lease_info(&mb).await.unwrap().is_none());
+    assert_eq!(repo.release_leases().await.unwrap(), 0);
+    let again = reopen(store).await;
+    again
+        .begin_backup(&mb, "h:2", clock)
         .await
         .unwrap()
+        .release()
+        .await
         .unwrap();
-    assert_eq!(broken.owner, "host-a:1");
+}
+
+/// A full disk left leases behind in 2 of 4 runs: the final flush failed before the lease
+/// was deleted. Release and a failed commit free the lease whatever the flush did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_never_leaves_the_lease_behind() {
+    for commit in [false, true] {
+        let inner = memory();
+        new_repo(inner.clone()).await;
+        // Write 1 is the lease, write 2 the mailbox record; from 3 on the disk is full.
+        let fault: Arc<dyn BlobStore> = Arc::new(FaultStore::with_plan(
+            inner.clone(),
+            FaultPlan::new().disk_full_from_write(3),
+        ));
+        let repo = reopen(fault).await;
+        let mb = MailboxId::new("a@example.com");
+        let clock = clock_at(t0());
+        let mut session = repo.begin_backup(&mb, "h:1", clock.clone()).await.unwrap();
+        session
+            .put_blob(
+                atlas_core::repo::BlobKind::Mime,
+                Bytes::from_static(b"mail"),
+            )
+            .await
+            .unwrap();
+        let err = if commit {
+            let record = atlas_core::model::SnapshotRecord {
+                mailbox: mb.clone(),
+                started: t0(),
+                finished: t0(),
+                tool: "test".into(),
+                format_version: atlas_core::repo::FORMAT_VERSION,
+                status: atlas_core::model::SnapshotStatus::Complete,
+                folders: vec![],
+            };
+            session.commit(record).await.map(|_| ()).unwrap_err()
+        } else {
+            session.release().await.unwrap_err()
+        };
+        assert!(
+            matches!(
+                err,
+                Error::Store(atlas_core::ports::StoreError::StorageFull { .. })
+            ),
+            "{err:?}"
+        );
+        let healthy = reopen(inner).await;
+        assert!(
+            healthy.lease_info(&mb).await.unwrap().is_none(),
+            "commit={commit}: the lease was released"
+        );
+        healthy
+            .begin_backup(&mb, "h:2", clock)
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    }
+}
+
+/// A prune killed while holding its lock blocked every backup, still after the lock's
+/// expiry ("prune … is running"), until `prune/lock` was deleted by hand. And forget,
+/// prune and delete were blocked by stale mailbox leases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_prune_locks_and_stale_leases_block_nobody() {
+    let store = memory();
+    let repo = new_repo(store.clone()).await;
+    let mb = MailboxId::new("a@example.com");
+    let clock = clock_at(t0());
+    // A prune that died: its lock stays behind (written as prune writes it).
+    let dead_prune = reopen(store.clone()).await;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    {
+        // Take the lock through a prune whose store stalls at the first listing of
+        // snapshots, then drop it: the lock object stays.
+        let stalling: Arc<dyn BlobStore> = Arc::new(StallAfterLock {
+            inner: store.clone(),
+            gate: gate.clone(),
+        });
+        let dying = reopen(stalling).await;
+        let clock2 = clock.clone();
+        let task =
+            tokio::spawn(
+                async move { prune(&dying, &PruneOptions::default(), clock2.as_ref()).await },
+            );
+        while atlas_core::repo::prune::prune_lock_info(&dead_prune)
+            .await
+            .unwrap()
+            .is_none()
+        {
+            tokio::task::yield_now().await;
+        }
+        task.abort();
+        let _ = task.await;
+    }
     assert!(
-        repo.break_lease(&mb, clock.as_ref())
+        atlas_core::repo::prune::prune_lock_info(&repo)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // While valid, the lock keeps backups out.
+    assert!(matches!(
+        repo.begin_backup(&mb, "h:1", clock.clone()).await,
+        Err(Error::MaintenanceRunning { .. })
+    ));
+    // After expiry the next backup removes it and runs.
+    clock.set(t0() + chrono::Duration::seconds(61));
+    let session = repo.begin_backup(&mb, "h:1", clock.clone()).await.unwrap();
+    assert!(
+        atlas_core::repo::prune::prune_lock_info(&repo)
             .await
             .unwrap()
             .is_none()
     );
-    let s = repo
-        .begin_backup(&mb, "host-b:2", clock.clone())
+    // That backup is killed in turn: its expired lease does not block prune.
+    drop(session);
+    clock.set(t0() + chrono::Duration::seconds(200));
+    let fresh = reopen(store).await;
+    prune(&fresh, &PruneOptions::default(), clock.as_ref())
         .await
         .unwrap();
-    s.release().await.unwrap();
+    assert!(fresh.lease_info(&mb).await.unwrap().is_none());
 }
 
+/// `atlas unlock`'s core: stale entries go by default, valid ones only when asked to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn holder_renews_and_a_broken_lease_cannot_commit() {
-    let repo = new_repo(memory()).await;
-    let mb = MailboxId::new("a@example.com");
+async fn remove_lock_takes_stale_entries_by_default_and_valid_ones_only_on_request() {
+    let store = memory();
+    let repo = new_repo(store.clone()).await;
     let clock = clock_at(t0());
-    let mut s = repo
-        .begin_backup(&mb, "host-a:1", clock.clone())
+    let live = repo
+        .begin_backup(&MailboxId::new("live@example.com"), "h:1", clock.clone())
         .await
         .unwrap();
-    clock.set(t0() + chrono::Duration::seconds(40));
-    s.flush().await.unwrap();
-    assert_eq!(s.lease_expires(), t0() + chrono::Duration::seconds(100));
-    assert_eq!(
-        repo.lease_info(&mb).await.unwrap().unwrap().expires,
-        s.lease_expires()
-    );
-
-    // Stalled past expiry; an operator breaks it and another writer takes over.
-    clock.set(t0() + chrono::Duration::seconds(200));
-    repo.break_lease(&mb, clock.as_ref()).await.unwrap();
-    let other = repo
-        .begin_backup(&mb, "host-b:2", clock.clone())
+    let dead = repo
+        .begin_backup(&MailboxId::new("dead@example.com"), "h:2", clock.clone())
         .await
         .unwrap();
-    let err = s.renew_lease().await.unwrap_err();
+    drop(dead);
+    // h:1 keeps renewing; h:2 is gone and its lease expires.
+    clock.set(t0() + chrono::Duration::seconds(45));
+    let mut live = live;
+    live.renew_lease().await.unwrap();
+    clock.set(t0() + chrono::Duration::seconds(61));
+    let other = reopen(store).await;
+    let locks = other.list_locks(clock.as_ref()).await.unwrap();
+    assert_eq!(locks.len(), 2, "{locks:?}");
+    let standing = |m: &str| {
+        locks
+            .iter()
+            .find(|l| l.info.as_ref().and_then(|i| i.mailbox.as_deref()) == Some(m))
+            .map(|l| l.standing)
+    };
+    assert_eq!(standing("live@example.com"), Some(Standing::Valid));
+    assert_eq!(standing("dead@example.com"), Some(Standing::Expired));
+    for lock in &locks {
+        let removed = other.remove_lock(&lock.key, false, clock.as_ref()).await;
+        if lock.standing == Standing::Valid {
+            assert!(
+                matches!(removed, Err(Error::LeaseHeld { .. })),
+                "{removed:?}"
+            );
+        } else {
+            assert!(removed.unwrap().is_some());
+        }
+    }
+    assert_eq!(other.list_locks(clock.as_ref()).await.unwrap().len(), 1);
+    let key = other.list_locks(clock.as_ref()).await.unwrap()[0]
+        .key
+        .clone();
     assert!(
-        matches!(err, Error::LeaseLost { ref owner } if owner == "host-b:2"),
-        "{err:?}"
+        other
+            .remove_lock(&key, true, clock.as_ref())
+            .await
+            .unwrap()
+            .is_some()
     );
-    other.release().await.unwrap();
+    assert!(other.list_locks(clock.as_ref()).await.unwrap().is_empty());
+    assert!(matches!(
+        other.remove_lock("snapshots/x", true, clock.as_ref()).await,
+        Err(Error::InvalidInput { .. })
+    ));
+    // The holder of the lease removed with --remove-all cannot commit any more.
+    assert!(matches!(
+        live.renew_lease().await,
+        Err(Error::LeaseLost { .. })
+    ));
+}
+
+/// A store that stalls forever on the first listing of snapshot records (prune's first
+/// step after taking its lock).
+#[derive(Debug)]
+struct StallAfterLock {
+    inner: Arc<dyn BlobStore>,
+    gate: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl BlobStore for StallAfterLock {
+    async fn put(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+        data: Bytes,
+        opts: atlas_core::ports::PutOptions,
+    ) -> Result<(), atlas_core::ports::StoreError> {
+        self.inner.put(key, data, opts).await
+    }
+    async fn get(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+    ) -> Result<Bytes, atlas_core::ports::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, atlas_core::ports::StoreError> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+    ) -> Result<Option<atlas_core::ports::ObjectMeta>, atlas_core::ports::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<atlas_core::ports::ObjectMeta>, atlas_core::ports::StoreError> {
+        if prefix.starts_with("snapshots") {
+            self.gate.notified().await;
+        }
+        self.inner.list(prefix).await
+    }
+    async fn delete(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+    ) -> Result<(), atlas_core::ports::StoreError> {
+        self.inner.delete(key).await
+    }
+    fn describe(&self) -> String {
+        "stalls after the prune lock".into()
+    }
 }

@@ -202,10 +202,7 @@ async fn an_interrupted_migration_completes_on_rerun() {
             .await
             .unwrap();
         let clock = clock();
-        let opts = MigrateOptions {
-            break_stale_leases: true,
-            ..MigrateOptions::default()
-        };
+        let opts = MigrateOptions::default();
         let err = migrate_v1(v1, &crashed, clock.clone(), &NullReporter, &opts).await;
         assert!(err.is_err(), "crash at write {n} must surface");
         // Restart later (the crashed run's lease has expired) on what the crash left.
