@@ -184,6 +184,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An item's readable JSON cannot be written in an export format (a required field
+    /// is missing or malformed). The reason names the field, never the item's content.
+    #[error("cannot write {format}: {reason}")]
+    Convert {
+        /// The format (`iCalendar`, `vCard`, `JSON`).
+        format: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// The output path exists and overwriting was not asked for.
     #[error("output {path} already exists")]
     OutputExists {

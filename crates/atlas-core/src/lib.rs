@@ -32,6 +32,10 @@
 //! `retention` (forget, delete, prune), `replicate` and `migrate`. Each takes options and
 //! ports and returns a summary; none prints.
 //!
+//! **Export formats** ([`export`]) are pure conversions of the readable JSON a backup keeps
+//! of non-mail items: events and tasks as iCalendar, contacts as vCard, any item as stable
+//! JSON (docs/EXPORT.md).
+//!
 //! ## Plan, then execute
 //!
 //! Services that change something are split in two: a *plan* is a plain value computed
@@ -107,6 +111,7 @@
 
 pub mod compat;
 pub mod error;
+pub mod export;
 pub mod model;
 pub mod open;
 pub mod ports;
