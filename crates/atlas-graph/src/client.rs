@@ -301,7 +301,7 @@ impl GraphClient {
                     if let Some(tls) = GraphError::tls(&e) {
                         return Err(tls);
                     }
-                    classify_transport(&e)
+                    retry::transport_failure(&e)
                 }
                 Err(_) => Failure::Timeout,
             };
@@ -448,6 +448,14 @@ impl GraphClient {
                 },
             }),
             Decision::GiveUp => Err(match failure {
+                Failure::Dns => GraphError::Dns {
+                    endpoint: req.endpoint,
+                    host: req
+                        .url
+                        .host_str()
+                        .unwrap_or("the Graph endpoint")
+                        .to_owned(),
+                },
                 Failure::Timeout => GraphError::Timeout {
                     endpoint: req.endpoint,
                     attempts: state.count,
@@ -479,7 +487,7 @@ impl GraphClient {
                     sent.body = Some(buf.freeze());
                     return Ok(sent);
                 }
-                Ok(Err(e)) => return Err(BodyError::Failed(classify_transport(&e))),
+                Ok(Err(e)) => return Err(BodyError::Failed(retry::transport_failure(&e))),
                 Err(_) => return Err(BodyError::Failed(Failure::Timeout)),
             }
         }
@@ -510,16 +518,6 @@ struct Attempts {
 enum BodyError {
     TooLarge,
     Failed(Failure),
-}
-
-fn classify_transport(e: &reqwest::Error) -> Failure {
-    if e.is_connect() {
-        Failure::Connect
-    } else if e.is_timeout() {
-        Failure::Timeout
-    } else {
-        Failure::Interrupted
-    }
 }
 
 fn header_str(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {

@@ -189,6 +189,19 @@ pub enum GraphError {
         /// Transport error text (no URL, no token).
         reason: String,
     },
+    /// The host name of the endpoint does not resolve (a misspelt `graph_endpoint`, a
+    /// missing DNS entry, no DNS at all). Not retried: waiting does not create a name.
+    #[error(
+        "{} could not reach {host}: the host name does not resolve (not retried); check the \
+         Graph endpoint and this machine's DNS",
+        endpoint.name()
+    )]
+    Dns {
+        /// What was being done.
+        endpoint: Endpoint,
+        /// The name that did not resolve.
+        host: String,
+    },
     /// A write was sent but no answer came back: it may or may not have taken effect.
     /// Check (e.g. look for the restore marker property) before sending it again.
     #[error("{} outcome unknown: {reason}; check whether it took effect before retrying", endpoint.name())]

@@ -8,6 +8,11 @@
 //!   for a non-idempotent POST the outcome is unknown and the caller must check first.
 //! - A connection that could not be established never reached the server: retried always.
 //! - A timeout or a connection lost after sending: retried only when idempotent.
+//! - A host name that does not resolve is final at once, for every method: waiting does
+//!   not fix a misspelt endpoint or a missing DNS entry, and eight attempts of backoff
+//!   only hid the cause behind "could not connect" (atlas-store's S3 retry rule is the
+//!   same). A rejected TLS certificate is final too; the client names it
+//!   ([`crate::GraphError::Tls`]) before asking here.
 //! - Every other status is final.
 //! - Attempts and total time are bounded by [`RetryPolicy`].
 
@@ -31,6 +36,8 @@ pub(crate) enum Failure {
     },
     /// The connection could not be opened: the request was never sent.
     Connect,
+    /// The host name did not resolve (the resolver answered; nothing was sent).
+    Dns,
     /// No answer in time.
     Timeout,
     /// The connection broke after the request may have been sent.
@@ -73,7 +80,7 @@ pub(crate) fn decide(
             }
             (true, retry_after)
         }
-        Failure::Status { .. } => (false, None),
+        Failure::Status { .. } | Failure::Dns => (false, None),
         Failure::Connect => (true, None),
         Failure::Timeout | Failure::Interrupted => {
             if !idempotent {
@@ -134,6 +141,23 @@ pub(crate) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Durat
     )
 }
 
+/// How a transport error (no HTTP answer) failed, for [`decide`]: a name that did not
+/// resolve is told apart by error type (atlas-net's resolver), never by message text.
+pub(crate) fn transport_failure(e: &reqwest::Error) -> Failure {
+    if matches!(
+        atlas_net::classify(e),
+        Some(atlas_net::NetFailure::Dns { .. })
+    ) {
+        Failure::Dns
+    } else if e.is_connect() {
+        Failure::Connect
+    } else if e.is_timeout() {
+        Failure::Timeout
+    } else {
+        Failure::Interrupted
+    }
+}
+
 /// A uniform jitter value for [`decide`].
 pub(crate) fn jitter() -> f64 {
     rand::random::<f64>()
@@ -191,6 +215,7 @@ mod tests {
             (status(413, None), GiveUp, GiveUp),
             (status(501, None), GiveUp, GiveUp),
             (Failure::Connect, bo, bo),
+            (Failure::Dns, GiveUp, GiveUp),
             (Failure::Timeout, bo, OutcomeUnknown),
             (Failure::Interrupted, bo, OutcomeUnknown),
         ];

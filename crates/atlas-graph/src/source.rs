@@ -46,13 +46,16 @@ fn run_error(e: GraphError) -> SourceError {
 }
 
 /// Translate a Graph error met while reading one message: anything that is not about the
-/// whole run (sign-in, permission, mailbox) is that item's problem.
+/// whole run (sign-in, permission, mailbox, an endpoint that cannot be reached at all) is
+/// that item's problem.
 fn item_error(e: GraphError) -> SourceError {
     match e {
         e @ (GraphError::Auth(_)
         | GraphError::PermissionDenied { .. }
         | GraphError::MailboxNotFound { .. }
-        | GraphError::MailboxNotEnabled { .. }) => run_error(e),
+        | GraphError::MailboxNotEnabled { .. }
+        | GraphError::Dns { .. }
+        | GraphError::Tls { .. }) => run_error(e),
         e => SourceError::Item(e.to_string()),
     }
 }

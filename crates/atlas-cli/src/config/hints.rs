@@ -88,7 +88,15 @@ pub fn for_store_error(err: &StoreError) -> Option<String> {
 }
 
 fn for_graph_error(err: &atlas_graph::GraphError) -> Option<String> {
-    matches!(err, atlas_graph::GraphError::Tls { .. }).then(tls_hint)
+    match err {
+        atlas_graph::GraphError::Tls { .. } => Some(tls_hint()),
+        atlas_graph::GraphError::Dns { .. } => Some(format!(
+            "check {} (unset, it is Microsoft Graph's global endpoint) and that this machine \
+             resolves host names",
+            Field::GraphEndpoint.env()
+        )),
+        _ => None,
+    }
 }
 
 fn tls_hint() -> String {
@@ -191,6 +199,16 @@ mod tests {
         }))
         .expect("a hint");
         assert!(graph.contains("ATLAS_CA_FILE"), "{graph}");
+    }
+
+    #[test]
+    fn a_graph_host_that_does_not_resolve_names_the_endpoint_setting() {
+        let hint = for_error(&anyhow::Error::new(atlas_graph::GraphError::Dns {
+            endpoint: atlas_graph::Endpoint::ListUsers,
+            host: "graph.nothing-here.invalid".into(),
+        }))
+        .expect("a hint");
+        assert!(hint.contains("ATLAS_GRAPH_ENDPOINT"), "{hint}");
     }
 
     #[test]

@@ -215,13 +215,7 @@ impl TokenProvider {
                     if let Some(tls) = GraphError::tls(&e) {
                         return Err(tls);
                     }
-                    if e.is_connect() {
-                        Failure::Connect
-                    } else if e.is_timeout() {
-                        Failure::Timeout
-                    } else {
-                        Failure::Interrupted
-                    }
+                    retry::transport_failure(&e)
                 }
                 Err(_) => Failure::Timeout,
             };
@@ -241,7 +235,11 @@ impl TokenProvider {
                 Decision::GiveUp | Decision::OutcomeUnknown => {
                     let what = match failure {
                         Failure::Status { status, .. } => format!("HTTP {status}"),
-                        Failure::Connect => "connection refused or DNS failure".to_owned(),
+                        Failure::Connect => "connection refused".to_owned(),
+                        Failure::Dns => format!(
+                            "the host name {} does not resolve",
+                            self.token_url.host_str().unwrap_or("of the authority")
+                        ),
                         Failure::Timeout => "timeout".to_owned(),
                         Failure::Interrupted => "connection lost".to_owned(),
                     };

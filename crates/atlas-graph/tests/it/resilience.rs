@@ -142,3 +142,43 @@ async fn a_post_without_answer_is_outcome_unknown_and_a_get_times_out() {
     assert!(err.is_retryable());
     sim.set_faults(FaultConfig::default());
 }
+
+/// Regression: an endpoint whose host name does not resolve was retried as if the network
+/// were down (eight attempts of backoff, then "could not connect"). It is named at once, by
+/// host, and not retried — for Graph and for the token endpoint alike.
+#[tokio::test]
+async fn a_host_name_that_does_not_resolve_is_named_at_once_and_not_retried() {
+    let sim = start(small_tenant()).await;
+    let unresolvable = "http://graph.nothing-here.invalid";
+
+    // Graph itself (sign-in against the simulator works).
+    let cfg = crate::config(&sim, Credential::Secret(sim.client_secret().into()))
+        .with_endpoints(unresolvable, sim.base_url());
+    let c = GraphClient::new(cfg).expect("client");
+    let err = c
+        .list_users(&atlas_graph::ListUsersOptions::default())
+        .await
+        .expect_err("the host does not resolve");
+    match &err {
+        GraphError::Dns { host, .. } => assert_eq!(host, "graph.nothing-here.invalid"),
+        other => panic!("expected a DNS error, got {other:?}"),
+    }
+    assert!(!err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("does not resolve"), "{err}");
+    assert_eq!(c.stats().retries, 0, "retried: {err}");
+
+    // The token endpoint.
+    let cfg = crate::config(&sim, Credential::Secret(sim.client_secret().into()))
+        .with_endpoints(sim.base_url(), unresolvable);
+    let c = GraphClient::new(cfg).expect("client");
+    let err = c
+        .check_sign_in()
+        .await
+        .expect_err("the host does not resolve");
+    assert!(
+        err.to_string()
+            .contains("graph.nothing-here.invalid does not resolve"),
+        "{err}"
+    );
+    assert_eq!(c.stats().retries, 0, "retried: {err}");
+}
