@@ -52,7 +52,7 @@ pub fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => {
             let message = format!("cannot start the async runtime: {err}");
-            return report_error(output, &message, Exit::Failure);
+            return report_error(output, &message, None, Exit::Failure);
         }
     };
     let quiet = cli.global.quiet;
@@ -70,23 +70,23 @@ pub fn main() -> ExitCode {
     match result {
         Ok(exit) => exit.into(),
         Err(err) => {
-            // `{:#}` prints the whole context chain on one line.
-            let code = report_error(output, &format!("{err:#}"), Exit::for_error(&err));
             // The store names a problem by meaning; which setting to change is ours to say.
-            if let Some(hint) = config::hints::for_error(&err) {
-                console::note!("hint: {hint}");
-            }
-            code
+            let hint = config::hints::for_error(&err);
+            // `{:#}` prints the whole context chain on one line.
+            report_error(output, &format!("{err:#}"), hint, Exit::for_error(&err))
         }
     }
 }
 
 /// A failed run: the message on stderr, and with `--json` also as the error document on
 /// stdout, so a script reading stdout always gets one JSON document.
-fn report_error(output: Output, message: &str, exit: Exit) -> ExitCode {
+fn report_error(output: Output, message: &str, hint: Option<String>, exit: Exit) -> ExitCode {
     // Error texts may embed untrusted strings (paths, server messages), hence the
     // sanitizing; the JSON document keeps them raw (serde escapes control characters).
     console::note!("error: {}", sanitize_multiline(message));
+    if let Some(hint) = &hint {
+        console::note!("hint: {hint}");
+    }
     let report = ErrorReport {
         message: message.to_owned(),
         kind: if exit == Exit::Usage {
@@ -95,6 +95,7 @@ fn report_error(output: Output, message: &str, exit: Exit) -> ExitCode {
             "failure"
         },
         exit_code: exit.code(),
+        hint,
     };
     // stdout may be closed; the exit code still tells.
     let _ = output.error(&report);
@@ -135,6 +136,7 @@ fn clap_exit(err: &clap::Error, json: bool) -> ExitCode {
                 message,
                 kind: "usage",
                 exit_code: Exit::Usage.code(),
+                hint: None,
             };
             let _ = Output::new(true).error(&report);
             Exit::Usage.into()

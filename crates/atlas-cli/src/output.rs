@@ -223,6 +223,10 @@ pub struct ErrorReport {
     pub kind: &'static str,
     /// The process exit code.
     pub exit_code: u8,
+    /// What to change, when Atlas knows (the setting to fix for a store or network
+    /// failure); the same line stderr shows after `hint:`. Left out when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -350,12 +354,14 @@ mod tests {
             message: "mailbox x is not in the repository".into(),
             kind: "usage",
             exit_code: 3,
+            hint: None,
         };
         write_document(&mut out, &ErrorDocument { error: &report }).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["schemaVersion"], 1);
         assert_eq!(v["error"]["exitCode"], 3);
         assert_eq!(v["error"]["kind"], "usage");
+        assert!(v["error"].get("hint").is_none(), "no hint, no field: {v}");
     }
 
     #[test]

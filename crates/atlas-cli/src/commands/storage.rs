@@ -17,7 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, LockModeArg, StorageCheckArgs};
-use crate::config::{RepositorySettings, StoreSettings};
+use crate::config::{RepositorySettings, StoreSettings, hints};
 use crate::exit::{Exit, UsageError};
 use crate::output::{Output, sanitize};
 
@@ -55,6 +55,10 @@ struct CheckReport {
     requested_retention_days: Option<u32>,
     lock_probe: Option<ProbeReport>,
     problems: Vec<String>,
+    /// What to change for each problem (same order and length as `problems`; `None` when
+    /// the problem's text says it already) — the same hints as any other failure of the
+    /// store, naming the `ATLAS_S3_*` setting.
+    hints: Vec<Option<String>>,
     notes: Vec<String>,
 }
 
@@ -115,7 +119,12 @@ pub async fn storage_check_command(
             delete_refused: p.delete_refused,
             cleaned_up: p.cleaned_up,
         }),
-        problems: r.problems.clone(),
+        problems: r.problems.iter().map(|p| p.message.clone()).collect(),
+        hints: r
+            .problems
+            .iter()
+            .map(|p| p.cause.as_ref().and_then(hints::for_store_error))
+            .collect(),
         notes: r.notes.clone(),
     };
     output.result(&report, || render_check(&report))?;
@@ -167,8 +176,11 @@ fn render_check(r: &CheckReport) -> String {
     for n in &r.notes {
         let _ = writeln!(s, "note: {}", sanitize(n));
     }
-    for p in &r.problems {
+    for (p, hint) in r.problems.iter().zip(&r.hints) {
         let _ = writeln!(s, "problem: {}", sanitize(p));
+        if let Some(hint) = hint {
+            let _ = writeln!(s, "  hint: {}", sanitize(hint));
+        }
     }
     s.push_str(if r.ready {
         "READY for backups with these settings"

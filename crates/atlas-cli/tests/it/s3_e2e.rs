@@ -453,6 +453,73 @@ fn an_unresolvable_bucket_host_says_to_force_path_style() {
     assert!(!all.contains("secret-key-value"), "{all}");
 }
 
+/// The same failure with `--json`: the error document carries the hint (stdout is one
+/// JSON document, so a script sees what to change without parsing stderr).
+#[test]
+fn a_json_error_carries_the_hint() {
+    let output = Sandbox::new()
+        .atlas()
+        .env_remove("ATLAS_REPOSITORY")
+        .env("ATLAS_S3_ENDPOINT", "https://s3.nothing-here.invalid")
+        .env("ATLAS_S3_FORCE_PATH_STYLE", "false")
+        .env("ATLAS_S3_ACCESS_KEY", "access")
+        .env("ATLAS_S3_SECRET_KEY", "secret-key-value")
+        .args(["--json", "init"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
+    let doc = super::json_schemas::assert_schema("error", &output);
+    let hint = doc["error"]["hint"].as_str().unwrap_or_default();
+    assert!(hint.contains("ATLAS_S3_FORCE_PATH_STYLE=true"), "{doc}");
+    assert!(
+        output_text(&output).contains(&format!("hint: {hint}")),
+        "stderr shows the same hint: {}",
+        output_text(&output)
+    );
+}
+
+/// Regression: `storage-check` listed store failures as bare text while every other
+/// command added what to change. Each problem that comes from a store error now carries
+/// the same hint, in text and in `--json` (`hints`, one per problem).
+#[test]
+fn storage_check_problems_carry_hints() {
+    let sandbox = Sandbox::new();
+    let check = |json: bool| {
+        let mut cmd = sandbox.atlas();
+        cmd.env_remove("ATLAS_REPOSITORY")
+            .env("ATLAS_S3_ENDPOINT", "https://s3.nothing-here.invalid")
+            .env("ATLAS_S3_FORCE_PATH_STYLE", "false")
+            .env("ATLAS_S3_ACCESS_KEY", "access")
+            .env("ATLAS_S3_SECRET_KEY", "secret-key-value");
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.arg("storage-check").output().expect("runs")
+    };
+    let out = check(false);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("problem: "), "{text}");
+    assert!(
+        text.contains("hint: set ATLAS_S3_FORCE_PATH_STYLE=true"),
+        "{text}"
+    );
+
+    let out = check(true);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let doc = super::json_schemas::assert_schema("storageCheck", &out);
+    let problems = doc["problems"].as_array().expect("problems");
+    let hints = doc["hints"].as_array().expect("hints");
+    assert!(!problems.is_empty(), "{doc}");
+    assert_eq!(problems.len(), hints.len(), "{doc}");
+    assert!(
+        hints[0]
+            .as_str()
+            .is_some_and(|h| h.contains("ATLAS_S3_FORCE_PATH_STYLE")),
+        "{doc}"
+    );
+}
+
 /// An S3 endpoint behind a certificate from a private CA: without `ATLAS_CA_FILE` the run
 /// fails at once naming the certificate (subject, issuer) and the setting to use; with it,
 /// `init` works. The endpoint is `localhost` with a port: path style without being asked.

@@ -20,7 +20,7 @@ use super::{Req, S3Store};
 /// The outcome of [`storage_check`]. `problems` empty means ready.
 // Independent yes/no observations, printed one per line; not a state machine.
 #[allow(clippy::struct_excessive_bools)]
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct StorageCheckReport {
     /// `s3://bucket/prefix at endpoint`.
     pub location: String,
@@ -42,10 +42,48 @@ pub struct StorageCheckReport {
     /// The real Object Lock probe (only when a lock was requested and the bucket has
     /// Object Lock).
     pub lock_probe: Option<LockProbe>,
-    /// What prevents use, each with what to do; empty when ready.
-    pub problems: Vec<String>,
+    /// What prevents use; empty when ready.
+    pub problems: Vec<Problem>,
     /// Observations that do not prevent use.
     pub notes: Vec<String>,
+}
+
+/// One thing that prevents use of the bucket.
+#[derive(Debug)]
+pub struct Problem {
+    /// What is wrong, in words (the store error's text, or an observation of the check).
+    pub message: String,
+    /// The store error behind it, when a request failed: its variant says what it *means*
+    /// (bucket missing, bad credentials, wrong region, DNS, TLS …), so a caller can add
+    /// what to change in its own terms (the CLI names its `ATLAS_S3_*` setting). `None`
+    /// for what the check itself observed (no Object Lock, `If-None-Match` ignored); those
+    /// messages say what to do.
+    pub cause: Option<StoreError>,
+}
+
+impl Problem {
+    fn observed(message: String) -> Self {
+        Self {
+            message,
+            cause: None,
+        }
+    }
+
+    fn failed(context: Option<&str>, cause: StoreError) -> Self {
+        Self {
+            message: match context {
+                Some(c) => format!("{c}: {cause}"),
+                None => cause.to_string(),
+            },
+            cause: Some(cause),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// What the Object Lock probe observed: a small object written with the requested mode,
@@ -100,7 +138,7 @@ pub async fn storage_check(
     {
         Ok(resp) => resp,
         Err(e) => {
-            report.problems.push(e.to_string());
+            report.problems.push(Problem::failed(None, e));
             return report;
         }
     };
@@ -117,11 +155,10 @@ pub async fn storage_check(
                 }
             ));
         } else {
-            report.problems.push(
-                inner
-                    .explain(&inner.cfg.bucket, &resp, "check bucket")
-                    .to_string(),
-            );
+            report.problems.push(Problem::failed(
+                None,
+                inner.explain(&inner.cfg.bucket, &resp, "check bucket"),
+            ));
         }
         return report;
     }
@@ -132,63 +169,69 @@ pub async fn storage_check(
             report.object_lock = status.object_lock;
             report.default_retention = status.default_retention;
         }
-        Err(e) => report.problems.push(e.to_string()),
+        Err(e) => report.problems.push(Problem::failed(None, e)),
     }
     if requested_lock.is_some() && !report.object_lock {
-        report.problems.push(format!(
+        report.problems.push(Problem::observed(format!(
             "Object Lock was requested but is not enabled on bucket {}: retention cannot be \
              enforced; enable Object Lock on the bucket or use a new bucket Atlas creates",
             inner.cfg.bucket
-        ));
+        )));
     }
     if let (Some(mode), true) = (requested_lock, report.object_lock) {
         let probe = probe_lock(store, mode).await;
-        record_probe(&mut report, mode, &probe);
-        report.lock_probe = probe.ok();
+        report.lock_probe = record_probe(&mut report, mode, probe);
     }
     match inner.probe_conditional_writes().await {
         Ok(true) => report.conditional_writes = Some(true),
         Ok(false) => {
             report.conditional_writes = Some(false);
-            report.problems.push(format!(
+            report.problems.push(Problem::observed(format!(
                 "the server at {} ignores If-None-Match: two writers could both create the same \
                  object (keys, leases), so Atlas refuses to create objects there",
                 inner.endpoint.shown
-            ));
+            )));
         }
         Err(e) => report
             .problems
-            .push(format!("could not write a probe object: {e}")),
+            .push(Problem::failed(Some("could not write a probe object"), e)),
     }
     report
 }
 
-/// Turn what the lock probe observed into the report's problems and notes.
+/// Turn what the lock probe observed into the report's problems and notes; returns the
+/// probe when it ran.
 fn record_probe(
     report: &mut StorageCheckReport,
     mode: LockMode,
-    probe: &Result<LockProbe, StoreError>,
-) {
-    match probe {
-        Err(e) => report
-            .problems
-            .push(format!("could not write a {mode:?} probe object: {e}")),
-        Ok(p) if !p.delete_refused => report.problems.push(format!(
+    probe: Result<LockProbe, StoreError>,
+) -> Option<LockProbe> {
+    let p = match probe {
+        Err(e) => {
+            let context = format!("could not write a {mode:?} probe object");
+            report.problems.push(Problem::failed(Some(&context), e));
+            return None;
+        }
+        Ok(p) => p,
+    };
+    match &p {
+        p if !p.delete_refused => report.problems.push(Problem::observed(format!(
             "a probe object written with {mode:?} retention could be deleted: the server \
              does not enforce Object Lock, so locked backups would not be protected"
-        )),
-        Ok(p) if p.cleaned_up => report.notes.push(format!(
+        ))),
+        p if p.cleaned_up => report.notes.push(format!(
             "{mode:?} retention probe: the delete of {} was refused as it must be; the probe \
              was then removed with the governance bypass permission",
             p.key
         )),
-        Ok(p) => report.notes.push(format!(
+        p => report.notes.push(format!(
             "{mode:?} retention probe: the delete of {} was refused as it must be; the \
              object stays until {} and can be deleted after that",
             p.key,
             p.retain_until.to_rfc3339()
         )),
     }
+    Some(p)
 }
 
 /// Write a small object under `mode` retention and try to delete it.

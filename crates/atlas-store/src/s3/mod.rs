@@ -91,7 +91,7 @@ use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 
 pub use bucket::BucketSetup;
-pub use check::{LockProbe, StorageCheckReport, storage_check};
+pub use check::{LockProbe, Problem, StorageCheckReport, storage_check};
 pub use client::content_md5;
 pub use config::{Addressing, S3Config, S3ConfigError};
 pub use lock::ObjectVersion;

@@ -1145,7 +1145,9 @@ async fn storage_check_reports_what_it_observed() {
     let report = storage_check(&plain, Some(LockMode::Governance)).await;
     assert!(!report.ready());
     assert!(
-        report.problems[0].contains("Object Lock was requested"),
+        report.problems[0]
+            .message
+            .contains("Object Lock was requested"),
         "{report:?}"
     );
     assert!(storage_check(&plain, None).await.ready());
@@ -1160,5 +1162,7 @@ async fn storage_check_on_an_unreachable_endpoint_is_not_ready() {
     cfg.max_attempts = 1;
     let report = atlas_store::s3::storage_check(&S3Store::new(cfg).unwrap(), None).await;
     assert!(!report.reachable && !report.ready(), "{report:?}");
-    assert!(report.problems[0].contains(&endpoint), "{report:?}");
+    assert!(report.problems[0].message.contains(&endpoint), "{report:?}");
+    // The store error behind it is kept, so a caller can say what to change.
+    assert!(report.problems[0].cause.is_some(), "{report:?}");
 }
