@@ -107,9 +107,23 @@ fn a_lost_config_is_damage_and_no_backup_recreates_it() {
 /// `zipfile`), are byte for byte the MIME of every message of the simulated mailbox (as
 /// multisets: names and order do not matter).
 fn assert_export_is_the_mailbox(sim: &Sim, upn: &str, zip: &std::path::Path) {
+    assert_export_is_the_mailbox_but(sim, upn, zip, None);
+}
+
+/// The same, leaving out one message (by immutable id): one a repair recorded as lost.
+fn assert_export_is_the_mailbox_but(
+    sim: &Sim,
+    upn: &str,
+    zip: &std::path::Path,
+    lost: Option<&str>,
+) {
     let dump = sim.handle.dump_mailbox(upn).expect("dump");
     let dir = tempfile::tempdir().expect("tempdir");
-    for (i, m) in dump.messages.iter().enumerate() {
+    let kept = dump
+        .messages
+        .iter()
+        .filter(|m| lost != Some(m.immutable_id.as_str()));
+    for (i, m) in kept.enumerate() {
         std::fs::write(
             dir.path().join(format!("{i}.eml")),
             m.mime.as_deref().expect("mime"),
@@ -154,8 +168,9 @@ fn open_repo(sim: &Sim, sandbox: &Sandbox) -> atlas_core::repo::Repository {
 
 /// Two backups of one mailbox (the second shares everything with the first), `damage`,
 /// then: verify finds it (naming both snapshots when both need what was damaged), repair
-/// heals it, verify is clean, the next backup completes, verify is still clean, and an
-/// export of the mailbox holds every message of the mailbox byte for byte.
+/// heals it, verify is clean, `save` of the newest snapshot works at once (every message
+/// but a lost one, byte for byte), the next backup completes, verify is still clean, and
+/// an export of the mailbox holds every message of the mailbox byte for byte.
 fn damage_then_heal(damage: impl FnOnce(&Sim, &Sandbox, &str) -> Option<String>) {
     let sim = small_sim();
     let sandbox = Sandbox::new();
@@ -238,6 +253,23 @@ fn damage_then_heal(damage: impl FnOnce(&Sim, &Sandbox, &str) -> Option<String>)
         text.contains("Nothing to repair"),
         "a second repair found more: {text}"
     );
+
+    // Right after the repair, before any backup: the newest snapshot exports (exit 0)
+    // with every message it still holds, byte for byte — all but the lost one.
+    let zip = sandbox.cwd().join("repaired.zip");
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["save", "-m", &upn, "-o"])
+        .arg(&zip)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "save after repair: {}",
+        output_text(&out)
+    );
+    assert_export_is_the_mailbox_but(&sim, &upn, &zip, lost_message.as_deref());
 
     let (code, text) = run(sandbox.against(&sim), &["backup", "-m", &upn]);
     assert_eq!(code, Some(0), "{text}");
