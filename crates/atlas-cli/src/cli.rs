@@ -213,6 +213,11 @@ pub struct BackupArgs {
     #[arg(short = 'C', long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
 
+    /// Messages downloaded at once per mailbox (Graph serves at most 4 concurrent
+    /// requests per mailbox and app; more only queue)
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub downloads: u16,
+
     /// Delta page size (Prefer: odata.maxpagesize; Graph serves at most 200)
     #[arg(short = 'P', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub page_size: u32,

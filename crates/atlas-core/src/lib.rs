@@ -40,7 +40,9 @@
 //!
 //! Services that change something are split in two: a *plan* is a plain value computed
 //! from the repository (and, for restore, nothing else) — what `--dry-run` prints and what
-//! tests assert — and *execute* carries it out: [`service::restore::plan`] →
+//! tests assert — and *execute* carries it out: [`service::backup::plan`] →
+//! [`service::backup::execute`] (which mailboxes and folders, limits, skip versus fail,
+//! Object Lock), [`service::restore::plan`] →
 //! [`service::restore::execute`], [`service::retention::plan_forget`] →
 //! [`service::retention::execute_forget`], [`service::repair::plan`] →
 //! [`service::repair::execute`]. Policy lives in the plan, in pure functions that need no

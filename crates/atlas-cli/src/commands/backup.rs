@@ -6,17 +6,19 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use atlas_core::ports::{
-    Clock, FolderOptions, MailSource, MailboxKind, SourceError, SourceMailbox, SystemClock,
-};
+use atlas_core::ports::{Clock, FolderOptions, MailSource, MailboxKind, SystemClock};
 use atlas_core::repo::Repository;
-use atlas_core::service::{BackupOptions, BackupSummary, Cancel, MailboxOutcome, backup_mailboxes};
+use atlas_core::service::Cancel;
+use atlas_core::service::backup::{
+    BackupOptions, BackupRequest, BackupSummary, MailboxOutcome, MailboxSelection, SkipReason,
+    Verdict, execute, plan,
+};
 use atlas_graph::{GraphClient, GraphError, GraphSource, ReportPeriod};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::cli::{BackupArgs, GlobalArgs, MailboxKindArg, MailboxesArgs};
-use crate::exit::{Exit, UsageError};
+use crate::exit::Exit;
 use crate::output::{self, Output, Table, sanitize};
 use crate::progress::{Mode, Progress};
 
@@ -44,15 +46,24 @@ pub(super) fn kind_name(kind: MailboxKind) -> &'static str {
     }
 }
 
-pub(super) fn wanted(kind: MailboxKind, kinds: &[MailboxKindArg]) -> bool {
-    match kind {
-        MailboxKind::Licensed => kinds.contains(&MailboxKindArg::Licensed),
-        MailboxKind::Shared => kinds.contains(&MailboxKindArg::Shared),
-        MailboxKind::Unlicensed => kinds.contains(&MailboxKindArg::Unlicensed),
-        // Without MailboxSettings.Read the kind cannot be told; trying costs one request
-        // and a clear "no mailbox" skip, while skipping could lose a mailbox.
-        MailboxKind::Unknown => true,
-        MailboxKind::NoMailbox => false,
+/// The core's mailbox kind for a `--kinds` value.
+pub(super) fn mailbox_kind(arg: MailboxKindArg) -> MailboxKind {
+    match arg {
+        MailboxKindArg::Licensed => MailboxKind::Licensed,
+        MailboxKindArg::Shared => MailboxKind::Shared,
+        MailboxKindArg::Unlicensed => MailboxKind::Unlicensed,
+    }
+}
+
+/// Why a mailbox was skipped, as the report says it.
+fn skip_reason(reason: SkipReason) -> String {
+    match reason {
+        SkipReason::KindNotSelected(kind) => {
+            format!("{} (not selected by --kinds)", kind_name(kind))
+        }
+        SkipReason::NoMailbox => "no Exchange Online mailbox".into(),
+        // A reason a newer core adds is still shown, if plainly.
+        other => format!("{other:?}"),
     }
 }
 
@@ -101,88 +112,55 @@ struct Skipped {
     reason: String,
 }
 
-/// Decide the exit code of a backup from its outcomes.
-fn backup_exit(results: &[MailboxResult]) -> Exit {
-    let failed = results.iter().filter(|r| r.result == "failed").count();
-    let partial = results.iter().filter(|r| r.result == "partial").count();
-    if results.is_empty() || (failed == results.len()) {
-        if results.is_empty() {
-            Exit::Success
-        } else {
-            Exit::Failure
+/// The core's backup request for the command line.
+fn request(args: &BackupArgs) -> BackupRequest {
+    let mut request = BackupRequest::new(if args.mailboxes.is_empty() {
+        MailboxSelection::Tenant {
+            kinds: args.kinds.iter().map(|k| mailbox_kind(*k)).collect(),
         }
-    } else if failed > 0 || partial > 0 {
-        Exit::Partial
     } else {
-        Exit::Success
-    }
+        MailboxSelection::Named(args.mailboxes.clone())
+    });
+    request.mailboxes_in_parallel = usize::from(args.concurrency);
+    request.options = BackupOptions {
+        folders: args.folders.clone(),
+        full: args.full,
+        page_size: args.page_size,
+        folder_options: FolderOptions {
+            include_hidden: args.include_hidden,
+            include_recoverable_items: args.include_recoverable_items,
+        },
+        downloads_in_flight: usize::from(args.downloads),
+        lease_owner: lease_owner(),
+        tool: format!("atlas {}", env!("CARGO_PKG_VERSION")),
+        retention: None,
+    };
+    request
 }
 
-async fn select_mailboxes(
-    source: &GraphSource,
-    args: &BackupArgs,
-) -> anyhow::Result<(Vec<SourceMailbox>, Vec<Skipped>)> {
-    if !args.mailboxes.is_empty() {
-        // Resolve every named mailbox before anything is written: an unknown address or
-        // a user without Exchange is a usage problem of this run, not a partial backup.
-        let mut out = Vec::new();
-        for m in &args.mailboxes {
-            let mailbox = source
-                .resolve_mailbox(m)
-                .await
-                .with_context(|| format!("looking up mailbox {}", sanitize(m)))?;
-            // The directory cannot always tell whether a mailbox exists (no licence plan,
-            // no MailboxSettings.Read): ask Exchange once, before the repository is touched.
-            // A missing permission is found here too, so it is named before anything is
-            // written.
-            let mut no_mailbox = mailbox.kind == MailboxKind::NoMailbox;
-            if !no_mailbox {
-                match source
-                    .list_folders(&mailbox, FolderOptions::default())
-                    .await
-                {
-                    Err(SourceError::MailboxNotEnabled(_)) => no_mailbox = true,
-                    Err(e @ (SourceError::PermissionDenied { .. } | SourceError::Auth(_))) => {
-                        return Err(anyhow::Error::new(e)
-                            .context(format!("reading the folders of {}", sanitize(m))));
-                    }
-                    // Anything else (a transient failure) is met again, and reported per
-                    // mailbox, by the backup itself.
-                    _ => {}
-                }
-            }
-            if no_mailbox {
-                return Err(UsageError(format!(
-                    "{} has no Exchange Online mailbox (unlicensed, soft-deleted or on-premises); nothing to back up",
-                    sanitize(m)
-                ))
-                .into());
-            }
-            out.push(mailbox);
-        }
-        return Ok((out, Vec::new()));
-    }
-    let all = source
-        .list_mailboxes()
-        .await
-        .context("listing the tenant's mailboxes")?;
-    let mut chosen = Vec::new();
-    let mut skipped = Vec::new();
-    for m in all {
-        if wanted(m.kind, &args.kinds) {
-            chosen.push(m);
-        } else {
-            skipped.push(Skipped {
-                reason: format!("{} (not selected by --kinds)", kind_name(m.kind)),
-                mailbox: m.address().to_owned(),
-            });
-        }
-    }
-    Ok((chosen, skipped))
+/// The summary line of each mailbox.
+fn mailbox_results(outcomes: Vec<MailboxOutcome>) -> Vec<MailboxResult> {
+    outcomes
+        .into_iter()
+        .map(|o| match o.result {
+            Ok(s) => MailboxResult {
+                mailbox: o.mailbox,
+                result: if s.complete { "complete" } else { "partial" },
+                error: None,
+                summary: Some(s),
+            },
+            Err(e) => MailboxResult {
+                mailbox: o.mailbox,
+                result: "failed",
+                error: Some(format!("{e}")),
+                summary: None,
+            },
+        })
+        .collect()
 }
 
-/// `atlas backup`.
-#[allow(clippy::too_many_lines)] // Setup, run, report: one readable sequence.
+/// `atlas backup`: parse flags, plan, execute, print. Selection, the skip-versus-fail
+/// rule, limits and Object Lock are the core's `BackupPlan`.
 pub async fn backup(
     global: &GlobalArgs,
     args: &BackupArgs,
@@ -201,105 +179,68 @@ pub async fn backup(
         .await
         .context("signing in to Microsoft Graph")?;
     let source = GraphSource::new(client.clone());
-    let (mailboxes, skipped) = select_mailboxes(&source, args).await?;
 
     // Only `atlas init` creates a repository: a location that holds none is refused
     // before anything is written (a typo in ATLAS_REPOSITORY must not start a fresh full
-    // backup somewhere else).
+    // backup somewhere else). Object Lock / S3 bucket preparation (storage.rs) refuses
+    // locking on a local repository, also before anything is written.
+    let request = request(args);
+    let planned = plan(&source, &request)
+        .await
+        .context("planning the backup")?;
+
     super::context::require_repository(&repo_settings).await?;
-    // Object Lock / S3 bucket preparation (storage.rs): refuses locking on a local
-    // repository, all before anything is written.
-    let wanted = super::storage::prepare_backup_retention(
+    let mut planned = planned;
+    planned.options.retention = super::storage::prepare_backup_retention(
         &repo_settings,
         args.retention_days,
         args.lock_mode,
     )
     .await?;
-
     let repo: Repository = open_for_writing(&repo_settings).await?;
     super::replicate::refuse_replica(&repo_settings, args.force).await?;
-    super::storage::ensure_lock(&repo, wanted).await?;
     let repository = super::key::location(&repo_settings);
 
     let mode = Mode::detect(output.is_json(), global.quiet);
-    let progress = Arc::new(Progress::new(mode, Some(client.clone()), mailboxes.len()));
+    let progress = Arc::new(Progress::new(
+        mode,
+        Some(client.clone()),
+        planned.mailboxes.len(),
+    ));
     let cancel: Arc<Cancel> = install_ctrl_c(global.quiet);
-    let opts = BackupOptions {
-        folders: args.folders.clone(),
-        full: args.full,
-        page_size: args.page_size,
-        folder_options: FolderOptions {
-            include_hidden: args.include_hidden,
-            include_recoverable_items: args.include_recoverable_items,
-        },
-        downloads_in_flight: 4,
-        lease_owner: lease_owner(),
-        tool: format!("atlas {}", env!("CARGO_PKG_VERSION")),
-        retention: wanted,
-    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let outcomes: Vec<MailboxOutcome> = backup_mailboxes(
+    let report = execute(
+        &planned,
         &repo,
         Arc::new(source),
-        mailboxes,
-        &opts,
-        usize::from(args.concurrency),
         clock,
         Arc::clone(&progress) as Arc<dyn atlas_core::ports::Reporter>,
-        Arc::clone(&cancel),
+        cancel,
     )
     .await;
     progress.finish();
+    let report = report.context("starting the backup")?;
 
-    let mut skipped = skipped;
-    let tenant_wide = args.mailboxes.is_empty();
-    let results: Vec<MailboxResult> = outcomes
-        .into_iter()
-        .filter(|o| {
-            // Tenant-wide, a directory user whose mailbox turns out not to exist (the kind
-            // could not be told beforehand) is not a failed backup: there is nothing to
-            // back up. Named with -m, it is an error (handled before anything runs).
-            let no_mailbox = matches!(
-                &o.result,
-                Err(atlas_core::Error::Source(SourceError::MailboxNotEnabled(_)))
-            );
-            if tenant_wide && no_mailbox {
-                skipped.push(Skipped {
-                    mailbox: o.mailbox.clone(),
-                    reason: "no Exchange Online mailbox".into(),
-                });
-            }
-            !(tenant_wide && no_mailbox)
-        })
-        .map(|o| match o.result {
-            Ok(s) => MailboxResult {
-                mailbox: o.mailbox,
-                result: if s.complete { "complete" } else { "partial" },
-                error: None,
-                summary: Some(s),
-            },
-            Err(e) => MailboxResult {
-                mailbox: o.mailbox,
-                result: "failed",
-                error: Some(format!("{e}")),
-                summary: None,
-            },
+    let exit = match report.verdict() {
+        Verdict::Complete => Exit::Success,
+        Verdict::Partial => Exit::Partial,
+        // A new verdict a newer core adds is not success.
+        _ => Exit::Failure,
+    };
+    let object_lock = report
+        .locks
+        .iter()
+        .map(super::storage::SnapshotLock::from)
+        .collect();
+    let skipped = report
+        .skipped
+        .iter()
+        .map(|s| Skipped {
+            mailbox: s.mailbox.clone(),
+            reason: skip_reason(s.reason),
         })
         .collect();
-    let object_lock = match wanted {
-        Some(w) => {
-            let ids: Vec<_> = results
-                .iter()
-                .filter_map(|r| r.summary.as_ref().and_then(|s| s.snapshot))
-                .collect();
-            super::storage::lock_snapshots(&repo, &ids, w).await
-        }
-        None => Vec::new(),
-    };
-    let mut exit = backup_exit(&results);
-    if object_lock.iter().any(|l| l.error.is_some()) {
-        exit = Exit::Failure;
-    }
+    let results = mailbox_results(report.outcomes);
     let stats = client.stats();
     let report = BackupReport {
         tenant_id: repo_settings.tenant_id.clone(),

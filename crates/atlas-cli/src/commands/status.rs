@@ -15,7 +15,9 @@ use crate::cli::{GlobalArgs, StatusArgs};
 use crate::exit::Exit;
 use crate::output::{self, Output, Table, sanitize};
 
-use super::backup::{kind_name, wanted};
+use atlas_core::service::backup::kind_selected;
+
+use super::backup::{kind_name, mailbox_kind};
 use super::context::{graph_client, open_repository};
 use super::load_config;
 
@@ -71,8 +73,9 @@ pub async fn status(
             .list_mailboxes()
             .await
             .context("listing the tenant's mailboxes")?;
+        let kinds: Vec<MailboxKind> = args.kinds.iter().map(|k| mailbox_kind(*k)).collect();
         for mailbox in all {
-            if !wanted(mailbox.kind, &args.kinds) {
+            if !kind_selected(mailbox.kind, &kinds) {
                 out.skipped.push(NotChecked {
                     reason: format!("{} (not selected by --kinds)", kind_name(mailbox.kind)),
                     mailbox: mailbox.address().to_owned(),

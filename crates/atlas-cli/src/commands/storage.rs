@@ -2,16 +2,13 @@
 //!
 //! Object Lock is requested per backup run (`--retention-days N --lock-mode M`). Before
 //! anything is written the bucket is created lock-capable if missing and checked to have
-//! Object Lock ([`prepare_backup_retention`]); after each snapshot is committed,
-//! everything it needs is brought to at least that retention ([`lock_snapshots`], the core's
-//! `repo::retention::apply`).
+//! Object Lock ([`prepare_backup_retention`]); the core's backup then checks the store can
+//! lock, and after each snapshot is committed brings everything it needs to at least that
+//! retention (`service::backup::execute`); this file only reports it ([`SnapshotLock`]).
 
 use std::fmt::Write as _;
 
-use anyhow::Context as _;
-use atlas_core::model::SnapshotId;
 use atlas_core::ports::{LockMode, Retention};
-use atlas_core::repo::{Repository, RetentionReport, retention};
 use atlas_store::s3::storage_check;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -224,20 +221,6 @@ pub(super) async fn prepare_backup_retention(
     Ok(wanted)
 }
 
-/// After opening the repository of a locking run, before any backup writes: the store
-/// must be able to enforce the lock.
-pub(super) async fn ensure_lock(
-    repo: &Repository,
-    wanted: Option<Retention>,
-) -> anyhow::Result<()> {
-    if let Some(r) = wanted {
-        retention::ensure_lock_capable(repo, r.mode)
-            .await
-            .context("checking that the bucket can lock the backup")?;
-    }
-    Ok(())
-}
-
 /// One snapshot's Object Lock outcome, for the backup report.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -250,36 +233,22 @@ pub(super) struct SnapshotLock {
     pub error: Option<String>,
 }
 
-/// Lock everything the snapshots of this run need. A failure is reported per snapshot (the
-/// snapshot exists and is readable, but not protected) and makes the run fail.
-pub(super) async fn lock_snapshots(
-    repo: &Repository,
-    snapshots: &[SnapshotId],
-    wanted: Retention,
-) -> Vec<SnapshotLock> {
-    let mut out = Vec::new();
-    for id in snapshots {
-        let result: atlas_core::Result<RetentionReport> = retention::apply(repo, *id, wanted).await;
-        out.push(match result {
-            Ok(r) => SnapshotLock {
-                snapshot: id.to_string(),
-                mode: mode_name(wanted.mode),
-                requested_until: wanted.retain_until,
-                effective_until: Some(r.effective_until),
-                objects: r.objects,
-                error: None,
-            },
-            Err(e) => SnapshotLock {
-                snapshot: id.to_string(),
-                mode: mode_name(wanted.mode),
-                requested_until: wanted.retain_until,
-                effective_until: None,
-                objects: 0,
-                error: Some(format!("{e}")),
-            },
-        });
+/// The report line of one snapshot the core's backup locked (or failed to lock).
+impl From<&atlas_core::service::backup::SnapshotLock> for SnapshotLock {
+    fn from(l: &atlas_core::service::backup::SnapshotLock) -> Self {
+        let (effective_until, objects, error) = match &l.result {
+            Ok(r) => (Some(r.effective_until), r.objects, None),
+            Err(e) => (None, 0, Some(format!("{e}"))),
+        };
+        Self {
+            snapshot: l.snapshot.to_string(),
+            mode: mode_name(l.requested.mode),
+            requested_until: l.requested.retain_until,
+            effective_until,
+            objects,
+            error,
+        }
     }
-    out
 }
 
 /// The backup report's Object Lock lines (empty without locking).

@@ -154,17 +154,24 @@ fn save_to_stdout_and_to_one_mbox_file() {
     assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "8");
 }
 
-/// `save -f Inbx` / `list -f Inbx` said "0 messages" and exited 0.
+/// `save -f Inbx` / `list -f Inbx` said "0 messages" and exited 0; `backup -f Inbx` exited
+/// 0, said "every folder of every mailbox is fully captured" and wrote a snapshot.
 #[test]
 fn unknown_folder_is_a_usage_error_naming_near_matches() {
     let (sim, upn, sandbox) = backed_up(4);
-    let out = sandbox.run(&sim, &["--json", "list", "-m", &upn]);
-    let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let snap = snaps["snapshots"][0]["id"].as_str().expect("id").to_owned();
+    let snapshots = || {
+        let out = sandbox.run(&sim, &["--json", "list", "-m", &upn]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["snapshots"].as_array().expect("snapshots").clone()
+    };
+    let snaps = snapshots();
+    let snap = snaps[0]["id"].as_str().expect("id").to_owned();
     for args in [
         vec!["save", "-m", &upn, "-f", "Inbx", "-o", "x.zip"],
         vec!["list", "-s", &snap, "-f", "Inbx"],
         vec!["restore", "-m", &upn, "-f", "Inbx", "--dry-run"],
+        vec!["backup", "-m", &upn, "-f", "Inbx"],
+        vec!["backup", "-f", "Inbx"],
     ] {
         let out = sandbox.run(&sim, &args);
         assert_eq!(
@@ -180,6 +187,11 @@ fn unknown_folder_is_a_usage_error_naming_near_matches() {
         );
     }
     assert!(!sandbox.cwd().join("x.zip").exists());
+    assert_eq!(
+        snapshots().len(),
+        snaps.len(),
+        "a refused backup wrote a snapshot"
+    );
 }
 
 /// Ctrl+C during `save` was ignored. Here the save writes to a pipe nobody reads, so it is

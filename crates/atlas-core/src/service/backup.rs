@@ -22,6 +22,18 @@
 //! is already known (same immutable id, not a draft, or a draft with the same change key)
 //! costs a metadata update, not a download. Moves between folders are caught the same way:
 //! the immutable id is found in the previous snapshot's other folder.
+//!
+//! A backup of several mailboxes (the tenant, or named ones) is planned and executed
+//! through [`BackupPlan`] ([`plan`] → [`execute`]): selection, folder filters, limits, the
+//! skip-versus-fail rule and Object Lock live there. [`backup_mailbox`] and
+//! [`backup_mailboxes`] are the runs it is built on.
+
+mod plan;
+
+pub use plan::{
+    BackupPlan, BackupReport, BackupRequest, MailboxSelection, SkipReason, Skipped, SnapshotLock,
+    Verdict, execute, kind_selected, plan,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::task::JoinSet;
 
 pub use backup::{
-    BackupOptions, BackupSummary, FolderReport, MailboxOutcome, backup_mailbox, backup_mailboxes,
+    BackupOptions, BackupPlan, BackupReport, BackupRequest, BackupSummary, FolderReport,
+    MailboxOutcome, MailboxSelection, backup_mailbox, backup_mailboxes,
 };
 pub use status::{FolderState, FolderStatus, PendingChanges, StatusReport, mailbox_status};
 

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod backup;
+mod backup_plan;
 mod common;
 mod export;
 mod read_list;

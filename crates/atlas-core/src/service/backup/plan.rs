@@ -1,0 +1,458 @@
+//! A backup of many mailboxes as plan → execute, like restore and the retention commands.
+//!
+//! [`BackupRequest`] (what the caller asks) → [`plan`] (reads the source only: which
+//! mailboxes, checked before anything is written) → [`BackupPlan`] (a plain value) →
+//! [`execute`] (runs each mailbox, applies the skip-versus-fail rule, locks the new
+//! snapshots) → [`BackupReport`] with its [`BackupReport::verdict`].
+//!
+//! The policy lives here, not in a front end, so a library caller gets the same
+//! selection, the same rules and the same immutability as `atlas backup`:
+//!
+//! - **Which mailboxes.** Named mailboxes are each resolved, and asked once for their
+//!   folders, before anything is written: an unknown address, a user without an Exchange
+//!   Online mailbox or a missing permission is an error of the request
+//!   ([`Error::Source`]), not a failed mailbox. A tenant-wide backup takes every mailbox of
+//!   the chosen [`MailboxKind`]s ([`kind_selected`]); the others are listed as skipped.
+//! - **Which folders.** Every folder filter must select a folder: a misspelled one
+//!   (`Inbx`) is [`Error::InvalidInput`] naming the near matches, never a snapshot that
+//!   claims every folder was captured.
+//! - **Limits.** Mailboxes in parallel ([`BackupPlan::mailboxes_in_parallel`]) and
+//!   downloads in flight per mailbox ([`BackupOptions::downloads_in_flight`]).
+//! - **Skip versus fail.** One mailbox failing never stops the others. Tenant-wide, a
+//!   directory user whose mailbox turns out not to exist (its kind could not be told
+//!   beforehand) is skipped, not failed: there is nothing to back up.
+//! - **Immutability.** With [`BackupOptions::retention`], execute first checks that the
+//!   store can enforce the lock (nothing is written otherwise), and after the runs brings
+//!   everything each new snapshot needs to that retention (`repo::retention::apply`). A
+//!   snapshot that could not be locked makes the run fail.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{BackupOptions, BackupSummary, MailboxOutcome, backup_mailboxes};
+use crate::error::{Error, Result};
+use crate::model::SnapshotId;
+use crate::ports::{
+    Clock, MailSource, MailboxKind, Reporter, Retention, SourceError, SourceMailbox,
+};
+use crate::repo::{Repository, RetentionReport, retention};
+use crate::service::Cancel;
+use crate::service::catalog::{check_folder_filters, path_selected};
+
+/// Which mailboxes a backup covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailboxSelection {
+    /// These mailboxes (address, UPN or directory object id), in this order.
+    Named(Vec<String>),
+    /// Every mailbox of the tenant whose kind is one of these (see [`kind_selected`]).
+    Tenant {
+        /// Kinds to include.
+        kinds: Vec<MailboxKind>,
+    },
+}
+
+impl MailboxSelection {
+    /// Every mailbox of the tenant that can hold mail: licensed, shared and unlicensed.
+    pub fn tenant() -> Self {
+        Self::Tenant {
+            kinds: vec![
+                MailboxKind::Licensed,
+                MailboxKind::Shared,
+                MailboxKind::Unlicensed,
+            ],
+        }
+    }
+}
+
+/// Whether a tenant-wide selection of `kinds` includes a mailbox of `kind`.
+///
+/// A mailbox whose kind the source could not tell ([`MailboxKind::Unknown`], e.g. without
+/// `MailboxSettings.Read`) is always included: trying costs one request and a clear
+/// "no mailbox" skip, while leaving it out could lose a mailbox. A user known to have no
+/// mailbox never is.
+pub fn kind_selected(kind: MailboxKind, kinds: &[MailboxKind]) -> bool {
+    match kind {
+        MailboxKind::Unknown => true,
+        MailboxKind::NoMailbox => false,
+        k => kinds.contains(&k),
+    }
+}
+
+/// What the caller asks for.
+#[derive(Debug, Clone)]
+pub struct BackupRequest {
+    /// Which mailboxes.
+    pub mailboxes: MailboxSelection,
+    /// How each mailbox is backed up: folder filters, full or incremental, page size,
+    /// downloads in flight, lease owner, Object Lock retention.
+    pub options: BackupOptions,
+    /// Mailboxes backed up at once (at least one).
+    pub mailboxes_in_parallel: usize,
+}
+
+impl BackupRequest {
+    /// Every selected mailbox with default options, four at a time.
+    pub fn new(mailboxes: MailboxSelection) -> Self {
+        Self {
+            mailboxes,
+            options: BackupOptions::default(),
+            mailboxes_in_parallel: 4,
+        }
+    }
+}
+
+/// Why a mailbox of the tenant is not backed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// Its kind is not among the selected kinds.
+    KindNotSelected(MailboxKind),
+    /// It turned out to have no Exchange Online mailbox.
+    NoMailbox,
+}
+
+/// A mailbox of the tenant that is not backed up, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Mailbox address.
+    pub mailbox: String,
+    /// Why.
+    pub reason: SkipReason,
+}
+
+/// What a backup will do; a plain value.
+#[derive(Debug, Clone)]
+pub struct BackupPlan {
+    /// The mailboxes to back up, in order.
+    pub mailboxes: Vec<SourceMailbox>,
+    /// Mailboxes of the tenant left out, and why.
+    pub skipped: Vec<Skipped>,
+    /// Whether the whole tenant was asked for (then a mailbox that turns out not to exist
+    /// is skipped; a named one is an error before anything runs).
+    pub tenant_wide: bool,
+    /// How each mailbox is backed up.
+    pub options: BackupOptions,
+    /// Mailboxes backed up at once (at least one).
+    pub mailboxes_in_parallel: usize,
+}
+
+/// Plan a backup: resolve the selection against the source and check the folder filters.
+/// Reads the source only; nothing is written. See the module docs for the rules.
+pub async fn plan(source: &dyn MailSource, request: &BackupRequest) -> Result<BackupPlan> {
+    let opts = &request.options;
+    let (mailboxes, skipped, tenant_wide) = match &request.mailboxes {
+        MailboxSelection::Named(names) => (named(source, names, request).await?, Vec::new(), false),
+        MailboxSelection::Tenant { kinds } => {
+            let (chosen, skipped): (Vec<_>, Vec<_>) = source
+                .list_mailboxes()
+                .await
+                .map_err(Error::Source)?
+                .into_iter()
+                .partition(|m| kind_selected(m.kind, kinds));
+            let skipped = skipped
+                .into_iter()
+                .map(|m| Skipped {
+                    mailbox: m.address().to_owned(),
+                    reason: SkipReason::KindNotSelected(m.kind),
+                })
+                .collect();
+            if !opts.folders.is_empty() {
+                check_filters_in_tenant(source, &chosen, request).await?;
+            }
+            (chosen, skipped, true)
+        }
+    };
+    Ok(BackupPlan {
+        mailboxes,
+        skipped,
+        tenant_wide,
+        options: opts.clone(),
+        mailboxes_in_parallel: request.mailboxes_in_parallel.max(1),
+    })
+}
+
+/// Resolve named mailboxes, each asked once for its folders: the directory cannot always
+/// tell whether a mailbox exists (no licence plan, no `MailboxSettings.Read`), and a
+/// missing permission is found here too, so both are named before anything is written.
+async fn named(
+    source: &dyn MailSource,
+    names: &[String],
+    request: &BackupRequest,
+) -> Result<Vec<SourceMailbox>> {
+    let opts = &request.options;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let mailbox = source.resolve_mailbox(name).await.map_err(Error::Source)?;
+        if mailbox.kind == MailboxKind::NoMailbox {
+            return Err(Error::Source(SourceError::MailboxNotEnabled(
+                mailbox.address().to_owned(),
+            )));
+        }
+        match source.list_folders(&mailbox, opts.folder_options).await {
+            Ok(folders) => check_folder_filters(
+                &opts.folders,
+                folders
+                    .iter()
+                    .map(|f| (f.path.as_slice(), f.display_name.as_str())),
+            )?,
+            Err(
+                e @ (SourceError::MailboxNotEnabled(_)
+                | SourceError::PermissionDenied { .. }
+                | SourceError::Auth(_)),
+            ) => return Err(Error::Source(e)),
+            // Anything else (a transient failure) is met again, and reported for this
+            // mailbox, by the backup itself.
+            Err(_) => {}
+        }
+        out.push(mailbox);
+    }
+    Ok(out)
+}
+
+/// Tenant-wide folder filters: each must select a folder in at least one mailbox.
+/// Mailboxes are asked for their folders one by one until every filter has matched —
+/// usually the first one, for names like `Inbox`; a misspelled filter costs one folder
+/// listing per mailbox before it is refused, which is cheap next to a backup.
+async fn check_filters_in_tenant(
+    source: &dyn MailSource,
+    mailboxes: &[SourceMailbox],
+    request: &BackupRequest,
+) -> Result<()> {
+    let opts = &request.options;
+    // Every distinct folder seen, by path, for the near matches of an error.
+    let mut seen: BTreeMap<String, (Vec<String>, String)> = BTreeMap::new();
+    let mut open: Vec<&String> = opts.folders.iter().collect();
+    for mailbox in mailboxes {
+        let Ok(folders) = source.list_folders(mailbox, opts.folder_options).await else {
+            // No mailbox after all, or a transient failure: the run meets it again.
+            continue;
+        };
+        open.retain(|filter| {
+            !folders
+                .iter()
+                .any(|f| path_selected(&f.path, &f.display_name, filter))
+        });
+        for f in folders {
+            seen.entry(f.path.join("/"))
+                .or_insert((f.path, f.display_name));
+        }
+        if open.is_empty() {
+            return Ok(());
+        }
+    }
+    if seen.is_empty() {
+        // No mailbox could be asked: nothing to judge the filters by.
+        return Ok(());
+    }
+    let open: Vec<String> = open.into_iter().cloned().collect();
+    check_folder_filters(
+        &open,
+        seen.values().map(|(p, n)| (p.as_slice(), n.as_str())),
+    )
+}
+
+/// One snapshot's Object Lock outcome.
+#[derive(Debug)]
+pub struct SnapshotLock {
+    /// The snapshot.
+    pub snapshot: SnapshotId,
+    /// The retention asked for.
+    pub requested: Retention,
+    /// What was locked, or why it failed (the snapshot is then readable but not
+    /// protected, and the run fails).
+    pub result: Result<RetentionReport>,
+}
+
+/// The overall result of a backup run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Every mailbox complete (or nothing to back up).
+    Complete,
+    /// Some mailboxes partial or failed; what was captured was committed.
+    Partial,
+    /// Every mailbox failed, or a new snapshot could not be locked.
+    Failed,
+}
+
+/// What a backup run did.
+#[derive(Debug)]
+pub struct BackupReport {
+    /// One outcome per mailbox that was backed up or failed, in plan order.
+    pub outcomes: Vec<MailboxOutcome>,
+    /// Mailboxes left out: the plan's, and tenant-wide mailboxes that turned out not to
+    /// exist.
+    pub skipped: Vec<Skipped>,
+    /// Object Lock per new snapshot (empty without retention).
+    pub locks: Vec<SnapshotLock>,
+}
+
+impl BackupReport {
+    /// Complete, partial or failed: the exit status of a backup run.
+    pub fn verdict(&self) -> Verdict {
+        let failed = self.outcomes.iter().filter(|o| o.result.is_err()).count();
+        let partial = self
+            .outcomes
+            .iter()
+            .filter(|o| o.result.as_ref().is_ok_and(|s| !s.complete))
+            .count();
+        if self.locks.iter().any(|l| l.result.is_err()) {
+            Verdict::Failed
+        } else if self.outcomes.is_empty() {
+            Verdict::Complete
+        } else if failed == self.outcomes.len() {
+            Verdict::Failed
+        } else if failed > 0 || partial > 0 {
+            Verdict::Partial
+        } else {
+            Verdict::Complete
+        }
+    }
+
+    /// The summaries of the mailboxes that committed a snapshot.
+    pub fn summaries(&self) -> impl Iterator<Item = &BackupSummary> {
+        self.outcomes.iter().filter_map(|o| o.result.as_ref().ok())
+    }
+}
+
+/// Carry out a plan: back up its mailboxes (at most
+/// [`BackupPlan::mailboxes_in_parallel`] at once, sharing one source), then lock the new
+/// snapshots. `Err` only when nothing was written (the store cannot enforce the
+/// requested lock); everything after that is in the report.
+pub async fn execute(
+    plan: &BackupPlan,
+    repo: &Repository,
+    source: Arc<dyn MailSource>,
+    clock: Arc<dyn Clock>,
+    reporter: Arc<dyn Reporter>,
+    cancel: Arc<Cancel>,
+) -> Result<BackupReport> {
+    if let Some(r) = plan.options.retention {
+        retention::ensure_lock_capable(repo, r.mode).await?;
+    }
+    let outcomes = backup_mailboxes(
+        repo,
+        source,
+        plan.mailboxes.clone(),
+        &plan.options,
+        plan.mailboxes_in_parallel,
+        clock,
+        reporter,
+        cancel,
+    )
+    .await;
+    let mut skipped = plan.skipped.clone();
+    let mut kept = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        let no_mailbox = matches!(
+            &o.result,
+            Err(Error::Source(SourceError::MailboxNotEnabled(_)))
+        );
+        if plan.tenant_wide && no_mailbox {
+            skipped.push(Skipped {
+                mailbox: o.mailbox,
+                reason: SkipReason::NoMailbox,
+            });
+        } else {
+            kept.push(o);
+        }
+    }
+    let mut locks = Vec::new();
+    if let Some(requested) = plan.options.retention {
+        let new: Vec<SnapshotId> = kept
+            .iter()
+            .filter_map(|o| o.result.as_ref().ok().and_then(|s| s.snapshot))
+            .collect();
+        for snapshot in new {
+            locks.push(SnapshotLock {
+                snapshot,
+                requested,
+                result: retention::apply(repo, snapshot, requested).await,
+            });
+        }
+    }
+    Ok(BackupReport {
+        outcomes: kept,
+        skipped,
+        locks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_kinds_are_tried_and_no_mailbox_never_is() {
+        use MailboxKind::{Licensed, NoMailbox, Shared, Unknown, Unlicensed};
+        let licensed = [Licensed];
+        let table = [
+            (Licensed, true),
+            (Shared, false),
+            (Unlicensed, false),
+            (Unknown, true),
+            (NoMailbox, false),
+        ];
+        for (kind, expected) in table {
+            assert_eq!(kind_selected(kind, &licensed), expected, "{kind:?}");
+        }
+        assert!(!kind_selected(NoMailbox, &[NoMailbox]));
+    }
+
+    fn outcome(result: std::result::Result<bool, ()>) -> MailboxOutcome {
+        MailboxOutcome {
+            mailbox: "a@contoso.com".into(),
+            result: result
+                .map(|complete| BackupSummary {
+                    mailbox: "a@contoso.com".into(),
+                    snapshot: None,
+                    complete,
+                    downloaded: 0,
+                    reused: 0,
+                    removed: 0,
+                    bytes_downloaded: 0,
+                    bytes_stored: 0,
+                    resynced_folders: 0,
+                    folders: Vec::new(),
+                    cancelled: false,
+                })
+                .map_err(|()| Error::Interrupted),
+        }
+    }
+
+    #[test]
+    fn the_verdict_of_a_run() {
+        use Verdict::{Complete, Failed, Partial};
+        let report = |results: &[std::result::Result<bool, ()>]| BackupReport {
+            outcomes: results.iter().map(|r| outcome(*r)).collect(),
+            skipped: Vec::new(),
+            locks: Vec::new(),
+        };
+        let table: [(&[std::result::Result<bool, ()>], Verdict); 6] = [
+            (&[], Complete),
+            (&[Ok(true), Ok(true)], Complete),
+            (&[Ok(true), Ok(false)], Partial),
+            (&[Ok(true), Err(())], Partial),
+            (&[Err(()), Err(())], Failed),
+            (&[Ok(false)], Partial),
+        ];
+        for (i, (results, expected)) in table.into_iter().enumerate() {
+            assert_eq!(report(results).verdict(), expected, "row {i}");
+        }
+        // A snapshot left unlocked fails the run even when every mailbox is complete.
+        let mut r = report(&[Ok(true)]);
+        r.locks.push(SnapshotLock {
+            snapshot: SnapshotId::random(),
+            requested: Retention {
+                mode: crate::ports::LockMode::Governance,
+                retain_until: chrono::DateTime::UNIX_EPOCH,
+            },
+            result: Err(Error::Interrupted),
+        });
+        assert_eq!(r.verdict(), Failed);
+    }
+}
