@@ -57,7 +57,11 @@ async fn a_tenant_backup_takes_the_chosen_kinds_and_skips_the_rest() {
     req.mailboxes_in_parallel = 0;
     let planned = plan(env.source.as_ref(), &req).await.unwrap();
     assert_eq!(planned.mailboxes_in_parallel, 1, "at least one at a time");
-    let mut chosen: Vec<&str> = planned.mailboxes.iter().map(|m| m.address()).collect();
+    let mut chosen: Vec<&str> = planned
+        .mailboxes
+        .iter()
+        .map(atlas_core::ports::SourceMailbox::address)
+        .collect();
     chosen.sort_unstable();
     assert_eq!(chosen, ["user1@contoso.com", "user2@contoso.com"]);
     let mut skipped: Vec<(&str, SkipReason)> = planned
