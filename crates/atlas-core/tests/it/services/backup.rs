@@ -12,8 +12,8 @@ use std::sync::Arc;
 use atlas_core::Error;
 use atlas_core::model::{ItemId, ItemKind, ItemMeta, MailboxId, SnapshotStatus};
 use atlas_core::ports::{
-    BlobStore, Clock, FolderOptions, MailSource, MailboxKind, NullReporter, SourceMailbox,
-    SystemClock,
+    BlobStore, Clock, FixedClock, FolderOptions, MailSource, MailboxKind, NullReporter,
+    SourceMailbox, SystemClock,
 };
 use atlas_core::repo::{KdfChoice, Passphrase, Repository};
 use atlas_core::service::Cancel;
@@ -344,6 +344,10 @@ async fn cancel_commits_a_partial_snapshot_and_the_next_run_completes() {
     let upn = first_mailbox_user(&env);
     let mailbox = resolve(&env, &upn).await;
     // Cancelled before it starts: every folder is "not reached", the snapshot is partial.
+    // The two runs take under a millisecond here; a clock a second apart keeps their order
+    // (snapshots sort by start time, to the millisecond).
+    let now = chrono::Utc::now();
+    let at = |t: chrono::DateTime<chrono::Utc>| -> Arc<dyn Clock> { Arc::new(FixedClock::new(t)) };
     let cancel = Cancel::new();
     cancel.escalate();
     let s = backup_mailbox(
@@ -351,7 +355,7 @@ async fn cancel_commits_a_partial_snapshot_and_the_next_run_completes() {
         env.source.clone(),
         &mailbox,
         &opts(),
-        clock(),
+        at(now),
         &NullReporter,
         &cancel,
     )
@@ -370,7 +374,7 @@ async fn cancel_commits_a_partial_snapshot_and_the_next_run_completes() {
         env.source.clone(),
         &mailbox,
         &opts(),
-        clock(),
+        at(now + chrono::Duration::seconds(1)),
         &NullReporter,
         &Cancel::new(),
     )
