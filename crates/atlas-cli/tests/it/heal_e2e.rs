@@ -256,34 +256,28 @@ fn damage_then_heal(damage: impl FnOnce(&Sim, &Sandbox, &str) -> Option<String>)
 
     // Right after the repair, before any backup: the newest snapshot exports (exit 0)
     // with every message it still holds, byte for byte — all but the lost one.
-    let zip = sandbox.cwd().join("repaired.zip");
-    let out = sandbox
-        .atlas_for(&sim)
-        .args(["save", "-m", &upn, "-o"])
-        .arg(&zip)
-        .output()
-        .expect("runs");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "save after repair: {}",
-        output_text(&out)
-    );
+    let zip = save(&sim, &sandbox, &upn, "repaired.zip");
     assert_export_is_the_mailbox_but(&sim, &upn, &zip, lost_message.as_deref());
 
     let (code, text) = run(sandbox.against(&sim), &["backup", "-m", &upn]);
     assert_eq!(code, Some(0), "{text}");
     let (code, text) = run(sandbox.atlas_for(&sim), &["verify", "--read-data"]);
     assert_eq!(code, Some(0), "{text}");
-    let zip = sandbox.cwd().join("healed.zip");
+    let zip = save(&sim, &sandbox, &upn, "healed.zip");
+    assert_export_is_the_mailbox(&sim, &upn, &zip);
+}
+
+/// `atlas save -m upn -o <name>` of the newest snapshot, which must exit 0.
+fn save(sim: &Sim, sandbox: &Sandbox, upn: &str, name: &str) -> std::path::PathBuf {
+    let zip = sandbox.cwd().join(name);
     let out = sandbox
-        .atlas_for(&sim)
-        .args(["save", "-m", &upn, "-o"])
+        .atlas_for(sim)
+        .args(["save", "-m", upn, "-o"])
         .arg(&zip)
         .output()
         .expect("runs");
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    assert_export_is_the_mailbox(&sim, &upn, &zip);
+    assert_eq!(out.status.code(), Some(0), "save: {}", output_text(&out));
+    zip
 }
 
 /// Flip one byte in the middle of a message's blob; returns the message id.
