@@ -148,24 +148,26 @@ fn write_card(l: &mut Lines, c: &Value, photo: Option<Photo<'_>>) -> Result<()> 
         l.text("NICKNAME", &[], nick);
     }
     for (i, address) in emails.iter().enumerate() {
+        // Repeated TYPE parameters rather than one with commas: a comma would make
+        // the writer quote the value, and a quoted "INTERNET,PREF" is one type, not two.
         let params: &[(&str, &str)] = if i == 0 {
-            &[("TYPE", "INTERNET,PREF")]
+            &[("TYPE", "INTERNET"), ("TYPE", "PREF")]
         } else {
             &[("TYPE", "INTERNET")]
         };
         l.text("EMAIL", params, address);
     }
     for phone in strings(c, "businessPhones") {
-        l.text("TEL", &[("TYPE", "WORK,VOICE")], &phone);
+        l.text("TEL", &[("TYPE", "WORK"), ("TYPE", "VOICE")], &phone);
     }
     for phone in strings(c, "homePhones") {
-        l.text("TEL", &[("TYPE", "HOME,VOICE")], &phone);
+        l.text("TEL", &[("TYPE", "HOME"), ("TYPE", "VOICE")], &phone);
     }
     if let Some(mobile) = str_at(c, "mobilePhone")
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
-        l.text("TEL", &[("TYPE", "CELL,VOICE")], mobile);
+        l.text("TEL", &[("TYPE", "CELL"), ("TYPE", "VOICE")], mobile);
     }
     for (field, kind) in [
         ("businessAddress", Some("WORK")),
@@ -330,8 +332,8 @@ mod tests {
         .unwrap()
         .replace("\r\n ", "");
         assert!(s.starts_with("BEGIN:VCARD\r\nVERSION:3.0\r\nUID:AAMkContact1\r\nFN:Ana Pérez\r\nN:Pérez;Ana;;Dr.;\r\nNICKNAME:Ani\r\n"), "{s}");
-        assert!(s.contains("EMAIL;TYPE=\"INTERNET,PREF\":ana@fabrikam.com\r\nEMAIL;TYPE=INTERNET:ana@home.example\r\n"), "{s}");
-        assert!(s.contains("TEL;TYPE=\"WORK,VOICE\":+1 425 555 0100\r\nTEL;TYPE=\"CELL,VOICE\":+1 206 555 0101\r\n"), "{s}");
+        assert!(s.contains("EMAIL;TYPE=INTERNET;TYPE=PREF:ana@fabrikam.com\r\nEMAIL;TYPE=INTERNET:ana@home.example\r\n"), "{s}");
+        assert!(s.contains("TEL;TYPE=WORK;TYPE=VOICE:+1 425 555 0100\r\nTEL;TYPE=CELL;TYPE=VOICE:+1 206 555 0101\r\n"), "{s}");
         assert!(
             s.contains("ADR;TYPE=WORK:;;1 Main Street;Redmond;WA;98052;United States\r\n"),
             "{s}"

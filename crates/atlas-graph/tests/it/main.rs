@@ -2,6 +2,7 @@
 
 mod auth;
 mod conformance;
+mod export_readback;
 mod kinds;
 mod read;
 mod resilience;
