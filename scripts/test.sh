@@ -13,4 +13,9 @@ else
     trap 'scripts/s3-server.sh stop' EXIT
 fi
 echo "S3 tests use the server at ${ATLAS_TEST_S3_ENDPOINT}" >&2
+# Python parsers of the export read-back test (atlas-graph tests/it/export_readback.rs),
+# installed when missing; .ci/run installs them too.
+python3 -c 'import icalendar, vobject' 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        icalendar==7.3.2 vobject==0.9.9
 cargo test --workspace "$@"
