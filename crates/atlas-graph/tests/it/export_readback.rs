@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::{client, mailbox, start};
 
-const CHECK: &str = r##"
+const CHECK: &str = r#"
 import base64, collections, datetime as dt, json, sys
 try:
     import icalendar, vobject
@@ -233,7 +233,7 @@ for f in failures[:40]:
     print("FAIL", f)
 print(json.dumps(counts, sort_keys=True))
 sys.exit(1 if failures else 0)
-"##;
+"#;
 
 fn pim_tenant() -> SimConfig {
     let mut cfg = SimConfig::with_size(11, 6, 2);
@@ -266,11 +266,7 @@ async fn exported_calendars_tasks_and_contacts_read_back_in_python() {
     // moved across the edge is still listed.
     let window = (at - Duration::days(400), at + Duration::days(400));
     let mut boxes = Vec::new();
-    let users: Vec<_> = sim
-        .users()
-        .into_iter()
-        .filter(|u| u.has_mailbox)
-        .collect();
+    let users: Vec<_> = sim.users().into_iter().filter(|u| u.has_mailbox).collect();
     assert!(users.len() >= 4, "a mailbox per generated time zone");
     for (n, user) in users.iter().enumerate() {
         let owner = mailbox(user);
