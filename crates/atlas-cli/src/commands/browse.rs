@@ -480,7 +480,7 @@ pub async fn verify(
         for warning in settings.warnings() {
             tracing::warn!("{warning}");
         }
-        return super::v1::verify(&settings, store, args, output).await;
+        return super::v1::verify(&settings, store, args, output, global.quiet).await;
     }
     let repo = open_repository(&settings, None).await?;
     let scope = match (&args.snapshot, &args.mailbox, args.all) {

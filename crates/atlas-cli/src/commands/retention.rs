@@ -175,18 +175,18 @@ pub async fn delete(
         return Ok(Exit::Failure);
     }
     let clock = SystemClock;
-    let result = if args.no_prune {
-        execute_delete(&repo, &plan).await?
+    // A purge reports its deletions, a prune its steps: both show progress.
+    let progress = Arc::new(Progress::for_tasks(
+        Mode::detect(output.is_json(), global.quiet),
+        "atlas delete",
+    ));
+    let done = if args.no_prune {
+        execute_delete(&repo, &plan, progress.as_ref()).await
     } else {
-        let progress = Arc::new(Progress::for_tasks(
-            Mode::detect(output.is_json(), global.quiet),
-            "atlas delete",
-        ));
-        let done =
-            execute_delete_and_prune(&repo, &plan, &prune_options(false, &progress), &clock).await;
-        progress.finish();
-        done?
+        execute_delete_and_prune(&repo, &plan, &prune_options(false, &progress), &clock).await
     };
+    progress.finish();
+    let result = done?;
     let complete = result.is_complete();
     let report = DeleteReport {
         plan,

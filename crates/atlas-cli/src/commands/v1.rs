@@ -239,6 +239,7 @@ pub(super) async fn verify(
     store: Arc<dyn BlobStore>,
     args: &VerifyArgs,
     output: Output,
+    quiet: bool,
 ) -> anyhow::Result<Exit> {
     let where_ = location(settings);
     for warning in settings.warnings() {
@@ -265,10 +266,11 @@ pub(super) async fn verify(
             .into());
         }
     }
-    let report = v1
-        .verify(mailbox.as_deref())
-        .await
-        .with_context(|| format!("verifying the Atlas 1.x repository at {where_}"))?;
+    let progress = Progress::for_tasks(Mode::detect(output.is_json(), quiet), "atlas verify");
+    let report = v1.verify(mailbox.as_deref(), &progress).await;
+    progress.finish();
+    let report =
+        report.with_context(|| format!("verifying the Atlas 1.x repository at {where_}"))?;
     let damage: Vec<V1Damage> = report
         .problems
         .iter()

@@ -120,6 +120,14 @@ fn long_commands_report_progress_in_plain_lines_without_a_terminal() {
         assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
         assert_eq!(stderr_of(&out), "", "{args:?}");
     }
+
+    // Last, as it removes the repository: delete --purge reports its deletions
+    // (regression: it was silent for as long as it deleted).
+    let purge = run(repo(), &["delete", "--purge", "-y"]);
+    assert!(
+        purge.contains("deleting: ") && purge.contains(" objects"),
+        "{purge}"
+    );
 }
 
 #[test]

@@ -278,6 +278,14 @@ fn v1_repository_lists_verifies_and_saves_what_expected_json_says() {
     assert_eq!(report["messages"], 74);
     assert_eq!(report["attachments"], 27);
     assert_eq!(report["damage"], Value::Array(Vec::new()));
+    // Without --json (and no terminal), progress in plain lines on stderr, as for any
+    // other long command: one task per mailbox, with its object count.
+    let output = Sandbox::run_ok(sandbox.on_v1(&bucket), &["verify"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("checking Atlas 1.x objects: ") && stderr.contains(" objects"),
+        "{stderr}"
+    );
 
     // Save each snapshot (by v1 id or prefix) and read it back with Python's email.
     let expected_path = fixture().join("expected.json");

@@ -121,6 +121,9 @@ pub enum Task {
     Delete,
     /// `replicate` and `rehydrate`: copying objects to the other store (unit: objects).
     Copy,
+    /// `verify` of a TypeScript Atlas 1.x repository: reading and checking its message and
+    /// attachment objects, one mailbox at a time (unit: objects).
+    VerifyV1,
 }
 
 impl Task {
@@ -131,7 +134,7 @@ impl Task {
             Self::VerifyPacks | Self::Repack => "packs",
             Self::Export => "messages",
             Self::PrunePlan => "folder lists",
-            Self::Delete | Self::Copy => "objects",
+            Self::Delete | Self::Copy | Self::VerifyV1 => "objects",
         }
     }
 
@@ -145,6 +148,7 @@ impl Task {
             Self::Repack => "repacking",
             Self::Delete => "deleting",
             Self::Copy => "copying",
+            Self::VerifyV1 => "checking Atlas 1.x objects",
         }
     }
 }

@@ -14,7 +14,7 @@ use super::layout::{
 use super::retention::RetainedObject;
 use crate::error::Result;
 use crate::model::MailboxId;
-use crate::ports::StoreError;
+use crate::ports::{Event, Reporter, StoreError, Task};
 
 /// What deleting objects did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,9 +61,20 @@ impl Repository {
     }
 
     /// Delete every object in the safe order (see the module docs). The config and the
-    /// key go last, and only when nothing before them was refused.
-    pub async fn purge_objects(&self) -> Result<Removal> {
+    /// key go last, and only when nothing before them was refused. Each object deleted
+    /// (or refused) is one unit of [`Task::Delete`] progress; the caller starts and ends
+    /// the task, whose total it knows from its plan.
+    pub async fn purge_objects(&self, reporter: &dyn Reporter) -> Result<Removal> {
         let mut out = Removal::default();
+        let delete = async |out: &mut Removal, key: &str, size: u64| -> Result<()> {
+            out.delete(self, key).await?;
+            reporter.report(Event::TaskProgress {
+                task: Task::Delete,
+                done: 1,
+                bytes: size,
+            });
+            Ok(())
+        };
         for prefix in [
             SNAPSHOT_PREFIX,
             MAILBOX_PREFIX,
@@ -72,7 +83,7 @@ impl Repository {
             PACK_PREFIX,
         ] {
             for meta in self.store().list(prefix).await? {
-                out.delete(self, meta.key.as_str()).await?;
+                delete(&mut out, meta.key.as_str(), meta.size).await?;
             }
         }
         // Anything else Atlas did not write stays out of the order above but still goes
@@ -80,12 +91,12 @@ impl Repository {
         for meta in self.store().list("").await? {
             let k = meta.key.as_str();
             if k != CONFIG_KEY && k != KEY_BLOB_KEY {
-                out.delete(self, k).await?;
+                delete(&mut out, k, meta.size).await?;
             }
         }
         if out.is_complete() {
-            out.delete(self, CONFIG_KEY).await?;
-            out.delete(self, KEY_BLOB_KEY).await?;
+            delete(&mut out, CONFIG_KEY, 0).await?;
+            delete(&mut out, KEY_BLOB_KEY, 0).await?;
         }
         Ok(out)
     }

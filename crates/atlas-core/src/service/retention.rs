@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::{MailboxId, SnapshotId};
-use crate::ports::Clock;
+use crate::ports::{Clock, Event, Reporter, Task};
 use crate::repo::prune::{PruneOptions, PruneSummary, prune};
 use crate::repo::{Repository, SnapshotInfo};
 
@@ -391,21 +391,53 @@ pub async fn plan_delete(repo: &Repository, target: &DeleteTarget) -> Result<Del
 /// (after its last snapshot is gone, so `list` never shows snapshots without a mailbox);
 /// for a purge, every remaining object in the safe order (records, locks, index, packs,
 /// config, key last).
-pub async fn execute_delete(repo: &Repository, plan: &DeletePlan) -> Result<RemovalSummary> {
+///
+/// A purge can delete tens of thousands of objects: it reports them as [`Task::Delete`]
+/// (total: the plan's object count), like prune's deletions.
+pub async fn execute_delete(
+    repo: &Repository,
+    plan: &DeletePlan,
+    reporter: &dyn Reporter,
+) -> Result<RemovalSummary> {
+    if plan.purge {
+        reporter.report(Event::TaskStarted {
+            task: Task::Delete,
+            total: Some(plan.objects as u64),
+            bytes: None,
+        });
+        let done = purge(repo, plan, reporter).await;
+        reporter.report(Event::TaskDone { task: Task::Delete });
+        return done;
+    }
     let mut sum = remove_snapshots(repo, plan.snapshots.iter().map(|s| s.id)).await?;
     if !sum.is_complete() {
         return Ok(sum);
     }
-    if !plan.purge {
-        for address in &plan.mailboxes {
-            let mb = MailboxId::new(address);
-            if repo.list_snapshots(&mb).await?.is_empty() {
-                sum.add(repo.delete_mailbox_record(&mb).await?);
-            }
+    for address in &plan.mailboxes {
+        let mb = MailboxId::new(address);
+        if repo.list_snapshots(&mb).await?.is_empty() {
+            sum.add(repo.delete_mailbox_record(&mb).await?);
         }
+    }
+    Ok(sum)
+}
+
+/// The purge of [`execute_delete`]: snapshot records, then every other object.
+async fn purge(
+    repo: &Repository,
+    plan: &DeletePlan,
+    reporter: &dyn Reporter,
+) -> Result<RemovalSummary> {
+    let mut sum = remove_snapshots(repo, plan.snapshots.iter().map(|s| s.id)).await?;
+    reporter.report(Event::TaskProgress {
+        task: Task::Delete,
+        done: (sum.snapshots_removed + sum.retained.len()) as u64,
+        bytes: 0,
+    });
+    if !sum.is_complete() {
         return Ok(sum);
     }
-    sum.add(repo.purge_objects().await?);
+    sum.add(repo.purge_objects(reporter).await?);
     Ok(sum)
 }
 
@@ -418,7 +450,7 @@ pub async fn execute_delete_and_prune(
     opts: &PruneOptions,
     clock: &dyn Clock,
 ) -> Result<RemovalSummary> {
-    let mut sum = execute_delete(repo, plan).await?;
+    let mut sum = execute_delete(repo, plan, opts.reporter.as_ref()).await?;
     if sum.is_complete() && !plan.purge {
         sum.prune = Some(prune(repo, &real_run(opts), clock).await?);
     }

@@ -326,8 +326,14 @@ impl V1Repository {
     /// Verify every manifest, message and attachment object of the repository (or of one
     /// mailbox): it exists, decrypts, and matches its checksum; messages also parse.
     /// Each damaged item is reported with mailbox, snapshot, object key and message id.
-    pub async fn verify(&self, mailbox: Option<&str>) -> Result<V1VerifyReport> {
-        verify::verify(self, mailbox).await
+    /// Progress goes to `reporter` as [`Task::VerifyV1`](crate::ports::Task::VerifyV1),
+    /// one task per mailbox (its total: the distinct objects its manifests name).
+    pub async fn verify(
+        &self,
+        mailbox: Option<&str>,
+        reporter: &dyn crate::ports::Reporter,
+    ) -> Result<V1VerifyReport> {
+        verify::verify(self, mailbox, reporter).await
     }
 }
 

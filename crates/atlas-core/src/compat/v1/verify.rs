@@ -6,10 +6,11 @@
 //! reported for every snapshot and message that refers to it, so the report answers
 //! "which snapshots are affected". Subjects and file names never appear in problems.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use super::{V1Repository, is_object_damage};
+use super::{V1Repository, V1SnapshotList, is_object_damage};
 use crate::error::{Error, Result};
+use crate::ports::{Event, Reporter, Task};
 
 /// What is wrong with an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +111,11 @@ impl V1VerifyReport {
     }
 }
 
-pub(super) async fn verify(repo: &V1Repository, only: Option<&str>) -> Result<V1VerifyReport> {
+pub(super) async fn verify(
+    repo: &V1Repository,
+    only: Option<&str>,
+    reporter: &dyn Reporter,
+) -> Result<V1VerifyReport> {
     let mut report = V1VerifyReport::default();
     let mailboxes: Vec<String> = repo
         .list_mailboxes()
@@ -123,6 +128,48 @@ pub(super) async fn verify(repo: &V1Repository, only: Option<&str>) -> Result<V1
         let list = repo.list_snapshots(mailbox).await?;
         report.manifests += list.snapshots.len() + list.damaged.len();
         report.problems.extend(list.damaged.iter().cloned());
+        // One task per mailbox: its manifests are in memory now, so the total is known
+        // without reading every manifest of the repository first.
+        let objects: HashSet<&str> = list
+            .snapshots
+            .iter()
+            .flat_map(|s| &s.manifest.entries)
+            .flat_map(|e| {
+                std::iter::once(e.storage_key.as_str())
+                    .chain(e.attachments.iter().map(|a| a.storage_key.as_str()))
+            })
+            .filter(|k| !k.is_empty())
+            .collect();
+        reporter.report(Event::TaskStarted {
+            task: Task::VerifyV1,
+            total: Some(objects.len() as u64),
+            bytes: None,
+        });
+        let checked = check_mailbox(repo, mailbox, &list, reporter, &mut report).await;
+        reporter.report(Event::TaskDone {
+            task: Task::VerifyV1,
+        });
+        checked?;
+    }
+    Ok(report)
+}
+
+/// Read every object the manifests of one mailbox name, once each.
+async fn check_mailbox(
+    repo: &V1Repository,
+    mailbox: &str,
+    list: &V1SnapshotList,
+    reporter: &dyn Reporter,
+    report: &mut V1VerifyReport,
+) -> Result<()> {
+    let read_one = || {
+        reporter.report(Event::TaskProgress {
+            task: Task::VerifyV1,
+            done: 1,
+            bytes: 0,
+        });
+    };
+    {
         // Outcome per object key (None = fine), so shared objects are read once.
         let mut seen: HashMap<String, Option<Error>> = HashMap::new();
         for snap in &list.snapshots {
@@ -137,6 +184,7 @@ pub(super) async fn verify(repo: &V1Repository, only: Option<&str>) -> Result<V1
                         Err(e) => return Err(e),
                     };
                     seen.insert(entry.storage_key.clone(), outcome);
+                    read_one();
                 }
                 if let Some(Some(e)) = seen.get(&entry.storage_key) {
                     report.problems.push(V1Problem::from_error(
@@ -152,7 +200,7 @@ pub(super) async fn verify(repo: &V1Repository, only: Option<&str>) -> Result<V1
                     let aid = Some(att.attachment_id.as_str());
                     if att.storage_key.is_empty() {
                         report.problems.push(V1Problem {
-                            mailbox: mailbox.clone(),
+                            mailbox: mailbox.to_owned(),
                             snapshot_id: sid.map(str::to_owned),
                             key: String::new(),
                             message_id: mid.map(str::to_owned),
@@ -172,6 +220,7 @@ pub(super) async fn verify(repo: &V1Repository, only: Option<&str>) -> Result<V1
                             Err(e) => return Err(e),
                         };
                         seen.insert(att.storage_key.clone(), outcome);
+                        read_one();
                     }
                     if let Some(Some(e)) = seen.get(&att.storage_key) {
                         report.problems.push(V1Problem::from_error(
@@ -187,5 +236,5 @@ pub(super) async fn verify(repo: &V1Repository, only: Option<&str>) -> Result<V1
             }
         }
     }
-    Ok(report)
+    Ok(())
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use atlas_core::model::{MailboxId, SnapshotId};
+use atlas_core::ports::NullReporter;
 use atlas_core::service::catalog::SnapshotSelector;
 use atlas_core::service::export::{ExportFormat, SaveOptions, write_eml_zip};
 use atlas_core::service::retention::{
@@ -157,7 +158,7 @@ async fn delete_snapshot_mailbox_and_purge() {
         .await
         .unwrap();
     assert_eq!(plan.snapshots.len(), 1);
-    execute_delete(&repo, &plan).await.unwrap();
+    execute_delete(&repo, &plan, &NullReporter).await.unwrap();
     assert!(repo.load_snapshot(a1).await.is_err());
     assert!(repo.load_snapshot(a2).await.is_ok());
     assert!(
@@ -170,7 +171,7 @@ async fn delete_snapshot_mailbox_and_purge() {
         .await
         .unwrap();
     assert_eq!(plan.snapshots.len(), 1);
-    let sum = execute_delete(&repo, &plan).await.unwrap();
+    let sum = execute_delete(&repo, &plan, &NullReporter).await.unwrap();
     assert!(sum.is_complete());
     assert_eq!(repo.list_mailboxes().await.unwrap(), vec![b.clone()]);
     let v = verify(
@@ -187,7 +188,7 @@ async fn delete_snapshot_mailbox_and_purge() {
 
     let plan = plan_delete(&repo, &DeleteTarget::Purge).await.unwrap();
     assert!(plan.purge && plan.objects > 0);
-    execute_delete(&repo, &plan).await.unwrap();
+    execute_delete(&repo, &plan, &NullReporter).await.unwrap();
     assert!(store.list("").await.unwrap().is_empty());
     assert!(matches!(
         atlas_core::repo::Repository::open(

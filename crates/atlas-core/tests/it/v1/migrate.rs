@@ -149,7 +149,14 @@ async fn migrates_every_snapshot_and_a_rerun_writes_nothing() {
     );
     assert_fully_migrated(v1, &target).await;
     // The v1 repository was left untouched.
-    assert!(fixture().await.verify(None).await.unwrap().is_ok());
+    assert!(
+        fixture()
+            .await
+            .verify(None, &NullReporter)
+            .await
+            .unwrap()
+            .is_ok()
+    );
 
     let writes = fault.writes();
     let again = migrate_v1(v1, &target, clock, &NullReporter, &opts)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use atlas_core::Error;
 use atlas_core::compat::v1::{self, V1ProblemKind, V1Repository};
-use atlas_core::ports::BlobStore;
+use atlas_core::ports::{BlobStore, Event, NullReporter, Reporter, Task};
 use atlas_core::repo::Passphrase;
 use atlas_store::{LocalStore, MemoryStore};
 
@@ -117,13 +117,59 @@ async fn as_of_merges_delta_manifests_newest_version_winning() {
 
 #[tokio::test]
 async fn v1_verify_passes_on_the_fixture() {
-    let report = fixture().await.verify(None).await.unwrap();
+    let report = fixture().await.verify(None, &NullReporter).await.unwrap();
     assert!(report.is_ok(), "{:#?}", report.problems);
     assert_eq!(report.mailboxes, 2);
     assert_eq!(report.manifests, 3);
     assert_eq!(report.messages, 74, "every data object is referenced");
     // 27 attachment objects; the PNG shared by both mailboxes exists under each prefix.
     assert_eq!(report.attachments, 27);
+}
+
+/// Keeps every event.
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Mutex<Vec<Event>>);
+
+impl Reporter for Recorder {
+    fn report(&self, event: Event) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+/// Regression: `verify` of a v1 repository was silent for as long as it read every
+/// object. It reports one task per mailbox whose total is what it then reads.
+#[tokio::test]
+async fn v1_verify_reports_progress_per_mailbox() {
+    let recorder = Recorder::default();
+    let report = fixture().await.verify(None, &recorder).await.unwrap();
+    let events = recorder.0.into_inner().unwrap();
+    let (mut started, mut total, mut done, mut finished) = (0, 0, 0, 0);
+    for e in &events {
+        match e {
+            Event::TaskStarted {
+                task: Task::VerifyV1,
+                total: t,
+                ..
+            } => {
+                started += 1;
+                total += t.expect("a total");
+            }
+            Event::TaskProgress {
+                task: Task::VerifyV1,
+                done: d,
+                ..
+            } => done += d,
+            Event::TaskDone {
+                task: Task::VerifyV1,
+            } => finished += 1,
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert_eq!(started, 2, "one task per mailbox: {events:?}");
+    assert_eq!(finished, 2);
+    let read = (report.messages + report.attachments) as u64;
+    assert_eq!(done, read);
+    assert_eq!(total, read, "the totals announce what is read");
 }
 
 #[tokio::test]
@@ -157,7 +203,7 @@ async fn a_flipped_byte_in_any_object_is_detected_and_named() {
         let at = damaged.len() / 2;
         damaged[at] ^= 0x01;
         std::fs::write(&path, &damaged).unwrap();
-        let report = repo.verify(None).await.unwrap();
+        let report = repo.verify(None, &NullReporter).await.unwrap();
         std::fs::write(&path, &original).unwrap();
         assert!(!report.problems.is_empty(), "flip in {key} not detected");
         for p in &report.problems {
@@ -173,7 +219,7 @@ async fn a_flipped_byte_in_any_object_is_detected_and_named() {
             }
         }
     }
-    assert!(repo.verify(None).await.unwrap().is_ok());
+    assert!(repo.verify(None, &NullReporter).await.unwrap().is_ok());
 }
 
 #[tokio::test]
@@ -195,7 +241,7 @@ async fn missing_and_swapped_objects_are_named() {
         "attachments/{OMAR}/3596647287b7399ae6e41c1861793e089feeaf8f25a2a9bb4b7f93c704edde46"
     );
     std::fs::copy(dir.path().join(&b), dir.path().join(&a)).unwrap();
-    let report = repo.verify(None).await.unwrap();
+    let report = repo.verify(None, &NullReporter).await.unwrap();
     let missing: Vec<_> = report.problems.iter().filter(|p| p.key == data).collect();
     assert_eq!(missing.len(), 1);
     assert_eq!(missing[0].kind, V1ProblemKind::Missing);
@@ -212,7 +258,7 @@ async fn missing_and_swapped_objects_are_named() {
     );
     assert_eq!(report.problems.len(), 1 + swapped.len());
     // Verify of one mailbox only sees that mailbox.
-    let only = repo.verify(Some(LUCAS)).await.unwrap();
+    let only = repo.verify(Some(LUCAS), &NullReporter).await.unwrap();
     assert_eq!(only.mailboxes, 1);
     assert!(only.problems.iter().all(|p| p.mailbox == LUCAS));
 }
