@@ -36,6 +36,23 @@
 //! of non-mail items: events and tasks as iCalendar, contacts as vCard, any item as stable
 //! JSON (docs/EXPORT.md).
 //!
+//! ## Where things are
+//!
+//! | Module | Holds |
+//! | --- | --- |
+//! | [`model`] | ids (newtypes), items of a kind, folders, snapshot records — plain serde values |
+//! | [`ports`] | the traits above, each with its contract in the module doc |
+//! | [`repo`] | keys, encryption, packs, index, sessions, leases, prune, repair, verify |
+//! | [`service`] | the use cases, each in a file named after its command |
+//! | [`open`](mod@open) | the one way in: detect what a store holds and open it |
+//! | [`compat`] | TypeScript Atlas 1.x buckets: read-only reader, verify, MIME rebuild |
+//! | [`export`] | iCalendar, vCard and JSON for non-mail items (pure functions) |
+//! | [`error`] | [`Error`], the crate's one error enum |
+//! | `testing` | `MemoryTenant` and the ports' conformance suites (feature `testing`) |
+//!
+//! The project's `docs/ARCHITECTURE.md` puts this crate next to the others and says where
+//! each common kind of change belongs.
+//!
 //! ## Plan, then execute
 //!
 //! Services that change something are split in two: a *plan* is a plain value computed
