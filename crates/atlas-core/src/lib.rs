@@ -56,8 +56,9 @@
 //! ## Plan, then execute
 //!
 //! Services that change something are split in two: a *plan* is a plain value computed
-//! from the repository (and, for restore, nothing else) — what `--dry-run` prints and what
-//! tests assert — and *execute* carries it out: [`service::backup::plan`] →
+//! before anything is written (backup's from the source; restore's, forget's and repair's
+//! from the repository alone) — what `--dry-run` prints and what tests assert — and
+//! *execute* carries it out: [`service::backup::plan`] →
 //! [`service::backup::execute`] (which mailboxes and folders, limits, skip versus fail,
 //! Object Lock), [`service::restore::plan`] →
 //! [`service::restore::execute`], [`service::retention::plan_forget`] →
