@@ -40,6 +40,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use crate::error::Result;
 use crate::model::{
@@ -740,6 +741,24 @@ pub async fn backup_mailbox(
     reporter: &dyn Reporter,
     cancel: &Cancel,
 ) -> Result<BackupSummary> {
+    // One span per mailbox (and one per folder in `run_session`): every log line of the
+    // run, the Graph client's included, names the mailbox and folder it belongs to.
+    let span = tracing::info_span!("mailbox", mailbox = %mailbox.address());
+    run_mailbox(repo, source, mailbox, opts, clock, reporter, cancel)
+        .instrument(span)
+        .await
+}
+
+/// [`backup_mailbox`] inside its span.
+async fn run_mailbox(
+    repo: &Repository,
+    source: Arc<dyn MailSource>,
+    mailbox: &SourceMailbox,
+    opts: &BackupOptions,
+    clock: Arc<dyn Clock>,
+    reporter: &dyn Reporter,
+    cancel: &Cancel,
+) -> Result<BackupSummary> {
     let mailbox_id = mailbox.id.clone();
     let started = clock.now();
     // List folders before taking the lease: a missing mailbox or permission fails early
@@ -972,7 +991,10 @@ async fn run_session(
             }
             continue;
         }
-        let outcome = run.backup_folder(session, folder, &prev).await?;
+        let outcome = run
+            .backup_folder(session, folder, &prev)
+            .instrument(tracing::info_span!("folder", folder = %folder.path.join("/")))
+            .await?;
         if cancel.is_hard() {
             return Ok(None);
         }

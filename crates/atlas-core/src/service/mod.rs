@@ -22,6 +22,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 pub use backup::{
     BackupOptions, BackupPlan, BackupReport, BackupRequest, BackupSummary, FolderReport,
@@ -95,7 +96,8 @@ impl<T: Send + 'static> Window<T> {
         F: Future<Output = T> + Send + 'static,
     {
         debug_assert!(self.has_room(), "spawned into a full window");
-        self.tasks.spawn(task);
+        // The task keeps the caller's span (mailbox, folder), so what it logs is placed.
+        self.tasks.spawn(task.in_current_span());
     }
 
     /// The next finished task's result, or `None` when nothing runs. A task that

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 
 use super::catalog::{SnapshotSelector, find_message, folder_path, folder_selected};
 use super::{Cancel, Window};
@@ -920,6 +921,25 @@ pub async fn execute(
     reporter: &dyn Reporter,
     cancel: &Cancel,
 ) -> Result<RestoreSummary, RestoreError> {
+    // One span for the run (the target mailbox) and one per folder, as in backup.
+    let span = tracing::info_span!(
+        "mailbox",
+        mailbox = %plan.target_mailbox,
+        source = %plan.source_mailbox
+    );
+    run_plan(plan, repo, target, reporter, cancel)
+        .instrument(span)
+        .await
+}
+
+/// [`execute`] inside its span.
+async fn run_plan(
+    plan: &RestorePlan,
+    repo: &Repository,
+    target: Arc<dyn MailTarget>,
+    reporter: &dyn Reporter,
+    cancel: &Cancel,
+) -> Result<RestoreSummary, RestoreError> {
     let mailbox = target.resolve_mailbox(&plan.target_mailbox).await?;
     target.check_write_access(&mailbox).await?;
     let run_id = uuid::Uuid::new_v4().to_string();
@@ -969,7 +989,11 @@ pub async fn execute(
         cache: HashMap::new(),
     };
     for pf in &plan.folders {
-        if matches!(run.folder(&mut resolver, pf).await?, Next::Stop) {
+        let span = tracing::info_span!("folder", folder = %pf.source_path);
+        if matches!(
+            run.folder(&mut resolver, pf).instrument(span).await?,
+            Next::Stop
+        ) {
             break;
         }
     }

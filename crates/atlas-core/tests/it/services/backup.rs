@@ -493,3 +493,115 @@ async fn items_of_another_kind_go_through_the_same_pipeline() {
     assert_eq!(s.downloaded, 1, "{s:#?}");
     assert_matches_tenant(&env, &upn).await;
 }
+
+/// Spans as a subscriber sees them: (name, fields, parent span name).
+mod spans {
+    use std::fmt::Write as _;
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id};
+    use tracing_subscriber::layer::{Context, Layer};
+    use tracing_subscriber::registry::LookupSpan;
+
+    pub type Seen = Arc<Mutex<Vec<(String, String, Option<String>)>>>;
+
+    pub struct Recorder(pub Seen);
+
+    struct Fields(String);
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            let _ = write!(self.0, "{}={value:?} ", field.name());
+        }
+    }
+
+    impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
+        fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+            let mut fields = Fields(String::new());
+            attrs.record(&mut fields);
+            let parent = ctx
+                .span(id)
+                .and_then(|s| s.parent())
+                .map(|p| p.name().to_owned());
+            self.0
+                .lock()
+                .unwrap()
+                .push((attrs.metadata().name().to_owned(), fields.0, parent));
+        }
+    }
+}
+
+/// ARCHITECTURE rule 13: a backup and a restore log inside one span per mailbox and one
+/// per folder, so `-vv` output of a tenant run can be followed.
+#[tokio::test]
+async fn backup_and_restore_run_in_a_span_per_mailbox_and_per_folder() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let seen = spans::Seen::default();
+    let subscriber = tracing_subscriber::registry().with(spans::Recorder(seen.clone()));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let env = env(1, 8).await;
+    let upn = first_mailbox_user(&env);
+    let mailbox = resolve(&env, &upn).await;
+    let s = backup_mailbox(
+        &env.repo,
+        env.source.clone(),
+        &mailbox,
+        &opts(),
+        clock(),
+        &NullReporter,
+        &Cancel::new(),
+    )
+    .await
+    .unwrap();
+    assert!(s.complete);
+    let backup: Vec<_> = seen.lock().unwrap().drain(..).collect();
+    assert!(
+        backup
+            .iter()
+            .any(|(name, fields, _)| name == "mailbox" && fields.contains(&upn)),
+        "{backup:?}"
+    );
+    let folders: Vec<&String> = backup
+        .iter()
+        .filter(|(name, _, parent)| name == "folder" && parent.as_deref() == Some("mailbox"))
+        .map(|(_, fields, _)| fields)
+        .collect();
+    assert_eq!(folders.len(), s.folders.len(), "{backup:?}");
+    assert!(
+        folders.iter().any(|f| f.contains("Inbox/Projects")),
+        "{folders:?}"
+    );
+
+    let plan = atlas_core::service::restore::plan(
+        &env.repo,
+        &atlas_core::service::restore::RestoreOptions::new(
+            atlas_core::service::catalog::SnapshotSelector::Latest {
+                mailbox: mailbox.id.clone(),
+                as_of: None,
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    let target: Arc<dyn atlas_core::ports::MailTarget> = Arc::new(env.tenant.clone());
+    atlas_core::service::restore::execute(&plan, &env.repo, target, &NullReporter, &Cancel::new())
+        .await
+        .unwrap();
+    let restore: Vec<_> = seen.lock().unwrap().drain(..).collect();
+    assert!(
+        restore
+            .iter()
+            .any(|(name, fields, _)| name == "mailbox" && fields.contains(&upn)),
+        "{restore:?}"
+    );
+    assert_eq!(
+        restore
+            .iter()
+            .filter(|(name, _, parent)| name == "folder" && parent.as_deref() == Some("mailbox"))
+            .count(),
+        plan.folders.len(),
+        "{restore:?}"
+    );
+}
