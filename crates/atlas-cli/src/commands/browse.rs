@@ -643,6 +643,9 @@ pub async fn save(global: &GlobalArgs, args: &SaveArgs, output: Output) -> anyho
                 );
             }
         }
+        if let Some(step) = &summary.next_step {
+            let _ = write!(s, "\nNext step: {step}.");
+        }
         s
     })?;
     Ok(if summary.is_complete() {
@@ -727,6 +730,9 @@ async fn save_to_stdout(
                 sanitize(f.message_id.as_str()),
                 sanitize(&f.error)
             );
+        }
+        if let Some(step) = &summary.next_step {
+            note!("Next step: {step}.");
         }
     }
     Ok(if summary.is_complete() {

@@ -437,3 +437,44 @@ fn list_goes_on_past_damage_and_names_what_it_cannot_read() {
         "{text}"
     );
 }
+
+/// Regression: `save` of a snapshot with a damaged message exited 2 and said nothing about
+/// what to do. It names the message and the next step (`atlas repair`), in text and in
+/// `--json` (`nextStep`).
+#[test]
+fn save_of_a_damaged_message_says_to_run_repair() {
+    let sim = small_sim();
+    let sandbox = Sandbox::new();
+    let upn = sim.licensed_users().remove(0);
+    assert_eq!(run(sandbox.against(&sim), &["init"]).0, Some(0));
+    let (code, text) = run(sandbox.against(&sim), &["backup", "-m", &upn]);
+    assert_eq!(code, Some(0), "{text}");
+    let message = flip_a_message_blob(&sim, &sandbox, &upn);
+
+    let zip = sandbox.cwd().join("damaged.zip");
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["--json", "save", "-m", &upn, "-o"])
+        .arg(&zip)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    let doc = super::json_schemas::assert_schema("save", &out);
+    assert_eq!(doc["failed"][0]["messageId"], message.as_str(), "{doc}");
+    assert!(
+        doc["nextStep"]
+            .as_str()
+            .is_some_and(|s| s.contains("atlas repair")),
+        "{doc}"
+    );
+
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["save", "-y", "-m", &upn, "-o"])
+        .arg(&zip)
+        .output()
+        .expect("runs");
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("Next step: run `atlas repair`"), "{text}");
+}

@@ -99,6 +99,9 @@ pub struct SaveSummary {
     pub failed: Vec<SaveFailure>,
     /// Output path, when written to a path.
     pub output: Option<PathBuf>,
+    /// What to run when a message failed because its content is damaged or missing in the
+    /// repository (`atlas repair`, [`super::verify::REPAIR_ADVICE`]); `None` otherwise.
+    pub next_step: Option<String>,
 }
 
 impl SaveSummary {
@@ -160,6 +163,7 @@ where
         bytes: 0,
         failed: Vec::new(),
         output: None,
+        next_step: None,
     };
     for (i, f) in snap.record.folders.iter().enumerate() {
         if opts
@@ -193,6 +197,12 @@ where
             }) {
                 Ok(b) => b,
                 Err(e) => {
+                    // Damage, not a passing failure: say how to heal it.
+                    if e.is_integrity_failure()
+                        || matches!(e, Error::ContentNotFound { .. } | Error::Missing { .. })
+                    {
+                        sum.next_step = Some(super::verify::REPAIR_ADVICE.into());
+                    }
                     sum.failed.push(SaveFailure {
                         folder: path.clone(),
                         message_id: meta.id.clone(),
