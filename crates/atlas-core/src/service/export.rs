@@ -105,6 +105,21 @@ pub struct SaveSummary {
 }
 
 impl SaveSummary {
+    /// One message that could not be read or verified. Damage (not a passing failure)
+    /// also sets the next step: how to heal it.
+    fn record_failure(&mut self, folder: &str, id: &MessageId, e: &Error) {
+        if e.is_integrity_failure()
+            || matches!(e, Error::ContentNotFound { .. } | Error::Missing { .. })
+        {
+            self.next_step = Some(super::verify::REPAIR_ADVICE.into());
+        }
+        self.failed.push(SaveFailure {
+            folder: folder.to_owned(),
+            message_id: id.clone(),
+            error: e.to_string(),
+        });
+    }
+
     /// Every selected message was exported.
     pub fn is_complete(&self) -> bool {
         self.failed.is_empty()
@@ -197,17 +212,7 @@ where
             }) {
                 Ok(b) => b,
                 Err(e) => {
-                    // Damage, not a passing failure: say how to heal it.
-                    if e.is_integrity_failure()
-                        || matches!(e, Error::ContentNotFound { .. } | Error::Missing { .. })
-                    {
-                        sum.next_step = Some(super::verify::REPAIR_ADVICE.into());
-                    }
-                    sum.failed.push(SaveFailure {
-                        folder: path.clone(),
-                        message_id: meta.id.clone(),
-                        error: e.to_string(),
-                    });
+                    sum.record_failure(&path, &meta.id, &e);
                     opts.reporter.report(Event::TaskProgress {
                         task: Task::Export,
                         done: 1,
