@@ -688,6 +688,11 @@ pub struct ForgetArgs {
     #[arg(long, value_name = "DURATION")]
     pub keep_within: Option<String>,
 
+    /// Accept rules that keep no snapshot at all (e.g. --keep-last 0): every snapshot of
+    /// the selected mailboxes is forgotten. Without it such rules are refused (exit 3)
+    #[arg(long)]
+    pub allow_empty: bool,
+
     /// Then remove the data no remaining snapshot needs
     #[arg(long)]
     pub prune: bool,

@@ -104,6 +104,13 @@ fn render_removal(s: &RemovalSummary) -> String {
         out.push('\n');
         out.push_str(&render_prune(p));
     }
+    if let Some(why) = &s.prune_deferred {
+        let _ = write!(
+            out,
+            "\nThe space they used is freed by the next prune (`atlas forget --prune` or `atlas delete`); none can run now: {}",
+            sanitize(why)
+        );
+    }
     if !s.retained_objects.is_empty() {
         let _ = write!(
             out,
@@ -181,7 +188,7 @@ pub async fn delete(
         "atlas delete",
     ));
     let done = if args.no_prune {
-        execute_delete(&repo, &plan, progress.as_ref()).await
+        execute_delete(&repo, &plan, &lease_owner(), &clock, progress.as_ref()).await
     } else {
         execute_delete_and_prune(&repo, &plan, &prune_options(false, &progress), &clock).await
     };
@@ -206,6 +213,21 @@ pub async fn delete(
     })
 }
 
+fn forget_options(args: &ForgetArgs) -> anyhow::Result<ForgetOptions> {
+    Ok(ForgetOptions {
+        policy: KeepPolicy {
+            last: args.keep_last,
+            daily: args.keep_daily,
+            weekly: args.keep_weekly,
+            monthly: args.keep_monthly,
+            yearly: args.keep_yearly,
+            within: args.keep_within.as_deref().map(parse_within).transpose()?,
+        },
+        mailboxes: args.mailboxes.iter().map(|m| MailboxId::new(m)).collect(),
+        allow_empty: args.allow_empty,
+    })
+}
+
 /// `atlas forget`.
 pub async fn forget(
     global: &GlobalArgs,
@@ -215,22 +237,7 @@ pub async fn forget(
     let config = load_config(global)?;
     let settings = repository_settings(&config)?;
     let repo = open_repository(&settings, None).await?;
-    let policy = KeepPolicy {
-        last: args.keep_last,
-        daily: args.keep_daily,
-        weekly: args.keep_weekly,
-        monthly: args.keep_monthly,
-        yearly: args.keep_yearly,
-        within: args.keep_within.as_deref().map(parse_within).transpose()?,
-    };
-    let plan = plan_forget(
-        &repo,
-        &ForgetOptions {
-            policy,
-            mailboxes: args.mailboxes.iter().map(|m| MailboxId::new(m)).collect(),
-        },
-    )
-    .await?;
+    let plan = plan_forget(&repo, &forget_options(args)?).await?;
     let clock = SystemClock;
     let progress = Arc::new(Progress::for_tasks(
         Mode::detect(output.is_json(), global.quiet),
@@ -257,6 +264,7 @@ pub async fn forget(
                 retained: Vec::new(),
                 retained_objects: Vec::new(),
                 prune: Some(p),
+                prune_deferred: None,
             }),
         };
         output.result(&report, || {

@@ -167,6 +167,13 @@ fn exit_3_usage_for_bad_arguments_settings_and_unknown_names() {
             sandbox.atlas_for(&sim),
             vec!["forget", "--prune", "--dry-run"],
         ),
+        // Rules that keep nothing, without --allow-empty (they planned to forget every
+        // snapshot, exit 0).
+        (sandbox.atlas_for(&sim), vec!["forget", "--keep-last", "0"]),
+        (
+            sandbox.atlas_for(&sim),
+            vec!["forget", "--keep-last", "0", "--keep-daily", "0", "--prune"],
+        ),
         // Options that contradict each other.
         (
             sandbox.against(&sim),
@@ -192,4 +199,22 @@ fn exit_3_usage_for_bad_arguments_settings_and_unknown_names() {
             args.join(" ")
         );
     }
+    // The refused forget removed nothing; with --allow-empty it removes every snapshot.
+    let snapshots = |sandbox: &Sandbox| {
+        let out = sandbox
+            .atlas_for(&sim)
+            .args(["--json", "list", "-m", &upn])
+            .output()
+            .expect("runs");
+        super::json(&out)["snapshots"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(snapshots(&sandbox), 1);
+    let (code, text) = run(
+        sandbox.atlas_for(&sim),
+        &["forget", "--keep-last", "0", "--allow-empty"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(snapshots(&sandbox), 0);
 }

@@ -514,3 +514,286 @@ fn unlock_removes_stale_leases_and_valid_ones_only_with_remove_all() {
     let out = sandbox.run(&sim, &["backup", "-m", &upn]);
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 }
+
+/// Start `atlas --json backup -m upn [extra]` slowed down by the simulator and wait until
+/// it holds its lease and is downloading.
+fn start_slow_backup(
+    sim: &Sim,
+    sandbox: &Sandbox,
+    place: &Place,
+    upn: &str,
+    extra: &[&str],
+) -> Child {
+    set_latency(sim, 15);
+    sim.handle.reset_counters();
+    let mut child = place
+        .atlas(sandbox, sim)
+        .args(["--json", "backup", "-m", upn])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    wait_until_running(sim, sandbox, place, &mut child);
+    child
+}
+
+fn kill_9(child: Child) {
+    signal(&child, "KILL");
+    let out = wait_with_timeout(child);
+    assert_eq!(out.status.code(), None, "killed");
+}
+
+/// A backup killed with SIGKILL — an incremental one as well as a full one — left the
+/// mailbox's lease behind, and forget, prune and delete were blocked by it too ("mailbox
+/// is being backed up by … (pid N)" with N dead). Each of them now removes the lease of
+/// the dead process at once, with a notice, and runs; so does the next backup.
+#[test]
+fn after_a_killed_backup_forget_prune_and_delete_just_work() {
+    let (sim, upn) = slow_tenant(300);
+    for place in Place::all() {
+        let what = place.name();
+        let sandbox = Sandbox::new();
+        for args in [vec!["init"], vec!["backup", "-m", &upn]] {
+            set_latency(&sim, 0);
+            let out = place.run(&sandbox, &sim, &args);
+            assert_eq!(out.status.code(), Some(0), "{what}: {}", output_text(&out));
+        }
+        // An incremental backup with plenty to download, killed in the middle.
+        for n in 0..300 {
+            sim.handle
+                .add_message(
+                    &upn,
+                    "inbox",
+                    atlas_sim::NewMessage::text(&format!("new {n}"), "for the incremental"),
+                )
+                .expect("add");
+        }
+        kill_9(start_slow_backup(&sim, &sandbox, &place, &upn, &[]));
+        set_latency(&sim, 0);
+        let out = place.run(&sandbox, &sim, &["forget", "--keep-last", "1", "--prune"]);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", output_text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("removed the stale lease") && err.contains("process is gone"),
+            "{what}: forget --prune takes the dead backup's lease over: {err}"
+        );
+        // A full backup killed in the middle; delete of that mailbox just works.
+        kill_9(start_slow_backup(&sim, &sandbox, &place, &upn, &["--full"]));
+        set_latency(&sim, 0);
+        let out = place.run(&sandbox, &sim, &["delete", "-m", &upn, "-y"]);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", output_text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("removed the stale lease"),
+            "{what}: {}",
+            output_text(&out)
+        );
+        // And one more killed backup does not stop the next one.
+        kill_9(start_slow_backup(&sim, &sandbox, &place, &upn, &[]));
+        set_latency(&sim, 0);
+        let out = place.run(&sandbox, &sim, &["--json", "backup", "-m", &upn]);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", output_text(&out));
+        assert_eq!(
+            json_of(&out)["mailboxes"][0]["result"],
+            "complete",
+            "{what}"
+        );
+        let out = place.run(&sandbox, &sim, &["verify", "--read-data"]);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", output_text(&out));
+    }
+}
+
+/// `delete -m A` while B was being backed up removed A's snapshots but exited 1 with
+/// "mailbox is being backed up" (about B). A delete's lease scope is its own mailbox: it
+/// succeeds (exit 0) and says that the space is freed by a later prune; B's backup goes on
+/// and completes. Deleting B itself meanwhile is refused (exit 1) and removes nothing.
+#[test]
+fn delete_of_one_mailbox_while_another_is_backed_up_exits_0() {
+    let sim = Sim::start(SimConfig {
+        users: 2,
+        shared_mailboxes: 0,
+        messages_per_user: 300,
+        accounts_without_mailbox: false,
+        ..SimConfig::default()
+    });
+    let users = sim.licensed_users();
+    let (a, b) = (users[0].clone(), users[1].clone());
+    let sandbox = Sandbox::new();
+    for args in [
+        vec!["init"],
+        vec!["backup", "-m", &a],
+        vec!["backup", "-m", &b],
+    ] {
+        let out = sandbox.run(&sim, &args);
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    }
+    let mut child = start_slow_backup(&sim, &sandbox, &Place::Local, &b, &["--full"]);
+    // Slower still, so B's backup outlasts both deletes.
+    set_latency(&sim, 100);
+    let out = sandbox.run(&sim, &["--json", "delete", "-m", &a, "-y"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let report = json_of(&out);
+    assert_eq!(report["result"]["snapshotsRemoved"], 1, "{report}");
+    assert!(
+        report["result"]["pruneDeferred"]
+            .as_str()
+            .is_some_and(|s| s.contains("being backed up")),
+        "{report}"
+    );
+    let out = sandbox.run(&sim, &["delete", "-m", &b, "-y"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("being backed up"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(
+        child.try_wait().expect("poll").is_none(),
+        "B's backup was still running during both deletes"
+    );
+    set_latency(&sim, 0);
+    let out = wait_with_timeout(child);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let out = sandbox.run(&sim, &["--json", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let listed = json_of(&out).to_string();
+    assert!(!listed.contains(&a) && listed.contains(&b), "{listed}");
+    // The prune that waited runs now.
+    let out = sandbox.run(&sim, &["forget", "--keep-last", "1", "--prune"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let out = sandbox.run(&sim, &["verify", "--read-data"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+}
+
+/// Hidden temporary outputs of saves in `dir`.
+fn partials_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".partial-"))
+        .collect()
+}
+
+/// Start a save into `dir` and wait until its temporary output exists.
+fn start_save(sim: &Sim, sandbox: &Sandbox, upn: &str, dir: &Path) -> Option<Child> {
+    let mut child = sandbox
+        .spawnable(sim)
+        .args(["save", "-m", upn, "-o"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    loop {
+        if !partials_in(dir).is_empty() {
+            return Some(child);
+        }
+        if child.try_wait().expect("poll").is_some() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_micros(300));
+    }
+}
+
+/// Ctrl+C during `save` was ignored, and a killed save left a hidden `.partial-*` file that
+/// later saves never removed. SIGINT, SIGTERM and SIGHUP stop a save (exit 1: not done)
+/// and remove its temporary output; a save killed with SIGKILL leaves it, and the next save
+/// to the same place removes it. Nothing else in the directory is touched.
+#[test]
+fn a_stopped_save_removes_its_partial_and_a_killed_ones_is_removed_by_the_next() {
+    let (sim, upn) = slow_tenant(600);
+    let sandbox = Sandbox::new();
+    for args in [vec!["init"], vec!["backup", "-m", &upn]] {
+        let out = sandbox.run(&sim, &args);
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    }
+    let dir = sandbox.cwd().join("exports");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::write(dir.join("notes.txt"), b"the user's own file").expect("write");
+    let mut stopped = Vec::new();
+    for sig in ["INT", "TERM", "HUP"] {
+        // The save is quick; catch it while its partial exists (a few tries).
+        for _ in 0..20 {
+            let Some(child) = start_save(&sim, &sandbox, &upn, &dir) else {
+                // It finished first: remove the export and try again.
+                for e in std::fs::read_dir(&dir).expect("dir").flatten() {
+                    if e.file_name() != "notes.txt" {
+                        std::fs::remove_file(e.path()).expect("rm");
+                    }
+                }
+                continue;
+            };
+            signal(&child, sig);
+            let out = wait_with_timeout(child);
+            if out.status.code() == Some(0) {
+                // The signal came after the rename; try again.
+                for e in std::fs::read_dir(&dir).expect("dir").flatten() {
+                    if e.file_name() != "notes.txt" {
+                        std::fs::remove_file(e.path()).expect("rm");
+                    }
+                }
+                continue;
+            }
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "SIG{sig}: {}",
+                output_text(&out)
+            );
+            assert!(
+                output_text(&out).contains("interrupted"),
+                "SIG{sig}: {}",
+                output_text(&out)
+            );
+            assert_eq!(partials_in(&dir), Vec::<String>::new(), "SIG{sig}");
+            stopped.push(sig);
+            break;
+        }
+    }
+    assert_eq!(
+        stopped,
+        ["INT", "TERM", "HUP"],
+        "every signal stopped a save"
+    );
+    // Killed: the partial stays; the next save to the same place removes it.
+    let mut left = Vec::new();
+    for _ in 0..20 {
+        if let Some(child) = start_save(&sim, &sandbox, &upn, &dir) {
+            kill_9(child);
+            left = partials_in(&dir);
+            if !left.is_empty() {
+                break;
+            }
+        }
+        for e in std::fs::read_dir(&dir).expect("dir").flatten() {
+            if e.file_name() != "notes.txt" {
+                std::fs::remove_file(e.path()).expect("rm");
+            }
+        }
+    }
+    assert!(!left.is_empty(), "never caught a save with its partial");
+    let out = sandbox
+        .spawnable(&sim)
+        .args(["save", "-m", &upn, "-o"])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(partials_in(&dir), Vec::<String>::new());
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "the export and the user's file: {names:?}");
+    assert!(names.contains(&"notes.txt".to_owned()), "{names:?}");
+    assert_eq!(
+        std::fs::read(dir.join("notes.txt")).expect("read"),
+        b"the user's own file"
+    );
+}

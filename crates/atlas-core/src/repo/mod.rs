@@ -30,7 +30,7 @@ mod index_cache;
 pub mod keyfile;
 mod keys;
 mod layout;
-mod lease;
+pub(crate) mod lease;
 pub mod pack;
 pub mod prune;
 mod purge;

@@ -25,10 +25,13 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::model::{MailboxId, SnapshotId};
 use crate::ports::{Clock, Event, Reporter, Task};
+use crate::repo::lease;
 use crate::repo::prune::{PruneOptions, PruneSummary, prune};
 use crate::repo::{Repository, SnapshotInfo};
 
-/// Which snapshots to keep. Every field `None` keeps nothing, which is refused.
+/// Which snapshots to keep. Every field `None` keeps nothing, which is refused; so is a
+/// policy whose rules all keep zero (`--keep-last 0`) unless the caller says it means it
+/// ([`ForgetOptions::allow_empty`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KeepPolicy {
     /// Keep the N newest.
@@ -53,6 +56,21 @@ impl KeepPolicy {
             && self.monthly.is_none()
             && self.yearly.is_none()
             && self.within.is_none()
+    }
+
+    /// Whether the policy keeps no snapshot of any mailbox: no rule, or only rules that
+    /// keep zero. `within` always keeps the newest snapshot (it counts back from it).
+    pub fn keeps_nothing(&self) -> bool {
+        self.within.is_none()
+            && [
+                self.last,
+                self.daily,
+                self.weekly,
+                self.monthly,
+                self.yearly,
+            ]
+            .iter()
+            .all(|n| n.unwrap_or(0) == 0)
     }
 }
 
@@ -141,6 +159,10 @@ pub struct ForgetOptions {
     pub policy: KeepPolicy,
     /// Mailboxes to apply it to; empty = every mailbox in the repository.
     pub mailboxes: Vec<MailboxId>,
+    /// The caller means a policy that keeps nothing (`--keep-last 0`): every snapshot of
+    /// the mailboxes goes. Without it such a policy is refused, as a typo or a variable
+    /// left empty in a script would otherwise delete a whole backup history.
+    pub allow_empty: bool,
 }
 
 /// The plan for one mailbox.
@@ -173,11 +195,19 @@ impl ForgetPlan {
 }
 
 /// Plan `forget` from key names only (no record is decrypted). An empty policy is refused
-/// (it would remove every snapshot); so is an unknown mailbox.
+/// (it would remove every snapshot); so is a policy that keeps nothing
+/// (`--keep-last 0`) unless [`ForgetOptions::allow_empty`] says so, and an unknown mailbox.
 pub async fn plan_forget(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetPlan> {
     if opts.policy.is_empty() {
         return Err(Error::InvalidInput {
             reason: "no keep rule given: refusing to forget every snapshot".into(),
+        });
+    }
+    if opts.policy.keeps_nothing() && !opts.allow_empty {
+        return Err(Error::InvalidInput {
+            reason: "this policy keeps no snapshot: refusing to forget every snapshot \
+                     (add --allow-empty if that is what you mean)"
+                .into(),
         });
     }
     let known = repo.list_mailboxes().await?;
@@ -224,6 +254,11 @@ pub struct RemovalSummary {
     /// What the prune that followed did (the `*_and_prune` variants only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prune: Option<PruneSummary>,
+    /// Why `delete`'s prune did not run: a backup of another mailbox (or another prune)
+    /// holds the repository. The records are gone; the data only they used is reclaimed by
+    /// the next prune.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune_deferred: Option<String>,
 }
 
 impl RemovalSummary {
@@ -394,9 +429,16 @@ pub async fn plan_delete(repo: &Repository, target: &DeleteTarget) -> Result<Del
 ///
 /// A purge can delete tens of thousands of objects: it reports them as [`Task::Delete`]
 /// (total: the plan's object count), like prune's deletions.
+///
+/// Deleting a mailbox holds that mailbox's lease (its scope is the mailbox, not the
+/// repository): it is refused with [`Error::LeaseHeld`] while that mailbox is being
+/// backed up, a backup of it cannot start in the middle, and backups of other mailboxes
+/// are no obstacle. `owner` is written into the lease.
 pub async fn execute_delete(
     repo: &Repository,
     plan: &DeletePlan,
+    owner: &str,
+    clock: &dyn Clock,
     reporter: &dyn Reporter,
 ) -> Result<RemovalSummary> {
     if plan.purge {
@@ -409,6 +451,22 @@ pub async fn execute_delete(
         reporter.report(Event::TaskDone { task: Task::Delete });
         return done;
     }
+    let mut held = Vec::new();
+    for address in &plan.mailboxes {
+        match lease::acquire(repo, &MailboxId::new(address), owner, clock).await {
+            Ok(h) => held.push(h),
+            Err(e) => {
+                release_all(repo, &held).await;
+                return Err(e);
+            }
+        }
+    }
+    let result = delete_records(repo, plan).await;
+    release_all(repo, &held).await;
+    result
+}
+
+async fn delete_records(repo: &Repository, plan: &DeletePlan) -> Result<RemovalSummary> {
     let mut sum = remove_snapshots(repo, plan.snapshots.iter().map(|s| s.id)).await?;
     if !sum.is_complete() {
         return Ok(sum);
@@ -441,18 +499,39 @@ async fn purge(
     Ok(sum)
 }
 
+/// Release leases taken for a delete; a failure only delays them (they expire, and the
+/// process's exit path tries again), so it is logged, not returned over the result.
+async fn release_all(repo: &Repository, held: &[std::sync::Arc<lease::Held>]) {
+    for h in held {
+        if let Err(e) = lease::release(repo, h).await {
+            tracing::warn!("releasing the lease taken for delete: {e}");
+        }
+    }
+}
+
 /// `delete` of snapshots or a mailbox as the spec defines it: records first
 /// ([`execute_delete`]), then the data no snapshot references (prune). A purge needs no
-/// prune (everything goes) and runs as [`execute_delete`].
+/// prune (everything goes) and runs as [`execute_delete`]. When the prune cannot run now
+/// because another mailbox is being backed up, the delete still succeeds and says so
+/// ([`RemovalSummary::prune_deferred`]).
 pub async fn execute_delete_and_prune(
     repo: &Repository,
     plan: &DeletePlan,
     opts: &PruneOptions,
     clock: &dyn Clock,
 ) -> Result<RemovalSummary> {
-    let mut sum = execute_delete(repo, plan, opts.reporter.as_ref()).await?;
+    let mut sum = execute_delete(repo, plan, &opts.owner, clock, opts.reporter.as_ref()).await?;
     if sum.is_complete() && !plan.purge {
-        sum.prune = Some(prune(repo, &real_run(opts), clock).await?);
+        match prune(repo, &real_run(opts), clock).await {
+            Ok(p) => sum.prune = Some(p),
+            // A backup of another mailbox (or another prune) is running: what was asked
+            // for — the records — is done; reclaiming the space waits for a later prune,
+            // which cannot overlap a backup (see `repo::prune`).
+            Err(e @ (Error::LeaseHeld { .. } | Error::MaintenanceRunning { .. })) => {
+                sum.prune_deferred = Some(e.to_string());
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(sum)
 }

@@ -467,3 +467,129 @@ impl BlobStore for StallAfterLock {
         "stalls after the prune lock".into()
     }
 }
+
+/// `delete -m A` while B was being backed up removed A's snapshots and then exited 1 with
+/// "mailbox is being backed up" (about B): the prune that follows the delete is
+/// repository-wide. The delete's lease scope is its mailbox: A's records go and the
+/// result says the prune waits; deleting the mailbox that is being backed up is refused
+/// before anything is removed, and a backup of a mailbox being deleted cannot start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_of_one_mailbox_while_another_is_backed_up_succeeds() {
+    use atlas_core::service::retention::{DeleteTarget, execute_delete_and_prune, plan_delete};
+    let repo = new_repo(memory()).await;
+    let clock = clock_at(t0());
+    let a = MailboxId::new("a@example.com");
+    let b = MailboxId::new("b@example.com");
+    // A's messages are its own, so deleting A leaves data to free.
+    backup(
+        &repo,
+        &a,
+        clock.clone(),
+        &[("Inbox", 11, 2000), ("Inbox", 12, 900)],
+    )
+    .await
+    .unwrap();
+    backup(&repo, &b, clock.clone(), SMALL_BACKUP)
+        .await
+        .unwrap();
+    let running = repo
+        .begin_backup(&b, "host-b:2", clock.clone())
+        .await
+        .unwrap();
+
+    let plan = plan_delete(&repo, &DeleteTarget::Mailbox(a.clone()))
+        .await
+        .unwrap();
+    let sum = execute_delete_and_prune(&repo, &plan, &PruneOptions::default(), clock.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(sum.snapshots_removed, 1);
+    assert!(sum.prune.is_none());
+    let why = sum.prune_deferred.as_deref().expect("the prune waits");
+    assert!(why.contains("host-b:2"), "{why}");
+    assert_eq!(repo.list_mailboxes().await.unwrap(), vec![b.clone()]);
+    assert!(repo.lease_info(&a).await.unwrap().is_none(), "released");
+
+    // The mailbox being backed up cannot be deleted under its backup's feet.
+    let plan = plan_delete(&repo, &DeleteTarget::Mailbox(b.clone()))
+        .await
+        .unwrap();
+    let err = execute_delete_and_prune(&repo, &plan, &PruneOptions::default(), clock.as_ref())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LeaseHeld { .. }), "{err:?}");
+    assert_eq!(
+        repo.list_snapshots(&b).await.unwrap().len(),
+        1,
+        "nothing removed"
+    );
+    running.release().await.unwrap();
+
+    // Once the backup is over, the next prune frees A's data and the repository is clean.
+    let summary = prune(&repo, &PruneOptions::default(), clock.as_ref())
+        .await
+        .unwrap();
+    assert!(summary.blobs_freed > 0, "{summary:?}");
+}
+
+/// A full disk in the middle of a prune: the prune fails with the store's error, and its
+/// lock is released (deleting works on a full disk), so the next backup is not blocked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_during_prune_releases_its_lock() {
+    use atlas_core::service::retention::{DeleteTarget, execute_delete, plan_delete};
+    let inner = memory();
+    let repo = new_repo(inner.clone()).await;
+    let clock = clock_at(t0());
+    let a = MailboxId::new("a@example.com");
+    let b = MailboxId::new("b@example.com");
+    backup(&repo, &a, clock.clone(), &[("Inbox", 11, 2000)])
+        .await
+        .unwrap();
+    backup(&repo, &b, clock.clone(), SMALL_BACKUP)
+        .await
+        .unwrap();
+    // A's pack is shared with B's messages: the prune has to repack and write.
+    let plan = plan_delete(&repo, &DeleteTarget::Mailbox(a.clone()))
+        .await
+        .unwrap();
+    execute_delete(
+        &repo,
+        &plan,
+        "test",
+        clock.as_ref(),
+        &atlas_core::ports::NullReporter,
+    )
+    .await
+    .unwrap();
+    // Write 1 is the prune lock; from 2 on the disk is full.
+    let fault: Arc<dyn BlobStore> = Arc::new(FaultStore::with_plan(
+        inner.clone(),
+        FaultPlan::new().disk_full_from_write(2),
+    ));
+    let full = reopen(fault).await;
+    let options = PruneOptions {
+        repack_threshold: 0.0,
+        ..PruneOptions::default()
+    };
+    let err = prune(&full, &options, clock.as_ref()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Store(atlas_core::ports::StoreError::StorageFull { .. })
+        ),
+        "{err:?}"
+    );
+    let healthy = reopen(inner.clone()).await;
+    assert!(
+        atlas_core::repo::prune::prune_lock_info(&healthy)
+            .await
+            .unwrap()
+            .is_none(),
+        "the prune lock was released"
+    );
+    backup(&healthy, &b, clock.clone(), SMALL_BACKUP)
+        .await
+        .unwrap();
+    prune(&healthy, &options, clock.as_ref()).await.unwrap();
+    check_everything(inner).await.unwrap();
+}

@@ -79,6 +79,7 @@ async fn random_backups_and_forgets_keep_what_the_policy_keeps_intact() {
                         ..KeepPolicy::default()
                     },
                     mailboxes: Vec::new(),
+                    allow_empty: false,
                 },
             )
             .await
@@ -132,10 +133,90 @@ async fn forget_refuses_an_empty_policy_and_unknown_mailboxes() {
                 ..KeepPolicy::default()
             },
             mailboxes: vec![MailboxId::new("ghost@contoso.com")],
+            allow_empty: false,
         },
     )
     .await;
     assert!(r.is_err());
+}
+
+/// `forget --keep-last 0` planned to delete every snapshot while `forget` with no rule was
+/// refused. A policy that keeps nothing is refused the same way unless the caller says it
+/// means it (`allow_empty`); `within` always keeps the newest, so it is never "nothing".
+#[tokio::test]
+async fn forget_refuses_a_policy_that_keeps_nothing_unless_allowed() {
+    let (_store, repo) = new_repo().await;
+    let a = MailboxId::new("a@contoso.com");
+    backup_folders(&repo, &a, t0(), &sample_folders(), false).await;
+    backup_folders(
+        &repo,
+        &a,
+        t0() + Duration::days(1),
+        &sample_folders(),
+        false,
+    )
+    .await;
+    let nothing = [
+        KeepPolicy {
+            last: Some(0),
+            ..KeepPolicy::default()
+        },
+        KeepPolicy {
+            last: Some(0),
+            daily: Some(0),
+            weekly: Some(0),
+            monthly: Some(0),
+            yearly: Some(0),
+            within: None,
+        },
+    ];
+    for policy in nothing {
+        let opts = ForgetOptions {
+            policy,
+            mailboxes: Vec::new(),
+            allow_empty: false,
+        };
+        let err = plan_forget(&repo, &opts).await.unwrap_err();
+        assert!(
+            matches!(err, atlas_core::Error::InvalidInput { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--allow-empty"), "{err}");
+        let plan = plan_forget(
+            &repo,
+            &ForgetOptions {
+                allow_empty: true,
+                ..opts
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(plan.removals().count(), 2, "allowed: everything goes");
+    }
+    // Rules that keep something are not affected.
+    for policy in [
+        KeepPolicy {
+            last: Some(0),
+            daily: Some(1),
+            ..KeepPolicy::default()
+        },
+        KeepPolicy {
+            within: Some(Duration::zero()),
+            ..KeepPolicy::default()
+        },
+    ] {
+        let plan = plan_forget(
+            &repo,
+            &ForgetOptions {
+                policy,
+                mailboxes: Vec::new(),
+                allow_empty: false,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(plan.mailboxes[0].keep.len(), 1, "{policy:?}");
+    }
 }
 
 #[tokio::test]
@@ -158,7 +239,15 @@ async fn delete_snapshot_mailbox_and_purge() {
         .await
         .unwrap();
     assert_eq!(plan.snapshots.len(), 1);
-    execute_delete(&repo, &plan, &NullReporter).await.unwrap();
+    execute_delete(
+        &repo,
+        &plan,
+        "test",
+        &atlas_core::ports::SystemClock,
+        &NullReporter,
+    )
+    .await
+    .unwrap();
     assert!(repo.load_snapshot(a1).await.is_err());
     assert!(repo.load_snapshot(a2).await.is_ok());
     assert!(
@@ -171,7 +260,15 @@ async fn delete_snapshot_mailbox_and_purge() {
         .await
         .unwrap();
     assert_eq!(plan.snapshots.len(), 1);
-    let sum = execute_delete(&repo, &plan, &NullReporter).await.unwrap();
+    let sum = execute_delete(
+        &repo,
+        &plan,
+        "test",
+        &atlas_core::ports::SystemClock,
+        &NullReporter,
+    )
+    .await
+    .unwrap();
     assert!(sum.is_complete());
     assert_eq!(repo.list_mailboxes().await.unwrap(), vec![b.clone()]);
     let v = verify(
@@ -188,7 +285,15 @@ async fn delete_snapshot_mailbox_and_purge() {
 
     let plan = plan_delete(&repo, &DeleteTarget::Purge).await.unwrap();
     assert!(plan.purge && plan.objects > 0);
-    execute_delete(&repo, &plan, &NullReporter).await.unwrap();
+    execute_delete(
+        &repo,
+        &plan,
+        "test",
+        &atlas_core::ports::SystemClock,
+        &NullReporter,
+    )
+    .await
+    .unwrap();
     assert!(store.list("").await.unwrap().is_empty());
     assert!(matches!(
         atlas_core::repo::Repository::open(
