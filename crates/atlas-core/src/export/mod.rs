@@ -16,11 +16,13 @@
 pub mod ics;
 pub mod json;
 mod line;
+pub mod recur;
 mod tz;
 pub mod vcf;
 
 pub use ics::{Calendar, event_to_ics, task_to_ics};
 pub use json::to_json;
+pub use recur::{cancelled_occurrences, occurrences};
 pub use vcf::{Cards, Photo, contact_to_vcf};
 
 use serde_json::Value;

@@ -5,8 +5,10 @@
 //! photos are read through Graph's classic endpoints with the client, written with
 //! `atlas_core::export`, and parsed by Python's `icalendar` (each series expanded with
 //! dateutil from its RRULE, EXDATEs and RECURRENCE-IDs and compared with Graph's own
-//! `instances`) and `vobject`. `.ci/run` and `scripts/test.sh` install both; without them
-//! the test fails rather than skips.
+//! `instances`) and `vobject`. Cancelled occurrences are found as a backup finds them
+//! (`export::cancelled_occurrences`: the rule's occurrences Graph's `instances` leave
+//! out) and checked against the simulator's own record. `.ci/run` and `scripts/test.sh`
+//! install the Python packages; without them the test fails rather than skips.
 
 use std::path::Path;
 
@@ -300,11 +302,13 @@ async fn exported_calendars_tasks_and_contacts_read_back_in_python() {
                         )
                         .await
                         .expect("instances");
-                    ev["instances"] = Value::Array(instances);
-                    // Graph leaves cancelled occurrences out of `instances`; the
-                    // simulator's dump names them (a backup finds them by expanding the
-                    // rule, which is not this test's subject).
-                    let cancelled: Vec<&str> = dump
+                    // Graph leaves cancelled occurrences out of `instances`: they are
+                    // the rule's occurrences it does not list — exactly the ones the
+                    // simulator's dump records as cancelled.
+                    let cancelled =
+                        export::cancelled_occurrences(ev, &instances, window.0, window.1)
+                            .expect("expands");
+                    let mut truth: Vec<&str> = dump
                         .items
                         .iter()
                         .filter(|i| i.id == eid)
@@ -312,6 +316,9 @@ async fn exported_calendars_tasks_and_contacts_read_back_in_python() {
                         .filter(|e| e.cancelled)
                         .map(|e| e.original_start.as_str())
                         .collect();
+                    truth.sort_unstable();
+                    assert_eq!(cancelled, truth, "cancelled occurrences of {eid}");
+                    ev["instances"] = Value::Array(instances);
                     ev["cancelledOccurrences"] = json!(cancelled);
                 }
                 file.add_event(ev).expect("event converts");
