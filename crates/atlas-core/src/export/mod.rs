@@ -76,6 +76,12 @@ pub fn item_file(kind: ItemKind, format: ItemFormat, json: &Value) -> Result<Opt
     }))
 }
 
+/// The Windows time zone names the iCalendar export converts (zone name, IANA id);
+/// other zones are written as floating local time (docs/EXPORT.md, "Time zones").
+pub fn known_time_zones() -> impl Iterator<Item = (&'static str, &'static str)> {
+    tz::known()
+}
+
 /// A string at `field` (a plain key, or a JSON pointer when it starts with `/`).
 fn str_at<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
     if field.starts_with('/') {

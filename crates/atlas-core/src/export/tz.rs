@@ -206,6 +206,11 @@ const ALIASES: &[(&str, &str)] = &[
     ("America/Argentina/Buenos_Aires", "America/Buenos_Aires"),
 ];
 
+/// Every Windows zone name this build converts, with the IANA id it writes as TZID.
+pub(crate) fn known() -> impl Iterator<Item = (&'static str, &'static str)> {
+    ZONES.iter().map(|z| (z.windows, z.iana))
+}
+
 /// A time zone as Atlas writes it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Tz {

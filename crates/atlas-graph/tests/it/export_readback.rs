@@ -418,3 +418,55 @@ fn run_python(dir: &Path) {
     // What was checked, per kind (the script fails when a kind was not checked at all).
     eprintln!("{text}");
 }
+
+/// The VTIMEZONE written for each known Windows zone (today's Windows rules), read by
+/// `icalendar` on its own (`to_tz(lookup_tzid=False)`: without the time-zone database),
+/// gives the same UTC offsets as the IANA database does for its TZID over two years,
+/// every six hours — the table's rules and the 1970-anchored RRULEs checked at once.
+#[test]
+fn every_vtimezone_agrees_with_the_iana_database() {
+    const CHECK_ZONES: &str = r#"
+import datetime as dt, sys, zoneinfo
+try:
+    import icalendar
+except ImportError as e:
+    sys.exit(f"Python's icalendar is needed ({e}): python3 -m pip install icalendar (.ci/run and scripts/test.sh do)")
+cal = icalendar.Calendar.from_ical(open(sys.argv[1], "rb").read())
+zones, bad = cal.walk("VTIMEZONE"), []
+for vtz in zones:
+    tzid = str(vtz["TZID"])
+    mine, ref = vtz.to_tz(lookup_tzid=False), zoneinfo.ZoneInfo(tzid)
+    t = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+    while t.year < 2027:
+        if t.astimezone(mine).utcoffset() != t.astimezone(ref).utcoffset():
+            bad.append(f"{tzid} at {t}: {t.astimezone(mine).utcoffset()} != {t.astimezone(ref).utcoffset()}")
+            break
+        t += dt.timedelta(hours=6)
+print(len(zones), "zones")
+for b in bad:
+    print("FAIL", b)
+sys.exit(1 if bad or len(zones) < 50 else 0)
+"#;
+    let mut cal = Calendar::new(None);
+    for (n, (windows, _)) in export::known_time_zones().enumerate() {
+        cal.add_event(&json!({
+            "id": format!("zone{n}"),
+            "start": {"dateTime": "2025-07-01T09:00:00.0000000", "timeZone": windows},
+        }))
+        .expect("converts");
+    }
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), cal.finish()).expect("write");
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(CHECK_ZONES)
+        .arg(file.path())
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "VTIMEZONEs disagree with the IANA database:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
