@@ -177,6 +177,37 @@ pub enum Command {
     /// The built-in Microsoft Graph simulator
     #[command(subcommand)]
     Sim(SimCommand),
+
+    /// Print a shell completion script on stdout
+    ///
+    /// bash: `atlas completions bash > /etc/bash_completion.d/atlas`; zsh: into a
+    /// directory of $fpath as `_atlas`; fish: `~/.config/fish/completions/atlas.fish`;
+    /// PowerShell: `atlas completions powershell | Out-String | Invoke-Expression` in
+    /// $PROFILE.
+    Completions(CompletionsArgs),
+
+    /// Write the manual pages (atlas.1 and one page per command) into a directory
+    ///
+    /// The release archive ships them (scripts/release.sh); `man -l DIR/atlas-backup.1`
+    /// reads one without installing.
+    Man(ManArgs),
+}
+
+/// `atlas completions` options.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `atlas man` options.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing; existing pages of the same
+    /// names are replaced)
+    #[arg(value_name = "DIR")]
+    pub dir: std::path::PathBuf,
 }
 
 /// Which kinds of mailbox a tenant-wide backup includes.

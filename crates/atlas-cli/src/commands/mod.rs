@@ -5,6 +5,7 @@ mod backup;
 mod browse;
 mod context;
 mod demo;
+mod generate;
 mod key;
 mod repair;
 mod replicate;
@@ -68,6 +69,8 @@ pub async fn run(mut cli: Cli, output: Output) -> anyhow::Result<Exit> {
         Command::Rehydrate(args) => replicate::rehydrate(&cli.global, args, output).await,
         Command::Demo(args) => demo::demo(&cli.global, args, output).await,
         Command::Sim(SimCommand::Serve(args)) => sim::serve(args, output).await,
+        Command::Completions(args) => generate::completions(args, output),
+        Command::Man(args) => generate::man_pages(args, output),
     }
 }
 

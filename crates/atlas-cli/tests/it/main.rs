@@ -10,6 +10,7 @@
 
 mod exit_codes;
 mod files_e2e;
+mod generate;
 mod graph_e2e;
 mod heal_e2e;
 mod interrupt_e2e;
