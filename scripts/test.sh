@@ -1,10 +1,23 @@
 #!/usr/bin/env bash
 # The whole test suite, with the S3 tests running for real: starts the local S3 server
-# (moto, see scripts/s3-server.sh), runs `cargo test --workspace` (extra arguments are
-# passed on), and stops the server again — unless one was already running, which is left
-# as it was (another shell may be using it).
+# (moto, see scripts/s3-server.sh), installs the Python packages the tests use when missing,
+# runs `cargo test --workspace` (extra arguments are passed on), and stops the server again —
+# unless one was already running, which is left as it was (another shell may be using it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Python packages the tests read Atlas's output with, installed when missing so that this
+# script works on a fresh machine (.ci/run installs the same versions up front):
+# jsonschema checks every --json document against docs/schemas/, prometheus_client parses
+# the --metrics-file output. (moto, the S3 server, is installed by scripts/s3-server.sh.)
+for tool in jsonschema==4.26.0 prometheus_client==0.26.0; do
+    module="${tool%%==*}"
+    if ! python3 -c "import ${module}" 2>/dev/null; then
+        echo "installing ${tool} from PyPI (used by the tests)" >&2
+        python3 -m pip install --quiet --disable-pip-version-check "${tool}" >&2 \
+            || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${tool}" >&2
+    fi
+done
 
 if scripts/s3-server.sh status >/dev/null 2>&1; then
     eval "$(scripts/s3-server.sh start)"

@@ -178,6 +178,14 @@ pub enum Command {
     #[command(subcommand)]
     Sim(SimCommand),
 
+    /// Which mailboxes are protected: a complete snapshot within --max-age, only partial
+    /// ones, stale, or none at all
+    ///
+    /// Reads the repository only (no Graph credentials), unless --compare-tenant also lists
+    /// the tenant's mailboxes that were never backed up. Exit 2 when any mailbox is not
+    /// protected, 0 when all are.
+    Report(ReportArgs),
+
     /// Print a shell completion script on stdout
     ///
     /// bash: `atlas completions bash > /etc/bash_completion.d/atlas`; zsh: into a
@@ -281,6 +289,9 @@ pub struct BackupArgs {
     /// Back up even into a repository marked as a replica (see atlas replicate)
     #[arg(long)]
     pub force: bool,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 /// Object Lock retention mode.
@@ -410,6 +421,9 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "PERCENT", num_args = 0..=1,
           default_missing_value = "100", value_parser = parse_percent)]
     pub read_data: Option<u8>,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 /// `50%` or `50`: a percentage from 1 to 100 (the README writes `--read-data=50%`).
@@ -731,6 +745,9 @@ pub struct ForgetArgs {
     /// Show what would be removed and write nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 /// `atlas migrate` options.
@@ -803,6 +820,9 @@ pub struct ReplicateArgs {
     /// Objects copied at once
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub parallel: u16,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 /// Where `atlas replicate` copies to.
@@ -902,4 +922,140 @@ pub struct SnapshotChoice {
     /// (2026-03-31T18:00:00Z)
     #[arg(long, value_name = "DATE", requires = "mailbox")]
     pub as_of: Option<String>,
+}
+
+/// What an unattended run leaves behind besides stdout (docs/OPERATIONS.md). Taken by the
+/// commands a schedule runs: backup, verify, forget, replicate.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MonitorArgs {
+    /// Also write the run's JSON summary (the --json document, also on failure) to FILE,
+    /// atomically
+    #[arg(long = "report", value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
+
+    /// Write Prometheus metrics of the run to FILE, atomically (text format, for
+    /// node_exporter's textfile collector); last-success times survive failed runs
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<std::path::PathBuf>,
+
+    /// POST the run's JSON summary to URL when done (retried a few times; a failed
+    /// notification is a warning and never changes the exit code)
+    #[arg(long, value_name = "URL")]
+    pub notify_url: Option<url::Url>,
+}
+
+impl MonitorArgs {
+    /// Whether anything was asked for.
+    pub fn any(&self) -> bool {
+        self.report.is_some() || self.metrics_file.is_some() || self.notify_url.is_some()
+    }
+}
+
+impl Command {
+    /// The command's name as the metrics spell it, and its monitoring options, for the
+    /// commands that take them.
+    pub fn monitor(&self) -> Option<(&'static str, &MonitorArgs)> {
+        match self {
+            Command::Backup(a) => Some(("backup", &a.monitor)),
+            Command::Verify(a) => Some(("verify", &a.monitor)),
+            Command::Forget(a) => Some(("forget", &a.monitor)),
+            Command::Replicate(a) => Some(("replicate", &a.monitor)),
+            _ => None,
+        }
+    }
+}
+
+/// `atlas report` options.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Protected means a complete snapshot started at most this long ago: a number and s,
+    /// min, h, d or w (36h, 2d, 1w)
+    #[arg(long, value_name = "AGE", default_value = "36h")]
+    pub max_age: Age,
+
+    /// Also list the tenant's mailboxes (of --kinds) that have no snapshot at all, and mark
+    /// those the tenant no longer has (needs Graph credentials)
+    #[arg(long)]
+    pub compare_tenant: bool,
+
+    /// With --compare-tenant: the kinds of mailbox a tenant-wide backup includes
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "licensed,shared,unlicensed",
+        requires = "compare_tenant"
+    )]
+    pub kinds: Vec<MailboxKindArg>,
+
+    /// Only these mailboxes; repeatable
+    #[arg(short = 'm', long = "mailbox", value_name = "MAILBOX")]
+    pub mailboxes: Vec<String>,
+}
+
+/// A maximum age as typed (`36h`) and its value.
+#[derive(Debug, Clone)]
+pub struct Age {
+    /// As typed.
+    pub text: String,
+    /// Its value.
+    pub duration: chrono::Duration,
+}
+
+/// A whole number and a unit — `s`, `min`, `h`, `d` or `w`; `m` is refused as ambiguous
+/// between minutes and months.
+impl std::str::FromStr for Age {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        use chrono::Duration;
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("{text:?} has no unit (s, min, h, d or w), e.g. 36h"))?;
+        let (number, unit) = text.split_at(split);
+        let n: i64 = number
+            .parse()
+            .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+        let duration = match unit.trim() {
+            "s" => Duration::try_seconds(n),
+            "min" => Duration::try_minutes(n),
+            "h" => Duration::try_hours(n),
+            "d" => Duration::try_days(n),
+            "w" => Duration::try_weeks(n),
+            "m" => {
+                return Err(format!(
+                    "{text:?}: write min for minutes (m could be months)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "{text:?}: unknown unit {other:?} (s, min, h, d or w)"
+                ));
+            }
+        }
+        .ok_or_else(|| format!("{text:?} is too long"))?;
+        Ok(Self {
+            text: text.to_owned(),
+            duration,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Age;
+
+    #[test]
+    fn ages_take_a_whole_number_and_a_unit() {
+        let age = |t: &str| t.parse::<Age>().map(|a| a.duration);
+        assert_eq!(age("36h"), Ok(chrono::Duration::hours(36)));
+        assert_eq!(age("2d"), Ok(chrono::Duration::days(2)));
+        assert_eq!(age("1w"), Ok(chrono::Duration::weeks(1)));
+        assert_eq!(age("90min"), Ok(chrono::Duration::minutes(90)));
+        assert_eq!(age("0s"), Ok(chrono::Duration::zero()));
+        for bad in ["36", "h", "3m", "1y", "-1h", "1.5h"] {
+            assert!(age(bad).is_err(), "{bad}");
+        }
+    }
 }

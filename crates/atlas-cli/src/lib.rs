@@ -9,7 +9,8 @@
 //!   credentials travel as [`atlas_core::SecretString`] (redacted, zeroizing);
 //! - [`output`]: human tables or `--json` on stdout, with untrusted strings sanitized;
 //! - [`exit`]: the exit-code contract (0 ok, 1 failure, 2 partial, 3 usage/config);
-//! - [`progress`]: the core's progress events rendered as bars, plain lines or nothing.
+//! - [`progress`]: the core's progress events rendered as bars, plain lines or nothing;
+//! - [`monitor`]: `--report`, `--metrics-file` and `--notify-url` of unattended runs.
 //!
 //! The commands (private) call `atlas-core` with the settings; [`main`] ties it together.
 
@@ -21,6 +22,7 @@ mod commands;
 pub mod config;
 mod console;
 pub mod exit;
+pub mod monitor;
 pub mod output;
 mod processes;
 pub mod progress;
@@ -43,7 +45,16 @@ pub fn main() -> ExitCode {
         Err(err) => return clap_exit(&err, json_requested(std::env::args_os())),
     };
     init_logging(cli.global.verbose, cli.global.quiet);
-    let output = Output::new(cli.global.json);
+    let mut output = Output::new(cli.global.json);
+    let monitor = cli.command.monitor().and_then(|(command, args)| {
+        monitor::Monitor::new(command, args, cli.global.tenant.as_deref())
+    });
+    if let Some(monitor) = &monitor {
+        if let Err(err) = monitor.preflight() {
+            return report_error(output, &err.to_string(), None, Exit::Usage).into();
+        }
+        output = output.with_tap(&DOCUMENT);
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -52,7 +63,7 @@ pub fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => {
             let message = format!("cannot start the async runtime: {err}");
-            return report_error(output, &message, None, Exit::Failure);
+            return report_error(output, &message, None, Exit::Failure).into();
         }
     };
     let quiet = cli.global.quiet;
@@ -64,23 +75,30 @@ pub fn main() -> ExitCode {
         upkeep::release_all().await;
         result
     });
-    // A command stopped by a signal may leave a blocking task stuck in a write (to a pipe
-    // nobody reads); waiting for it would make the stop hang.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    match result {
-        Ok(exit) => exit.into(),
+    let mut exit = match result {
+        Ok(exit) => exit,
         Err(err) => {
             // The store names a problem by meaning; which setting to change is ours to say.
             let hint = config::hints::for_error(&err);
             // `{:#}` prints the whole context chain on one line.
             report_error(output, &format!("{err:#}"), hint, Exit::for_error(&err))
         }
+    };
+    if let Some(monitor) = monitor {
+        exit = runtime.block_on(monitor.finish(DOCUMENT.take(), exit));
     }
+    // A command stopped by a signal may leave a blocking task stuck in a write (to a pipe
+    // nobody reads); waiting for it would make the stop hang.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    exit.into()
 }
+
+/// The run's document, for `monitor` (see [`output::Tap`]).
+static DOCUMENT: output::Tap = output::Tap::new();
 
 /// A failed run: the message on stderr, and with `--json` also as the error document on
 /// stdout, so a script reading stdout always gets one JSON document.
-fn report_error(output: Output, message: &str, hint: Option<String>, exit: Exit) -> ExitCode {
+fn report_error(output: Output, message: &str, hint: Option<String>, exit: Exit) -> Exit {
     // Error texts may embed untrusted strings (paths, server messages), hence the
     // sanitizing; the JSON document keeps them raw (serde escapes control characters).
     console::note!("error: {}", sanitize_multiline(message));
@@ -99,7 +117,7 @@ fn report_error(output: Output, message: &str, hint: Option<String>, exit: Exit)
     };
     // stdout may be closed; the exit code still tells.
     let _ = output.error(&report);
-    exit.into()
+    exit
 }
 
 /// Whether `--json` is among the arguments (before a `--`), for errors found while parsing

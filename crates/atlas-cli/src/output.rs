@@ -238,12 +238,59 @@ struct ErrorDocument<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
     json: bool,
+    tap: Option<&'static Tap>,
+}
+
+/// A copy of the run's `--json` document, kept whether or not `--json` prints it, for
+/// what a run leaves behind besides stdout (`--report`, `--metrics-file`, `--notify-url`;
+/// see `monitor`). One per process, a `static`: [`Output`] stays `Copy`.
+#[derive(Debug)]
+pub struct Tap(std::sync::Mutex<Option<serde_json::Value>>);
+
+impl Tap {
+    /// An empty tap.
+    pub const fn new() -> Self {
+        Self(std::sync::Mutex::new(None))
+    }
+
+    fn keep<T: Serialize>(&self, document: &T) {
+        // A document that does not serialize is not printed either (`result` fails).
+        if let Ok(value) = serde_json::to_value(document) {
+            *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(value);
+        }
+    }
+
+    /// The last document printed (or that would have been, without `--json`).
+    pub fn take(&self) -> Option<serde_json::Value> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl Default for Tap {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Output {
     /// `json`: machine output instead of text.
     pub fn new(json: bool) -> Self {
-        Self { json }
+        Self { json, tap: None }
+    }
+
+    /// The same output, also keeping a copy of each document in `tap`.
+    #[must_use]
+    pub fn with_tap(self, tap: &'static Tap) -> Self {
+        Self {
+            tap: Some(tap),
+            ..self
+        }
     }
 
     /// Whether `--json` was given.
@@ -258,6 +305,12 @@ impl Output {
         value: &T,
         human: impl FnOnce() -> String,
     ) -> std::io::Result<()> {
+        if let Some(tap) = self.tap {
+            tap.keep(&Document {
+                schema_version: SCHEMA_VERSION,
+                body: value,
+            });
+        }
         let mut stdout = std::io::stdout().lock();
         let written = if self.json {
             write_document(&mut stdout, value)
@@ -277,6 +330,12 @@ impl Output {
     /// Print a failed run's error as the `--json` document (no-op without `--json`: the
     /// error then goes to stderr only).
     pub fn error(self, report: &ErrorReport) -> std::io::Result<()> {
+        if let Some(tap) = self.tap {
+            tap.keep(&Document {
+                schema_version: SCHEMA_VERSION,
+                body: &ErrorDocument { error: report },
+            });
+        }
         if !self.json {
             return Ok(());
         }

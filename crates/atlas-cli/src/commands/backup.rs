@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use atlas_core::model::{MailboxId, SnapshotId};
 use atlas_core::ports::{Clock, FolderOptions, MailSource, MailboxKind, SystemClock};
 use atlas_core::repo::Repository;
 use atlas_core::service::Cancel;
@@ -13,6 +14,7 @@ use atlas_core::service::backup::{
     BackupOptions, BackupRequest, BackupSummary, MailboxOutcome, MailboxSelection, SkipReason,
     Verdict, execute, plan,
 };
+use atlas_core::service::protection::{self, SnapshotBrief};
 use atlas_graph::{GraphClient, GraphError, GraphSource, ReportPeriod};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -67,6 +69,25 @@ fn skip_reason(reason: SkipReason) -> String {
     }
 }
 
+/// A complete snapshot, as the backup summary and `atlas report` name it.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LastComplete {
+    pub(super) snapshot: SnapshotId,
+    pub(super) started: DateTime<Utc>,
+    pub(super) finished: DateTime<Utc>,
+}
+
+impl From<SnapshotBrief> for LastComplete {
+    fn from(b: SnapshotBrief) -> Self {
+        Self {
+            snapshot: b.id,
+            started: b.started,
+            finished: b.finished,
+        }
+    }
+}
+
 /// One mailbox line of the backup summary.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -78,6 +99,13 @@ struct MailboxResult {
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<BackupSummary>,
+    /// How long this run's snapshot took (its record's start to end); absent when the run
+    /// committed none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<u64>,
+    /// The newest complete snapshot of the mailbox after this run — this run's, or the one
+    /// a failed or partial run leaves standing — for monitoring (`--metrics-file`).
+    last_complete: Option<LastComplete>,
 }
 
 #[derive(Debug, Serialize)]
@@ -148,12 +176,16 @@ fn mailbox_results(outcomes: Vec<MailboxOutcome>) -> Vec<MailboxResult> {
                 result: if s.complete { "complete" } else { "partial" },
                 error: None,
                 summary: Some(s),
+                duration_ms: None,
+                last_complete: None,
             },
             Err(e) => MailboxResult {
                 mailbox: o.mailbox,
                 result: "failed",
                 error: Some(format!("{e}")),
                 summary: None,
+                duration_ms: None,
+                last_complete: None,
             },
         })
         .collect()
@@ -240,7 +272,13 @@ pub async fn backup(
             reason: skip_reason(s.reason),
         })
         .collect();
-    let results = mailbox_results(report.outcomes);
+    let mut results = mailbox_results(report.outcomes);
+    let mut warnings = progress.warnings();
+    if let Err(e) = annotate_history(&repo, &mut results).await {
+        warnings.push(format!(
+            "could not read the snapshot history for the summary: {e}"
+        ));
+    }
     let stats = client.stats();
     let report = BackupReport {
         tenant_id: repo_settings.tenant_id.clone(),
@@ -254,12 +292,35 @@ pub async fn backup(
             throttle_wait_ms: stats.throttle_wait_ms,
             bytes_received: stats.bytes_received,
         },
-        warnings: progress.warnings(),
+        warnings,
         object_lock,
         exit_code: exit.code(),
     };
     output.result(&report, || render_backup(&report))?;
     Ok(exit)
+}
+
+/// Fill in each mailbox's newest complete snapshot and this run's duration, from the
+/// repository (a record or two per mailbox; see `protection::histories`).
+async fn annotate_history(
+    repo: &Repository,
+    results: &mut [MailboxResult],
+) -> atlas_core::Result<()> {
+    let ids: Vec<MailboxId> = results.iter().map(|r| MailboxId::new(&r.mailbox)).collect();
+    let histories = protection::histories(repo, Some(&ids)).await?;
+    let by_address = protection::by_address(&histories);
+    for (r, id) in results.iter_mut().zip(&ids) {
+        let Some(h) = by_address.get(id.address()) else {
+            continue;
+        };
+        r.last_complete = h.latest_complete.map(LastComplete::from);
+        let this_run = r.summary.as_ref().and_then(|s| s.snapshot);
+        if let Some(latest) = h.latest.filter(|l| Some(l.id) == this_run) {
+            r.duration_ms =
+                u64::try_from((latest.finished - latest.started).num_milliseconds()).ok();
+        }
+    }
+    Ok(())
 }
 
 fn render_backup(report: &BackupReport) -> String {

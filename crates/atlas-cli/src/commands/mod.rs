@@ -9,6 +9,7 @@ mod generate;
 mod key;
 mod repair;
 mod replicate;
+mod report;
 mod restore;
 mod retention;
 mod sim;
@@ -69,6 +70,7 @@ pub async fn run(mut cli: Cli, output: Output) -> anyhow::Result<Exit> {
         Command::Rehydrate(args) => replicate::rehydrate(&cli.global, args, output).await,
         Command::Demo(args) => demo::demo(&cli.global, args, output).await,
         Command::Sim(SimCommand::Serve(args)) => sim::serve(args, output).await,
+        Command::Report(args) => report::report(&cli.global, args, output).await,
         Command::Completions(args) => generate::completions(args, output),
         Command::Man(args) => generate::man_pages(args, output),
     }

@@ -131,6 +131,10 @@ fn exit_2_partial_when_some_items_were_not_captured() {
     assert_eq!(run(sandbox.against(&sim), &["init"]).0, Some(0));
     let (code, text) = run(sandbox.against(&sim), &["backup", "-m", &upn]);
     assert_eq!(code, Some(2), "{text}");
+    // `atlas report`: a mailbox with only a partial snapshot is not protected.
+    let (code, text) = run(sandbox.atlas_for(&sim), &["report"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("partial only"), "{text}");
 }
 
 #[test]

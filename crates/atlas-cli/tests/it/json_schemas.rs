@@ -33,7 +33,7 @@ fn schema_file() -> PathBuf {
 }
 
 /// `Ok` when `doc` is valid against the schema's definition `name`, else the errors.
-fn validate(name: &str, doc: &Value) -> Result<(), String> {
+pub(super) fn validate(name: &str, doc: &Value) -> Result<(), String> {
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), doc.to_string()).expect("write");
     let out = std::process::Command::new("python3")

@@ -8,6 +8,7 @@
 //! The services themselves are tested in atlas-core on the memory tenant, and over the
 //! Graph adapter under HTTP faults in atlas-graph; every module here runs the binary.
 
+mod deploy;
 mod exit_codes;
 mod files_e2e;
 mod generate;
@@ -15,6 +16,7 @@ mod graph_e2e;
 mod heal_e2e;
 mod interrupt_e2e;
 mod json_schemas;
+mod monitor_e2e;
 mod replicate_e2e;
 mod repository_e2e;
 mod s3_e2e;

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod catalog;
 pub mod export;
 pub mod migrate;
+pub mod protection;
 pub mod read;
 pub mod repair;
 pub mod replicate;
