@@ -16,6 +16,7 @@ pub mod repair;
 pub mod replicate;
 pub mod restore;
 pub mod retention;
+pub mod shard;
 pub mod status;
 pub mod verify;
 
