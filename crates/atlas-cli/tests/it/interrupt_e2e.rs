@@ -191,6 +191,18 @@ fn sigterm_and_sighup_mid_backup_commit_a_partial_snapshot_and_release_the_lease
 fn closed_stdout_and_stderr_never_panic_or_abort_the_work() {
     let (sim, upn) = slow_tenant(30);
     let sandbox = Sandbox::new();
+    let closed_with = |mut cmd: Command, args: &[&str]| {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let status = cmd
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(writer.try_clone().expect("clone"))
+            .stderr(writer)
+            .status()
+            .expect("runs");
+        status.code()
+    };
     let closed = |args: &[&str]| {
         let (reader, writer) = std::io::pipe().expect("pipe");
         drop(reader);
@@ -255,6 +267,77 @@ fn closed_stdout_and_stderr_never_panic_or_abort_the_work() {
         Some(1),
         "forgot one"
     );
+    // Replication both ways.
+    let replica = sandbox.cwd().join("replica");
+    let replica_arg = replica.display().to_string();
+    assert_eq!(
+        closed(&[
+            "-v",
+            "replicate",
+            "--all",
+            "--target-repository",
+            &replica_arg
+        ]),
+        Some(0),
+        "replicate"
+    );
+    let mut rehydrate = sandbox.spawnable(&sim);
+    rehydrate.env("ATLAS_REPOSITORY", sandbox.cwd().join("rehydrated"));
+    assert_eq!(
+        closed_with(
+            rehydrate,
+            &[
+                "-v",
+                "rehydrate",
+                "--all",
+                "--source-repository",
+                &replica_arg
+            ]
+        ),
+        Some(0),
+        "rehydrate"
+    );
+    let out = sandbox
+        .spawnable(&sim)
+        .env("ATLAS_REPOSITORY", sandbox.cwd().join("rehydrated"))
+        .args(["--json", "list", "-m", &upn])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        json_of(&out)["snapshots"].as_array().map(Vec::len),
+        Some(1),
+        "rehydrated"
+    );
+    // Migration from a v1 repository.
+    let bucket = sandbox.v1_bucket();
+    let mut migrate = sandbox.spawnable(&sim);
+    migrate
+        .env("ATLAS_TENANT_ID", super::v1_e2e::V1_TENANT)
+        .env("ATLAS_ENCRYPTION_PASSPHRASE", super::v1_e2e::V1_PASSPHRASE)
+        .env("ATLAS_REPOSITORY", sandbox.cwd().join("migrated"));
+    assert_eq!(
+        closed_with(
+            migrate,
+            &[
+                "-v",
+                "migrate",
+                "--from-v1",
+                "--from-dir",
+                &bucket.display().to_string()
+            ]
+        ),
+        Some(0),
+        "migrate"
+    );
+    let out = sandbox
+        .spawnable(&sim)
+        .env("ATLAS_TENANT_ID", super::v1_e2e::V1_TENANT)
+        .env("ATLAS_ENCRYPTION_PASSPHRASE", super::v1_e2e::V1_PASSPHRASE)
+        .env("ATLAS_REPOSITORY", sandbox.cwd().join("migrated"))
+        .args(["--json", "list"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let demo = Command::new(assert_cmd::cargo::cargo_bin("atlas"))
         .env_clear()
         .env("HOME", sandbox.home())
@@ -795,5 +878,80 @@ fn a_stopped_save_removes_its_partial_and_a_killed_ones_is_removed_by_the_next()
     assert_eq!(
         std::fs::read(dir.join("notes.txt")).expect("read"),
         b"the user's own file"
+    );
+}
+
+/// `atlas backup … 2>&1 | head -2`: the reader takes two lines and goes away while the
+/// command is still writing (before, exit 101: a panic). Each long command, with stdout
+/// and stderr on one pipe read like that, finishes its work with its documented code.
+#[test]
+fn head_2_of_each_long_command_never_panics() {
+    let (sim, upn) = slow_tenant(60);
+    let sandbox = Sandbox::new();
+    let head_2 = |args: &[&str]| {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        let mut child = sandbox
+            .spawnable(&sim)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(writer.try_clone().expect("clone"))
+            .stderr(writer)
+            .spawn()
+            .expect("spawns");
+        // Read two lines (or to the end), then close the pipe as `head -2` does.
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(reader));
+        let _ = lines.next();
+        let _ = lines.next();
+        drop(lines);
+        let status = child.wait().expect("waits");
+        status.code()
+    };
+    assert_eq!(head_2(&["init"]), Some(0));
+    // -vv logs a line per request: far more than two lines.
+    assert_eq!(head_2(&["-vv", "backup", "-m", &upn]), Some(0), "backup");
+    sim.handle
+        .add_message(
+            &upn,
+            "inbox",
+            atlas_sim::NewMessage::text("One more", "for the second snapshot"),
+        )
+        .expect("add");
+    assert_eq!(head_2(&["-vv", "backup", "-m", &upn]), Some(0), "backup");
+    assert_eq!(head_2(&["-vv", "list", "-m", &upn]), Some(0), "list");
+    assert_eq!(head_2(&["-vv", "verify", "--read-data"]), Some(0), "verify");
+    let zip = sandbox.cwd().join("head.zip");
+    assert_eq!(
+        head_2(&["-vv", "save", "-m", &upn, "-o", &zip.display().to_string()]),
+        Some(0),
+        "save"
+    );
+    assert!(zip.is_file(), "the export was written");
+    // The export itself to a reader that goes away: not done (exit 1), no panic, no file.
+    assert_eq!(
+        head_2(&["save", "-m", &upn, "-o", "-"]),
+        Some(1),
+        "save -o -"
+    );
+    assert_eq!(
+        head_2(&["-vv", "restore", "-m", &upn, "--root", "Restored for head"]),
+        Some(0),
+        "restore"
+    );
+    assert_eq!(
+        head_2(&["-vv", "forget", "--keep-last", "1", "--prune"]),
+        Some(0),
+        "forget --prune"
+    );
+    let out = sandbox.run(&sim, &["--json", "list", "-m", &upn]);
+    assert_eq!(
+        json_of(&out)["snapshots"].as_array().map(Vec::len),
+        Some(1),
+        "both backups were committed and one was forgotten"
+    );
+    let unlock = sandbox.run(&sim, &["--json", "unlock"]);
+    assert_eq!(
+        json_of(&unlock)["removed"],
+        serde_json::json!([]),
+        "nothing left"
     );
 }

@@ -120,3 +120,41 @@ fn demo_keep_leaves_a_repository_its_user_can_open() {
     names.sort();
     assert_eq!(names, [std::ffi::OsString::from("notes.txt")]);
 }
+
+/// `delete --purge` deleted every file under the repository directory, whatever it was: a
+/// repository initialised in a directory that also holds the user's files took them along.
+/// Only the repository goes; the user's files stay byte for byte.
+#[test]
+fn purge_never_removes_files_that_are_not_the_repository() {
+    let sim = Sim::start(SimConfig {
+        users: 1,
+        shared_mailboxes: 0,
+        messages_per_user: 3,
+        accounts_without_mailbox: false,
+        ..SimConfig::default()
+    });
+    let upn = sim.licensed_users().remove(0);
+    let sandbox = Sandbox::new();
+    let repo = sandbox.repo();
+    std::fs::create_dir_all(repo.join("photos")).expect("mkdir");
+    std::fs::write(repo.join("notes.txt"), b"mine").expect("write");
+    std::fs::write(repo.join("photos").join("cat.jpg"), b"also mine").expect("write");
+    for args in [vec!["init"], vec!["backup", "-m", &upn]] {
+        let out = sandbox.run(&sim, &args);
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    }
+    let out = sandbox.run(&sim, &["delete", "--purge", "-y"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(
+        std::fs::read(repo.join("notes.txt")).expect("kept"),
+        b"mine"
+    );
+    assert_eq!(
+        std::fs::read(repo.join("photos").join("cat.jpg")).expect("kept"),
+        b"also mine"
+    );
+    // The repository itself is gone.
+    let out = sandbox.run(&sim, &["list"]);
+    assert_ne!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(!repo.join("config").exists() && !repo.join("packs").exists());
+}

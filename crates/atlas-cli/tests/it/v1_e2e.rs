@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::{Sandbox, json, output_text};
 
-const V1_TENANT: &str = "ed344b8b-563e-428f-932f-e490291cc864";
-const V1_PASSPHRASE: &str = "fixture-passphrase-v1";
+pub(super) const V1_TENANT: &str = "ed344b8b-563e-428f-932f-e490291cc864";
+pub(super) const V1_PASSPHRASE: &str = "fixture-passphrase-v1";
 const LUCAS: &str = "lucas.johnson@simcorp.onmicrosoft.com";
 const OMAR: &str = "omar.kowalski@simcorp.onmicrosoft.com";
 
@@ -155,7 +155,7 @@ fn expected_snapshots() -> Vec<(String, String, usize)> {
 
 impl Sandbox {
     /// A copy of the fixture bucket in the sandbox.
-    fn v1_bucket(&self) -> PathBuf {
+    pub(super) fn v1_bucket(&self) -> PathBuf {
         let bucket = self.dir.path().join("v1-bucket");
         copy_dir(&fixture().join("objects"), &bucket);
         bucket

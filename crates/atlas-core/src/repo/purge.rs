@@ -2,14 +2,16 @@
 //! is gone, and every object of the repository (`atlas delete --all`).
 //!
 //! A purge goes in an order where each intermediate state is still a consistent, smaller
-//! repository: snapshot records, mailbox records, leases, index files, packs, anything
-//! else Atlas did not write, and only then — when nothing was refused — the config and the
-//! wrapped key.
+//! repository: snapshot records, mailbox records, leases, index files, packs, the rest of
+//! the repository's keys (`docs/FORMAT.md` §1), and only then — when nothing was refused —
+//! the config and the wrapped key. Objects under any other name are not the repository's
+//! and stay: a purge of a repository in a directory or bucket that holds other things
+//! removes only the repository.
 
 use super::Repository;
 use super::layout::{
     CONFIG_KEY, INDEX_PREFIX, KEY_BLOB_KEY, LOCK_PREFIX, MAILBOX_PREFIX, PACK_PREFIX,
-    SNAPSHOT_PREFIX, store_key,
+    REPLICATION_STATUS_PREFIX, SNAPSHOT_PREFIX, store_key,
 };
 use super::retention::RetainedObject;
 use crate::error::Result;
@@ -55,9 +57,16 @@ impl Repository {
         Ok(out)
     }
 
-    /// Every object in the store, whatever wrote it.
+    /// Objects of this repository in the store (what a purge deletes; see
+    /// [`is_repository_key`]).
     pub async fn object_count(&self) -> Result<usize> {
-        Ok(self.store().list("").await?.len())
+        Ok(self
+            .store()
+            .list("")
+            .await?
+            .iter()
+            .filter(|m| is_repository_key(m.key.as_str()))
+            .count())
     }
 
     /// Delete every object in the safe order (see the module docs). The config and the
@@ -86,13 +95,24 @@ impl Repository {
                 delete(&mut out, meta.key.as_str(), meta.size).await?;
             }
         }
-        // Anything else Atlas did not write stays out of the order above but still goes
-        // before the config and the key.
+        // The rest of the repository's own keys (prune state, replication status, spares)
+        // goes before the config and the key. Objects under other names are not Atlas's
+        // — a user's files in the repository directory, another application's objects in
+        // a shared bucket — and are never deleted.
+        let mut foreign = 0usize;
         for meta in self.store().list("").await? {
             let k = meta.key.as_str();
-            if k != CONFIG_KEY && k != KEY_BLOB_KEY {
+            if !is_repository_key(k) {
+                foreign += 1;
+            } else if k != CONFIG_KEY && k != KEY_BLOB_KEY {
                 delete(&mut out, k, meta.size).await?;
             }
+        }
+        if foreign > 0 {
+            tracing::warn!(
+                "left {foreign} object(s) in {} that are not part of the repository",
+                self.store().describe()
+            );
         }
         if out.is_complete() {
             delete(&mut out, CONFIG_KEY, 0).await?;
@@ -100,4 +120,22 @@ impl Repository {
         }
         Ok(out)
     }
+}
+
+/// Whether `key` is one the repository writes (`docs/FORMAT.md` §1): the config and the
+/// key names under its prefixes. Everything else in the store belongs to someone else.
+pub(crate) fn is_repository_key(key: &str) -> bool {
+    key == CONFIG_KEY
+        || [
+            "_meta/",
+            PACK_PREFIX,
+            INDEX_PREFIX,
+            MAILBOX_PREFIX,
+            SNAPSHOT_PREFIX,
+            LOCK_PREFIX,
+            "prune/",
+            REPLICATION_STATUS_PREFIX,
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
 }

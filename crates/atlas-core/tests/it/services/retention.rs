@@ -305,3 +305,63 @@ async fn delete_snapshot_mailbox_and_purge() {
         Err(atlas_core::Error::NotInitialized { .. })
     ));
 }
+
+/// A purge deleted every object in the store, Atlas's or not: a repository in a directory
+/// (or a bucket) that also holds other things took them along. Only the repository's own
+/// keys go; the rest is left and not counted in the plan.
+#[tokio::test]
+async fn purge_removes_only_the_repository_and_never_objects_that_are_not_atlas() {
+    use atlas_core::ports::{PutOptions, StoreKey};
+    let (store, repo) = new_repo().await;
+    let a = MailboxId::new("a@contoso.com");
+    backup_folders(&repo, &a, t0(), &sample_folders(), false).await;
+    let before = repo.object_count().await.unwrap();
+    let foreign = [
+        "notes.txt",
+        "photos/cat.jpg",
+        "_metadata.json",
+        "packsandbox",
+    ];
+    for key in foreign {
+        store
+            .put(
+                &StoreKey::new(key).unwrap(),
+                bytes::Bytes::from_static(b"not atlas"),
+                PutOptions::CREATE,
+            )
+            .await
+            .unwrap();
+    }
+    let plan = plan_delete(&repo, &DeleteTarget::Purge).await.unwrap();
+    assert_eq!(
+        plan.objects, before,
+        "only the repository's objects are counted"
+    );
+    let sum = execute_delete(
+        &repo,
+        &plan,
+        "test",
+        &atlas_core::ports::SystemClock,
+        &NullReporter,
+    )
+    .await
+    .unwrap();
+    assert!(sum.is_complete());
+    let mut left: Vec<String> = store
+        .list("")
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.key.as_str().to_owned())
+        .collect();
+    left.sort_unstable();
+    let mut expected: Vec<String> = foreign.iter().map(|s| (*s).to_owned()).collect();
+    expected.sort_unstable();
+    assert_eq!(left, expected);
+    for key in foreign {
+        assert_eq!(
+            &store.get(&StoreKey::new(key).unwrap()).await.unwrap()[..],
+            b"not atlas"
+        );
+    }
+}
