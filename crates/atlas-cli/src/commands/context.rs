@@ -139,6 +139,7 @@ pub(super) async fn open(settings: &RepositorySettings, access: Access) -> anyho
         }
     };
     crate::upkeep::track(&opened.repo);
+    opened.repo.set_memory_budget(settings.memory_budget);
     if let Some(v1) = &opened.v1 {
         tracing::warn!("{where_}: {V1_NOTICE}");
         match &v1.conversion {

@@ -94,6 +94,7 @@ pub async fn replicate(
         tenant_id: settings.tenant_id.clone(),
         store: target_store_settings(&args.target)?,
         passphrase: settings.passphrase.clone(),
+        memory_budget: settings.memory_budget,
     };
     refuse_same_location(&settings.store, &target_settings.store)?;
     prepare_s3_for_writing(&target_settings, false).await?;
@@ -144,6 +145,7 @@ pub async fn rehydrate(
         tenant_id: settings.tenant_id.clone(),
         store: source_store,
         passphrase: settings.passphrase.clone(),
+        memory_budget: settings.memory_budget,
     };
     refuse_same_location(&source_settings.store, &settings.store)?;
     let source = Repository::open(

@@ -95,11 +95,14 @@ pub enum Field {
     /// A PEM file of extra CA certificates to trust (a private CA, TLS inspection), for
     /// S3 and Graph alike.
     CaFile,
+    /// The tenant-wide memory budget of a backup run, MiB (packs being filled and
+    /// uploaded, downloads in flight).
+    MemoryBudget,
 }
 
 impl Field {
     /// Every field, in the order problems are reported.
-    pub const ALL: [Field; 19] = [
+    pub const ALL: [Field; 20] = [
         Field::TenantId,
         Field::ClientId,
         Field::ClientSecret,
@@ -119,6 +122,7 @@ impl Field {
         Field::S3ForcePathStyle,
         Field::S3ContentMd5,
         Field::CaFile,
+        Field::MemoryBudget,
     ];
 
     /// The snake_case key in a config file.
@@ -143,6 +147,7 @@ impl Field {
             Field::S3ForcePathStyle => "s3_force_path_style",
             Field::S3ContentMd5 => "s3_content_md5",
             Field::CaFile => "ca_file",
+            Field::MemoryBudget => "memory_budget_mib",
         }
     }
 
@@ -168,6 +173,7 @@ impl Field {
             Field::S3ForcePathStyle => "ATLAS_S3_FORCE_PATH_STYLE",
             Field::S3ContentMd5 => "ATLAS_S3_CONTENT_MD5",
             Field::CaFile => CA_FILE_ENV,
+            Field::MemoryBudget => "ATLAS_MEMORY_BUDGET_MIB",
         }
     }
 

@@ -27,7 +27,14 @@ pub struct RepositorySettings {
     pub store: StoreSettings,
     /// The passphrase that unwraps the data key.
     pub passphrase: SecretString,
+    /// Bytes of the memory budget backup runs draw from (`ATLAS_MEMORY_BUDGET_MIB`).
+    pub memory_budget: u64,
 }
+
+/// Bounds of `memory_budget_mib`: below 16 MiB packs would be sealed tiny; above 64 GiB
+/// is surely a typo.
+const MIN_MEMORY_BUDGET_MIB: u64 = 16;
+const MAX_MEMORY_BUDGET_MIB: u64 = 64 << 10;
 
 impl RepositorySettings {
     /// Warnings to show at startup of a command that uses this repository.
@@ -165,10 +172,24 @@ impl Config {
             self.check_local(tenant.as_deref(), problems)
                 .map(|path| StoreSettings::Local { path })
         };
+        let memory_budget = self.optional(
+            Field::MemoryBudget,
+            || Some(atlas_core::repo::DEFAULT_MEMORY_BUDGET),
+            problems,
+            |text| match text.trim().parse::<u64>() {
+                Ok(mib) if (MIN_MEMORY_BUDGET_MIB..=MAX_MEMORY_BUDGET_MIB).contains(&mib) => {
+                    Ok(mib << 20)
+                }
+                _ => Err(format!(
+                    "expected a number of MiB between {MIN_MEMORY_BUDGET_MIB} and {MAX_MEMORY_BUDGET_MIB}"
+                )),
+            },
+        );
         Some(RepositorySettings {
             tenant_id: tenant?,
             store: store?,
             passphrase: passphrase?,
+            memory_budget: memory_budget?,
         })
     }
 

@@ -742,3 +742,30 @@ fn content_md5_is_off_unless_asked_for_in_the_file_or_the_environment() {
         .unwrap_err();
     assert_eq!(problems(err), ["s3_content_md5"]);
 }
+
+#[test]
+fn memory_budget_defaults_and_is_read_in_mib_from_the_file_or_the_environment() {
+    let base = || {
+        Fixture::new()
+            .env("ATLAS_TENANT_ID", TENANT)
+            .env("ATLAS_ENCRYPTION_PASSPHRASE", "passphrase-VALUE-long")
+    };
+    let budget = |fx: &Fixture| fx.load().for_repository().expect("valid").memory_budget;
+    assert_eq!(budget(&base()), atlas_core::repo::DEFAULT_MEMORY_BUDGET);
+    assert_eq!(
+        budget(&base().env("ATLAS_MEMORY_BUDGET_MIB", "32")),
+        32 << 20
+    );
+    assert_eq!(
+        budget(&base().write("atlas.config.json", r#"{"memory_budget_mib": "200"}"#)),
+        200 << 20
+    );
+    for bad in ["8", "lots", "-1"] {
+        let err = base()
+            .env("ATLAS_MEMORY_BUDGET_MIB", bad)
+            .load()
+            .for_repository()
+            .unwrap_err();
+        assert_eq!(problems(err), ["memory_budget_mib"], "{bad}");
+    }
+}

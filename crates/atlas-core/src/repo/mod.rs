@@ -21,6 +21,7 @@
 //! describes every object byte by byte.
 
 mod blobs;
+pub mod budget;
 mod cache;
 mod chunks;
 mod copy;
@@ -50,6 +51,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use blobs::FolderItems;
 pub use blobs::PackData;
+pub use budget::{DEFAULT_MEMORY_BUDGET, Grant, MemoryBudget};
 pub(crate) use copy::{ObjectCopier, read_replica_marker, write_replica_marker};
 pub use crypto::decrypt_v1_object;
 pub use index_cache::IndexRefresh;
@@ -207,6 +209,9 @@ struct Inner {
     root_damage: RwLock<Vec<RootDamage>>,
     /// Leases this handle holds, for the heartbeat and the exit path (see `lease`).
     leases: lease::Leases,
+    /// The memory budget every backup session of this handle draws from (a runtime
+    /// setting, not stored: one per tenant run).
+    budget: RwLock<MemoryBudget>,
 }
 
 /// An opened repository. Cheap to clone (shared state: keys, config, index cache).
@@ -226,6 +231,7 @@ impl Repository {
                 index: RwLock::new(Index::default()),
                 root_damage: RwLock::new(Vec::new()),
                 leases: lease::Leases::default(),
+                budget: RwLock::new(MemoryBudget::default()),
             }),
         }
     }
@@ -262,6 +268,26 @@ impl Repository {
         self.config().ok_or_else(|| Error::NotInitialized {
             store: self.inner.store.describe(),
         })
+    }
+
+    /// The memory budget backup sessions of this handle (and its clones) draw from: packs
+    /// being filled and uploaded, downloads in flight ([`MemoryBudget`]).
+    pub fn memory_budget(&self) -> MemoryBudget {
+        self.inner
+            .budget
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replace the memory budget (`ATLAS_MEMORY_BUDGET`); sessions begun afterwards draw
+    /// from the new one. Set it before a run starts.
+    pub fn set_memory_budget(&self, bytes: u64) {
+        *self
+            .inner
+            .budget
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = MemoryBudget::new(bytes);
     }
 
     /// The data key, for reading TypeScript Atlas v1 objects with [`decrypt_v1_object`].

@@ -131,6 +131,85 @@ pub(crate) fn versioned_body<'a>(
     Ok(body)
 }
 
+/// A pack assembled in place: sealed blobs are appended to one buffer that already has
+/// room for the header, and sealing appends the table and trailer and fills in the header.
+/// The buffer is the upload body, so a pack is never copied after its blobs are written.
+#[derive(Debug)]
+pub(crate) struct PackBuilder {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl PackBuilder {
+    /// An empty pack; `capacity` is reserved up front (untouched pages cost no memory).
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity.max(PACK_HEADER_LEN));
+        buf.extend_from_slice(&[0u8; PACK_HEADER_LEN]);
+        Self {
+            buf,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Whether no blob was added.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of the blobs added so far.
+    pub(crate) fn blob_bytes(&self) -> usize {
+        self.buf.len() - PACK_HEADER_LEN
+    }
+
+    /// Append one sealed blob.
+    pub(crate) fn push(&mut self, id: ContentId, kind: BlobKind, sealed: &[u8]) -> Result<()> {
+        let too_big = || Error::invalid("pack larger than 4 GiB");
+        self.entries.push(PackEntry {
+            id,
+            kind,
+            offset: u32::try_from(self.buf.len()).map_err(|_| too_big())?,
+            length: u32::try_from(sealed.len()).map_err(|_| too_big())?,
+        });
+        self.buf.extend_from_slice(sealed);
+        Ok(())
+    }
+
+    /// Seal the table, append it and the trailer, fill in the header. Returns the pack's
+    /// bytes and its table entries.
+    pub(crate) fn finish(
+        mut self,
+        enc_key: &[u8; 32],
+        pack: PackId,
+    ) -> Result<(Vec<u8>, Vec<PackEntry>)> {
+        // The table's sealed length depends only on the entry count (frames may compress,
+        // so seal first with a provisional header and again if the total changed).
+        let key = pack.store_key();
+        let blob_end = self.buf.len();
+        let mut total = 0usize;
+        loop {
+            let header = pack_header(total as u64);
+            let context = [key.as_bytes(), &header].concat();
+            let table = seal_object(
+                enc_key,
+                ObjectType::PackTable,
+                &context,
+                &encode_table(&self.entries),
+            );
+            let new_total = blob_end + table.len() + PACK_TRAILER_LEN;
+            if new_total == total {
+                let table_len = u32::try_from(table.len())
+                    .map_err(|_| Error::invalid("pack table larger than 4 GiB"))?;
+                self.buf[..PACK_HEADER_LEN].copy_from_slice(&header);
+                self.buf.extend_from_slice(&table);
+                self.buf.extend_from_slice(&table_len.to_le_bytes());
+                self.buf.extend_from_slice(TRAILER_MAGIC);
+                return Ok((self.buf, self.entries));
+            }
+            total = new_total;
+        }
+    }
+}
+
 /// Assemble a pack from encrypted blobs. Returns the bytes and the table entries.
 pub(crate) fn build_pack(
     enc_key: &[u8; 32],
@@ -138,48 +217,11 @@ pub(crate) fn build_pack(
     blobs: &[(ContentId, BlobKind, Vec<u8>)],
 ) -> Result<(Vec<u8>, Vec<PackEntry>)> {
     let blob_bytes: usize = blobs.iter().map(|b| b.2.len()).sum();
-    let mut entries = Vec::with_capacity(blobs.len());
-    let mut offset = PACK_HEADER_LEN;
+    let mut builder = PackBuilder::with_capacity(PACK_HEADER_LEN + blob_bytes + 4096);
     for (id, kind, bytes) in blobs {
-        let too_big = || Error::invalid("pack larger than 4 GiB");
-        entries.push(PackEntry {
-            id: *id,
-            kind: *kind,
-            offset: u32::try_from(offset).map_err(|_| too_big())?,
-            length: u32::try_from(bytes.len()).map_err(|_| too_big())?,
-        });
-        offset += bytes.len();
+        builder.push(*id, *kind, bytes)?;
     }
-    // The table's sealed length depends only on the entry count (frames may compress, so
-    // seal first with a provisional header and rebuild if the total changed).
-    let key = pack.store_key();
-    let mut total = 0usize;
-    loop {
-        let header = pack_header(total as u64);
-        let context = [key.as_bytes(), &header].concat();
-        let table = seal_object(
-            enc_key,
-            ObjectType::PackTable,
-            &context,
-            &encode_table(&entries),
-        );
-        let new_total = PACK_HEADER_LEN + blob_bytes + table.len() + PACK_TRAILER_LEN;
-        if new_total == total {
-            let table_len = u32::try_from(table.len())
-                .map_err(|_| Error::invalid("pack table larger than 4 GiB"))?;
-            // Blobs are copied once, straight into the pack.
-            let mut out = Vec::with_capacity(total);
-            out.extend_from_slice(&header);
-            for (_, _, bytes) in blobs {
-                out.extend_from_slice(bytes);
-            }
-            out.extend_from_slice(&table);
-            out.extend_from_slice(&table_len.to_le_bytes());
-            out.extend_from_slice(TRAILER_MAGIC);
-            return Ok((out, entries));
-        }
-        total = new_total;
-    }
+    builder.finish(enc_key, pack)
 }
 
 fn pack_header(total: u64) -> [u8; PACK_HEADER_LEN] {

@@ -15,11 +15,12 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use super::budget::{Grant, MemoryBudget};
 use super::chunks::ChunkList;
 use super::crypto::{self, ObjectType};
 use super::index::{IndexEntry, Location};
 use super::lease::{self, Held};
-use super::pack::{self, PackId};
+use super::pack::{PackBuilder, PackId};
 use super::{BlobKind, FolderItems, RepoSettings, Repository, snapshot_key, store_key};
 use crate::error::{Error, Result};
 use crate::model::{ContentId, MailboxId, MessageMeta, SnapshotId, SnapshotRecord};
@@ -81,9 +82,11 @@ pub struct BackupSession {
     clock: Arc<dyn Clock>,
     lease: Arc<Held>,
     settings: RepoSettings,
-    /// Encrypted blobs of the pack being filled.
-    current: Vec<(ContentId, BlobKind, Vec<u8>)>,
-    current_bytes: usize,
+    /// The pack being filled (sealed blobs appended in place).
+    current: PackBuilder,
+    /// What `current` draws from the tenant's memory budget.
+    current_grant: Grant,
+    budget: MemoryBudget,
     /// Ids in `current`.
     pending: HashMap<ContentId, BlobKind>,
     /// Entries of sealed packs not yet in an index file.
@@ -105,14 +108,16 @@ impl BackupSession {
     ) -> Result<Self> {
         let settings = repo.require_config()?.settings;
         let lease = lease::acquire(&repo, &mailbox, owner, clock.as_ref()).await?;
+        let budget = repo.memory_budget();
         let session = Self {
+            current: PackBuilder::with_capacity(pack_capacity(&settings)),
+            current_grant: budget.empty(),
+            budget,
             repo,
             mailbox,
             clock,
             lease,
             settings,
-            current: Vec::new(),
-            current_bytes: 0,
             pending: HashMap::new(),
             unindexed: Vec::new(),
             unindexed_ids: HashMap::new(),
@@ -324,15 +329,49 @@ impl BackupSession {
         plain_len: usize,
     ) -> Result<()> {
         let target = usize::try_from(self.settings.pack_target_size).unwrap_or(usize::MAX);
-        if !self.current.is_empty() && self.current_bytes + sealed.len() > target {
+        if !self.current.is_empty() && self.current.blob_bytes() + sealed.len() > target {
             self.seal_pack().await?;
         }
         self.stats.blobs_written += 1;
         self.stats.bytes_plain += plain_len as u64;
         self.stats.bytes_stored += sealed.len() as u64;
-        self.current_bytes += sealed.len();
+        // Memory that exists already (its download was admitted): accounted, not waited for.
+        self.current_grant.grow(sealed.len() as u64);
+        self.current.push(id, kind, &sealed)?;
+        drop(sealed);
         self.pending.insert(id, kind);
-        self.current.push((id, kind, sealed));
+        if self.budget.has_waiters() && self.current.blob_bytes() >= self.pressure_seal_bytes() {
+            self.seal_pack().await?;
+        }
+        Ok(())
+    }
+
+    /// Below this many bytes a pack is not sealed early for a waiting worker: tiny packs
+    /// would only trade memory for objects. Small enough that sessions × this stays well
+    /// inside any sensible budget, so early sealing always frees enough.
+    fn pressure_seal_bytes(&self) -> usize {
+        let target = usize::try_from(self.settings.pack_target_size).unwrap_or(usize::MAX);
+        let limit = usize::try_from(self.budget.limit()).unwrap_or(usize::MAX);
+        (target / 8).min(limit / 32).max(1)
+    }
+
+    /// Whether [`BackupSession::relieve_pressure`] would seal the pack being filled.
+    pub fn can_relieve_pressure(&self) -> bool {
+        !self.current.is_empty() && self.current.blob_bytes() >= self.pressure_seal_bytes()
+    }
+
+    /// The tenant memory budget this session draws from.
+    pub fn memory_budget(&self) -> &MemoryBudget {
+        &self.budget
+    }
+
+    /// Another worker waits for memory: seal and upload the pack being filled now if it
+    /// is worth a pack (see `pressure_seal_bytes`), so its bytes go back to the budget.
+    /// Called by a backup while it waits for downloads, which may be the ones waiting.
+    pub async fn relieve_pressure(&mut self) -> Result<()> {
+        if self.can_relieve_pressure() {
+            self.seal_pack().await?;
+        }
         Ok(())
     }
 
@@ -350,11 +389,16 @@ impl BackupSession {
         if self.current.is_empty() {
             return Ok(());
         }
-        let blobs = std::mem::take(&mut self.current);
+        let builder = std::mem::replace(
+            &mut self.current,
+            PackBuilder::with_capacity(pack_capacity(&self.settings)),
+        );
+        // Held until the upload is done: the pack's bytes stay in memory until then.
+        let grant = std::mem::replace(&mut self.current_grant, self.budget.empty());
         let keys = self.repo.keys();
         let pack_id = PackId::random();
         let (bytes, entries) =
-            tokio::task::spawn_blocking(move || pack::build_pack(&keys.enc, pack_id, &blobs))
+            tokio::task::spawn_blocking(move || builder.finish(&keys.enc, pack_id))
                 .await
                 .map_err(|e| Error::task(&e))??;
         self.repo
@@ -377,7 +421,7 @@ impl BackupSession {
             self.unindexed_ids.insert(e.id, location);
         }
         self.pending.clear();
-        self.current_bytes = 0;
+        drop(grant);
         Ok(())
     }
 
@@ -485,6 +529,14 @@ impl BackupSession {
         let released = lease::release(&self.repo, &self.lease).await;
         flushed.and(released)
     }
+}
+
+/// Room reserved for a pack buffer: the target plus one blob's worth of slack, so the
+/// buffer is never reallocated while it fills (a reallocation would copy the pack and,
+/// for a moment, hold it twice). Reserved pages that are never written cost nothing.
+fn pack_capacity(settings: &RepoSettings) -> usize {
+    let target = usize::try_from(settings.pack_target_size).unwrap_or(usize::MAX);
+    target.saturating_add(64 << 10).min(1 << 30)
 }
 
 /// A streaming writer of one piece of content (see [`BackupSession::put_blob_stream`]).

@@ -51,7 +51,7 @@ use crate::ports::{
     Clock, ContentStream, DeltaCursor, DeltaNext, Event, FolderOptions, ItemMetadata, MailSource,
     Reporter, SourceError, SourceFolder, SourceItem, SourceMailbox,
 };
-use crate::repo::{BackupSession, BlobKind, FORMAT_VERSION, Repository};
+use crate::repo::{BackupSession, BlobKind, FORMAT_VERSION, Grant, MemoryBudget, Repository};
 
 use super::catalog::path_selected;
 use super::{Cancel, Window};
@@ -273,12 +273,23 @@ enum Downloaded {
     },
 }
 
+/// What a download draws from the memory budget before its first byte: a typical
+/// message fits; a larger one grows its grant as bytes arrive (never waiting then).
+const DOWNLOAD_ESTIMATE: u64 = 256 << 10;
+
+/// The representations of one item and the memory budget they hold until stored.
+type Download = (Vec<(ContentKind, Downloaded)>, Grant);
+
 /// Download every representation the item offers, each stopping at [`IN_MEMORY_LIMIT`].
+/// Waits for [`DOWNLOAD_ESTIMATE`] of the tenant's memory budget first.
 async fn download(
     source: Arc<dyn MailSource>,
     mailbox: SourceMailbox,
     item: SourceItem,
-) -> std::result::Result<Vec<(ContentKind, Downloaded)>, SourceError> {
+    budget: MemoryBudget,
+) -> std::result::Result<Download, SourceError> {
+    let mut grant = budget.acquire(DOWNLOAD_ESTIMATE).await;
+    let mut held = 0u64;
     let mut out = Vec::with_capacity(item.contents.len());
     for &kind in &item.contents {
         let mut stream = source.open_content(&mailbox, &item, kind).await?;
@@ -286,11 +297,16 @@ async fn download(
         let mut large = None;
         while let Some(chunk) = stream.next_chunk().await? {
             buf.extend_from_slice(&chunk);
+            let now = held + buf.capacity() as u64;
+            if now > grant.bytes() {
+                grant.grow(now - grant.bytes());
+            }
             if buf.len() > IN_MEMORY_LIMIT {
                 large = Some(stream);
                 break;
             }
         }
+        held += buf.capacity() as u64;
         out.push((
             kind,
             match large {
@@ -308,7 +324,8 @@ async fn download(
             item.id
         )));
     }
-    Ok(out)
+    grant.shrink_to(held);
+    Ok((out, grant))
 }
 
 /// The repository blob kind a representation is stored as (docs/FORMAT.md §6.1).
@@ -644,25 +661,42 @@ impl Run<'_> {
         let mut bytes_total = 0u64;
         let mut window = Window::new(self.opts.downloads_in_flight);
         let mut pending = items.into_iter();
+        let budget = session.memory_budget().clone();
         loop {
             while window.has_room() && !self.cancel.is_hard() {
                 let Some(m) = pending.next() else { break };
                 let (source, mailbox) = (Arc::clone(&self.source), self.mailbox.clone());
+                let budget = budget.clone();
                 window.spawn(async move {
-                    let downloaded = download(source, mailbox, m.clone()).await;
+                    let downloaded = download(source, mailbox, m.clone(), budget).await;
                     (m, downloaded)
                 });
             }
             if self.cancel.is_hard() {
                 break;
             }
-            let Some(done) = window.next().await else {
+            // While waiting for downloads, give the budget back if another worker (maybe
+            // one of ours) waits for it: the pack being filled is the one buffer that can
+            // be released early. Without this, sessions holding half-full packs while all
+            // their downloads wait would wait for each other.
+            let next = if session.can_relieve_pressure() {
+                tokio::select! {
+                    next = window.next() => next,
+                    () = budget.contended() => {
+                        session.relieve_pressure().await?;
+                        continue;
+                    }
+                }
+            } else {
+                window.next().await
+            };
+            let Some(done) = next else {
                 break;
             };
             let (m, downloaded) = done?;
             let has_attachments = m.mail_metadata().is_some_and(|x| x.has_attachments);
             let outcome = match downloaded {
-                Ok(parts) => {
+                Ok((parts, _grant)) => {
                     let mut stored = Vec::with_capacity(parts.len());
                     let mut failed = None;
                     for (kind, part) in parts {

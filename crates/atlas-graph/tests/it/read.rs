@@ -128,7 +128,10 @@ async fn folder_tree_from_folder_delta_whole_or_top_level() {
             .list_folder_tree(&mailbox(&user), FolderTreeOptions::default())
             .await
             .expect("tree");
-        assert!(tree.iter().any(|f| f.path.join("/").ends_with("Projects/2025")));
+        assert!(
+            tree.iter()
+                .any(|f| f.path.join("/").ends_with("Projects/2025"))
+        );
         let pos: BTreeMap<&FolderId, usize> =
             tree.iter().enumerate().map(|(i, f)| (&f.id, i)).collect();
         for f in &tree {
@@ -141,7 +144,13 @@ async fn folder_tree_from_folder_delta_whole_or_top_level() {
         child_listings.push(counters.kind("folders").requests);
         trees.push(
             tree.iter()
-                .map(|f| (f.id.as_str().to_owned(), f.path.join("/"), f.well_known.clone()))
+                .map(|f| {
+                    (
+                        f.id.as_str().to_owned(),
+                        f.path.join("/"),
+                        f.well_known.clone(),
+                    )
+                })
                 .collect::<BTreeSet<_>>(),
         );
     }

@@ -311,6 +311,85 @@ async fn a_tenant_backup_runs_mailboxes_in_parallel_and_each_matches() {
     }
 }
 
+/// Downloads, packs being filled and packs being uploaded all draw from one tenant-wide
+/// memory budget. With a budget far below what 4 mailboxes × 4 downloads would take, a
+/// parallel backup still completes — downloads wait, packs are sealed early for them
+/// instead of every worker waiting for the others — and holds close to the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_backup_holds_to_a_small_memory_budget() {
+    let env = env(4, 20).await;
+    // Each mailbox gets ~1.3 MB of incompressible MIME: its pack alone would pass the
+    // budget, so packs must be sealed early for the downloads waiting.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for upn in env.tenant.addresses() {
+        for i in 0..10 {
+            let bytes: Vec<u8> = (0..96 << 10)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 24) as u8
+                })
+                .collect();
+            let mut m = MessageSpec::text(&format!("scan {i}"), "attached");
+            m.attachments = vec![AttachmentSpec::file(
+                "scan.bin",
+                "application/octet-stream",
+                bytes,
+            )];
+            env.tenant.add_message(&upn, "inbox", m).unwrap();
+        }
+    }
+    let limit = 512 << 10;
+    env.repo.set_memory_budget(limit);
+    let mailboxes: Vec<_> = env
+        .source
+        .list_mailboxes()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| matches!(m.kind, MailboxKind::Licensed | MailboxKind::Shared))
+        .collect();
+    assert!(mailboxes.len() >= 4);
+    let opts = opts();
+    let run = backup_mailboxes(
+        &env.repo,
+        env.source.clone(),
+        mailboxes.clone(),
+        &opts,
+        4,
+        clock(),
+        Arc::new(NullReporter),
+        Arc::new(Cancel::new()),
+    );
+    let outcomes = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("the backup waits for memory, it does not deadlock");
+    for o in &outcomes {
+        let s = o.result.as_ref().unwrap();
+        assert!(s.complete, "{}: {s:#?}", o.mailbox);
+    }
+    for m in &mailboxes {
+        assert_matches_tenant(&env, m.address()).await;
+    }
+    let budget = env.repo.memory_budget();
+    assert_eq!(budget.in_use(), 0, "every grant was given back");
+    // Waiting keeps the sum near the limit; what may pass it is bounded by the few
+    // messages already admitted whose sealed copies join packs without waiting.
+    assert!(
+        budget.peak() <= 2 * limit,
+        "peak {} for a budget of {limit}",
+        budget.peak()
+    );
+    // 4 × 40 messages would fit in one 16 MiB pack per mailbox; the budget sealed more.
+    let packs = env.store.list("packs/").await.unwrap().len();
+    assert!(
+        packs > mailboxes.len(),
+        "{packs} packs, peak {}",
+        budget.peak()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_backup_of_the_same_mailbox_is_refused_by_the_lease() {
     let env = env(2, 10).await;
