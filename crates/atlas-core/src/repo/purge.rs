@@ -57,8 +57,8 @@ impl Repository {
         Ok(out)
     }
 
-    /// Objects of this repository in the store (what a purge deletes; see
-    /// [`is_repository_key`]).
+    /// Objects of this repository in the store: what a purge deletes, the keys
+    /// `docs/FORMAT.md` §1 names (objects under other names are someone else's).
     pub async fn object_count(&self) -> Result<usize> {
         Ok(self
             .store()
