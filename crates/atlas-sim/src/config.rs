@@ -242,6 +242,11 @@ pub struct FaultConfig {
     /// How long a hung request waits before answering; `None` never answers.
     #[serde(with = "opt_millis")]
     pub hang_delay: Option<Duration>,
+    /// Probability (0.0–1.0) that a write (any method but GET) takes effect and its answer
+    /// is then lost: the connection stays silent (for `hang_delay`, or until shutdown) after
+    /// the handler ran. What a client sees when a connection drops after sending: the
+    /// change happened, and only a look can tell.
+    pub lost_answer_rate: f64,
 }
 
 impl Default for Limits {

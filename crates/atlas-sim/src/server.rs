@@ -577,7 +577,29 @@ impl Sim {
             text_body: req.prefer_text_body(),
             basic_only,
         };
-        handler(&Call::new(self, req, view, params))
+        let resp = handler(&Call::new(self, req, view, params));
+        if req.method != Method::GET {
+            drop(_guard);
+            self.maybe_lose_answer().await;
+        }
+        resp
+    }
+
+    /// The `lost_answer_rate` fault: after a write took effect, stay silent.
+    async fn maybe_lose_answer(&self) {
+        let faults = lock(&self.faults).clone();
+        let lose = faults.lost_answer_rate > 0.0
+            && lock(&self.fault_rng).gen_bool(faults.lost_answer_rate.clamp(0.0, 1.0));
+        if lose {
+            let mut stop = self.shutdown.subscribe();
+            let wait = faults
+                .hang_delay
+                .unwrap_or(Duration::from_secs(86_400 * 365));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|v| *v) => {}
+            }
+        }
     }
 
     /// Resolves a user segment to a mailbox, with Exchange's errors for unknown users and

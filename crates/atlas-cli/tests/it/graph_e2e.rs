@@ -742,3 +742,79 @@ fn status_without_a_mailbox_covers_every_mailbox_and_splits_new_changed_deleted(
         "{row}"
     );
 }
+
+/// A restore whose create request lost its answer after the message was created aborted
+/// the whole run ("outcome unknown … check whether it took effect before retrying", exit
+/// 1, nothing restored). Each write whose answer is lost is checked (the restore mark
+/// tells whether it took effect) and the run goes on: every message once, exit 0.
+#[test]
+fn restore_writes_whose_answer_was_lost_are_checked_and_the_run_goes_on() {
+    let sim = Sim::start(SimConfig {
+        users: 4,
+        messages_per_user: 12,
+        ..SimConfig::default()
+    });
+    let users = sim.licensed_users();
+    let (source, target) = (&users[0], &users[1]);
+    let sandbox = Sandbox::new();
+    sandbox.against(&sim).arg("init").assert().success();
+    let out = sandbox
+        .against(&sim)
+        .args(["backup", "-m", source])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let expected = sim
+        .handle
+        .dump_mailbox(source)
+        .expect("dump")
+        .messages
+        .len();
+    sim.handle.set_faults(FaultConfig {
+        lost_answer_rate: 0.25,
+        hang_delay: Some(Duration::from_secs(60)),
+        ..FaultConfig::default()
+    });
+    let out = sandbox
+        .against(&sim)
+        .env("ATLAS_GRAPH_TIMEOUT", "1")
+        .args([
+            "--json",
+            "restore",
+            "-m",
+            source,
+            "-T",
+            target,
+            "--root",
+            "Recovered",
+        ])
+        .output()
+        .expect("runs");
+    sim.handle.set_faults(FaultConfig::default());
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let summary = json(&out);
+    assert_eq!(
+        summary["created"].as_u64().unwrap_or(0) + summary["completed"].as_u64().unwrap_or(0),
+        expected as u64,
+        "{summary}"
+    );
+    // Every message exactly once.
+    let dump = sim.handle.dump_mailbox(target).expect("dump");
+    let mut marks: Vec<String> = dump
+        .messages
+        .iter()
+        .filter(|m| m.folder_path.starts_with("Recovered"))
+        .map(|m| {
+            m.extended_properties
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(atlas_graph::PROP_SOURCE))
+                .map(|(_, v)| v.clone())
+                .expect("restored messages carry their mark")
+        })
+        .collect();
+    assert_eq!(marks.len(), expected, "{marks:?}");
+    marks.sort();
+    marks.dedup();
+    assert_eq!(marks.len(), expected, "a message was restored twice");
+}

@@ -520,15 +520,27 @@ impl GraphClient {
     /// `PATCH` of a message id that cannot exist. Graph checks the app's roles before it
     /// looks the item up, so a missing Mail.ReadWrite answers 403 while a granted one
     /// answers "not found" (404, or 400 for the malformed id).
+    ///
+    /// The probe changes nothing, so one whose answer was lost
+    /// ([`GraphError::OutcomeUnknown`]) is simply sent again (a few times): a dropped
+    /// connection must not end a restore before it starts.
     pub async fn probe_mail_write(&self, mailbox: &MailboxId) -> Result<(), GraphError> {
+        const ATTEMPTS: usize = 3;
         let probe = ItemId::new("AtlasWriteAccessProbe-this-id-does-not-exist");
-        match self
-            .update_message(mailbox, &probe, &serde_json::json!({}))
-            .await
-        {
-            Ok(())
-            | Err(GraphError::NotFound { .. } | GraphError::Rejected { status: 400, .. }) => Ok(()),
-            Err(e) => Err(e),
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .update_message(mailbox, &probe, &serde_json::json!({}))
+                .await
+            {
+                Ok(())
+                | Err(GraphError::NotFound { .. } | GraphError::Rejected { status: 400, .. }) => {
+                    return Ok(());
+                }
+                Err(GraphError::OutcomeUnknown { .. }) if attempt < ATTEMPTS => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 

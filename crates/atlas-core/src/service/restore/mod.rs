@@ -232,9 +232,12 @@ pub struct RestoreSummary {
 }
 
 impl RestoreSummary {
-    /// Whether the CLI should report a partial result (exit 2).
+    /// Whether the CLI should report a partial result (exit 2): not complete, or any
+    /// message counted as failed — a summary that says "1 failed" is never a success, even
+    /// when the verification found that message after all (a write whose answer was lost
+    /// and whose check failed; the next run finds it and skips it).
     pub fn is_partial(&self) -> bool {
-        !self.complete
+        !self.complete || self.failed > 0
     }
 }
 
@@ -999,6 +1002,7 @@ async fn run_plan(
     }
     let mut summary = run.summary;
     summary.complete = !summary.cancelled
+        && summary.failed == 0
         && summary.folders.len() == plan.folders.len()
         && summary
             .folders
@@ -1057,5 +1061,39 @@ fn record(
             });
             failures.insert(id, reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RestoreSummary;
+    use crate::model::SnapshotId;
+
+    /// A restore printed "1 failed" and exited 0: the verification had found the message
+    /// (its create's answer was lost and the check failed, but it had been created).
+    #[test]
+    fn a_summary_with_a_failed_message_is_partial() {
+        let mut s = RestoreSummary {
+            run_id: "r".into(),
+            snapshot: SnapshotId::random(),
+            source_mailbox: "a@contoso.com".into(),
+            target_mailbox: "b@contoso.com".into(),
+            root: None,
+            complete: true,
+            cancelled: false,
+            created: 3,
+            completed: 0,
+            skipped: 0,
+            failed: 0,
+            attachments: 0,
+            attachment_bytes: 0,
+            folders: Vec::new(),
+        };
+        assert!(!s.is_partial());
+        s.failed = 1;
+        assert!(s.is_partial());
+        s.failed = 0;
+        s.complete = false;
+        assert!(s.is_partial());
     }
 }
