@@ -536,7 +536,7 @@ impl Sim {
         let basic_only = !claims.roles.iter().any(|r| {
             r.eq_ignore_ascii_case("Mail.Read") || r.eq_ignore_ascii_case("Mail.ReadWrite")
         });
-        let _guard = if endpoint.mailbox {
+        let slot = if endpoint.mailbox {
             let idx = if let Some(id) = params.get("mailbox") {
                 match self.mailbox_by_id(id) {
                     Some(i) => i,
@@ -579,7 +579,7 @@ impl Sim {
         };
         let resp = handler(&Call::new(self, req, view, params));
         if req.method != Method::GET {
-            drop(_guard);
+            drop(slot);
             self.maybe_lose_answer().await;
         }
         resp
