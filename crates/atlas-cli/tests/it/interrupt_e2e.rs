@@ -955,3 +955,53 @@ fn head_2_of_each_long_command_never_panics() {
         "nothing left"
     );
 }
+
+/// SIGTERM in the middle of a restore: like the first Ctrl+C, the items in flight finish,
+/// the run reports what it did and exits 2 (partial) instead of dying with 143; the same
+/// command run again completes it (exit 0) without duplicating anything.
+#[test]
+fn sigterm_mid_restore_exits_2_and_the_same_command_completes_it() {
+    let (sim, upn) = slow_tenant(300);
+    let sandbox = Sandbox::new();
+    for args in [vec!["init"], vec!["backup", "-m", &upn]] {
+        let out = sandbox.run(&sim, &args);
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    }
+    let restore = [
+        "restore",
+        "-m",
+        upn.as_str(),
+        "--root",
+        "Stopped and resumed",
+    ];
+    set_latency(&sim, 15);
+    sim.handle.reset_counters();
+    let mut child = sandbox
+        .spawnable(&sim)
+        .args(restore)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sim.handle.counters().total_requests() < 60 {
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "restore ended too soon"
+        );
+        assert!(Instant::now() < deadline, "restore never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, "TERM");
+    let out = wait_with_timeout(child);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    set_latency(&sim, 0);
+    let out = sandbox.run(&sim, &restore);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("every folder holds every restored message"),
+        "{}",
+        output_text(&out)
+    );
+}
