@@ -618,6 +618,13 @@ async fn backup_and_restore_run_in_a_span_per_mailbox_and_per_folder() {
     use tracing_subscriber::layer::SubscriberExt as _;
 
     let seen = spans::Seen::default();
+    // tracing-core decides a callsite's interest with the *calling thread's* default
+    // subscriber while at most one dispatcher is registered (`has_just_one`): another test
+    // thread hitting the backup's span callsites first, with no subscriber, then caches
+    // them as "never" for every thread, and this test records nothing (it failed whenever
+    // it ran alongside the other backup tests). With a second dispatcher alive, interest
+    // is computed over every registered dispatcher, this test's recorder included.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
     let subscriber = tracing_subscriber::registry().with(spans::Recorder(seen.clone()));
     let _guard = tracing::subscriber::set_default(subscriber);
     let env = env(1, 8).await;
