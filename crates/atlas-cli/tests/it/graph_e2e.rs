@@ -818,3 +818,59 @@ fn restore_writes_whose_answer_was_lost_are_checked_and_the_run_goes_on() {
     marks.dedup();
     assert_eq!(marks.len(), expected, "a message was restored twice");
 }
+
+/// `.eml` files attached to a message came back as item attachments without their `.eml`
+/// name: a file attachment stays a file attachment with its name and bytes.
+#[test]
+fn an_attached_eml_file_is_restored_as_a_file_with_its_name_and_bytes() {
+    let sim = Sim::start(SimConfig {
+        users: 4,
+        messages_per_user: 3,
+        ..SimConfig::default()
+    });
+    let users = sim.licensed_users();
+    let (source, target) = (&users[0], &users[1]);
+    let eml =
+        b"From: x@example.com\r\nTo: y@example.com\r\nSubject: Kept as a file\r\n\r\nbody\r\n";
+    let mut msg = atlas_sim::NewMessage::text("With an eml file", "see attached");
+    msg.attachments.push(atlas_sim::NewAttachment {
+        name: "saved.eml".into(),
+        content_type: "message/rfc822".into(),
+        bytes: eml.to_vec(),
+        is_inline: false,
+        content_id: None,
+    });
+    sim.handle
+        .add_message(source, "inbox", msg)
+        .expect("add message");
+    let file_of = |dump: &atlas_sim::MailboxDump, root: &str| {
+        dump.messages
+            .iter()
+            .filter(|m| m.folder_path.starts_with(root) && m.subject == "With an eml file")
+            .flat_map(|m| m.attachments.clone())
+            .collect::<Vec<_>>()
+    };
+    let original = file_of(&sim.handle.dump_mailbox(source).expect("dump"), "");
+    assert_eq!(original.len(), 1);
+    assert_eq!(original[0].kind, "file");
+
+    let sandbox = Sandbox::new();
+    sandbox.against(&sim).arg("init").assert().success();
+    for args in [
+        vec!["backup", "-m", source.as_str()],
+        vec!["restore", "-m", source, "-T", target, "--root", "Recovered"],
+    ] {
+        let out = sandbox.against(&sim).args(&args).output().expect("runs");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            output_text(&out)
+        );
+    }
+    let restored = file_of(&sim.handle.dump_mailbox(target).expect("dump"), "Recovered");
+    assert_eq!(restored.len(), 1, "{restored:?}");
+    assert_eq!(restored[0].kind, "file", "{restored:?}");
+    assert_eq!(restored[0].name, "saved.eml");
+    assert_eq!(restored[0].sha256, original[0].sha256, "same bytes");
+}

@@ -170,9 +170,37 @@ fn trim_crlf(b: &[u8]) -> &[u8] {
         .unwrap_or(b)
 }
 
+/// An `.eml` *file* attached to a message, as opposed to an attached message (an item
+/// attachment): both are `message/rfc822` parts, but an embedded message may only be sent
+/// as 7bit, 8bit or binary (RFC 2046 §5.2.1), while a file's bytes are sent base64 (or
+/// quoted-printable) like any other file — which is how Exchange exports a
+/// `fileAttachment` whose content type is `message/rfc822`. Such a part is restored as the
+/// file it was: same name, same bytes.
+fn eml_file(p: &mail_parser::MessagePart<'_>) -> Option<RestoreAttachment> {
+    p.message()?;
+    let encoding = p.content_transfer_encoding()?.to_ascii_lowercase();
+    if encoding != "base64" && encoding != "quoted-printable" {
+        return None;
+    }
+    Some(RestoreAttachment::File {
+        name: p
+            .attachment_name()
+            .map_or_else(|| "attachment.eml".to_owned(), str::to_owned),
+        content_type: Some("message/rfc822".into()),
+        bytes: Bytes::copy_from_slice(p.contents()),
+        is_inline: p
+            .content_disposition()
+            .is_some_and(mail_parser::ContentType::is_inline),
+        content_id: None,
+    })
+}
+
 fn attachments(m: &Message<'_>, raw: &[u8]) -> Vec<RestoreAttachment> {
     m.attachments()
         .map(|p| {
+            if let Some(file) = eml_file(p) {
+                return file;
+            }
             if let Some(inner) = p.message() {
                 let name = p
                     .attachment_name()
@@ -414,6 +442,39 @@ inner body\r\n\
                 assert!(raw.starts_with(b"From: x@example.com"));
             }
             other @ RestoreAttachment::File { .. } => panic!("expected item, got {other:?}"),
+        }
+    }
+
+    /// `.eml` files attached to a message came back as item attachments without their
+    /// `.eml` name: a base64 `message/rfc822` part is a file, and stays one.
+    #[test]
+    fn an_attached_eml_file_stays_a_file_with_its_name_and_bytes() {
+        use base64::Engine as _;
+        let inner = "From: x@example.com\r\nSubject: Kept as a file\r\n\r\nbody\r\n";
+        let encoded = base64::engine::general_purpose::STANDARD.encode(inner);
+        let mime = format!(
+            "From: a@contoso.com\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+--b\r\nContent-Type: message/rfc822; name=\"saved.eml\"\r\n\
+Content-Disposition: attachment; filename=\"saved.eml\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{encoded}\r\n--b--\r\n"
+        );
+        let p = parse(mime.as_bytes(), &meta()).expect("parses");
+        assert_eq!(p.attachments.len(), 1);
+        match &p.attachments[0] {
+            RestoreAttachment::File {
+                name,
+                content_type,
+                bytes,
+                is_inline,
+                ..
+            } => {
+                assert_eq!(name, "saved.eml");
+                assert_eq!(content_type.as_deref(), Some("message/rfc822"));
+                assert_eq!(bytes.as_ref(), inner.as_bytes());
+                assert!(!is_inline);
+            }
+            other @ RestoreAttachment::Item { .. } => panic!("expected a file, got {other:?}"),
         }
     }
 }
