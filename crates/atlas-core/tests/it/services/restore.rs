@@ -590,3 +590,132 @@ async fn a_damaged_object_fails_only_its_message_and_the_summary_is_partial() {
         },
     );
 }
+
+/// A target whose `list_items` fails on the given call numbers (1-based) and otherwise is
+/// the memory tenant.
+#[derive(Debug)]
+struct ListFailsOn {
+    inner: MemoryTenant,
+    calls: AtomicU64,
+    fail: Vec<u64>,
+}
+
+#[async_trait::async_trait]
+impl MailTarget for ListFailsOn {
+    async fn resolve_mailbox(&self, a: &str) -> Result<MailboxId, TargetError> {
+        MailTarget::resolve_mailbox(&self.inner, a).await
+    }
+    async fn check_write_access(&self, m: &MailboxId) -> Result<(), TargetError> {
+        self.inner.check_write_access(m).await
+    }
+    async fn well_known_folder(
+        &self,
+        m: &MailboxId,
+        w: &str,
+    ) -> Result<Option<atlas_core::ports::TargetFolder>, TargetError> {
+        self.inner.well_known_folder(m, w).await
+    }
+    async fn ensure_folder(
+        &self,
+        m: &MailboxId,
+        p: Option<&atlas_core::model::FolderId>,
+        n: &str,
+    ) -> Result<atlas_core::ports::TargetFolder, TargetError> {
+        self.inner.ensure_folder(m, p, n).await
+    }
+    async fn list_items(
+        &self,
+        m: &MailboxId,
+        f: &atlas_core::model::FolderId,
+    ) -> Result<Vec<atlas_core::ports::TargetItem>, TargetError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.fail.contains(&n) {
+            return Err(TargetError::Unavailable("listing failed".into()));
+        }
+        self.inner.list_items(m, f).await
+    }
+    async fn create_message(
+        &self,
+        m: &MailboxId,
+        f: &atlas_core::model::FolderId,
+        msg: &atlas_core::ports::RestoreMessage,
+        a: &[RestoreAttachment],
+        mark: &atlas_core::ports::RestoreMark,
+        complete: bool,
+    ) -> Result<atlas_core::model::ItemId, TargetError> {
+        self.inner
+            .create_message(m, f, msg, a, mark, complete)
+            .await
+    }
+    async fn list_attachments(
+        &self,
+        m: &MailboxId,
+        i: &atlas_core::model::ItemId,
+    ) -> Result<Vec<atlas_core::ports::TargetAttachment>, TargetError> {
+        self.inner.list_attachments(m, i).await
+    }
+    async fn add_attachment(
+        &self,
+        m: &MailboxId,
+        i: &atlas_core::model::ItemId,
+        a: &RestoreAttachment,
+    ) -> Result<(), TargetError> {
+        self.inner.add_attachment(m, i, a).await
+    }
+    async fn mark_complete(
+        &self,
+        m: &MailboxId,
+        i: &atlas_core::model::ItemId,
+        msg: &atlas_core::ports::RestoreMessage,
+    ) -> Result<(), TargetError> {
+        self.inner.mark_complete(m, i, msg).await
+    }
+    fn inline_attachment_budget(&self) -> u64 {
+        self.inner.inline_attachment_budget()
+    }
+}
+
+/// A restore printed "1 failed" and exited 0: a create whose answer was lost, and whose
+/// check could not list the folder, is counted as failed — the message was created all
+/// the same, so the folder verifies — and such a summary must not be complete.
+#[tokio::test]
+async fn a_failed_message_makes_the_summary_partial_even_when_the_folder_verifies() {
+    let env = env(2, 10).await;
+    let a = users(&env)[0].clone();
+    backup(&env, &a).await;
+    let victim = env.tenant.dump(&a).unwrap().items[0].clone();
+    env.tenant.delete_item(&a, &victim.id).unwrap();
+    let mut opts = RestoreOptions::new(latest(&a));
+    opts.destination = Destination::InPlace;
+    opts.message = Some(victim.id.to_string());
+    let p = plan(&env.repo, &opts).await.unwrap();
+    assert_eq!(p.messages, 1);
+    // Calls of list_items: 1 before writing, 2 the check after the lost answer, 3 the
+    // verification.
+    let target = Arc::new(ListFailsOn {
+        inner: env.tenant.clone(),
+        calls: AtomicU64::new(0),
+        fail: vec![2],
+    });
+    env.tenant
+        .fail_next(Op::CreateMessage, 1, Fault::LoseAnswer);
+    let s = execute(&p, &env.repo, target, &NullReporter, &Cancel::new())
+        .await
+        .unwrap();
+    env.tenant.clear_faults();
+    assert_eq!(s.failed, 1, "{s:#?}");
+    assert!(!s.complete, "{s:#?}");
+    assert!(s.is_partial());
+    // The message is there once; a rerun finds it and completes the restore.
+    let again = execute(
+        &p,
+        &env.repo,
+        Arc::new(env.tenant.clone()),
+        &NullReporter,
+        &Cancel::new(),
+    )
+    .await
+    .unwrap();
+    assert!(again.complete, "{again:#?}");
+    assert_eq!(again.created, 0);
+}
