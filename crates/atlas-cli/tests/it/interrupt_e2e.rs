@@ -90,12 +90,21 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// A finished process to put in place of one whose output is taken.
+fn dummy_child() -> Child {
+    Command::new("true").spawn().expect("true runs")
+}
+
 /// Wait until the running backup holds its lease and has downloaded a few messages.
 fn wait_until_backing_up(sim: &Sim, sandbox: &Sandbox, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Some(status) = child.try_wait().expect("poll") {
-            panic!("backup ended before it could be interrupted: {status}");
+        if child.try_wait().expect("poll").is_some() {
+            let out = wait_with_timeout(std::mem::replace(child, dummy_child()));
+            panic!(
+                "backup ended before it could be interrupted: {}",
+                output_text(&out)
+            );
         }
         let leased = !files_under(&sandbox.repo().join("locks")).is_empty();
         let downloads = sim.handle.counters().total_requests();
@@ -146,6 +155,7 @@ fn sigterm_and_sighup_mid_backup_commit_a_partial_snapshot_and_release_the_lease
     let init = sandbox.run(&sim, &["init"]);
     assert_eq!(init.status.code(), Some(0), "{}", output_text(&init));
     for sig in ["TERM", "HUP"] {
+        add_messages(&sim, &upn, sig, 300);
         set_latency(&sim, 15);
         sim.handle.reset_counters();
         let mut child = sandbox
@@ -438,6 +448,7 @@ fn kill_9_or_sigterm_mid_backup_then_the_next_run_succeeds_without_manual_steps(
         let init = place.run(&sandbox, &sim, &["init"]);
         assert_eq!(init.status.code(), Some(0), "{}", output_text(&init));
         for sig in ["KILL", "TERM"] {
+            add_messages(&sim, &upn, &format!("{} {sig}", place.name()), 300);
             set_latency(&sim, 15);
             sim.handle.reset_counters();
             let mut child = place
@@ -622,6 +633,20 @@ fn start_slow_backup(
     child
 }
 
+/// Add `n` new messages to the inbox: the next backup has them to download (content it
+/// already holds is reused, even with `--full`, so it would be over too soon to interrupt).
+fn add_messages(sim: &Sim, upn: &str, tag: &str, n: usize) {
+    for i in 0..n {
+        sim.handle
+            .add_message(
+                upn,
+                "inbox",
+                atlas_sim::NewMessage::text(&format!("{tag} {i}"), "to download"),
+            )
+            .expect("add");
+    }
+}
+
 fn kill_9(child: Child) {
     signal(&child, "KILL");
     let out = wait_with_timeout(child);
@@ -662,7 +687,8 @@ fn after_a_killed_backup_forget_prune_and_delete_just_work() {
             err.contains("removed the stale lease") && err.contains("process is gone"),
             "{what}: forget --prune takes the dead backup's lease over: {err}"
         );
-        // A full backup killed in the middle; delete of that mailbox just works.
+        // Another backup killed in the middle; delete of that mailbox just works.
+        add_messages(&sim, &upn, &format!("{what} before delete"), 300);
         kill_9(start_slow_backup(&sim, &sandbox, &place, &upn, &["--full"]));
         set_latency(&sim, 0);
         let out = place.run(&sandbox, &sim, &["delete", "-m", &upn, "-y"]);
@@ -703,10 +729,12 @@ fn delete_of_one_mailbox_while_another_is_backed_up_exits_0() {
     let users = sim.licensed_users();
     let (a, b) = (users[0].clone(), users[1].clone());
     let sandbox = Sandbox::new();
+    // B is known to the repository by one small folder, so its full backup below has
+    // everything else to download and runs long enough.
     for args in [
         vec!["init"],
         vec!["backup", "-m", &a],
-        vec!["backup", "-m", &b],
+        vec!["backup", "-m", &b, "-f", "Drafts"],
     ] {
         let out = sandbox.run(&sim, &args);
         assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
