@@ -9,9 +9,11 @@ cd "$(dirname "$0")/.."
 # Python packages the tests read Atlas's output with, installed when missing so that this
 # script works on a fresh machine (.ci/run installs the same versions up front):
 # jsonschema checks every --json document against docs/schemas/, prometheus_client parses
-# the --metrics-file output. (moto, the S3 server, is installed by scripts/s3-server.sh.)
-for tool in jsonschema==4.26.0 prometheus_client==0.26.0; do
+# the --metrics-file output, kubernetes-validate checks deploy/kubernetes against the
+# Kubernetes API schemas offline. (moto, the S3 server, is installed by scripts/s3-server.sh.)
+for tool in jsonschema==4.26.0 prometheus_client==0.26.0 kubernetes-validate==1.37.0; do
     module="${tool%%==*}"
+    module="${module//-/_}"
     if ! python3 -c "import ${module}" 2>/dev/null; then
         echo "installing ${tool} from PyPI (used by the tests)" >&2
         python3 -m pip install --quiet --disable-pip-version-check "${tool}" >&2 \

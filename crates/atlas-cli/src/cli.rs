@@ -270,6 +270,12 @@ pub struct BackupArgs {
     )]
     pub kinds: Vec<MailboxKindArg>,
 
+    /// Back up only shard I of N (0-based) of the selected mailboxes, so N workers
+    /// together cover each exactly once (a fixed partition by a hash of the mailbox's
+    /// directory id); `auto/N` takes I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+
     /// Include hidden folders
     #[arg(long)]
     pub include_hidden: bool,

@@ -11,16 +11,18 @@ use atlas_core::ports::{Clock, FolderOptions, MailSource, MailboxKind, SystemClo
 use atlas_core::repo::Repository;
 use atlas_core::service::Cancel;
 use atlas_core::service::backup::{
-    BackupOptions, BackupRequest, BackupSummary, MailboxOutcome, MailboxSelection, SkipReason,
-    Verdict, execute, plan,
+    BackupOptions, BackupRequest, BackupSummary, MailboxOutcome, MailboxSelection, ShardShare,
+    SkipReason, Verdict, execute, plan,
 };
 use atlas_core::service::protection::{self, SnapshotBrief};
+use atlas_core::service::shard::Shard;
 use atlas_graph::{GraphClient, GraphError, GraphSource, ReportPeriod};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::cli::{BackupArgs, GlobalArgs, MailboxKindArg, MailboxesArgs};
-use crate::exit::Exit;
+use crate::config::JOB_COMPLETION_INDEX_ENV;
+use crate::exit::{Exit, UsageError};
 use crate::output::{self, Output, Table, sanitize};
 use crate::progress::{Mode, Progress};
 
@@ -130,6 +132,9 @@ struct BackupReport {
     /// Object Lock applied to each snapshot of the run (`--retention-days`), see storage.rs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     object_lock: Vec<super::storage::SnapshotLock>,
+    /// With `--shard`: which share of the selection this run took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<ShardOut>,
     exit_code: u8,
 }
 
@@ -140,8 +145,55 @@ struct Skipped {
     reason: String,
 }
 
+/// `--shard I/N` or `--shard auto/N` (I from `JOB_COMPLETION_INDEX`, which the Job
+/// controller sets in each pod of an Indexed Job). Every malformed value is a usage error.
+fn shard(spec: &str, job_index: Option<&str>) -> Result<Shard, UsageError> {
+    let usage = |e: atlas_core::Error| UsageError(format!("--shard: {e}"));
+    match spec.trim().strip_prefix("auto/") {
+        None => spec.parse().map_err(usage),
+        Some(count) => {
+            let Some(index) = job_index else {
+                return Err(UsageError(format!(
+                    "--shard {spec} takes the shard index from {JOB_COMPLETION_INDEX_ENV}, which is not set (Kubernetes sets it in the pods of an Indexed Job); elsewhere give the index: --shard 0/{}",
+                    count.trim()
+                )));
+            };
+            format!("{}/{count}", index.trim()).parse().map_err(|e| {
+                UsageError(format!(
+                    "--shard {spec} with {JOB_COMPLETION_INDEX_ENV}={}: {e}",
+                    sanitize(index)
+                ))
+            })
+        }
+    }
+}
+
+/// The shard a sharded run took, in the summary.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ShardOut {
+    /// 0-based.
+    index: u32,
+    count: u32,
+    /// Mailboxes this shard backs up (before any turns out to have no mailbox).
+    mailboxes: usize,
+    /// Mailboxes of the whole selection, over all shards.
+    selected: usize,
+}
+
+impl From<ShardShare> for ShardOut {
+    fn from(s: ShardShare) -> Self {
+        Self {
+            index: s.shard.index(),
+            count: s.shard.count(),
+            mailboxes: s.mailboxes,
+            selected: s.selected,
+        }
+    }
+}
+
 /// The core's backup request for the command line.
-fn request(args: &BackupArgs) -> BackupRequest {
+fn request(args: &BackupArgs, shard: Option<Shard>) -> BackupRequest {
     let mut request = BackupRequest::new(if args.mailboxes.is_empty() {
         MailboxSelection::Tenant {
             kinds: args.kinds.iter().map(|k| mailbox_kind(*k)).collect(),
@@ -150,6 +202,7 @@ fn request(args: &BackupArgs) -> BackupRequest {
         MailboxSelection::Named(args.mailboxes.clone())
     });
     request.mailboxes_in_parallel = usize::from(args.concurrency);
+    request.shard = shard;
     request.options = BackupOptions {
         folders: args.folders.clone(),
         full: args.full,
@@ -199,6 +252,11 @@ pub async fn backup(
     output: Output,
 ) -> anyhow::Result<Exit> {
     let config = load_config(global)?;
+    let shard = args
+        .shard
+        .as_deref()
+        .map(|spec| shard(spec, config.job_completion_index()))
+        .transpose()?;
     let (repo_settings, graph_settings) = config
         .for_repository_and_graph()
         .context("checking the configuration")?;
@@ -216,7 +274,7 @@ pub async fn backup(
     // before anything is written (a typo in ATLAS_REPOSITORY must not start a fresh full
     // backup somewhere else). Object Lock / S3 bucket preparation (storage.rs) refuses
     // locking on a local repository, also before anything is written.
-    let request = request(args);
+    let request = request(args, shard);
     let planned = plan(&source, &request)
         .await
         .context("planning the backup")?;
@@ -252,6 +310,7 @@ pub async fn backup(
     .await;
     progress.finish();
     let report = report.context("starting the backup")?;
+    let shard_share = planned.shard;
 
     let exit = match report.verdict() {
         Verdict::Complete => Exit::Success,
@@ -294,6 +353,7 @@ pub async fn backup(
         },
         warnings,
         object_lock,
+        shard: shard_share.map(ShardOut::from),
         exit_code: exit.code(),
     };
     output.result(&report, || render_backup(&report))?;
@@ -411,6 +471,13 @@ fn render_backup(report: &BackupReport) -> String {
         sanitize(&report.repository)
     );
     out.push_str(&super::storage::render_locks(&report.object_lock));
+    if let Some(s) = &report.shard {
+        let _ = writeln!(
+            out,
+            "Shard {}/{}: {} of the {} selected mailboxes (the other shards take the rest)",
+            s.index, s.count, s.mailboxes, s.selected
+        );
+    }
     out
 }
 

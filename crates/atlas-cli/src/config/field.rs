@@ -16,6 +16,9 @@ pub const HTTPS_PROXY_ENV: [&str; 2] = ["HTTPS_PROXY", "https_proxy"];
 pub const HTTP_PROXY_ENV: [&str; 2] = ["HTTP_PROXY", "http_proxy"];
 /// Hosts reached without a proxy.
 pub const NO_PROXY_ENV: [&str; 2] = ["NO_PROXY", "no_proxy"];
+/// The index Kubernetes gives each pod of an Indexed Job (0-based), for
+/// `atlas backup --shard auto/N`. Not `ATLAS_*`: the Job controller names it.
+pub const JOB_COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 
 /// Which key derivation function wraps a new or re-wrapped data key.
 ///

@@ -43,8 +43,8 @@ use std::path::{Path, PathBuf};
 use atlas_core::SecretString;
 
 pub use field::{
-    CA_FILE_ENV, Field, HTTP_PROXY_ENV, HTTPS_PROXY_ENV, KDF_ENV, KdfSetting, NEW_PASSPHRASE_ENV,
-    NO_PROXY_ENV, TENANT_SELECTOR_ENV,
+    CA_FILE_ENV, Field, HTTP_PROXY_ENV, HTTPS_PROXY_ENV, JOB_COMPLETION_INDEX_ENV, KDF_ENV,
+    KdfSetting, NEW_PASSPHRASE_ENV, NO_PROXY_ENV, TENANT_SELECTOR_ENV,
 };
 pub use problem::{ConfigError, Problem};
 pub use settings::{
@@ -92,6 +92,7 @@ pub struct Config {
     warnings: Vec<String>,
     data_dir: Option<PathBuf>,
     cwd: PathBuf,
+    job_completion_index: Option<String>,
     multi_tenant_names: Vec<String>,
 }
 
@@ -114,6 +115,11 @@ impl Config {
     /// The new passphrase for `atlas key passwd`, from `ATLAS_NEW_ENCRYPTION_PASSPHRASE`.
     pub fn new_passphrase(&self) -> Option<&SecretString> {
         self.new_passphrase.as_ref()
+    }
+
+    /// `JOB_COMPLETION_INDEX` as Kubernetes set it (for `--shard auto/N`), unparsed.
+    pub fn job_completion_index(&self) -> Option<&str> {
+        self.job_completion_index.as_deref()
     }
 
     /// The KDF for new or re-wrapped keys from `ATLAS_KDF`, if set.

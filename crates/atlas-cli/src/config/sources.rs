@@ -9,8 +9,8 @@ use atlas_core::SecretString;
 use serde_json::Value;
 
 use super::field::{
-    Field, HTTP_PROXY_ENV, HTTPS_PROXY_ENV, KDF_ENV, NEW_PASSPHRASE_ENV, NO_PROXY_ENV,
-    TENANT_SELECTOR_ENV,
+    Field, HTTP_PROXY_ENV, HTTPS_PROXY_ENV, JOB_COMPLETION_INDEX_ENV, KDF_ENV, NEW_PASSPHRASE_ENV,
+    NO_PROXY_ENV, TENANT_SELECTOR_ENV,
 };
 use super::problem::{ConfigError, Problem};
 use super::{Config, Proxies};
@@ -67,7 +67,9 @@ impl Inputs {
         })?;
         let env = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .filter(|(k, _)| k.starts_with("ATLAS_") || is_proxy_variable(k))
+            .filter(|(k, _)| {
+                k.starts_with("ATLAS_") || is_proxy_variable(k) || k == JOB_COMPLETION_INDEX_ENV
+            })
             .collect();
         Ok(Self {
             env,
@@ -230,6 +232,8 @@ impl Config {
             warnings,
             data_dir: inputs.data_dir.clone(),
             cwd: inputs.cwd.clone(),
+            // The process environment only: the Job controller sets it per pod.
+            job_completion_index: inputs.env.get(JOB_COMPLETION_INDEX_ENV).cloned(),
             multi_tenant_names: parsed.tenants.keys().cloned().collect(),
         })
     }

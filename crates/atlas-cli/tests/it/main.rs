@@ -20,6 +20,7 @@ mod monitor_e2e;
 mod replicate_e2e;
 mod repository_e2e;
 mod s3_e2e;
+mod shard_e2e;
 mod terminal_e2e;
 mod v1_e2e;
 

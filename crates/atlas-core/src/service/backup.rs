@@ -31,8 +31,8 @@
 mod plan;
 
 pub use plan::{
-    BackupPlan, BackupReport, BackupRequest, MailboxSelection, SkipReason, Skipped, SnapshotLock,
-    Verdict, execute, kind_selected, plan,
+    BackupPlan, BackupReport, BackupRequest, MailboxSelection, ShardShare, SkipReason, Skipped,
+    SnapshotLock, Verdict, execute, kind_selected, plan,
 };
 
 use std::collections::{BTreeMap, HashMap};

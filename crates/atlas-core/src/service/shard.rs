@@ -18,6 +18,7 @@ use std::str::FromStr;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::Error;
+use crate::model::MailboxId;
 
 /// One worker's share: shard `index` of `count` (0-based, `index < count`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,11 +57,24 @@ impl Shard {
         Self::of(mailbox_object_id, self.count) == self.index
     }
 
+    /// Whether this worker backs up the mailbox (by [`shard_key`]).
+    pub fn owns_mailbox(self, mailbox: &MailboxId) -> bool {
+        self.owns(shard_key(mailbox))
+    }
+
     /// The items of `all` this worker owns, in their order; `id` gives an item's
     /// directory object id.
     pub fn select<T>(self, all: Vec<T>, id: impl Fn(&T) -> &str) -> Vec<T> {
         all.into_iter().filter(|m| self.owns(id(m))).collect()
     }
+}
+
+/// What a mailbox is partitioned by: its directory object id, which every worker gets
+/// from the same directory listing and which survives renames; the address only for a
+/// mailbox whose source gave no object id (then every worker still agrees, as they all
+/// see the same address).
+pub fn shard_key(mailbox: &MailboxId) -> &str {
+    mailbox.graph_user_id().unwrap_or_else(|| mailbox.address())
 }
 
 /// `I/N`, 0-based (`0/3`, `1/3`, `2/3`), as `--shard` takes it. A malformed one is

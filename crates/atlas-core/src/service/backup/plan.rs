@@ -40,6 +40,7 @@ use crate::ports::{
 use crate::repo::{Repository, RetentionReport, retention};
 use crate::service::Cancel;
 use crate::service::catalog::{check_folder_filters, path_selected};
+use crate::service::shard::{Shard, shard_key};
 
 /// Which mailboxes a backup covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +91,8 @@ pub struct BackupRequest {
     pub options: BackupOptions,
     /// Mailboxes backed up at once (at least one).
     pub mailboxes_in_parallel: usize,
+    /// Only this worker's share of the selection (`--shard I/N`): see [`Shard`].
+    pub shard: Option<Shard>,
 }
 
 impl BackupRequest {
@@ -99,6 +102,7 @@ impl BackupRequest {
             mailboxes,
             options: BackupOptions::default(),
             mailboxes_in_parallel: 4,
+            shard: None,
         }
     }
 }
@@ -137,14 +141,33 @@ pub struct BackupPlan {
     pub options: BackupOptions,
     /// Mailboxes backed up at once (at least one).
     pub mailboxes_in_parallel: usize,
+    /// The share this worker took, when the request was sharded.
+    pub shard: Option<ShardShare>,
+}
+
+/// What a sharded plan took: `mailboxes` of the `selected` ones (the whole selection, as
+/// every worker sees it), and as many of its skipped mailboxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardShare {
+    /// This worker's shard.
+    pub shard: Shard,
+    /// Mailboxes the whole selection has, over all shards.
+    pub selected: usize,
+    /// Mailboxes this shard backs up.
+    pub mailboxes: usize,
 }
 
 /// Plan a backup: resolve the selection against the source and check the folder filters.
 /// Reads the source only; nothing is written. See the module docs for the rules.
 pub async fn plan(source: &dyn MailSource, request: &BackupRequest) -> Result<BackupPlan> {
     let opts = &request.options;
-    let (mailboxes, skipped, tenant_wide) = match &request.mailboxes {
-        MailboxSelection::Named(names) => (named(source, names, request).await?, Vec::new(), false),
+    let (mailboxes, skipped, tenant_wide, shard) = match &request.mailboxes {
+        MailboxSelection::Named(names) => {
+            // Every worker resolves every name (a typo fails every shard alike), then
+            // keeps its share.
+            let (chosen, share) = take_share(named(source, names, request).await?, request.shard);
+            (chosen, Vec::new(), false, share)
+        }
         MailboxSelection::Tenant { kinds } => {
             let (chosen, skipped): (Vec<_>, Vec<_>) = source
                 .list_mailboxes()
@@ -152,17 +175,21 @@ pub async fn plan(source: &dyn MailSource, request: &BackupRequest) -> Result<Ba
                 .map_err(Error::Source)?
                 .into_iter()
                 .partition(|m| kind_selected(m.kind, kinds));
+            // Each worker lists only its own share of the skipped mailboxes too, so the N
+            // reports together name each mailbox once.
             let skipped = skipped
                 .into_iter()
+                .filter(|m| request.shard.is_none_or(|s| s.owns_mailbox(&m.id)))
                 .map(|m| Skipped {
                     mailbox: m.address().to_owned(),
                     reason: SkipReason::KindNotSelected(m.kind),
                 })
                 .collect();
+            let (chosen, share) = take_share(chosen, request.shard);
             if !opts.folders.is_empty() {
                 check_filters_in_tenant(source, &chosen, request).await?;
             }
-            (chosen, skipped, true)
+            (chosen, skipped, true, share)
         }
     };
     Ok(BackupPlan {
@@ -171,7 +198,26 @@ pub async fn plan(source: &dyn MailSource, request: &BackupRequest) -> Result<Ba
         tenant_wide,
         options: opts.clone(),
         mailboxes_in_parallel: request.mailboxes_in_parallel.max(1),
+        shard,
     })
+}
+
+/// This worker's share of the selected mailboxes (all of them without a shard).
+fn take_share(
+    selected: Vec<SourceMailbox>,
+    shard: Option<Shard>,
+) -> (Vec<SourceMailbox>, Option<ShardShare>) {
+    let Some(shard) = shard else {
+        return (selected, None);
+    };
+    let total = selected.len();
+    let mine = shard.select(selected, |m| shard_key(&m.id));
+    let taken = ShardShare {
+        shard,
+        selected: total,
+        mailboxes: mine.len(),
+    };
+    (mine, Some(taken))
 }
 
 /// Resolve named mailboxes, each asked once for its folders: the directory cannot always

@@ -222,3 +222,67 @@ async fn one_failing_mailbox_makes_the_run_partial_not_failed() {
     assert_eq!(failed, ["user2@contoso.com"]);
     assert_eq!(report.summaries().count(), 1);
 }
+
+/// `--shard I/N`: the N workers' plans split the tenant's selection (and its skipped
+/// mailboxes) between them, each mailbox to exactly one, by its directory object id; each
+/// plan says what share it took of how many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_plans_split_the_selection_exactly_once() {
+    use atlas_core::service::shard::{Shard, shard_key};
+
+    let env = env(1, 1).await;
+    for i in 0..30 {
+        env.tenant
+            .add_mailbox(&format!("user{i}@contoso.com"), MailboxKind::Licensed);
+    }
+    for i in 0..6 {
+        env.tenant
+            .add_mailbox(&format!("shared{i}@contoso.com"), MailboxKind::Shared);
+    }
+    let kinds = vec![MailboxKind::Licensed];
+    let whole = plan(
+        env.source.as_ref(),
+        &request(MailboxSelection::Tenant {
+            kinds: kinds.clone(),
+        }),
+    )
+    .await
+    .unwrap();
+    assert!(whole.shard.is_none());
+    let mut seen = std::collections::BTreeMap::new();
+    let mut skipped = std::collections::BTreeSet::new();
+    for index in 0..3 {
+        let shard = Shard::new(index, 3).unwrap();
+        let mut req = request(MailboxSelection::Tenant {
+            kinds: kinds.clone(),
+        });
+        req.shard = Some(shard);
+        let planned = plan(env.source.as_ref(), &req).await.unwrap();
+        let taken = planned.shard.unwrap();
+        assert_eq!(taken.shard, shard);
+        assert_eq!(taken.selected, whole.mailboxes.len());
+        assert_eq!(taken.mailboxes, planned.mailboxes.len());
+        assert!(!planned.mailboxes.is_empty(), "shard {index} has work");
+        for m in &planned.mailboxes {
+            assert_eq!(Shard::of(shard_key(&m.id), 3), index);
+            assert!(seen.insert(m.address().to_owned(), index).is_none());
+        }
+        for s in &planned.skipped {
+            assert!(
+                skipped.insert(s.mailbox.clone()),
+                "{} skipped twice",
+                s.mailbox
+            );
+        }
+    }
+    let all: Vec<String> = whole
+        .mailboxes
+        .iter()
+        .map(|m| m.address().to_owned())
+        .collect();
+    assert_eq!(seen.len(), all.len());
+    assert!(all.iter().all(|a| seen.contains_key(a)));
+    let whole_skipped: std::collections::BTreeSet<String> =
+        whole.skipped.iter().map(|s| s.mailbox.clone()).collect();
+    assert_eq!(skipped, whole_skipped);
+}
