@@ -54,7 +54,7 @@ fn json_of(out: &std::process::Output) -> serde_json::Value {
 
 /// Shard `index` of [`WORKERS`], started (not waited for). `auto/N` with the index in
 /// `JOB_COMPLETION_INDEX`, as in a pod, for every other worker.
-fn spawn_shard(sandbox: &Sandbox, sim: &Sim, s3: &S3, index: u32, extra: &[&str]) -> Child {
+fn spawn_shard(sandbox: &Sandbox, sim: &Sim, s3: &S3, index: u32) -> Child {
     let mut cmd = worker(sandbox, sim, s3);
     cmd.args(["--json", "backup", "--shard"]);
     if index % 2 == 1 {
@@ -63,7 +63,7 @@ fn spawn_shard(sandbox: &Sandbox, sim: &Sim, s3: &S3, index: u32, extra: &[&str]
     } else {
         cmd.arg(format!("{index}/{WORKERS}"));
     }
-    cmd.args(extra).spawn().expect("spawns")
+    cmd.spawn().expect("spawns")
 }
 
 /// Every mailbox of the repository: (snapshots, latest status, last backup), from
@@ -124,7 +124,7 @@ fn three_shards_at_once_back_up_every_mailbox_once_and_a_killed_shard_is_rerun()
 
     // Round 1: three workers at once, each with its own share.
     let children: Vec<Child> = (0..WORKERS)
-        .map(|i| spawn_shard(&sandbox, &sim, &s3, i, &[]))
+        .map(|i| spawn_shard(&sandbox, &sim, &s3, i))
         .collect();
     let mut owners: BTreeMap<String, u32> = BTreeMap::new();
     let mut selected = BTreeSet::new();
@@ -172,15 +172,29 @@ fn three_shards_at_once_back_up_every_mailbox_once_and_a_killed_shard_is_rerun()
     }
     assert_verified_and_protected(&sandbox, &sim, &s3);
 
-    // Round 2: a slow full backup; shard 1 is killed (SIGKILL) in the middle while the
-    // others finish, then shard 1 alone runs again, as the Job's retry of that index does.
+    // Round 2: new mail everywhere (shard 1's mailboxes get much more, so that it is
+    // still downloading when killed: content already held is reused, even with --full),
+    // a slow Graph; shard 1 is killed (SIGKILL) in the middle while the others finish,
+    // then shard 1 alone runs again, as the Job's retry of that index does.
+    for (mailbox, owner) in &owners {
+        let n = if *owner == 1 { 150 } else { 10 };
+        for i in 0..n {
+            sim.handle
+                .add_message(
+                    mailbox,
+                    "inbox",
+                    atlas_sim::NewMessage::text(&format!("round 2 {i}"), "to download"),
+                )
+                .expect("add");
+        }
+    }
     sim.handle.set_faults(FaultConfig {
         latency: Duration::from_millis(10),
         ..FaultConfig::default()
     });
     sim.handle.reset_counters();
     let mut children: Vec<Child> = (0..WORKERS)
-        .map(|i| spawn_shard(&sandbox, &sim, &s3, i, &["--full"]))
+        .map(|i| spawn_shard(&sandbox, &sim, &s3, i))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(120);
     while sim.handle.counters().total_requests() < 150 {
@@ -207,7 +221,7 @@ fn three_shards_at_once_back_up_every_mailbox_once_and_a_killed_shard_is_rerun()
         }
     }
     sim.handle.set_faults(FaultConfig::default());
-    let rerun = spawn_shard(&sandbox, &sim, &s3, 1, &[])
+    let rerun = spawn_shard(&sandbox, &sim, &s3, 1)
         .wait_with_output()
         .expect("waits");
     assert_eq!(rerun.status.code(), Some(0), "{}", output_text(&rerun));
