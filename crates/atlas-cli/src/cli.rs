@@ -1,6 +1,7 @@
 //! The command line: clap definitions only. Parsing turns argv into these values; `main`
 //! maps them to configuration and core calls.
 
+use atlas_core::model::KindSet;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::config::KdfSetting;
@@ -235,7 +236,7 @@ pub enum MailboxKindArg {
 #[allow(clippy::struct_excessive_bools)]
 pub struct BackupArgs {
     /// Mailbox to back up (address, UPN or object id); repeat for several. Without it,
-    /// every mailbox of the tenant of the kinds chosen by --kinds.
+    /// every mailbox of the tenant of the kinds chosen by --mailbox-kinds.
     #[arg(short = 'm', long = "mailbox", value_name = "MAILBOX")]
     pub mailboxes: Vec<String>,
 
@@ -263,12 +264,20 @@ pub struct BackupArgs {
 
     /// Kinds of mailbox a tenant-wide backup includes
     #[arg(
-        long,
+        long = "mailbox-kinds",
         value_enum,
         value_delimiter = ',',
         default_value = "licensed,shared,unlicensed"
     )]
-    pub kinds: Vec<MailboxKindArg>,
+    pub mailbox_kinds: Vec<MailboxKindArg>,
+
+    /// Kinds of item to back up: mail, calendar, contacts, tasks, notes, config (comma
+    /// separated, or all). Default: every kind the app's permissions allow (the others
+    /// are skipped with one warning); a kind named here that the app may not read makes
+    /// the run partial (exit 2), naming the permission. Kinds not backed up keep their
+    /// previous state in the snapshot.
+    #[arg(long, value_name = "KINDS")]
+    pub kinds: Option<KindSet>,
 
     /// Back up only shard I of N (0-based) of the selected mailboxes, so N workers
     /// together cover each exactly once (a fixed partition by a hash of the mailbox's
@@ -313,18 +322,18 @@ pub enum LockModeArg {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Mailbox (address, UPN or object id); repeat for several. Without it, every mailbox
-    /// a tenant-wide backup includes (see backup --kinds)
+    /// a tenant-wide backup includes (see backup --mailbox-kinds)
     #[arg(short = 'm', long = "mailbox", value_name = "MAILBOX")]
     pub mailboxes: Vec<String>,
 
     /// Kinds of mailbox checked without -m
     #[arg(
-        long,
+        long = "mailbox-kinds",
         value_enum,
         value_delimiter = ',',
         default_value = "licensed,shared,unlicensed"
     )]
-    pub kinds: Vec<MailboxKindArg>,
+    pub mailbox_kinds: Vec<MailboxKindArg>,
 
     /// Include hidden folders
     #[arg(long)]
@@ -376,6 +385,10 @@ pub struct ListArgs {
     /// page's nextOffset)
     #[arg(long, value_name = "N", requires = "snapshot", default_value_t = 0)]
     pub offset: usize,
+
+    /// With -s: only items of this kind (mail, calendar, contacts, tasks, notes, config)
+    #[arg(long, value_name = "KIND", requires = "snapshot")]
+    pub kind: Option<atlas_core::model::ItemKind>,
 
     /// With -s: show subjects (hidden by default: they are sensitive)
     #[arg(short = 'S', long, requires = "snapshot")]

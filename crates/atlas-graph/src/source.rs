@@ -4,6 +4,9 @@
 //! into the core's: errors are classified once here, so the backup service can tell a
 //! failed item (record it, go on) from a failed run (stop).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use atlas_core::model::{
     ContentKind, EmailAddress as CoreAddress, FlagStatus, FolderId, Importance, ItemKind,
@@ -16,13 +19,14 @@ use atlas_core::ports::{
 use bytes::Bytes;
 
 use crate::api::folders::FolderTreeOptions;
+use crate::api::mailbox::{ExchangeMailboxId, MAX_EXPORT_ITEMS};
 use crate::api::messages::{DeltaLink, DeltaNext, DeltaStart, EmailAddress, Message, Recipient};
 use crate::api::users::{ListUsersOptions, MailboxKind, User};
 use crate::client::{ByteStream, GraphClient};
 use crate::error::GraphError;
 
 /// Translate a Graph error met while enumerating or reading a whole mailbox.
-fn run_error(e: GraphError) -> SourceError {
+pub(crate) fn run_error(e: GraphError) -> SourceError {
     match e {
         GraphError::Auth(a) => SourceError::Auth(a.to_string()),
         GraphError::PermissionDenied {
@@ -48,7 +52,7 @@ fn run_error(e: GraphError) -> SourceError {
 /// Translate a Graph error met while reading one message: anything that is not about the
 /// whole run (sign-in, permission, mailbox, an endpoint that cannot be reached at all) is
 /// that item's problem.
-fn item_error(e: GraphError) -> SourceError {
+pub(crate) fn item_error(e: GraphError) -> SourceError {
     match e {
         e @ (GraphError::Auth(_)
         | GraphError::PermissionDenied { .. }
@@ -122,12 +126,57 @@ fn kind(k: MailboxKind) -> CoreKind {
 #[derive(Debug, Clone)]
 pub struct GraphSource {
     client: GraphClient,
+    /// What the adapter learnt while listing, shared by clones.
+    known: Arc<Mutex<Known>>,
+}
+
+/// Mailbox ids of the import/export API and the kind of each folder listed, so a delta
+/// page of a folder goes to the right API.
+#[derive(Debug, Default)]
+struct Known {
+    mailboxes: HashMap<String, ExchangeMailboxId>,
+    folders: HashMap<FolderId, ItemKind>,
 }
 
 impl GraphSource {
     /// Wrap a client (clones share its token cache and limiters).
     pub fn new(client: GraphClient) -> Self {
-        Self { client }
+        Self {
+            client,
+            known: Arc::default(),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn cached_mbx(&self, mailbox: &SourceMailbox) -> Option<ExchangeMailboxId> {
+        self.known().mailboxes.get(mailbox.address()).cloned()
+    }
+
+    pub(crate) fn remember_mbx(&self, mailbox: &SourceMailbox, id: &ExchangeMailboxId) {
+        self.known()
+            .mailboxes
+            .insert(mailbox.address().to_owned(), id.clone());
+    }
+
+    pub(crate) fn remember_folder(&self, folder: &FolderId, kind: ItemKind) {
+        self.known().folders.insert(folder.clone(), kind);
+    }
+
+    /// The kind of a folder listed earlier; mail for any other.
+    fn folder_kind(&self, folder: &FolderId) -> ItemKind {
+        if folder.as_str() == crate::kinds::CONFIG_FOLDER {
+            return ItemKind::Config;
+        }
+        self.known()
+            .folders
+            .get(folder)
+            .copied()
+            .unwrap_or(ItemKind::Mail)
     }
 
     /// The underlying client (for counters and for restore-side calls).
@@ -189,6 +238,136 @@ impl MailSource for GraphSource {
         mailbox: &SourceMailbox,
         opts: FolderOptions,
     ) -> Result<Vec<SourceFolder>, SourceError> {
+        let mut folders = if opts.kinds.contains(ItemKind::Mail) {
+            self.mail_folders(mailbox, opts).await?
+        } else {
+            Vec::new()
+        };
+        if opts.kinds.beyond_mail() {
+            folders.extend(self.kind_folders(mailbox, opts.kinds).await?);
+        }
+        Ok(folders)
+    }
+
+    async fn delta_page(
+        &self,
+        mailbox: &SourceMailbox,
+        folder: &FolderId,
+        cursor: &DeltaCursor,
+        page_size: u32,
+    ) -> Result<CorePage, SourceError> {
+        match self.folder_kind(folder) {
+            ItemKind::Mail => {
+                self.mail_delta_page(mailbox, folder, cursor, page_size)
+                    .await
+            }
+            kind => {
+                self.kind_delta_page(mailbox, folder, kind, cursor, page_size)
+                    .await
+            }
+        }
+    }
+
+    async fn open_content(
+        &self,
+        mailbox: &SourceMailbox,
+        item: &SourceItem,
+        content: ContentKind,
+    ) -> Result<Box<dyn ContentStream>, SourceError> {
+        match (item.kind, content) {
+            (ItemKind::Mail, ContentKind::Mime) => {
+                let stream = self
+                    .client
+                    .get_mime(&mailbox.id, &item.id)
+                    .await
+                    .map_err(item_error)?;
+                Ok(Box::new(GraphMime(stream)))
+            }
+            (kind, ContentKind::Export) if kind != ItemKind::Mail && kind != ItemKind::Config => {
+                let mut answers = self
+                    .export_batch(mailbox, std::slice::from_ref(item))
+                    .await?;
+                let bytes = answers.pop().unwrap_or_else(|| {
+                    Err(SourceError::Item("the export answered nothing".into()))
+                })?;
+                Ok(Box::new(Whole(Some(bytes))))
+            }
+            (kind, ContentKind::Json) if kind != ItemKind::Mail && kind != ItemKind::Note => {
+                let bytes = self
+                    .readable_json(mailbox, item)
+                    .await
+                    .map_err(item_error)?;
+                Ok(Box::new(Whole(Some(bytes))))
+            }
+            // The service asks only for what delta reported; answering as an item failure
+            // keeps a confused caller's run going.
+            (kind, content) => Err(SourceError::Item(format!(
+                "the Graph adapter serves no {content:?} of {kind} items"
+            ))),
+        }
+    }
+
+    fn batch_limit(&self, content: ContentKind) -> usize {
+        if content == ContentKind::Export {
+            MAX_EXPORT_ITEMS
+        } else {
+            1
+        }
+    }
+
+    async fn fetch_batch(
+        &self,
+        mailbox: &SourceMailbox,
+        items: &[SourceItem],
+        content: ContentKind,
+    ) -> Result<Vec<Result<Bytes, SourceError>>, SourceError> {
+        if content != ContentKind::Export {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let read = async {
+                    let mut stream = self.open_content(mailbox, item, content).await?;
+                    let mut buf = Vec::new();
+                    while let Some(chunk) = stream.next_chunk().await? {
+                        buf.extend_from_slice(&chunk);
+                    }
+                    Ok::<_, SourceError>(Bytes::from(buf))
+                };
+                out.push(read.await);
+            }
+            return Ok(out);
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for batch in items.chunks(MAX_EXPORT_ITEMS) {
+            out.extend(self.export_batch(mailbox, batch).await?);
+        }
+        Ok(out)
+    }
+
+    async fn kind_access(
+        &self,
+        mailbox: &SourceMailbox,
+        kind: ItemKind,
+    ) -> Result<Option<String>, SourceError> {
+        self.probe_kind(mailbox, kind).await
+    }
+}
+
+/// Content already in memory (an export stream, a JSON document), as one chunk.
+struct Whole(Option<Bytes>);
+
+#[async_trait]
+impl ContentStream for Whole {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
+        Ok(self.0.take())
+    }
+}
+
+impl GraphSource {
+    async fn mail_folders(
+        &self,
+        mailbox: &SourceMailbox,
+        opts: FolderOptions,
+    ) -> Result<Vec<SourceFolder>, SourceError> {
         let tree = self
             .client
             .list_folder_tree(
@@ -225,7 +404,7 @@ impl MailSource for GraphSource {
             .collect())
     }
 
-    async fn delta_page(
+    async fn mail_delta_page(
         &self,
         mailbox: &SourceMailbox,
         folder: &FolderId,
@@ -253,28 +432,5 @@ impl MailSource for GraphSource {
                 DeltaNext::Done(l) => CoreNext::Done(l.as_str().to_owned()),
             },
         })
-    }
-
-    async fn open_content(
-        &self,
-        mailbox: &SourceMailbox,
-        item: &SourceItem,
-        content: ContentKind,
-    ) -> Result<Box<dyn ContentStream>, SourceError> {
-        if item.kind != ItemKind::Mail || content != ContentKind::Mime {
-            // This adapter reports mail items with MIME only, so the service never asks
-            // for anything else; answering as an item failure keeps a confused caller's
-            // run going.
-            return Err(SourceError::Item(format!(
-                "the Graph mail adapter serves MIME of messages only, not {content:?} of {}",
-                item.kind
-            )));
-        }
-        let stream = self
-            .client
-            .get_mime(&mailbox.id, &item.id)
-            .await
-            .map_err(item_error)?;
-        Ok(Box::new(GraphMime(stream)))
     }
 }

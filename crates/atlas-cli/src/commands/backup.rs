@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use atlas_core::model::KindSet;
 use atlas_core::model::{MailboxId, SnapshotId};
 use atlas_core::ports::{Clock, FolderOptions, MailSource, MailboxKind, SystemClock};
 use atlas_core::repo::Repository;
@@ -196,13 +197,19 @@ impl From<ShardShare> for ShardOut {
 fn request(args: &BackupArgs, shard: Option<Shard>) -> BackupRequest {
     let mut request = BackupRequest::new(if args.mailboxes.is_empty() {
         MailboxSelection::Tenant {
-            kinds: args.kinds.iter().map(|k| mailbox_kind(*k)).collect(),
+            kinds: args
+                .mailbox_kinds
+                .iter()
+                .map(|k| mailbox_kind(*k))
+                .collect(),
         }
     } else {
         MailboxSelection::Named(args.mailboxes.clone())
     });
     request.mailboxes_in_parallel = usize::from(args.concurrency);
     request.shard = shard;
+    request.item_kinds = args.kinds.unwrap_or(KindSet::ALL);
+    request.item_kinds_explicit = args.kinds.is_some();
     request.options = BackupOptions {
         folders: args.folders.clone(),
         full: args.full,
@@ -210,6 +217,7 @@ fn request(args: &BackupArgs, shard: Option<Shard>) -> BackupRequest {
         folder_options: FolderOptions {
             include_hidden: args.include_hidden,
             include_recoverable_items: args.include_recoverable_items,
+            ..FolderOptions::default()
         },
         downloads_in_flight: usize::from(args.downloads),
         lease_owner: lease_owner(),
@@ -383,6 +391,30 @@ async fn annotate_history(
     Ok(())
 }
 
+/// Items and folders per kind (`\nBy kind: …`), when the snapshots hold more than mail.
+fn by_kind_line(report: &BackupReport) -> Option<String> {
+    let mut by_kind: std::collections::BTreeMap<atlas_core::model::ItemKind, (u64, u64)> =
+        std::collections::BTreeMap::new();
+    for f in report
+        .mailboxes
+        .iter()
+        .filter_map(|r| r.summary.as_ref())
+        .flat_map(|s| s.folders.iter())
+    {
+        let e = by_kind.entry(f.kind).or_default();
+        e.0 += 1;
+        e.1 += f.stored;
+    }
+    if !by_kind.keys().any(|k| !k.is_mail()) {
+        return None;
+    }
+    let parts: Vec<String> = by_kind
+        .iter()
+        .map(|(k, (folders, items))| format!("{k} {items} in {folders} folder(s)"))
+        .collect();
+    Some(format!("\nBy kind: {}\n", parts.join(", ")))
+}
+
 fn render_backup(report: &BackupReport) -> String {
     let mut table = Table::new([
         "Mailbox",
@@ -426,9 +458,10 @@ fn render_backup(report: &BackupReport) -> String {
         for f in s.folders.iter().filter(|f| !f.is_complete()) {
             let _ = write!(
                 gaps,
-                "  {} / {}: Graph reports {}, snapshot has {}",
+                "  {} / {} ({}): Graph reports {}, snapshot has {}",
                 sanitize(&r.mailbox),
                 sanitize(&f.path),
+                f.kind,
                 f.graph_count,
                 f.stored
             );
@@ -444,6 +477,9 @@ fn render_backup(report: &BackupReport) -> String {
             }
             gaps.push('\n');
         }
+    }
+    if let Some(line) = by_kind_line(report) {
+        out.push_str(&line);
     }
     if gaps.is_empty() {
         out.push_str("\nCompleteness: every folder of every mailbox is fully captured.\n");

@@ -175,6 +175,7 @@ async fn list_items(
                 limit: item_limit(args, output.is_json()),
                 offset: args.offset,
                 folder: args.folder.clone(),
+                kind: args.kind,
             },
         )
         .await?;
@@ -185,7 +186,12 @@ async fn list_items(
         };
         let items = &out.listing;
         output.result(&out, || {
+            // A kind column once anything but mail is listed.
+            let kinds = items.items.iter().any(|i| !i.kind.is_mail());
             let mut headers = vec!["#", "Folder", "Received", "Size", "Att.", "Message id"];
+            if kinds {
+                headers.insert(2, "Kind");
+            }
             if args.show_subjects {
                 headers.push("Subject");
             }
@@ -199,6 +205,9 @@ async fn list_items(
                     i.attachments.to_string(),
                     i.message_id.to_string(),
                 ];
+                if kinds {
+                    row.insert(2, i.kind.to_string());
+                }
                 if args.show_subjects {
                     row.push(i.subject.clone().unwrap_or_default());
                 }

@@ -61,6 +61,7 @@ pub async fn status(
     let folder_options = FolderOptions {
         include_hidden: args.include_hidden,
         include_recoverable_items: args.include_recoverable_items,
+        ..FolderOptions::default()
     };
     let mut out = StatusOut {
         mailboxes: Vec::new(),
@@ -73,7 +74,11 @@ pub async fn status(
             .list_mailboxes()
             .await
             .context("listing the tenant's mailboxes")?;
-        let kinds: Vec<MailboxKind> = args.kinds.iter().map(|k| mailbox_kind(*k)).collect();
+        let kinds: Vec<MailboxKind> = args
+            .mailbox_kinds
+            .iter()
+            .map(|k| mailbox_kind(*k))
+            .collect();
         for mailbox in all {
             if !kind_selected(mailbox.kind, &kinds) {
                 out.skipped.push(NotChecked {

@@ -16,6 +16,7 @@ mod graph_e2e;
 mod heal_e2e;
 mod interrupt_e2e;
 mod json_schemas;
+mod kinds_e2e;
 mod monitor_e2e;
 mod replicate_e2e;
 mod repository_e2e;

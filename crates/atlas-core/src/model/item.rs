@@ -90,6 +90,17 @@ impl ItemKind {
     pub fn content_is_immutable(self, is_draft: bool) -> bool {
         self == Self::Mail && !is_draft
     }
+
+    /// Which representation an item of this kind keeps as its primary content: the MIME
+    /// of a message, the export stream of a mailbox item, the JSON of configuration (which
+    /// is not a mailbox item and has no export stream).
+    pub fn primary_content(self) -> ContentKind {
+        match self {
+            Self::Mail => ContentKind::Mime,
+            Self::Config => ContentKind::Json,
+            Self::Calendar | Self::Contact | Self::Task | Self::Note => ContentKind::Export,
+        }
+    }
 }
 
 impl fmt::Display for ItemKind {
@@ -124,6 +135,112 @@ impl FromStr for ItemKind {
                 });
             }
         })
+    }
+}
+
+/// A set of [`ItemKind`]s: what a backup covers (`--kinds`), what a listing shows.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KindSet(u8);
+
+impl KindSet {
+    /// No kind.
+    pub const NONE: Self = Self(0);
+    /// Mail only: what Atlas backed up before it knew other kinds, and what an app with
+    /// only the mail permissions can read.
+    pub const MAIL: Self = Self(1);
+    /// Every kind.
+    pub const ALL: Self = Self(0b11_1111);
+
+    fn bit(kind: ItemKind) -> u8 {
+        match kind {
+            ItemKind::Mail => 1,
+            ItemKind::Calendar => 2,
+            ItemKind::Contact => 4,
+            ItemKind::Task => 8,
+            ItemKind::Note => 16,
+            ItemKind::Config => 32,
+        }
+    }
+
+    /// A set of these kinds.
+    pub fn of(kinds: impl IntoIterator<Item = ItemKind>) -> Self {
+        kinds.into_iter().fold(Self::NONE, Self::with)
+    }
+
+    /// This set and `kind`.
+    #[must_use]
+    pub fn with(self, kind: ItemKind) -> Self {
+        Self(self.0 | Self::bit(kind))
+    }
+
+    /// This set without `kind`.
+    #[must_use]
+    pub fn without(self, kind: ItemKind) -> Self {
+        Self(self.0 & !Self::bit(kind))
+    }
+
+    /// Whether `kind` is in the set.
+    pub fn contains(self, kind: ItemKind) -> bool {
+        self.0 & Self::bit(kind) != 0
+    }
+
+    /// Whether the set holds no kind.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether the set holds a kind other than mail.
+    pub fn beyond_mail(self) -> bool {
+        !self.without(ItemKind::Mail).is_empty()
+    }
+
+    /// The kinds in the set, in [`ItemKind::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = ItemKind> {
+        ItemKind::ALL.into_iter().filter(move |k| self.contains(*k))
+    }
+}
+
+impl Default for KindSet {
+    /// Mail only, so a caller that never heard of kinds keeps its behaviour.
+    fn default() -> Self {
+        Self::MAIL
+    }
+}
+
+impl fmt::Debug for KindSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set()
+            .entries(self.iter().map(ItemKind::name))
+            .finish()
+    }
+}
+
+impl fmt::Display for KindSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.iter().map(ItemKind::name).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+impl FromStr for KindSet {
+    type Err = UnknownKind;
+
+    /// A comma-separated list of kind names (`mail,calendar`), or `all`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut set = Self::NONE;
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part.eq_ignore_ascii_case("all") {
+                set = Self::ALL;
+            } else {
+                set = set.with(part.parse()?);
+            }
+        }
+        if set.is_empty() {
+            return Err(UnknownKind {
+                given: s.to_owned(),
+            });
+        }
+        Ok(set)
     }
 }
 
@@ -288,11 +405,7 @@ pub type MessageMeta = ItemMeta;
 impl ItemMeta {
     /// Which representation the primary content (`mime` …) holds for this kind.
     pub fn primary_kind(&self) -> ContentKind {
-        if self.kind.is_mail() {
-            ContentKind::Mime
-        } else {
-            ContentKind::Export
-        }
+        self.kind.primary_content()
     }
 
     /// The primary content as a [`ContentRef`].
@@ -361,6 +474,23 @@ mod tests {
         assert_eq!("contact".parse::<ItemKind>(), Ok(ItemKind::Contact));
         let err = "mails!".parse::<ItemKind>().unwrap_err();
         assert!(err.to_string().contains("calendar"), "{err}");
+    }
+
+    #[test]
+    fn kind_sets_parse_lists_and_all() {
+        let s: KindSet = "mail, Calendar,contacts".parse().unwrap();
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            [ItemKind::Mail, ItemKind::Calendar, ItemKind::Contact]
+        );
+        assert!(s.beyond_mail() && !KindSet::MAIL.beyond_mail());
+        assert_eq!("all".parse::<KindSet>(), Ok(KindSet::ALL));
+        assert_eq!(
+            KindSet::ALL.to_string(),
+            "mail,calendar,contacts,tasks,notes,config"
+        );
+        assert!("".parse::<KindSet>().is_err() && "mail,x".parse::<KindSet>().is_err());
+        assert_eq!(KindSet::default(), KindSet::MAIL);
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod snapshot;
 pub use ids::{ContentId, FolderId, ItemId, MailboxId, MessageId, SnapshotId};
 pub use item::{
     ContentKind, ContentRef, EmailAddress, FlagStatus, FolderRecord, Importance, ItemKind,
-    ItemMeta, MessageMeta, UnknownKind,
+    ItemMeta, KindSet, MessageMeta, UnknownKind,
 };
 pub use snapshot::{FolderSnapshot, ItemError, SnapshotRecord, SnapshotStatus};
 

@@ -79,9 +79,15 @@ use crate::ports::{BlobStore, Clock};
 use index::Index;
 pub(crate) use secret::RepoKeys;
 
-/// The repository format this build writes. Version 1 is the TypeScript Atlas layout
-/// (`data/`, `manifests/` …), which is read, never written.
-pub const FORMAT_VERSION: u32 = 2;
+/// The repository format this build writes into a new repository's config, and the
+/// highest it reads. Version 1 is the TypeScript Atlas layout (`data/`, `manifests/` …),
+/// which is read, never written; version 3 adds items of kinds other than mail (calendar,
+/// contacts, tasks, notes, configuration), whose records version 2 already described.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The version a snapshot record carries when it holds only mail: such snapshots are
+/// exactly what version 2 wrote, so readers of version 2 read them as before.
+pub const MAIL_ONLY_FORMAT_VERSION: u32 = 2;
 
 /// What a blob is. Part of its content id and of its associated data, so the same bytes
 /// stored as two kinds are two blobs, and a blob cannot be read as another kind.

@@ -142,6 +142,15 @@ impl Repository {
         if key.split('/').nth(1) != Some(self.mailbox_key_name(&record.mailbox).as_str()) {
             return Err(Error::corrupt(&key, "record belongs to another mailbox"));
         }
+        // A snapshot written by a newer format (items of kinds this build does not know)
+        // is refused rather than misread.
+        if record.format_version > super::FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                what: "snapshot format".into(),
+                found: record.format_version,
+                supported: super::FORMAT_VERSION,
+            });
+        }
         Ok(Snapshot { id, record })
     }
 

@@ -51,7 +51,10 @@ use crate::ports::{
     Clock, ContentStream, DeltaCursor, DeltaNext, Event, FolderOptions, ItemMetadata, MailSource,
     Reporter, SourceError, SourceFolder, SourceItem, SourceMailbox,
 };
-use crate::repo::{BackupSession, BlobKind, FORMAT_VERSION, Grant, MemoryBudget, Repository};
+use crate::repo::{
+    BackupSession, BlobKind, FORMAT_VERSION, Grant, MAIL_ONLY_FORMAT_VERSION, MemoryBudget,
+    Repository,
+};
 
 use super::catalog::path_selected;
 use super::{Cancel, Window};
@@ -102,6 +105,8 @@ impl Default for BackupOptions {
 pub struct FolderReport {
     /// Folder path joined with `/`.
     pub path: String,
+    /// The kind of item the folder holds.
+    pub kind: crate::model::ItemKind,
     /// Items Graph reports in the folder (`totalItemCount`).
     pub graph_count: u64,
     /// Items in the snapshot for this folder.
@@ -292,31 +297,8 @@ async fn download(
     let mut held = 0u64;
     let mut out = Vec::with_capacity(item.contents.len());
     for &kind in &item.contents {
-        let mut stream = source.open_content(&mailbox, &item, kind).await?;
-        let mut buf = BytesMut::new();
-        let mut large = None;
-        while let Some(chunk) = stream.next_chunk().await? {
-            buf.extend_from_slice(&chunk);
-            let now = held + buf.capacity() as u64;
-            if now > grant.bytes() {
-                grant.grow(now - grant.bytes());
-            }
-            if buf.len() > IN_MEMORY_LIMIT {
-                large = Some(stream);
-                break;
-            }
-        }
-        held += buf.capacity() as u64;
-        out.push((
-            kind,
-            match large {
-                Some(rest) => Downloaded::Large {
-                    head: buf.freeze(),
-                    rest,
-                },
-                None => Downloaded::Whole(buf.freeze()),
-            },
-        ));
+        let part = download_one(&*source, &mailbox, &item, kind, &mut grant, &mut held).await?;
+        out.push((kind, part));
     }
     if out.is_empty() {
         return Err(SourceError::Item(format!(
@@ -326,6 +308,126 @@ async fn download(
     }
     grant.shrink_to(held);
     Ok((out, grant))
+}
+
+/// What downloading one item gave: its representations, or why it failed.
+type ItemDownload = (SourceItem, std::result::Result<Download, SourceError>);
+
+/// Download a batch of items whose primary representation the source serves several at
+/// a time (Graph's `exportItems`: one request for up to 20 items): the primary content in
+/// one call, every further representation item by item. A failure of the whole call is
+/// each item's failure, except the ones that end the run (sign-in, permission).
+async fn download_batch(
+    source: Arc<dyn MailSource>,
+    mailbox: SourceMailbox,
+    items: Vec<SourceItem>,
+    budget: MemoryBudget,
+) -> Vec<ItemDownload> {
+    let Some(primary) = items.first().and_then(|i| i.contents.first().copied()) else {
+        return Vec::new();
+    };
+    // One estimate for the whole request; what arrives is then accounted item by item
+    // (growing never waits: the bytes are already here).
+    let admission = budget.acquire(DOWNLOAD_ESTIMATE).await;
+    let answers = match source.fetch_batch(&mailbox, &items, primary).await {
+        Ok(a) if a.len() == items.len() => a.into_iter().map(Ok).collect::<Vec<_>>(),
+        Ok(a) => {
+            let reason = format!(
+                "the source answered {} of {} items of a batch",
+                a.len(),
+                items.len()
+            );
+            items
+                .iter()
+                .map(|_| Err(SourceError::Item(reason.clone())))
+                .collect()
+        }
+        Err(e @ (SourceError::Auth(_) | SourceError::PermissionDenied { .. })) => {
+            let mut e = Some(e);
+            items
+                .iter()
+                .map(|i| {
+                    Err(e.take().unwrap_or_else(|| {
+                        SourceError::Item(format!("batch of item {} failed", i.id))
+                    }))
+                })
+                .collect()
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            items
+                .iter()
+                .map(|_| Err(SourceError::Item(reason.clone())))
+                .collect()
+        }
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (item, answer) in items.into_iter().zip(answers) {
+        let result = async {
+            let head = answer??;
+            let mut grant = budget.empty();
+            let mut held = head.len() as u64;
+            grant.grow(held);
+            let mut parts = vec![(primary, Downloaded::Whole(head))];
+            for &kind in item.contents.iter().skip(1) {
+                let part =
+                    download_one(&*source, &mailbox, &item, kind, &mut grant, &mut held).await?;
+                parts.push((kind, part));
+            }
+            grant.shrink_to(held);
+            Ok((parts, grant))
+        }
+        .await;
+        out.push((item, result));
+    }
+    drop(admission);
+    out
+}
+
+/// Download one representation of an item, stopping at [`IN_MEMORY_LIMIT`].
+/// The bytes held are accounted in `grant` as they arrive (`held`: what the item's
+/// earlier representations hold).
+async fn download_one(
+    source: &dyn MailSource,
+    mailbox: &SourceMailbox,
+    item: &SourceItem,
+    kind: ContentKind,
+    grant: &mut Grant,
+    held: &mut u64,
+) -> std::result::Result<Downloaded, SourceError> {
+    let mut stream = source.open_content(mailbox, item, kind).await?;
+    let mut buf = BytesMut::new();
+    let mut large = None;
+    while let Some(chunk) = stream.next_chunk().await? {
+        buf.extend_from_slice(&chunk);
+        let now = *held + buf.capacity() as u64;
+        if now > grant.bytes() {
+            grant.grow(now - grant.bytes());
+        }
+        if buf.len() > IN_MEMORY_LIMIT {
+            large = Some(stream);
+            break;
+        }
+    }
+    *held += buf.capacity() as u64;
+    Ok(match large {
+        Some(rest) => Downloaded::Large {
+            head: buf.freeze(),
+            rest,
+        },
+        None => Downloaded::Whole(buf.freeze()),
+    })
+}
+
+/// The title of an item of another kind, from its readable JSON: an event's `subject`,
+/// a contact's `displayName`, a task's `title` — what `list` shows in a message's place.
+fn title_of(json: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    ["subject", "displayName", "title"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(serde_json::Value::as_str))
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
 }
 
 /// The repository blob kind a representation is stored as (docs/FORMAT.md §6.1).
@@ -445,6 +547,14 @@ struct Run<'a> {
     reporter: &'a dyn Reporter,
     cancel: &'a Cancel,
     summary: BackupSummary,
+}
+
+/// What one download task fetches.
+enum Unit {
+    /// One item, each representation on its own.
+    One(SourceItem),
+    /// Items whose primary representation comes in one call.
+    Batch(Vec<SourceItem>),
 }
 
 /// The outcome of one folder.
@@ -622,6 +732,7 @@ impl Run<'_> {
         let items_id = session.put_folder_items(items).await?;
         let report = FolderReport {
             path: path.clone(),
+            kind: folder.kind,
             graph_count: folder.total_items,
             stored,
             errors: errors.clone(),
@@ -646,34 +757,65 @@ impl Run<'_> {
         })
     }
 
-    /// Download items with up to `downloads_in_flight` in flight (a sliding window: a
-    /// slow download never holds up the others) and store each as it arrives.
-    async fn download_and_store(
-        &mut self,
+    /// Group items into download units: one item, or up to the source's batch limit of
+    /// items whose primary representation it serves several at a time.
+    fn units(&self, items: Vec<SourceItem>) -> Vec<Unit> {
+        let mut out = Vec::new();
+        let mut batch: Vec<SourceItem> = Vec::new();
+        let mut limit = 1;
+        for m in items {
+            let primary = m.contents.first().copied();
+            let item_limit = primary.map_or(1, |k| self.source.batch_limit(k));
+            if item_limit <= 1 {
+                out.push(Unit::One(m));
+                continue;
+            }
+            if !batch.is_empty()
+                && (batch.len() >= limit
+                    || batch.first().and_then(|b| b.contents.first().copied()) != primary)
+            {
+                out.push(Unit::Batch(std::mem::take(&mut batch)));
+            }
+            limit = item_limit;
+            batch.push(m);
+        }
+        if !batch.is_empty() {
+            out.push(Unit::Batch(batch));
+        }
+        out
+    }
+
+    /// The next downloaded item: one already arrived, or the next to arrive after filling
+    /// the window with pending units. `None` when everything is done or a hard cancel
+    /// stops the run.
+    async fn next_download(
+        &self,
         session: &mut BackupSession,
-        items: Vec<SourceItem>,
-        folder_id: &FolderId,
-        working: &mut BTreeMap<ItemId, ItemMeta>,
-        errors: &mut Vec<ItemError>,
-        path: &str,
-    ) -> Result<(u64, u64)> {
-        let mut count = 0u64;
-        let mut bytes_total = 0u64;
-        let mut window = Window::new(self.opts.downloads_in_flight);
-        let mut pending = items.into_iter();
+        window: &mut Window<Vec<ItemDownload>>,
+        pending: &mut std::vec::IntoIter<Unit>,
+        arrived: &mut std::vec::IntoIter<ItemDownload>,
+    ) -> Result<Option<ItemDownload>> {
         let budget = session.memory_budget().clone();
         loop {
+            if let Some(next) = arrived.next() {
+                return Ok(Some(next));
+            }
             while window.has_room() && !self.cancel.is_hard() {
-                let Some(m) = pending.next() else { break };
+                let Some(unit) = pending.next() else { break };
                 let (source, mailbox) = (Arc::clone(&self.source), self.mailbox.clone());
                 let budget = budget.clone();
                 window.spawn(async move {
-                    let downloaded = download(source, mailbox, m.clone(), budget).await;
-                    (m, downloaded)
+                    match unit {
+                        Unit::One(m) => {
+                            let downloaded = download(source, mailbox, m.clone(), budget).await;
+                            vec![(m, downloaded)]
+                        }
+                        Unit::Batch(items) => download_batch(source, mailbox, items, budget).await,
+                    }
                 });
             }
             if self.cancel.is_hard() {
-                break;
+                return Ok(None);
             }
             // While waiting for downloads, give the budget back if another worker (maybe
             // one of ours) waits for it: the pack being filled is the one buffer that can
@@ -691,12 +833,45 @@ impl Run<'_> {
                 window.next().await
             };
             let Some(done) = next else {
+                return Ok(None);
+            };
+            *arrived = done?.into_iter();
+        }
+    }
+
+    /// Download items with up to `downloads_in_flight` in flight (a sliding window: a
+    /// slow download never holds up the others) and store each as it arrives.
+    async fn download_and_store(
+        &mut self,
+        session: &mut BackupSession,
+        items: Vec<SourceItem>,
+        folder_id: &FolderId,
+        working: &mut BTreeMap<ItemId, ItemMeta>,
+        errors: &mut Vec<ItemError>,
+        path: &str,
+    ) -> Result<(u64, u64)> {
+        let mut count = 0u64;
+        let mut bytes_total = 0u64;
+        let mut window: Window<Vec<ItemDownload>> = Window::new(self.opts.downloads_in_flight);
+        let mut pending = self.units(items).into_iter();
+        let mut arrived: std::vec::IntoIter<ItemDownload> = Vec::new().into_iter();
+        loop {
+            let Some((m, downloaded)) = self
+                .next_download(session, &mut window, &mut pending, &mut arrived)
+                .await?
+            else {
                 break;
             };
-            let (m, downloaded) = done?;
             let has_attachments = m.mail_metadata().is_some_and(|x| x.has_attachments);
+            let mut title = None;
             let outcome = match downloaded {
                 Ok((parts, _grant)) => {
+                    if !m.kind.is_mail() {
+                        title = parts.iter().find_map(|(kind, part)| match (kind, part) {
+                            (ContentKind::Json, Downloaded::Whole(bytes)) => title_of(bytes),
+                            _ => None,
+                        });
+                    }
                     let mut stored = Vec::with_capacity(parts.len());
                     let mut failed = None;
                     for (kind, part) in parts {
@@ -728,6 +903,9 @@ impl Run<'_> {
                         .expect("invariant: download returns content");
                     let mut meta = new_meta(&m, folder_id, primary, contents.collect());
                     meta.attachment_count = attachments;
+                    if meta.subject.is_none() {
+                        meta.subject = title;
+                    }
                     working.insert(m.id.clone(), meta);
                     count += 1;
                     bytes_total += size;
@@ -822,12 +1000,19 @@ async fn run_mailbox(
         Ok(Some((folder_snaps, mut summary))) => {
             let complete =
                 !summary.cancelled && summary.folders.iter().all(FolderReport::is_complete);
+            // A snapshot holding other kinds says so, so a reader that knows only mail
+            // refuses it instead of taking events for messages (docs/FORMAT.md §5.3).
+            let format_version = if folder_snaps.iter().any(|f| !f.folder.kind.is_mail()) {
+                FORMAT_VERSION
+            } else {
+                MAIL_ONLY_FORMAT_VERSION
+            };
             let record = SnapshotRecord {
                 mailbox: mailbox_id,
                 started,
                 finished: clock.now(),
                 tool: opts.tool.clone(),
-                format_version: FORMAT_VERSION,
+                format_version,
                 status: if complete {
                     SnapshotStatus::Complete
                 } else {
@@ -1005,6 +1190,7 @@ async fn run_session(
                 carried.folder = folder.record();
                 run.summary.folders.push(FolderReport {
                     path: folder.path.join("/"),
+                    kind: folder.kind,
                     graph_count: folder.total_items,
                     stored: carried.stored_item_count,
                     errors: carried.errors.clone(),
@@ -1016,6 +1202,7 @@ async fn run_session(
                 // Never backed up and not reached: the snapshot is missing this folder.
                 run.summary.folders.push(FolderReport {
                     path: folder.path.join("/"),
+                    kind: folder.kind,
                     graph_count: folder.total_items,
                     stored: 0,
                     errors: Vec::new(),
@@ -1035,8 +1222,86 @@ async fn run_session(
         run.summary.folders.push(outcome.report);
         snaps.push(outcome.snapshot);
     }
+    // Every snapshot is the whole mailbox: folders of kinds this run does not back up
+    // (not asked for, or not permitted now) keep what the previous snapshot holds.
+    let listed: std::collections::HashSet<&FolderId> = folders.iter().map(|f| &f.id).collect();
+    let mut carried: Vec<&FolderSnapshot> = prev
+        .folders
+        .values()
+        .filter(|p| {
+            !opts.folder_options.kinds.contains(p.folder.kind) && !listed.contains(&p.folder.id)
+        })
+        .collect();
+    carried.sort_by(|a, b| a.folder.path.cmp(&b.folder.path));
+    for p in carried {
+        run.summary.folders.push(FolderReport {
+            path: p.folder.path.join("/"),
+            kind: p.folder.kind,
+            graph_count: p.graph_item_count.unwrap_or(p.stored_item_count),
+            stored: p.stored_item_count,
+            errors: p.errors.clone(),
+            finished: false,
+            visited: false,
+        });
+        snaps.push(p.clone());
+    }
     run.summary.cancelled = cancel.is_requested();
     Ok(Some((snaps, run.summary)))
+}
+
+/// A kind left out of a run because the app may not read it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KindSkipped {
+    /// The kind.
+    pub kind: crate::model::ItemKind,
+    /// The application permission that is missing.
+    pub permission: String,
+}
+
+/// The one warning of a run that left kinds out (empty list: none).
+pub fn kinds_skipped_warning(skipped: &[KindSkipped]) -> Option<String> {
+    if skipped.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = skipped
+        .iter()
+        .map(|s| format!("{} (needs {})", s.kind, s.permission))
+        .collect();
+    Some(format!(
+        "not backing up {}: the app lacks the permission; grant it (admin consent) to include them, or choose kinds with --kinds",
+        list.join(", ")
+    ))
+}
+
+/// The kinds a run backs up, decided once per run before anything is written, by asking
+/// the source about one mailbox ([`MailSource::kind_access`]): the kinds asked for that
+/// the app may read, and the others with the permission each lacks.
+///
+/// What the caller does with the others depends on how they were asked for (the plan's
+/// rule): left to the default (everything), they are skipped with one warning for the
+/// run ([`kinds_skipped_warning`]), so a deployment granted only the mail permissions
+/// keeps backing up mail; asked for by name (`--kinds calendar`), they make the run
+/// partial, naming the permission. Mail itself is never probed here: its permissions are
+/// checked by reading the folders, as before.
+pub async fn resolve_kinds(
+    source: &dyn MailSource,
+    mailbox: &SourceMailbox,
+    requested: crate::model::KindSet,
+) -> Result<(crate::model::KindSet, Vec<KindSkipped>)> {
+    let mut kinds = requested;
+    let mut skipped = Vec::new();
+    for kind in requested.iter().filter(|k| !k.is_mail()) {
+        if let Some(permission) = source
+            .kind_access(mailbox, kind)
+            .await
+            .map_err(source_fatal)?
+        {
+            kinds = kinds.without(kind);
+            skipped.push(KindSkipped { kind, permission });
+        }
+    }
+    Ok((kinds, skipped))
 }
 
 #[cfg(test)]

@@ -693,6 +693,8 @@ pub struct ItemListOptions {
     pub offset: usize,
     /// Only folders selected by this filter (see [`folder_selected`]).
     pub folder: Option<String>,
+    /// Only items of this kind (`--kind`).
+    pub kind: Option<crate::model::ItemKind>,
 }
 
 /// One message of a snapshot.
@@ -703,6 +705,8 @@ pub struct ItemEntry {
     pub index: usize,
     /// Folder path.
     pub folder: String,
+    /// What the item is (mail, calendar, contact, task, note, config).
+    pub kind: crate::model::ItemKind,
     /// Graph message id (what `read --message` and `save --message` accept).
     pub message_id: MessageId,
     /// Received date.
@@ -765,6 +769,7 @@ pub async fn list_items(
             .folder
             .as_deref()
             .is_some_and(|w| !folder_selected(f, w))
+            || opts.kind.is_some_and(|k| f.folder.kind != k)
         {
             continue;
         }
@@ -786,6 +791,7 @@ pub async fn list_items(
             out.items.push(ItemEntry {
                 index: out.total,
                 folder: path.clone(),
+                kind: m.kind,
                 attachments: m.attachment_count.max(u32::from(m.has_attachments)),
                 message_id: m.id,
                 received: m.received.or(m.sent),
@@ -807,7 +813,9 @@ pub struct FolderStats {
     pub mailbox: String,
     /// Folder path.
     pub folder: String,
-    /// Messages.
+    /// The kind of item the folder holds.
+    pub kind: crate::model::ItemKind,
+    /// Items (messages in a mail folder).
     pub messages: u64,
     /// Sum of raw MIME sizes.
     pub logical_bytes: u64,
@@ -940,6 +948,7 @@ pub async fn stats(repo: &Repository, mailbox: Option<&MailboxId>) -> Result<Sta
                     s.folders.push(FolderStats {
                         mailbox: mb.address().to_owned(),
                         folder: folder_path(f),
+                        kind: f.folder.kind,
                         messages: totals.0,
                         logical_bytes: totals.1,
                     });

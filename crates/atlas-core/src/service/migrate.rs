@@ -37,7 +37,7 @@ use crate::model::{
     SnapshotId, SnapshotRecord, SnapshotStatus,
 };
 use crate::ports::{Clock, Event, Reporter};
-use crate::repo::{BackupSession, BlobKind, FORMAT_VERSION, Repository};
+use crate::repo::{BackupSession, BlobKind, Repository};
 
 /// Start of the `tool` field of a migrated snapshot record; the v1 snapshot id follows.
 pub const MIGRATE_TOOL_PREFIX: &str = "atlas-v1-migrate ";
@@ -322,7 +322,7 @@ async fn migrate_snapshot(
             state.snapshot.snapshot_id,
             env!("CARGO_PKG_VERSION")
         ),
-        format_version: FORMAT_VERSION,
+        format_version: crate::repo::MAIL_ONLY_FORMAT_VERSION,
         status,
         folders,
     };
@@ -509,7 +509,7 @@ mod tests {
             started: Utc::now(),
             finished: Utc::now(),
             tool: format!("{MIGRATE_TOOL_PREFIX}8164f491-2eb9 (atlas-core 0.1.0)"),
-            format_version: FORMAT_VERSION,
+            format_version: crate::repo::MAIL_ONLY_FORMAT_VERSION,
             status: SnapshotStatus::Complete,
             folders: Vec::new(),
         };

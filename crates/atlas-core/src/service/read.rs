@@ -96,6 +96,9 @@ pub struct ReadMessage {
 pub async fn read_message(repo: &Repository, opts: &ReadOptions) -> Result<ReadMessage> {
     let snap = opts.snapshot.load(repo).await?;
     let found = find_message(repo, &snap.record, &opts.message).await?;
+    if !found.meta.kind.is_mail() {
+        return read_other(repo, snap.id, &found, opts).await;
+    }
     let raw = repo.read_blob(&found.meta.mime).await?;
     check_sha(&raw, &found.meta.mime_sha256, &found.meta.mime)?;
     let parsed = MessageParser::default()
@@ -173,6 +176,53 @@ pub async fn read_message(repo: &Repository, opts: &ReadOptions) -> Result<ReadM
         attachments,
         size: found.meta.mime_size,
         raw: opts.include_raw.then(|| raw.clone()),
+    })
+}
+
+/// An item of another kind: its readable JSON as the body (pretty-printed, sanitized),
+/// its title as the subject; `raw` is that JSON byte for byte. Sticky notes have no
+/// readable form (v1.0 has no classic endpoint for them): the body says so, and `raw` is
+/// the opaque export stream.
+async fn read_other(
+    repo: &Repository,
+    snapshot: crate::model::SnapshotId,
+    found: &super::catalog::FoundMessage,
+    opts: &ReadOptions,
+) -> Result<ReadMessage> {
+    let meta = &found.meta;
+    let (raw, body) = if let Some(json) = meta.content_of(crate::model::ContentKind::Json) {
+        let raw = repo.read_blob(&json.id).await?;
+        check_sha(&raw, &json.sha256, &json.id)?;
+        let body = serde_json::from_slice::<serde_json::Value>(&raw)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_else(|| String::from_utf8_lossy(&raw).into_owned());
+        (raw, sanitize_text(&body))
+    } else {
+        let raw = repo.read_blob(&meta.mime).await?;
+        check_sha(&raw, &meta.mime_sha256, &meta.mime)?;
+        let body = format!(
+            "({} item: only its {}-byte full-fidelity export stream is stored; it has no readable form)",
+            meta.kind,
+            raw.len()
+        );
+        (raw, body)
+    };
+    Ok(ReadMessage {
+        snapshot,
+        message_id: meta.id.clone(),
+        folder: sanitize_line(&found.folder_path),
+        subject: meta.subject.as_deref().map(sanitize_line),
+        from: Vec::new(),
+        to: Vec::new(),
+        cc: Vec::new(),
+        date: meta.last_modified.map(|d| d.to_rfc3339()),
+        headers: Vec::new(),
+        body,
+        body_from_html: false,
+        attachments: Vec::new(),
+        size: raw.len() as u64,
+        raw: opts.include_raw.then_some(raw),
     })
 }
 

@@ -33,6 +33,8 @@ use crate::ports::{
 /// Chunk size of content streams: small enough that large test items arrive in many
 /// chunks, as from Graph.
 const CHUNK: usize = 64 * 1024;
+/// Items per [`MailSource::fetch_batch`] of export streams (Graph's `exportItems` limit).
+const EXPORT_BATCH: usize = 20;
 
 /// An operation of the source or target port, for scripted faults and call counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,6 +50,8 @@ pub enum Op {
     DeltaPage,
     /// [`MailSource::open_content`].
     OpenContent,
+    /// [`MailSource::fetch_batch`].
+    FetchBatch,
     /// [`MailTarget::resolve_mailbox`].
     ResolveTarget,
     /// [`MailTarget::check_write_access`].
@@ -194,6 +198,8 @@ struct State {
     calls: HashMap<Op, usize>,
     deny_writes: bool,
     inline_budget: Option<u64>,
+    /// Kinds the app may not read, with the permission it lacks.
+    denied_kinds: HashMap<ItemKind, &'static str>,
 }
 
 struct Mailbox {
@@ -537,6 +543,12 @@ impl MemoryTenant {
     /// Drop every scripted fault not used yet.
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
+    }
+
+    /// Refuse reading `kind` for lack of `permission` ([`MailSource::kind_access`] names
+    /// it; listing or reading such folders is refused with it).
+    pub fn deny_kind(&self, kind: ItemKind, permission: &'static str) {
+        self.lock().denied_kinds.insert(kind, permission);
     }
 
     /// Refuse every write (as an app without `Mail.ReadWrite`).
@@ -1067,9 +1079,20 @@ impl MailSource for MemoryTenant {
         if m.kind == MailboxKind::NoMailbox {
             return Err(SourceError::MailboxNotEnabled(mailbox.address().to_owned()));
         }
+        if let Some((_, permission)) = s
+            .denied_kinds
+            .iter()
+            .find(|(k, _)| opts.kinds.contains(**k))
+        {
+            return Err(SourceError::PermissionDenied {
+                permission: (*permission).to_owned(),
+                request_id: "memory".into(),
+            });
+        }
         Ok(m.folders
             .iter()
             .filter(|f| opts.include_hidden || !f.hidden)
+            .filter(|f| opts.kinds.contains(f.kind))
             .map(|f| SourceFolder {
                 id: f.id.clone(),
                 parent_id: f.parent.clone(),
@@ -1131,6 +1154,68 @@ impl MailSource for MemoryTenant {
             .map(|(_, b)| b.clone())
             .ok_or_else(|| SourceError::Item(format!("item {} has no {content:?}", item.id)))?;
         Ok(Box::new(MemoryStream { bytes, at: 0 }))
+    }
+
+    /// Export streams come 20 at a time, like Graph's `exportItems`.
+    fn batch_limit(&self, content: ContentKind) -> usize {
+        if content == ContentKind::Export {
+            EXPORT_BATCH
+        } else {
+            1
+        }
+    }
+
+    async fn fetch_batch(
+        &self,
+        mailbox: &SourceMailbox,
+        items: &[SourceItem],
+        content: ContentKind,
+    ) -> Result<Vec<Result<Bytes, SourceError>>, SourceError> {
+        if let Some(f) = self.enter(Op::FetchBatch) {
+            return Err(source_fault(&f));
+        }
+        if items.len() > self.batch_limit(content) {
+            return Err(SourceError::Other(format!(
+                "{} items in one batch; the limit is {}",
+                items.len(),
+                self.batch_limit(content)
+            )));
+        }
+        let s = self.lock();
+        let m = s
+            .find(mailbox.address())
+            .ok_or_else(|| SourceError::MailboxNotFound(mailbox.address().to_owned()))?;
+        Ok(items
+            .iter()
+            .map(|item| {
+                let stored = m
+                    .items
+                    .get(&item.id)
+                    .ok_or_else(|| SourceError::Item(format!("item {} not found", item.id)))?;
+                if stored.fail_content {
+                    return Err(SourceError::Item(format!(
+                        "the content of item {} cannot be read",
+                        item.id
+                    )));
+                }
+                stored
+                    .contents
+                    .iter()
+                    .find(|(k, _)| *k == content)
+                    .map(|(_, b)| b.clone())
+                    .ok_or_else(|| {
+                        SourceError::Item(format!("item {} has no {content:?}", item.id))
+                    })
+            })
+            .collect())
+    }
+
+    async fn kind_access(
+        &self,
+        _mailbox: &SourceMailbox,
+        kind: ItemKind,
+    ) -> Result<Option<String>, SourceError> {
+        Ok(self.lock().denied_kinds.get(&kind).map(|p| (*p).to_owned()))
     }
 }
 

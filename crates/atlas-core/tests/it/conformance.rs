@@ -10,6 +10,39 @@ async fn the_memory_tenant_passes_the_source_suite() {
 }
 
 #[tokio::test]
+async fn the_memory_tenant_passes_the_every_kind_check() {
+    use atlas_core::model::{ContentKind, ItemKind};
+    let tenant = MemoryTenant::generate(5, 1, 4);
+    let address = tenant.addresses().remove(0);
+    tenant
+        .add_folder(&address, "", "Calendar", ItemKind::Calendar)
+        .unwrap();
+    tenant
+        .add_folder(&address, "", "Contacts", ItemKind::Contact)
+        .unwrap();
+    for n in 0..25u8 {
+        let (folder, kind) = if n % 2 == 0 {
+            ("Calendar", ItemKind::Calendar)
+        } else {
+            ("Contacts", ItemKind::Contact)
+        };
+        tenant
+            .add_item(
+                &address,
+                folder,
+                kind,
+                "item",
+                vec![
+                    (ContentKind::Export, bytes::Bytes::from(vec![n; 9])),
+                    (ContentKind::Json, bytes::Bytes::from("{}")),
+                ],
+            )
+            .unwrap();
+    }
+    conformance::source::every_kind(&tenant, &address).await;
+}
+
+#[tokio::test]
 async fn the_memory_tenant_passes_the_target_suite() {
     conformance::target::run_all(&MemoryTenant::generate(4, 2, 3)).await;
 }

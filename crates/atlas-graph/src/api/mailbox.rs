@@ -490,6 +490,24 @@ impl GraphClient {
             .await
     }
 
+    /// One page of at most one item of a folder: what a permission check costs.
+    pub async fn probe_mailbox_items(
+        &self,
+        mailbox: &MailboxId,
+        mbx: &ExchangeMailboxId,
+        folder: &FolderId,
+    ) -> Result<(), GraphError> {
+        let url = self.mailbox_url(
+            mbx,
+            &["folders", folder.as_str(), "items"],
+            &[("$top", "1")],
+        );
+        let _: serde_json::Value = self
+            .fetch_json(&Req::get(Endpoint::MailboxItems, url, Some(mailbox)))
+            .await?;
+        Ok(())
+    }
+
     /// Export up to [`MAX_EXPORT_ITEMS`] items of one mailbox in one request; one answer
     /// per id, in the order asked. A failure of one item is in its entry, not an `Err`.
     pub async fn export_items(

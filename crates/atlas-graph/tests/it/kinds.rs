@@ -353,3 +353,281 @@ async fn a_mail_only_app_is_refused_naming_the_permission() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_graph_source_passes_the_every_kind_check() {
+    let sim = start(all_kinds()).await;
+    let source = atlas_graph::GraphSource::new(client(&sim));
+    atlas_core::testing::conformance::source::every_kind(&source, &mailbox_user(&sim).upn).await;
+}
+
+/// The stored readable JSON of every item in the latest snapshot, by REST id.
+async fn stored_json(
+    repo: &atlas_core::repo::Repository,
+    upn: &str,
+) -> std::collections::HashMap<String, (atlas_core::model::ItemMeta, serde_json::Value)> {
+    use atlas_core::model::{ContentKind, MailboxId};
+    let snap = repo
+        .latest_snapshot(&MailboxId::new(upn))
+        .await
+        .expect("read")
+        .expect("a snapshot");
+    let mut out = std::collections::HashMap::new();
+    for f in &snap.record.folders {
+        for m in repo.load_folder_items(&f.items).await.expect("items") {
+            if let Some(c) = m.content_of(ContentKind::Json) {
+                let bytes = repo.read_blob(&c.id).await.expect("blob");
+                let json = serde_json::from_slice(&bytes).expect("stored JSON parses");
+                out.insert(rest_id(m.id.as_str()), (m, json));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // One mailbox's journey: full, mutated, incremental.
+async fn a_whole_mailbox_backup_keeps_every_kind_and_follows_its_changes() {
+    use atlas_core::model::{ContentKind, ItemKind, KindSet};
+    use atlas_core::ports::{MailSource, NullReporter, SystemClock};
+    use atlas_core::repo::{KdfChoice, Passphrase, Repository};
+    use atlas_core::service::Cancel;
+    use atlas_core::service::backup::{BackupOptions, backup_mailbox};
+    use std::sync::Arc;
+
+    let sim = start(all_kinds()).await;
+    let upn = mailbox_user(&sim).upn;
+    let source = Arc::new(atlas_graph::GraphSource::new(client(&sim)));
+    let repo = Repository::init(
+        Arc::new(atlas_store::MemoryStore::new()),
+        "11111111-2222-3333-4444-555555555555",
+        &Passphrase::new("correct horse battery staple"),
+        KdfChoice::SCRYPT_MINIMUM,
+    )
+    .await
+    .expect("init");
+    let mailbox = source.resolve_mailbox(&upn).await.expect("resolve");
+    let mut opts = BackupOptions {
+        lease_owner: "test".into(),
+        ..BackupOptions::default()
+    };
+    opts.folder_options.kinds = KindSet::ALL;
+    let run = |opts: BackupOptions| {
+        let (repo, source, mailbox) = (repo.clone(), source.clone(), mailbox.clone());
+        async move {
+            backup_mailbox(
+                &repo,
+                source,
+                &mailbox,
+                &opts,
+                Arc::new(SystemClock),
+                &NullReporter,
+                &Cancel::new(),
+            )
+            .await
+            .expect("backup")
+        }
+    };
+    sim.reset_counters();
+    let first = run(opts.clone()).await;
+    assert!(first.complete, "{first:#?}");
+    let dump = sim.dump_pim(&upn).expect("dump");
+    let stored = stored_json(&repo, &upn).await;
+    let mut exported = 0u64;
+    for item in &dump.items {
+        if item.class == "IPM.StickyNote" {
+            continue;
+        }
+        let (meta, json) = stored
+            .get(&item.id)
+            .unwrap_or_else(|| panic!("{} {} not stored", item.class, item.id));
+        assert_eq!(meta.primary().kind, ContentKind::Export);
+        exported += 1;
+        for key in ["subject", "displayName", "title", "recurrence", "attendees"] {
+            if let Some(v) = item.props.get(key) {
+                assert_eq!(&json[key], v, "{key} of {}", item.id);
+            }
+        }
+        let files = json["attachments"].as_array().map_or(0, Vec::len);
+        assert_eq!(files, item.attachments.len(), "attachments of {}", item.id);
+        let changed = item.exceptions.iter().filter(|e| !e.cancelled).count();
+        if changed > 0 {
+            let kept = json["exceptionOccurrences"].as_array().map_or(0, Vec::len);
+            assert_eq!(kept, changed, "exceptions of {}", item.id);
+        }
+        if item.photo_sha256.is_some() {
+            assert!(
+                json["photo"]["contentBytes"].is_string(),
+                "photo of {}",
+                item.id
+            );
+        }
+        if item.class == "IPM.Appointment" {
+            assert_eq!(
+                meta.subject.as_ref(),
+                item.props["subject"].as_str().map(str::to_owned).as_ref(),
+                "the title list shows"
+            );
+        }
+    }
+    // Configuration: settings, rules and categories as Graph returns them.
+    let settings = stored
+        .get("config:mailboxSettings")
+        .expect("settings stored");
+    assert_eq!(settings.0.kind, ItemKind::Config);
+    assert_eq!(settings.1["timeZone"], dump.settings["timeZone"]);
+    let rules = &stored.get("config:messageRules").expect("rules").1;
+    assert_eq!(
+        rules["value"].as_array().map(Vec::len),
+        Some(dump.rules.len())
+    );
+    // Export streams come 20 items a request, never one by one.
+    let counters = sim.counters();
+    let exports = counters
+        .by_kind
+        .iter()
+        .filter(|(k, _)| k.contains("export"))
+        .map(|(_, c)| c.requests)
+        .sum::<u64>();
+    let notes = dump
+        .items
+        .iter()
+        .filter(|i| i.class == "IPM.StickyNote")
+        .count() as u64;
+    assert!(exports > 0, "{counters:?}");
+    assert!(
+        exports * 2 <= exported + notes,
+        "{exports} exportItems requests for {} items",
+        exported + notes
+    );
+
+    // Change an event, cancel an occurrence of a series, delete a contact.
+    let event = dump
+        .items
+        .iter()
+        .find(|i| {
+            i.class == "IPM.Appointment"
+                && i.exceptions.is_empty()
+                && i.props
+                    .get("recurrence")
+                    .is_none_or(serde_json::Value::is_null)
+        })
+        .expect("a single event");
+    sim.update_item(
+        &upn,
+        &event.id,
+        serde_json::json!({"subject": "Moved to Friday"}),
+    )
+    .expect("change");
+    let series = dump
+        .items
+        .iter()
+        .find(|i| i.exceptions.iter().any(|e| !e.cancelled))
+        .expect("a series with an exception");
+    let exception = series
+        .exceptions
+        .iter()
+        .find(|e| !e.cancelled)
+        .expect("exception");
+    let original: chrono::DateTime<chrono::Utc> =
+        exception.original_start.parse().expect("original start");
+    sim.set_occurrence(
+        &upn,
+        &series.id,
+        original,
+        Some(serde_json::json!({"subject": "Exception changed again"})),
+    )
+    .expect("exception");
+    let contact = dump
+        .items
+        .iter()
+        .find(|i| i.class == "IPM.Contact")
+        .expect("a contact");
+    sim.delete_item(&upn, &contact.id).expect("delete");
+
+    let second = run(opts.clone()).await;
+    assert!(second.complete, "{second:#?}");
+    assert_eq!(second.downloaded, 2, "{second:#?}");
+    assert_eq!(second.removed, 1);
+    let stored = stored_json(&repo, &upn).await;
+    assert_eq!(stored[&event.id].1["subject"], "Moved to Friday");
+    assert_eq!(
+        stored[&event.id].0.subject.as_deref(),
+        Some("Moved to Friday")
+    );
+    assert!(
+        !stored.contains_key(&contact.id),
+        "the deleted contact is gone"
+    );
+    let exceptions = stored[&series.id].1["exceptionOccurrences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        exceptions
+            .iter()
+            .any(|e| e["subject"] == "Exception changed again"),
+        "{exceptions:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_mail_only_app_is_told_what_each_kind_needs() {
+    use atlas_core::model::{ItemKind, KindSet};
+    use atlas_core::ports::MailSource;
+    use atlas_core::service::backup::resolve_kinds;
+    let sim = start(SimConfig::with_size(11, 2, 3)).await;
+    let source = atlas_graph::GraphSource::new(client(&sim));
+    let mailbox = source
+        .resolve_mailbox(&mailbox_user(&sim).upn)
+        .await
+        .expect("resolve");
+    for kind in [
+        ItemKind::Calendar,
+        ItemKind::Contact,
+        ItemKind::Task,
+        ItemKind::Note,
+    ] {
+        assert_eq!(
+            source
+                .kind_access(&mailbox, kind)
+                .await
+                .expect("probe")
+                .as_deref(),
+            Some("MailboxFolder.Read.All"),
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        source
+            .kind_access(&mailbox, ItemKind::Config)
+            .await
+            .expect("probe")
+            .as_deref(),
+        Some("MailboxSettings.Read")
+    );
+    let (kinds, skipped) = resolve_kinds(&source, &mailbox, KindSet::ALL)
+        .await
+        .expect("what is not granted is named");
+    assert_eq!(kinds, KindSet::MAIL);
+    assert_eq!(skipped.len(), 5);
+
+    // With the folder and item permissions but no export: that is what is named.
+    let mut cfg = all_kinds();
+    cfg.granted_roles
+        .remove(roles::MAILBOX_ITEM_IMPORT_EXPORT_ALL);
+    let sim = start(cfg).await;
+    let source = atlas_graph::GraphSource::new(client(&sim));
+    let mailbox = source
+        .resolve_mailbox(&mailbox_user(&sim).upn)
+        .await
+        .expect("resolve");
+    assert_eq!(
+        source
+            .kind_access(&mailbox, ItemKind::Calendar)
+            .await
+            .expect("probe")
+            .as_deref(),
+        Some("MailboxItem.Export.All")
+    );
+}

@@ -31,9 +31,12 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{BackupOptions, BackupSummary, MailboxOutcome, backup_mailboxes};
+use super::{
+    BackupOptions, BackupSummary, KindSkipped, MailboxOutcome, backup_mailboxes,
+    kinds_skipped_warning, resolve_kinds,
+};
 use crate::error::{Error, Result};
-use crate::model::SnapshotId;
+use crate::model::{ItemKind, KindSet, SnapshotId};
 use crate::ports::{
     Clock, MailSource, MailboxKind, Reporter, Retention, SourceError, SourceMailbox,
 };
@@ -81,6 +84,9 @@ pub fn kind_selected(kind: MailboxKind, kinds: &[MailboxKind]) -> bool {
     }
 }
 
+/// Mailboxes asked, at most, which kinds the app may read.
+const PROBES: usize = 3;
+
 /// What the caller asks for.
 #[derive(Debug, Clone)]
 pub struct BackupRequest {
@@ -93,16 +99,26 @@ pub struct BackupRequest {
     pub mailboxes_in_parallel: usize,
     /// Only this worker's share of the selection (`--shard I/N`): see [`Shard`].
     pub shard: Option<Shard>,
+    /// Which kinds of item (`--kinds`); the plan narrows `options.folder_options.kinds`
+    /// to what the app may read.
+    pub item_kinds: KindSet,
+    /// Whether `item_kinds` was asked for by name: then a kind the app may not read makes
+    /// the run partial (exit 2), naming the permission; otherwise it is left out with one
+    /// warning and the run can still be complete.
+    pub item_kinds_explicit: bool,
 }
 
 impl BackupRequest {
-    /// Every selected mailbox with default options, four at a time.
+    /// Every selected mailbox with default options, four at a time, every kind the app
+    /// may read.
     pub fn new(mailboxes: MailboxSelection) -> Self {
         Self {
             mailboxes,
             options: BackupOptions::default(),
             mailboxes_in_parallel: 4,
             shard: None,
+            item_kinds: KindSet::ALL,
+            item_kinds_explicit: false,
         }
     }
 }
@@ -143,6 +159,10 @@ pub struct BackupPlan {
     pub mailboxes_in_parallel: usize,
     /// The share this worker took, when the request was sharded.
     pub shard: Option<ShardShare>,
+    /// Kinds left out because the app may not read them (one warning for the run).
+    pub kinds_skipped: Vec<KindSkipped>,
+    /// Whether those kinds were asked for by name (the run is then partial).
+    pub kinds_explicit: bool,
 }
 
 /// What a sharded plan took: `mailboxes` of the `selected` ones (the whole selection, as
@@ -160,6 +180,77 @@ pub struct ShardShare {
 /// Plan a backup: resolve the selection against the source and check the folder filters.
 /// Reads the source only; nothing is written. See the module docs for the rules.
 pub async fn plan(source: &dyn MailSource, request: &BackupRequest) -> Result<BackupPlan> {
+    let listed = match &request.mailboxes {
+        MailboxSelection::Named(_) => None,
+        MailboxSelection::Tenant { .. } => {
+            Some(source.list_mailboxes().await.map_err(Error::Source)?)
+        }
+    };
+    // Which kinds: asked of the source once per run, with one mailbox, before anything
+    // else reads folders (a mail-only app must not fail on a calendar folder listing). A
+    // mailbox that cannot answer (no Exchange mailbox after all, a transient failure)
+    // hands the question to the next one.
+    let candidates: Vec<SourceMailbox> = match (&request.mailboxes, &listed) {
+        (MailboxSelection::Named(names), _) => {
+            let mut out = Vec::new();
+            for n in names.iter().take(PROBES) {
+                out.push(source.resolve_mailbox(n).await.map_err(Error::Source)?);
+            }
+            out
+        }
+        (MailboxSelection::Tenant { kinds }, Some(all)) => {
+            let mut chosen: Vec<&SourceMailbox> = all
+                .iter()
+                .filter(|m| kind_selected(m.kind, kinds))
+                .collect();
+            // Mailboxes known to exist first.
+            chosen.sort_by_key(|m| m.kind == MailboxKind::Unknown);
+            chosen.into_iter().take(PROBES).cloned().collect()
+        }
+        (MailboxSelection::Tenant { .. }, None) => Vec::new(),
+    };
+    let mut request = request.clone();
+    request.options.folder_options.kinds = request.item_kinds;
+    let mut kinds_skipped = Vec::new();
+    if request.item_kinds.beyond_mail() {
+        let mut answered = candidates.is_empty();
+        let mut last_error = String::new();
+        for probe in candidates
+            .iter()
+            .filter(|p| p.kind != MailboxKind::NoMailbox)
+        {
+            match resolve_kinds(source, probe, request.item_kinds).await {
+                Ok((kinds, skipped)) => {
+                    request.options.folder_options.kinds = kinds;
+                    kinds_skipped = skipped;
+                    answered = true;
+                    break;
+                }
+                Err(Error::Source(
+                    e @ (SourceError::Auth(_) | SourceError::PermissionDenied { .. }),
+                )) => return Err(Error::Source(e)),
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        if !answered {
+            // Nobody could say: back up mail as before and name the kinds left out.
+            let kinds = request.item_kinds;
+            request.options.folder_options.kinds = if kinds.contains(ItemKind::Mail) {
+                KindSet::MAIL
+            } else {
+                KindSet::NONE
+            };
+            kinds_skipped = kinds
+                .iter()
+                .filter(|k| !k.is_mail())
+                .map(|kind| KindSkipped {
+                    kind,
+                    permission: format!("a permission check that failed: {last_error}"),
+                })
+                .collect();
+        }
+    }
+    let request = &request;
     let opts = &request.options;
     let (mailboxes, skipped, tenant_wide, shard) = match &request.mailboxes {
         MailboxSelection::Named(names) => {
@@ -169,10 +260,8 @@ pub async fn plan(source: &dyn MailSource, request: &BackupRequest) -> Result<Ba
             (chosen, Vec::new(), false, share)
         }
         MailboxSelection::Tenant { kinds } => {
-            let (chosen, skipped): (Vec<_>, Vec<_>) = source
-                .list_mailboxes()
-                .await
-                .map_err(Error::Source)?
+            let (chosen, skipped): (Vec<_>, Vec<_>) = listed
+                .unwrap_or_default()
                 .into_iter()
                 .partition(|m| kind_selected(m.kind, kinds));
             // Each worker lists only its own share of the skipped mailboxes too, so the N
@@ -199,6 +288,8 @@ pub async fn plan(source: &dyn MailSource, request: &BackupRequest) -> Result<Ba
         options: opts.clone(),
         mailboxes_in_parallel: request.mailboxes_in_parallel.max(1),
         shard,
+        kinds_skipped,
+        kinds_explicit: request.item_kinds_explicit,
     })
 }
 
@@ -335,6 +426,11 @@ pub struct BackupReport {
     pub skipped: Vec<Skipped>,
     /// Object Lock per new snapshot (empty without retention).
     pub locks: Vec<SnapshotLock>,
+    /// Kinds not backed up for lack of a permission; asked for by name
+    /// (`kinds_explicit`), they make the run partial.
+    pub kinds_skipped: Vec<KindSkipped>,
+    /// Whether the skipped kinds were asked for by name.
+    pub kinds_explicit: bool,
 }
 
 impl BackupReport {
@@ -352,7 +448,10 @@ impl BackupReport {
             Verdict::Complete
         } else if failed == self.outcomes.len() {
             Verdict::Failed
-        } else if failed > 0 || partial > 0 {
+        } else if failed > 0
+            || partial > 0
+            || (self.kinds_explicit && !self.kinds_skipped.is_empty())
+        {
             Verdict::Partial
         } else {
             Verdict::Complete
@@ -379,6 +478,12 @@ pub async fn execute(
 ) -> Result<BackupReport> {
     if let Some(r) = plan.options.retention {
         retention::ensure_lock_capable(repo, r.mode).await?;
+    }
+    if let Some(message) = kinds_skipped_warning(&plan.kinds_skipped) {
+        reporter.report(crate::ports::Event::Warning {
+            mailbox: None,
+            message,
+        });
     }
     let outcomes = backup_mailboxes(
         repo,
@@ -425,6 +530,8 @@ pub async fn execute(
         outcomes: kept,
         skipped,
         locks,
+        kinds_skipped: plan.kinds_skipped.clone(),
+        kinds_explicit: plan.kinds_explicit,
     })
 }
 
@@ -477,6 +584,8 @@ mod tests {
             outcomes: results.iter().map(|r| outcome(*r)).collect(),
             skipped: Vec::new(),
             locks: Vec::new(),
+            kinds_skipped: Vec::new(),
+            kinds_explicit: false,
         };
         let table: [(&[std::result::Result<bool, ()>], Verdict); 6] = [
             (&[], Complete),

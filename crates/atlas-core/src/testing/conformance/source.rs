@@ -416,3 +416,109 @@ pub async fn failing_content_is_an_item_error(fixture: &dyn SourceFixture) {
         other => panic!("unreadable content is SourceError::Item, not {other:?}"),
     }
 }
+
+async fn read_all(
+    source: &dyn MailSource,
+    mailbox: &SourceMailbox,
+    item: &SourceItem,
+    kind: ContentKind,
+) -> Vec<u8> {
+    let mut stream = source
+        .open_content(mailbox, item, kind)
+        .await
+        .expect("open_content");
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next_chunk().await.expect("next_chunk") {
+        bytes.extend_from_slice(&chunk);
+    }
+    bytes
+}
+
+/// Items of every kind: folders are listed only for the kinds asked for (mail only by
+/// default); each non-mail item has its folder's kind, a change key and the kind's primary
+/// representation first; a batch read gives the bytes `open_content` gives, one answer per
+/// item, in order. Not part of [`run_all`]: it needs a mailbox holding calendars and
+/// contacts (`address`), and a source allowed to read them.
+pub async fn every_kind(source: &dyn MailSource, address: &str) {
+    let mailbox = source
+        .resolve_mailbox(address)
+        .await
+        .expect("the mailbox resolves");
+    let mail_only = folders(source, &mailbox).await;
+    assert!(
+        mail_only.iter().all(|f| f.kind == ItemKind::Mail),
+        "by default only mail folders are listed"
+    );
+    let all = source
+        .list_folders(
+            &mailbox,
+            FolderOptions {
+                kinds: crate::model::KindSet::ALL,
+                ..FolderOptions::default()
+            },
+        )
+        .await
+        .expect("list_folders of every kind");
+    for kind in [ItemKind::Mail, ItemKind::Calendar, ItemKind::Contact] {
+        assert!(
+            all.iter().any(|f| f.kind == kind),
+            "the mailbox lists a folder of kind {kind}"
+        );
+    }
+    let contacts_only = source
+        .list_folders(
+            &mailbox,
+            FolderOptions {
+                kinds: crate::model::KindSet::of([ItemKind::Contact]),
+                ..FolderOptions::default()
+            },
+        )
+        .await
+        .expect("list_folders of contacts");
+    assert!(
+        !contacts_only.is_empty() && contacts_only.iter().all(|f| f.kind == ItemKind::Contact),
+        "asking for contacts lists contact folders only"
+    );
+    let mut batched = false;
+    for folder in all.iter().filter(|f| f.kind != ItemKind::Mail) {
+        let r = round(source, &mailbox, &folder.id, DeltaCursor::Initial)
+            .await
+            .expect("a full round of a non-mail folder");
+        assert!(!r.done.is_empty(), "a round ends with a link");
+        let items: Vec<SourceItem> = r.items.into_values().collect();
+        for item in &items {
+            assert_eq!(item.kind, folder.kind, "an item has its folder's kind");
+            assert_eq!(
+                item.contents.first(),
+                Some(&folder.kind.primary_content()),
+                "an item of kind {} has its primary representation first",
+                folder.kind
+            );
+            assert!(item.change_key.is_some(), "items carry a change key");
+        }
+        let Some(primary) = items.first().and_then(|i| i.contents.first().copied()) else {
+            continue;
+        };
+        let limit = source.batch_limit(primary);
+        if limit < 2 || items.len() < 2 {
+            continue;
+        }
+        let batch = &items[..items.len().min(limit)];
+        let answers = source
+            .fetch_batch(&mailbox, batch, primary)
+            .await
+            .expect("fetch_batch");
+        assert_eq!(answers.len(), batch.len(), "one answer per item");
+        for (item, answer) in batch.iter().zip(answers) {
+            let got = answer.expect("a readable item's batch answer");
+            let one = read_all(source, &mailbox, item, primary).await;
+            assert!(
+                got == one,
+                "the batch gives {} the bytes open_content gives",
+                item.id
+            );
+        }
+        batched = true;
+    }
+    assert!(batched, "some non-mail folder holds two items or more");
+}

@@ -535,7 +535,9 @@ async fn items_of_another_kind_go_through_the_same_pipeline() {
         .add_item(&upn, "Notes", ItemKind::Note, "note 2", note(2))
         .unwrap();
     let mailbox = resolve(&env, &upn).await;
-    let (o, cancel) = (opts(), Cancel::new());
+    // Kinds beyond mail are backed up when asked for (the default is mail only).
+    let (mut o, cancel) = (opts(), Cancel::new());
+    o.folder_options.kinds = atlas_core::model::KindSet::ALL;
     let run = || {
         backup_mailbox(
             &env.repo,

@@ -8,6 +8,7 @@ mod backup;
 mod backup_plan;
 mod common;
 mod export;
+mod kinds;
 mod read_list;
 mod repair;
 mod restore;
