@@ -364,11 +364,11 @@ async fn download_batch(
     let mut out = Vec::with_capacity(items.len());
     for (item, answer) in items.into_iter().zip(answers) {
         let result = async {
-            let head = answer??;
+            let stream = answer??;
             let mut grant = budget.empty();
-            let mut held = head.len() as u64;
+            let mut held = stream.len() as u64;
             grant.grow(held);
-            let mut parts = vec![(primary, Downloaded::Whole(head))];
+            let mut parts = vec![(primary, Downloaded::Whole(stream))];
             for &kind in item.contents.iter().skip(1) {
                 let part =
                     download_one(&*source, &mailbox, &item, kind, &mut grant, &mut held).await?;
