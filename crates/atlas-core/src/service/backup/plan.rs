@@ -186,70 +186,9 @@ pub async fn plan(source: &dyn MailSource, request: &BackupRequest) -> Result<Ba
             Some(source.list_mailboxes().await.map_err(Error::Source)?)
         }
     };
-    // Which kinds: asked of the source once per run, with one mailbox, before anything
-    // else reads folders (a mail-only app must not fail on a calendar folder listing). A
-    // mailbox that cannot answer (no Exchange mailbox after all, a transient failure)
-    // hands the question to the next one.
-    let candidates: Vec<SourceMailbox> = match (&request.mailboxes, &listed) {
-        (MailboxSelection::Named(names), _) => {
-            let mut out = Vec::new();
-            for n in names.iter().take(PROBES) {
-                out.push(source.resolve_mailbox(n).await.map_err(Error::Source)?);
-            }
-            out
-        }
-        (MailboxSelection::Tenant { kinds }, Some(all)) => {
-            let mut chosen: Vec<&SourceMailbox> = all
-                .iter()
-                .filter(|m| kind_selected(m.kind, kinds))
-                .collect();
-            // Mailboxes known to exist first.
-            chosen.sort_by_key(|m| m.kind == MailboxKind::Unknown);
-            chosen.into_iter().take(PROBES).cloned().collect()
-        }
-        (MailboxSelection::Tenant { .. }, None) => Vec::new(),
-    };
     let mut request = request.clone();
-    request.options.folder_options.kinds = request.item_kinds;
-    let mut kinds_skipped = Vec::new();
-    if request.item_kinds.beyond_mail() {
-        let mut answered = candidates.is_empty();
-        let mut last_error = String::new();
-        for probe in candidates
-            .iter()
-            .filter(|p| p.kind != MailboxKind::NoMailbox)
-        {
-            match resolve_kinds(source, probe, request.item_kinds).await {
-                Ok((kinds, skipped)) => {
-                    request.options.folder_options.kinds = kinds;
-                    kinds_skipped = skipped;
-                    answered = true;
-                    break;
-                }
-                Err(Error::Source(
-                    e @ (SourceError::Auth(_) | SourceError::PermissionDenied { .. }),
-                )) => return Err(Error::Source(e)),
-                Err(e) => last_error = e.to_string(),
-            }
-        }
-        if !answered {
-            // Nobody could say: back up mail as before and name the kinds left out.
-            let kinds = request.item_kinds;
-            request.options.folder_options.kinds = if kinds.contains(ItemKind::Mail) {
-                KindSet::MAIL
-            } else {
-                KindSet::NONE
-            };
-            kinds_skipped = kinds
-                .iter()
-                .filter(|k| !k.is_mail())
-                .map(|kind| KindSkipped {
-                    kind,
-                    permission: format!("a permission check that failed: {last_error}"),
-                })
-                .collect();
-        }
-    }
+    let (kinds, kinds_skipped) = plan_kinds(source, &request, listed.as_deref()).await?;
+    request.options.folder_options.kinds = kinds;
     let request = &request;
     let opts = &request.options;
     let (mailboxes, skipped, tenant_wide, shard) = match &request.mailboxes {
@@ -309,6 +248,79 @@ fn take_share(
         mailboxes: mine.len(),
     };
     (mine, Some(taken))
+}
+
+/// Which kinds a run backs up (see [`resolve_kinds`]): asked of up to [`PROBES`]
+/// mailboxes of the selection, and the kinds left out with the permission each lacks.
+async fn plan_kinds(
+    source: &dyn MailSource,
+    request: &BackupRequest,
+    listed: Option<&[SourceMailbox]>,
+) -> Result<(KindSet, Vec<KindSkipped>)> {
+    // Which kinds: asked of the source once per run, with one mailbox, before anything
+    // else reads folders (a mail-only app must not fail on a calendar folder listing). A
+    // mailbox that cannot answer (no Exchange mailbox after all, a transient failure)
+    // hands the question to the next one.
+    let candidates: Vec<SourceMailbox> = match (&request.mailboxes, &listed) {
+        (MailboxSelection::Named(names), _) => {
+            let mut out = Vec::new();
+            for n in names.iter().take(PROBES) {
+                out.push(source.resolve_mailbox(n).await.map_err(Error::Source)?);
+            }
+            out
+        }
+        (MailboxSelection::Tenant { kinds }, Some(all)) => {
+            let mut chosen: Vec<&SourceMailbox> = all
+                .iter()
+                .filter(|m| kind_selected(m.kind, kinds))
+                .collect();
+            // Mailboxes known to exist first.
+            chosen.sort_by_key(|m| m.kind == MailboxKind::Unknown);
+            chosen.into_iter().take(PROBES).cloned().collect()
+        }
+        (MailboxSelection::Tenant { .. }, None) => Vec::new(),
+    };
+    let mut chosen_kinds = request.item_kinds;
+    let mut kinds_skipped = Vec::new();
+    if request.item_kinds.beyond_mail() {
+        let mut answered = candidates.is_empty();
+        let mut last_error = String::new();
+        for probe in candidates
+            .iter()
+            .filter(|p| p.kind != MailboxKind::NoMailbox)
+        {
+            match resolve_kinds(source, probe, request.item_kinds).await {
+                Ok((kinds, skipped)) => {
+                    chosen_kinds = kinds;
+                    kinds_skipped = skipped;
+                    answered = true;
+                    break;
+                }
+                Err(Error::Source(
+                    e @ (SourceError::Auth(_) | SourceError::PermissionDenied { .. }),
+                )) => return Err(Error::Source(e)),
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        if !answered {
+            // Nobody could say: back up mail as before and name the kinds left out.
+            let kinds = request.item_kinds;
+            chosen_kinds = if kinds.contains(ItemKind::Mail) {
+                KindSet::MAIL
+            } else {
+                KindSet::NONE
+            };
+            kinds_skipped = kinds
+                .iter()
+                .filter(|k| !k.is_mail())
+                .map(|kind| KindSkipped {
+                    kind,
+                    permission: format!("a permission check that failed: {last_error}"),
+                })
+                .collect();
+        }
+    }
+    Ok((chosen_kinds, kinds_skipped))
 }
 
 /// Resolve named mailboxes, each asked once for its folders: the directory cannot always
