@@ -167,56 +167,13 @@ impl GraphClient {
             .await
     }
 
-    /// One initial `mailFolders/delta` round (graph-api.md §4.4): every folder it reports,
-    /// in a few requests (100 per page) instead of one `childFolders` listing per parent.
-    pub async fn folder_delta_round(
-        &self,
-        mailbox: &MailboxId,
-    ) -> Result<Vec<MailFolder>, GraphError> {
-        let url = self.url(
-            &[
-                "users",
-                crate::api::user_segment(mailbox),
-                "mailFolders",
-                "delta",
-            ],
-            &[],
-        );
-        let req = Req::get(Endpoint::ListFolders, url, Some(mailbox))
-            .prefer(format!("odata.maxpagesize={FOLDER_PAGE}"));
-        self.collect_pages(req).await
-    }
-
-    /// The whole folder tree, parents before children.
-    ///
-    /// The tree is learned from one `mailFolders/delta` round, which Microsoft documents
-    /// without saying whether it covers the whole tree or only the top level, or whether
-    /// it includes hidden folders (graph-api.md §4.4). So it is only trusted as far as it
-    /// goes: folders whose parent it does not report are the roots, and a folder whose
-    /// `childFolderCount` is more than the children the round reported is listed with
-    /// `childFolders` as before. On a server that reports the whole tree that is one or two
-    /// requests per mailbox instead of one per parent folder (an unchanged incremental
-    /// then costs about one request per folder); on one that reports the top level only, it
-    /// is the old walk. Hidden folders, and a failing delta round, use the walk.
+    /// The whole folder tree, parents before children, by recursive `childFolders` calls.
     pub async fn list_folder_tree(
         &self,
         mailbox: &MailboxId,
         opts: FolderTreeOptions,
     ) -> Result<Vec<FolderInfo>, GraphError> {
-        let delta = if opts.include_hidden {
-            None
-        } else {
-            // Any failure (an older server, a permission) falls back to the walk, which
-            // reports the real error if there is one.
-            self.folder_delta_round(mailbox).await.ok()
-        };
-        let (mut roots, mut known_children) = match delta {
-            Some(all) => split_tree(all),
-            None => (
-                self.list_top_folders(mailbox, opts.include_hidden).await?,
-                HashMap::new(),
-            ),
-        };
+        let mut roots = self.list_top_folders(mailbox, opts.include_hidden).await?;
         let mut well_known: HashMap<FolderId, String> = HashMap::new();
         if opts.resolve_well_known {
             for name in WELL_KNOWN_FOLDERS {
@@ -256,17 +213,11 @@ impl GraphClient {
             if !seen.insert(folder.id.clone()) || path.len() > MAX_DEPTH {
                 continue;
             }
-            let reported = known_children.remove(&folder.id).unwrap_or_default();
-            let expected = folder.child_folder_count.map(|n| n as usize);
-            let children = if expected.is_some_and(|n| reported.len() >= n) {
-                reported
-            } else if expected.is_none_or(|n| n > 0) {
-                self.list_child_folders(mailbox, &folder.id, opts.include_hidden)
-                    .await?
-            } else {
-                Vec::new()
-            };
-            {
+            let has_children = folder.child_folder_count.is_none_or(|n| n > 0);
+            if has_children {
+                let children = self
+                    .list_child_folders(mailbox, &folder.id, opts.include_hidden)
+                    .await?;
                 for child in children {
                     let mut child_path = path.clone();
                     child_path.push(child.display_name.clone());
@@ -288,21 +239,6 @@ impl GraphClient {
         }
         Ok(out)
     }
-}
-
-/// Splits a flat folder list into the folders whose parent it does not contain (the
-/// roots, in the order given) and the children of every other parent.
-fn split_tree(all: Vec<MailFolder>) -> (Vec<MailFolder>, HashMap<FolderId, Vec<MailFolder>>) {
-    let ids: HashSet<FolderId> = all.iter().map(|f| f.id.clone()).collect();
-    let mut roots = Vec::new();
-    let mut children: HashMap<FolderId, Vec<MailFolder>> = HashMap::new();
-    for f in all {
-        match f.parent_folder_id.clone().filter(|p| ids.contains(p)) {
-            Some(parent) => children.entry(parent).or_default().push(f),
-            None => roots.push(f),
-        }
-    }
-    (roots, children)
 }
 
 fn folder_query(include_hidden: bool) -> Vec<(&'static str, &'static str)> {

@@ -103,67 +103,6 @@ async fn folder_tree_matches_the_mailbox() {
     assert_eq!(inbox.id.as_str(), dump_inbox.id);
 }
 
-/// The tree is learned from one `mailFolders/delta` round; whether the server reports the
-/// whole tree or only the top level (graph-api.md §4.4 leaves it open), the result is the
-/// same tree, and with the whole tree no `childFolders` listing is needed.
-#[tokio::test]
-async fn folder_tree_from_folder_delta_whole_or_top_level() {
-    let mut trees = Vec::new();
-    let mut child_listings = Vec::new();
-    for whole_tree in [true, false] {
-        let mut cfg = small_tenant();
-        cfg.folder_delta.whole_tree = whole_tree;
-        let sim = start(cfg).await;
-        let c = client(&sim);
-        let user = mailbox_user(&sim);
-        let parent = sim.dump_mailbox(&user.id).expect("dump").folders[0]
-            .id
-            .clone();
-        let deep = sim
-            .add_folder(&user.id, &parent, "Projects")
-            .expect("folder");
-        sim.add_folder(&user.id, &deep, "2025").expect("folder");
-        sim.reset_counters();
-        let tree = c
-            .list_folder_tree(&mailbox(&user), FolderTreeOptions::default())
-            .await
-            .expect("tree");
-        assert!(
-            tree.iter()
-                .any(|f| f.path.join("/").ends_with("Projects/2025"))
-        );
-        let pos: BTreeMap<&FolderId, usize> =
-            tree.iter().enumerate().map(|(i, f)| (&f.id, i)).collect();
-        for f in &tree {
-            if let Some(p) = &f.parent_id {
-                assert!(pos[p] < pos[&f.id], "parents come before children");
-            }
-        }
-        let counters = sim.counters();
-        assert_eq!(counters.kind("folder_delta").requests, 1);
-        child_listings.push(counters.kind("folders").requests);
-        trees.push(
-            tree.iter()
-                .map(|f| {
-                    (
-                        f.id.as_str().to_owned(),
-                        f.path.join("/"),
-                        f.well_known.clone(),
-                    )
-                })
-                .collect::<BTreeSet<_>>(),
-        );
-    }
-    assert_eq!(trees[0], trees[1]);
-    // Whole tree: only the well-known names are asked for one by one.
-    assert_eq!(
-        child_listings[0],
-        atlas_graph::WELL_KNOWN_FOLDERS.len() as u64,
-        "{child_listings:?}"
-    );
-    assert!(child_listings[1] > child_listings[0], "{child_listings:?}");
-}
-
 #[tokio::test]
 async fn delta_initial_incremental_and_expired() {
     let sim = start(small_tenant()).await;
