@@ -7,6 +7,7 @@
 # Usage:
 #   bash scripts/release.sh                    # profile `dist` (LTO, one codegen unit, stripped)
 #   bash scripts/release.sh --profile release  # the quicker optimized build, also static
+#   bash scripts/release.sh --profile ci-static  # what CI builds: static, stripped, no LTO
 #   bash scripts/release.sh --no-check         # build and package only
 #
 # Output, in dist/:
@@ -30,7 +31,7 @@ while [[ $# -gt 0 ]]; do
         --profile) profile="$2"; shift 2 ;;
         --profile=*) profile="${1#--profile=}"; shift ;;
         --no-check) check=0; shift ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "release.sh: unknown argument $1 (see --help)" >&2; exit 3 ;;
     esac
 done
