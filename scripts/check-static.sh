@@ -89,8 +89,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
     2>/dev/null
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -subj "/CN=s3-dns.atlas.test" -keyout "$work/server.key" -out "$work/server.csr" 2>/dev/null
-printf 'subjectAltName=DNS:s3-dns.atlas.test,DNS:s3-files.atlas.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+    -subj "/CN=s3.atlas.svc.cluster.local" -keyout "$work/server.key" -out "$work/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:s3.atlas.svc.cluster.local,DNS:s3-files.atlas.svc.cluster.local\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
     >"$work/server.ext"
 openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" \
     -CAcreateserial -days 2 -extfile "$work/server.ext" -out "$work/server.pem" 2>/dev/null
@@ -100,7 +100,7 @@ cp "$work/ca.pem" "$root/check/ca.pem"
 # so that two checks at once do not collide.
 dns_ip="127.$(( RANDOM % 200 + 20 )).$(( RANDOM % 250 + 1 )).$(( RANDOM % 250 + 1 ))"
 tls_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-python3 scripts/net-fixture.py --dns "$dns_ip:53" --name s3-dns.atlas.test=127.0.0.1 \
+python3 scripts/net-fixture.py --dns "$dns_ip:53" --name s3.atlas.svc.cluster.local=127.0.0.1 \
     --tls "127.0.0.1:$tls_port" --cert "$work/server.pem" --key "$work/server.key" \
     --upstream "$upstream" >"$work/fixture.out" 2>&1 &
 fixture_pid=$!
@@ -110,7 +110,7 @@ for _ in $(seq 1 50); do
     sleep 0.1
 done
 printf 'nameserver %s\noptions timeout:2 attempts:1\n' "$dns_ip" >"$root/etc/resolv.conf"
-printf '127.0.0.1 localhost\n127.0.0.1 s3-files.atlas.test\n' >"$root/etc/hosts"
+printf '127.0.0.1 localhost\n127.0.0.1 s3-files.atlas.svc.cluster.local\n' >"$root/etc/hosts"
 
 bucket="atlas-static-check-$(date +%s)-$RANDOM"
 s3_env=(HOME=/data XDG_DATA_HOME=/data TMPDIR=/tmp
@@ -121,7 +121,7 @@ s3_env=(HOME=/data XDG_DATA_HOME=/data TMPDIR=/tmp
     "ATLAS_S3_BUCKET=$bucket" ATLAS_S3_FORCE_PATH_STYLE=true)
 
 # Without the private CA: refused, and named as a TLS problem at once.
-if atlas_in_root "${s3_env[@]}" "ATLAS_S3_ENDPOINT=https://s3-dns.atlas.test:$tls_port" -- \
+if atlas_in_root "${s3_env[@]}" "ATLAS_S3_ENDPOINT=https://s3.atlas.svc.cluster.local:$tls_port" -- \
     list >"$work/untrusted.out" 2>&1; then
     cat "$work/untrusted.out" >&2
     fail "a certificate of an unknown CA was accepted"
@@ -131,12 +131,12 @@ grep -qi "tls\|certificate" "$work/untrusted.out" \
 echo "untrusted CA refused: $(grep -i -m1 "tls\|certificate" "$work/untrusted.out")"
 
 # With it, through a name only DNS knows …
-atlas_in_root "${s3_env[@]}" "ATLAS_S3_ENDPOINT=https://s3-dns.atlas.test:$tls_port" \
+atlas_in_root "${s3_env[@]}" "ATLAS_S3_ENDPOINT=https://s3.atlas.svc.cluster.local:$tls_port" \
     SSL_CERT_FILE=/check/ca.pem -- --json init >"$work/init.out" 2>&1 \
     || { cat "$work/init.out" >&2; fail "atlas init over TLS via a DNS name"; }
 echo "DNS name + private CA: $(head -c 200 "$work/init.out")"
 # … and a name only /etc/hosts knows.
-atlas_in_root "${s3_env[@]}" "ATLAS_S3_ENDPOINT=https://s3-files.atlas.test:$tls_port" \
+atlas_in_root "${s3_env[@]}" "ATLAS_S3_ENDPOINT=https://s3-files.atlas.svc.cluster.local:$tls_port" \
     SSL_CERT_FILE=/check/ca.pem -- --json list >"$work/list.out" 2>&1 \
     || { cat "$work/list.out" >&2; fail "atlas list over TLS via /etc/hosts"; }
 echo "/etc/hosts name + private CA: $(head -c 200 "$work/list.out")"
