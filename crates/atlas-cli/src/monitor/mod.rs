@@ -56,17 +56,19 @@ impl Monitor {
 
     /// Check, before the run, that the files can be written where asked.
     pub fn preflight(&self) -> Result<(), UsageError> {
-        for (option, path) in [
-            ("--report", &self.args.report),
-            ("--metrics-file", &self.args.metrics_file),
+        for (option, kind, path) in [
+            ("--report", Written::Report, &self.args.report),
+            ("--metrics-file", Written::Metrics, &self.args.metrics_file),
         ] {
             let Some(path) = path else { continue };
-            check_writable(path).map_err(|reason| {
-                UsageError(format!(
-                    "{option} {}: {reason}",
-                    sanitize(&path.display().to_string())
-                ))
-            })?;
+            check_writable(path)
+                .and_then(|()| check_replaceable(path, kind))
+                .map_err(|reason| {
+                    UsageError(format!(
+                        "{option} {}: {reason}",
+                        sanitize(&path.display().to_string())
+                    ))
+                })?;
         }
         Ok(())
     }
@@ -129,6 +131,60 @@ impl Monitor {
 fn network(tenant: Option<&str>) -> Option<atlas_net::NetOptions> {
     let inputs = crate::config::Inputs::from_process(tenant.map(str::to_owned)).ok()?;
     crate::config::Config::load(&inputs).ok()?.network().ok()
+}
+
+/// What a monitoring file holds, to recognise one Atlas wrote before.
+#[derive(Debug, Clone, Copy)]
+enum Written {
+    Report,
+    Metrics,
+}
+
+/// How much of an existing file is read to recognise it.
+const SNIFF_BYTES: u64 = 64 * 1024;
+
+/// Whether the file at `path` may be replaced: it does not exist, is empty, or is one
+/// Atlas wrote before (a JSON document with `schemaVersion` for `--report`, Prometheus
+/// text with `atlas_` metrics for `--metrics-file`). Anything else is somebody's file: a
+/// mistyped path must never destroy it (the rule `save -y` follows, issue 11).
+fn check_replaceable(path: &Path, kind: Written) -> Result<(), String> {
+    use std::io::Read as _;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot inspect it: {e}")),
+    };
+    if !meta.is_file() {
+        return Err("exists and is not a regular file; give the path of a new file".into());
+    }
+    if meta.len() == 0 {
+        return Ok(());
+    }
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(SNIFF_BYTES).read_to_end(&mut head))
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    let text = String::from_utf8_lossy(&head);
+    let ours = match kind {
+        Written::Report => text.trim_start().starts_with('{') && text.contains("\"schemaVersion\""),
+        Written::Metrics => text.lines().any(|line| {
+            line.starts_with("atlas_")
+                || line.starts_with("# HELP atlas_")
+                || line.starts_with("# TYPE atlas_")
+        }),
+    };
+    if ours {
+        Ok(())
+    } else {
+        let what = match kind {
+            Written::Report => "an Atlas report",
+            Written::Metrics => "an Atlas metrics file",
+        };
+        Err(format!(
+            "an existing file that is not {what}; Atlas replaces only a file it wrote \
+             itself — remove it or give another path"
+        ))
+    }
 }
 
 /// Whether a file can be created next to `path` (its directory exists and is writable).

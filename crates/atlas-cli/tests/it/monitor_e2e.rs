@@ -294,6 +294,59 @@ fn a_report_path_in_a_missing_directory_is_refused_before_the_run() {
     );
 }
 
+#[test]
+fn a_report_or_metrics_path_naming_someone_elses_file_is_refused_and_the_file_kept() {
+    let sandbox = Sandbox::new();
+    sandbox.atlas().arg("init").assert().success();
+    let precious = sandbox.dir.path().join("thesis.txt");
+    std::fs::write(&precious, "four years of work\n").expect("write");
+    for option in ["--report", "--metrics-file"] {
+        let out = sandbox
+            .atlas()
+            .args(["verify", option])
+            .arg(&precious)
+            .output()
+            .expect("runs");
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{option}: {}",
+            output_text(&out)
+        );
+        assert!(
+            output_text(&out).contains("not an Atlas"),
+            "{option}: {}",
+            output_text(&out)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&precious).expect("still there"),
+            "four years of work\n",
+            "{option} replaced a file Atlas did not write"
+        );
+    }
+    // Files Atlas wrote itself (and empty ones) are replaced run after run.
+    let report = sandbox.dir.path().join("verify.json");
+    let metrics = sandbox.dir.path().join("verify.prom");
+    std::fs::write(&metrics, "").expect("empty file");
+    for _ in 0..2 {
+        let out = sandbox
+            .atlas()
+            .args(["verify", "--report"])
+            .arg(&report)
+            .arg("--metrics-file")
+            .arg(&metrics)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    }
+    assert_eq!(read_json(&report)["schemaVersion"], 1);
+    assert!(
+        std::fs::read_to_string(&metrics)
+            .expect("metrics")
+            .contains("atlas_verify_last_run_exit_code")
+    );
+}
+
 /// A local webhook receiver: answers the n-th request with `statuses[n]` (the last one
 /// repeated) and records each request's first line and body.
 struct Receiver {
