@@ -1,16 +1,18 @@
 //! Repositories written by earlier builds keep reading.
 //!
 //! `fixtures/repo-v2/` is a repository written by the format-2 writer as it was before
-//! the single-pass engine (issue 13): two mailboxes, two backups each (a full one, then an
-//! incremental after reads, a delete and a new message), small packs, and one message
-//! above the chunk threshold so chunk lists are covered. `fixtures/repo-v2.json` lists,
-//! for the newest snapshot of each mailbox, every message's id and the SHA-256 of its
-//! MIME as the tenant served it, so the checks below do not depend on the test tenant's
-//! generator staying the same.
+//! the single-pass engine (issue 13); `fixtures/repo-v3/` one written by the format-3
+//! writer (config `formatVersion` 3, frames and records still carrying SHA-256), the last
+//! before blob frames lost their checksum. Each holds two mailboxes, two backups each (a
+//! full one, then an incremental after reads, a delete and a new message), small packs,
+//! and one message above the chunk threshold so chunk lists are covered.
+//! `fixtures/repo-vN.json` lists, for the newest snapshot of each mailbox, every
+//! message's id and the SHA-256 of its MIME as the tenant served it, so the checks below
+//! do not depend on the test tenant's generator staying the same.
 //!
-//! The fixture was written by `write_format_v2_fixture` (ignored; run it only to make a
-//! fixture for a new format version, never to refresh this one: its point is that the
-//! bytes on disk are old).
+//! The fixtures were written by `write_format_fixture` (ignored; run it only to make a
+//! fixture for a new format version, never to refresh an existing one: their point is
+//! that the bytes on disk are old).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
@@ -35,12 +37,19 @@ use sha2::{Digest, Sha256};
 const TENANT: &str = "7c0ffee0-1111-4222-8333-944445555666";
 const PASSPHRASE: &str = "fixture passphrase: not a secret";
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/repo-v2")
+/// The checked-in fixtures and the config format version each was written with.
+const FIXTURES: [(&str, u32); 2] = [("repo-v2", 2), ("repo-v3", 3)];
+
+fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/fixtures")
+        .join(name)
 }
 
-fn manifest_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/repo-v2.json")
+fn manifest_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/fixtures")
+        .join(format!("{name}.json"))
 }
 
 /// What the newest snapshot of each mailbox must hold.
@@ -72,9 +81,9 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A writable copy of the fixture (the checked-in bytes are never touched).
-async fn open_copy() -> (tempfile::TempDir, Repository) {
+async fn open_copy(name: &str) -> (tempfile::TempDir, Repository) {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture_dir(), &dir.path().join("repo"));
+    copy_dir(&fixture_dir(name), &dir.path().join("repo"));
     let store: Arc<dyn BlobStore> = Arc::new(LocalStore::new(dir.path().join("repo")));
     let repo = Repository::open(store, TENANT, &Passphrase::new(PASSPHRASE))
         .await
@@ -82,15 +91,21 @@ async fn open_copy() -> (tempfile::TempDir, Repository) {
     (dir, repo)
 }
 
-fn manifest() -> Manifest {
-    serde_json::from_slice(&std::fs::read(manifest_path()).unwrap()).unwrap()
+fn manifest(name: &str) -> Manifest {
+    serde_json::from_slice(&std::fs::read(manifest_path(name)).unwrap()).unwrap()
 }
 
 #[tokio::test]
-async fn format_v2_fixture_opens_lists_and_verifies() {
-    let (_dir, repo) = open_copy().await;
-    let m = manifest();
-    assert_eq!(repo.config().unwrap().format_version, 2);
+async fn format_fixtures_open_list_and_verify() {
+    for (name, format) in FIXTURES {
+        check_opens_lists_and_verifies(name, format).await;
+    }
+}
+
+async fn check_opens_lists_and_verifies(name: &str, format: u32) {
+    let (_dir, repo) = open_copy(name).await;
+    let m = manifest(name);
+    assert_eq!(repo.config().unwrap().format_version, format, "{name}");
     let mut listed: Vec<String> = repo
         .list_mailboxes()
         .await
@@ -102,7 +117,7 @@ async fn format_v2_fixture_opens_lists_and_verifies() {
     assert_eq!(listed, m.mailboxes.keys().cloned().collect::<Vec<_>>());
     for address in m.mailboxes.keys() {
         let snaps = repo.list_snapshots(&MailboxId::new(address)).await.unwrap();
-        assert_eq!(snaps.len(), m.snapshots, "{address}");
+        assert_eq!(snaps.len(), m.snapshots, "{name} {address}");
     }
     let report = verify(
         &repo,
@@ -113,14 +128,20 @@ async fn format_v2_fixture_opens_lists_and_verifies() {
     )
     .await
     .unwrap();
-    assert!(report.is_ok(), "{:?}", report.damage);
+    assert!(report.is_ok(), "{name}: {:?}", report.damage);
     assert_eq!(report.snapshots, 2 * m.snapshots);
 }
 
 #[tokio::test]
-async fn format_v2_fixture_reads_every_message_byte_exact() {
-    let (_dir, repo) = open_copy().await;
-    let m = manifest();
+async fn format_fixtures_read_every_message_byte_exact() {
+    for (name, format) in FIXTURES {
+        check_reads_every_message_byte_exact(name, format).await;
+    }
+}
+
+async fn check_reads_every_message_byte_exact(name: &str, format: u32) {
+    let (_dir, repo) = open_copy(name).await;
+    let m = manifest(name);
     let mut saw_chunked = false;
     for (address, items) in &m.mailboxes {
         let snap = repo
@@ -149,15 +170,21 @@ async fn format_v2_fixture_reads_every_message_byte_exact() {
                 found.insert(meta.id.as_str().to_owned(), hex_sha(&whole));
             }
         }
-        assert_eq!(&found, items, "{address}");
+        assert_eq!(&found, items, "{name} {address}");
     }
-    assert!(saw_chunked);
+    assert!(saw_chunked, "{name}");
 }
 
 #[tokio::test]
-async fn format_v2_fixture_exports_byte_exact() {
-    let (_dir, repo) = open_copy().await;
-    let m = manifest();
+async fn format_fixtures_export_byte_exact() {
+    for (name, format) in FIXTURES {
+        check_exports_byte_exact(name, format).await;
+    }
+}
+
+async fn check_exports_byte_exact(name: &str, format: u32) {
+    let (_dir, repo) = open_copy(name).await;
+    let m = manifest(name);
     for (address, items) in &m.mailboxes {
         let opts = SaveOptions {
             snapshot: SnapshotSelector::Latest {
@@ -193,14 +220,20 @@ async fn format_v2_fixture_exports_byte_exact() {
             got.insert(hex_sha(&bytes));
         }
         let want: BTreeSet<String> = items.values().cloned().collect();
-        assert_eq!(got, want, "{address}");
+        assert_eq!(got, want, "{name} {address}");
     }
 }
 
 #[tokio::test]
-async fn format_v2_fixture_restores_and_takes_new_backups() {
-    let (_dir, repo) = open_copy().await;
-    let m = manifest();
+async fn format_fixtures_restore_and_take_new_backups() {
+    for (name, format) in FIXTURES {
+        check_restores_and_takes_new_backups(name, format).await;
+    }
+}
+
+async fn check_restores_and_takes_new_backups(name: &str, format: u32) {
+    let (_dir, repo) = open_copy(name).await;
+    let m = manifest(name);
     let address = m.mailboxes.keys().next().unwrap().clone();
     let target = MemoryTenant::new();
     target.add_mailbox(&address, MailboxKind::Licensed);
@@ -261,7 +294,7 @@ async fn format_v2_fixture_restores_and_takes_new_backups() {
     )
     .await
     .unwrap();
-    assert!(report.is_ok(), "{:?}", report.damage);
+    assert!(report.is_ok(), "{name}: {:?}", report.damage);
     assert_eq!(report.snapshots, 2 * m.snapshots + 1);
 }
 
@@ -286,13 +319,17 @@ fn noise(len: usize, mut x: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Writes `fixtures/repo-v2` and its manifest with the build it runs in. Ignored: the
-/// checked-in fixture must stay what the old writer wrote.
+/// Writes `fixtures/$ATLAS_FIXTURE` (e.g. `repo-v3`) and its manifest with the build it
+/// runs in. Ignored: the checked-in fixtures must stay what the old writers wrote.
 #[tokio::test]
-#[ignore = "writes the checked-in fixture; run only to create a fixture for a new format"]
-async fn write_format_v2_fixture() {
-    let dir = fixture_dir();
-    let _ = std::fs::remove_dir_all(&dir);
+#[ignore = "writes a checked-in fixture; run only to create a fixture for a new format"]
+async fn write_format_fixture() {
+    let name = std::env::var("ATLAS_FIXTURE").expect("ATLAS_FIXTURE names the fixture to write");
+    let dir = fixture_dir(&name);
+    assert!(
+        !dir.exists(),
+        "{name} exists already: never rewrite a checked-in fixture"
+    );
     let store: Arc<dyn BlobStore> = Arc::new(LocalStore::new(&dir));
     let repo = Repository::init_with(
         store,
@@ -377,7 +414,7 @@ async fn write_format_v2_fixture() {
         manifest.mailboxes.insert(a.clone(), items);
     }
     std::fs::write(
-        manifest_path(),
+        manifest_path(&name),
         serde_json::to_vec_pretty(&manifest).unwrap(),
     )
     .unwrap();
