@@ -134,12 +134,12 @@ async fn check_opens_lists_and_verifies(name: &str, format: u32) {
 
 #[tokio::test]
 async fn format_fixtures_read_every_message_byte_exact() {
-    for (name, format) in FIXTURES {
-        check_reads_every_message_byte_exact(name, format).await;
+    for (name, _) in FIXTURES {
+        check_reads_every_message_byte_exact(name).await;
     }
 }
 
-async fn check_reads_every_message_byte_exact(name: &str, format: u32) {
+async fn check_reads_every_message_byte_exact(name: &str) {
     let (_dir, repo) = open_copy(name).await;
     let m = manifest(name);
     let mut saw_chunked = false;
@@ -177,12 +177,12 @@ async fn check_reads_every_message_byte_exact(name: &str, format: u32) {
 
 #[tokio::test]
 async fn format_fixtures_export_byte_exact() {
-    for (name, format) in FIXTURES {
-        check_exports_byte_exact(name, format).await;
+    for (name, _) in FIXTURES {
+        check_exports_byte_exact(name).await;
     }
 }
 
-async fn check_exports_byte_exact(name: &str, format: u32) {
+async fn check_exports_byte_exact(name: &str) {
     let (_dir, repo) = open_copy(name).await;
     let m = manifest(name);
     for (address, items) in &m.mailboxes {
@@ -226,12 +226,12 @@ async fn check_exports_byte_exact(name: &str, format: u32) {
 
 #[tokio::test]
 async fn format_fixtures_restore_and_take_new_backups() {
-    for (name, format) in FIXTURES {
-        check_restores_and_takes_new_backups(name, format).await;
+    for (name, _) in FIXTURES {
+        check_restores_and_takes_new_backups(name).await;
     }
 }
 
-async fn check_restores_and_takes_new_backups(name: &str, format: u32) {
+async fn check_restores_and_takes_new_backups(name: &str) {
     let (_dir, repo) = open_copy(name).await;
     let m = manifest(name);
     let address = m.mailboxes.keys().next().unwrap().clone();
