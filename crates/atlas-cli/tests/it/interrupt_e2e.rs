@@ -717,8 +717,11 @@ fn after_a_killed_backup_forget_prune_and_delete_just_work() {
 /// "mailbox is being backed up" (about B). A delete's lease scope is its own mailbox: it
 /// succeeds (exit 0) and says that the space is freed by a later prune; B's backup goes on
 /// and completes. Deleting B itself meanwhile is refused (exit 1) and removes nothing.
+/// `forget --prune` did the same (records removed, then exit 1); it now defers its prune
+/// like `delete`. Both on a local repository and on S3 (moto), whose leases and prune lock
+/// are objects with conditional writes rather than files.
 #[test]
-fn delete_of_one_mailbox_while_another_is_backed_up_exits_0() {
+fn delete_and_forget_prune_of_one_mailbox_while_another_is_backed_up_exit_0() {
     let sim = Sim::start(SimConfig {
         users: 2,
         shared_mailboxes: 0,
@@ -728,53 +731,99 @@ fn delete_of_one_mailbox_while_another_is_backed_up_exits_0() {
     });
     let users = sim.licensed_users();
     let (a, b) = (users[0].clone(), users[1].clone());
-    let sandbox = Sandbox::new();
-    // B is known to the repository by one small folder, so its full backup below has
-    // everything else to download and runs long enough.
-    for args in [
-        vec!["init"],
-        vec!["backup", "-m", &a],
-        vec!["backup", "-m", &b, "-f", "Drafts"],
-    ] {
-        let out = sandbox.run(&sim, &args);
-        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    for place in Place::all() {
+        let what = place.name();
+        let sandbox = Sandbox::new();
+        // A has two snapshots (forget keeps one); B is known to the repository by one small
+        // folder, so its full backup below has everything else to download and runs long
+        // enough.
+        set_latency(&sim, 0);
+        for args in [
+            vec!["init"],
+            vec!["backup", "-m", &a],
+            vec!["backup", "-m", &a],
+            vec!["backup", "-m", &b, "-f", "Drafts"],
+        ] {
+            let out = place.run(&sandbox, &sim, &args);
+            assert_eq!(out.status.code(), Some(0), "{what}: {}", output_text(&out));
+        }
+        let mut child = start_slow_backup(&sim, &sandbox, &place, &b, &["--full"]);
+        // Slower still, so B's backup outlasts the forget and both deletes.
+        set_latency(&sim, 100);
+        let out = place.run(
+            &sandbox,
+            &sim,
+            &["--json", "forget", "-m", &a, "--keep-last", "1", "--prune"],
+        );
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", output_text(&out));
+        let report = super::json_schemas::assert_schema("forget", &out);
+        assert_eq!(report["result"]["snapshotsRemoved"], 1, "{what}: {report}");
+        assert!(report["result"]["prune"].is_null(), "{what}: {report}");
+        assert!(
+            report["result"]["pruneDeferred"]
+                .as_str()
+                .is_some_and(|s| s.contains("being backed up")),
+            "{what}: {report}"
+        );
+        let out = place.run(
+            &sandbox,
+            &sim,
+            &["forget", "-m", &a, "--keep-last", "1", "--prune"],
+        );
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", output_text(&out));
+        assert!(
+            output_text(&out).contains("freed by the next prune"),
+            "{what}: the text says the prune waits: {}",
+            output_text(&out)
+        );
+        let out = place.run(&sandbox, &sim, &["--json", "delete", "-m", &a, "-y"]);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", output_text(&out));
+        let report = super::json_schemas::assert_schema("delete", &out);
+        assert_eq!(report["result"]["snapshotsRemoved"], 1, "{what}: {report}");
+        assert!(
+            report["result"]["pruneDeferred"]
+                .as_str()
+                .is_some_and(|s| s.contains("being backed up")),
+            "{what}: {report}"
+        );
+        let out = place.run(&sandbox, &sim, &["delete", "-m", &b, "-y"]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", output_text(&out));
+        assert!(
+            output_text(&out).contains("being backed up"),
+            "{what}: {}",
+            output_text(&out)
+        );
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "{what}: B's backup was still running during the forget and both deletes"
+        );
+        set_latency(&sim, 0);
+        let out = wait_with_timeout(child);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", output_text(&out));
+        let out = place.run(&sandbox, &sim, &["--json", "list"]);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", output_text(&out));
+        let listed = json_of(&out).to_string();
+        assert!(
+            !listed.contains(&a) && listed.contains(&b),
+            "{what}: {listed}"
+        );
+        // The prune that waited runs now.
+        let out = place.run(
+            &sandbox,
+            &sim,
+            &["--json", "forget", "--keep-last", "1", "--prune"],
+        );
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", output_text(&out));
+        assert!(
+            json_of(&out)["result"]["prune"]["blobsFreed"]
+                .as_u64()
+                .is_some_and(|n| n > 0),
+            "{what}: A's data is freed now: {}",
+            output_text(&out)
+        );
+        let out = place.run(&sandbox, &sim, &["verify", "--read-data"]);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", output_text(&out));
     }
-    let mut child = start_slow_backup(&sim, &sandbox, &Place::Local, &b, &["--full"]);
-    // Slower still, so B's backup outlasts both deletes.
-    set_latency(&sim, 100);
-    let out = sandbox.run(&sim, &["--json", "delete", "-m", &a, "-y"]);
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    let report = json_of(&out);
-    assert_eq!(report["result"]["snapshotsRemoved"], 1, "{report}");
-    assert!(
-        report["result"]["pruneDeferred"]
-            .as_str()
-            .is_some_and(|s| s.contains("being backed up")),
-        "{report}"
-    );
-    let out = sandbox.run(&sim, &["delete", "-m", &b, "-y"]);
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    assert!(
-        output_text(&out).contains("being backed up"),
-        "{}",
-        output_text(&out)
-    );
-    assert!(
-        child.try_wait().expect("poll").is_none(),
-        "B's backup was still running during both deletes"
-    );
-    set_latency(&sim, 0);
-    let out = wait_with_timeout(child);
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    let out = sandbox.run(&sim, &["--json", "list"]);
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    let listed = json_of(&out).to_string();
-    assert!(!listed.contains(&a) && listed.contains(&b), "{listed}");
-    // The prune that waited runs now.
-    let out = sandbox.run(&sim, &["forget", "--keep-last", "1", "--prune"]);
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-    let out = sandbox.run(&sim, &["verify", "--read-data"]);
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 }
 
 /// Hidden temporary outputs of saves in `dir`.

@@ -254,9 +254,9 @@ pub struct RemovalSummary {
     /// What the prune that followed did (the `*_and_prune` variants only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prune: Option<PruneSummary>,
-    /// Why `delete`'s prune did not run: a backup of another mailbox (or another prune)
-    /// holds the repository. The records are gone; the data only they used is reclaimed by
-    /// the next prune.
+    /// Why the prune of `delete` or `forget --prune` did not run: a backup of another
+    /// mailbox (or another prune) holds the repository. The records are gone; the data
+    /// only they used is reclaimed by the next prune.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prune_deferred: Option<String>,
 }
@@ -283,7 +283,9 @@ pub async fn execute_forget(repo: &Repository, plan: &ForgetPlan) -> Result<Remo
 
 /// `forget --prune`: delete the plan's records, then prune. The prune runs only when every
 /// record went (a record kept by Object Lock still references its data anyway, but a
-/// partial result is reported as such and not made bigger).
+/// partial result is reported as such and not made bigger). As for `delete`, a prune that
+/// cannot run now because a backup (or another prune) holds the repository is deferred,
+/// not a failure ([`RemovalSummary::prune_deferred`]): the records are already gone.
 pub async fn execute_forget_and_prune(
     repo: &Repository,
     plan: &ForgetPlan,
@@ -292,9 +294,29 @@ pub async fn execute_forget_and_prune(
 ) -> Result<RemovalSummary> {
     let mut sum = execute_forget(repo, plan).await?;
     if sum.is_complete() {
-        sum.prune = Some(prune(repo, &real_run(opts), clock).await?);
+        prune_or_defer(repo, &mut sum, opts, clock).await?;
     }
     Ok(sum)
+}
+
+/// The prune after a removal, into `sum`. A backup of some mailbox (or another prune)
+/// holding the repository defers it: what was asked for — the records — is done;
+/// reclaiming the space waits for a later prune, which cannot overlap a backup (see
+/// `repo::prune`). Any other failure is the run's.
+async fn prune_or_defer(
+    repo: &Repository,
+    sum: &mut RemovalSummary,
+    opts: &PruneOptions,
+    clock: &dyn Clock,
+) -> Result<()> {
+    match prune(repo, &real_run(opts), clock).await {
+        Ok(p) => sum.prune = Some(p),
+        Err(e @ (Error::LeaseHeld { .. } | Error::MaintenanceRunning { .. })) => {
+            sum.prune_deferred = Some(e.to_string());
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
 }
 
 /// The dry run of prune after removing `removed` (a forget or delete plan's snapshots):
@@ -522,16 +544,7 @@ pub async fn execute_delete_and_prune(
 ) -> Result<RemovalSummary> {
     let mut sum = execute_delete(repo, plan, &opts.owner, clock, opts.reporter.as_ref()).await?;
     if sum.is_complete() && !plan.purge {
-        match prune(repo, &real_run(opts), clock).await {
-            Ok(p) => sum.prune = Some(p),
-            // A backup of another mailbox (or another prune) is running: what was asked
-            // for — the records — is done; reclaiming the space waits for a later prune,
-            // which cannot overlap a backup (see `repo::prune`).
-            Err(e @ (Error::LeaseHeld { .. } | Error::MaintenanceRunning { .. })) => {
-                sum.prune_deferred = Some(e.to_string());
-            }
-            Err(e) => return Err(e),
-        }
+        prune_or_defer(repo, &mut sum, opts, clock).await?;
     }
     Ok(sum)
 }

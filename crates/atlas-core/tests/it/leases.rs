@@ -532,6 +532,63 @@ async fn delete_of_one_mailbox_while_another_is_backed_up_succeeds() {
     assert!(summary.blobs_freed > 0, "{summary:?}");
 }
 
+/// `forget --prune` while another mailbox was being backed up removed the records and then
+/// failed with "mailbox is being backed up" (about the other mailbox). Like `delete`, it
+/// now succeeds with the prune deferred, and the next prune frees what the records used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_prune_while_another_mailbox_is_backed_up_defers_the_prune() {
+    use atlas_core::service::retention::{
+        ForgetOptions, KeepPolicy, execute_forget_and_prune, plan_forget,
+    };
+    let repo = new_repo(memory()).await;
+    let clock = clock_at(t0());
+    let a = MailboxId::new("a@example.com");
+    let b = MailboxId::new("b@example.com");
+    // A's first snapshot has a message of its own, so forgetting it leaves data to free.
+    backup(&repo, &a, clock.clone(), &[("Inbox", 11, 2000)])
+        .await
+        .unwrap();
+    backup(&repo, &a, clock.clone(), SMALL_BACKUP)
+        .await
+        .unwrap();
+    backup(&repo, &b, clock.clone(), SMALL_BACKUP)
+        .await
+        .unwrap();
+    let running = repo
+        .begin_backup(&b, "host-b:2", clock.clone())
+        .await
+        .unwrap();
+
+    let plan = plan_forget(
+        &repo,
+        &ForgetOptions {
+            policy: KeepPolicy {
+                last: Some(1),
+                ..KeepPolicy::default()
+            },
+            mailboxes: vec![a.clone()],
+            allow_empty: false,
+        },
+    )
+    .await
+    .unwrap();
+    let sum = execute_forget_and_prune(&repo, &plan, &PruneOptions::default(), clock.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(sum.snapshots_removed, 1);
+    assert!(sum.is_complete());
+    assert!(sum.prune.is_none());
+    let why = sum.prune_deferred.as_deref().expect("the prune waits");
+    assert!(why.contains("host-b:2"), "{why}");
+    assert_eq!(repo.list_snapshots(&a).await.unwrap().len(), 1);
+    running.release().await.unwrap();
+
+    let summary = prune(&repo, &PruneOptions::default(), clock.as_ref())
+        .await
+        .unwrap();
+    assert!(summary.blobs_freed > 0, "{summary:?}");
+}
+
 /// A full disk in the middle of a prune: the prune fails with the store's error, and its
 /// lock is released (deleting works on a full disk), so the next backup is not blocked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
