@@ -544,13 +544,19 @@ async fn forget_prune_while_another_mailbox_is_backed_up_defers_the_prune() {
     let clock = clock_at(t0());
     let a = MailboxId::new("a@example.com");
     let b = MailboxId::new("b@example.com");
-    // A's first snapshot has a message of its own, so forgetting it leaves data to free.
+    // A's first snapshot has a message of its own, so forgetting it leaves data to free;
+    // the second starts an hour later, so it is the one `--keep-last 1` keeps.
     backup(&repo, &a, clock.clone(), &[("Inbox", 11, 2000)])
         .await
         .unwrap();
-    backup(&repo, &a, clock.clone(), SMALL_BACKUP)
-        .await
-        .unwrap();
+    backup(
+        &repo,
+        &a,
+        clock_at(t0() + chrono::Duration::hours(1)),
+        SMALL_BACKUP,
+    )
+    .await
+    .unwrap();
     backup(&repo, &b, clock.clone(), SMALL_BACKUP)
         .await
         .unwrap();
