@@ -45,6 +45,9 @@ pub(crate) fn run_error(e: GraphError) -> SourceError {
         | GraphError::Timeout { .. }
         | GraphError::Network { .. }
         | GraphError::Server { .. }) => SourceError::Unavailable(e.to_string()),
+        // Their kind survives the port: the CLI's hint names the setting to check.
+        e @ GraphError::Dns { .. } => SourceError::Dns(e.to_string()),
+        e @ GraphError::Tls { .. } => SourceError::Tls(e.to_string()),
         e => SourceError::Other(e.to_string()),
     }
 }

@@ -5,8 +5,8 @@
 //! CLI's variable names; this module maps the meaning to the setting to fix, from the
 //! field registry, so the names stay in one place.
 
-use atlas_core::ports::StoreError;
 use atlas_core::ports::blob_store::CredentialProblem;
+use atlas_core::ports::{SourceError, StoreError};
 
 use super::field::{CA_FILE_ENV, Field};
 
@@ -21,11 +21,22 @@ pub fn for_error(err: &anyhow::Error) -> Option<String> {
                 _ => None,
             }
         });
-        store.and_then(for_store_error).or_else(|| {
-            cause
-                .downcast_ref::<atlas_graph::GraphError>()
-                .and_then(for_graph_error)
-        })
+        // Likewise for the mail source's errors, which carry the Graph adapter's kind
+        // (DNS, TLS) across the port.
+        let source = cause.downcast_ref::<SourceError>().or_else(|| {
+            match cause.downcast_ref::<atlas_core::Error>() {
+                Some(atlas_core::Error::Source(e)) => Some(e),
+                _ => None,
+            }
+        });
+        store
+            .and_then(for_store_error)
+            .or_else(|| source.and_then(for_source_error))
+            .or_else(|| {
+                cause
+                    .downcast_ref::<atlas_graph::GraphError>()
+                    .and_then(for_graph_error)
+            })
     })
 }
 
@@ -90,13 +101,27 @@ pub fn for_store_error(err: &StoreError) -> Option<String> {
 fn for_graph_error(err: &atlas_graph::GraphError) -> Option<String> {
     match err {
         atlas_graph::GraphError::Tls { .. } => Some(tls_hint()),
-        atlas_graph::GraphError::Dns { .. } => Some(format!(
-            "check {} (unset, it is Microsoft Graph's global endpoint) and that this machine \
-             resolves host names",
-            Field::GraphEndpoint.env()
-        )),
+        atlas_graph::GraphError::Dns { .. } => Some(graph_dns_hint()),
         _ => None,
     }
+}
+
+/// The mail source's failures met during a run (the Graph adapter's DNS and TLS errors,
+/// translated by the port) get the same hints as when the client meets them directly.
+fn for_source_error(err: &SourceError) -> Option<String> {
+    match err {
+        SourceError::Dns(_) => Some(graph_dns_hint()),
+        SourceError::Tls(_) => Some(tls_hint()),
+        _ => None,
+    }
+}
+
+fn graph_dns_hint() -> String {
+    format!(
+        "check {} (unset, it is Microsoft Graph's global endpoint) and that this machine \
+         resolves host names",
+        Field::GraphEndpoint.env()
+    )
 }
 
 fn tls_hint() -> String {
@@ -209,6 +234,23 @@ mod tests {
         }))
         .expect("a hint");
         assert!(hint.contains("ATLAS_GRAPH_ENDPOINT"), "{hint}");
+    }
+
+    /// Met during a run, the same failures come through the mail source port inside the
+    /// core's error; the hints must not depend on which path reported them.
+    #[test]
+    fn graph_dns_and_tls_failures_through_the_source_port_keep_their_hints() {
+        let dns = anyhow::Error::new(atlas_core::Error::Source(SourceError::Dns(
+            "list_users could not reach graph.nothing-here.invalid".into(),
+        )))
+        .context("planning the backup");
+        assert!(for_error(&dns).is_some_and(|h| h.contains("ATLAS_GRAPH_ENDPOINT")));
+        let tls = anyhow::Error::new(SourceError::Tls("certificate refused".into()));
+        assert!(for_error(&tls).is_some_and(|h| h.contains("ATLAS_CA_FILE")));
+        let other = anyhow::Error::new(atlas_core::Error::Source(SourceError::Other(
+            "something else".into(),
+        )));
+        assert_eq!(for_error(&other), None);
     }
 
     #[test]

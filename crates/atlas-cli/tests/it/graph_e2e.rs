@@ -366,6 +366,54 @@ fn bad_graph_input_is_a_clear_error_and_writes_nothing() {
     );
 }
 
+/// A Graph host name that does not resolve once signed in (the identity platform answers,
+/// Graph does not): the backup's error lost the `ATLAS_GRAPH_ENDPOINT` hint that the same
+/// failure gets when the client meets it directly, because the mail source port turned it
+/// into text. Its kind now crosses the port: text and `--json` carry the hint, for a
+/// tenant-wide backup and for one mailbox.
+#[test]
+fn a_graph_host_that_does_not_resolve_during_backup_names_the_endpoint_setting() {
+    let sim = Sim::start(SimConfig::default());
+    let upn = sim.user_with_mailbox();
+    let sandbox = Sandbox::new();
+    sandbox.against(&sim).arg("init").assert().success();
+    let unresolvable = |cmd: &mut assert_cmd::Command| {
+        cmd.env("ATLAS_GRAPH_ENDPOINT", "https://graph.nothing-here.invalid");
+    };
+    for args in [vec!["backup"], vec!["backup", "-m", &upn]] {
+        let mut cmd = sandbox.against(&sim);
+        unresolvable(&mut cmd);
+        let out = cmd.args(&args).output().expect("runs");
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        assert!(
+            text.contains("graph.nothing-here.invalid"),
+            "{args:?}: {text}"
+        );
+        assert!(
+            text.contains("hint: check ATLAS_GRAPH_ENDPOINT"),
+            "{args:?}: {text}"
+        );
+
+        let mut cmd = sandbox.against(&sim);
+        unresolvable(&mut cmd);
+        let out = cmd.arg("--json").args(&args).output().expect("runs");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            output_text(&out)
+        );
+        let doc = super::json_schemas::assert_schema("error", &out);
+        assert!(
+            doc["error"]["hint"]
+                .as_str()
+                .is_some_and(|h| h.contains("ATLAS_GRAPH_ENDPOINT")),
+            "{args:?}: {doc}"
+        );
+    }
+}
+
 #[test]
 fn missing_mail_read_permission_is_named() {
     let sim = Sim::start(SimConfig {

@@ -644,8 +644,11 @@ impl Run<'_> {
                     break;
                 }
                 Err(
-                    e
-                    @ (SourceError::Item(_) | SourceError::Unavailable(_) | SourceError::Other(_)),
+                    e @ (SourceError::Item(_)
+                    | SourceError::Unavailable(_)
+                    | SourceError::Dns(_)
+                    | SourceError::Tls(_)
+                    | SourceError::Other(_)),
                 ) => {
                     // The folder cannot be enumerated now; keep its previous state and move on.
                     self.reporter.report(Event::Warning {
