@@ -463,6 +463,12 @@ pub enum FormatArg {
     EmlZip,
     /// A directory with one mboxrd file per folder
     Mbox,
+    /// A zip of iCalendar files (RFC 5545): calendars and tasks
+    Ics,
+    /// A zip of vCard 3.0 files: contacts, with photos
+    Vcf,
+    /// A zip of JSON files: every kind but mail, configuration included
+    Json,
 }
 
 /// `atlas save` options.
@@ -479,14 +485,20 @@ pub struct SaveArgs {
     #[arg(long, value_name = "REF")]
     pub message: Option<String>,
 
-    /// Output format
+    /// Only items of this kind (mail, calendar, contacts, tasks, notes, config); each
+    /// format takes only the kinds it holds and counts the others as skipped
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<atlas_core::model::ItemKind>,
+
+    /// Output format: eml-zip and mbox hold mail, ics calendars and tasks, vcf contacts,
+    /// json every kind but mail
     #[arg(long, value_enum, default_value = "eml-zip")]
     pub format: FormatArg,
 
     /// Output: a file path; an existing directory (or a path ending in /) to write
-    /// atlas-<mailbox>-<snapshot>.zip (or -mbox) inside it; `-` for stdout. With
-    /// --format mbox, a path ending in .mbox is one file, anything else a directory of one
-    /// file per folder. Default: the current directory
+    /// atlas-<mailbox>-<snapshot>.zip (-ics.zip, -vcf.zip, -json.zip; -mbox) inside it;
+    /// `-` for stdout. With --format mbox, a path ending in .mbox is one file, anything
+    /// else a directory of one file per folder. Default: the current directory
     #[arg(short = 'o', long, value_name = "PATH")]
     pub output: Option<std::path::PathBuf>,
 

@@ -308,9 +308,24 @@ impl GraphSource {
                         let to = end
                             .filter(|e| *e > from)
                             .unwrap_or(from + Duration::days(SERIES_HORIZON_DAYS));
-                        let instances = c
-                            .event_instances(user, &id, from - Duration::days(1), to)
-                            .await?;
+                        let window = (from - Duration::days(1), to);
+                        let instances = c.event_instances(user, &id, window.0, window.1).await?;
+                        // Graph v1.0 lists no cancelled occurrences: they are the rule's
+                        // occurrences `instances` leaves out over the same window, kept
+                        // so an ICS export has its EXDATEs offline (docs/EXPORT.md). A
+                        // rule Atlas cannot expand leaves them out rather than failing
+                        // the item: the export stream still holds everything.
+                        match atlas_core::export::cancelled_occurrences(
+                            &event, &instances, window.0, window.1,
+                        ) {
+                            Ok(cancelled) => {
+                                event["cancelledOccurrences"] = json!(cancelled);
+                            }
+                            Err(e) => tracing::warn!(
+                                error = %e,
+                                "cancelled occurrences of a recurring event not computed"
+                            ),
+                        }
                         event["exceptionOccurrences"] = Value::Array(
                             instances
                                 .into_iter()

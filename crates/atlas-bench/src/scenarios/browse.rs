@@ -20,6 +20,7 @@ async fn save(r: &BenchRepo, upn: &str, step: String) -> Result<Row, BenchError>
         },
         folder: None,
         message: None,
+        kind: None,
         format: ExportFormat::EmlZip,
         skip_verify: false,
         reporter: std::sync::Arc::new(atlas_core::ports::NullReporter),

@@ -14,7 +14,7 @@ use atlas_core::ports::Reporter;
 use atlas_core::repo::Repository;
 use atlas_core::service::catalog::{self, ItemListOptions, SnapshotSelector, resolve_snapshot_ref};
 use atlas_core::service::export::{
-    ExportFormat, SaveOptions, plan_output, save_to_path, write_eml_zip, write_mbox,
+    ExportFormat, SaveOptions, SaveSummary, plan_output, save_to_path, write_eml_zip, write_mbox,
 };
 use atlas_core::service::read::{ReadOptions, read_message};
 use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, verify_with_progress};
@@ -589,6 +589,9 @@ pub async fn save(global: &GlobalArgs, args: &SaveArgs, output: Output) -> anyho
     let format = match args.format {
         FormatArg::EmlZip => ExportFormat::EmlZip,
         FormatArg::Mbox => ExportFormat::Mbox,
+        FormatArg::Ics => ExportFormat::Ics,
+        FormatArg::Vcf => ExportFormat::Vcf,
+        FormatArg::Json => ExportFormat::Json,
     };
     let progress = Arc::new(Progress::for_tasks(
         Mode::detect(output.is_json(), global.quiet),
@@ -598,6 +601,7 @@ pub async fn save(global: &GlobalArgs, args: &SaveArgs, output: Output) -> anyho
         snapshot,
         folder: args.folder.clone(),
         message: args.message.clone(),
+        kind: args.kind,
         format,
         skip_verify: args.skip_verify,
         reporter: Arc::clone(&progress) as Arc<dyn Reporter>,
@@ -623,8 +627,9 @@ pub async fn save(global: &GlobalArgs, args: &SaveArgs, output: Output) -> anyho
     let summary = summary.with_context(|| format!("saving to {}", path.display()))?;
     output.result(&summary, || {
         let mut s = format!(
-            "Saved {} message(s) from {} folder(s) of {} (snapshot {}) to {} ({}){}.",
+            "Saved {} {} from {} folder(s) of {} (snapshot {}) to {} ({}){}.",
             summary.messages,
+            saved_noun(summary.format),
             summary.folders,
             sanitize(&summary.mailbox),
             summary.snapshot,
@@ -636,6 +641,9 @@ pub async fn save(global: &GlobalArgs, args: &SaveArgs, output: Output) -> anyho
                 ", every checksum verified"
             }
         );
+        for line in skipped_lines(&summary) {
+            let _ = write!(s, "\n{line}");
+        }
         if !summary.failed.is_empty() {
             let _ = write!(
                 s,
@@ -689,7 +697,7 @@ async fn save_to_stdout(
         .into());
     }
     let summary = match opts.format {
-        ExportFormat::EmlZip => {
+        ExportFormat::EmlZip | ExportFormat::Ics | ExportFormat::Vcf | ExportFormat::Json => {
             let spool = tempfile::tempfile().context("creating a temporary file for the zip")?;
             let (summary, spool) = write_eml_zip(repo, opts, spool, "stdout")
                 .await
@@ -720,8 +728,9 @@ async fn save_to_stdout(
     };
     if !global.quiet {
         note!(
-            "Saved {} message(s) from {} folder(s) of {} (snapshot {}) to stdout ({}){}.",
+            "Saved {} {} from {} folder(s) of {} (snapshot {}) to stdout ({}){}.",
             summary.messages,
+            saved_noun(summary.format),
             summary.folders,
             sanitize(&summary.mailbox),
             summary.snapshot,
@@ -732,6 +741,9 @@ async fn save_to_stdout(
                 ", every checksum verified"
             }
         );
+        for line in skipped_lines(&summary) {
+            note!("{line}");
+        }
         for f in &summary.failed {
             note!(
                 "  not exported: {} / {}: {}",
@@ -749,6 +761,35 @@ async fn save_to_stdout(
     } else {
         Exit::Partial
     })
+}
+
+/// What a save of `format` writes: messages (mail formats) or items.
+fn saved_noun(format: ExportFormat) -> &'static str {
+    if format.item_format().is_none() {
+        "message(s)"
+    } else {
+        "item(s)"
+    }
+}
+
+/// One line per kind a save left out, naming the formats that take it.
+fn skipped_lines(summary: &SaveSummary) -> Vec<String> {
+    summary
+        .skipped
+        .iter()
+        .map(|k| {
+            let takers: Vec<&str> = k.formats.iter().map(|f| f.name()).collect();
+            let advice = if takers.is_empty() {
+                "no export format holds them (atlas restore brings them back)".to_owned()
+            } else {
+                format!("--format {} takes them", takers.join(" or "))
+            };
+            format!(
+                "Skipped {} {} item(s): --format {} does not hold them; {advice}.",
+                k.items, k.kind, summary.format
+            )
+        })
+        .collect()
 }
 
 /// `atlas stats`.

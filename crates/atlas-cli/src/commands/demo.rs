@@ -468,6 +468,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
             snapshot: selector,
             folder: None,
             message: None,
+            kind: None,
             format: ExportFormat::EmlZip,
             skip_verify: false,
             reporter: Arc::new(atlas_core::ports::NullReporter),

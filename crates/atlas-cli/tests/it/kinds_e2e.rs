@@ -26,7 +26,7 @@ fn run(mut cmd: assert_cmd::Command, args: &[&str]) -> (Option<i32>, String) {
 }
 
 /// A tenant whose app may read every kind.
-fn every_kind_sim() -> Sim {
+pub(super) fn every_kind_sim() -> Sim {
     let mut cfg = SimConfig {
         users: 2,
         messages_per_user: 5,

@@ -17,6 +17,7 @@ mod heal_e2e;
 mod interrupt_e2e;
 mod json_schemas;
 mod kinds_e2e;
+mod kinds_save_e2e;
 mod monitor_e2e;
 mod replicate_e2e;
 mod repository_e2e;

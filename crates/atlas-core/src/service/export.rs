@@ -1,5 +1,7 @@
 //! `atlas save`: export a snapshot (or part of it) as a zip of `.eml` files or as mboxrd
-//! files, from the repository alone — the mailbox need not exist in the tenant any more.
+//! files, or its calendars, tasks, contacts and configuration as a zip of `.ics`, `.vcf`
+//! or `.json` files, from the repository alone — the mailbox need not exist in the tenant
+//! any more.
 //!
 //! - `eml-zip`: the stored MIME byte for byte, one entry per message, directories = folder
 //!   paths, names `YYYY-MM-DD_HHMMSS_subject.eml` (UTC received time; sanitized;
@@ -9,6 +11,15 @@
 //!   subdirectories), or one mboxrd file of every selected folder (`-o x.mbox`, stdout). mbox is a Unix, LF-terminated format, so CRLF line ends become LF
 //!   there; `>From ` quoting follows mboxrd, so any reader that un-quotes gets the message
 //!   back exactly (modulo line ends).
+//! - `ics`, `vcf`, `json`: one file per item, written by [`crate::export::item_file`] from
+//!   the readable JSON the backup stored (docs/EXPORT.md), in a zip laid out by folder like
+//!   `eml-zip`; names are the item's title (`subject`, `displayName`, `title`), numbered on
+//!   collisions. `ics` takes calendar items and tasks, `vcf` contacts, `json` every kind but
+//!   mail.
+//!
+//! Each format takes only the kinds it can hold: the others are left out and counted per
+//! kind in [`SaveSummary::skipped`] with the formats that take them, so a mail export of a
+//! whole-mailbox snapshot never writes an event's export stream as a `.eml`.
 //!
 //! Memory holds one message and one folder list at a time; compression runs on the
 //! blocking pool. Output to a path is written under a temporary name next to it and renamed
@@ -28,7 +39,8 @@ use serde::Serialize;
 use super::catalog::{SnapshotSelector, find_message, folder_path, folder_selected};
 use super::read::check_sha;
 use crate::error::{Error, Result};
-use crate::model::{MessageId, MessageMeta, SnapshotId};
+use crate::export::ItemFormat;
+use crate::model::{ContentKind, ItemKind, MessageId, MessageMeta, SnapshotId};
 #[cfg(doc)]
 use crate::ports::NullReporter;
 use crate::ports::{Event, Reporter, StoreError, Task};
@@ -47,6 +59,63 @@ pub enum ExportFormat {
     EmlZip,
     /// mboxrd: a directory of files, one per folder, or one file (see [`OutputKind`]).
     Mbox,
+    /// A zip of iCalendar files: calendar items and tasks.
+    Ics,
+    /// A zip of vCard files: contacts with their photos.
+    Vcf,
+    /// A zip of JSON files: every kind but mail, configuration included.
+    Json,
+}
+
+impl ExportFormat {
+    /// Every format, in the order messages name them.
+    pub const ALL: [Self; 5] = [Self::EmlZip, Self::Mbox, Self::Ics, Self::Vcf, Self::Json];
+
+    /// The name on the command line (`--format`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EmlZip => "eml-zip",
+            Self::Mbox => "mbox",
+            Self::Ics => "ics",
+            Self::Vcf => "vcf",
+            Self::Json => "json",
+        }
+    }
+
+    /// The per-item conversion of a format for non-mail items; `None` for the mail
+    /// formats, which write the stored MIME.
+    pub fn item_format(self) -> Option<ItemFormat> {
+        match self {
+            Self::EmlZip | Self::Mbox => None,
+            Self::Ics => Some(ItemFormat::Ics),
+            Self::Vcf => Some(ItemFormat::Vcf),
+            Self::Json => Some(ItemFormat::Json),
+        }
+    }
+
+    /// Whether items of `kind` are written in this format (the others are skipped).
+    pub fn holds(self, kind: ItemKind) -> bool {
+        match self.item_format() {
+            None => kind.is_mail(),
+            Some(f) => f.holds(kind),
+        }
+    }
+
+    /// The formats that take items of `kind`. Sticky notes get none: the backup keeps
+    /// only their export stream (there is no readable form of them in Graph v1.0), which
+    /// `atlas restore` brings back.
+    pub fn taking(kind: ItemKind) -> Vec<Self> {
+        if kind == ItemKind::Note {
+            return Vec::new();
+        }
+        Self::ALL.into_iter().filter(|f| f.holds(kind)).collect()
+    }
+}
+
+impl std::fmt::Display for ExportFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// What to export.
@@ -58,6 +127,8 @@ pub struct SaveOptions {
     pub folder: Option<String>,
     /// Only this message (see [`find_message`]).
     pub message: Option<String>,
+    /// Only items of this kind (`None`: every kind the format holds).
+    pub kind: Option<ItemKind>,
     /// Format.
     pub format: ExportFormat,
     /// Skip the SHA-256 comparison (the repository's own checks still run).
@@ -79,6 +150,18 @@ pub struct SaveFailure {
     pub error: String,
 }
 
+/// Items of one kind an export left out because its format cannot hold them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedItems {
+    /// Their kind.
+    pub kind: ItemKind,
+    /// How many.
+    pub items: u64,
+    /// The formats that take them (empty: none does; `atlas restore` brings them back).
+    pub formats: Vec<ExportFormat>,
+}
+
 /// Result of an export.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -91,10 +174,13 @@ pub struct SaveSummary {
     pub format: ExportFormat,
     /// Folders written.
     pub folders: usize,
-    /// Messages written.
+    /// Messages (items, for the non-mail formats) written.
     pub messages: usize,
-    /// MIME bytes written (before compression).
+    /// Bytes written (before compression): MIME, or the converted files.
     pub bytes: u64,
+    /// Items left out because the format cannot hold their kind, per kind (not counted
+    /// as failures).
+    pub skipped: Vec<SkippedItems>,
     /// Messages skipped because they failed to read or verify (the CLI exits non-zero).
     pub failed: Vec<SaveFailure>,
     /// Output path, when written to a path.
@@ -105,6 +191,21 @@ pub struct SaveSummary {
 }
 
 impl SaveSummary {
+    fn new(snap: &crate::repo::Snapshot, format: ExportFormat) -> Self {
+        Self {
+            snapshot: snap.id,
+            mailbox: snap.record.mailbox.address().to_owned(),
+            format,
+            folders: 0,
+            messages: 0,
+            bytes: 0,
+            skipped: Vec::new(),
+            failed: Vec::new(),
+            output: None,
+            next_step: None,
+        }
+    }
+
     /// One message that could not be read or verified. Damage (not a passing failure)
     /// also sets the next step: how to heal it.
     fn record_failure(&mut self, folder: &str, id: &MessageId, e: &Error) {
@@ -124,13 +225,100 @@ impl SaveSummary {
     pub fn is_complete(&self) -> bool {
         self.failed.is_empty()
     }
+
+    /// `items` of `kind` left out.
+    fn skip(&mut self, kind: ItemKind, items: u64) {
+        if items == 0 {
+            return;
+        }
+        if let Some(s) = self.skipped.iter_mut().find(|s| s.kind == kind) {
+            s.items += items;
+            return;
+        }
+        self.skipped.push(SkippedItems {
+            kind,
+            items,
+            formats: ExportFormat::taking(kind),
+        });
+        self.skipped.sort_by_key(|s| s.kind);
+    }
 }
 
-/// One message handed to a format writer.
+/// One message (or converted item) handed to a format writer.
 struct Item<'a> {
     folder_dirs: &'a [String],
     meta: &'a MessageMeta,
-    mime: bytes::Bytes,
+    /// The bytes to write: the MIME of a message, the converted file of another item.
+    data: bytes::Bytes,
+    /// For a converted item: its file name stem and extension (a message's come from its
+    /// metadata, [`eml_file_stem`]).
+    file: Option<(String, &'static str)>,
+}
+
+/// A message's stored MIME, checked against its recorded SHA-256 unless `skip_verify`.
+async fn read_mime(
+    repo: &Repository,
+    opts: &SaveOptions,
+    meta: &MessageMeta,
+) -> Result<bytes::Bytes> {
+    let b = repo.read_blob(&meta.mime).await?;
+    if !opts.skip_verify {
+        check_sha(&b, &meta.mime_sha256, &meta.mime)?;
+    }
+    Ok(b)
+}
+
+/// An item's file in `format` from its stored readable JSON (checked like MIME), with its
+/// name stem; `None` when the backup kept no readable JSON of it (sticky notes).
+async fn read_converted(
+    repo: &Repository,
+    opts: &SaveOptions,
+    meta: &MessageMeta,
+    format: ItemFormat,
+) -> Result<Option<(bytes::Bytes, String)>> {
+    let Some(json) = meta.content_of(ContentKind::Json) else {
+        return Ok(None);
+    };
+    let b = repo.read_blob(&json.id).await?;
+    if !opts.skip_verify {
+        check_sha(&b, &json.sha256, &json.id)?;
+    }
+    let value: serde_json::Value = serde_json::from_slice(&b).map_err(|e| Error::Convert {
+        format: "json",
+        reason: format!("the stored readable JSON does not parse: {e}"),
+    })?;
+    let Some(file) = crate::export::item_file(meta.kind, format, &value)? else {
+        return Ok(None);
+    };
+    Ok(Some((
+        bytes::Bytes::from(file),
+        item_file_stem(meta, &value),
+    )))
+}
+
+/// The file name of a non-mail item: its title (an event's start date first, so a
+/// calendar's files sort by date), sanitized like a subject; `untitled` without one.
+fn item_file_stem(meta: &MessageMeta, json: &serde_json::Value) -> String {
+    let title = ["subject", "displayName", "title"]
+        .iter()
+        .find_map(|k| json.get(*k).and_then(serde_json::Value::as_str))
+        .map(sanitize_subject)
+        .filter(|t| !t.is_empty())
+        .or_else(|| {
+            // Configuration items are named by their id (`config:messageRules`).
+            (meta.kind == ItemKind::Config)
+                .then(|| sanitize_subject(meta.id.as_str().trim_start_matches("config:")))
+        })
+        .unwrap_or_else(|| "untitled".to_owned());
+    let date = json
+        .pointer("/start/dateTime")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|s| s.get(..10))
+        .filter(|d| d.bytes().all(|b| b.is_ascii_digit() || b == b'-'));
+    match date {
+        Some(d) if meta.kind == ItemKind::Calendar => format!("{d}_{title}"),
+        _ => title,
+    }
 }
 
 /// Walk the selected messages in folder order and hand each verified one to `sink`.
@@ -160,6 +348,7 @@ where
         Some(r) => Some(find_message(repo, &snap.record, r).await?),
         None => None,
     };
+    check_kind(opts, opts.kind.or(only.as_ref().map(|m| m.meta.kind)))?;
     opts.reporter.report(Event::TaskStarted {
         task: Task::Export,
         total: Some(if only.is_some() {
@@ -169,26 +358,14 @@ where
         }),
         bytes: None,
     });
-    let mut sum = SaveSummary {
-        snapshot: snap.id,
-        mailbox: snap.record.mailbox.address().to_owned(),
-        format: opts.format,
-        folders: 0,
-        messages: 0,
-        bytes: 0,
-        failed: Vec::new(),
-        output: None,
-        next_step: None,
-    };
+    let mut sum = SaveSummary::new(&snap, opts.format);
     for (i, f) in snap.record.folders.iter().enumerate() {
-        if opts
-            .folder
-            .as_deref()
-            .is_some_and(|w| !folder_selected(f, w))
-        {
+        if !folder_wanted(opts, f) || only.as_ref().is_some_and(|m| m.folder_index != i) {
             continue;
         }
-        if only.as_ref().is_some_and(|m| m.folder_index != i) {
+        if only.is_none() && !opts.format.holds(f.folder.kind) {
+            // The whole folder is of a kind this format does not take: counted, not read.
+            sum.skip(f.folder.kind, f.stored_item_count);
             continue;
         }
         let path = folder_path(f);
@@ -203,16 +380,16 @@ where
             if only.as_ref().is_some_and(|m| m.meta.id != meta.id) {
                 continue;
             }
-            let mime = match repo.read_blob(&meta.mime).await.and_then(|b| {
-                if opts.skip_verify {
-                    Ok(b)
-                } else {
-                    check_sha(&b, &meta.mime_sha256, &meta.mime).map(|()| b)
-                }
-            }) {
-                Ok(b) => b,
-                Err(e) => {
-                    sum.record_failure(&path, &meta.id, &e);
+            if opts.kind.is_some_and(|k| k != meta.kind) {
+                continue;
+            }
+            let (data, file) = match read_item(repo, opts, meta).await {
+                Ok(Some(read)) => read,
+                other => {
+                    match other {
+                        Err(e) => sum.record_failure(&path, &meta.id, &e),
+                        _ => sum.skip(meta.kind, 1),
+                    }
                     opts.reporter.report(Event::TaskProgress {
                         task: Task::Export,
                         done: 1,
@@ -227,34 +404,92 @@ where
                 sink.folder(&dirs).await?;
             }
             sum.messages += 1;
-            sum.bytes += mime.len() as u64;
+            sum.bytes += data.len() as u64;
             opts.reporter.report(Event::TaskProgress {
                 task: Task::Export,
                 done: 1,
-                bytes: mime.len() as u64,
+                bytes: data.len() as u64,
             });
             sink.message(Item {
                 folder_dirs: &dirs,
                 meta,
-                mime,
+                data,
+                file,
             })
             .await?;
         }
     }
     if opts.message.is_some() && sum.messages == 0 && sum.failed.is_empty() {
-        return Err(Error::InvalidInput {
-            reason: "the message is not in the selected folders".into(),
+        return Err(match sum.skipped.first() {
+            Some(s) => Error::invalid(format!(
+                "the item has no {} form: {}",
+                opts.format,
+                takers(s.kind)
+            )),
+            None => Error::invalid("the message is not in the selected folders"),
         });
     }
     Ok(sum)
 }
 
-/// How many messages the folder filter selects (what the export's progress counts to).
+/// Whether the folder and kind filters select folder `f`.
+fn folder_wanted(opts: &SaveOptions, f: &crate::model::FolderSnapshot) -> bool {
+    opts.folder.as_deref().is_none_or(|w| folder_selected(f, w))
+        && opts.kind.is_none_or(|k| k == f.folder.kind)
+}
+
+/// What a file of `meta` in the export holds: the MIME of a message (name from its
+/// metadata) or an item's converted file with its name stem and extension; `None` when
+/// the format does not take the item (its kind, or no readable JSON stored).
+async fn read_item(
+    repo: &Repository,
+    opts: &SaveOptions,
+    meta: &MessageMeta,
+) -> Result<Option<(bytes::Bytes, Option<(String, &'static str)>)>> {
+    if !opts.format.holds(meta.kind) {
+        return Ok(None);
+    }
+    match opts.format.item_format() {
+        None => Ok(Some((read_mime(repo, opts, meta).await?, None))),
+        Some(format) => Ok(read_converted(repo, opts, meta, format)
+            .await?
+            .map(|(b, stem)| (b, Some((stem, format.extension()))))),
+    }
+}
+
+/// Refuse a kind (`--kind`, or the kind of the one `--message`) the format cannot hold,
+/// before anything is written.
+fn check_kind(opts: &SaveOptions, kind: Option<ItemKind>) -> Result<()> {
+    match kind {
+        Some(kind) if !opts.format.holds(kind) => Err(Error::invalid(format!(
+            "--format {} does not hold {kind} items; {}",
+            opts.format,
+            takers(kind)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Which formats take items of `kind`, as a sentence for messages.
+fn takers(kind: ItemKind) -> String {
+    let formats: Vec<&str> = ExportFormat::taking(kind)
+        .into_iter()
+        .map(ExportFormat::name)
+        .collect();
+    if formats.is_empty() {
+        format!("no export format takes {kind} (atlas restore brings them back)")
+    } else {
+        format!("--format {} takes them", formats.join(" or "))
+    }
+}
+
+/// How many items the folder and kind filters select in folders of kinds the format holds
+/// (what the export's progress counts to).
 fn selected_messages(record: &crate::model::SnapshotRecord, opts: &SaveOptions) -> u64 {
     record
         .folders
         .iter()
-        .filter(|f| opts.folder.as_deref().is_none_or(|w| folder_selected(f, w)))
+        .filter(|f| folder_wanted(opts, f) && opts.format.holds(f.folder.kind))
         .map(|f| f.stored_item_count)
         .sum()
 }
@@ -279,13 +514,15 @@ impl<W: Write + Seek + Send + 'static> AsyncSink for ZipSink<W> {
     }
 
     async fn message(&mut self, item: Item<'_>) -> Result<()> {
-        let name = unique_name(
-            &mut self.names,
-            &item.folder_dirs.join("/"),
-            &eml_file_stem(item.meta),
-            "eml",
-        );
-        let when = item.meta.received.or(item.meta.sent);
+        let (stem, ext) = item
+            .file
+            .unwrap_or_else(|| (eml_file_stem(item.meta), "eml"));
+        let name = unique_name(&mut self.names, &item.folder_dirs.join("/"), &stem, ext);
+        let when = item
+            .meta
+            .received
+            .or(item.meta.sent)
+            .or(item.meta.last_modified);
         // Deflate level 1: saving was bound by deflate at the default level 6 on one
         // thread (~3 ms of CPU per message); level 1 is several times faster for a few
         // percent more bytes on mail, whose bulk is base64 that deflates about equally at
@@ -293,7 +530,7 @@ impl<W: Write + Seek + Send + 'static> AsyncSink for ZipSink<W> {
         let mut options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             .compression_level(Some(1))
-            .large_file(item.mime.len() as u64 >= u64::from(u32::MAX));
+            .large_file(item.data.len() as u64 >= u64::from(u32::MAX));
         if let Some(t) = when.and_then(zip_time) {
             options = options.last_modified_time(t);
         }
@@ -301,12 +538,12 @@ impl<W: Write + Seek + Send + 'static> AsyncSink for ZipSink<W> {
             .zip
             .take()
             .ok_or_else(|| Error::invalid("zip writer already failed"))?;
-        let mime = item.mime;
+        let data = item.data;
         let label = self.label.clone();
         let zip = tokio::task::spawn_blocking(move || -> Result<zip::ZipWriter<W>> {
             zip.start_file(name, options)
                 .map_err(|e| zip_error(&label, e))?;
-            zip.write_all(&mime).map_err(|e| io_error(&label, e))?;
+            zip.write_all(&data).map_err(|e| io_error(&label, e))?;
             Ok(zip)
         })
         .await
@@ -316,7 +553,8 @@ impl<W: Write + Seek + Send + 'static> AsyncSink for ZipSink<W> {
     }
 }
 
-/// Write an `eml-zip` export to any seekable sink (a file, a `Cursor`). Returns the summary
+/// Write a zip export (`eml-zip`, or `ics`/`vcf`/`json` by `opts.format`) to any seekable
+/// sink (a file, a `Cursor`). Returns the summary
 /// and the sink after the central directory was written. `label` names the sink in errors.
 pub async fn write_eml_zip<W: Write + Seek + Send + 'static>(
     repo: &Repository,
@@ -461,7 +699,7 @@ impl AsyncSink for MboxSink {
             .or(item.meta.sent)
             .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
         let label = self.root.display().to_string();
-        w.write_message(sender, date, &item.mime)
+        w.write_message(sender, date, &item.data)
             .map_err(|e| io_error(&label, e))
     }
 }
@@ -520,16 +758,19 @@ pub fn plan_output_for(
     format: ExportFormat,
 ) -> Result<OutputPlan> {
     let default_kind = match format {
-        ExportFormat::EmlZip => OutputKind::ZipFile,
         ExportFormat::Mbox => OutputKind::MboxDirectory,
+        _ => OutputKind::ZipFile,
     };
-    let inside = |dir: &Path| dir.join(export_name(mailbox, snapshot, default_kind));
+    let inside = |dir: &Path| dir.join(export_file_name(mailbox, snapshot, format, default_kind));
     let (path, kind) = match given {
         None => (inside(Path::new("")), default_kind),
         Some(p) if ends_with_separator(p) || p.is_dir() => (inside(p), default_kind),
         Some(p) => {
             let kind = match format {
-                ExportFormat::EmlZip => OutputKind::ZipFile,
+                ExportFormat::EmlZip
+                | ExportFormat::Ics
+                | ExportFormat::Vcf
+                | ExportFormat::Json => OutputKind::ZipFile,
                 ExportFormat::Mbox
                     if p.extension()
                         .is_some_and(|e| e.eq_ignore_ascii_case("mbox")) =>
@@ -564,6 +805,25 @@ pub fn plan_output_for(
         kind,
         replaces,
     })
+}
+
+/// The name of an export of `format` written inside a directory: [`export_name`] for the
+/// mail formats, `atlas-<mailbox>-<snapshot>-<ics|vcf|json>.zip` for the others (so a
+/// calendar export never lands on the mail export of the same snapshot).
+pub fn export_file_name(
+    mailbox: &str,
+    snapshot: SnapshotId,
+    format: ExportFormat,
+    kind: OutputKind,
+) -> String {
+    match format.item_format() {
+        None => export_name(mailbox, snapshot, kind),
+        Some(f) => {
+            let zip = export_name(mailbox, snapshot, OutputKind::ZipFile);
+            let base = zip.strip_suffix(".zip").unwrap_or(&zip);
+            format!("{base}-{}.zip", f.extension())
+        }
+    }
 }
 
 /// `atlas-<mailbox>-<snapshot>.zip` (or `.mbox`, or `-mbox` for a directory), with only
@@ -725,7 +985,7 @@ impl<W: Write + Send + 'static> AsyncSink for MboxStreamSink<W> {
             .received
             .or(item.meta.sent)
             .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-        let mime = item.mime;
+        let mime = item.data;
         let label = self.label.clone();
         let w = tokio::task::spawn_blocking(move || -> Result<MboxWriter<W>> {
             w.write_message(&sender, date, &mime)

@@ -193,6 +193,7 @@ async fn check_exports_byte_exact(name: &str) {
             },
             folder: None,
             message: None,
+            kind: None,
             format: ExportFormat::EmlZip,
             skip_verify: false,
             reporter: Arc::new(NullReporter),

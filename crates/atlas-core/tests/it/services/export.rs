@@ -59,6 +59,7 @@ fn opts(id: atlas_core::model::SnapshotId, format: ExportFormat) -> SaveOptions 
         snapshot: SnapshotSelector::Id(id),
         folder: None,
         message: None,
+        kind: None,
         format,
         skip_verify: false,
         reporter: std::sync::Arc::new(atlas_core::ports::NullReporter),

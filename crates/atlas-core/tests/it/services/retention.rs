@@ -24,6 +24,7 @@ async fn export(repo: &atlas_core::repo::Repository, id: SnapshotId) -> BTreeMap
         snapshot: SnapshotSelector::Id(id),
         folder: None,
         message: None,
+        kind: None,
         format: ExportFormat::EmlZip,
         skip_verify: false,
         reporter: std::sync::Arc::new(atlas_core::ports::NullReporter),
