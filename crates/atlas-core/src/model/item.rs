@@ -269,7 +269,10 @@ pub struct ContentRef {
     pub id: ContentId,
     /// Its length in bytes.
     pub size: u64,
-    /// SHA-256 of the bytes, hex, so readers can check what they hand out.
+    /// SHA-256 of the bytes, hex, so readers can check what they hand out: written by
+    /// repositories before format 4 (and checked whenever present); empty and absent on
+    /// disk in format 4, whose readers check the content id instead.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
 }
 
@@ -388,7 +391,11 @@ pub struct ItemMeta {
     /// Length of the primary content in bytes.
     pub mime_size: u64,
     /// SHA-256 of the primary content, hex. Kept only in this encrypted list (never in
-    /// key names) so export and restore can check what they hand out.
+    /// key names) so export and restore can check what they hand out. Written by
+    /// repositories before format 4 (and checked whenever present); empty and absent on
+    /// disk in format 4, where reading the content checks its content id (a keyed
+    /// SHA-256 of the same bytes) and a second hash would check the same thing again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mime_sha256: String,
     /// The item's kind; absent on disk for mail.
     #[serde(default, skip_serializing_if = "ItemKind::is_mail")]

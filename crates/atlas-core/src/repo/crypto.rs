@@ -14,13 +14,19 @@ use crate::model::ContentId;
 
 pub(crate) const NONCE_LEN: usize = 12;
 pub(crate) const TAG_LEN: usize = 16;
-/// `compression u8 | raw_len u64 LE | sha256[32]`.
+/// `method u8 | raw_len u64 LE | sha256[32]`: the frame of sealed objects, and of blobs
+/// in repositories before format 4.
 pub(crate) const FRAME_HEADER_LEN: usize = 1 + 8 + 32;
+/// `method u8 | raw_len u64 LE`: a blob frame without the SHA-256 (format 4). The blob's
+/// plaintext is checked by its content id instead (see [`FrameChecksum`]).
+const SHORT_FRAME_HEADER_LEN: usize = 1 + 8;
 /// Decompressed frames larger than this are refused (a hostile or broken length field
 /// must not make us allocate without bound).
 const MAX_FRAME_RAW_LEN: u64 = 1 << 30;
 const COMPRESSION_NONE: u8 = 0;
 const COMPRESSION_ZSTD: u8 = 1;
+/// Added to the method byte when the frame has no SHA-256 field: 2 = raw, 3 = zstd.
+const NO_CHECKSUM: u8 = 2;
 /// zstd level 1: on mail it stores a few percent more than level 3 at clearly less CPU
 /// (level 3's double-fast matcher dominated write profiles).
 const ZSTD_LEVEL: i32 = 1;
@@ -126,14 +132,16 @@ pub(crate) fn mailbox_name(name_key: &[u8; 32], address: &str) -> String {
     hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
-/// SHA-256 of a payload: the frame checksum, also what records keep as a plaintext
-/// checksum (e.g. `mimeSha256`).
+/// SHA-256 of a payload: the frame checksum of sealed objects and of blobs before
+/// format 4, and what records of those repositories keep as a plaintext checksum (e.g.
+/// `mimeSha256`).
 pub(crate) fn sha256(payload: &[u8]) -> [u8; 32] {
     Sha256::digest(payload).into()
 }
 
 /// The content id and the SHA-256 of `data`, in one pass over the bytes (both hashes are
-/// fed each cache-sized piece in turn, so the content is read from memory once).
+/// fed each cache-sized piece in turn, so the content is read from memory once). Only
+/// repositories before format 4 need the SHA-256; format 4 computes the content id alone.
 pub(crate) fn content_id_and_sha256(
     id_key: &[u8; 32],
     kind: BlobKind,
@@ -153,14 +161,26 @@ pub(crate) fn content_id_and_sha256(
     )
 }
 
-/// Build a frame: compressed with zstd when that is smaller, raw otherwise.
-pub(crate) fn encode_frame(payload: &[u8]) -> Vec<u8> {
-    encode_frame_with_sha256(payload, &sha256(payload))
+/// What a frame carries to check its plaintext after decryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrameChecksum<'a> {
+    /// The payload's SHA-256, in the frame (sealed objects; blobs before format 4).
+    Sha256(&'a [u8; 32]),
+    /// Nothing: a blob of format 4, whose plaintext is checked by recomputing its content
+    /// id (a keyed SHA-256 of the same bytes), so a second hash would check it twice. The
+    /// AEAD tag already authenticates the frame; the content id is what proves that the
+    /// decompressed bytes are the content the records name.
+    None,
 }
 
-/// [`encode_frame`] with the payload's SHA-256 already computed by the caller (who needed
-/// it anyway), so the payload is not hashed a second time.
-pub(crate) fn encode_frame_with_sha256(payload: &[u8], sha: &[u8; 32]) -> Vec<u8> {
+/// Build a frame: compressed with zstd when that is smaller, raw otherwise.
+pub(crate) fn encode_frame(payload: &[u8]) -> Vec<u8> {
+    encode_frame_with(payload, FrameChecksum::Sha256(&sha256(payload)))
+}
+
+/// [`encode_frame`] with the checksum the caller chose: a SHA-256 it already computed
+/// (so the payload is not hashed a second time), or none (format-4 blobs).
+pub(crate) fn encode_frame_with(payload: &[u8], checksum: FrameChecksum<'_>) -> Vec<u8> {
     let compressed = if worth_compressing(payload) {
         compress(payload).filter(|c| c.len() < payload.len())
     } else {
@@ -171,30 +191,44 @@ pub(crate) fn encode_frame_with_sha256(payload: &[u8], sha: &[u8; 32]) -> Vec<u8
         None => (COMPRESSION_NONE, payload),
     };
     let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len() + BLOB_OVERHEAD);
-    out.push(method);
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(sha);
+    match checksum {
+        FrameChecksum::Sha256(sha) => {
+            out.push(method);
+            out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+            out.extend_from_slice(sha);
+        }
+        FrameChecksum::None => {
+            out.push(method + NO_CHECKSUM);
+            out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        }
+    }
     out.extend_from_slice(body);
     out
 }
 
-/// Decode a frame and check its checksum. Only ever called on authenticated plaintext.
+/// Decode a frame and check its checksum when it has one. Only ever called on
+/// authenticated plaintext; a frame without checksum is accepted only where the caller
+/// checks the plaintext otherwise (blobs, see [`open_blob`]).
 pub(crate) fn decode_frame(frame: &[u8], key_name: &str) -> Result<Vec<u8>> {
-    if frame.len() < FRAME_HEADER_LEN {
+    decode_frame_checked(frame, key_name, false)
+}
+
+fn decode_frame_checked(frame: &[u8], key_name: &str, allow_unchecked: bool) -> Result<Vec<u8>> {
+    if frame.len() < SHORT_FRAME_HEADER_LEN {
         return Err(Error::corrupt(key_name, "frame shorter than its header"));
     }
-    let raw_len = u64::from_le_bytes(frame[1..9].try_into().expect("invariant: 8-byte slice"));
-    if raw_len > MAX_FRAME_RAW_LEN {
-        return Err(Error::corrupt(
-            key_name,
-            format!("frame claims {raw_len} bytes"),
-        ));
-    }
-    let body = &frame[FRAME_HEADER_LEN..];
-    let payload = match frame[0] {
-        COMPRESSION_NONE => body.to_vec(),
-        COMPRESSION_ZSTD => decompress(body, raw_len as usize)
-            .map_err(|e| Error::corrupt(key_name, format!("zstd: {e}")))?,
+    let (method, sha, header_len) = match frame[0] {
+        m @ (COMPRESSION_NONE | COMPRESSION_ZSTD) => {
+            if frame.len() < FRAME_HEADER_LEN {
+                return Err(Error::corrupt(key_name, "frame shorter than its header"));
+            }
+            (m, Some(&frame[9..41]), FRAME_HEADER_LEN)
+        }
+        m if allow_unchecked
+            && (m == COMPRESSION_NONE + NO_CHECKSUM || m == COMPRESSION_ZSTD + NO_CHECKSUM) =>
+        {
+            (m - NO_CHECKSUM, None, SHORT_FRAME_HEADER_LEN)
+        }
         other => {
             return Err(Error::corrupt(
                 key_name,
@@ -202,13 +236,27 @@ pub(crate) fn decode_frame(frame: &[u8], key_name: &str) -> Result<Vec<u8>> {
             ));
         }
     };
+    let raw_len = u64::from_le_bytes(frame[1..9].try_into().expect("invariant: 8-byte slice"));
+    if raw_len > MAX_FRAME_RAW_LEN {
+        return Err(Error::corrupt(
+            key_name,
+            format!("frame claims {raw_len} bytes"),
+        ));
+    }
+    let body = &frame[header_len..];
+    let payload = if method == COMPRESSION_ZSTD {
+        decompress(body, raw_len as usize)
+            .map_err(|e| Error::corrupt(key_name, format!("zstd: {e}")))?
+    } else {
+        body.to_vec()
+    };
     if payload.len() as u64 != raw_len {
         return Err(Error::corrupt(
             key_name,
             "frame length does not match its header",
         ));
     }
-    if Sha256::digest(&payload).as_slice() != &frame[9..41] {
+    if sha.is_some_and(|sha| Sha256::digest(&payload).as_slice() != sha) {
         return Err(Error::corrupt(key_name, "plaintext checksum mismatch"));
     }
     Ok(payload)
@@ -322,26 +370,33 @@ fn blob_aad(kind: BlobKind, id: &ContentId) -> [u8; 4 + 1 + 1 + 32] {
 }
 
 /// Encrypt one blob for a pack: `nonce | AES-GCM(frame) | tag`, AAD binds version, kind
-/// and content id.
+/// and content id. The frame carries a SHA-256 (the layout before format 4).
+#[cfg(test)]
 pub(crate) fn seal_blob(
     enc_key: &[u8; 32],
     kind: BlobKind,
     id: &ContentId,
     data: &[u8],
 ) -> Vec<u8> {
-    seal_blob_with_sha256(enc_key, kind, id, data, &sha256(data))
+    seal_blob_with(
+        enc_key,
+        kind,
+        id,
+        data,
+        FrameChecksum::Sha256(&sha256(data)),
+    )
 }
 
-/// [`seal_blob`] with the payload's SHA-256 computed by the caller (in the same pass as
-/// the content id).
-pub(crate) fn seal_blob_with_sha256(
+/// [`seal_blob`] with the frame checksum the caller chose: the SHA-256 it computed in the
+/// same pass as the content id (before format 4), or none (format 4).
+pub(crate) fn seal_blob_with(
     enc_key: &[u8; 32],
     kind: BlobKind,
     id: &ContentId,
     data: &[u8],
-    sha: &[u8; 32],
+    checksum: FrameChecksum<'_>,
 ) -> Vec<u8> {
-    let frame = encode_frame_with_sha256(data, sha);
+    let frame = encode_frame_with(data, checksum);
     let nonce = random_nonce();
     // Nonce, frame and tag in one buffer, encrypted in place (a blob is copied once).
     let mut out = Vec::with_capacity(NONCE_LEN + frame.len() + TAG_LEN);
@@ -359,7 +414,8 @@ pub(crate) fn seal_blob_with_sha256(
     out
 }
 
-/// Decrypt one blob and check its frame checksum. The caller checks the content id.
+/// Decrypt one blob and check its frame checksum when the frame has one. The caller
+/// checks the content id (a format-4 frame has no other plaintext check).
 pub(crate) fn open_blob(
     enc_key: &[u8; 32],
     kind: BlobKind,
@@ -367,7 +423,7 @@ pub(crate) fn open_blob(
     bytes: &[u8],
     key_name: &str,
 ) -> Result<Vec<u8>> {
-    if bytes.len() < BLOB_OVERHEAD + FRAME_HEADER_LEN {
+    if bytes.len() < BLOB_OVERHEAD + SHORT_FRAME_HEADER_LEN {
         return Err(Error::corrupt(
             key_name,
             format!("blob {id} shorter than its overhead"),
@@ -386,7 +442,7 @@ pub(crate) fn open_blob(
         .map_err(|_| Error::AuthenticationFailed {
             key: key_name.to_owned(),
         })?;
-    decode_frame(&buf, key_name)
+    decode_frame_checked(&buf, key_name, true)
 }
 
 /// Decrypt a TypeScript Atlas v1 object: `iv[12] | tag[16] | ct`, no associated data,
@@ -484,6 +540,52 @@ mod tests {
         assert!(open_blob(&KEY, BlobKind::Attachment, &id, &sealed, "p").is_err());
         let other = content_id(&KEY, BlobKind::Mime, b"other");
         assert!(open_blob(&KEY, BlobKind::Mime, &other, &sealed, "p").is_err());
+    }
+
+    #[test]
+    fn format_4_blob_frames_have_no_checksum_and_still_round_trip() {
+        let text = "Hello, world. ".repeat(1000);
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for payload in [text.as_bytes(), &noise[..], b""] {
+            let with = encode_frame(payload);
+            let without = encode_frame_with(payload, FrameChecksum::None);
+            assert_eq!(without.len() + 32, with.len(), "the SHA-256 field is gone");
+            assert_eq!(without[0], with[0] + NO_CHECKSUM);
+            assert_eq!(decode_frame_checked(&without, "k", true).unwrap(), payload);
+            // A sealed object's frame must carry its checksum: nothing else checks it.
+            assert!(matches!(
+                decode_frame(&without, "k"),
+                Err(Error::Corrupt { .. })
+            ));
+            let id = content_id(&KEY, BlobKind::Mime, payload);
+            let sealed = seal_blob_with(&KEY, BlobKind::Mime, &id, payload, FrameChecksum::None);
+            assert_eq!(
+                open_blob(&KEY, BlobKind::Mime, &id, &sealed, "p").unwrap(),
+                payload
+            );
+            for i in 0..sealed.len() {
+                let mut bad = sealed.clone();
+                bad[i] ^= 0x01;
+                assert!(
+                    open_blob(&KEY, BlobKind::Mime, &id, &bad, "p").is_err(),
+                    "flip at {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn old_frames_still_check_their_sha256() {
+        let mut f = encode_frame(b"plaintext");
+        assert_eq!(f[0], COMPRESSION_NONE);
+        let last = f.len() - 1;
+        f[last] ^= 0x01;
+        assert!(matches!(
+            decode_frame_checked(&f, "k", true),
+            Err(Error::Corrupt { .. })
+        ));
     }
 
     #[test]

@@ -82,11 +82,24 @@ pub(crate) use secret::RepoKeys;
 /// The repository format this build writes into a new repository's config, and the
 /// highest it reads. Version 1 is the TypeScript Atlas layout (`data/`, `manifests/` …),
 /// which is read, never written; version 3 adds items of kinds other than mail (calendar,
-/// contacts, tasks, notes, configuration), whose records version 2 already described.
-pub const FORMAT_VERSION: u32 = 3;
+/// contacts, tasks, notes, configuration), whose records version 2 already described;
+/// version 4 drops the plaintext SHA-256 of blobs (frames, chunk lists, records'
+/// `mimeSha256`): the content id is the one hash of each piece of content.
+pub const FORMAT_VERSION: u32 = 4;
 
-/// The version a snapshot record carries when it holds only mail: such snapshots are
-/// exactly what version 2 wrote, so readers of version 2 read them as before.
+/// The first format whose blobs and records keep no plaintext SHA-256
+/// (docs/FORMAT.md §4.1). Repositories keep the format they were created with: a session
+/// writes checksums into a repository created before it, so the builds that wrote it
+/// keep reading what newer ones add.
+pub const SINGLE_HASH_FORMAT_VERSION: u32 = 4;
+
+/// The version a snapshot record of a repository before format 4 carries when it holds
+/// items of other kinds than mail.
+pub const OTHER_KINDS_FORMAT_VERSION: u32 = 3;
+
+/// The version a snapshot record of a repository before format 4 carries when it holds
+/// only mail: such snapshots are exactly what version 2 wrote, so readers of version 2
+/// read them as before.
 pub const MAIL_ONLY_FORMAT_VERSION: u32 = 2;
 
 /// What a blob is. Part of its content id and of its associated data, so the same bytes
@@ -273,6 +286,20 @@ impl Repository {
     pub(crate) fn require_config(&self) -> Result<RepoConfig> {
         self.config().ok_or_else(|| Error::NotInitialized {
             store: self.inner.store.describe(),
+        })
+    }
+
+    /// The `formatVersion` a snapshot record written now carries: 4 in a format-4
+    /// repository (its records have no `mimeSha256`, which readers of earlier formats
+    /// need); before that 3 when the snapshot holds items of other kinds than mail, else 2.
+    pub fn snapshot_format_version(&self, other_kinds: bool) -> Result<u32> {
+        let format = self.require_config()?.format_version;
+        Ok(if format >= SINGLE_HASH_FORMAT_VERSION {
+            format
+        } else if other_kinds {
+            OTHER_KINDS_FORMAT_VERSION
+        } else {
+            MAIL_ONLY_FORMAT_VERSION
         })
     }
 

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::budget::{Grant, MemoryBudget};
 use super::chunks::ChunkList;
-use super::crypto::{self, ObjectType};
+use super::crypto::{self, FrameChecksum, ObjectType};
 use super::index::{IndexEntry, Location};
 use super::lease::{self, Held};
 use super::pack::{PackBuilder, PackId};
@@ -54,15 +54,18 @@ pub struct StoredBlob {
     /// Encrypted bytes this call added to the repository: 0 when the content was already
     /// stored (deduplicated); for chunked content, the new chunks plus the chunk list.
     pub stored_len: u64,
-    /// SHA-256 of the content: the plaintext checksum records keep (`mimeSha256`). It is
-    /// computed in the same pass as the content id and reused as the frame checksum.
-    pub sha256: [u8; 32],
+    /// SHA-256 of the content, only in repositories before format 4: the plaintext
+    /// checksum their records keep (`mimeSha256`), computed in the same pass as the
+    /// content id and reused as the frame checksum. Format 4 computes the content id alone
+    /// (it is a keyed SHA-256 of the same bytes, and readers recompute it).
+    pub sha256: Option<[u8; 32]>,
 }
 
 impl StoredBlob {
-    /// [`StoredBlob::sha256`] as lower-case hex, as records store it.
+    /// [`StoredBlob::sha256`] as lower-case hex, as records store it; empty when the
+    /// repository's format keeps no plaintext checksum (records then omit the field).
     pub fn sha256_hex(&self) -> String {
-        hex::encode(self.sha256)
+        self.sha256.map(hex::encode).unwrap_or_default()
     }
 
     /// Whether the content was already in the repository (nothing written).
@@ -82,6 +85,10 @@ pub struct BackupSession {
     clock: Arc<dyn Clock>,
     lease: Arc<Held>,
     settings: RepoSettings,
+    /// Whether this repository's format keeps a plaintext SHA-256 per blob (frames, chunk
+    /// lists, records): before format 4. A repository keeps the format it was created
+    /// with, so builds that wrote it keep reading what this session adds.
+    sha256_checksums: bool,
     /// The pack being filled (sealed blobs appended in place).
     current: PackBuilder,
     /// What `current` draws from the tenant's memory budget.
@@ -106,7 +113,9 @@ impl BackupSession {
         owner: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        let settings = repo.require_config()?.settings;
+        let config = repo.require_config()?;
+        let settings = config.settings;
+        let sha256_checksums = config.format_version < super::SINGLE_HASH_FORMAT_VERSION;
         let lease = lease::acquire(&repo, &mailbox, owner, clock.as_ref()).await?;
         let budget = repo.memory_budget();
         let session = Self {
@@ -118,6 +127,7 @@ impl BackupSession {
             clock,
             lease,
             settings,
+            sha256_checksums,
             pending: HashMap::new(),
             unindexed: Vec::new(),
             unindexed_ids: HashMap::new(),
@@ -214,11 +224,12 @@ impl BackupSession {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.repo.keys().id[..])
             .expect("invariant: HMAC takes any key length");
         mac.update(&[kind as u8]);
+        let sha = self.sha256_checksums.then(Sha256::new);
         Ok(BlobWriter {
             session: self,
             kind,
             mac,
-            sha: Sha256::new(),
+            sha,
             buf: Vec::new(),
             total: 0,
             stored: 0,
@@ -226,13 +237,26 @@ impl BackupSession {
         })
     }
 
-    async fn put_single(&mut self, kind: BlobKind, data: Bytes) -> Result<StoredBlob> {
+    /// The content id, and the SHA-256 when this repository's format keeps one: one pass
+    /// over the bytes either way, and in format 4 one hash.
+    async fn hash(&self, kind: BlobKind, data: &Bytes) -> Result<(ContentId, Option<[u8; 32]>)> {
         let keys = self.repo.keys();
         let d = data.clone();
-        let (id, sha) =
-            tokio::task::spawn_blocking(move || crypto::content_id_and_sha256(&keys.id, kind, &d))
-                .await
-                .map_err(|e| Error::task(&e))?;
+        let with_sha = self.sha256_checksums;
+        tokio::task::spawn_blocking(move || {
+            if with_sha {
+                let (id, sha) = crypto::content_id_and_sha256(&keys.id, kind, &d);
+                (id, Some(sha))
+            } else {
+                (crypto::content_id(&keys.id, kind, &d), None)
+            }
+        })
+        .await
+        .map_err(|e| Error::task(&e))
+    }
+
+    async fn put_single(&mut self, kind: BlobKind, data: Bytes) -> Result<StoredBlob> {
+        let (id, sha) = self.hash(kind, &data).await?;
         let plain_len = data.len() as u64;
         let stored_len = self.put_single_as(kind, id, sha, data).await?;
         Ok(StoredBlob {
@@ -249,7 +273,7 @@ impl BackupSession {
         &mut self,
         kind: BlobKind,
         id: ContentId,
-        sha: [u8; 32],
+        sha: Option<[u8; 32]>,
         data: Bytes,
     ) -> Result<u64> {
         if self.known(&id) {
@@ -259,7 +283,10 @@ impl BackupSession {
         let keys = self.repo.keys();
         let plain_len = data.len();
         let sealed = tokio::task::spawn_blocking(move || {
-            crypto::seal_blob_with_sha256(&keys.enc, kind, &id, &data, &sha)
+            let checksum = sha
+                .as_ref()
+                .map_or(FrameChecksum::None, FrameChecksum::Sha256);
+            crypto::seal_blob_with(&keys.enc, kind, &id, &data, checksum)
         })
         .await
         .map_err(|e| Error::task(&e))?;
@@ -269,12 +296,7 @@ impl BackupSession {
     }
 
     async fn put_chunked(&mut self, kind: BlobKind, data: Bytes) -> Result<StoredBlob> {
-        let keys = self.repo.keys();
-        let d = data.clone();
-        let (id, sha) =
-            tokio::task::spawn_blocking(move || crypto::content_id_and_sha256(&keys.id, kind, &d))
-                .await
-                .map_err(|e| Error::task(&e))?;
+        let (id, sha) = self.hash(kind, &data).await?;
         let mut out = StoredBlob {
             id,
             plain_len: data.len() as u64,
@@ -311,8 +333,16 @@ impl BackupSession {
     async fn put_chunk_list(&mut self, id: ContentId, list: Vec<u8>) -> Result<u64> {
         let keys = self.repo.keys();
         let list_len = list.len();
+        let with_sha = self.sha256_checksums;
         let sealed = tokio::task::spawn_blocking(move || {
-            crypto::seal_blob(&keys.enc, BlobKind::ChunkList, &id, &list)
+            // A chunk list's id is the whole content's, so readers cannot recompute it from
+            // the list alone; the AEAD tag authenticates the list, and the reassembled
+            // content is checked against the id.
+            let sha = with_sha.then(|| crypto::sha256(&list));
+            let checksum = sha
+                .as_ref()
+                .map_or(FrameChecksum::None, FrameChecksum::Sha256);
+            crypto::seal_blob_with(&keys.enc, BlobKind::ChunkList, &id, &list, checksum)
         })
         .await
         .map_err(|e| Error::task(&e))?;
@@ -541,8 +571,9 @@ fn pack_capacity(settings: &RepoSettings) -> usize {
 
 /// A streaming writer of one piece of content (see [`BackupSession::put_blob_stream`]).
 ///
-/// Data is hashed as it arrives (content id and SHA-256 are computed incrementally, so the
-/// id does not depend on how the caller splits the content) and kept in memory only up to
+/// Data is hashed as it arrives (the content id, and the SHA-256 in repositories before
+/// format 4, are computed incrementally, so the id does not depend on how the caller
+/// splits the content) and kept in memory only up to
 /// the chunk threshold; past it, content is cut into chunks at fixed offsets and each chunk
 /// is sealed and added to the current pack as soon as it is complete. Peak memory is the
 /// chunk threshold plus one pack, whatever the content's size. The stored result is
@@ -552,7 +583,8 @@ pub struct BlobWriter<'a> {
     session: &'a mut BackupSession,
     kind: BlobKind,
     mac: Hmac<Sha256>,
-    sha: Sha256,
+    /// Only in repositories before format 4.
+    sha: Option<Sha256>,
     buf: Vec<u8>,
     total: u64,
     /// Encrypted bytes added so far (new chunks).
@@ -564,7 +596,9 @@ impl BlobWriter<'_> {
     /// Append data.
     pub async fn write(&mut self, data: &[u8]) -> Result<()> {
         self.mac.update(data);
-        self.sha.update(data);
+        if let Some(sha) = &mut self.sha {
+            sha.update(data);
+        }
         self.total += data.len() as u64;
         self.buf.extend_from_slice(data);
         if self.total > self.session.settings.chunk_threshold {
@@ -602,7 +636,7 @@ impl BlobWriter<'_> {
     /// Store what remains; the result describes the whole content.
     pub async fn finish(mut self) -> Result<StoredBlob> {
         let id = ContentId::from_bytes(self.mac.clone().finalize().into_bytes().into());
-        let sha: [u8; 32] = self.sha.clone().finalize().into();
+        let sha: Option<[u8; 32]> = self.sha.clone().map(|s| s.finalize().into());
         let mut out = StoredBlob {
             id,
             plain_len: self.total,

@@ -4,7 +4,8 @@
 //! Each chunk is authenticated on its own (AEAD tag, frame checksum, and its content id,
 //! an HMAC of the chunk), so every piece handed out is genuine repository data. What a
 //! single chunk cannot prove is that the pieces are the whole content in the right order:
-//! the reader checks total length, SHA-256 and the content id of the whole before it
+//! the reader checks total length and the content id of the whole (and the SHA-256 that
+//! chunk lists written before format 4 keep) before it
 //! returns the *last* piece, so a caller that writes pieces out must treat its output as
 //! incomplete until `next_chunk` has returned `Ok(None)`.
 
@@ -31,7 +32,8 @@ pub struct BlobReader {
     list: Option<ChunkList>,
     remaining: VecDeque<(ContentId, u32)>,
     mac: Hmac<Sha256>,
-    sha: Sha256,
+    /// Only for chunk lists that keep the whole content's SHA-256 (before format 4).
+    sha: Option<Sha256>,
     seen: u64,
     key: String,
 }
@@ -41,6 +43,7 @@ impl BlobReader {
         let loc = repo.locate(id).await?;
         let key = loc.pack.store_key();
         let mut list = None;
+        let mut sha = None;
         let mut remaining = VecDeque::new();
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&repo.keys().id[..])
             .expect("invariant: HMAC takes any key length");
@@ -48,6 +51,7 @@ impl BlobReader {
             let bytes = repo.read_located(id, loc, false).await?;
             let l = ChunkList::decode(&bytes).map_err(|r| Error::corrupt(&key, r))?;
             mac.update(&[l.kind as u8]);
+            sha = l.sha256.map(|_| Sha256::new());
             remaining = l.chunks.iter().copied().collect();
             list = Some(l);
         }
@@ -59,7 +63,7 @@ impl BlobReader {
             list,
             remaining,
             mac,
-            sha: Sha256::new(),
+            sha,
             seen: 0,
             key,
         })
@@ -99,7 +103,9 @@ impl BlobReader {
             });
         }
         self.mac.update(&chunk);
-        self.sha.update(&chunk);
+        if let Some(sha) = &mut self.sha {
+            sha.update(&chunk);
+        }
         self.seen += chunk.len() as u64;
         if self.remaining.is_empty() {
             self.done = true;
@@ -113,7 +119,7 @@ impl BlobReader {
             .list
             .as_ref()
             .expect("invariant: chunked reader has a list");
-        let sha: [u8; 32] = self.sha.clone().finalize().into();
+        let sha: Option<[u8; 32]> = self.sha.clone().map(|s| s.finalize().into());
         let id = ContentId::from_bytes(self.mac.clone().finalize().into_bytes().into());
         if self.seen != list.total_len || sha != list.sha256 || id != self.id {
             return Err(Error::ChecksumMismatch {

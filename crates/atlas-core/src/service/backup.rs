@@ -51,10 +51,7 @@ use crate::ports::{
     Clock, ContentStream, DeltaCursor, DeltaNext, Event, FolderOptions, ItemMetadata, MailSource,
     Reporter, SourceError, SourceFolder, SourceItem, SourceMailbox,
 };
-use crate::repo::{
-    BackupSession, BlobKind, FORMAT_VERSION, Grant, MAIL_ONLY_FORMAT_VERSION, MemoryBudget,
-    Repository,
-};
+use crate::repo::{BackupSession, BlobKind, Grant, MemoryBudget, Repository};
 
 use super::catalog::path_selected;
 use super::{Cancel, Window};
@@ -1004,12 +1001,10 @@ async fn run_mailbox(
             let complete =
                 !summary.cancelled && summary.folders.iter().all(FolderReport::is_complete);
             // A snapshot holding other kinds says so, so a reader that knows only mail
-            // refuses it instead of taking events for messages (docs/FORMAT.md §5.3).
-            let format_version = if folder_snaps.iter().any(|f| !f.folder.kind.is_mail()) {
-                FORMAT_VERSION
-            } else {
-                MAIL_ONLY_FORMAT_VERSION
-            };
+            // refuses it instead of taking events for messages (docs/FORMAT.md §5.3);
+            // one of a format-4 repository says 4 (its records have no `mimeSha256`).
+            let format_version = repo
+                .snapshot_format_version(folder_snaps.iter().any(|f| !f.folder.kind.is_mail()))?;
             let record = SnapshotRecord {
                 mailbox: mailbox_id,
                 started,

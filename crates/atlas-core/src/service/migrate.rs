@@ -322,7 +322,7 @@ async fn migrate_snapshot(
             state.snapshot.snapshot_id,
             env!("CARGO_PKG_VERSION")
         ),
-        format_version: crate::repo::MAIL_ONLY_FORMAT_VERSION,
+        format_version: target.snapshot_format_version(false)?,
         status,
         folders,
     };
