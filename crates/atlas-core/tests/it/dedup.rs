@@ -233,7 +233,7 @@ async fn put_blob_reports_id_lengths_and_checksum_so_callers_need_not_hash_or_di
     assert_eq!(streamed.sha256, None);
     s.release().await.unwrap();
     assert_eq!(
-        Sha256::digest(&repo.read_blob(&streamed.id).await.unwrap()),
+        Sha256::digest(repo.read_blob(&streamed.id).await.unwrap()),
         Sha256::digest(&body)
     );
 }

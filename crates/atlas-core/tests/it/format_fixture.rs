@@ -270,23 +270,7 @@ async fn check_restores_and_takes_new_backups(name: &str) {
             MessageSpec::text("after the upgrade", "written by a newer build"),
         )
         .unwrap();
-    let source: Arc<dyn MailSource> = Arc::new(tenant);
-    let mailbox = source.resolve_mailbox(&address).await.unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(FixedClock::new(
-        Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap(),
-    ));
-    let out = backup_mailboxes(
-        &repo,
-        source,
-        vec![mailbox],
-        &opts(),
-        1,
-        clock,
-        Arc::new(NullReporter),
-        Arc::new(Cancel::new()),
-    )
-    .await;
-    assert!(out[0].result.as_ref().unwrap().complete);
+    back_up(&repo, tenant, &address, 1, &opts()).await;
     let report = verify(
         &repo,
         &VerifyOptions {
@@ -321,18 +305,30 @@ async fn check_restores_and_takes_new_backups(name: &str) {
             ],
         )
         .unwrap();
-    let source: Arc<dyn MailSource> = Arc::new(tenant);
-    let mailbox = source.resolve_mailbox(&address).await.unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(FixedClock::new(
-        Utc.with_ymd_and_hms(2027, 1, 2, 0, 0, 0).unwrap(),
-    ));
     let mut o = opts();
     o.folder_options.kinds = KindSet::ALL;
+    back_up(&repo, tenant, &address, 2, &o).await;
+    assert_keeps_its_format(&repo, &address, 3).await;
+}
+
+/// One complete backup of `address` from `tenant` with today's writer, on 2027-01-`day`.
+async fn back_up(
+    repo: &Repository,
+    tenant: MemoryTenant,
+    address: &str,
+    day: u32,
+    o: &BackupOptions,
+) {
+    let source: Arc<dyn MailSource> = Arc::new(tenant);
+    let mailbox = source.resolve_mailbox(address).await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock::new(
+        Utc.with_ymd_and_hms(2027, 1, day, 0, 0, 0).unwrap(),
+    ));
     let out = backup_mailboxes(
-        &repo,
+        repo,
         source,
         vec![mailbox],
-        &o,
+        o,
         1,
         clock,
         Arc::new(NullReporter),
@@ -340,7 +336,6 @@ async fn check_restores_and_takes_new_backups(name: &str) {
     )
     .await;
     assert!(out[0].result.as_ref().unwrap().complete);
-    assert_keeps_its_format(&repo, &address, 3).await;
 }
 
 /// What a newer build adds to a repository created before format 4 is what that format's
