@@ -7,8 +7,9 @@
 //! - `crypto`: the plaintext frame (zstd when smaller, SHA-256 of the plaintext),
 //!   sealed named objects and blobs (AES-256-GCM, associated data binding each to its name
 //!   and type), keyed content ids.
-//! - [`pack`] and [`index`]: blobs packed per mailbox run with a self-describing table;
-//!   index files map content ids to pack locations; dedup asks the index (tenant-wide).
+//! - [`pack`] and [`index`]: blobs packed per run (one mailbox's, or a tenant run's
+//!   mailboxes together through one [`PackWriter`]) with a self-describing table; index
+//!   files map content ids to pack locations; dedup asks the index (tenant-wide).
 //! - [`Repository`] and [`BackupSession`]: keys, config, snapshots, leases. The
 //!   repository's methods live in files named after their jobs: `keys` (open, create,
 //!   passphrase), `layout` (every store key name — private to this module), `sealed`
@@ -43,6 +44,7 @@ mod session;
 mod snapshots;
 mod stream;
 mod verify;
+mod writer;
 
 use std::sync::{Arc, RwLock};
 
@@ -72,6 +74,7 @@ pub use secret::{DataKey, Passphrase};
 pub use session::{BackupSession, BlobWriter, SessionStats, StoredBlob};
 pub use stream::BlobReader;
 pub use verify::{VerifyProblem, VerifyReport};
+pub use writer::PackWriter;
 
 use crate::error::{Error, Result};
 use crate::model::{MailboxId, SnapshotId, SnapshotRecord};
@@ -339,7 +342,28 @@ impl Repository {
         owner: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<BackupSession> {
-        session::BackupSession::begin(self.clone(), mailbox.clone(), owner, clock).await
+        session::BackupSession::begin(self.clone(), mailbox.clone(), owner, clock, None).await
+    }
+
+    /// A pack writer for the sessions of one tenant run to share ([`Self::begin_backup_in`]):
+    /// their blobs fill the same packs, and index files are written per group of commits
+    /// instead of per mailbox. Every session begun in it must be driven to its end
+    /// (commit, release or drop) concurrently with the others: a session that finishes
+    /// may wait for the shared pack to fill or for the others to finish too.
+    pub fn pack_writer(&self) -> Result<PackWriter> {
+        PackWriter::new(self)
+    }
+
+    /// [`Self::begin_backup`], with the blobs going to a shared `writer`.
+    pub async fn begin_backup_in(
+        &self,
+        mailbox: &MailboxId,
+        owner: &str,
+        clock: Arc<dyn Clock>,
+        writer: &PackWriter,
+    ) -> Result<BackupSession> {
+        session::BackupSession::begin(self.clone(), mailbox.clone(), owner, clock, Some(writer))
+            .await
     }
 
     /// The current lease of a mailbox, if any.

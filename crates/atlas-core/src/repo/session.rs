@@ -1,13 +1,15 @@
 //! A backup session: the single writer of one mailbox run.
 //!
-//! Blobs are encrypted as they arrive (on the blocking pool) and collected into the
-//! current pack; a pack is sealed and uploaded (create-if-absent) when the next blob would
-//! push it past the target size. `flush` seals the current pack and writes one index file
-//! for every pack sealed since the last flush; only then do the new entries join the
-//! shared in-process index, so no other session can dedup against data whose index is not
-//! durable. `commit` flushes, writes the snapshot record and releases the lease.
+//! Blobs are encrypted as they arrive (on the blocking pool) and handed to a pack writer
+//! (`writer.rs`): the session's own, or the one the sessions of a tenant run share. A pack
+//! is sealed and uploaded (create-if-absent) when the next blob would push it past the
+//! target size. The session notes every pack its content depends on (what it wrote, and
+//! what it deduplicated against while still in the writer); `flush` returns once each of
+//! them is stored and named by a written index file, and only then do the entries join
+//! the shared in-process index. `commit` flushes, writes the snapshot record and releases
+//! the lease: data → index → record, whoever else's blobs share the packs.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -15,12 +17,11 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::budget::{Grant, MemoryBudget};
+use super::budget::MemoryBudget;
 use super::chunks::ChunkList;
 use super::crypto::{self, FrameChecksum, ObjectType};
-use super::index::{IndexEntry, Location};
 use super::lease::{self, Held};
-use super::pack::{PackBuilder, PackId};
+use super::writer::{Known, Member, PackWriter, Written};
 use super::{BlobKind, FolderItems, RepoSettings, Repository, snapshot_key, store_key};
 use crate::error::{Error, Result};
 use crate::model::{ContentId, MailboxId, MessageMeta, SnapshotId, SnapshotRecord};
@@ -37,9 +38,11 @@ pub struct SessionStats {
     pub bytes_plain: u64,
     /// Encrypted bytes of written blobs (after compression).
     pub bytes_stored: u64,
-    /// Packs uploaded.
+    /// Packs uploaded by this session's calls (in a tenant run a pack may also hold
+    /// other sessions' blobs, and this session's blobs may leave in a pack another
+    /// session uploads).
     pub packs_written: u64,
-    /// Index files uploaded.
+    /// Index files uploaded by this session's calls (same caveat).
     pub index_files_written: u64,
 }
 
@@ -89,16 +92,14 @@ pub struct BackupSession {
     /// lists, records): before format 4. A repository keeps the format it was created
     /// with, so builds that wrote it keep reading what this session adds.
     sha256_checksums: bool,
-    /// The pack being filled (sealed blobs appended in place).
-    current: PackBuilder,
-    /// What `current` draws from the tenant's memory budget.
-    current_grant: Grant,
+    /// Where sealed blobs go (this session's own writer, or the tenant run's).
+    writer: PackWriter,
+    /// Counted as live by `writer` until the session is gone.
+    _member: Member,
     budget: MemoryBudget,
-    /// Ids in `current`.
-    pending: HashMap<ContentId, BlobKind>,
-    /// Entries of sealed packs not yet in an index file.
-    unindexed: Vec<IndexEntry>,
-    unindexed_ids: HashMap<ContentId, Location>,
+    /// Packs of `writer` that content of this session sits in and that are not known to
+    /// be stored and indexed yet: what `flush` waits for.
+    needs: BTreeSet<u64>,
     stats: SessionStats,
     /// Object Lock retention for everything this session writes (packs, index files, the
     /// snapshot record), so new data is protected from the moment it lands — not only once
@@ -112,15 +113,20 @@ impl BackupSession {
         mailbox: MailboxId,
         owner: &str,
         clock: Arc<dyn Clock>,
+        writer: Option<&PackWriter>,
     ) -> Result<Self> {
         let config = repo.require_config()?;
         let settings = config.settings;
         let sha256_checksums = config.format_version < super::SINGLE_HASH_FORMAT_VERSION;
+        let writer = match writer {
+            Some(w) => w.clone(),
+            None => PackWriter::new(&repo)?,
+        };
         let lease = lease::acquire(&repo, &mailbox, owner, clock.as_ref()).await?;
-        let budget = repo.memory_budget();
+        let budget = writer.budget().clone();
         let session = Self {
-            current: PackBuilder::with_capacity(pack_capacity(&settings)),
-            current_grant: budget.empty(),
+            _member: writer.join(),
+            writer,
             budget,
             repo,
             mailbox,
@@ -128,9 +134,7 @@ impl BackupSession {
             lease,
             settings,
             sha256_checksums,
-            pending: HashMap::new(),
-            unindexed: Vec::new(),
-            unindexed_ids: HashMap::new(),
+            needs: BTreeSet::new(),
             stats: SessionStats::default(),
             retention: None,
         };
@@ -176,6 +180,7 @@ impl BackupSession {
     /// refuse puts with retention, so only set it when the store enforces locks).
     pub fn set_retention(&mut self, retention: Retention) {
         self.retention = Some(retention);
+        self.writer.set_retention(retention);
     }
 
     fn put_options(&self) -> PutOptions {
@@ -195,10 +200,22 @@ impl BackupSession {
         self.stats
     }
 
-    fn known(&self, id: &ContentId) -> bool {
-        self.pending.contains_key(id)
-            || self.unindexed_ids.contains_key(id)
-            || self.repo.index_lookup(id).is_some()
+    /// Whether `id` is stored (or on its way); content still in the writer becomes a
+    /// dependency of this session's commit.
+    fn known(&mut self, id: &ContentId) -> bool {
+        match self.writer.lookup(id) {
+            Known::No => false,
+            Known::Durable => true,
+            Known::InPack(no) => {
+                self.needs.insert(no);
+                true
+            }
+        }
+    }
+
+    fn count(&mut self, written: Written) {
+        self.stats.packs_written += written.packs;
+        self.stats.index_files_written += written.index_files;
     }
 
     /// Store content. Content already in the repository (any mailbox) or already in this
@@ -358,36 +375,19 @@ impl BackupSession {
         sealed: Vec<u8>,
         plain_len: usize,
     ) -> Result<()> {
-        let target = usize::try_from(self.settings.pack_target_size).unwrap_or(usize::MAX);
-        if !self.current.is_empty() && self.current.blob_bytes() + sealed.len() > target {
-            self.seal_pack().await?;
-        }
         self.stats.blobs_written += 1;
         self.stats.bytes_plain += plain_len as u64;
         self.stats.bytes_stored += sealed.len() as u64;
-        // Memory that exists already (its download was admitted): accounted, not waited for.
-        self.current_grant.grow(sealed.len() as u64);
-        self.current.push(id, kind, &sealed)?;
-        drop(sealed);
-        self.pending.insert(id, kind);
-        if self.budget.has_waiters() && self.current.blob_bytes() >= self.pressure_seal_bytes() {
-            self.seal_pack().await?;
-        }
+        let mut written = Written::default();
+        let added = self.writer.add(id, kind, sealed, &mut written).await;
+        self.count(written);
+        self.needs.insert(added?);
         Ok(())
-    }
-
-    /// Below this many bytes a pack is not sealed early for a waiting worker: tiny packs
-    /// would only trade memory for objects. Small enough that sessions × this stays well
-    /// inside any sensible budget, so early sealing always frees enough.
-    fn pressure_seal_bytes(&self) -> usize {
-        let target = usize::try_from(self.settings.pack_target_size).unwrap_or(usize::MAX);
-        let limit = usize::try_from(self.budget.limit()).unwrap_or(usize::MAX);
-        (target / 8).min(limit / 32).max(1)
     }
 
     /// Whether [`BackupSession::relieve_pressure`] would seal the pack being filled.
     pub fn can_relieve_pressure(&self) -> bool {
-        !self.current.is_empty() && self.current.blob_bytes() >= self.pressure_seal_bytes()
+        self.writer.can_relieve_pressure()
     }
 
     /// The tenant memory budget this session draws from.
@@ -396,13 +396,13 @@ impl BackupSession {
     }
 
     /// Another worker waits for memory: seal and upload the pack being filled now if it
-    /// is worth a pack (see `pressure_seal_bytes`), so its bytes go back to the budget.
-    /// Called by a backup while it waits for downloads, which may be the ones waiting.
+    /// is worth a pack, so its bytes go back to the budget. Called by a backup while it
+    /// waits for downloads, which may be the ones waiting.
     pub async fn relieve_pressure(&mut self) -> Result<()> {
-        if self.can_relieve_pressure() {
-            self.seal_pack().await?;
-        }
-        Ok(())
+        let mut written = Written::default();
+        let relieved = self.writer.relieve_pressure(&mut written).await;
+        self.count(written);
+        relieved
     }
 
     /// Serialize a folder item list and store it as a `FolderItems` blob. An unchanged
@@ -415,72 +415,14 @@ impl BackupSession {
             .map(|stored| stored.id)
     }
 
-    async fn seal_pack(&mut self) -> Result<()> {
-        if self.current.is_empty() {
-            return Ok(());
-        }
-        let builder = std::mem::replace(
-            &mut self.current,
-            PackBuilder::with_capacity(pack_capacity(&self.settings)),
-        );
-        // Held until the upload is done: the pack's bytes stay in memory until then.
-        let grant = std::mem::replace(&mut self.current_grant, self.budget.empty());
-        let keys = self.repo.keys();
-        let pack_id = PackId::random();
-        let (bytes, entries) =
-            tokio::task::spawn_blocking(move || builder.finish(&keys.enc, pack_id))
-                .await
-                .map_err(|e| Error::task(&e))??;
-        self.repo
-            .store()
-            .put(
-                &store_key(&pack_id.store_key())?,
-                Bytes::from(bytes),
-                self.put_options(),
-            )
-            .await?;
-        self.stats.packs_written += 1;
-        for e in entries {
-            let location = Location {
-                kind: e.kind,
-                pack: pack_id,
-                offset: e.offset,
-                length: e.length,
-            };
-            self.unindexed.push(IndexEntry { id: e.id, location });
-            self.unindexed_ids.insert(e.id, location);
-        }
-        self.pending.clear();
-        drop(grant);
-        Ok(())
-    }
-
-    /// Seal the current pack and write the index for everything sealed so far. After this
-    /// returns, all content put so far is durable and findable. Renews the lease when more
-    /// than half of it has elapsed.
+    /// Wait until everything this session stored so far is durable and findable (in a
+    /// tenant run, possibly for the shared pack to fill; see `writer.rs`). Renews the
+    /// lease when more than half of it has elapsed.
     pub async fn flush(&mut self) -> Result<()> {
-        self.seal_pack().await?;
-        if !self.unindexed.is_empty() {
-            let mut name = [0u8; 16];
-            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut name);
-            let key = format!("{}{}", super::layout::INDEX_PREFIX, hex::encode(name));
-            let payload = super::index::encode_index(&self.unindexed);
-            let keys = self.repo.keys();
-            let k = key.clone();
-            let sealed = tokio::task::spawn_blocking(move || {
-                crypto::seal_object(&keys.enc, ObjectType::Index, k.as_bytes(), &payload)
-            })
-            .await
-            .map_err(|e| Error::task(&e))?;
-            self.repo
-                .store()
-                .put(&store_key(&key)?, Bytes::from(sealed), self.put_options())
-                .await?;
-            self.stats.index_files_written += 1;
-            self.repo.index_merge(key, &self.unindexed);
-            self.unindexed.clear();
-            self.unindexed_ids.clear();
-        }
+        let mut written = Written::default();
+        let flushed = self.writer.flush(&mut self.needs, &mut written).await;
+        self.count(written);
+        flushed?;
         self.keep_lease().await
     }
 
@@ -559,14 +501,6 @@ impl BackupSession {
         let released = lease::release(&self.repo, &self.lease).await;
         flushed.and(released)
     }
-}
-
-/// Room reserved for a pack buffer: the target plus one blob's worth of slack, so the
-/// buffer is never reallocated while it fills (a reallocation would copy the pack and,
-/// for a moment, hold it twice). Reserved pages that are never written cost nothing.
-fn pack_capacity(settings: &RepoSettings) -> usize {
-    let target = usize::try_from(settings.pack_target_size).unwrap_or(usize::MAX);
-    target.saturating_add(64 << 10).min(1 << 30)
 }
 
 /// A streaming writer of one piece of content (see [`BackupSession::put_blob_stream`]).

@@ -51,7 +51,7 @@ use crate::ports::{
     Clock, ContentStream, DeltaCursor, DeltaNext, Event, FolderOptions, ItemMetadata, MailSource,
     Reporter, SourceError, SourceFolder, SourceItem, SourceMailbox,
 };
-use crate::repo::{BackupSession, BlobKind, Grant, MemoryBudget, Repository};
+use crate::repo::{BackupSession, BlobKind, Grant, MemoryBudget, PackWriter, Repository};
 
 use super::catalog::path_selected;
 use super::{Cancel, Window};
@@ -956,14 +956,16 @@ pub async fn backup_mailbox(
     // One span per mailbox (and one per folder in `run_session`): every log line of the
     // run, the Graph client's included, names the mailbox and folder it belongs to.
     let span = tracing::info_span!("mailbox", mailbox = %mailbox.address());
-    run_mailbox(repo, source, mailbox, opts, clock, reporter, cancel)
+    run_mailbox(repo, None, source, mailbox, opts, clock, reporter, cancel)
         .instrument(span)
         .await
 }
 
-/// [`backup_mailbox`] inside its span.
+/// [`backup_mailbox`] inside its span; `writer`: the tenant run's shared pack writer.
+#[allow(clippy::too_many_arguments)] // Internal: the public entry points bundle these.
 async fn run_mailbox(
     repo: &Repository,
+    writer: Option<&PackWriter>,
     source: Arc<dyn MailSource>,
     mailbox: &SourceMailbox,
     opts: &BackupOptions,
@@ -979,9 +981,16 @@ async fn run_mailbox(
         .list_folders(mailbox, opts.folder_options)
         .await
         .map_err(source_fatal)?;
-    let mut session = repo
-        .begin_backup(&mailbox_id, &opts.lease_owner, Arc::clone(&clock))
-        .await?;
+    let mut session = match writer {
+        Some(w) => {
+            repo.begin_backup_in(&mailbox_id, &opts.lease_owner, Arc::clone(&clock), w)
+                .await?
+        }
+        None => {
+            repo.begin_backup(&mailbox_id, &opts.lease_owner, Arc::clone(&clock))
+                .await?
+        }
+    };
     if let Some(r) = opts.retention {
         session.set_retention(r);
     }
@@ -1053,6 +1062,12 @@ pub struct MailboxOutcome {
 /// One mailbox failing (lease held, no mailbox, item storm) never stops the others; a
 /// soft cancel lets running mailboxes commit partial snapshots and starts no new ones.
 /// Outcomes come back in the order of `mailboxes`.
+///
+/// The mailboxes share one pack writer ([`Repository::pack_writer`]): their blobs fill
+/// the same packs, so small mailboxes no longer each leave a partly filled pack, and one
+/// pack buffer is held instead of one per mailbox. A mailbox that finishes waits (holding
+/// its place among the `parallel`) until the pack holding its last blobs fills or every
+/// running mailbox has finished too, then commits after its data and index are stored.
 #[allow(clippy::too_many_arguments)] // The shared handles of a run; a struct would only rename them.
 pub async fn backup_mailboxes(
     repo: &Repository,
@@ -1064,9 +1079,12 @@ pub async fn backup_mailboxes(
     reporter: Arc<dyn Reporter>,
     cancel: Arc<Cancel>,
 ) -> Vec<MailboxOutcome> {
+    let names: Vec<String> = mailboxes.iter().map(|m| m.address().to_owned()).collect();
+    // None only for a repository that is not initialised: each mailbox then fails as
+    // `begin_backup` says.
+    let writer = repo.pack_writer().ok();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let mut set = JoinSet::new();
-    let names: Vec<String> = mailboxes.iter().map(|m| m.address().to_owned()).collect();
     for (i, mailbox) in mailboxes.into_iter().enumerate() {
         let (repo, source, opts) = (repo.clone(), Arc::clone(&source), opts.clone());
         let (clock, reporter, cancel) = (
@@ -1075,6 +1093,7 @@ pub async fn backup_mailboxes(
             Arc::clone(&cancel),
         );
         let semaphore = Arc::clone(&semaphore);
+        let writer = writer.clone();
         set.spawn(async move {
             let address = mailbox.address().to_owned();
             let Ok(_permit) = semaphore.acquire_owned().await else {
@@ -1095,8 +1114,10 @@ pub async fn backup_mailboxes(
                     },
                 );
             }
-            let result = backup_mailbox(
+            let span = tracing::info_span!("mailbox", mailbox = %mailbox.address());
+            let result = run_mailbox(
                 &repo,
+                writer.as_ref(),
                 source,
                 &mailbox,
                 &opts,
@@ -1104,6 +1125,7 @@ pub async fn backup_mailboxes(
                 reporter.as_ref(),
                 &cancel,
             )
+            .instrument(span)
             .await;
             (
                 i,

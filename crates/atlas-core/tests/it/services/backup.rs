@@ -311,6 +311,114 @@ async fn a_tenant_backup_runs_mailboxes_in_parallel_and_each_matches() {
     }
 }
 
+/// Issue 13: the mailboxes of one tenant run fill shared packs, and index files are
+/// written per group of commits, not per mailbox. Before, every mailbox sealed its own
+/// partly filled pack and wrote its own index file: at least one of each per mailbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_mailboxes_of_one_run_share_packs_and_index_files() {
+    let env = env(12, 4).await;
+    let mailboxes = env.source.list_mailboxes().await.unwrap();
+    let mailboxes: Vec<_> = mailboxes
+        .into_iter()
+        .filter(|m| matches!(m.kind, MailboxKind::Licensed | MailboxKind::Shared))
+        .collect();
+    let n = mailboxes.len();
+    assert!(n >= 12, "{n} mailboxes");
+    let outcomes = backup_mailboxes(
+        &env.repo,
+        env.source.clone(),
+        mailboxes.clone(),
+        &opts(),
+        4,
+        clock(),
+        Arc::new(NullReporter),
+        Arc::new(Cancel::new()),
+    )
+    .await;
+    for o in &outcomes {
+        let s = o.result.as_ref().unwrap();
+        assert!(s.complete, "{}: {s:#?}", o.mailbox);
+        assert!(s.downloaded > 0, "{}", o.mailbox);
+    }
+    for m in &mailboxes {
+        assert_matches_tenant(&env, m.address()).await;
+    }
+    let packs = env.store.list("packs/").await.unwrap().len();
+    let index_files = env.store.list("index/").await.unwrap().len();
+    assert!(
+        packs * 2 <= n && index_files * 2 <= n,
+        "{n} mailboxes wrote {packs} packs and {index_files} index files"
+    );
+    // Every snapshot verifies on its own although its packs hold other mailboxes' blobs.
+    for s in env.repo.list_all_snapshots().await.unwrap() {
+        let report = env.repo.verify_snapshot(s.id).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+}
+
+/// Issue 13: `delete -m A` (its snapshots, then prune) of a mailbox whose blobs share
+/// packs with others keeps every other mailbox whole: prune repacks the shared packs by
+/// reference instead of deleting them with A's data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_one_mailbox_keeps_the_others_data_in_shared_packs() {
+    use atlas_core::repo::PruneOptions;
+    use atlas_core::service::retention::{DeleteTarget, execute_delete_and_prune, plan_delete};
+
+    let env = env(4, 6).await;
+    let mailboxes: Vec<_> = env
+        .source
+        .list_mailboxes()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| matches!(m.kind, MailboxKind::Licensed | MailboxKind::Shared))
+        .collect();
+    let outcomes = backup_mailboxes(
+        &env.repo,
+        env.source.clone(),
+        mailboxes.clone(),
+        &opts(),
+        4,
+        clock(),
+        Arc::new(NullReporter),
+        Arc::new(Cancel::new()),
+    )
+    .await;
+    assert!(outcomes.iter().all(|o| o.result.is_ok()), "{outcomes:?}");
+    let packs_before = env.store.list("packs/").await.unwrap().len();
+    assert!(
+        packs_before < mailboxes.len(),
+        "packs are shared: {packs_before}"
+    );
+
+    let gone = mailboxes[0].id.clone();
+    let plan = plan_delete(&env.repo, &DeleteTarget::Mailbox(gone.clone()))
+        .await
+        .unwrap();
+    let sum = execute_delete_and_prune(
+        &env.repo,
+        &plan,
+        &PruneOptions::default(),
+        &atlas_core::ports::SystemClock,
+    )
+    .await
+    .unwrap();
+    assert!(sum.is_complete(), "{sum:?}");
+    let pruned = sum.prune.expect("prune ran");
+    assert!(
+        !pruned.packs_repacked.is_empty() || !pruned.packs_deleted.is_empty(),
+        "{pruned:?}"
+    );
+    assert!(!env.repo.list_mailboxes().await.unwrap().contains(&gone));
+    for m in &mailboxes[1..] {
+        assert_matches_tenant(&env, m.address()).await;
+    }
+    for s in env.repo.list_all_snapshots().await.unwrap() {
+        let report = env.repo.verify_snapshot(s.id).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+}
+
 /// Downloads, packs being filled and packs being uploaded all draw from one tenant-wide
 /// memory budget. With a budget far below what 4 mailboxes × 4 downloads would take, a
 /// parallel backup still completes — downloads wait, packs are sealed early for them
