@@ -11,6 +11,7 @@
 mod deploy;
 mod exit_codes;
 mod files_e2e;
+mod full_disk_e2e;
 mod generate;
 mod graph_e2e;
 mod heal_e2e;
