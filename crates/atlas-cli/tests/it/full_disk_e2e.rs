@@ -6,6 +6,9 @@
 //! mount namespace (`unshare -r -m`), in which the test runs itself again. Where neither
 //! works the test fails and says why: it never passes without having filled a disk.
 
+// End-to-end scenarios read best as one story each.
+#![allow(clippy::too_many_lines)]
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,7 +30,7 @@ impl Tmpfs {
     /// A tmpfs of `size` (e.g. `16m`), or `None` when this test was run again inside a
     /// user and mount namespace (and passed there) because this process may not mount.
     /// Panics when neither works, or when the run in the namespace failed.
-    fn mount_or_rerun(size: &str, test: &str) -> Option<Self> {
+    fn mount_or_rerun(size: &str, test_name: &str) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
         let mounted = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -47,7 +50,7 @@ impl Tmpfs {
         let out = Command::new("unshare")
             .args(["-r", "-m", "--"])
             .arg(exe)
-            .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+            .args(["--exact", test_name, "--nocapture", "--test-threads", "1"])
             .env(IN_NAMESPACE, "1")
             .output()
             .unwrap_or_else(|e| {
