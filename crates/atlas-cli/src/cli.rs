@@ -279,6 +279,13 @@ pub struct BackupArgs {
     #[arg(long, value_name = "KINDS")]
     pub kinds: Option<KindSet>,
 
+    /// How much of each mail message to keep: mime (its raw MIME, the default) or full
+    /// (also the mailbox export API's full-fidelity stream, from which Exchange recreates
+    /// the message with every property; needs MailboxItem.Read.All and
+    /// MailboxItem.Export.All). Also `fidelity` / ATLAS_FIDELITY in the configuration.
+    #[arg(long, value_name = "mime|full")]
+    pub fidelity: Option<atlas_core::model::Fidelity>,
+
     /// Back up only shard I of N (0-based) of the selected mailboxes, so N workers
     /// together cover each exactly once (a fixed partition by a hash of the mailbox's
     /// directory id); `auto/N` takes I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)

@@ -64,6 +64,7 @@ mod client;
 mod config;
 mod endpoint;
 mod error;
+mod fidelity;
 mod kinds;
 mod limiter;
 mod retry;

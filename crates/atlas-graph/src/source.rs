@@ -4,7 +4,7 @@
 //! into the core's: errors are classified once here, so the backup service can tell a
 //! failed item (record it, go on) from a failed run (stop).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -139,6 +139,12 @@ pub struct GraphSource {
 struct Known {
     mailboxes: HashMap<String, ExchangeMailboxId>,
     folders: HashMap<FolderId, ItemKind>,
+    /// Mail folders listed with `--fidelity full`: their messages offer an export
+    /// stream after their MIME.
+    mail_stream_folders: HashSet<FolderId>,
+    /// mailboxItem ids of those folders' messages (crate::fidelity), by mailbox address
+    /// and folder.
+    stream_ids: HashMap<(String, FolderId), crate::fidelity::StreamIds>,
 }
 
 impl GraphSource {
@@ -168,6 +174,24 @@ impl GraphSource {
 
     pub(crate) fn remember_folder(&self, folder: &FolderId, kind: ItemKind) {
         self.known().folders.insert(folder.clone(), kind);
+    }
+
+    /// What is known of the mailboxItem ids of a full-fidelity mail folder.
+    pub(crate) fn with_stream_ids<R>(
+        &self,
+        mailbox: &SourceMailbox,
+        folder: &FolderId,
+        f: impl FnOnce(&mut crate::fidelity::StreamIds) -> R,
+    ) -> R {
+        let mut known = self.known();
+        f(known
+            .stream_ids
+            .entry((mailbox.address().to_owned(), folder.clone()))
+            .or_default())
+    }
+
+    fn keeps_mail_streams(&self, folder: &FolderId) -> bool {
+        self.known().mail_stream_folders.contains(folder)
     }
 
     /// The kind of a folder listed earlier; mail for any other.
@@ -246,6 +270,16 @@ impl MailSource for GraphSource {
         } else {
             Vec::new()
         };
+        {
+            let mut known = self.known();
+            for f in &folders {
+                if opts.fidelity.keeps_mail_stream() {
+                    known.mail_stream_folders.insert(f.id.clone());
+                } else {
+                    known.mail_stream_folders.remove(&f.id);
+                }
+            }
+        }
         if opts.kinds.beyond_mail() {
             folders.extend(self.kind_folders(mailbox, opts.kinds).await?);
         }
@@ -286,7 +320,16 @@ impl MailSource for GraphSource {
                     .map_err(item_error)?;
                 Ok(Box::new(GraphMime(stream)))
             }
-            (kind, ContentKind::Export) if kind != ItemKind::Mail && kind != ItemKind::Config => {
+            (ItemKind::Mail, ContentKind::Export) => {
+                let mut answers = self
+                    .mail_streams(mailbox, std::slice::from_ref(item))
+                    .await?;
+                let bytes = answers.pop().unwrap_or_else(|| {
+                    Err(SourceError::Item("the export answered nothing".into()))
+                })?;
+                Ok(Box::new(Whole(Some(bytes))))
+            }
+            (kind, ContentKind::Export) if kind != ItemKind::Config => {
                 let mut answers = self
                     .export_batch(mailbox, std::slice::from_ref(item))
                     .await?;
@@ -338,6 +381,16 @@ impl MailSource for GraphSource {
                 out.push(read.await);
             }
             return Ok(out);
+        }
+        let (mail, other): (Vec<&SourceItem>, Vec<&SourceItem>) =
+            items.iter().partition(|i| i.kind == ItemKind::Mail);
+        if other.is_empty() {
+            return self.mail_streams(mailbox, items).await;
+        }
+        if !mail.is_empty() {
+            return Err(SourceError::Other(
+                "an export batch mixes mail and other kinds".into(),
+            ));
         }
         let mut out = Vec::with_capacity(items.len());
         for batch in items.chunks(MAX_EXPORT_ITEMS) {
@@ -414,11 +467,23 @@ impl GraphSource {
         cursor: &DeltaCursor,
         page_size: u32,
     ) -> Result<CorePage, SourceError> {
+        let streams = self.keeps_mail_streams(folder);
         let link;
         let start = match cursor {
-            DeltaCursor::Initial => DeltaStart::Initial(folder),
+            DeltaCursor::Initial => {
+                if streams {
+                    self.with_stream_ids(mailbox, folder, |s| s.round_starts(None));
+                }
+                DeltaStart::Initial(folder)
+            }
             DeltaCursor::Link(l) => {
-                link = DeltaLink::new(l.clone());
+                // A saved link of a full-fidelity folder carries the folder's mailboxItem
+                // delta link too (crate::fidelity); a nextLink never has one.
+                let (messages, items) = crate::fidelity::split_link(l);
+                if let Some(items) = items.filter(|_| streams) {
+                    self.with_stream_ids(mailbox, folder, |s| s.round_starts(Some(items)));
+                }
+                link = DeltaLink::new(messages);
                 DeltaStart::Link(&link)
             }
         };
@@ -427,11 +492,22 @@ impl GraphSource {
             .message_delta_page(&mailbox.id, start, page_size)
             .await
             .map_err(run_error)?;
+        let with_stream = |m: Message| {
+            let mut item = message(m);
+            if streams {
+                item.contents.push(ContentKind::Export);
+            }
+            item
+        };
         Ok(CorePage {
-            items: page.messages.into_iter().map(message).collect(),
+            items: page.messages.into_iter().map(with_stream).collect(),
             removed: page.removed,
             next: match page.next {
                 DeltaNext::More(l) => CoreNext::More(l.as_str().to_owned()),
+                DeltaNext::Done(l) if streams => {
+                    let items = self.with_stream_ids(mailbox, folder, |s| s.link.clone());
+                    CoreNext::Done(crate::fidelity::join_link(l.as_str(), items.as_deref()))
+                }
                 DeltaNext::Done(l) => CoreNext::Done(l.as_str().to_owned()),
             },
         })

@@ -130,6 +130,12 @@ pub struct MailboxApiMode {
     /// lifetime).
     #[serde(with = "secs")]
     pub import_session_lifetime: Duration,
+    /// Whether this API takes a message's immutable id (`Prefer: IdType="ImmutableId"` of
+    /// the classic endpoints) where it takes a mailboxItem id. Its pages say `itemIds` are
+    /// "identifiers of mailboxItem objects" and show regular ids (`AAMk…`); nothing says an
+    /// immutable id is accepted. Off (default): refused as not found (`ErrorItemNotFound`),
+    /// so a client learns a message's mailboxItem id from this API's own calls.
+    pub accepts_immutable_ids: bool,
 }
 
 impl Default for MailboxApiMode {
@@ -137,6 +143,7 @@ impl Default for MailboxApiMode {
         Self {
             list_folders_whole_tree: false,
             import_session_lifetime: Duration::from_secs(3600),
+            accepts_immutable_ids: false,
         }
     }
 }

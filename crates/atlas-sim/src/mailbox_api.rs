@@ -542,8 +542,13 @@ impl Sim {
         .unwrap_or_else(item_not_found)
     }
 
-    fn resolve_entry(mbx: &Mailbox, id: &str) -> Option<u64> {
+    /// A mailboxItem id (EWS or REST form) of a message or another item. A message's
+    /// immutable id is not one unless `accepts_immutable_ids` says so.
+    fn resolve_entry(&self, mbx: &Mailbox, id: &str) -> Option<u64> {
         let r = rest(id);
+        if Mailbox::is_immutable_message_id(&r) && !self.cfg.mailbox_api.accepts_immutable_ids {
+            return None;
+        }
         mbx.resolve_message(&r).or_else(|| mbx.resolve_item(&r))
     }
 
@@ -556,7 +561,7 @@ impl Sim {
     ) -> Resp {
         self.on_mailbox(mailbox_id, |_, mbx| {
             let Some(fk) = Self::resolve(mbx, folder) else { return item_not_found() };
-            let Some(k) = Self::resolve_entry(mbx, item) else { return item_not_found() };
+            let Some(k) = self.resolve_entry(mbx, item) else { return item_not_found() };
             let Some(e) = entries(mbx, fk).into_iter().find(|e| e.key == k) else { return item_not_found() };
             let full = entry_json(mbx, &e);
             let keys: Vec<&str> = full.keys().map(String::as_str).collect();
@@ -577,7 +582,7 @@ impl Sim {
             let Some(fk) = Self::resolve(mbx, folder) else {
                 return item_not_found();
             };
-            let Some(k) = Self::resolve_entry(mbx, item) else {
+            let Some(k) = self.resolve_entry(mbx, item) else {
                 return item_not_found();
             };
             if mbx.messages.get(&k).is_some_and(|m| m.folder == fk) {
@@ -699,7 +704,7 @@ impl Sim {
             let value: Vec<Value> = ids
                 .iter()
                 .map(|id| {
-                    let found = Self::resolve_entry(mbx, id);
+                    let found = self.resolve_entry(mbx, id);
                     match found {
                         Some(k) if mbx.messages.contains_key(&k) => {
                             let m = &mbx.messages[&k];
@@ -860,7 +865,7 @@ impl Sim {
             return item_not_found();
         };
         let key = if update {
-            let target = item_id.as_deref().and_then(|i| Self::resolve_entry(mbx, i));
+            let target = item_id.as_deref().and_then(|i| self.resolve_entry(mbx, i));
             let current = target.and_then(|k| {
                 mbx.messages
                     .get(&k)

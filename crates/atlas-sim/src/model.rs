@@ -430,6 +430,11 @@ impl Mailbox {
         }
     }
 
+    /// Whether `id` has the form of an immutable message id (`Prefer: IdType="ImmutableId"`).
+    pub fn is_immutable_message_id(id: &str) -> bool {
+        id.starts_with("AAkALgAA")
+    }
+
     /// Resolves a regular or immutable message id. A regular id from before a move no
     /// longer resolves, as in Exchange.
     pub fn resolve_message(&self, id: &str) -> Option<u64> {

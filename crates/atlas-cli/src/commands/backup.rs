@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use atlas_core::model::KindSet;
+use atlas_core::model::{Fidelity, KindSet};
 use atlas_core::model::{MailboxId, SnapshotId};
 use atlas_core::ports::{Clock, FolderOptions, MailSource, MailboxKind, SystemClock};
 use atlas_core::repo::Repository;
@@ -194,7 +194,7 @@ impl From<ShardShare> for ShardOut {
 }
 
 /// The core's backup request for the command line.
-fn request(args: &BackupArgs, shard: Option<Shard>) -> BackupRequest {
+fn request(args: &BackupArgs, shard: Option<Shard>, fidelity: Fidelity) -> BackupRequest {
     let mut request = BackupRequest::new(if args.mailboxes.is_empty() {
         MailboxSelection::Tenant {
             kinds: args
@@ -217,6 +217,7 @@ fn request(args: &BackupArgs, shard: Option<Shard>) -> BackupRequest {
         folder_options: FolderOptions {
             include_hidden: args.include_hidden,
             include_recoverable_items: args.include_recoverable_items,
+            fidelity,
             ..FolderOptions::default()
         },
         downloads_in_flight: usize::from(args.downloads),
@@ -282,7 +283,12 @@ pub async fn backup(
     // before anything is written (a typo in ATLAS_REPOSITORY must not start a fresh full
     // backup somewhere else). Object Lock / S3 bucket preparation (storage.rs) refuses
     // locking on a local repository, also before anything is written.
-    let request = request(args, shard);
+    // The flag wins over the configuration; MIME alone by default.
+    let fidelity = match args.fidelity {
+        Some(f) => f,
+        None => config.fidelity()?.unwrap_or_default(),
+    };
+    let request = request(args, shard, fidelity);
     let planned = plan(&source, &request)
         .await
         .context("planning the backup")?;

@@ -101,11 +101,14 @@ pub enum Field {
     /// The tenant-wide memory budget of a backup run, MiB (packs being filled and
     /// uploaded, downloads in flight).
     MemoryBudget,
+    /// How much of each message a backup keeps: `mime` or `full` (MIME and the export
+    /// stream), like `atlas backup --fidelity` (the flag wins).
+    Fidelity,
 }
 
 impl Field {
     /// Every field, in the order problems are reported.
-    pub const ALL: [Field; 20] = [
+    pub const ALL: [Field; 21] = [
         Field::TenantId,
         Field::ClientId,
         Field::ClientSecret,
@@ -126,6 +129,7 @@ impl Field {
         Field::S3ContentMd5,
         Field::CaFile,
         Field::MemoryBudget,
+        Field::Fidelity,
     ];
 
     /// The snake_case key in a config file.
@@ -151,6 +155,7 @@ impl Field {
             Field::S3ContentMd5 => "s3_content_md5",
             Field::CaFile => "ca_file",
             Field::MemoryBudget => "memory_budget_mib",
+            Field::Fidelity => "fidelity",
         }
     }
 
@@ -177,6 +182,7 @@ impl Field {
             Field::S3ContentMd5 => "ATLAS_S3_CONTENT_MD5",
             Field::CaFile => CA_FILE_ENV,
             Field::MemoryBudget => "ATLAS_MEMORY_BUDGET_MIB",
+            Field::Fidelity => "ATLAS_FIDELITY",
         }
     }
 

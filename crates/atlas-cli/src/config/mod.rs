@@ -138,6 +138,18 @@ impl Config {
             })
     }
 
+    /// The mail fidelity of backups from `fidelity` / `ATLAS_FIDELITY`, if set.
+    pub fn fidelity(&self) -> Result<Option<atlas_core::model::Fidelity>, ConfigError> {
+        let mut problems = Vec::new();
+        let fidelity = self.optional(
+            Field::Fidelity,
+            || Some(None),
+            &mut problems,
+            |text| text.parse().map(Some).map_err(|e| format!("{e}")),
+        );
+        self.finish(problems, fidelity)
+    }
+
     /// Settings for a command that only uses the repository (init, list, verify, …):
     /// tenant, store and passphrase. Reports every problem at once.
     pub fn for_repository(&self) -> Result<RepositorySettings, ConfigError> {

@@ -10,6 +10,7 @@
 
 mod deploy;
 mod exit_codes;
+mod fidelity_e2e;
 mod files_e2e;
 mod full_disk_e2e;
 mod generate;

@@ -244,6 +244,66 @@ impl FromStr for KindSet {
     }
 }
 
+/// How much of a mail message a backup keeps (`atlas backup --fidelity`).
+///
+/// MIME is the canonical copy of a message and what every reader (export, `read`, EML)
+/// uses. It does not carry everything Exchange knows about a message (flags, categories,
+/// extended properties, the exact server-side dates), so `Full` also keeps the mailbox
+/// export API's opaque stream of each message, from which Exchange recreates the message
+/// exactly. Other kinds always keep their stream; this setting is about mail only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Fidelity {
+    /// The raw MIME of each message (the default).
+    #[default]
+    Mime,
+    /// The raw MIME and the full-fidelity export stream of each message.
+    Full,
+}
+
+impl Fidelity {
+    /// The name used on the command line and in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mime => "mime",
+            Self::Full => "full",
+        }
+    }
+
+    /// Whether mail keeps its export stream too.
+    pub fn keeps_mail_stream(self) -> bool {
+        self == Self::Full
+    }
+}
+
+impl fmt::Display for Fidelity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown fidelity name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown fidelity {given:?}: use mime or full")]
+pub struct UnknownFidelity {
+    /// What was given.
+    pub given: String,
+}
+
+impl FromStr for Fidelity {
+    type Err = UnknownFidelity;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "mime" => Ok(Self::Mime),
+            "full" => Ok(Self::Full),
+            _ => Err(UnknownFidelity {
+                given: s.to_owned(),
+            }),
+        }
+    }
+}
+
 /// Which representation of an item a content blob holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -498,6 +558,17 @@ mod tests {
         );
         assert!("".parse::<KindSet>().is_err() && "mail,x".parse::<KindSet>().is_err());
         assert_eq!(KindSet::default(), KindSet::MAIL);
+    }
+
+    #[test]
+    fn fidelity_names_round_trip() {
+        for f in [Fidelity::Mime, Fidelity::Full] {
+            assert_eq!(f.name().parse::<Fidelity>(), Ok(f));
+        }
+        assert_eq!(" FULL ".parse::<Fidelity>(), Ok(Fidelity::Full));
+        assert!("exact".parse::<Fidelity>().is_err());
+        assert_eq!(Fidelity::default(), Fidelity::Mime);
+        assert!(Fidelity::Full.keeps_mail_stream() && !Fidelity::Mime.keeps_mail_stream());
     }
 
     #[test]

@@ -11,8 +11,8 @@ mod snapshot;
 
 pub use ids::{ContentId, FolderId, ItemId, MailboxId, MessageId, SnapshotId};
 pub use item::{
-    ContentKind, ContentRef, EmailAddress, FlagStatus, FolderRecord, Importance, ItemKind,
-    ItemMeta, KindSet, MessageMeta, UnknownKind,
+    ContentKind, ContentRef, EmailAddress, Fidelity, FlagStatus, FolderRecord, Importance,
+    ItemKind, ItemMeta, KindSet, MessageMeta, UnknownFidelity, UnknownKind,
 };
 pub use snapshot::{FolderSnapshot, ItemError, SnapshotRecord, SnapshotStatus};
 

@@ -36,8 +36,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use crate::model::{
-    ContentKind, EmailAddress, FlagStatus, FolderId, FolderRecord, Importance, ItemId, ItemKind,
-    KindSet, MailboxId,
+    ContentKind, EmailAddress, Fidelity, FlagStatus, FolderId, FolderRecord, Importance, ItemId,
+    ItemKind, KindSet, MailboxId,
 };
 
 /// What kind of Exchange mailbox a directory user has.
@@ -91,6 +91,10 @@ pub struct FolderOptions {
     /// The kinds of folder to list (default: mail only). Mailbox configuration, which
     /// lives in no folder, is listed as one folder of kind [`ItemKind::Config`].
     pub kinds: KindSet,
+    /// How much of each message to keep: with [`Fidelity::Full`] the source offers, for
+    /// the mail folders it lists, each message's export stream after its MIME
+    /// (`SourceItem::contents` = `[Mime, Export]`).
+    pub fidelity: Fidelity,
 }
 
 /// One folder, with its position in the tree already resolved.

@@ -140,6 +140,9 @@ pub struct BackupSummary {
     pub reused: u64,
     /// Messages removed since the previous snapshot.
     pub removed: u64,
+    /// Export streams of mail messages stored this run (`--fidelity full`): new and
+    /// changed messages, and messages backed up before without one.
+    pub mail_streams: u64,
     /// Bytes of MIME downloaded.
     pub bytes_downloaded: u64,
     /// New bytes written to the repository (after dedup and compression).
@@ -231,6 +234,28 @@ fn content_reusable(known: &ItemMeta, m: &SourceItem) -> bool {
         return true;
     }
     known.kind == m.kind && known.change_key.is_some() && known.change_key == m.change_key
+}
+
+/// Take the export stream out of a mail item's representations (`--fidelity full`):
+/// the MIME is downloaded item by item, the streams afterwards in batches. Returns the
+/// item as a request for its stream alone.
+fn split_mail_stream(m: &mut SourceItem) -> Option<SourceItem> {
+    if !m.kind.is_mail() || !m.contents.contains(&ContentKind::Export) {
+        return None;
+    }
+    m.contents.retain(|c| *c != ContentKind::Export);
+    let mut stream = m.clone();
+    stream.contents = vec![ContentKind::Export];
+    Some(stream)
+}
+
+/// Whether the stream stored with `known` is the item delta just reported: the stream
+/// carries every property of the message, so any change (a read flag, a category, a
+/// move) makes it stale, and only an equal change key proves it current.
+fn stream_current(known: &ItemMeta, m: &SourceItem) -> bool {
+    known.content_of(ContentKind::Export).is_some()
+        && known.change_key.is_some()
+        && known.change_key == m.change_key
 }
 
 /// The state carried from the previous snapshot.
@@ -587,7 +612,17 @@ impl Run<'_> {
             expected: folder.total_items,
         });
 
-        let mut cursor = match (&saved_link, self.opts.full) {
+        // Messages stored without their stream (backed up before `--fidelity full`, or
+        // whose export failed) are not reported by an incremental round: enumerate the
+        // folder again (stored MIME is reused; only the streams are fetched).
+        let streams_missing = self.opts.folder_options.fidelity.keeps_mail_stream()
+            && folder.kind.is_mail()
+            && prev_items.is_some_and(|items| {
+                items
+                    .iter()
+                    .any(|m| m.content_of(ContentKind::Export).is_none())
+            });
+        let mut cursor = match (&saved_link, self.opts.full || streams_missing) {
             (Some(link), false) => DeltaCursor::Link(link.clone()),
             _ => DeltaCursor::Initial,
         };
@@ -672,19 +707,33 @@ impl Run<'_> {
                 }
             }
 
-            // Decide per item: reuse stored content or download.
+            // Decide per item: reuse stored content or download. A message kept in full
+            // fidelity has its stream fetched apart from its MIME (20 at a time), and
+            // only when its change key moved on since the stream was stored.
             let mut to_download: Vec<SourceItem> = Vec::new();
+            let mut to_export: Vec<SourceItem> = Vec::new();
             let mut reused = 0u64;
-            for m in page.items {
+            for mut m in page.items {
                 let known = working.get(&m.id).or_else(|| prev.all.get(&m.id));
+                let stream = split_mail_stream(&mut m);
                 match known {
                     Some(k) if content_reusable(k, &m) => {
+                        let current = stream_current(k, &m);
                         let mut meta = k.clone();
                         apply_metadata(&mut meta, &m, &folder_id);
+                        if !current {
+                            // A stream is kept only while the change key it was exported
+                            // at holds, whatever this run's fidelity.
+                            meta.content.retain(|c| c.kind != ContentKind::Export);
+                            to_export.extend(stream);
+                        }
                         working.insert(m.id.clone(), meta);
                         reused += 1;
                     }
-                    _ => to_download.push(m),
+                    _ => {
+                        to_export.extend(stream);
+                        to_download.push(m);
+                    }
                 }
             }
             self.summary.reused += reused;
@@ -699,6 +748,10 @@ impl Run<'_> {
                     &path,
                 )
                 .await?;
+            if !self.cancel.is_hard() {
+                self.export_and_store(session, to_export, &mut working, &mut errors, &path)
+                    .await?;
+            }
             self.reporter.report(Event::Items {
                 mailbox: self.addr(),
                 folder: path.clone(),
@@ -837,6 +890,98 @@ impl Run<'_> {
             };
             *arrived = done?.into_iter();
         }
+    }
+
+    /// Fetch and store the export streams of messages whose MIME is stored (`--fidelity
+    /// full`), up to the source's batch limit per request, and attach each to its
+    /// record. A message whose MIME failed has no record and is skipped (its error is
+    /// already recorded); a stream that fails is that message's error, and its record
+    /// keeps no stream (a stale one would claim properties the message no longer has),
+    /// so the next run exports it again.
+    async fn export_and_store(
+        &mut self,
+        session: &mut BackupSession,
+        items: Vec<SourceItem>,
+        working: &mut BTreeMap<ItemId, ItemMeta>,
+        errors: &mut Vec<ItemError>,
+        path: &str,
+    ) -> Result<()> {
+        // Only messages whose record is the version just reported (not one whose MIME
+        // failed and that kept its previous record, or none).
+        let items: Vec<SourceItem> = items
+            .into_iter()
+            .filter(|m| {
+                working
+                    .get(&m.id)
+                    .is_some_and(|w| w.change_key == m.change_key)
+            })
+            .collect();
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut window: Window<Vec<ItemDownload>> = Window::new(self.opts.downloads_in_flight);
+        let mut pending = self.units(items).into_iter();
+        let mut arrived: std::vec::IntoIter<ItemDownload> = Vec::new().into_iter();
+        while let Some((m, downloaded)) = self
+            .next_download(session, &mut window, &mut pending, &mut arrived)
+            .await?
+        {
+            let outcome = match downloaded {
+                Ok((parts, _grant)) => {
+                    let mut stored = None;
+                    let mut failed = None;
+                    for (kind, part) in parts {
+                        match store_download(session, kind, part, false).await? {
+                            Ok(s) => {
+                                self.summary.bytes_stored += s.added_bytes;
+                                stored = Some(s.content);
+                            }
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    match (failed, stored) {
+                        (Some(e), _) => Err(e),
+                        (None, Some(c)) => Ok(c),
+                        (None, None) => Err(SourceError::Item(format!(
+                            "the source offers no export stream for item {}",
+                            m.id
+                        ))),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let Some(meta) = working.get_mut(&m.id) else {
+                continue;
+            };
+            meta.content.retain(|c| c.kind != ContentKind::Export);
+            match outcome {
+                Ok(content) => {
+                    self.summary.mail_streams += 1;
+                    self.summary.bytes_downloaded += content.size;
+                    meta.content.push(content);
+                }
+                Err(e) => {
+                    if let SourceError::Auth(_) | SourceError::PermissionDenied { .. } = e {
+                        return Err(source_fatal(e));
+                    }
+                    self.reporter.report(Event::ItemFailed {
+                        mailbox: self.addr(),
+                        folder: path.to_owned(),
+                        item: m.id.to_string(),
+                        reason: format!("export stream: {e}"),
+                    });
+                    errors.push(ItemError {
+                        message_id: Some(m.id.clone()),
+                        reason: format!("export stream: {e}"),
+                    });
+                }
+            }
+        }
+        window.abort_all().await;
+        Ok(())
     }
 
     /// Download items with up to `downloads_in_flight` in flight (a sliding window: a
@@ -1188,6 +1333,7 @@ async fn run_session(
             downloaded: 0,
             reused: 0,
             removed: 0,
+            mail_streams: 0,
             bytes_downloaded: 0,
             bytes_stored: 0,
             resynced_folders: 0,

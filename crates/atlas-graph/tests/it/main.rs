@@ -3,6 +3,7 @@
 mod auth;
 mod conformance;
 mod export_readback;
+mod fidelity;
 mod kinds;
 mod read;
 mod resilience;

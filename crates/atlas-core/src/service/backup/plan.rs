@@ -579,6 +579,7 @@ mod tests {
                     downloaded: 0,
                     reused: 0,
                     removed: 0,
+                    mail_streams: 0,
                     bytes_downloaded: 0,
                     bytes_stored: 0,
                     resynced_folders: 0,
