@@ -193,6 +193,15 @@ impl From<ShardShare> for ShardOut {
     }
 }
 
+/// How much of each message to keep: the flag wins over the configuration; MIME alone
+/// by default.
+fn fidelity(args: &BackupArgs, config: &crate::config::Config) -> anyhow::Result<Fidelity> {
+    Ok(match args.fidelity {
+        Some(f) => f,
+        None => config.fidelity()?.unwrap_or_default(),
+    })
+}
+
 /// The core's backup request for the command line.
 fn request(args: &BackupArgs, shard: Option<Shard>, fidelity: Fidelity) -> BackupRequest {
     let mut request = BackupRequest::new(if args.mailboxes.is_empty() {
@@ -283,12 +292,7 @@ pub async fn backup(
     // before anything is written (a typo in ATLAS_REPOSITORY must not start a fresh full
     // backup somewhere else). Object Lock / S3 bucket preparation (storage.rs) refuses
     // locking on a local repository, also before anything is written.
-    // The flag wins over the configuration; MIME alone by default.
-    let fidelity = match args.fidelity {
-        Some(f) => f,
-        None => config.fidelity()?.unwrap_or_default(),
-    };
-    let request = request(args, shard, fidelity);
+    let request = request(args, shard, fidelity(args, &config)?);
     let planned = plan(&source, &request)
         .await
         .context("planning the backup")?;
