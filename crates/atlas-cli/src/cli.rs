@@ -706,6 +706,13 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub in_place: bool,
 
+    /// Kinds of item to restore: mail, calendar, contacts, tasks, notes (comma separated,
+    /// or all). Default: every kind in the snapshot. Calendars, contacts, tasks and notes
+    /// are imported from their full-fidelity streams (MailboxItem.ImportExport.All) under a
+    /// Restore-<time> folder of their own kind; no meeting invitation or update is sent
+    #[arg(long, value_name = "KINDS")]
+    pub kinds: Option<KindSet>,
+
     /// Show what would be restored and write nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -102,4 +102,6 @@ pub use endpoint::Endpoint;
 pub use error::{AuthError, AuthErrorKind, GraphError};
 pub use limiter::{GraphStats, RequestPermit};
 pub use source::GraphSource;
-pub use target::{GraphTarget, PROP_COMPLETE, PROP_RUN, PROP_SOURCE, RESTORE_PROPERTY_SET};
+pub use target::{
+    GraphTarget, PROP_COMPLETE, PROP_RUN, PROP_SOURCE, RESTORE_PROPERTY_SET, folder_class,
+};

@@ -19,16 +19,22 @@
 //!   `isInline` and `contentId` (the old tool dropped both for large inline images).
 
 use async_trait::async_trait;
-use atlas_core::model::{EmailAddress, FlagStatus, FolderId, Importance, ItemId, MailboxId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use atlas_core::model::{
+    EmailAddress, FlagStatus, FolderId, Importance, ItemId, ItemKind, MailboxId,
+};
 use atlas_core::ports::{
-    MailTarget, RestoreAttachment, RestoreBody, RestoreMark, RestoreMessage, TargetAttachment,
-    TargetError, TargetFolder, TargetItem,
+    ItemImport, MailTarget, RestoreAttachment, RestoreBody, RestoreMark, RestoreMessage,
+    TargetAttachment, TargetError, TargetFolder, TargetItem,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
+use crate::api::mailbox::{ExchangeMailboxId, ImportSession};
 use crate::api::restore::{
     MAX_REQUEST_BYTES, NewFileAttachment, NewMessage, SMALL_ATTACHMENT_LIMIT, UploadSessionRequest,
 };
@@ -218,13 +224,21 @@ fn needs_state_update(m: &RestoreMessage) -> bool {
 #[derive(Debug, Clone)]
 pub struct GraphTarget {
     client: GraphClient,
+    /// Import/export API mailbox ids (`MBX:…`) by mailbox.
+    mbx: Arc<Mutex<HashMap<MailboxId, ExchangeMailboxId>>>,
+    /// The open import session of each mailbox (renewed when it expires).
+    sessions: Arc<tokio::sync::Mutex<HashMap<MailboxId, ImportSession>>>,
 }
 
 impl GraphTarget {
     /// Wrap a client (clones share its token cache and limiters, so a restore and a
     /// backup in one process share the per-mailbox budget).
     pub fn new(client: GraphClient) -> Self {
-        Self { client }
+        Self {
+            client,
+            mbx: Arc::default(),
+            sessions: Arc::default(),
+        }
     }
 
     /// The underlying client (for counters).
@@ -508,6 +522,220 @@ impl MailTarget for GraphTarget {
 
     fn inline_attachment_budget(&self) -> u64 {
         CREATE_ATTACHMENT_BUDGET
+    }
+}
+
+/// The folder class a restored folder of `kind` is created with
+/// (resources/mailboxfolder.md, `type`).
+pub fn folder_class(kind: ItemKind) -> &'static str {
+    match kind {
+        ItemKind::Calendar => "IPF.Appointment",
+        ItemKind::Contact => "IPF.Contact",
+        ItemKind::Task => "IPF.Task",
+        ItemKind::Note => "IPF.StickyNote",
+        _ => "IPF.Note",
+    }
+}
+
+/// The well-known folder a kind's restore root goes under.
+fn kind_home_name(kind: ItemKind) -> Option<&'static str> {
+    match kind {
+        ItemKind::Calendar => Some("calendar"),
+        ItemKind::Contact => Some("contacts"),
+        ItemKind::Task => Some("tasks"),
+        ItemKind::Note => Some("notes"),
+        _ => None,
+    }
+}
+
+impl GraphTarget {
+    fn cached_mbx(&self, mailbox: &MailboxId) -> Option<ExchangeMailboxId> {
+        self.mbx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(mailbox)
+            .cloned()
+    }
+
+    async fn exchange_id(&self, mailbox: &MailboxId) -> Result<ExchangeMailboxId, TargetError> {
+        if let Some(id) = self.cached_mbx(mailbox) {
+            return Ok(id);
+        }
+        let id = self
+            .client
+            .exchange_mailbox_id(mailbox)
+            .await
+            .map_err(target_error)?;
+        self.mbx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(mailbox.clone(), id.clone());
+        Ok(id)
+    }
+
+    /// The mailbox's import session: the open one, or a new one when there is none or
+    /// `renew` says the last one was refused. The session's expiry time is not trusted
+    /// against the local clock: an expired URL is refused before anything is imported, and
+    /// that refusal is what renews it.
+    async fn session(
+        &self,
+        mailbox: &MailboxId,
+        renew: bool,
+    ) -> Result<ImportSession, TargetError> {
+        let mut sessions = self.sessions.lock().await;
+        if !renew {
+            if let Some(s) = sessions.get(mailbox) {
+                return Ok(s.clone());
+            }
+        }
+        let mbx = self.exchange_id(mailbox).await?;
+        let session = self
+            .client
+            .create_import_session(mailbox, &mbx)
+            .await
+            .map_err(target_error)?;
+        sessions.insert(mailbox.clone(), session.clone());
+        Ok(session)
+    }
+
+    async fn child_folders(
+        &self,
+        mailbox: &MailboxId,
+        mbx: &ExchangeMailboxId,
+        parent: &FolderId,
+    ) -> Result<Vec<TargetFolder>, TargetError> {
+        Ok(self
+            .client
+            .mailbox_child_folders(mailbox, mbx, parent)
+            .await
+            .map_err(target_error)?
+            .into_iter()
+            .map(|f| TargetFolder {
+                id: f.id,
+                display_name: f.display_name,
+            })
+            .collect())
+    }
+}
+
+/// Imports through the mailbox import and export API (api/mailbox-createimportsession.md,
+/// concepts/import-exchange-mailbox-item.md): folders created with their class
+/// (api/mailbox-post-folders.md), items posted to the session's pre-authenticated URL.
+#[async_trait]
+impl ItemImport for GraphTarget {
+    async fn check_import_access(&self, mailbox: &MailboxId) -> Result<(), TargetError> {
+        // Creating a session writes nothing, and it is needed anyway.
+        self.session(mailbox, true).await.map(|_| ())
+    }
+
+    async fn kind_home(
+        &self,
+        mailbox: &MailboxId,
+        kind: ItemKind,
+    ) -> Result<Option<TargetFolder>, TargetError> {
+        let Some(name) = kind_home_name(kind) else {
+            return Ok(None);
+        };
+        let mbx = self.exchange_id(mailbox).await?;
+        match self.client.mailbox_folder(mailbox, &mbx, name).await {
+            Ok(f) => Ok(Some(TargetFolder {
+                id: f.id,
+                display_name: f.display_name,
+            })),
+            // A mailbox without that folder gets the root at the top.
+            Err(GraphError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(target_error(e)),
+        }
+    }
+
+    async fn ensure_item_folder(
+        &self,
+        mailbox: &MailboxId,
+        parent: Option<&FolderId>,
+        name: &str,
+        kind: ItemKind,
+    ) -> Result<TargetFolder, TargetError> {
+        let mbx = self.exchange_id(mailbox).await?;
+        let top = FolderId::new("msgfolderroot");
+        let under = parent.unwrap_or(&top);
+        let find = |list: Vec<TargetFolder>| {
+            list.into_iter()
+                .find(|f| f.display_name.eq_ignore_ascii_case(name))
+        };
+        let mut last = None;
+        for _ in 0..FOLDER_CREATE_ATTEMPTS {
+            if let Some(f) = find(self.child_folders(mailbox, &mbx, under).await?) {
+                return Ok(f);
+            }
+            match self
+                .client
+                .create_mailbox_folder(mailbox, &mbx, parent, name, folder_class(kind))
+                .await
+            {
+                Ok(f) => {
+                    return Ok(TargetFolder {
+                        id: f.id,
+                        display_name: f.display_name,
+                    });
+                }
+                // Created meanwhile (or by the create whose answer was lost): list again.
+                Err(e @ (GraphError::AlreadyExists { .. } | GraphError::OutcomeUnknown { .. })) => {
+                    last = Some(e);
+                }
+                Err(e) => return Err(target_error(e)),
+            }
+        }
+        Err(last.map_or_else(
+            || TargetError::Other("the folder could not be created".into()),
+            target_error,
+        ))
+    }
+
+    async fn list_folder_items(
+        &self,
+        mailbox: &MailboxId,
+        folder: &FolderId,
+    ) -> Result<Vec<ItemId>, TargetError> {
+        let mbx = self.exchange_id(mailbox).await?;
+        Ok(self
+            .client
+            .list_mailbox_items(mailbox, &mbx, folder)
+            .await
+            .map_err(target_error)?
+            .into_iter()
+            .map(|i| i.id)
+            .collect())
+    }
+
+    async fn import_item(
+        &self,
+        mailbox: &MailboxId,
+        folder: &FolderId,
+        stream: &[u8],
+    ) -> Result<ItemId, TargetError> {
+        let session = self.session(mailbox, false).await?;
+        match self
+            .client
+            .import_item(mailbox, &session, folder, stream)
+            .await
+        {
+            Ok(done) => Ok(done.item_id),
+            // The import URL expired (or was revoked): Graph refused it before creating
+            // anything, so a new session and one more post are safe.
+            Err(
+                GraphError::Auth(_)
+                | GraphError::PermissionDenied { .. }
+                | GraphError::NotFound { .. },
+            ) => {
+                let session = self.session(mailbox, true).await?;
+                self.client
+                    .import_item(mailbox, &session, folder, stream)
+                    .await
+                    .map(|done| done.item_id)
+                    .map_err(target_error)
+            }
+            Err(e) => Err(target_error(e)),
+        }
     }
 }
 

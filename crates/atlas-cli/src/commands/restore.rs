@@ -1,13 +1,19 @@
 //! `atlas restore`: bring a snapshot (or part of it) back into a mailbox.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use atlas_core::ports::MailTarget;
-use atlas_core::service::restore::{Destination, RestoreOptions, execute, plan};
+use async_trait::async_trait;
+use atlas_core::model::KindSet;
+use atlas_core::ports::{LedgerRecord, MailTarget, RestoreLedger, TargetError};
+use atlas_core::service::restore::{
+    DEFAULT_RESTORE_KINDS, Destination, Importer, RestoreOptions, RestorePlan, execute_all, plan,
+};
 use atlas_graph::GraphTarget;
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
 use crate::cli::{GlobalArgs, RestoreArgs};
 use crate::exit::{Exit, UsageError};
@@ -25,6 +31,94 @@ fn parse_bound(text: &str, end: bool) -> anyhow::Result<DateTime<Utc>> {
         parse_instant(text, "--end-date", Bound::EndOfDay, &chrono::Local)
     } else {
         parse_instant(text, "--start-date", Bound::StartOfDay, &chrono::Local)
+    }
+}
+
+/// A restore's ledger as a file of JSON lines under
+/// `<data dir>/atlas/restore-ledgers/`, one per snapshot, target mailbox and restore root,
+/// so the same command run again (after an interruption) finds what was imported. Each
+/// record is flushed to the file before the import it announces is sent.
+#[derive(Debug)]
+struct FileLedger {
+    path: PathBuf,
+    file: Mutex<Option<std::fs::File>>,
+}
+
+impl FileLedger {
+    fn for_plan(planned: &RestorePlan) -> anyhow::Result<Self> {
+        let base = crate::config::Inputs::from_process(None)
+            .ok()
+            .and_then(|i| i.data_dir)
+            .or_else(dirs::data_dir)
+            .context(
+                "this system has no per-user data directory for the restore ledger of \
+                 calendars, contacts, tasks and notes",
+            )?;
+        let mut h = Sha256::new();
+        for part in [
+            planned.snapshot.to_string().as_str(),
+            planned.target_mailbox.to_lowercase().as_str(),
+            planned.root.as_deref().unwrap_or(""),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        let dir = base.join("atlas").join("restore-ledgers");
+        Ok(Self {
+            path: dir.join(format!("{}.jsonl", hex::encode(&h.finalize()[..16]))),
+            file: Mutex::new(None),
+        })
+    }
+
+    fn io(&self, what: &str, e: &std::io::Error) -> TargetError {
+        TargetError::Other(format!(
+            "restore ledger {}: {what}: {e}",
+            self.path.display()
+        ))
+    }
+}
+
+#[async_trait]
+impl RestoreLedger for FileLedger {
+    async fn load(&self) -> Result<Vec<LedgerRecord>, TargetError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io("reading", &e)),
+        };
+        // A line cut off by a crash is the last one and announces nothing complete.
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+
+    async fn append(&self, record: &LedgerRecord) -> Result<(), TargetError> {
+        use std::io::Write as _;
+        let mut guard = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.is_none() {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| self.io("creating", &e))?;
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| self.io("opening", &e))?;
+            *guard = Some(f);
+        }
+        let Some(file) = guard.as_mut() else {
+            return Err(TargetError::Other("restore ledger is not open".into()));
+        };
+        let mut line = serde_json::to_vec(record)
+            .map_err(|e| TargetError::Other(format!("restore ledger record: {e}")))?;
+        line.push(b'\n');
+        file.write_all(&line)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| self.io("writing", &e))
     }
 }
 
@@ -69,6 +163,12 @@ pub async fn restore(
             return Err(UsageError("--start-date is after --end-date".into()).into());
         }
     }
+    // `all` means every kind restore knows; configuration only when named.
+    opts.kinds = match args.kinds {
+        None => DEFAULT_RESTORE_KINDS,
+        Some(k) if k == KindSet::ALL => DEFAULT_RESTORE_KINDS,
+        Some(k) => k,
+    };
     opts.destination = match (&args.root, args.in_place) {
         (Some(name), _) => Destination::NamedRoot(name.clone()),
         (None, true) => Destination::InPlace,
@@ -103,11 +203,20 @@ pub async fn restore(
     }
 
     let client = graph_client(&graph_settings)?;
-    let target: Arc<dyn MailTarget> = Arc::new(GraphTarget::new(client.clone()));
+    let graph = GraphTarget::new(client.clone());
+    let target: Arc<dyn MailTarget> = Arc::new(graph.clone());
+    let importer = if planned.folders.iter().any(|f| !f.kind.is_mail()) {
+        Some(Importer {
+            target: Arc::new(graph),
+            ledger: Arc::new(FileLedger::for_plan(&planned)?),
+        })
+    } else {
+        None
+    };
     let mode = Mode::detect(output.is_json(), global.quiet);
     let progress = Progress::titled(mode, "atlas restore", Some(client), 1);
     let cancel = install_ctrl_c(global.quiet);
-    let summary = execute(&planned, &repo, target, &progress, &cancel).await;
+    let summary = execute_all(&planned, &repo, target, importer, &progress, &cancel).await;
     progress.finish();
     let summary = summary.context("restoring")?;
     output.result(&summary, || {

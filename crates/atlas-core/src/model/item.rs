@@ -151,7 +151,7 @@ impl KindSet {
     /// Every kind.
     pub const ALL: Self = Self(0b11_1111);
 
-    fn bit(kind: ItemKind) -> u8 {
+    const fn bit(kind: ItemKind) -> u8 {
         match kind {
             ItemKind::Mail => 1,
             ItemKind::Calendar => 2,
@@ -175,7 +175,7 @@ impl KindSet {
 
     /// This set without `kind`.
     #[must_use]
-    pub fn without(self, kind: ItemKind) -> Self {
+    pub const fn without(self, kind: ItemKind) -> Self {
         Self(self.0 & !Self::bit(kind))
     }
 

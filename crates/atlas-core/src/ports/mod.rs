@@ -7,6 +7,7 @@
 
 pub mod blob_store;
 pub mod clock;
+pub mod import;
 pub mod mail;
 pub mod process;
 pub mod reporter;
@@ -17,6 +18,7 @@ pub use blob_store::{
     Retention, StoreError, StoreKey,
 };
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use import::{ItemImport, LedgerRecord, MemoryLedger, RestoreLedger};
 pub use mail::{
     ContentStream, DeltaCursor, DeltaNext, DeltaPage, EmailAddress, FlagStatus, FolderOptions,
     Importance, ItemMetadata, MailMetadata, MailSource, MailboxKind, SourceError, SourceFolder,

@@ -27,7 +27,10 @@
 //! (after an interruption) lands in the same root and resumes there instead of starting a
 //! second copy.
 
+mod import;
 mod mime;
+
+pub use import::{ImportStreamError, import_stream};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,9 +43,12 @@ use tracing::Instrument as _;
 use super::catalog::{SnapshotSelector, find_message, folder_path, folder_selected};
 use super::{Cancel, Window};
 use crate::error::Error;
-use crate::model::{FolderId, FolderSnapshot, ItemId, MailboxId, MessageMeta, SnapshotId};
+use crate::model::{
+    FolderId, FolderSnapshot, ItemId, ItemKind, KindSet, MailboxId, MessageMeta, SnapshotId,
+};
 use crate::ports::{
-    Event, MailTarget, Reporter, RestoreAttachment, RestoreMark, TargetError, TargetItem,
+    Event, ItemImport, MailTarget, Reporter, RestoreAttachment, RestoreLedger, RestoreMark,
+    TargetError, TargetItem,
 };
 use crate::repo::Repository;
 
@@ -99,7 +105,14 @@ pub struct RestoreOptions {
     pub destination: Destination,
     /// Messages written concurrently (Graph allows 4 concurrent requests per mailbox).
     pub messages_in_flight: usize,
+    /// Kinds of item to restore (`--kinds`); default every kind but configuration, which
+    /// is restored only when asked for.
+    pub kinds: KindSet,
 }
+
+/// What a restore covers when `--kinds` is not given: mail, calendars, contacts, tasks
+/// and notes — configuration only when named.
+pub const DEFAULT_RESTORE_KINDS: KindSet = KindSet::ALL.without(ItemKind::Config);
 
 impl RestoreOptions {
     /// Options for restoring `snapshot` with defaults everywhere else.
@@ -113,6 +126,7 @@ impl RestoreOptions {
             end: None,
             destination: Destination::Root,
             messages_in_flight: 4,
+            kinds: DEFAULT_RESTORE_KINDS,
         }
     }
 }
@@ -134,6 +148,9 @@ pub struct PathStep {
 pub struct PlannedFolder {
     /// Path in the snapshot, joined with `/`.
     pub source_path: String,
+    /// The kind of item the folder holds: mail is created from MIME, every other kind
+    /// imported from its export stream under a restore root of its own kind.
+    pub kind: ItemKind,
     /// Path in the target, below the restore root (or from the top, in place).
     pub target_path: Vec<PathStep>,
     /// Messages to restore.
@@ -185,6 +202,8 @@ pub struct MissingMessage {
 pub struct FolderResult {
     /// Path in the snapshot.
     pub source_path: String,
+    /// The kind of item the folder holds.
+    pub kind: ItemKind,
     /// Path in the target (with the restore root).
     pub target_path: String,
     /// Messages selected for this folder.
@@ -245,9 +264,13 @@ fn in_range(m: &MessageMeta, start: Option<DateTime<Utc>>, end: Option<DateTime<
     if start.is_none() && end.is_none() {
         return true;
     }
-    m.received
-        .or(m.sent)
-        .is_some_and(|t| start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e))
+    // Only mail has delivery dates; other kinds are selected by their last change.
+    let when = if m.kind.is_mail() {
+        m.received.or(m.sent)
+    } else {
+        m.last_modified
+    };
+    when.is_some_and(|t| start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e))
 }
 
 /// A snapshot folder as a planned one; `well_known` (in place only) maps snapshot paths
@@ -264,6 +287,7 @@ fn planned_folder(
     };
     PlannedFolder {
         source_path: folder_path(f),
+        kind: f.folder.kind,
         target_path: (0..path.len())
             .map(|i| PathStep {
                 name: path[i].clone(),
@@ -274,6 +298,38 @@ fn planned_folder(
         bytes: items.iter().map(|m| m.mime_size).sum(),
         items,
     }
+}
+
+/// Configuration (rules, categories, automatic replies, working hours) is not restored.
+fn refuse_config(opts: &RestoreOptions) -> Result<(), RestoreError> {
+    if opts.kinds.contains(ItemKind::Config) {
+        return Err(Error::InvalidInput {
+            reason: "restoring the mailbox configuration (--kinds config: rules, categories, \
+                     automatic replies, working hours) is not supported yet; atlas read shows \
+                     what the snapshot holds"
+                .into(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// In place is for mail only: other kinds cannot be recognised in the target (an import
+/// carries no mark), so they always go under a restore root.
+fn refuse_other_kinds_in_place(
+    in_place: bool,
+    folders: &[PlannedFolder],
+) -> Result<(), RestoreError> {
+    if in_place && folders.iter().any(|f| !f.kind.is_mail()) {
+        return Err(Error::InvalidInput {
+            reason: "--in-place restores mail only: calendars, contacts, tasks and notes are \
+                     restored under a restore root so nothing in the target is touched (add \
+                     --kinds mail, or leave out --in-place)"
+                .into(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Work out what to restore: reads the snapshot and its folder lists, writes nothing,
@@ -290,6 +346,7 @@ pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePla
     let snap = opts.snapshot.load(repo).await?;
     let record = &snap.record;
     let in_place = opts.destination == Destination::InPlace;
+    refuse_config(opts)?;
     let well_known: HashMap<Vec<String>, String> = record
         .folders
         .iter()
@@ -301,6 +358,16 @@ pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePla
     let mut folders = Vec::new();
     if let Some(reference) = &opts.message {
         let found = find_message(repo, record, reference).await?;
+        let kind = record.folders[found.folder_index].folder.kind;
+        if !opts.kinds.contains(kind) {
+            return Err(Error::InvalidInput {
+                reason: format!(
+                    "{reference} is an item of kind {kind}, which --kinds {} leaves out",
+                    opts.kinds
+                ),
+            }
+            .into());
+        }
         folders.push(planned(
             &record.folders[found.folder_index],
             vec![found.meta],
@@ -310,6 +377,7 @@ pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePla
         let selected: Vec<&FolderSnapshot> = record
             .folders
             .iter()
+            .filter(|f| opts.kinds.contains(f.folder.kind))
             .filter(|f| {
                 opts.folders.is_empty() || opts.folders.iter().any(|w| folder_selected(f, w))
             })
@@ -331,6 +399,7 @@ pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePla
         }
     }
     folders.sort_by_key(|f| f.target_path.len());
+    refuse_other_kinds_in_place(in_place, &folders)?;
     let root = match &opts.destination {
         Destination::InPlace => None,
         Destination::NamedRoot(name) if name.trim().is_empty() => {
@@ -729,6 +798,7 @@ impl Run<'_> {
         let target_path = joined(self.plan.root.as_deref(), &pf.target_path);
         let mut result = FolderResult {
             source_path: pf.source_path.clone(),
+            kind: pf.kind,
             target_path: target_path.clone(),
             expected: pf.messages,
             present: 0,
@@ -917,12 +987,39 @@ impl Run<'_> {
     }
 }
 
-/// Run a plan against the target. Fails as a whole only when nothing can be restored
-/// (unknown target, no mailbox, no permission); everything else is in the summary.
+/// How items of kinds other than mail are written: imported from their export streams,
+/// with what was imported kept in a ledger.
+#[derive(Debug, Clone)]
+pub struct Importer {
+    /// The import port.
+    pub target: Arc<dyn ItemImport>,
+    /// This restore's ledger (one per snapshot, target mailbox and restore root).
+    pub ledger: Arc<dyn RestoreLedger>,
+}
+
+/// Run a plan of mail folders against the target (see [`execute_all`] for plans with
+/// other kinds). Fails as a whole only when nothing can be restored (unknown target, no
+/// mailbox, no permission); everything else is in the summary.
 pub async fn execute(
     plan: &RestorePlan,
     repo: &Repository,
     target: Arc<dyn MailTarget>,
+    reporter: &dyn Reporter,
+    cancel: &Cancel,
+) -> Result<RestoreSummary, RestoreError> {
+    execute_all(plan, repo, target, None, reporter, cancel).await
+}
+
+/// Run a plan against the target: mail folders through `target`, folders of every other
+/// kind through `importer` (required when the plan has any). Every permission the plan
+/// needs is checked before the first write, so a missing import permission refuses the
+/// whole restore up front. Fails as a whole only when nothing can be restored (unknown
+/// target, no mailbox, no permission); everything else is in the summary.
+pub async fn execute_all(
+    plan: &RestorePlan,
+    repo: &Repository,
+    target: Arc<dyn MailTarget>,
+    importer: Option<Importer>,
     reporter: &dyn Reporter,
     cancel: &Cancel,
 ) -> Result<RestoreSummary, RestoreError> {
@@ -932,21 +1029,51 @@ pub async fn execute(
         mailbox = %plan.target_mailbox,
         source = %plan.source_mailbox
     );
-    run_plan(plan, repo, target, reporter, cancel)
+    run_plan(plan, repo, target, importer, reporter, cancel)
         .instrument(span)
         .await
 }
 
-/// [`execute`] inside its span.
+/// The importer, when the plan needs one (and an error when it does and there is none).
+fn importer_for(
+    importer: Option<Importer>,
+    needed: bool,
+) -> Result<Option<Importer>, RestoreError> {
+    match (importer, needed) {
+        (Some(i), true) => Ok(Some(i)),
+        (_, false) => Ok(None),
+        (None, true) => Err(Error::InvalidInput {
+            reason: "this restore holds calendars, contacts, tasks or notes, which only an \
+                     import target can write"
+                .into(),
+        }
+        .into()),
+    }
+}
+
+/// [`execute_all`] inside its span.
 async fn run_plan(
     plan: &RestorePlan,
     repo: &Repository,
     target: Arc<dyn MailTarget>,
+    importer: Option<Importer>,
     reporter: &dyn Reporter,
     cancel: &Cancel,
 ) -> Result<RestoreSummary, RestoreError> {
+    let mail_folders: Vec<&PlannedFolder> =
+        plan.folders.iter().filter(|f| f.kind.is_mail()).collect();
+    let item_folders: Vec<&PlannedFolder> =
+        plan.folders.iter().filter(|f| !f.kind.is_mail()).collect();
+    let importer = importer_for(importer, !item_folders.is_empty())?;
     let mailbox = target.resolve_mailbox(&plan.target_mailbox).await?;
-    target.check_write_access(&mailbox).await?;
+    if let Some(i) = &importer {
+        i.target.check_import_access(&mailbox).await?;
+    }
+    // A plan with no folder at all still creates its (empty) root, as it always did.
+    let writes_mail = !mail_folders.is_empty() || item_folders.is_empty();
+    if writes_mail {
+        target.check_write_access(&mailbox).await?;
+    }
     let run_id = uuid::Uuid::new_v4().to_string();
     let label = mailbox.address().to_owned();
     reporter.report(Event::MailboxStarted {
@@ -954,8 +1081,8 @@ async fn run_plan(
         folders: plan.folders.len(),
     });
     let root_id = match &plan.root {
-        Some(name) => Some(target.ensure_folder(&mailbox, None, name).await?.id),
-        None => None,
+        Some(name) if writes_mail => Some(target.ensure_folder(&mailbox, None, name).await?.id),
+        _ => None,
     };
     let summary = RestoreSummary {
         run_id: run_id.clone(),
@@ -993,14 +1120,21 @@ async fn run_plan(
         root: root_id,
         cache: HashMap::new(),
     };
-    for pf in &plan.folders {
+    let mut stopped = false;
+    for pf in mail_folders {
         let span = tracing::info_span!("folder", folder = %pf.source_path);
         if matches!(
             run.folder(&mut resolver, pf).instrument(span).await?,
             Next::Stop
         ) {
+            stopped = true;
             break;
         }
+    }
+    if let Some(importer) = importer
+        && !stopped
+    {
+        run.import_folders(&importer, &item_folders).await?;
     }
     let mut summary = run.summary;
     summary.complete = !summary.cancelled
