@@ -256,11 +256,7 @@ struct Item<'a> {
 }
 
 /// A message's stored MIME, checked against its recorded SHA-256 unless `skip_verify`.
-async fn read_mime(
-    repo: &Repository,
-    opts: &SaveOptions,
-    meta: &MessageMeta,
-) -> Result<bytes::Bytes> {
+async fn read_mime(repo: &Repository, opts: ReadOpts, meta: &MessageMeta) -> Result<bytes::Bytes> {
     let b = repo.read_blob(&meta.mime).await?;
     if !opts.skip_verify {
         check_sha(&b, &meta.mime_sha256, &meta.mime)?;
@@ -272,7 +268,7 @@ async fn read_mime(
 /// name stem; `None` when the backup kept no readable JSON of it (sticky notes).
 async fn read_converted(
     repo: &Repository,
-    opts: &SaveOptions,
+    opts: ReadOpts,
     meta: &MessageMeta,
     format: ItemFormat,
 ) -> Result<Option<(bytes::Bytes, String)>> {
@@ -376,14 +372,17 @@ where
         };
         let items = repo.load_folder_items(&f.items).await?;
         let mut started = false;
-        for meta in &items {
-            if only.as_ref().is_some_and(|m| m.meta.id != meta.id) {
-                continue;
-            }
-            if opts.kind.is_some_and(|k| k != meta.kind) {
-                continue;
-            }
-            let (data, file) = match read_item(repo, opts, meta).await {
+        let mut wanted = items.iter().filter(|meta| {
+            only.as_ref().is_none_or(|m| m.meta.id == meta.id)
+                && opts.kind.is_none_or(|k| k == meta.kind)
+        });
+        let mut ahead = ReadAhead::default();
+        loop {
+            ahead.fill(&mut wanted, repo, ReadOpts::of(opts));
+            let Some((meta, read)) = ahead.next().await else {
+                break;
+            };
+            let (data, file) = match read {
                 Ok(Some(read)) => read,
                 other => {
                     match other {
@@ -438,14 +437,82 @@ fn folder_wanted(opts: &SaveOptions, f: &crate::model::FolderSnapshot) -> bool {
         && opts.kind.is_none_or(|k| k == f.folder.kind)
 }
 
+/// What reading an item needs of [`SaveOptions`] (owned, for tasks that read ahead).
+#[derive(Debug, Clone, Copy)]
+struct ReadOpts {
+    format: ExportFormat,
+    skip_verify: bool,
+}
+
+impl ReadOpts {
+    fn of(opts: &SaveOptions) -> Self {
+        Self {
+            format: opts.format,
+            skip_verify: opts.skip_verify,
+        }
+    }
+}
+
+/// What [`read_item`] gives: the bytes of the item's file and, for a converted item, its
+/// name stem and extension; `None` when the format does not take it.
+type ReadItem = Option<(bytes::Bytes, Option<(String, &'static str)>)>;
+
+/// Items read ahead of the one being written: each is fetched, decrypted and checked in a
+/// task of its own (the AEAD, decompression and content id run on the blocking pool), so
+/// several messages are decrypted in parallel while the sink writes them in order. Bounded
+/// by count and by stored size (a large item is read alone), so memory stays a few
+/// messages whatever the mailbox holds.
+#[derive(Default)]
+struct ReadAhead<'a> {
+    queue: std::collections::VecDeque<(&'a MessageMeta, tokio::task::JoinHandle<Result<ReadItem>>)>,
+    bytes: u64,
+}
+
+impl<'a> ReadAhead<'a> {
+    /// At most this many items in flight.
+    const ITEMS: usize = 8;
+    /// At most this many bytes (by recorded size) in flight beyond the first item.
+    const BYTES: u64 = 16 << 20;
+
+    fn fill(
+        &mut self,
+        wanted: &mut impl Iterator<Item = &'a MessageMeta>,
+        repo: &Repository,
+        opts: ReadOpts,
+    ) {
+        while self.queue.len() < Self::ITEMS && (self.queue.is_empty() || self.bytes < Self::BYTES)
+        {
+            let Some(meta) = wanted.next() else { return };
+            let (repo, owned) = (repo.clone(), meta.clone());
+            let task = tokio::spawn(async move { read_item(&repo, opts, &owned).await });
+            self.bytes += meta.mime_size;
+            self.queue.push_back((meta, task));
+        }
+    }
+
+    async fn next(&mut self) -> Option<(&'a MessageMeta, Result<ReadItem>)> {
+        let (meta, task) = self.queue.pop_front()?;
+        self.bytes = self.bytes.saturating_sub(meta.mime_size);
+        Some((
+            meta,
+            task.await.map_err(|e| Error::task(&e)).and_then(|r| r),
+        ))
+    }
+}
+
+impl Drop for ReadAhead<'_> {
+    /// An export that stops early (a failed write) stops the reads it started.
+    fn drop(&mut self) {
+        for (_, task) in &self.queue {
+            task.abort();
+        }
+    }
+}
+
 /// What a file of `meta` in the export holds: the MIME of a message (name from its
 /// metadata) or an item's converted file with its name stem and extension; `None` when
 /// the format does not take the item (its kind, or no readable JSON stored).
-async fn read_item(
-    repo: &Repository,
-    opts: &SaveOptions,
-    meta: &MessageMeta,
-) -> Result<Option<(bytes::Bytes, Option<(String, &'static str)>)>> {
+async fn read_item(repo: &Repository, opts: ReadOpts, meta: &MessageMeta) -> Result<ReadItem> {
     if !opts.format.holds(meta.kind) {
         return Ok(None);
     }
