@@ -155,6 +155,7 @@ impl GraphSource {
                     total_items: f.folder.total_item_count.unwrap_or(0),
                     hidden: false,
                     kind,
+                    stale_count: false,
                 });
             }
         }
@@ -170,6 +171,7 @@ impl GraphSource {
                 total_items: CONFIG_ITEMS.len() as u64,
                 hidden: false,
                 kind: ItemKind::Config,
+                stale_count: false,
             });
         }
         Ok(out)

@@ -72,7 +72,9 @@ mod source;
 mod target;
 
 pub use api::attachments::{Attachment, AttachmentId, AttachmentKind};
-pub use api::folders::{FolderInfo, FolderTreeOptions, MailFolder, WELL_KNOWN_FOLDERS};
+pub use api::folders::{
+    FolderInfo, FolderTree, FolderTreeOptions, FolderTreeState, MailFolder, WELL_KNOWN_FOLDERS,
+};
 pub use api::mailbox::{
     ExchangeMailboxId, ExportItemError, ExportedItem, ImportSession, ImportedItem,
     MAX_EXPORT_ITEMS, MailboxFolder, MailboxFolderInfo, MailboxItem, MailboxItemPage, ews_id,

@@ -9,16 +9,17 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use atlas_core::model::{
-    ContentKind, EmailAddress as CoreAddress, FlagStatus, FolderId, Importance, ItemKind,
+    ContentKind, EmailAddress as CoreAddress, FlagStatus, FolderBookmark, FolderId, Importance,
+    ItemKind,
 };
 use atlas_core::ports::{
-    ContentStream, DeltaCursor, DeltaNext as CoreNext, DeltaPage as CorePage, FolderOptions,
-    MailMetadata, MailSource, MailboxKind as CoreKind, SourceError, SourceFolder, SourceItem,
-    SourceMailbox,
+    ContentStream, DeltaCursor, DeltaNext as CoreNext, DeltaPage as CorePage, FolderListing,
+    FolderOptions, MailMetadata, MailSource, MailboxKind as CoreKind, SourceError, SourceFolder,
+    SourceItem, SourceMailbox,
 };
 use bytes::Bytes;
 
-use crate::api::folders::FolderTreeOptions;
+use crate::api::folders::{FolderTreeOptions, FolderTreeState};
 use crate::api::mailbox::{ExchangeMailboxId, MAX_EXPORT_ITEMS};
 use crate::api::messages::{DeltaLink, DeltaNext, DeltaStart, EmailAddress, Message, Recipient};
 use crate::api::users::{ListUsersOptions, MailboxKind, User};
@@ -265,10 +266,19 @@ impl MailSource for GraphSource {
         mailbox: &SourceMailbox,
         opts: FolderOptions,
     ) -> Result<Vec<SourceFolder>, SourceError> {
-        let mut folders = if opts.kinds.contains(ItemKind::Mail) {
-            self.mail_folders(mailbox, opts).await?
+        Ok(self.list_folders_since(mailbox, opts, None).await?.folders)
+    }
+
+    async fn list_folders_since(
+        &self,
+        mailbox: &SourceMailbox,
+        opts: FolderOptions,
+        since: Option<&FolderBookmark>,
+    ) -> Result<FolderListing, SourceError> {
+        let (mut folders, bookmark) = if opts.kinds.contains(ItemKind::Mail) {
+            self.mail_folders(mailbox, opts, since).await?
         } else {
-            Vec::new()
+            (Vec::new(), None)
         };
         {
             let mut known = self.known();
@@ -283,7 +293,7 @@ impl MailSource for GraphSource {
         if opts.kinds.beyond_mail() {
             folders.extend(self.kind_folders(mailbox, opts.kinds).await?);
         }
-        Ok(folders)
+        Ok(FolderListing { folders, bookmark })
     }
 
     async fn delta_page(
@@ -419,20 +429,26 @@ impl ContentStream for Whole {
 }
 
 impl GraphSource {
+    /// The mail folder tree, continuing from the previous run's bookmark (the folder-delta
+    /// state of [`GraphClient::folder_tree`]); one that does not parse is ignored.
     async fn mail_folders(
         &self,
         mailbox: &SourceMailbox,
         opts: FolderOptions,
-    ) -> Result<Vec<SourceFolder>, SourceError> {
+        since: Option<&FolderBookmark>,
+    ) -> Result<(Vec<SourceFolder>, Option<FolderBookmark>), SourceError> {
+        let since: Option<FolderTreeState> =
+            since.and_then(|b| serde_json::from_value(b.0.clone()).ok());
         let tree = self
             .client
-            .list_folder_tree(
+            .folder_tree(
                 &mailbox.id,
                 FolderTreeOptions {
                     include_hidden: opts.include_hidden,
                     include_recoverable_items: opts.include_recoverable_items,
                     resolve_well_known: true,
                 },
+                since,
             )
             .await
             .map_err(|e| match e {
@@ -440,7 +456,12 @@ impl GraphSource {
                 e @ GraphError::NotFound { .. } => SourceError::Other(e.to_string()),
                 e => run_error(e),
             })?;
-        Ok(tree
+        let bookmark = tree
+            .state
+            .and_then(|s| serde_json::to_value(s).ok())
+            .map(FolderBookmark);
+        let folders = tree
+            .folders
             .into_iter()
             // Search folders are views of other folders' items; backing them up would
             // store every message twice.
@@ -456,8 +477,10 @@ impl GraphSource {
                 // `mailFolders` lists mail folders only (calendars, contacts and tasks
                 // live behind other endpoints).
                 kind: ItemKind::Mail,
+                stale_count: !f.counts_current,
             })
-            .collect())
+            .collect();
+        Ok((folders, bookmark))
     }
 
     async fn mail_delta_page(

@@ -455,6 +455,49 @@ impl SimHandle {
         })
     }
 
+    /// Creates a hidden folder (`isHidden`, settable only at creation) under `parent`.
+    pub fn add_hidden_folder(&self, user: &str, parent: &str, name: &str) -> Result<String> {
+        let id = self.add_folder(user, parent, name)?;
+        self.sim.mailbox_mut(user, |t, idx| {
+            let m = mbx(t, idx);
+            let k = folder_of(m, user, &id)?;
+            if let Some(f) = m.folders.get_mut(&k) {
+                f.hidden = true;
+            }
+            Ok(id)
+        })
+    }
+
+    /// Moves a folder under `parent` (id, well-known name, path; `""` for the root); its id
+    /// stays the same, as in Exchange.
+    pub fn move_folder(&self, user: &str, folder: &str, parent: &str) -> Result<()> {
+        self.sim.mailbox_mut(user, |t, idx| {
+            let m = mbx(t, idx);
+            let k = folder_of(m, user, folder)?;
+            let pk = if parent.is_empty() {
+                crate::model::ROOT_FOLDER
+            } else {
+                folder_of(m, user, parent)?
+            };
+            let mut up = Some(pk);
+            while let Some(p) = up {
+                if p == k {
+                    return Err(SimError::InvalidRequest(
+                        "a folder cannot be moved below itself".into(),
+                    ));
+                }
+                up = m.folders.get(&p).and_then(|f| f.parent);
+            }
+            if k == crate::model::ROOT_FOLDER {
+                return Err(SimError::InvalidRequest(
+                    "the root folder cannot be moved".into(),
+                ));
+            }
+            m.move_folder(k, pk);
+            Ok(())
+        })
+    }
+
     /// Renames a folder (its id stays the same, as in Exchange).
     pub fn rename_folder(&self, user: &str, folder: &str, new_name: &str) -> Result<()> {
         self.sim.mailbox_mut(user, |t, idx| {

@@ -175,6 +175,17 @@ impl Sim {
                 .map(|f| (f.key, true))
                 .collect();
             if tok.s > 0 {
+                // A folder that changed during the round but is out of scope now (moved
+                // below a hidden folder) is gone for this collection: reported removed like
+                // an item moved out of a message delta's folder (delta-query-overview).
+                entries.extend(
+                    mbx.folders
+                        .values()
+                        .filter(|f| f.class == class::MAIL && f.parent.is_some())
+                        .filter(|f| !visible(f.parent, f.hidden, &f.class))
+                        .filter(|f| in_round(f.seq) && f.created_seq <= tok.s)
+                        .map(|f| (f.key, false)),
+                );
                 entries.extend(
                     mbx.folder_tombstones
                         .iter()

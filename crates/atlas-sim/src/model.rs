@@ -333,6 +333,30 @@ impl Mailbox {
         key
     }
 
+    /// Moves a folder under another one (its id stays the same). The folder and every
+    /// folder below it count as changed, so a folder delta whose scope the move changes
+    /// (into or out of a hidden folder) reports each of them.
+    pub fn move_folder(&mut self, key: u64, parent: u64) {
+        let mut todo = vec![key];
+        let mut first = true;
+        while let Some(k) = todo.pop() {
+            let seq = self.bump();
+            if let Some(f) = self.folders.get_mut(&k) {
+                if first {
+                    f.parent = Some(parent);
+                    first = false;
+                }
+                f.seq = seq;
+            }
+            todo.extend(
+                self.folders
+                    .values()
+                    .filter(|f| f.parent == Some(k))
+                    .map(|f| f.key),
+            );
+        }
+    }
+
     /// Whether the `mailFolders` API shows the folder: mail folders and the root.
     pub fn is_mail_folder(&self, key: u64) -> bool {
         self.folders

@@ -119,6 +119,7 @@ pub async fn run(size_mib: u64) -> Result<Vec<Row>, BenchError> {
             tool: "atlas-bench".into(),
             format_version: FORMAT_VERSION,
             status: SnapshotStatus::Complete,
+            folder_bookmark: None,
             folders: vec![inbox(count, items_id)],
         };
         snapshots.push(session.commit(record).await?);

@@ -14,7 +14,7 @@ pub use item::{
     ContentKind, ContentRef, EmailAddress, Fidelity, FlagStatus, FolderRecord, Importance,
     ItemKind, ItemMeta, KindSet, MessageMeta, UnknownFidelity, UnknownKind,
 };
-pub use snapshot::{FolderSnapshot, ItemError, SnapshotRecord, SnapshotStatus};
+pub use snapshot::{FolderBookmark, FolderSnapshot, ItemError, SnapshotRecord, SnapshotStatus};
 
 #[cfg(test)]
 mod golden {

@@ -69,4 +69,24 @@ pub struct SnapshotRecord {
     pub status: SnapshotStatus,
     /// Every folder.
     pub folders: Vec<FolderSnapshot>,
+    /// What the source learned about the mailbox's folder tree, for the next run to
+    /// continue from (absent: the next run lists the tree afresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder_bookmark: Option<FolderBookmark>,
+}
+
+/// A source's bookmark of a mailbox's folder tree, opaque to the core: for Microsoft Graph
+/// the `mailFolders/delta` link, the folders it reported and the well-known folder ids, so
+/// an unchanged tree costs one request instead of a listing per parent folder and one
+/// request per well-known folder (docs/FORMAT.md §5). Kept only in the record that the run
+/// which learned it wrote; a source that cannot read it lists the tree afresh.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FolderBookmark(pub serde_json::Value);
+
+impl std::fmt::Debug for FolderBookmark {
+    // It holds a delta token: not for logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FolderBookmark(<redacted>)")
+    }
 }

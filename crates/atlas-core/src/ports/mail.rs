@@ -36,8 +36,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use crate::model::{
-    ContentKind, EmailAddress, Fidelity, FlagStatus, FolderId, FolderRecord, Importance, ItemId,
-    ItemKind, KindSet, MailboxId,
+    ContentKind, EmailAddress, Fidelity, FlagStatus, FolderBookmark, FolderId, FolderRecord,
+    Importance, ItemId, ItemKind, KindSet, MailboxId,
 };
 
 /// What kind of Exchange mailbox a directory user has.
@@ -116,6 +116,21 @@ pub struct SourceFolder {
     pub hidden: bool,
     /// The kind of item the folder holds (its container class).
     pub kind: ItemKind,
+    /// `total_items` is the last count the source knew, not a current one (a tree kept
+    /// from an earlier run by a source that is not told when a folder's items change): the
+    /// backup does not judge completeness by it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale_count: bool,
+}
+
+/// The folder tree of one listing and the bookmark to give the next listing of the same
+/// mailbox ([`MailSource::list_folders_since`]).
+#[derive(Debug, Clone)]
+pub struct FolderListing {
+    /// Parents before children, as [`MailSource::list_folders`] returns them.
+    pub folders: Vec<SourceFolder>,
+    /// What to keep for the next listing (kept in the snapshot record).
+    pub bookmark: Option<FolderBookmark>,
 }
 
 impl SourceFolder {
@@ -127,7 +142,7 @@ impl SourceFolder {
             display_name: self.display_name.clone(),
             path: self.path.clone(),
             well_known_name: self.well_known.clone(),
-            total_item_count: Some(self.total_items),
+            total_item_count: (!self.stale_count).then_some(self.total_items),
             kind: self.kind,
         }
     }
@@ -349,6 +364,24 @@ pub trait MailSource: Send + Sync + Debug {
         mailbox: &SourceMailbox,
         opts: FolderOptions,
     ) -> Result<Vec<SourceFolder>, SourceError>;
+
+    /// [`list_folders`](Self::list_folders), continuing from the bookmark the previous
+    /// listing of the mailbox returned (`since`, kept in its snapshot record), and the
+    /// bookmark for the next one. The folders must be exactly those `list_folders` returns;
+    /// only the cost may differ. A source that keeps nothing lists afresh (the default);
+    /// one that cannot use `since` (unreadable, expired) lists afresh too.
+    async fn list_folders_since(
+        &self,
+        mailbox: &SourceMailbox,
+        opts: FolderOptions,
+        since: Option<&FolderBookmark>,
+    ) -> Result<FolderListing, SourceError> {
+        let _ = since;
+        Ok(FolderListing {
+            folders: self.list_folders(mailbox, opts).await?,
+            bookmark: None,
+        })
+    }
 
     /// One page of a folder's item delta.
     async fn delta_page(

@@ -20,9 +20,9 @@ pub use blob_store::{
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use import::{ItemImport, LedgerRecord, MemoryLedger, RestoreLedger};
 pub use mail::{
-    ContentStream, DeltaCursor, DeltaNext, DeltaPage, EmailAddress, FlagStatus, FolderOptions,
-    Importance, ItemMetadata, MailMetadata, MailSource, MailboxKind, SourceError, SourceFolder,
-    SourceItem, SourceMailbox,
+    ContentStream, DeltaCursor, DeltaNext, DeltaPage, EmailAddress, FlagStatus, FolderListing,
+    FolderOptions, Importance, ItemMetadata, MailMetadata, MailSource, MailboxKind, SourceError,
+    SourceFolder, SourceItem, SourceMailbox,
 };
 pub use process::{FixedProcesses, HolderProcess, Liveness, NoProcesses, ProcessProbe};
 pub use reporter::{Event, NullReporter, Reporter, Task};

@@ -48,8 +48,8 @@ use crate::model::{
     SnapshotRecord, SnapshotStatus,
 };
 use crate::ports::{
-    Clock, ContentStream, DeltaCursor, DeltaNext, Event, FolderOptions, ItemMetadata, MailSource,
-    Reporter, SourceError, SourceFolder, SourceItem, SourceMailbox,
+    Clock, ContentStream, DeltaCursor, DeltaNext, Event, FolderListing, FolderOptions,
+    ItemMetadata, MailSource, Reporter, SourceError, SourceFolder, SourceItem, SourceMailbox,
 };
 use crate::repo::{BackupSession, BlobKind, Grant, MemoryBudget, PackWriter, Repository};
 
@@ -114,13 +114,20 @@ pub struct FolderReport {
     pub finished: bool,
     /// Whether this folder was visited this run (false: carried over unchanged).
     pub visited: bool,
+    /// `graph_count` is the last count the source knew, not a current one
+    /// ([`SourceFolder::stale_count`](crate::ports::SourceFolder)): not compared.
+    #[serde(skip)]
+    pub count_stale: bool,
 }
 
 impl FolderReport {
-    /// A folder is complete when its round finished, nothing failed and the counts agree.
+    /// A folder is complete when its round finished, nothing failed and the counts agree
+    /// (when the source's count is a current one).
     pub fn is_complete(&self) -> bool {
         !self.visited
-            || (self.finished && self.errors.is_empty() && self.stored >= self.graph_count)
+            || (self.finished
+                && self.errors.is_empty()
+                && (self.count_stale || self.stored >= self.graph_count))
     }
 }
 
@@ -791,6 +798,7 @@ impl Run<'_> {
             errors: errors.clone(),
             finished,
             visited: true,
+            count_stale: folder.stale_count,
         };
         self.reporter.report(Event::FolderDone {
             mailbox: self.addr(),
@@ -801,7 +809,7 @@ impl Run<'_> {
             snapshot: FolderSnapshot {
                 folder: folder.record(),
                 delta_link,
-                graph_item_count: Some(folder.total_items),
+                graph_item_count: (!folder.stale_count).then_some(folder.total_items),
                 stored_item_count: stored,
                 items: items_id,
                 errors,
@@ -1122,8 +1130,20 @@ async fn run_mailbox(
     let started = clock.now();
     // List folders before taking the lease: a missing mailbox or permission fails early
     // without touching the repository.
-    let folders = source
-        .list_folders(mailbox, opts.folder_options)
+    // The tree continues from what the last run learned of it, unless everything is to be
+    // read afresh (--full).
+    let since = if opts.full {
+        None
+    } else {
+        repo.latest_snapshot(&mailbox_id)
+            .await?
+            .and_then(|s| s.record.folder_bookmark)
+    };
+    let FolderListing {
+        folders,
+        bookmark: folder_bookmark,
+    } = source
+        .list_folders_since(mailbox, opts.folder_options, since.as_ref())
         .await
         .map_err(source_fatal)?;
     let mut session = match writer {
@@ -1171,6 +1191,7 @@ async fn run_mailbox(
                     SnapshotStatus::Partial
                 },
                 folders: folder_snaps,
+                folder_bookmark,
             };
             let id = session.commit(record).await?;
             summary.snapshot = Some(id);
@@ -1362,6 +1383,7 @@ async fn run_session(
                     errors: carried.errors.clone(),
                     finished: false,
                     visited: false,
+                    count_stale: folder.stale_count,
                 });
                 snaps.push(carried);
             } else if selected {
@@ -1374,6 +1396,7 @@ async fn run_session(
                     errors: Vec::new(),
                     finished: false,
                     visited: true,
+                    count_stale: folder.stale_count,
                 });
             }
             continue;
@@ -1408,6 +1431,7 @@ async fn run_session(
             errors: p.errors.clone(),
             finished: false,
             visited: false,
+            count_stale: false,
         });
         snaps.push(p.clone());
     }

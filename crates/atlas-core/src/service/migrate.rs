@@ -325,6 +325,7 @@ async fn migrate_snapshot(
         format_version: target.snapshot_format_version(false)?,
         status,
         folders,
+        folder_bookmark: None,
     };
     let snapshot_id = session.commit(record).await?;
     Ok(MigratedSnapshot {
@@ -511,6 +512,7 @@ mod tests {
             tool: format!("{MIGRATE_TOOL_PREFIX}8164f491-2eb9 (atlas-core 0.1.0)"),
             format_version: crate::repo::MAIL_ONLY_FORMAT_VERSION,
             status: SnapshotStatus::Complete,
+            folder_bookmark: None,
             folders: Vec::new(),
         };
         assert_eq!(migrated_from_v1(&record), Some("8164f491-2eb9"));

@@ -1102,6 +1102,7 @@ impl MailSource for MemoryTenant {
                 total_items: m.items.values().filter(|i| i.folder == f.id).count() as u64,
                 hidden: f.hidden,
                 kind: f.kind,
+                stale_count: false,
             })
             .collect())
     }

@@ -152,6 +152,7 @@ pub async fn backup(
         tool: "atlas-test".into(),
         format_version: atlas_core::repo::FORMAT_VERSION,
         status: SnapshotStatus::Complete,
+        folder_bookmark: None,
         folders: snaps,
     };
     session.commit(record).await

@@ -253,6 +253,7 @@ async fn a_full_disk_never_leaves_the_lease_behind() {
                 tool: "test".into(),
                 format_version: atlas_core::repo::FORMAT_VERSION,
                 status: atlas_core::model::SnapshotStatus::Complete,
+                folder_bookmark: None,
                 folders: vec![],
             };
             session.commit(record).await.map(|_| ()).unwrap_err()

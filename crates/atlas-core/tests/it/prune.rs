@@ -330,6 +330,7 @@ async fn a_backup_that_started_before_prune_blocks_it_and_its_dedup_survives() {
         tool: "test".into(),
         format_version: atlas_core::repo::FORMAT_VERSION,
         status: atlas_core::model::SnapshotStatus::Complete,
+        folder_bookmark: None,
         folders: vec![atlas_core::model::FolderSnapshot {
             folder: folder("id-Inbox", "Inbox"),
             delta_link: None,

@@ -108,6 +108,7 @@ async fn backup(repo: &Repository, mailbox: &str, minute: u32, bodies: &[Vec<u8>
             tool: "test".into(),
             format_version: 2,
             status: SnapshotStatus::Complete,
+            folder_bookmark: None,
             folders: vec![FolderSnapshot {
                 folder: FolderRecord {
                     id: FolderId::new("inbox"),

@@ -110,6 +110,7 @@ async fn commit_checks_the_record() {
         tool: "t".into(),
         format_version: 2,
         status: SnapshotStatus::Partial,
+        folder_bookmark: None,
         folders: vec![],
     };
     assert!(matches!(

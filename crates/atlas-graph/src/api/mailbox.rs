@@ -364,20 +364,11 @@ impl GraphClient {
         mailbox: &MailboxId,
         mbx: &ExchangeMailboxId,
     ) -> Result<Vec<MailboxFolderInfo>, GraphError> {
-        let mut url = self.mailbox_url(mbx, &["folders", "delta"], &[]);
-        let mut all: Vec<MailboxFolder> = Vec::new();
-        loop {
-            let req = Req::get(Endpoint::MailboxFolders, url, Some(mailbox))
-                .prefer(format!("odata.maxpagesize={MAX_DELTA_PAGE}"));
-            let page: DeltaWire<MailboxFolder> = self.fetch_json(&req).await?;
-            all.extend(page.value.into_iter().filter(|f| f.removed.is_none()));
-            match next_of(page.next_link, page.delta_link, Endpoint::MailboxFolders)? {
-                DeltaNext::More(l) => {
-                    url = self.check_link(l.as_str(), Endpoint::MailboxFolders)?;
-                }
-                DeltaNext::Done(_) => break,
-            }
-        }
+        let url = self.mailbox_url(mbx, &["folders", "delta"], &[]);
+        let req = Req::get(Endpoint::MailboxFolders, url, Some(mailbox))
+            .prefer(format!("odata.maxpagesize={MAX_DELTA_PAGE}"));
+        let (mut all, _): (Vec<MailboxFolder>, _) = self.delta_round(req).await?;
+        all.retain(|f| f.removed.is_none());
         // The last report of a folder wins (a round may repeat one).
         let mut seen = HashSet::new();
         all.reverse();

@@ -4,6 +4,7 @@ mod auth;
 mod conformance;
 mod export_readback;
 mod fidelity;
+mod folder_tree;
 mod kinds;
 mod read;
 mod resilience;

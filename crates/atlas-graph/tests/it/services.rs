@@ -311,3 +311,111 @@ async fn large_attachments_go_through_upload_sessions_and_survive_faults_mid_upl
             .any(|m| m.attachments.iter().any(|x| x.size >= 3 * 1024 * 1024))
     );
 }
+
+/// Incremental backups learn the folder tree from the `mailFolders/delta` link kept in the
+/// snapshot record: each stores exactly the folders the `childFolders` walk finds and every
+/// message of the mailbox, through new, renamed, moved and deleted folders; an unchanged
+/// incremental costs one Graph request per folder and one for the tree (it cost ~1.7 per
+/// folder with the walk and the well-known folders asked for each run). Messages deleted
+/// from a folder the round does not report again (its count is the old one) leave the
+/// backup complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_backups_follow_the_folder_tree_from_its_delta_link() {
+    let env = env(SimConfig {
+        users: 1,
+        shared_mailboxes: 0,
+        messages_per_user: 40,
+        ..SimConfig::default()
+    })
+    .await;
+    let upn = env
+        .sim
+        .users()
+        .into_iter()
+        .find(|u| u.has_mailbox)
+        .expect("user")
+        .upn;
+    let a = upn.as_str();
+    let mailbox = env.source.resolve_mailbox(a).await.expect("resolve");
+    let backup = || async {
+        let s = backup_mailbox(
+            &env.repo,
+            env.source.clone(),
+            &mailbox,
+            &opts(),
+            Arc::new(SystemClock),
+            &NullReporter,
+            &Cancel::new(),
+        )
+        .await
+        .expect("backup");
+        assert!(s.complete, "{s:#?}");
+        s
+    };
+    let walked = || async {
+        let tree = env
+            .source
+            .client()
+            .list_folder_tree(&mailbox.id, atlas_graph::FolderTreeOptions::default())
+            .await
+            .expect("walk");
+        tree.into_iter()
+            .filter(|f| !f.is_search_folder)
+            .map(|f| (f.id.as_str().to_owned(), f.path.join("/")))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let stored = || async {
+        let snap = env
+            .repo
+            .latest_snapshot(&mailbox.id)
+            .await
+            .expect("snapshots")
+            .expect("a snapshot");
+        assert!(snap.record.folder_bookmark.is_some(), "the tree is kept");
+        snap.record
+            .folders
+            .iter()
+            .map(|f| (f.folder.id.as_str().to_owned(), f.folder.path.join("/")))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+
+    backup().await;
+    assert_eq!(stored().await, walked().await);
+    assert_matches_simulator(&env, a).await;
+
+    let sim = &env.sim;
+    let new = sim.add_folder(a, "Inbox/Projects", "New").expect("add");
+    sim.add_message(a, &new, NewMessage::text("in a new folder", "x"))
+        .expect("add");
+    sim.rename_folder(a, "Inbox/Projects", "Projects 2")
+        .expect("rename");
+    sim.move_folder(a, "Inbox/Receipts", "Archive")
+        .expect("move");
+    sim.delete_folder(a, "Archive/2023").expect("delete");
+    sim.add_folder(a, "", "Top").expect("add");
+    backup().await;
+    assert_eq!(stored().await, walked().await);
+    assert_matches_simulator(&env, a).await;
+
+    // Unchanged: one request per folder (its message delta) and one for the tree.
+    sim.reset_counters();
+    let s = backup().await;
+    let counts = sim.counters();
+    let folders = s.folders.iter().filter(|f| f.visited).count() as u64;
+    let graph = counts.total_requests() - counts.kind("token").requests;
+    assert_eq!(graph, folders + 1, "{counts:#?}");
+    assert_eq!(counts.kind("folder_delta").requests, 1);
+
+    // Messages deleted: the folder's count from the tree is an old one; still complete.
+    let dump = sim.dump_mailbox(a).expect("dump");
+    for m in dump
+        .messages
+        .iter()
+        .filter(|m| m.folder_path == "Inbox")
+        .take(3)
+    {
+        sim.delete_message(a, &m.id).expect("delete");
+    }
+    backup().await;
+    assert_matches_simulator(&env, a).await;
+}

@@ -348,6 +348,7 @@ pub async fn backup_folders(
             tool: "atlas-test".into(),
             format_version: 2,
             status: SnapshotStatus::Complete,
+            folder_bookmark: None,
             folders: snaps,
         })
         .await
