@@ -287,7 +287,7 @@ impl GraphClient {
                 {
                     Ok(tree) => return Ok(tree),
                     Err(e) => {
-                        tracing::debug!(error = %e, "folder delta from the saved link failed; starting a new round")
+                        tracing::debug!(error = %e, "folder delta from the saved link failed; starting a new round");
                     }
                 }
             }
@@ -336,20 +336,19 @@ impl GraphClient {
         let (reported, link) = self
             .folder_delta_round(mailbox, since.as_ref().map(|s| &s.delta_link))
             .await?;
-        let (root, mut known, mut well_known) = match since {
-            Some(s) => (s.root, s.folders, s.well_known),
-            None => {
-                let root = self
-                    .get_folder(mailbox, &FolderId::from("msgfolderroot"))
-                    .await?
-                    .id;
-                let well_known = if opts.resolve_well_known {
-                    self.resolve_well_known(mailbox).await?
-                } else {
-                    BTreeMap::new()
-                };
-                (root, Vec::new(), well_known)
-            }
+        let (root, mut known, mut well_known) = if let Some(s) = since {
+            (s.root, s.folders, s.well_known)
+        } else {
+            let root = self
+                .get_folder(mailbox, &FolderId::from("msgfolderroot"))
+                .await?
+                .id;
+            let well_known = if opts.resolve_well_known {
+                self.resolve_well_known(mailbox).await?
+            } else {
+                BTreeMap::new()
+            };
+            (root, Vec::new(), well_known)
         };
         // The round's entries replace what was known of each folder (the last report of a
         // folder wins: a round may repeat one); `@removed` ones drop it.
@@ -410,7 +409,7 @@ impl GraphClient {
             f.counts_current = first || current.contains(&f.id);
         }
         out.extend(self.recoverable_items(mailbox, opts).await?);
-        let state = discovered.is_empty().then(|| FolderTreeState {
+        let state = discovered.is_empty().then_some(FolderTreeState {
             delta_link: link,
             root,
             folders: known,

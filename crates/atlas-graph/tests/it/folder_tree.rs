@@ -112,7 +112,7 @@ async fn folder_delta_tree_is_the_walked_tree_across_changes() {
         let state = same_as_walk(&c, &sim, &user, None, &what).await;
         // A round reporting the top level only leaves nothing to continue from.
         assert_eq!(state.is_some(), mode.whole_tree, "{what}");
-        let wk = state.as_ref().map(|s| s.well_known.len()).unwrap_or(0);
+        let wk = state.as_ref().map_or(0, |s| s.well_known.len());
         assert!(
             !mode.whole_tree || wk == atlas_graph::WELL_KNOWN_FOLDERS.len(),
             "{what}"
