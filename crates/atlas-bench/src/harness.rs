@@ -148,7 +148,7 @@ impl Tenant {
     /// Starts the simulator child (generating the tenant) and signs in.
     pub async fn start(config: &SimConfig) -> Result<Self, BenchError> {
         let sim = SimProcess::spawn(config)?;
-        let client = sim.graph_client().await?;
+        let client = sim.graph_client(config.limits.requests_per_window).await?;
         client.check_sign_in().await?;
         let source = Arc::new(GraphSource::new(client.clone()));
         let target = Arc::new(GraphTarget::new(client.clone()));

@@ -82,6 +82,12 @@ struct Args {
     /// Size of the large attachments in MB [default: 40, quick: 20]
     #[arg(long, value_name = "MB")]
     large_mb: Option<usize>,
+    /// `deep` and `wide`: Graph requests allowed per mailbox per 10 minutes, in the
+    /// simulator and the client alike [default: 10000, Graph's documented limit]. Raising
+    /// it measures memory apart from the pacing: at 10,000, `deep` (2 × 20,000) is paced
+    /// over 10 minutes
+    #[arg(long, value_name = "N")]
+    mailbox_requests: Option<usize>,
 }
 
 fn sizes(a: &Args) -> Sizes {
@@ -92,6 +98,7 @@ fn sizes(a: &Args) -> Sizes {
         latency_ms: a.latency_ms,
         large_bytes: a.large_mb.unwrap_or(if a.quick { 20 } else { 40 }) * 1_000_000,
         spec_tenant: !a.quick,
+        mailbox_requests: a.mailbox_requests,
     }
 }
 
@@ -147,11 +154,11 @@ async fn run_one(s: Scenario, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), 
         // smaller than one) at a fraction of the messages.
         Scenario::Deep => {
             let n = if sizes.spec_tenant { 20_000 } else { 3_000 };
-            scenarios::backup::shape(2, n, "deep", rows).await
+            scenarios::backup::shape(2, n, "deep", sizes, rows).await
         }
         Scenario::Wide => {
             let n = if sizes.spec_tenant { 50 } else { 15 };
-            scenarios::backup::shape(200, n, "wide", rows).await
+            scenarios::backup::shape(200, n, "wide", sizes, rows).await
         }
         Scenario::Browse => scenarios::browse::run(sizes, &mut ctx, rows).await,
         Scenario::Restore => scenarios::restore::run(sizes, &mut ctx, rows).await,
@@ -177,6 +184,13 @@ fn run_child(s: Scenario, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), Benc
         .args(["--messages", &sizes.messages.to_string()])
         .args(["--latency-ms", &sizes.latency_ms.to_string()])
         .args(["--large-mb", &(sizes.large_bytes / 1_000_000).to_string()])
+        .args(
+            sizes
+                .mailbox_requests
+                .map(|n| ["--mailbox-requests".to_owned(), n.to_string()])
+                .iter()
+                .flatten(),
+        )
         .stderr(std::process::Stdio::inherit());
     if !sizes.spec_tenant {
         cmd.arg("--quick");

@@ -141,8 +141,13 @@ impl SimProcess {
         serde_json::from_str(&text).map_err(|e| BenchError::Simulator(format!("{path}: {e}")))
     }
 
-    /// A Graph client signed in to this tenant with the simulator's app credentials.
-    pub async fn graph_client(&self) -> Result<GraphClient, BenchError> {
+    /// A Graph client signed in to this tenant with the simulator's app credentials; its
+    /// per-mailbox request budget is the simulator's (`requests_per_window`, Graph's
+    /// documented 10,000 per 10 minutes unless `--mailbox-requests` changed both).
+    pub async fn graph_client(
+        &self,
+        requests_per_window: usize,
+    ) -> Result<GraphClient, BenchError> {
         let info: Info = self.call(reqwest::Method::GET, "info", None).await?;
         let mut gc = GraphConfig::new(
             info.tenant_id,
@@ -158,6 +163,9 @@ impl SimProcess {
             base_delay: Duration::from_millis(20),
             max_delay: Duration::from_secs(2),
         };
+        if requests_per_window > 0 {
+            gc.limiter.requests_per_window = u32::try_from(requests_per_window).unwrap_or(u32::MAX);
+        }
         Ok(GraphClient::new(gc)?)
     }
 

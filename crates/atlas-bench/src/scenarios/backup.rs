@@ -117,14 +117,26 @@ pub async fn shape(
     users: usize,
     messages: usize,
     scenario: &'static str,
+    sizes: &Sizes,
     rows: &mut Vec<Row>,
 ) -> Result<(), BenchError> {
     let mut cfg = sim_config(users, messages);
     cfg.seed = 17;
+    if let Some(n) = sizes.mailbox_requests {
+        cfg.limits.requests_per_window = n;
+    }
     let t = Tenant::start(&cfg).await?;
     let r = BenchRepo::local(&t.id).await?;
+    let budget = match sizes.mailbox_requests {
+        Some(n) => format!(", {n} req/mailbox/10 min"),
+        None => String::new(),
+    };
     let mut row = t
-        .backup(&r, scenario, &format!("full, {users}×{messages}, 0 ms"))
+        .backup(
+            &r,
+            scenario,
+            &format!("full, {users}×{messages}, 0 ms{budget}"),
+        )
         .await?;
     row.note = format!(
         "compare peak RSS with spec (20×300): it must not grow with mailbox size or count; {}",

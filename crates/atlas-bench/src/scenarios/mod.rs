@@ -27,6 +27,9 @@ pub struct Sizes {
     pub large_bytes: usize,
     /// Full sizes (not `--quick`): `all` includes the `spec` scenario.
     pub spec_tenant: bool,
+    /// `deep` and `wide`: Graph requests per mailbox per 10 minutes, for the simulator and
+    /// the client alike (`None`: Graph's documented 10,000).
+    pub mailbox_requests: Option<usize>,
 }
 
 /// State shared between scenarios of one run.
