@@ -121,6 +121,21 @@ pub struct FolderReport {
 }
 
 impl FolderReport {
+    /// A folder whose delta round did not run this time (not selected, or the run was
+    /// stopped first): `visited` says whether it counts against completeness.
+    fn not_run(folder: &SourceFolder, stored: u64, errors: Vec<ItemError>, visited: bool) -> Self {
+        Self {
+            path: folder.path.join("/"),
+            kind: folder.kind,
+            graph_count: folder.total_items,
+            stored,
+            errors,
+            finished: false,
+            visited,
+            count_stale: folder.stale_count,
+        }
+    }
+
     /// A folder is complete when its round finished, nothing failed and the counts agree
     /// (when the source's count is a current one).
     pub fn is_complete(&self) -> bool {
@@ -1375,29 +1390,18 @@ async fn run_session(
             if let Some(p) = prev.folders.get(&folder.id) {
                 let mut carried = p.clone();
                 carried.folder = folder.record();
-                run.summary.folders.push(FolderReport {
-                    path: folder.path.join("/"),
-                    kind: folder.kind,
-                    graph_count: folder.total_items,
-                    stored: carried.stored_item_count,
-                    errors: carried.errors.clone(),
-                    finished: false,
-                    visited: false,
-                    count_stale: folder.stale_count,
-                });
+                run.summary.folders.push(FolderReport::not_run(
+                    folder,
+                    carried.stored_item_count,
+                    carried.errors.clone(),
+                    false,
+                ));
                 snaps.push(carried);
             } else if selected {
                 // Never backed up and not reached: the snapshot is missing this folder.
-                run.summary.folders.push(FolderReport {
-                    path: folder.path.join("/"),
-                    kind: folder.kind,
-                    graph_count: folder.total_items,
-                    stored: 0,
-                    errors: Vec::new(),
-                    finished: false,
-                    visited: true,
-                    count_stale: folder.stale_count,
-                });
+                run.summary
+                    .folders
+                    .push(FolderReport::not_run(folder, 0, Vec::new(), true));
             }
             continue;
         }
