@@ -545,6 +545,11 @@ pub struct StatsArgs {
     /// Only this mailbox
     #[arg(short = 'm', long = "mailbox", value_name = "MAILBOX")]
     pub mailbox: Option<String>,
+
+    /// Only folders of this kind (mail, calendar, contacts, tasks, notes, config); sizes
+    /// count every representation stored of an item (export stream and readable JSON)
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<atlas_core::model::ItemKind>,
 }
 
 /// `atlas demo` options.

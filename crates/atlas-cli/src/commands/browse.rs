@@ -796,7 +796,7 @@ fn skipped_lines(summary: &SaveSummary) -> Vec<String> {
 pub async fn stats(global: &GlobalArgs, args: &StatsArgs, output: Output) -> anyhow::Result<Exit> {
     let repo = open_repo(global).await?;
     let mailbox = args.mailbox.as_deref().map(MailboxId::new);
-    let s = catalog::stats(&repo, mailbox.as_ref()).await?;
+    let s = catalog::stats_of_kind(&repo, mailbox.as_ref(), args.kind).await?;
     output.result(&s, || {
         let mut out = format!(
             "{} mailbox(es), {} snapshot(s), {} message version(s), {} unique message(s)\n\
@@ -814,14 +814,24 @@ pub async fn stats(global: &GlobalArgs, args: &StatsArgs, output: Output) -> any
             s.blobs,
             s.packs
         );
-        let mut folders = Table::new(["Mailbox", "Folder", "Messages", "Size"]);
+        // A kind column once anything but mail is counted.
+        let kinds = s.folders.iter().any(|f| !f.kind.is_mail());
+        let mut headers = vec!["Mailbox", "Folder", "Messages", "Size"];
+        if kinds {
+            headers.insert(2, "Kind");
+        }
+        let mut folders = Table::new(headers);
         for f in &s.folders {
-            folders.row([
+            let mut row = vec![
                 f.mailbox.clone(),
                 f.folder.clone(),
                 f.messages.to_string(),
                 output::size(f.logical_bytes),
-            ]);
+            ];
+            if kinds {
+                row.insert(2, f.kind.to_string());
+            }
+            folders.row(row);
         }
         let mut months = Table::new(["Month", "Messages", "Size"]);
         for m in &s.months {

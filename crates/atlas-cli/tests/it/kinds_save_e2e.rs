@@ -10,13 +10,19 @@
 // End-to-end scenarios read best as one story each.
 #![allow(clippy::too_many_lines)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
+use atlas_core::model::{ContentKind, ItemKind, MailboxId};
+use atlas_core::ports::BlobStore;
+use atlas_core::repo::{Passphrase, Repository};
+use atlas_store::LocalStore;
 use serde_json::{Value, json};
 
 use super::graph_e2e::Sim;
 use super::kinds_e2e::every_kind_sim;
-use super::{Sandbox, output_text};
+use super::{PASSPHRASE, Sandbox, output_text};
 
 const CHECK: &str = r#"
 import base64, collections, datetime as dt, hashlib, io, json, posixpath, sys, zipfile
@@ -396,4 +402,164 @@ fn series_starts(props: &Value) -> Vec<String> {
     .into_iter()
     .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
     .collect()
+}
+
+/// Every stored representation of every item of the newest snapshot of `upn` in the
+/// repository at `repo`: (kind, REST id, representation) → bytes.
+type Contents = BTreeMap<(ItemKind, String, ContentKind), Vec<u8>>;
+
+fn contents(sim: &Sim, repo: &Path, upn: &str) -> Contents {
+    sim.runtime.block_on(async {
+        let store: Arc<dyn BlobStore> = Arc::new(LocalStore::new(repo.to_path_buf()));
+        let repo = Repository::open(store, &sim.handle.tenant_id(), &Passphrase::new(PASSPHRASE))
+            .await
+            .expect("repository opens");
+        let snap = repo
+            .latest_snapshot(&MailboxId::new(upn))
+            .await
+            .expect("list")
+            .expect("a snapshot");
+        let mut out = Contents::new();
+        for f in &snap.record.folders {
+            for m in repo.load_folder_items(&f.items).await.expect("items") {
+                for c in m.contents() {
+                    let bytes = repo.read_blob(&c.id).await.expect("blob");
+                    out.insert(
+                        (m.kind, atlas_graph::rest_id(m.id.as_str()), c.kind),
+                        bytes.to_vec(),
+                    );
+                }
+            }
+        }
+        out
+    })
+}
+
+/// How many items of `kind` `contents` holds.
+fn items_of(contents: &Contents, kind: ItemKind) -> usize {
+    contents
+        .keys()
+        .filter(|(k, _, c)| *k == kind && *c == kind.primary_content())
+        .count()
+}
+
+#[test]
+fn every_kind_is_counted_verified_kept_by_forget_and_prune_and_replicated() {
+    let sim = every_kind_sim();
+    let sandbox = Sandbox::new();
+    let upn = sim.licensed_users().remove(0);
+    let atlas = |args: &[&str]| {
+        let out = sandbox.against(&sim).args(args).output().expect("runs");
+        (out.status.code(), output_text(&out), out)
+    };
+    assert_eq!(atlas(&["init"]).0, Some(0));
+    let (code, text, _) = atlas(&["backup", "-m", &upn]);
+    assert_eq!(code, Some(0), "{text}");
+    // The second snapshot: one event changed, one contact gone, so the first holds
+    // content the second does not (what prune may free) and shares the rest.
+    let dump = sim.handle.dump_pim(&upn).expect("dump");
+    let event = dump
+        .items
+        .iter()
+        .find(|i| i.class == "IPM.Appointment")
+        .expect("an event");
+    sim.handle
+        .update_item(&upn, &event.id, json!({"subject": "Renamed before prune"}))
+        .expect("change");
+    let contact = dump
+        .items
+        .iter()
+        .find(|i| i.class == "IPM.Contact")
+        .expect("a contact");
+    sim.handle.delete_item(&upn, &contact.id).expect("delete");
+    let (code, text, _) = atlas(&["backup", "-m", &upn]);
+    assert_eq!(code, Some(0), "{text}");
+    let before = contents(&sim, &sandbox.repo(), &upn);
+    let dump = sim.handle.dump_pim(&upn).expect("dump");
+    let count = |class: &str| dump.items.iter().filter(|i| i.class == class).count();
+    assert_eq!(
+        items_of(&before, ItemKind::Calendar),
+        count("IPM.Appointment")
+    );
+    assert_eq!(items_of(&before, ItemKind::Contact), count("IPM.Contact"));
+    assert!(before.contains_key(&(ItemKind::Calendar, event.id.clone(), ContentKind::Json)));
+
+    // stats --kind: only that kind's folders, every representation in the sizes.
+    for (kind, class, name) in [
+        ("calendar", "IPM.Appointment", "calendar"),
+        ("contacts", "IPM.Contact", "contact"),
+        ("tasks", "IPM.Task", "task"),
+    ] {
+        let out = sandbox
+            .atlas_for(&sim)
+            .args(["--json", "stats", "-m", &upn, "--kind", kind])
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+        let stats = super::json_schemas::assert_schema("stats", &out);
+        let folders = stats["folders"].as_array().cloned().unwrap_or_default();
+        assert!(!folders.is_empty(), "{stats}");
+        assert!(folders.iter().all(|f| f["kind"] == name), "{kind}: {stats}");
+        let items: u64 = folders.iter().filter_map(|f| f["messages"].as_u64()).sum();
+        assert_eq!(items, count(class) as u64, "{kind}: {stats}");
+        let stored: u64 = before
+            .iter()
+            .filter(|((k, _, _), _)| k.name() == kind)
+            .map(|(_, b)| b.len() as u64)
+            .sum();
+        let logical: u64 = folders
+            .iter()
+            .filter_map(|f| f["logicalBytes"].as_u64())
+            .sum();
+        assert_eq!(logical, stored, "{kind}: export stream and JSON counted");
+    }
+    let out = sandbox
+        .atlas_for(&sim)
+        .args(["stats", "--kind", "contacts"])
+        .output()
+        .expect("runs");
+    let text = output_text(&out);
+    assert!(
+        text.contains("contacts") && !text.contains("Inbox"),
+        "{text}"
+    );
+
+    let (code, text, _) = atlas(&["verify", "--read-data"]);
+    assert_eq!(code, Some(0), "{text}");
+
+    // forget + prune removes the first snapshot; the second keeps every blob its
+    // events, contacts, tasks, notes and configuration need.
+    let (code, text, _) = atlas(&["forget", "-m", &upn, "--keep-last", "1", "--prune"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text, _) = atlas(&["verify", "--read-data"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(contents(&sim, &sandbox.repo(), &upn), before);
+    let work = tempfile::tempdir().expect("tempdir");
+    for format in ["ics", "vcf", "json"] {
+        let (code, doc, text) = save(
+            &sim,
+            &sandbox,
+            &[
+                "-m",
+                &upn,
+                "--format",
+                format,
+                "-o",
+                work.path().join(format).to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(code, Some(0), "{format} after prune: {text}");
+        assert!(doc["failed"].as_array().is_some_and(Vec::is_empty), "{doc}");
+    }
+
+    // replicate: the replica holds the same items, byte for byte, every representation.
+    let replica = sandbox.repo().with_file_name("replica");
+    let (code, text, _) = atlas(&[
+        "replicate",
+        "--all",
+        "--target-repository",
+        replica.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(contents(&sim, &replica, &upn), before);
 }

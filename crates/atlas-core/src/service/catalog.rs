@@ -878,8 +878,19 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 /// Statistics of one mailbox (`Some`) or the whole repository. Every snapshot record in
 /// scope is opened; folder lists shared between snapshots are read once.
-#[allow(clippy::too_many_lines)] // One pass over snapshots; splitting it would scatter the accumulators.
 pub async fn stats(repo: &Repository, mailbox: Option<&MailboxId>) -> Result<StatsSummary> {
+    stats_of_kind(repo, mailbox, None).await
+}
+
+/// [`stats`] of the folders of one kind only (`stats --kind`): an event, contact or task
+/// counts every representation stored of it (export stream and readable JSON), so the
+/// sizes are what that kind costs. Without a kind, every folder.
+#[allow(clippy::too_many_lines)] // One pass over snapshots; splitting it would scatter the accumulators.
+pub async fn stats_of_kind(
+    repo: &Repository,
+    mailbox: Option<&MailboxId>,
+    kind: Option<crate::model::ItemKind>,
+) -> Result<StatsSummary> {
     let mailboxes = match mailbox {
         Some(m) => {
             if !repo.list_mailboxes().await?.contains(m) {
@@ -919,24 +930,40 @@ pub async fn stats(repo: &Repository, mailbox: Option<&MailboxId>) -> Result<Sta
             let snap = repo.load_snapshot(info.id).await?;
             let newest = n + 1 == infos.len();
             for f in &snap.record.folders {
+                if kind.is_some_and(|k| k != f.folder.kind) {
+                    continue;
+                }
                 let totals = if let Some(t) = list_totals.get(&f.items) {
                     *t
                 } else {
                     fp.add(repo, &f.items).await?;
                     let mut t = (0, 0);
                     for m in repo.load_folder_items(&f.items).await? {
+                        // Every stored representation: MIME, export stream, readable JSON.
+                        let size: u64 = m.contents().map(|c| c.size).sum();
                         t.0 += 1;
-                        t.1 += m.mime_size;
+                        t.1 += size;
                         if unique.insert(m.mime) {
-                            fp.add(repo, &m.mime).await?;
                             s.unique_bytes += m.mime_size;
-                            let month = m.received.or(m.sent).map_or_else(
+                            for c in m.content_ids() {
+                                fp.add(repo, &c).await?;
+                            }
+                            for c in &m.content {
+                                s.unique_bytes += c.size;
+                            }
+                            // Mail by when it arrived; other kinds by their last change.
+                            let when = if m.kind.is_mail() {
+                                m.received.or(m.sent)
+                            } else {
+                                m.last_modified
+                            };
+                            let month = when.map_or_else(
                                 || "unknown".into(),
                                 |d| d.format("%Y-%m").to_string(),
                             );
                             let e = months.entry(month).or_default();
                             e.0 += 1;
-                            e.1 += m.mime_size;
+                            e.1 += size;
                         }
                     }
                     list_totals.insert(f.items, t);
