@@ -190,12 +190,22 @@ pub async fn restore(
                 )
             );
             for f in &planned.folders {
-                let _ = writeln!(
-                    s,
-                    "  {}: {} message(s)",
-                    sanitize(&f.source_path),
-                    f.messages
-                );
+                if f.kind.is_mail() {
+                    let _ = writeln!(
+                        s,
+                        "  {}: {} message(s)",
+                        sanitize(&f.source_path),
+                        f.messages
+                    );
+                } else {
+                    let _ = writeln!(
+                        s,
+                        "  {} ({}): {} item(s), imported",
+                        sanitize(&f.source_path),
+                        f.kind,
+                        f.messages
+                    );
+                }
             }
             s
         })?;

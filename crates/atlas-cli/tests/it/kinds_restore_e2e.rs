@@ -232,6 +232,21 @@ fn every_kind_is_restored_into_another_mailbox_exactly_once_and_sends_nothing() 
     let (code, _, text) = json_run(&sandbox, &sim, &["verify", "--read-data"]);
     assert_eq!(code, Some(0), "{text}");
 
+    // A dry run names each folder's kind and writes nothing.
+    let before = sim.handle.dump_pim(&other).expect("dump");
+    let out = sandbox
+        .against(&sim)
+        .args(["restore", "-m", &upn, "-T", &other, "--dry-run"])
+        .output()
+        .expect("runs");
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("(calendar)") && text.contains("(notes)"),
+        "{text}"
+    );
+    assert_eq!(sim.handle.dump_pim(&other).expect("dump"), before);
+
     sim.handle.reset_invitations();
     sim.handle.reset_counters();
     // Slow enough that import sessions of one second expire while it runs.

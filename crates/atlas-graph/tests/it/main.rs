@@ -5,6 +5,7 @@ mod conformance;
 mod export_readback;
 mod fidelity;
 mod folder_tree;
+mod import_target;
 mod kinds;
 mod read;
 mod resilience;
