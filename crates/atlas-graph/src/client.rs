@@ -178,6 +178,17 @@ impl GraphClient {
         self.inner.counters.snapshot()
     }
 
+    /// Graph requests by kind of item and the items each kind's delta reported, since
+    /// the client was built (shared by all clones; see [`crate::RequestCost`]).
+    pub fn request_costs(&self) -> Vec<crate::RequestCost> {
+        self.inner.counters.by_kind.snapshot()
+    }
+
+    /// Items a delta page of `kind` reported (for [`GraphClient::request_costs`]).
+    pub(crate) fn count_items(&self, kind: atlas_core::model::ItemKind, n: usize) {
+        self.inner.counters.by_kind.items(kind, n);
+    }
+
     /// Obtain an access token now, so a configuration error shows before any work starts.
     pub async fn check_sign_in(&self) -> Result<(), GraphError> {
         self.inner.tokens.token().await.map(|_| ())
@@ -257,6 +268,7 @@ impl GraphClient {
             };
             let rb = self.build(req, &prefer, token.as_ref())?;
             Counters::add(&inner.counters.requests, 1);
+            inner.counters.by_kind.request();
             Counters::add(&inner.counters.bytes_sent, body_len);
             if state.count > 1 {
                 Counters::add(&inner.counters.retries, 1);

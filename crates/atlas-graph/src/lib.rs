@@ -62,6 +62,7 @@ pub mod api;
 mod auth;
 mod client;
 mod config;
+mod cost;
 mod endpoint;
 mod error;
 mod fidelity;
@@ -100,6 +101,7 @@ pub use config::{
     DEFAULT_GRAPH_SCOPE, GraphConfig, LimiterConfig, NATIONAL_CLOUD_SCOPES, RetryPolicy,
     default_scope,
 };
+pub use cost::RequestCost;
 pub use endpoint::Endpoint;
 pub use error::{AuthError, AuthErrorKind, GraphError};
 pub use limiter::{GraphStats, RequestPermit};

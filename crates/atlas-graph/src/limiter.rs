@@ -47,6 +47,8 @@ pub(crate) struct Counters {
     pub bytes_received: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub token_refreshes: AtomicU64,
+    /// Requests and items by kind of item (crate::cost).
+    pub by_kind: crate::cost::KindCounters,
 }
 
 impl Counters {

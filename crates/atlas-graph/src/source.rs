@@ -24,6 +24,7 @@ use crate::api::mailbox::{ExchangeMailboxId, MAX_EXPORT_ITEMS};
 use crate::api::messages::{DeltaLink, DeltaNext, DeltaStart, EmailAddress, Message, Recipient};
 use crate::api::users::{ListUsersOptions, MailboxKind, User};
 use crate::client::{ByteStream, GraphClient};
+use crate::cost::for_kind;
 use crate::error::GraphError;
 
 /// Translate a Graph error met while enumerating or reading a whole mailbox.
@@ -276,7 +277,7 @@ impl MailSource for GraphSource {
         since: Option<&FolderBookmark>,
     ) -> Result<FolderListing, SourceError> {
         let (mut folders, bookmark) = if opts.kinds.contains(ItemKind::Mail) {
-            self.mail_folders(mailbox, opts, since).await?
+            for_kind(ItemKind::Mail, self.mail_folders(mailbox, opts, since)).await?
         } else {
             (Vec::new(), None)
         };
@@ -303,19 +304,65 @@ impl MailSource for GraphSource {
         cursor: &DeltaCursor,
         page_size: u32,
     ) -> Result<CorePage, SourceError> {
-        match self.folder_kind(folder) {
-            ItemKind::Mail => {
-                self.mail_delta_page(mailbox, folder, cursor, page_size)
-                    .await
+        let kind = self.folder_kind(folder);
+        let page = for_kind(kind, async {
+            match kind {
+                ItemKind::Mail => {
+                    self.mail_delta_page(mailbox, folder, cursor, page_size)
+                        .await
+                }
+                kind => {
+                    self.kind_delta_page(mailbox, folder, kind, cursor, page_size)
+                        .await
+                }
             }
-            kind => {
-                self.kind_delta_page(mailbox, folder, kind, cursor, page_size)
-                    .await
-            }
-        }
+        })
+        .await?;
+        self.client.count_items(kind, page.items.len());
+        Ok(page)
     }
 
     async fn open_content(
+        &self,
+        mailbox: &SourceMailbox,
+        item: &SourceItem,
+        content: ContentKind,
+    ) -> Result<Box<dyn ContentStream>, SourceError> {
+        for_kind(item.kind, self.open_one(mailbox, item, content)).await
+    }
+
+    fn batch_limit(&self, content: ContentKind) -> usize {
+        if content == ContentKind::Export {
+            MAX_EXPORT_ITEMS
+        } else {
+            1
+        }
+    }
+
+    async fn fetch_batch(
+        &self,
+        mailbox: &SourceMailbox,
+        items: &[SourceItem],
+        content: ContentKind,
+    ) -> Result<Vec<Result<Bytes, SourceError>>, SourceError> {
+        let Some(kind) = items.first().map(|i| i.kind) else {
+            return Ok(Vec::new());
+        };
+        for_kind(kind, self.fetch_many(mailbox, items, content)).await
+    }
+
+    async fn kind_access(
+        &self,
+        mailbox: &SourceMailbox,
+        kind: ItemKind,
+    ) -> Result<Option<String>, SourceError> {
+        for_kind(kind, self.probe_kind(mailbox, kind)).await
+    }
+}
+
+impl GraphSource {
+    /// [`MailSource::open_content`] within its kind's request count.
+    async fn open_one(
         &self,
         mailbox: &SourceMailbox,
         item: &SourceItem,
@@ -363,15 +410,8 @@ impl MailSource for GraphSource {
         }
     }
 
-    fn batch_limit(&self, content: ContentKind) -> usize {
-        if content == ContentKind::Export {
-            MAX_EXPORT_ITEMS
-        } else {
-            1
-        }
-    }
-
-    async fn fetch_batch(
+    /// [`MailSource::fetch_batch`] within its kind's request count.
+    async fn fetch_many(
         &self,
         mailbox: &SourceMailbox,
         items: &[SourceItem],
@@ -407,14 +447,6 @@ impl MailSource for GraphSource {
             out.extend(self.export_batch(mailbox, batch).await?);
         }
         Ok(out)
-    }
-
-    async fn kind_access(
-        &self,
-        mailbox: &SourceMailbox,
-        kind: ItemKind,
-    ) -> Result<Option<String>, SourceError> {
-        self.probe_kind(mailbox, kind).await
     }
 }
 

@@ -134,6 +134,47 @@ fn full_fidelity_keeps_every_messages_stream_and_exports_only_what_changed() {
         "{per_folder:?}"
     );
     assert_eq!(sim.handle.counters().kind("mime").requests, 0);
+    // The request cost: every message reported once, and the mail requests (folders,
+    // delta pages, mailboxItem delta, exportItems) are what the simulator served for
+    // mail, give or take the directory calls counted as `other`.
+    let costs = doc["graph"]["byKind"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mail = costs
+        .iter()
+        .find(|c| c["kind"] == "mail")
+        .unwrap_or_else(|| panic!("no mail cost in {doc}"));
+    assert_eq!(mail["items"], messages.len(), "{mail}");
+    let requests = mail["requests"].as_u64().expect("requests");
+    assert!(
+        requests >= batches as u64 + per_folder.len() as u64,
+        "{mail}"
+    );
+    assert!(requests < sim.handle.counters().total_requests(), "{mail}");
+    let ratio = mail["itemsPerRequest"].as_f64().expect("ratio");
+    #[allow(clippy::cast_precision_loss)]
+    let want = messages.len() as f64 / requests as f64;
+    assert!((ratio - want).abs() < 0.01, "{ratio} vs {want}");
+    let text = output_text(
+        &sandbox
+            .against(&sim)
+            .args([
+                "backup",
+                "-m",
+                &upn,
+                "--kinds",
+                "mail",
+                "--fidelity",
+                "full",
+            ])
+            .output()
+            .expect("runs"),
+    );
+    assert!(
+        text.contains("Graph requests by kind: mail "),
+        "the human summary names the cost: {text}"
+    );
     let first = stored(&sim, &sandbox, &upn);
     assert_eq!(first.len(), messages.len());
     for m in &messages {

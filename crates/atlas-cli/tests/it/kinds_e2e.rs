@@ -155,6 +155,19 @@ fn a_whole_mailbox_is_backed_up_changed_and_backed_up_again() {
             "no {kind} folder in {doc}"
         );
     }
+    // Request cost per kind: each kind's requests and the items its delta reported.
+    let costs = doc["graph"]["byKind"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for kind in ["mail", "calendar", "contacts", "tasks", "notes", "config"] {
+        let cost = costs
+            .iter()
+            .find(|c| c["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} cost in {doc}"));
+        assert!(cost["requests"].as_u64() > Some(0), "{cost}");
+        assert!(cost["items"].as_u64() > Some(0), "{cost}");
+    }
     assert!(
         doc["warnings"].as_array().is_none_or(Vec::is_empty),
         "{doc}"
