@@ -418,19 +418,7 @@ impl GraphSource {
         content: ContentKind,
     ) -> Result<Vec<Result<Bytes, SourceError>>, SourceError> {
         if content != ContentKind::Export {
-            let mut out = Vec::with_capacity(items.len());
-            for item in items {
-                let read = async {
-                    let mut stream = self.open_content(mailbox, item, content).await?;
-                    let mut buf = Vec::new();
-                    while let Some(chunk) = stream.next_chunk().await? {
-                        buf.extend_from_slice(&chunk);
-                    }
-                    Ok::<_, SourceError>(Bytes::from(buf))
-                };
-                out.push(read.await);
-            }
-            return Ok(out);
+            return Ok(atlas_core::ports::mail::read_each(self, mailbox, items, content).await);
         }
         let (mail, other): (Vec<&SourceItem>, Vec<&SourceItem>) =
             items.iter().partition(|i| i.kind == ItemKind::Mail);

@@ -588,10 +588,7 @@ impl Sim {
     pub(crate) fn get_event(&self, req: &Req, user: &str, id: &str) -> Resp {
         let zone = zone_pref(req);
         self.pim(user, |_, _, mbx| {
-            if let Some(k) = mbx
-                .resolve_item(id)
-                .filter(|k| mbx.pim.items[k].class == item_class::EVENT)
-            {
+            if let Some(k) = mbx.resolve_item_of(id, item_class::EVENT) {
                 return one(
                     req,
                     event_json(mbx, &mbx.pim.items[&k], &zone),
@@ -627,10 +624,7 @@ impl Sim {
             );
         };
         self.pim(user, |_, _, mbx| {
-            let Some(k) = mbx
-                .resolve_item(id)
-                .filter(|k| mbx.pim.items[k].class == item_class::EVENT)
-            else {
+            let Some(k) = mbx.resolve_item_of(id, item_class::EVENT) else {
                 return item_not_found();
             };
             let item = &mbx.pim.items[&k];
@@ -759,10 +753,7 @@ impl Sim {
         let now = Utc::now();
         self.pim(user, |t, idx, mbx| {
             let (_, upn) = owner(t, idx);
-            if let Some(k) = mbx
-                .resolve_item(id)
-                .filter(|k| mbx.pim.items[k].class == item_class::EVENT)
-            {
+            if let Some(k) = mbx.resolve_item_of(id, item_class::EVENT) {
                 let item = mbx
                     .pim
                     .items
@@ -819,10 +810,7 @@ impl Sim {
     pub(crate) fn delete_event(&self, user: &str, id: &str) -> Resp {
         self.pim(user, |t, idx, mbx| {
             let (_, upn) = owner(t, idx);
-            if let Some(k) = mbx
-                .resolve_item(id)
-                .filter(|k| mbx.pim.items[k].class == item_class::EVENT)
-            {
+            if let Some(k) = mbx.resolve_item_of(id, item_class::EVENT) {
                 if let Some(item) = mbx.remove_item(k) {
                     self.invite(&upn, "cancellation", &item.props);
                 }
@@ -1044,18 +1032,41 @@ impl Sim {
     }
 
     pub(crate) fn get_contact(&self, req: &Req, user: &str, id: &str) -> Resp {
+        self.get_item(
+            req,
+            user,
+            id,
+            item_class::CONTACT,
+            contact_json,
+            "contacts",
+            "contact",
+        )
+    }
+
+    /// `GET` of one item of `class` by its id, rendered by `render`, with the OData
+    /// context of `entity_set` (under `users('…')/`) and type `ty`: the single-item
+    /// endpoints of contacts and tasks differ only in these (`get_event` also resolves
+    /// occurrence ids, so it looks the item up itself).
+    #[allow(clippy::too_many_arguments)] // The endpoint's request and what differs per kind.
+    fn get_item(
+        &self,
+        req: &Req,
+        user: &str,
+        id: &str,
+        class: &str,
+        render: fn(&Mailbox, &Item) -> Map<String, Value>,
+        entity_set: &str,
+        ty: &str,
+    ) -> Resp {
         self.pim(user, |_, _, mbx| {
-            let Some(k) = mbx
-                .resolve_item(id)
-                .filter(|k| mbx.pim.items[k].class == item_class::CONTACT)
-            else {
+            let Some(k) = mbx.resolve_item_of(id, class) else {
                 return item_not_found();
             };
             one(
                 req,
-                contact_json(mbx, &mbx.pim.items[&k]),
-                &format!("users('{user}')/contacts/$entity"),
-                "contact",
+                render(mbx, &mbx.pim.items[&k]),
+                &format!("users('{user}')/{entity_set}/$entity"),
+                ty,
             )
         })
         .unwrap_or_else(item_not_found)
@@ -1124,10 +1135,7 @@ impl Sim {
         };
         let now = Utc::now();
         self.pim(user, |_, _, mbx| {
-            let Some(k) = mbx
-                .resolve_item(id)
-                .filter(|k| mbx.pim.items[k].class == item_cls)
-            else {
+            let Some(k) = mbx.resolve_item_of(id, item_cls) else {
                 return item_not_found();
             };
             let item = mbx
@@ -1161,10 +1169,7 @@ impl Sim {
 
     pub(crate) fn delete_item(&self, user: &str, id: &str, item_cls: &str) -> Resp {
         self.pim(user, |_, _, mbx| {
-            let Some(k) = mbx
-                .resolve_item(id)
-                .filter(|k| mbx.pim.items[k].class == item_cls)
-            else {
+            let Some(k) = mbx.resolve_item_of(id, item_cls) else {
                 return item_not_found();
             };
             mbx.remove_item(k);
@@ -1176,7 +1181,7 @@ impl Sim {
     /// `GET …/contacts/{id}/photo` (metadata) and `…/photo/$value` (bytes).
     pub(crate) fn get_contact_photo(&self, user: &str, id: &str, raw: bool) -> Resp {
         self.pim(user, |_, _, mbx| {
-            let Some(k) = mbx.resolve_item(id).filter(|k| mbx.pim.items[k].class == item_class::CONTACT) else {
+            let Some(k) = mbx.resolve_item_of(id, item_class::CONTACT) else {
                 return item_not_found();
             };
             let Some(p) = &mbx.pim.items[&k].photo else {
@@ -1206,10 +1211,7 @@ impl Sim {
         let bytes: Arc<[u8]> = Arc::from(req.body.to_vec());
         let (width, height) = png_size(&bytes).unwrap_or((96, 96));
         self.pim(user, |_, _, mbx| {
-            let Some(k) = mbx
-                .resolve_item(id)
-                .filter(|k| mbx.pim.items[k].class == item_class::CONTACT)
-            else {
+            let Some(k) = mbx.resolve_item_of(id, item_class::CONTACT) else {
                 return item_not_found();
             };
             if let Some(i) = mbx.pim.items.get_mut(&k) {
@@ -1286,21 +1288,15 @@ impl Sim {
     }
 
     pub(crate) fn get_task(&self, req: &Req, user: &str, id: &str) -> Resp {
-        self.pim(user, |_, _, mbx| {
-            let Some(k) = mbx
-                .resolve_item(id)
-                .filter(|k| mbx.pim.items[k].class == item_class::TASK)
-            else {
-                return item_not_found();
-            };
-            one(
-                req,
-                task_json(mbx, &mbx.pim.items[&k]),
-                &format!("users('{user}')/todo/lists/tasks/$entity"),
-                "todoTask",
-            )
-        })
-        .unwrap_or_else(item_not_found)
+        self.get_item(
+            req,
+            user,
+            id,
+            item_class::TASK,
+            task_json,
+            "todo/lists/tasks",
+            "todoTask",
+        )
     }
 
     pub(crate) fn create_task(&self, req: &Req, user: &str, list: &str) -> Resp {

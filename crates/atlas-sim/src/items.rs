@@ -116,6 +116,14 @@ impl Mailbox {
         self.pim.items.contains_key(&key).then_some(key)
     }
 
+    /// Resolves a REST item id to an item of one class (`item_class::EVENT`, …): what
+    /// every classic endpoint of one kind does first, so an event's id sent to the
+    /// contacts endpoint is "not found", as Graph answers.
+    pub fn resolve_item_of(&self, id: &str, class: &str) -> Option<u64> {
+        self.resolve_item(id)
+            .filter(|k| self.pim.items[k].class == class)
+    }
+
     pub fn item_change_key(&self, item: &Item) -> String {
         let mut raw = b"CQAAABYAAAC".to_vec();
         raw.extend_from_slice(&self.tag.to_be_bytes());

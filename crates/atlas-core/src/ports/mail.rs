@@ -349,6 +349,30 @@ pub trait ContentStream: Send {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, SourceError>;
 }
 
+/// `content` of each item read whole through [`MailSource::open_content`], one after the
+/// other, a failure in its item's entry: the default [`MailSource::fetch_batch`], and what
+/// a source with a batch read of some representations does for the others.
+pub async fn read_each<S: MailSource + ?Sized>(
+    source: &S,
+    mailbox: &SourceMailbox,
+    items: &[SourceItem],
+    content: ContentKind,
+) -> Vec<Result<Bytes, SourceError>> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let read = async {
+            let mut stream = source.open_content(mailbox, item, content).await?;
+            let mut buf = Vec::new();
+            while let Some(chunk) = stream.next_chunk().await? {
+                buf.extend_from_slice(&chunk);
+            }
+            Ok::<_, SourceError>(Bytes::from(buf))
+        };
+        out.push(read.await);
+    }
+    out
+}
+
 /// Read access to a tenant's mailboxes.
 #[async_trait]
 pub trait MailSource: Send + Sync + Debug {
@@ -416,19 +440,7 @@ pub trait MailSource: Send + Sync + Debug {
         items: &[SourceItem],
         content: ContentKind,
     ) -> Result<Vec<Result<Bytes, SourceError>>, SourceError> {
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            let read = async {
-                let mut stream = self.open_content(mailbox, item, content).await?;
-                let mut buf = Vec::new();
-                while let Some(chunk) = stream.next_chunk().await? {
-                    buf.extend_from_slice(&chunk);
-                }
-                Ok::<_, SourceError>(Bytes::from(buf))
-            };
-            out.push(read.await);
-        }
-        Ok(out)
+        Ok(read_each(self, mailbox, items, content).await)
     }
 
     /// Whether `kind` can be backed up from this mailbox: `Ok(None)` when it can,

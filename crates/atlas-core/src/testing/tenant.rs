@@ -795,6 +795,27 @@ impl State {
 }
 
 impl Mailbox {
+    /// One representation of an item, as a single read (`open_content`) and a batch read
+    /// (`fetch_batch`) both answer it: an unknown item, an item scripted to fail its
+    /// content and a missing representation are that item's own errors.
+    fn content(&self, id: &ItemId, content: ContentKind) -> Result<Bytes, SourceError> {
+        let stored = self
+            .items
+            .get(id)
+            .ok_or_else(|| SourceError::Item(format!("item {id} not found")))?;
+        if stored.fail_content {
+            return Err(SourceError::Item(format!(
+                "the content of item {id} cannot be read"
+            )));
+        }
+        stored
+            .contents
+            .iter()
+            .find(|(k, _)| *k == content)
+            .map(|(_, b)| b.clone())
+            .ok_or_else(|| SourceError::Item(format!("item {id} has no {content:?}")))
+    }
+
     fn path(&self, folder: &Folder) -> Vec<String> {
         let mut path = vec![folder.name.clone()];
         let mut parent = folder.parent.as_ref();
@@ -1138,22 +1159,7 @@ impl MailSource for MemoryTenant {
         let m = s
             .find(mailbox.address())
             .ok_or_else(|| SourceError::MailboxNotFound(mailbox.address().to_owned()))?;
-        let stored = m
-            .items
-            .get(&item.id)
-            .ok_or_else(|| SourceError::Item(format!("item {} not found", item.id)))?;
-        if stored.fail_content {
-            return Err(SourceError::Item(format!(
-                "the content of item {} cannot be read",
-                item.id
-            )));
-        }
-        let bytes = stored
-            .contents
-            .iter()
-            .find(|(k, _)| *k == content)
-            .map(|(_, b)| b.clone())
-            .ok_or_else(|| SourceError::Item(format!("item {} has no {content:?}", item.id)))?;
+        let bytes = m.content(&item.id, content)?;
         Ok(Box::new(MemoryStream { bytes, at: 0 }))
     }
 
@@ -1188,26 +1194,7 @@ impl MailSource for MemoryTenant {
             .ok_or_else(|| SourceError::MailboxNotFound(mailbox.address().to_owned()))?;
         Ok(items
             .iter()
-            .map(|item| {
-                let stored = m
-                    .items
-                    .get(&item.id)
-                    .ok_or_else(|| SourceError::Item(format!("item {} not found", item.id)))?;
-                if stored.fail_content {
-                    return Err(SourceError::Item(format!(
-                        "the content of item {} cannot be read",
-                        item.id
-                    )));
-                }
-                stored
-                    .contents
-                    .iter()
-                    .find(|(k, _)| *k == content)
-                    .map(|(_, b)| b.clone())
-                    .ok_or_else(|| {
-                        SourceError::Item(format!("item {} has no {content:?}", item.id))
-                    })
-            })
+            .map(|item| m.content(&item.id, content))
             .collect())
     }
 
