@@ -6,22 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::graph_e2e::Sim;
 use super::{Sandbox, output_text};
-use atlas_sim::SimConfig;
-
-fn tenant(messages: usize) -> (Sim, String) {
-    let sim = Sim::start(SimConfig {
-        users: 1,
-        shared_mailboxes: 0,
-        messages_per_user: messages,
-        accounts_without_mailbox: false,
-        ..SimConfig::default()
-    });
-    let upn = sim.licensed_users().remove(0);
-    (sim, upn)
-}
 
 fn backed_up(messages: usize) -> (Sim, String, Sandbox) {
-    let (sim, upn) = tenant(messages);
+    let (sim, upn) = Sim::one_user(messages);
     let sandbox = Sandbox::new();
     for args in [vec!["init"], vec!["backup", "-m", &upn]] {
         let out = sandbox.run(&sim, &args);

@@ -13,10 +13,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use atlas_sim::SimConfig;
-
 use super::graph_e2e::Sim;
-use super::{Sandbox, json, output_text};
+use super::{Sandbox, files_under, json, output_text};
 
 /// Set in the copy of the test run inside a user and mount namespace.
 const IN_NAMESPACE: &str = "ATLAS_TEST_IN_MOUNT_NAMESPACE";
@@ -99,27 +97,6 @@ fn fill(dir: &Path, room: u64) -> PathBuf {
     path
 }
 
-/// Files under `dir`, recursively, relative to it.
-fn files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).expect("under").display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// A backup into a repository on a full disk — with no room even for its lease, and with
 /// room for the lease but not the pack — fails with a clear error that names the full disk
 /// and what to do (exit 1, the README's "not everything was done"), its lease released, no
@@ -134,14 +111,7 @@ fn a_full_disk_fails_backup_and_save_cleanly_and_the_next_run_succeeds() {
     ) else {
         return;
     };
-    let sim = Sim::start(SimConfig {
-        users: 1,
-        shared_mailboxes: 0,
-        messages_per_user: 200,
-        accounts_without_mailbox: false,
-        ..SimConfig::default()
-    });
-    let upn = sim.licensed_users().remove(0);
+    let (sim, upn) = Sim::one_user(200);
     let sandbox = Sandbox::new();
     let repo = disk.path().join("repo");
     let atlas = || {
@@ -186,7 +156,7 @@ fn a_full_disk_fails_backup_and_save_cleanly_and_the_next_run_succeeds() {
             .is_some_and(|e| e.contains("no space left")),
         "{doc}"
     );
-    let left = files(&repo);
+    let left = files_under(&repo);
     assert!(
         !left.iter().any(|f| f.starts_with("locks/")),
         "leases and the prune lock are released: {left:?}"
@@ -228,7 +198,7 @@ fn a_full_disk_fails_backup_and_save_cleanly_and_the_next_run_succeeds() {
         text.contains("no space left") && text.contains("free some space"),
         "{text}"
     );
-    let outputs: Vec<String> = files(disk.path())
+    let outputs: Vec<String> = files_under(disk.path())
         .into_iter()
         .filter(|f| f.starts_with("out.zip") || f.contains(".partial-"))
         .collect();

@@ -38,6 +38,32 @@ impl Sim {
         Self { handle, runtime }
     }
 
+    /// One licensed user with `messages` messages (and nobody else): the tenant of most
+    /// single-mailbox scenarios. Returns the simulator and the user's address.
+    pub(super) fn one_user(messages: usize) -> (Self, String) {
+        let sim = Self::start(SimConfig {
+            users: 1,
+            shared_mailboxes: 0,
+            messages_per_user: messages,
+            accounts_without_mailbox: false,
+            ..SimConfig::default()
+        });
+        let upn = sim.licensed_users().remove(0);
+        (sim, upn)
+    }
+
+    /// The settings that point `atlas` at this simulator (tenant, app credentials, Graph
+    /// endpoint and authority host), for `Command::envs` of either command type.
+    pub(super) fn graph_env(&self) -> [(&'static str, String); 5] {
+        [
+            ("ATLAS_TENANT_ID", self.handle.tenant_id()),
+            ("ATLAS_CLIENT_ID", self.handle.client_id()),
+            ("ATLAS_CLIENT_SECRET", self.handle.client_secret()),
+            ("ATLAS_GRAPH_ENDPOINT", self.handle.base_url()),
+            ("ATLAS_AUTHORITY_HOST", self.handle.base_url()),
+        ]
+    }
+
     /// Licensed users with a mailbox (the simulator's kind `user`).
     pub(super) fn licensed_users(&self) -> Vec<String> {
         self.handle
@@ -71,11 +97,7 @@ impl Sandbox {
     /// `atlas` configured for the simulator and a local repository in the sandbox.
     pub(super) fn against(&self, sim: &Sim) -> assert_cmd::Command {
         let mut cmd = self.bare();
-        cmd.env("ATLAS_TENANT_ID", sim.handle.tenant_id())
-            .env("ATLAS_CLIENT_ID", sim.handle.client_id())
-            .env("ATLAS_CLIENT_SECRET", sim.handle.client_secret())
-            .env("ATLAS_GRAPH_ENDPOINT", sim.handle.base_url())
-            .env("ATLAS_AUTHORITY_HOST", sim.handle.base_url())
+        cmd.envs(sim.graph_env())
             .env("ATLAS_ENCRYPTION_PASSPHRASE", PASSPHRASE)
             .env("ATLAS_REPOSITORY", self.repo());
         cmd

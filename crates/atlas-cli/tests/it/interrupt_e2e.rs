@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use atlas_sim::{FaultConfig, SimConfig};
 
 use super::graph_e2e::Sim;
-use super::{PASSPHRASE, Sandbox, output_text};
+use super::{PASSPHRASE, Sandbox, files_under, output_text};
 
 impl Sandbox {
     /// The binary as a plain `std` command (to spawn, signal and kill it), configured for
@@ -24,11 +24,7 @@ impl Sandbox {
             .env("HOME", self.home())
             .env("XDG_DATA_HOME", self.home().join("data"))
             .env("ATLAS_KDF", "scrypt-n14")
-            .env("ATLAS_TENANT_ID", sim.handle.tenant_id())
-            .env("ATLAS_CLIENT_ID", sim.handle.client_id())
-            .env("ATLAS_CLIENT_SECRET", sim.handle.client_secret())
-            .env("ATLAS_GRAPH_ENDPOINT", sim.handle.base_url())
-            .env("ATLAS_AUTHORITY_HOST", sim.handle.base_url())
+            .envs(sim.graph_env())
             .env("ATLAS_ENCRYPTION_PASSPHRASE", PASSPHRASE)
             .env("ATLAS_REPOSITORY", self.repo());
         cmd
@@ -43,51 +39,11 @@ impl Sandbox {
     }
 }
 
-/// One mailbox of `messages` messages, every Graph request slowed down so that a backup
-/// takes seconds and can be interrupted in the middle.
-fn slow_tenant(messages: usize) -> (Sim, String) {
-    let sim = Sim::start(SimConfig {
-        users: 1,
-        shared_mailboxes: 0,
-        messages_per_user: messages,
-        accounts_without_mailbox: false,
-        ..SimConfig::default()
-    });
-    let upn = sim.licensed_users().remove(0);
-    (sim, upn)
-}
-
 fn set_latency(sim: &Sim, millis: u64) {
     sim.handle.set_faults(FaultConfig {
         latency: Duration::from_millis(millis),
         ..FaultConfig::default()
     });
-}
-
-/// Files under `dir` (recursively), as paths relative to it.
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(
-                    p.strip_prefix(dir)
-                        .expect("under dir")
-                        .display()
-                        .to_string(),
-                );
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// A finished process to put in place of one whose output is taken.
@@ -150,7 +106,7 @@ fn json_of(out: &std::process::Output) -> serde_json::Value {
 /// process (exit 143/129) with no snapshot and the mailbox blocked by the lease.
 #[test]
 fn sigterm_and_sighup_mid_backup_commit_a_partial_snapshot_and_release_the_lease() {
-    let (sim, upn) = slow_tenant(600);
+    let (sim, upn) = Sim::one_user(600);
     let sandbox = Sandbox::new();
     let init = sandbox.run(&sim, &["init"]);
     assert_eq!(init.status.code(), Some(0), "{}", output_text(&init));
@@ -199,7 +155,7 @@ fn sigterm_and_sighup_mid_backup_commit_a_partial_snapshot_and_release_the_lease
 /// both a pipe nobody reads, must do its work and exit with its documented code.
 #[test]
 fn closed_stdout_and_stderr_never_panic_or_abort_the_work() {
-    let (sim, upn) = slow_tenant(30);
+    let (sim, upn) = Sim::one_user(30);
     let sandbox = Sandbox::new();
     let closed_with = |mut cmd: Command, args: &[&str]| {
         let (reader, writer) = std::io::pipe().expect("pipe");
@@ -442,7 +398,7 @@ fn wait_until_running(sim: &Sim, sandbox: &Sandbox, place: &Place, child: &mut C
 /// commits a partial snapshot as it does locally.
 #[test]
 fn kill_9_or_sigterm_mid_backup_then_the_next_run_succeeds_without_manual_steps() {
-    let (sim, upn) = slow_tenant(600);
+    let (sim, upn) = Sim::one_user(600);
     for place in Place::all() {
         let sandbox = Sandbox::new();
         let init = place.run(&sandbox, &sim, &["init"]);
@@ -506,7 +462,7 @@ fn kill_9_or_sigterm_mid_backup_then_the_next_run_succeeds_without_manual_steps(
 /// lock is removed by the next backup (its process is gone), which then runs.
 #[test]
 fn a_killed_prune_never_blocks_the_next_backup() {
-    let (sim, upn) = slow_tenant(40);
+    let (sim, upn) = Sim::one_user(40);
     let sandbox = Sandbox::new();
     for args in [vec!["init"], vec!["backup", "-m", &upn]] {
         let out = sandbox.run(&sim, &args);
@@ -565,7 +521,7 @@ fn a_killed_prune_never_blocks_the_next_backup() {
 /// or -y) and then also removes a valid lease, whose holder can no longer commit.
 #[test]
 fn unlock_removes_stale_leases_and_valid_ones_only_with_remove_all() {
-    let (sim, upn) = slow_tenant(600);
+    let (sim, upn) = Sim::one_user(600);
     let sandbox = Sandbox::new();
     let init = sandbox.run(&sim, &["init"]);
     assert_eq!(init.status.code(), Some(0), "{}", output_text(&init));
@@ -659,7 +615,7 @@ fn kill_9(child: Child) {
 /// the dead process at once, with a notice, and runs; so does the next backup.
 #[test]
 fn after_a_killed_backup_forget_prune_and_delete_just_work() {
-    let (sim, upn) = slow_tenant(300);
+    let (sim, upn) = Sim::one_user(300);
     for place in Place::all() {
         let what = place.name();
         let sandbox = Sandbox::new();
@@ -864,7 +820,7 @@ fn start_save(sim: &Sim, sandbox: &Sandbox, upn: &str, dir: &Path) -> Option<Chi
 /// to the same place removes it. Nothing else in the directory is touched.
 #[test]
 fn a_stopped_save_removes_its_partial_and_a_killed_ones_is_removed_by_the_next() {
-    let (sim, upn) = slow_tenant(600);
+    let (sim, upn) = Sim::one_user(600);
     let sandbox = Sandbox::new();
     for args in [vec!["init"], vec!["backup", "-m", &upn]] {
         let out = sandbox.run(&sim, &args);
@@ -963,7 +919,7 @@ fn a_stopped_save_removes_its_partial_and_a_killed_ones_is_removed_by_the_next()
 /// and stderr on one pipe read like that, finishes its work with its documented code.
 #[test]
 fn head_2_of_each_long_command_never_panics() {
-    let (sim, upn) = slow_tenant(60);
+    let (sim, upn) = Sim::one_user(60);
     let sandbox = Sandbox::new();
     let head_2 = |args: &[&str]| {
         let (reader, writer) = std::io::pipe().expect("pipe");
@@ -1038,7 +994,7 @@ fn head_2_of_each_long_command_never_panics() {
 /// command run again completes it (exit 0) without duplicating anything.
 #[test]
 fn sigterm_mid_restore_exits_2_and_the_same_command_completes_it() {
-    let (sim, upn) = slow_tenant(300);
+    let (sim, upn) = Sim::one_user(300);
     let sandbox = Sandbox::new();
     for args in [vec!["init"], vec!["backup", "-m", &upn]] {
         let out = sandbox.run(&sim, &args);

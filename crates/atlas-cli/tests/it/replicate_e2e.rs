@@ -25,11 +25,7 @@ fn start_sim() -> Sim {
 /// `atlas` against the simulator with the repository at `repo`.
 fn atlas(sandbox: &Sandbox, sim: &Sim, repo: &Path) -> assert_cmd::Command {
     let mut cmd = sandbox.bare();
-    cmd.env("ATLAS_TENANT_ID", sim.handle.tenant_id())
-        .env("ATLAS_CLIENT_ID", sim.handle.client_id())
-        .env("ATLAS_CLIENT_SECRET", sim.handle.client_secret())
-        .env("ATLAS_GRAPH_ENDPOINT", sim.handle.base_url())
-        .env("ATLAS_AUTHORITY_HOST", sim.handle.base_url())
+    cmd.envs(sim.graph_env())
         .env("ATLAS_ENCRYPTION_PASSPHRASE", PASSPHRASE)
         .env("ATLAS_REPOSITORY", repo);
     cmd

@@ -80,11 +80,7 @@ impl Sandbox {
     /// `atlas` for the simulator and the S3 bucket.
     fn on_s3(&self, sim: &Sim, s3: &S3) -> assert_cmd::Command {
         let mut cmd = self.bare();
-        cmd.env("ATLAS_TENANT_ID", sim.handle.tenant_id())
-            .env("ATLAS_CLIENT_ID", sim.handle.client_id())
-            .env("ATLAS_CLIENT_SECRET", sim.handle.client_secret())
-            .env("ATLAS_GRAPH_ENDPOINT", sim.handle.base_url())
-            .env("ATLAS_AUTHORITY_HOST", sim.handle.base_url())
+        cmd.envs(sim.graph_env())
             .env("ATLAS_ENCRYPTION_PASSPHRASE", PASSPHRASE)
             .env("ATLAS_S3_ENDPOINT", &s3.endpoint)
             .env("ATLAS_S3_ACCESS_KEY", "test-access")
