@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use atlas_core::ports::{BlobStore, Clock, MailSource, NullReporter, SourceMailbox, SystemClock};
-use atlas_core::repo::{KdfChoice, Passphrase, Repository};
+use atlas_core::repo::{FORMAT_VERSION, KdfChoice, Passphrase, RepoSettings, Repository};
 use atlas_core::service::Cancel;
 use atlas_core::service::backup::{BackupOptions, backup_mailboxes};
 use atlas_graph::{GraphClient, GraphSource, GraphStats, GraphTarget};
@@ -96,16 +96,36 @@ impl BenchRepo {
         Ok(r)
     }
 
+    /// A fresh repository in a temporary directory, created at `format` (an earlier one
+    /// than this build's, to compare formats on the same data).
+    pub async fn local_at_format(tenant: &str, format: u32) -> Result<Self, BenchError> {
+        let dir = tempfile::tempdir().map_err(|e| BenchError::io("tempdir", e))?;
+        let inner: Arc<dyn BlobStore> = Arc::new(LocalStore::new(dir.path().join("repo")));
+        let mut r = Self::on_at_format(inner, tenant, format).await?;
+        r.dir = Some(dir);
+        Ok(r)
+    }
+
     /// A fresh repository on `inner`.
     pub async fn on(inner: Arc<dyn BlobStore>, tenant: &str) -> Result<Self, BenchError> {
+        Self::on_at_format(inner, tenant, FORMAT_VERSION).await
+    }
+
+    async fn on_at_format(
+        inner: Arc<dyn BlobStore>,
+        tenant: &str,
+        format: u32,
+    ) -> Result<Self, BenchError> {
         let store = Arc::new(CountingStore::new(inner));
         let dyn_store: Arc<dyn BlobStore> = store.clone();
         // The KDF's minimum cost: the benchmark measures repository work, not key stretching.
-        let repo = Repository::init(
+        let repo = Repository::init_at_format(
             dyn_store,
             tenant,
             &Passphrase::new(PASSPHRASE),
             KdfChoice::SCRYPT_MINIMUM,
+            RepoSettings::default(),
+            format,
         )
         .await?;
         let _ = store.take();

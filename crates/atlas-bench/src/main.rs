@@ -43,6 +43,9 @@ enum Scenario {
     Wide,
     /// Verify and save eml-zip (issue 5).
     Browse,
+    /// The same backup, verify and save into a format-3 and a format-4 repository,
+    /// alternately, in one run (issue 13; 20 × 300, quick: --users × --messages)
+    Formats,
     /// Restore one mailbox (issue 6).
     Restore,
     /// Backup and verify to S3 (issue 7; needs ATLAS_TEST_S3_ENDPOINT).
@@ -104,7 +107,7 @@ fn sizes(a: &Args) -> Sizes {
 
 /// The scenarios selected, in run order (`all` expanded, duplicates dropped).
 fn expand(list: &[Scenario], quick: bool) -> Vec<Scenario> {
-    const ORDER: [Scenario; 9] = [
+    const ORDER: [Scenario; 10] = [
         Scenario::Repo,
         Scenario::Backup,
         Scenario::Large,
@@ -112,6 +115,7 @@ fn expand(list: &[Scenario], quick: bool) -> Vec<Scenario> {
         Scenario::Deep,
         Scenario::Wide,
         Scenario::Browse,
+        Scenario::Formats,
         Scenario::Restore,
         Scenario::S3,
     ];
@@ -131,6 +135,7 @@ fn name(s: Scenario) -> &'static str {
         Scenario::Deep => "deep",
         Scenario::Wide => "wide",
         Scenario::Browse => "browse",
+        Scenario::Formats => "formats",
         Scenario::Restore => "restore",
         Scenario::S3 => "s3",
         Scenario::All => "all",
@@ -161,6 +166,7 @@ async fn run_one(s: Scenario, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), 
             scenarios::backup::shape(200, n, "wide", sizes, rows).await
         }
         Scenario::Browse => scenarios::browse::run(sizes, &mut ctx, rows).await,
+        Scenario::Formats => scenarios::formats::run(sizes, rows).await,
         Scenario::Restore => scenarios::restore::run(sizes, &mut ctx, rows).await,
         Scenario::S3 => scenarios::s3::run(sizes, &mut ctx, rows).await,
         Scenario::All | Scenario::SimChild => Ok(()),

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod browse;
+pub mod formats;
 pub mod repo;
 pub mod restore;
 pub mod s3;

@@ -83,16 +83,42 @@ impl Repository {
         kdf: KdfChoice,
         settings: RepoSettings,
     ) -> Result<Self> {
+        Self::init_at_format(store, tenant, passphrase, kdf, settings, FORMAT_VERSION).await
+    }
+
+    /// [`Repository::init_with`] creating the repository at an earlier format that this
+    /// build still writes (2 to [`FORMAT_VERSION`]): a repository keeps the format it was
+    /// created with, so this writes exactly what a repository made by an older build gets
+    /// from this one. For comparing formats on the same data (`atlas-bench formats`) and
+    /// for tests; an existing repository keeps its format whatever is asked.
+    pub async fn init_at_format(
+        store: Arc<dyn BlobStore>,
+        tenant: &str,
+        passphrase: &Passphrase,
+        kdf: KdfChoice,
+        settings: RepoSettings,
+        format_version: u32,
+    ) -> Result<Self> {
         settings.check()?;
+        if !(super::MAIL_ONLY_FORMAT_VERSION..=FORMAT_VERSION).contains(&format_version) {
+            return Err(Error::invalid(format!(
+                "format version {format_version}: this build writes {}..={FORMAT_VERSION}",
+                super::MAIL_ONLY_FORMAT_VERSION
+            )));
+        }
         if tenant.is_empty() {
             return Err(Error::invalid("empty tenant id"));
         }
         let key = store_key(KEY_BLOB_KEY)?;
         let keys = match store.get(&key).await {
-            Ok(_) => return Self::open_for_writing(store, tenant, passphrase, settings).await,
+            Ok(_) => {
+                return Self::open_for_writing(store, tenant, passphrase, settings, format_version)
+                    .await;
+            }
             Err(StoreError::NotFound { .. }) if has_key_blob(&store).await? => {
                 // Only the spare is left: open with it (repair writes the primary back).
-                return Self::open_for_writing(store, tenant, passphrase, settings).await;
+                return Self::open_for_writing(store, tenant, passphrase, settings, format_version)
+                    .await;
             }
             Err(StoreError::NotFound { .. }) => {
                 let dek = DataKey::generate();
@@ -116,7 +142,7 @@ impl Repository {
             Err(e) => return Err(e.into()),
         };
         let repo = Self::from_parts(store, tenant, keys);
-        repo.ensure_config(settings).await?;
+        repo.ensure_config(settings, format_version).await?;
         repo.ensure_spares().await?;
         Ok(repo)
     }
@@ -129,9 +155,10 @@ impl Repository {
         tenant: &str,
         passphrase: &Passphrase,
         settings: RepoSettings,
+        format_version: u32,
     ) -> Result<Self> {
         let repo = Self::open(store, tenant, passphrase).await?;
-        repo.ensure_config(settings).await?;
+        repo.ensure_config(settings, format_version).await?;
         repo.ensure_spares().await?;
         Ok(repo)
     }
@@ -423,7 +450,7 @@ impl Repository {
         Ok(false)
     }
 
-    async fn ensure_config(&self, settings: RepoSettings) -> Result<()> {
+    async fn ensure_config(&self, settings: RepoSettings, format_version: u32) -> Result<()> {
         if self.load_config().await?.is_some() {
             return Ok(());
         }
@@ -435,14 +462,18 @@ impl Repository {
                 ),
             });
         }
-        self.write_new_config(settings).await
+        self.write_new_config(settings, format_version).await
     }
 
     /// Write a fresh config (new repository id) create-if-absent, then read back whichever
     /// config is in force.
-    pub(crate) async fn write_new_config(&self, settings: RepoSettings) -> Result<()> {
+    pub(crate) async fn write_new_config(
+        &self,
+        settings: RepoSettings,
+        format_version: u32,
+    ) -> Result<()> {
         let cfg = RepoConfig {
-            format_version: FORMAT_VERSION,
+            format_version,
             repo_id: uuid::Uuid::new_v4(),
             created_by: format!("atlas-core {}", env!("CARGO_PKG_VERSION")),
             settings,

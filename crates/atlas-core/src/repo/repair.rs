@@ -200,7 +200,8 @@ impl Repository {
                             Err(e) => return Err(e.into()),
                         }
                     }
-                    self.write_new_config(RepoSettings::default()).await?;
+                    self.write_new_config(RepoSettings::default(), super::FORMAT_VERSION)
+                        .await?;
                 }
             }
         }

@@ -160,3 +160,76 @@ async fn listing_snapshots_reads_key_names_only() {
             .is_empty()
     );
 }
+
+/// `init_at_format` (what `atlas-bench formats` compares with) makes a repository of an
+/// earlier format that this build still writes: at format 3 every blob's frame keeps its
+/// SHA-256 (32 bytes more per blob than format 4, for the same compressed content), and
+/// it reads back and verifies like one a format-3 build made. Formats this build does not
+/// write are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_created_at_an_earlier_format_writes_that_format() {
+    let mut mime_blob_bytes = Vec::new();
+    for format in [3, 4] {
+        let store = memory();
+        let repo = Repository::init_at_format(
+            store.clone(),
+            TENANT,
+            &passphrase(),
+            atlas_core::repo::KdfChoice::SCRYPT_MINIMUM,
+            small_settings(),
+            format,
+        )
+        .await
+        .unwrap();
+        let mb = MailboxId::new("a@example.com");
+        let id = backup(&repo, &mb, clock_at(t0()), SMALL_BACKUP)
+            .await
+            .unwrap();
+        let repo = Repository::open(store, TENANT, &passphrase())
+            .await
+            .unwrap();
+        assert_eq!(repo.config().unwrap().format_version, format);
+        assert!(repo.verify_snapshot(id).await.unwrap().is_ok());
+        let snap = repo.load_snapshot(id).await.unwrap();
+        let mut read = 0;
+        for f in &snap.record.folders {
+            for m in repo.load_folder_items(&f.items).await.unwrap() {
+                let n: usize = m.id.as_str().trim_start_matches("AAMk-").parse().unwrap();
+                let len = SMALL_BACKUP.iter().find(|x| x.1 == n).unwrap().2;
+                assert_eq!(repo.read_blob(&m.mime).await.unwrap(), mime(n, len));
+                read += 1;
+            }
+        }
+        assert_eq!(read, SMALL_BACKUP.len());
+        let (mut bytes, mut blobs) = (0u64, 0u64);
+        for pack in repo.list_packs().await.unwrap() {
+            for e in repo.pack_table(pack).await.unwrap() {
+                if e.kind == BlobKind::Mime {
+                    bytes += u64::from(e.length);
+                    blobs += 1;
+                }
+            }
+        }
+        assert_eq!(blobs, SMALL_BACKUP.len() as u64);
+        mime_blob_bytes.push(bytes);
+    }
+    assert_eq!(
+        mime_blob_bytes[0] - mime_blob_bytes[1],
+        32 * SMALL_BACKUP.len() as u64,
+        "format 3 frames carry the SHA-256, format 4 frames do not"
+    );
+    for format in [1, atlas_core::repo::FORMAT_VERSION + 1] {
+        assert!(matches!(
+            Repository::init_at_format(
+                memory(),
+                TENANT,
+                &passphrase(),
+                atlas_core::repo::KdfChoice::SCRYPT_MINIMUM,
+                small_settings(),
+                format,
+            )
+            .await,
+            Err(Error::InvalidInput { .. })
+        ));
+    }
+}

@@ -12,7 +12,9 @@ use atlas_core::service::export::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::services::common::{mailbox, raw_mime, sample_folders, sample_repo};
+use crate::services::common::{
+    Att, Msg, backup_folders, mailbox, new_repo, raw_mime, sample_folders, sample_repo, t0,
+};
 
 /// Reads a zip with `zipfile` (testzip = CRC check of every entry) and parses every entry
 /// with `email` (default policy); prints one JSON object per entry.
@@ -154,6 +156,86 @@ async fn eml_zip_is_read_back_identically_by_python_email() {
             );
         }
     }
+}
+
+/// A message that is mostly an already-compressed attachment is stored in the zip, not
+/// deflated (deflate would spend its CPU to win back only base64's 25 %); text is still
+/// deflated. Python's `zipfile` reads both back byte for byte.
+#[tokio::test]
+async fn eml_zip_stores_messages_of_compressed_attachments_and_deflates_text() {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..300_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let text = "Line of the quarterly numbers, nothing compressed here.\r\n".repeat(2000);
+    let msg = |id: &str, subject: &'static str, text: Option<String>, attachments: Vec<Att>| Msg {
+        id: id.into(),
+        subject,
+        from: "alice@contoso.com",
+        text,
+        html: None,
+        attachments,
+        received: t0(),
+    };
+    let folders = vec![(
+        vec!["Inbox"],
+        vec![
+            msg(
+                "photo",
+                "Photos",
+                Some("See attached.\r\n".into()),
+                vec![Att {
+                    name: "photos.zip",
+                    content_type: "application/zip",
+                    bytes: noise,
+                }],
+            ),
+            msg("text", "Numbers", Some(text), vec![]),
+        ],
+    )];
+    let (_s, repo) = new_repo().await;
+    let id = backup_folders(&repo, &mailbox(), t0(), &folders, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.zip");
+    save_to_path(&repo, &opts(id, ExportFormat::EmlZip), &path, false)
+        .await
+        .unwrap();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import hashlib, json, sys, zipfile\n\
+             z = zipfile.ZipFile(sys.argv[1])\n\
+             assert z.testzip() is None\n\
+             print(json.dumps({i.filename: [i.compress_type, i.compress_size, i.file_size,\n\
+               hashlib.sha256(z.read(i)).hexdigest()] for i in z.infolist()}))",
+        )
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entries: BTreeMap<String, (u32, u64, u64, String)> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let (photo, text) = (
+        &entries["Inbox/2026-03-10_143022_Photos.eml"],
+        &entries["Inbox/2026-03-10_143022_Numbers.eml"],
+    );
+    for (m, e) in folders[0].1.iter().zip([photo, text]) {
+        assert_eq!(e.3, hex::encode(Sha256::digest(raw_mime(m))), "{}", m.id);
+    }
+    assert_eq!(photo.0, 0, "stored: {photo:?}");
+    assert!(photo.1 <= photo.2, "{photo:?}");
+    assert!(photo.2 > 300_000, "{photo:?}");
+    assert_eq!(text.0, 8, "deflated: {text:?}");
+    assert!(text.1 * 4 < text.2, "{text:?}");
 }
 
 /// mboxrd un-quoting, as a reader does it: split on `From ` lines, drop one `>` from
