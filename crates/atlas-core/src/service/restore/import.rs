@@ -14,12 +14,9 @@ use std::collections::{HashMap, HashSet};
 
 use tracing::Instrument as _;
 
-use super::{
-    CREATE_ATTEMPTS, FolderResult, Importer, MissingMessage, Next, PlannedFolder, RestoreError,
-    Run, all_missing, check_sha, joined,
-};
+use super::{CREATE_ATTEMPTS, Importer, Next, PlannedFolder, RestoreError, Run, check_sha, joined};
 use crate::model::{ContentKind, ContentRef, FolderId, ItemId, ItemKind, MailboxId};
-use crate::ports::{Event, ItemImport, LedgerRecord, TargetError};
+use crate::ports::{ItemImport, LedgerRecord, TargetError};
 use crate::repo::Repository;
 
 /// Why one stored stream could not be imported.
@@ -204,7 +201,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    #[allow(clippy::too_many_lines)] // Resolve, reconcile with the ledger, import, verify.
+    /// Import one folder's items, then verify it: the same folder steps as mail's
+    /// `Run::folder`, with the ledger in place of the restore marks.
     async fn import_folder(
         &mut self,
         importer: &Importer,
@@ -216,51 +214,80 @@ impl Run<'_> {
         let target = importer.target.clone();
         let mailbox = self.ctx.mailbox.clone();
         let target_path = format!("{}: {}", pf.kind, joined(Some(root), &pf.target_path));
-        let mut result = FolderResult {
-            source_path: pf.source_path.clone(),
-            kind: pf.kind,
-            target_path: target_path.clone(),
-            expected: pf.messages,
-            present: 0,
-            missing: Vec::new(),
-            verified: false,
-        };
-        if self.cancel.is_requested() {
-            self.summary.cancelled = true;
-            self.summary.folders.push(result);
+        let Some(mut result) = self.open_folder(pf, &target_path) else {
             return Ok(Next::Stop);
-        }
-        self.reporter.report(Event::FolderStarted {
-            mailbox: self.label.clone(),
-            folder: target_path.clone(),
-            expected: pf.messages,
-        });
+        };
         let folder = match resolved.resolve(target.as_ref(), &mailbox, root, pf).await {
             Ok(id) => id,
-            Err(e) if e.is_fatal() => return Err(e.into()),
             Err(e) => {
-                self.summary.failed += pf.messages;
-                result.missing =
-                    all_missing(pf, &format!("target folder could not be created: {e}"));
-                self.summary.folders.push(result);
-                return Ok(Next::Continue);
+                return self.leave_folder(pf, result, "target folder could not be created", e);
             }
         };
+        // Without the listing nothing can be checked for duplicates: leave the folder.
         let listing: HashSet<ItemId> = match target.list_folder_items(&mailbox, &folder).await {
             Ok(l) => l.into_iter().collect(),
-            Err(e) if e.is_fatal() => return Err(e.into()),
-            // Without the listing nothing can be checked for duplicates: leave the folder.
-            Err(e) => {
-                self.summary.failed += pf.messages;
-                result.missing =
-                    all_missing(pf, &format!("target folder could not be listed: {e}"));
-                self.summary.folders.push(result);
-                return Ok(Next::Continue);
-            }
+            Err(e) => return self.leave_folder(pf, result, "target folder could not be listed", e),
         };
 
-        // Reconcile the ledger with what the folder holds.
-        let mut state = FolderLedger::of(records, &folder);
+        let (mut state, blocked) =
+            Self::reconcile(importer, records, &folder, &listing, pf).await?;
+        let mut failures: HashMap<ItemId, String> = HashMap::new();
+        for meta in &pf.items {
+            if self.cancel.is_requested() {
+                self.summary.cancelled = true;
+                break;
+            }
+            if state.done.contains_key(&meta.id) {
+                self.summary.skipped += 1;
+                self.done_item(&target_path, 0);
+                continue;
+            }
+            let outcome = if let Some(reason) = blocked.get(&meta.id) {
+                Imported::Failed(reason.clone())
+            } else {
+                self.import_one(importer, records, &mut state, &folder, meta)
+                    .await?
+            };
+            match outcome {
+                Imported::Created => {
+                    self.summary.created += 1;
+                    self.done_item(&target_path, meta.mime_size);
+                }
+                Imported::Failed(reason) => {
+                    self.failed_item(&mut failures, meta.id.clone(), reason, &target_path);
+                }
+            }
+        }
+
+        // Verify: every selected item recorded as imported and present in the folder.
+        let after = target
+            .list_folder_items(&mailbox, &folder)
+            .await
+            .map(|l| l.into_iter().collect::<HashSet<ItemId>>());
+        self.check_folder(
+            pf,
+            &failures,
+            &mut result,
+            after,
+            |after, meta| state.done.get(&meta.id).is_some_and(|t| after.contains(t)),
+            "not found in the target folder",
+        )?;
+        Ok(self.close_folder(pf, result))
+    }
+
+    /// Reconcile the ledger with what the target folder holds (`listing`): what it
+    /// records as imported and is there is done; an item it does not know is attributed to
+    /// the folder's one unfinished import. The second value holds the items that must not
+    /// be imported (and why): all of them when the folder holds items the ledger has never
+    /// seen, the unfinished imports when what they created cannot be told apart.
+    async fn reconcile(
+        importer: &Importer,
+        records: &mut Vec<LedgerRecord>,
+        folder: &FolderId,
+        listing: &HashSet<ItemId>,
+        pf: &PlannedFolder,
+    ) -> Result<(FolderLedger, HashMap<ItemId, String>), RestoreError> {
+        let mut state = FolderLedger::of(records, folder);
         state.done.retain(|_, t| listing.contains(t));
         let known = state.targets();
         let unknown: Vec<ItemId> = listing
@@ -307,95 +334,7 @@ impl Run<'_> {
                 }
             }
         }
-
-        let mut failures: HashMap<ItemId, String> = HashMap::new();
-        for meta in &pf.items {
-            if self.cancel.is_requested() {
-                self.summary.cancelled = true;
-                break;
-            }
-            if state.done.contains_key(&meta.id) {
-                self.summary.skipped += 1;
-                self.done_item(&target_path);
-                continue;
-            }
-            let outcome = if let Some(reason) = blocked.get(&meta.id) {
-                Imported::Failed(reason.clone())
-            } else {
-                self.import_one(importer, records, &mut state, &folder, meta)
-                    .await?
-            };
-            match outcome {
-                Imported::Created => {
-                    self.summary.created += 1;
-                    self.reporter.report(Event::Items {
-                        mailbox: self.label.clone(),
-                        folder: target_path.clone(),
-                        count: 1,
-                        bytes: meta.mime_size,
-                    });
-                }
-                Imported::Failed(reason) => {
-                    self.summary.failed += 1;
-                    self.reporter.report(Event::ItemFailed {
-                        mailbox: self.label.clone(),
-                        folder: target_path.clone(),
-                        item: meta.id.to_string(),
-                        reason: reason.clone(),
-                    });
-                    failures.insert(meta.id.clone(), reason);
-                }
-            }
-        }
-
-        // Verify: every selected item recorded as imported and present in the folder.
-        let cancelled = self.summary.cancelled;
-        match target.list_folder_items(&mailbox, &folder).await {
-            Ok(after) => {
-                let after: HashSet<ItemId> = after.into_iter().collect();
-                for meta in &pf.items {
-                    let there = state.done.get(&meta.id).is_some_and(|t| after.contains(t));
-                    let failure = failures.get(&meta.id);
-                    if there {
-                        result.present += 1;
-                    } else if !cancelled || failure.is_some() {
-                        result.missing.push(MissingMessage {
-                            message_id: meta.id.as_str().to_owned(),
-                            reason: failure
-                                .cloned()
-                                .unwrap_or_else(|| "not found in the target folder".into()),
-                        });
-                    }
-                }
-                result.verified = !cancelled;
-            }
-            Err(e) if e.is_fatal() => return Err(e.into()),
-            Err(e) => result.missing.push(MissingMessage {
-                message_id: String::new(),
-                reason: format!("verification listing failed: {e}"),
-            }),
-        }
-        self.reporter.report(Event::FolderDone {
-            mailbox: self.label.clone(),
-            folder: target_path.clone(),
-            stored: result.present,
-        });
-        if !result.missing.is_empty() {
-            self.reporter.report(Event::Warning {
-                mailbox: Some(self.label.clone()),
-                message: format!(
-                    "{target_path}: {} of {} items missing after restore",
-                    result.missing.len(),
-                    result.expected
-                ),
-            });
-        }
-        self.summary.folders.push(result);
-        Ok(if cancelled {
-            Next::Stop
-        } else {
-            Next::Continue
-        })
+        Ok((state, blocked))
     }
 
     /// Import one item: `Started` in the ledger, the import, `Imported` with the new id.

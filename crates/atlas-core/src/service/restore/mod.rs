@@ -778,13 +778,152 @@ fn all_missing(pf: &PlannedFolder, reason: &str) -> Vec<MissingMessage> {
 }
 
 impl Run<'_> {
-    fn done_item(&self, folder: &str) {
+    /// One item written (`bytes` of it) or found already there (0): the progress event.
+    fn done_item(&self, folder: &str, bytes: u64) {
         self.reporter.report(Event::Items {
             mailbox: self.label.clone(),
             folder: folder.to_owned(),
             count: 1,
-            bytes: 0,
+            bytes,
         });
+    }
+
+    /// One item that could not be written: counted, reported, and its reason kept for the
+    /// folder's verification.
+    fn failed_item(
+        &mut self,
+        failures: &mut HashMap<ItemId, String>,
+        id: ItemId,
+        reason: String,
+        folder: &str,
+    ) {
+        self.summary.failed += 1;
+        self.reporter.report(Event::ItemFailed {
+            mailbox: self.label.clone(),
+            folder: folder.to_owned(),
+            item: id.to_string(),
+            reason: reason.clone(),
+        });
+        failures.insert(id, reason);
+    }
+
+    /// The first step of every folder, mail or imported: its result line, and the
+    /// `FolderStarted` event. `None` when a cancel was asked for: the folder is then in the
+    /// summary as not verified and the run stops.
+    fn open_folder(&mut self, pf: &PlannedFolder, target_path: &str) -> Option<FolderResult> {
+        let result = FolderResult {
+            source_path: pf.source_path.clone(),
+            kind: pf.kind,
+            target_path: target_path.to_owned(),
+            expected: pf.messages,
+            present: 0,
+            missing: Vec::new(),
+            verified: false,
+        };
+        if self.cancel.is_requested() {
+            self.summary.cancelled = true;
+            self.summary.folders.push(result);
+            return None;
+        }
+        self.reporter.report(Event::FolderStarted {
+            mailbox: self.label.clone(),
+            folder: target_path.to_owned(),
+            expected: pf.messages,
+        });
+        Some(result)
+    }
+
+    /// A folder that cannot be written because its target folder could not be created or
+    /// listed (`what`): a fatal error (sign-in, permission, mailbox gone) stops the run;
+    /// any other leaves this folder, every item in it failed with the reason, and the run
+    /// goes on with the next folder (the next run tries this one again).
+    fn leave_folder(
+        &mut self,
+        pf: &PlannedFolder,
+        mut result: FolderResult,
+        what: &str,
+        e: TargetError,
+    ) -> Result<Next, RestoreError> {
+        if e.is_fatal() {
+            return Err(e.into());
+        }
+        self.summary.failed += pf.messages;
+        result.missing = all_missing(pf, &format!("{what}: {e}"));
+        self.summary.folders.push(result);
+        Ok(Next::Continue)
+    }
+
+    /// Verification of a written folder from a second listing (`after`): every selected
+    /// item `there` finds counts as present; any other is missing, with the failure met
+    /// while writing it or `not_found`. After a cancel only failed items are listed as
+    /// missing (the rest were never tried) and the folder is not counted as verified. A
+    /// listing that fails (not fatally) is itself reported as missing.
+    fn check_folder<L>(
+        &self,
+        pf: &PlannedFolder,
+        failures: &HashMap<ItemId, String>,
+        result: &mut FolderResult,
+        after: Result<L, TargetError>,
+        mut there: impl FnMut(&mut L, &MessageMeta) -> bool,
+        not_found: &str,
+    ) -> Result<(), RestoreError> {
+        let cancelled = self.summary.cancelled;
+        let mut after = match after {
+            Ok(after) => after,
+            Err(e) if e.is_fatal() => return Err(e.into()),
+            Err(e) => {
+                result.missing.push(MissingMessage {
+                    message_id: String::new(),
+                    reason: format!("verification listing failed: {e}"),
+                });
+                return Ok(());
+            }
+        };
+        for meta in &pf.items {
+            let failure = failures.get(&meta.id);
+            if there(&mut after, meta) {
+                result.present += 1;
+            } else if !cancelled || failure.is_some() {
+                result.missing.push(MissingMessage {
+                    message_id: meta.id.as_str().to_owned(),
+                    reason: failure.cloned().unwrap_or_else(|| not_found.to_owned()),
+                });
+            }
+        }
+        result.verified = !cancelled;
+        Ok(())
+    }
+
+    /// The last step of every folder: the `FolderDone` event, a warning when anything is
+    /// missing, the result into the summary; the run stops after a cancel.
+    fn close_folder(&mut self, pf: &PlannedFolder, result: FolderResult) -> Next {
+        self.reporter.report(Event::FolderDone {
+            mailbox: self.label.clone(),
+            folder: result.target_path.clone(),
+            stored: result.present,
+        });
+        if !result.missing.is_empty() {
+            let items = if pf.kind.is_mail() {
+                "messages"
+            } else {
+                "items"
+            };
+            self.reporter.report(Event::Warning {
+                mailbox: Some(self.label.clone()),
+                message: format!(
+                    "{}: {} of {} {items} missing after restore",
+                    result.target_path,
+                    result.missing.len(),
+                    result.expected
+                ),
+            });
+        }
+        self.summary.folders.push(result);
+        if self.summary.cancelled {
+            Next::Stop
+        } else {
+            Next::Continue
+        }
     }
 
     /// Write one folder's messages, then verify it.
@@ -796,48 +935,20 @@ impl Run<'_> {
         let target = self.ctx.target.clone();
         let mailbox = self.ctx.mailbox.clone();
         let target_path = joined(self.plan.root.as_deref(), &pf.target_path);
-        let mut result = FolderResult {
-            source_path: pf.source_path.clone(),
-            kind: pf.kind,
-            target_path: target_path.clone(),
-            expected: pf.messages,
-            present: 0,
-            missing: Vec::new(),
-            verified: false,
-        };
-        if self.cancel.is_requested() {
-            self.summary.cancelled = true;
-            self.summary.folders.push(result);
+        let Some(mut result) = self.open_folder(pf, &target_path) else {
             return Ok(Next::Stop);
-        }
-        self.reporter.report(Event::FolderStarted {
-            mailbox: self.label.clone(),
-            folder: target_path.clone(),
-            expected: pf.messages,
-        });
+        };
         let folder_id = match resolver.resolve(&pf.target_path).await {
             Ok(id) => id,
-            Err(e) if e.is_fatal() => return Err(e.into()),
             Err(e) => {
-                self.summary.failed += pf.messages;
-                result.missing =
-                    all_missing(pf, &format!("target folder could not be created: {e}"));
-                self.summary.folders.push(result);
-                return Ok(Next::Continue);
+                return self.leave_folder(pf, result, "target folder could not be created", e);
             }
         };
+        // Without the listing the duplicate check cannot be made: writing would risk
+        // duplicates, so the folder is left for the next run.
         let mut present = match target.list_items(&mailbox, &folder_id).await {
             Ok(list) => Present::new(list, self.in_place),
-            Err(e) if e.is_fatal() => return Err(e.into()),
-            // Without the listing the duplicate check cannot be made: writing would risk
-            // duplicates, so the folder is left for the next run.
-            Err(e) => {
-                self.summary.failed += pf.messages;
-                result.missing =
-                    all_missing(pf, &format!("target folder could not be listed: {e}"));
-                self.summary.folders.push(result);
-                return Ok(Next::Continue);
-            }
+            Err(e) => return self.leave_folder(pf, result, "target folder could not be listed", e),
         };
         let Some(failures) = self
             .write_messages(pf, &folder_id, &mut present, &target_path)
@@ -846,28 +957,23 @@ impl Run<'_> {
             self.summary.folders.push(result);
             return Ok(Next::Stop);
         };
-        self.verify(&folder_id, pf, &failures, &mut result).await?;
-        self.reporter.report(Event::FolderDone {
-            mailbox: self.label.clone(),
-            folder: target_path.clone(),
-            stored: result.present,
-        });
-        if !result.missing.is_empty() {
-            self.reporter.report(Event::Warning {
-                mailbox: Some(self.label.clone()),
-                message: format!(
-                    "{target_path}: {} of {} messages missing after restore",
-                    result.missing.len(),
-                    result.expected
-                ),
-            });
-        }
-        self.summary.folders.push(result);
-        Ok(if self.summary.cancelled {
-            Next::Stop
-        } else {
-            Next::Continue
-        })
+        let after = target
+            .list_items(&mailbox, &folder_id)
+            .await
+            .map(|list| Present::new(list, self.in_place));
+        let in_place = self.in_place;
+        self.check_folder(
+            pf,
+            &failures,
+            &mut result,
+            after,
+            |after, meta| match after.marked.get(&meta.id) {
+                Some(m) => m.complete,
+                None => in_place && after.take_unmarked(meta),
+            },
+            "not found complete in the target folder",
+        )?;
+        Ok(self.close_folder(pf, result))
     }
 
     /// Create (or complete) the folder's messages with bounded concurrency; the failures
@@ -893,7 +999,7 @@ impl Run<'_> {
             };
             if already {
                 self.summary.skipped += 1;
-                self.done_item(target_path);
+                self.done_item(target_path, 0);
                 continue;
             }
             while !tasks.has_room() {
@@ -922,68 +1028,33 @@ impl Run<'_> {
         Some(failures)
     }
 
-    /// List the folder again and look for every selected message.
-    async fn verify(
-        &self,
-        folder_id: &FolderId,
-        pf: &PlannedFolder,
-        failures: &HashMap<ItemId, String>,
-        result: &mut FolderResult,
-    ) -> Result<(), RestoreError> {
-        let cancelled = self.summary.cancelled;
-        match self
-            .ctx
-            .target
-            .list_items(&self.ctx.mailbox, folder_id)
-            .await
-        {
-            Ok(list) => {
-                let mut after = Present::new(list, self.in_place);
-                for meta in &pf.items {
-                    let ok = match after.marked.get(&meta.id) {
-                        Some(m) => m.complete,
-                        None => self.in_place && after.take_unmarked(meta),
-                    };
-                    let failure = failures.get(&meta.id);
-                    if ok {
-                        result.present += 1;
-                    } else if !cancelled || failure.is_some() {
-                        result.missing.push(MissingMessage {
-                            message_id: meta.id.as_str().to_owned(),
-                            reason: failure.cloned().unwrap_or_else(|| {
-                                "not found complete in the target folder".into()
-                            }),
-                        });
-                    }
-                }
-                result.verified = !cancelled;
-                Ok(())
-            }
-            Err(e) if e.is_fatal() => Err(e.into()),
-            Err(e) => {
-                result.missing.push(MissingMessage {
-                    message_id: String::new(),
-                    reason: format!("verification listing failed: {e}"),
-                });
-                Ok(())
-            }
-        }
-    }
-
+    /// Count one message task's outcome and report it.
     fn record(
         &mut self,
         failures: &mut HashMap<ItemId, String>,
         done: crate::Result<(ItemId, u64, Outcome)>,
         folder: &str,
     ) {
-        record(
-            &mut self.summary,
-            failures,
-            done,
-            self.reporter,
-            &self.label,
-            folder,
-        );
+        let Ok((id, size, outcome)) = done else {
+            // A panicked task: its message shows up as missing in verification.
+            self.summary.failed += 1;
+            return;
+        };
+        match outcome {
+            Outcome::Created { attachments, bytes } => {
+                self.summary.created += 1;
+                self.summary.attachments += attachments;
+                self.summary.attachment_bytes += bytes;
+                self.done_item(folder, size);
+            }
+            Outcome::Completed { attachments, bytes } => {
+                self.summary.completed += 1;
+                self.summary.attachments += attachments;
+                self.summary.attachment_bytes += bytes;
+                self.done_item(folder, size);
+            }
+            Outcome::Failed(reason) => self.failed_item(failures, id, reason, folder),
+        }
     }
 }
 
@@ -1149,55 +1220,6 @@ async fn run_plan(
         complete: summary.complete,
     });
     Ok(summary)
-}
-
-fn record(
-    summary: &mut RestoreSummary,
-    failures: &mut HashMap<ItemId, String>,
-    done: crate::Result<(ItemId, u64, Outcome)>,
-    reporter: &dyn Reporter,
-    label: &str,
-    folder: &str,
-) {
-    let Ok((id, size, outcome)) = done else {
-        // A panicked task: its message shows up as missing in verification.
-        summary.failed += 1;
-        return;
-    };
-    match outcome {
-        Outcome::Created { attachments, bytes } => {
-            summary.created += 1;
-            summary.attachments += attachments;
-            summary.attachment_bytes += bytes;
-            reporter.report(Event::Items {
-                mailbox: label.to_owned(),
-                folder: folder.to_owned(),
-                count: 1,
-                bytes: size,
-            });
-        }
-        Outcome::Completed { attachments, bytes } => {
-            summary.completed += 1;
-            summary.attachments += attachments;
-            summary.attachment_bytes += bytes;
-            reporter.report(Event::Items {
-                mailbox: label.to_owned(),
-                folder: folder.to_owned(),
-                count: 1,
-                bytes: size,
-            });
-        }
-        Outcome::Failed(reason) => {
-            summary.failed += 1;
-            reporter.report(Event::ItemFailed {
-                mailbox: label.to_owned(),
-                folder: folder.to_owned(),
-                item: id.to_string(),
-                reason: reason.clone(),
-            });
-            failures.insert(id, reason);
-        }
-    }
 }
 
 #[cfg(test)]
