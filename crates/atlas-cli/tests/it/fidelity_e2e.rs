@@ -13,7 +13,7 @@ use std::sync::Arc;
 use atlas_core::model::{ContentKind, ContentRef, ItemMeta, MailboxId};
 use atlas_core::ports::BlobStore;
 use atlas_core::repo::{Passphrase, Repository};
-use atlas_sim::{MessageUpdate, NewMessage, SimConfig, roles};
+use atlas_sim::{MessageUpdate, NewMessage, roles};
 use atlas_store::LocalStore;
 
 use super::graph_e2e::Sim;
@@ -21,22 +21,17 @@ use super::{PASSPHRASE, Sandbox, output_text};
 
 /// A tenant whose app reads mail and may export mailbox items.
 fn mail_export_sim() -> Sim {
-    let mut cfg = SimConfig {
-        users: 2,
-        messages_per_user: 60,
-        ..SimConfig::default()
-    };
-    cfg.granted_roles = [
-        roles::USER_READ_ALL,
-        roles::MAIL_READ,
-        roles::MAILBOX_FOLDER_READ_ALL,
-        roles::MAILBOX_ITEM_READ_ALL,
-        roles::MAILBOX_ITEM_EXPORT_ALL,
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
-    Sim::start(cfg)
+    Sim::start(Sim::tenant(
+        2,
+        60,
+        &[
+            roles::USER_READ_ALL,
+            roles::MAIL_READ,
+            roles::MAILBOX_FOLDER_READ_ALL,
+            roles::MAILBOX_ITEM_READ_ALL,
+            roles::MAILBOX_ITEM_EXPORT_ALL,
+        ],
+    ))
 }
 
 /// Every message of the latest snapshot, by immutable id.

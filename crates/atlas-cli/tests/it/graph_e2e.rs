@@ -6,7 +6,7 @@
 // End-to-end scenarios read best as one story each.
 #![allow(clippy::too_many_lines)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,25 @@ use atlas_sim::{FaultConfig, SimConfig, SimHandle, Simulator, roles};
 use atlas_store::LocalStore;
 
 use super::{PASSPHRASE, Sandbox, json, output_text};
+
+/// The application permissions that back up every kind: mail (with its full-fidelity
+/// export stream), calendars, contacts, tasks, notes and the mailbox configuration.
+pub(super) const EVERY_KIND_ROLES: [&str; 9] = [
+    roles::USER_READ_ALL,
+    roles::MAIL_READ_WRITE,
+    roles::MAILBOX_FOLDER_READ_ALL,
+    roles::MAILBOX_ITEM_READ_ALL,
+    roles::MAILBOX_ITEM_EXPORT_ALL,
+    roles::CALENDARS_READ,
+    roles::CONTACTS_READ,
+    roles::TASKS_READ_ALL,
+    roles::MAILBOX_SETTINGS_READ,
+];
+
+/// Permission names as the simulator's `granted_roles` takes them.
+pub(super) fn granted(roles: &[&str]) -> BTreeSet<String> {
+    roles.iter().map(|r| (*r).to_owned()).collect()
+}
 
 /// A simulator on its own runtime thread, alive as long as this value. Shared by the
 /// binary tests that need a tenant (graph, S3, replication, v1 restore).
@@ -50,6 +69,24 @@ impl Sim {
         });
         let upn = sim.licensed_users().remove(0);
         (sim, upn)
+    }
+
+    /// A tenant of `users` users with `messages` messages each whose app is granted `roles`
+    /// and nothing else; the configuration, for a test that changes more before
+    /// [`Sim::start`].
+    pub(super) fn tenant(users: usize, messages: usize, roles: &[&str]) -> SimConfig {
+        SimConfig {
+            users,
+            messages_per_user: messages,
+            granted_roles: granted(roles),
+            ..SimConfig::default()
+        }
+    }
+
+    /// Two users with a few messages each and an app that may read every kind: the tenant
+    /// of the every-kind backup, save and verification scenarios.
+    pub(super) fn every_kind() -> Self {
+        Self::start(Self::tenant(2, 5, &EVERY_KIND_ROLES))
     }
 
     /// The settings that point `atlas` at this simulator (tenant, app credentials, Graph
@@ -439,10 +476,7 @@ fn a_graph_host_that_does_not_resolve_during_backup_names_the_endpoint_setting()
 #[test]
 fn missing_mail_read_permission_is_named() {
     let sim = Sim::start(SimConfig {
-        granted_roles: [roles::USER_READ_ALL]
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
+        granted_roles: granted(&[roles::USER_READ_ALL]),
         ..SimConfig::default()
     });
     let upn = sim.user_with_mailbox();
@@ -479,10 +513,7 @@ fn mailboxes_lists_kinds_and_omits_size_without_reports_permission() {
     );
 
     let sim = Sim::start(SimConfig {
-        granted_roles: [roles::USER_READ_ALL, roles::MAIL_READ]
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
+        granted_roles: granted(&[roles::USER_READ_ALL, roles::MAIL_READ]),
         ..SimConfig::default()
     });
     let out = sandbox

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use atlas_core::model::{ContentKind, ItemMeta, MailboxId};
 use atlas_core::ports::BlobStore;
 use atlas_core::repo::{Passphrase, Repository};
-use atlas_sim::{SimConfig, roles};
+use atlas_sim::SimConfig;
 use atlas_store::LocalStore;
 use serde_json::{Value, json};
 
@@ -23,30 +23,6 @@ use super::{PASSPHRASE, Sandbox, output_text};
 fn run(mut cmd: assert_cmd::Command, args: &[&str]) -> (Option<i32>, String) {
     let out = cmd.args(args).output().expect("runs");
     (out.status.code(), output_text(&out))
-}
-
-/// A tenant whose app may read every kind.
-pub(super) fn every_kind_sim() -> Sim {
-    let mut cfg = SimConfig {
-        users: 2,
-        messages_per_user: 5,
-        ..SimConfig::default()
-    };
-    cfg.granted_roles = [
-        roles::USER_READ_ALL,
-        roles::MAIL_READ_WRITE,
-        roles::MAILBOX_FOLDER_READ_ALL,
-        roles::MAILBOX_ITEM_READ_ALL,
-        roles::MAILBOX_ITEM_EXPORT_ALL,
-        roles::CALENDARS_READ,
-        roles::CONTACTS_READ,
-        roles::TASKS_READ_ALL,
-        roles::MAILBOX_SETTINGS_READ,
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
-    Sim::start(cfg)
 }
 
 /// The readable JSON of every item of the latest snapshot, by REST id.
@@ -133,7 +109,7 @@ fn assert_matches_dump(sim: &Sim, sandbox: &Sandbox, upn: &str) {
 
 #[test]
 fn a_whole_mailbox_is_backed_up_changed_and_backed_up_again() {
-    let sim = every_kind_sim();
+    let sim = Sim::every_kind();
     let sandbox = Sandbox::new();
     let upn = sim.licensed_users().remove(0);
     assert_eq!(run(sandbox.against(&sim), &["init"]).0, Some(0));

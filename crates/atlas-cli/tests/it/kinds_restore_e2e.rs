@@ -14,33 +14,23 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use atlas_sim::{FaultConfig, PimDump, SimConfig, roles};
+use atlas_sim::{FaultConfig, PimDump, roles};
 use serde_json::{Value, json};
 
-use super::graph_e2e::Sim;
+use super::graph_e2e::{EVERY_KIND_ROLES, Sim};
 use super::{Sandbox, output_text};
 
-const RESTORE_ROLES: [&str; 11] = [
-    roles::USER_READ_ALL,
-    roles::MAIL_READ_WRITE,
-    roles::MAILBOX_FOLDER_READ_ALL,
-    roles::MAILBOX_FOLDER_READ_WRITE_ALL,
-    roles::MAILBOX_ITEM_READ_ALL,
-    roles::MAILBOX_ITEM_EXPORT_ALL,
-    roles::MAILBOX_ITEM_IMPORT_EXPORT_ALL,
-    roles::CALENDARS_READ,
-    roles::CONTACTS_READ,
-    roles::TASKS_READ_ALL,
-    roles::MAILBOX_SETTINGS_READ,
-];
+/// Every kind's backup permissions, and the two a restore of every kind writes with.
+fn restore_roles() -> Vec<&'static str> {
+    let write = [
+        roles::MAILBOX_FOLDER_READ_WRITE_ALL,
+        roles::MAILBOX_ITEM_IMPORT_EXPORT_ALL,
+    ];
+    EVERY_KIND_ROLES.into_iter().chain(write).collect()
+}
 
 fn sim_with(roles: &[&str], session_lifetime: Duration) -> Sim {
-    let mut cfg = SimConfig {
-        users: 8,
-        messages_per_user: 4,
-        ..SimConfig::default()
-    };
-    cfg.granted_roles = roles.iter().map(|r| (*r).to_owned()).collect();
+    let mut cfg = Sim::tenant(8, 4, roles);
     cfg.mailbox_api.import_session_lifetime = session_lifetime;
     Sim::start(cfg)
 }
@@ -148,7 +138,7 @@ fn assert_restored_like_source(sim: &Sim, source: &str, target: &str, root: &str
 #[test]
 fn every_kind_is_restored_into_another_mailbox_exactly_once_and_sends_nothing() {
     // Sessions live one second: the restore outlives several and renews them.
-    let sim = sim_with(&RESTORE_ROLES, Duration::from_secs(1));
+    let sim = sim_with(&restore_roles(), Duration::from_secs(1));
     let sandbox = Sandbox::new();
     let users = sim.licensed_users();
     let (upn, other) = (users[0].clone(), users[1].clone());
@@ -336,7 +326,7 @@ fn every_kind_is_restored_into_another_mailbox_exactly_once_and_sends_nothing() 
 
 #[test]
 fn a_restore_killed_half_way_completes_on_the_next_run_without_duplicates() {
-    let sim = sim_with(&RESTORE_ROLES, Duration::from_secs(3600));
+    let sim = sim_with(&restore_roles(), Duration::from_secs(3600));
     let sandbox = Sandbox::new();
     let users = sim.licensed_users();
     let (upn, other) = (users[0].clone(), users[1].clone());
@@ -405,7 +395,7 @@ fn a_restore_killed_half_way_completes_on_the_next_run_without_duplicates() {
 
 #[test]
 fn without_the_import_permission_restore_of_other_kinds_is_refused_up_front() {
-    let roles: Vec<&str> = RESTORE_ROLES
+    let roles: Vec<&str> = restore_roles()
         .into_iter()
         .filter(|r| *r != roles::MAILBOX_ITEM_IMPORT_EXPORT_ALL)
         .collect();

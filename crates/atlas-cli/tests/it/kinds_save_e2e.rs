@@ -21,7 +21,6 @@ use atlas_store::LocalStore;
 use serde_json::{Value, json};
 
 use super::graph_e2e::Sim;
-use super::kinds_e2e::every_kind_sim;
 use super::{PASSPHRASE, Sandbox, output_text};
 
 const CHECK: &str = r#"
@@ -199,7 +198,7 @@ fn save(sim: &Sim, sandbox: &Sandbox, args: &[&str]) -> (Option<i32>, Value, Str
 
 #[test]
 fn each_export_format_of_a_whole_mailbox_reads_back_and_mail_formats_skip_other_kinds() {
-    let sim = every_kind_sim();
+    let sim = Sim::every_kind();
     let sandbox = Sandbox::new();
     let upn = sim.licensed_users().remove(0);
     let out = sandbox.against(&sim).arg("init").output().expect("runs");
@@ -445,7 +444,7 @@ fn items_of(contents: &Contents, kind: ItemKind) -> usize {
 
 #[test]
 fn every_kind_is_counted_verified_kept_by_forget_and_prune_and_replicated() {
-    let sim = every_kind_sim();
+    let sim = Sim::every_kind();
     let sandbox = Sandbox::new();
     let upn = sim.licensed_users().remove(0);
     let atlas = |args: &[&str]| {
