@@ -172,7 +172,8 @@ pub enum Command {
     ///
     /// Starts a simulated Microsoft 365 tenant in-process, creates a temporary encrypted
     /// repository, and runs backup → change → incremental backup → status → verify →
-    /// restore → export.
+    /// restore → export, for the whole mailbox: it ends by showing one mailbox's calendars
+    /// and contacts and saving them as .ics and .vcf.
     Demo(DemoArgs),
 
     /// The built-in Microsoft Graph simulator
@@ -563,9 +564,10 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=5000))]
     pub messages_per_user: u32,
 
-    /// Keep the demo repository: DIR (new or empty) gets `repository/` and `.env` (mode
-    /// 0600) with the settings and random passphrase that open it, so `cd DIR && atlas
-    /// list` works (default: a temporary repository, removed at the end)
+    /// Keep the demo repository: DIR (new or empty) gets `repository/`, `exports/` (the
+    /// .eml, .ics and .vcf zips) and `.env` (mode 0600) with the settings and random
+    /// passphrase that open it, so `cd DIR && atlas list` works (default: a temporary
+    /// repository and exports, removed at the end)
     #[arg(long, value_name = "DIR")]
     pub keep: Option<std::path::PathBuf>,
 }

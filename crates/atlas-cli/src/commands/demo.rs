@@ -1,7 +1,9 @@
 //! `atlas demo`: the whole job end to end with no configuration — a simulated tenant
 //! in-process, a throw-away local repository with a generated passphrase — so a first-time
 //! user sees backup → change → incremental backup → status → verify → restore → export work
-//! in under a minute.
+//! in under a minute, for the whole mailbox: the simulated app holds the permissions of
+//! every kind, so the same runs keep calendars and contacts next to mail, and the story
+//! ends by showing them and saving them as `.ics` and `.vcf`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,18 +11,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use atlas_core::model::{ItemKind, KindSet, MailboxId};
 use atlas_core::ports::MailTarget;
 use atlas_core::ports::{
     BlobStore, Clock, FolderOptions, MailSource, MailboxKind, Reporter, SystemClock,
 };
 use atlas_core::repo::{KdfChoice, Passphrase, Repository};
-use atlas_core::service::catalog::SnapshotSelector;
+use atlas_core::service::catalog::{SnapshotSelector, stats_of_kind};
 use atlas_core::service::export::{ExportFormat, SaveOptions, save_to_path};
 use atlas_core::service::restore::{self, Destination, RestoreOptions};
 use atlas_core::service::status::mailbox_status;
 use atlas_core::service::{BackupOptions, Cancel, MailboxOutcome, backup_mailboxes};
 use atlas_graph::{Credential, GraphClient, GraphConfig, GraphSource, GraphTarget, SecretString};
-use atlas_sim::{MessageUpdate, NewMessage, SimConfig, Simulator};
+use atlas_sim::{MessageUpdate, NewMessage, SimConfig, Simulator, roles};
 use atlas_store::LocalStore;
 use rand::Rng as _;
 use rand::distributions::Alphanumeric;
@@ -42,6 +45,24 @@ struct RunFigures {
     removed: u64,
     bytes_downloaded: u64,
     duration_ms: u64,
+    /// Items in the new snapshots, by kind (`mail`, `calendar`, `contacts`, …).
+    items_by_kind: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// One kind of one mailbox as the demo shows it: what `atlas stats --kind` reports of the
+/// newest snapshot, and the file `atlas save --format ics|vcf` wrote.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KindShown {
+    kind: &'static str,
+    /// Folders of the kind (calendars, contact folders), by path.
+    folders: Vec<String>,
+    /// Items in them.
+    items: u64,
+    /// The export written (`.ics` or `.vcf` files in a zip).
+    saved_to: String,
+    /// Items written to it.
+    saved_items: usize,
 }
 
 #[allow(clippy::struct_excessive_bools)] // A flat report of yes/no outcomes, for --json.
@@ -65,6 +86,11 @@ struct DemoReport {
     restored_messages: u64,
     restore_complete: bool,
     exported_messages: usize,
+    /// The changed mailbox's calendars and contacts, shown and saved.
+    kinds_shown: Vec<KindShown>,
+    /// Where the exports were written (inside `--keep DIR`, or a temporary directory
+    /// removed at the end).
+    exports_dir: String,
     ok: bool,
 }
 
@@ -82,6 +108,9 @@ fn figures(outcomes: &[MailboxOutcome], started: Instant) -> RunFigures {
             f.reused += s.reused;
             f.removed += s.removed;
             bytes += s.bytes_downloaded;
+            for folder in &s.folders {
+                *f.items_by_kind.entry(folder.kind.name()).or_default() += folder.stored;
+            }
         }
     }
     f.bytes_downloaded = bytes;
@@ -171,16 +200,96 @@ fn say(output: Output, text: &str) {
     }
 }
 
+/// `240 messages, 42 calendar items, …`: the items of a run by kind, in report order.
+fn kinds_line(by_kind: &std::collections::BTreeMap<&'static str, u64>) -> String {
+    let label = |kind: ItemKind| match kind {
+        ItemKind::Mail => "messages",
+        ItemKind::Calendar => "calendar items",
+        ItemKind::Contact => "contacts",
+        ItemKind::Task => "tasks",
+        ItemKind::Note => "sticky notes",
+        ItemKind::Config => "configuration items",
+        _ => "other items",
+    };
+    let parts: Vec<String> = ItemKind::ALL
+        .into_iter()
+        .filter_map(|k| by_kind.get(k.name()).map(|n| format!("{n} {}", label(k))))
+        .collect();
+    parts.join(", ")
+}
+
+/// What `atlas stats --kind KIND -m MAILBOX` reports of the newest snapshot, then
+/// `atlas save --format FORMAT --kind KIND` of it into `path`; and whether every item
+/// was written.
+async fn show_and_save(
+    repo: &Repository,
+    mailbox: &MailboxId,
+    snapshot: &SnapshotSelector,
+    kind: ItemKind,
+    format: ExportFormat,
+    path: &Path,
+) -> anyhow::Result<(KindShown, bool)> {
+    let stats = stats_of_kind(repo, Some(mailbox), Some(kind))
+        .await
+        .with_context(|| format!("reading the statistics of {kind}"))?;
+    let saved = save_to_path(
+        repo,
+        &SaveOptions {
+            snapshot: snapshot.clone(),
+            folder: None,
+            message: None,
+            kind: Some(kind),
+            format,
+            skip_verify: false,
+            reporter: Arc::new(atlas_core::ports::NullReporter),
+        },
+        path,
+        false,
+    )
+    .await
+    .with_context(|| format!("saving {kind} as {}", format.name()))?;
+    Ok((
+        KindShown {
+            kind: kind.name(),
+            items: stats.folders.iter().map(|f| f.messages).sum(),
+            folders: stats.folders.into_iter().map(|f| f.folder).collect(),
+            saved_to: saved
+                .output
+                .as_deref()
+                .unwrap_or(path)
+                .display()
+                .to_string(),
+            saved_items: saved.messages,
+        },
+        saved.is_complete(),
+    ))
+}
+
 /// `atlas demo`.
 #[allow(clippy::too_many_lines)] // A narrated script, step by step.
 pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyhow::Result<Exit> {
-    let sim = Simulator::start(SimConfig {
+    let mut config = SimConfig {
         users: usize::from(args.users),
         messages_per_user: args.messages_per_user as usize,
         ..SimConfig::default()
-    })
-    .await
-    .context("starting the simulated tenant")?;
+    };
+    // Every kind's read permissions (README's table), next to the mail ones the simulator
+    // grants by default: the demo's backups then keep the whole mailbox.
+    config.granted_roles.extend(
+        [
+            roles::MAILBOX_FOLDER_READ_ALL,
+            roles::MAILBOX_ITEM_READ_ALL,
+            roles::MAILBOX_ITEM_EXPORT_ALL,
+            roles::CALENDARS_READ,
+            roles::CONTACTS_READ,
+            roles::TASKS_READ_ALL,
+            roles::MAILBOX_SETTINGS_READ,
+        ]
+        .map(str::to_owned),
+    );
+    let sim = Simulator::start(config)
+        .await
+        .context("starting the simulated tenant")?;
     say(
         output,
         &format!(
@@ -244,11 +353,12 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
         .into_iter()
         .filter(|m| matches!(m.kind, MailboxKind::Licensed | MailboxKind::Shared))
         .collect();
-    let opts = BackupOptions {
+    let mut opts = BackupOptions {
         lease_owner: "atlas demo".into(),
         tool: format!("atlas {}", env!("CARGO_PKG_VERSION")),
         ..BackupOptions::default()
     };
+    opts.folder_options.kinds = KindSet::ALL;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let cancel = Arc::new(Cancel::new());
     let mode = Mode::detect(output.is_json(), global.quiet);
@@ -281,8 +391,8 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
     say(
         output,
         &format!(
-            "   {} messages ({}) from {} mailboxes in {}; {} of {} snapshots complete.",
-            full.downloaded,
+            "   {} ({}) from {} mailboxes in {}; {} of {} snapshots complete.",
+            kinds_line(&full.items_by_kind),
             output::size(full.bytes_downloaded),
             full.mailboxes,
             output::duration(Duration::from_millis(full.duration_ms)),
@@ -370,7 +480,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
     say(
         output,
         &format!(
-            "   downloaded {} new message(s); {} changed or moved message(s) updated without re-downloading; {} removal(s) recorded; {}.",
+            "   downloaded {} new item(s); {} item(s) already stored (changed or moved messages, configuration read again) updated without re-downloading; {} removal(s) recorded; {}.",
             incr.downloaded,
             incr.reused,
             incr.removed,
@@ -430,6 +540,9 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
     let mut restore_opts = RestoreOptions::new(selector.clone());
     restore_opts.target = Some(other.address().to_owned());
     restore_opts.destination = Destination::NamedRoot("Restored by atlas demo".into());
+    // Mail, as received mail: the other kinds go through import sessions, which need a
+    // permission the demo's app is not given (README, permissions).
+    restore_opts.kinds = KindSet::MAIL;
     let restore_plan = restore::plan(&repo, &restore_opts).await?;
     let target: Arc<dyn MailTarget> = Arc::new(GraphTarget::new(client.clone()));
     let restored = restore::execute(
@@ -456,19 +569,28 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
         ),
     );
 
-    // Export the same mailbox to a zip of .eml files.
-    let export_dir = tempfile::Builder::new()
-        .prefix("atlas-demo-export-")
-        .tempdir()
-        .context("creating a directory for the export")?;
-    let zip = export_dir.path().join("demo.zip");
+    // Export the same mailbox to a zip of .eml files: into DIR/exports with --keep, else a
+    // temporary directory removed at the end.
+    let export_tmp;
+    let export_dir = if let Some(keep) = &args.keep {
+        let d = keep.join("exports");
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        d
+    } else {
+        export_tmp = tempfile::Builder::new()
+            .prefix("atlas-demo-export-")
+            .tempdir()
+            .context("creating a directory for the export")?;
+        export_tmp.path().to_path_buf()
+    };
+    let zip = export_dir.join("demo.zip");
     let saved = save_to_path(
         &repo,
         &SaveOptions {
-            snapshot: selector,
+            snapshot: selector.clone(),
             folder: None,
             message: None,
-            kind: None,
+            kind: Some(ItemKind::Mail),
             format: ExportFormat::EmlZip,
             skip_verify: false,
             reporter: Arc::new(atlas_core::ports::NullReporter),
@@ -487,7 +609,73 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
         ),
     );
 
+    // The same snapshot holds the mailbox's calendars and contacts: shown as `atlas stats
+    // --kind` shows them, and saved as `atlas save --format ics|vcf` saves them.
+    let mut kinds_shown = Vec::new();
+    let mut kinds_saved = true;
+    for (kind, format, file) in [
+        (ItemKind::Calendar, ExportFormat::Ics, "calendar.zip"),
+        (ItemKind::Contact, ExportFormat::Vcf, "contacts.zip"),
+    ] {
+        let (shown, complete) = show_and_save(
+            &repo,
+            &user.id,
+            &selector,
+            kind,
+            format,
+            &export_dir.join(file),
+        )
+        .await?;
+        kinds_saved &= complete;
+        kinds_shown.push(shown);
+    }
+    let summary: Vec<String> = kinds_shown
+        .iter()
+        .map(|k| {
+            let (items, folders) = if k.kind == "calendar" {
+                ("calendar items", "calendars")
+            } else {
+                ("contacts", "contact folders")
+            };
+            format!(
+                "{} {items} in {} {folders} ({})",
+                k.items,
+                k.folders.len(),
+                k.folders
+                    .iter()
+                    .map(|f| sanitize(f))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .collect();
+    say(
+        output,
+        &format!(
+            "11. The same snapshot of {} holds its calendars and contacts (atlas stats --kind calendar, --kind contacts): {}.",
+            sanitize(user.address()),
+            summary.join("; ")
+        ),
+    );
+    let files: Vec<String> = kinds_shown
+        .iter()
+        .map(|k| format!("{} item(s) to {}", k.saved_items, sanitize(&k.saved_to)))
+        .collect();
+    say(
+        output,
+        &format!(
+            "12. Saved them as iCalendar and vCard files (atlas save --format ics, --format vcf): {}{}.",
+            files.join(" and "),
+            if args.keep.is_some() {
+                ""
+            } else {
+                " (temporary: removed at the end; --keep DIR keeps them in DIR/exports)"
+            }
+        ),
+    );
+
     let ok = problems == 0
+        && kinds_saved
         && full.complete == full.mailboxes
         && incr.complete == incr.mailboxes
         && after.is_up_to_date()
@@ -509,6 +697,8 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
         restored_messages: restored.created,
         restore_complete: restored.complete,
         exported_messages: saved.messages,
+        kinds_shown,
+        exports_dir: export_dir.display().to_string(),
         ok,
     };
     output.result(&report, || {
@@ -517,7 +707,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs, output: Output) -> anyho
             s,
             "Demo {}.",
             if ok {
-                "finished: backup, change, incremental backup, status, verify, restore and export all worked"
+                "finished: backup, change, incremental backup, status, verify, restore and export all worked, for mail, calendars and contacts"
             } else {
                 "finished with problems (see above)"
             }

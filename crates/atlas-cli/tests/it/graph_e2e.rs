@@ -547,6 +547,39 @@ fn demo_runs_the_whole_job_with_no_configuration() {
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["incrementalBackup"]["downloaded"], 2, "{report}");
     assert_eq!(report["verifyProblems"], 0);
+    // The whole mailbox: the runs keep every kind, and the story shows and saves the
+    // changed mailbox's calendars and contacts (the files are read back by the --keep
+    // test in repository_e2e).
+    let by_kind = &report["fullBackup"]["itemsByKind"];
+    assert_eq!(by_kind["mail"], 30, "{report}");
+    for kind in ["calendar", "contacts", "tasks", "notes", "config"] {
+        assert!(by_kind[kind].as_u64().unwrap_or(0) > 0, "{kind}: {report}");
+    }
+    let shown = report["kindsShown"].as_array().expect("kindsShown");
+    assert_eq!(shown.len(), 2, "{report}");
+    for (k, ext) in shown.iter().zip(["calendar", "contacts"]) {
+        assert_eq!(k["kind"], ext, "{report}");
+        let items = k["items"].as_u64().unwrap_or(0);
+        assert!(items > 0, "{report}");
+        assert_eq!(k["savedItems"], items, "every item saved: {report}");
+        assert!(!k["folders"].as_array().expect("folders").is_empty());
+    }
+    let text = output_text(
+        &sandbox
+            .bare()
+            .args(["demo", "--users", "2", "--messages-per-user", "3"])
+            .timeout(Duration::from_secs(300))
+            .output()
+            .expect("runs"),
+    );
+    for step in [
+        "11. The same snapshot",
+        "calendar items",
+        "12. Saved them",
+        "(temporary",
+    ] {
+        assert!(text.contains(step), "{step}: {text}");
+    }
 }
 
 #[test]

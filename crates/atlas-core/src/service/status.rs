@@ -180,7 +180,14 @@ pub async fn mailbox_status(
     }
     let live: HashSet<&FolderId> = folders.iter().map(|f| &f.id).collect();
     if let Some(snap) = &latest {
-        for f in &snap.record.folders {
+        // A folder of a kind not asked for was not listed, so its absence says nothing:
+        // only folders of the listed kinds can be gone.
+        for f in snap
+            .record
+            .folders
+            .iter()
+            .filter(|f| folder_options.kinds.contains(f.folder.kind))
+        {
             if !live.contains(&f.folder.id) {
                 out.push(FolderStatus {
                     path: f.folder.path.join("/"),

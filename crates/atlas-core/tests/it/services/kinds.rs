@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use atlas_core::model::{ContentKind, ItemKind, KindSet, MailboxId};
-use atlas_core::ports::NullReporter;
+use atlas_core::ports::{FolderOptions, NullReporter};
 use atlas_core::service::Cancel;
 use atlas_core::service::backup::{BackupOptions, backup_mailbox};
 use atlas_core::testing::{MemoryTenant, Op};
@@ -194,6 +194,30 @@ async fn every_kind_is_backed_up_exported_in_batches_and_kept_incrementally() {
     assert_eq!(second.downloaded, 2, "{second:#?}");
     assert_eq!(second.removed, 1);
     assert_matches_tenant(&env, &address).await;
+}
+
+/// Regression: after a backup of every kind, `status` (which lists mail folders) reported
+/// every calendar, contact, task, note and configuration folder of the snapshot as gone,
+/// so a mailbox with nothing pending was never up to date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_of_mail_does_not_call_folders_of_other_kinds_gone() {
+    let env = env(1, 6).await;
+    let address = env.tenant.addresses().remove(0);
+    add_every_kind(&env.tenant, &address, 4);
+    let first = run(&env, &address, &all_kinds()).await;
+    assert!(first.complete, "{first:#?}");
+    let mailbox = resolve(&env, &address).await;
+    let status = atlas_core::service::status::mailbox_status(
+        &env.repo,
+        env.source.as_ref(),
+        &mailbox,
+        FolderOptions::default(),
+        50,
+    )
+    .await
+    .unwrap();
+    assert!(status.is_up_to_date(), "{status:#?}");
+    assert!(!status.folders.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
