@@ -41,6 +41,54 @@ fn backup_refuses_a_location_without_a_repository_until_init_creates_it() {
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 }
 
+/// The calendars and contacts `demo --keep DIR` saved are kept too, in `DIR/exports`, and
+/// read back by independent parsers (Python's icalendar and vobject): one event per
+/// calendar item (a changed occurrence is an extra VEVENT with a RECURRENCE-ID), one card
+/// per contact.
+fn read_back_kept_exports(report: &serde_json::Value, keep: &std::path::Path) {
+    let exports = keep.join("exports");
+    assert_eq!(
+        report["exportsDir"].as_str(),
+        Some(exports.display().to_string().as_str())
+    );
+    let shown = report["kindsShown"].as_array().expect("kindsShown");
+    let saved = |kind: &str| {
+        let k = shown
+            .iter()
+            .find(|k| k["kind"] == kind)
+            .unwrap_or_else(|| panic!("{kind} in {report}"));
+        let path = k["savedTo"].as_str().expect("savedTo").to_owned();
+        assert!(path.starts_with(&exports.display().to_string()), "{path}");
+        (path, k["savedItems"].as_u64().expect("savedItems"))
+    };
+    let (ics, events) = saved("calendar");
+    let (vcf, contacts) = saved("contacts");
+    let check = r#"
+import sys, zipfile
+try:
+    import icalendar, vobject
+except ImportError as e:
+    sys.exit(f"Python's icalendar and vobject are needed ({e}): python3 -m pip install icalendar vobject")
+ics, vcf = sys.argv[1], sys.argv[2]
+events = sum(1 for n in zipfile.ZipFile(ics).namelist()
+             for c in icalendar.Calendar.from_ical(zipfile.ZipFile(ics).read(n)).walk("VEVENT")
+             if "RECURRENCE-ID" not in c)
+cards = sum(1 for n in zipfile.ZipFile(vcf).namelist()
+            for _ in vobject.readComponents(zipfile.ZipFile(vcf).read(n).decode("utf-8")))
+print(events, cards)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", check, &ics, &vcf])
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{events} {contacts}"),
+        "VEVENTs and vCards read back"
+    );
+}
+
 /// `demo --keep DIR` kept a repository nobody could open (its passphrase was random and
 /// shown nowhere). DIR now holds the repository and a 0600 `.env` with what opens it, and
 /// `cd DIR && atlas list` works.
@@ -92,50 +140,7 @@ fn demo_keep_leaves_a_repository_its_user_can_open() {
     }
     let text = std::fs::read_to_string(&settings).expect("read");
     assert!(text.contains("ATLAS_ENCRYPTION_PASSPHRASE="), "{text}");
-    // The calendars and contacts the demo saved are kept too, and read back by
-    // independent parsers (Python's icalendar and vobject): one event per calendar item
-    // (a changed occurrence is an extra VEVENT with a RECURRENCE-ID), one card per contact.
-    let exports = keep.join("exports");
-    assert_eq!(
-        report["exportsDir"].as_str(),
-        Some(exports.display().to_string().as_str())
-    );
-    let shown = report["kindsShown"].as_array().expect("kindsShown");
-    let saved = |kind: &str| {
-        let k = shown
-            .iter()
-            .find(|k| k["kind"] == kind)
-            .unwrap_or_else(|| panic!("{kind} in {report}"));
-        let path = k["savedTo"].as_str().expect("savedTo").to_owned();
-        assert!(path.starts_with(&exports.display().to_string()), "{path}");
-        (path, k["savedItems"].as_u64().expect("savedItems"))
-    };
-    let (ics, events) = saved("calendar");
-    let (vcf, contacts) = saved("contacts");
-    let check = r#"
-import sys, zipfile
-try:
-    import icalendar, vobject
-except ImportError as e:
-    sys.exit(f"Python's icalendar and vobject are needed ({e}): python3 -m pip install icalendar vobject")
-ics, vcf = sys.argv[1], sys.argv[2]
-events = sum(1 for n in zipfile.ZipFile(ics).namelist()
-             for c in icalendar.Calendar.from_ical(zipfile.ZipFile(ics).read(n)).walk("VEVENT")
-             if "RECURRENCE-ID" not in c)
-cards = sum(1 for n in zipfile.ZipFile(vcf).namelist()
-            for _ in vobject.readComponents(zipfile.ZipFile(vcf).read(n).decode("utf-8")))
-print(events, cards)
-"#;
-    let out = Command::new("python3")
-        .args(["-c", check, &ics, &vcf])
-        .output()
-        .expect("python3 runs");
-    assert!(out.status.success(), "{}", output_text(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("{events} {contacts}"),
-        "VEVENTs and vCards read back"
-    );
+    read_back_kept_exports(&report, &keep);
     // The user's way in, as printed: cd DIR && atlas list.
     let list = Command::new(assert_cmd::cargo::cargo_bin("atlas"))
         .env_clear()
