@@ -84,6 +84,9 @@ fn target_error(e: GraphError) -> TargetError {
         | GraphError::Timeout { .. }
         | GraphError::Network { .. }
         | GraphError::Server { .. }) => TargetError::Unavailable(e.to_string()),
+        // Their kind survives the port: the CLI's hint names the setting to check.
+        e @ GraphError::Dns { .. } => TargetError::Dns(e.to_string()),
+        e @ GraphError::Tls { .. } => TargetError::Tls(e.to_string()),
         e => TargetError::Other(e.to_string()),
     }
 }

@@ -6,7 +6,8 @@
 //! field registry, so the names stay in one place.
 
 use atlas_core::ports::blob_store::CredentialProblem;
-use atlas_core::ports::{SourceError, StoreError};
+use atlas_core::ports::{SourceError, StoreError, TargetError};
+use atlas_core::service::restore::RestoreError;
 
 use super::field::{CA_FILE_ENV, Field};
 
@@ -29,9 +30,17 @@ pub fn for_error(err: &anyhow::Error) -> Option<String> {
                 _ => None,
             }
         });
+        // And the restore target's, which the restore service wraps transparently too.
+        let target = cause.downcast_ref::<TargetError>().or_else(|| {
+            match cause.downcast_ref::<RestoreError>() {
+                Some(RestoreError::Target(e)) => Some(e),
+                _ => None,
+            }
+        });
         store
             .and_then(for_store_error)
             .or_else(|| source.and_then(for_source_error))
+            .or_else(|| target.and_then(for_target_error))
             .or_else(|| {
                 cause
                     .downcast_ref::<atlas_graph::GraphError>()
@@ -112,6 +121,15 @@ fn for_source_error(err: &SourceError) -> Option<String> {
     match err {
         SourceError::Dns(_) => Some(graph_dns_hint()),
         SourceError::Tls(_) => Some(tls_hint()),
+        _ => None,
+    }
+}
+
+/// The restore target's DNS and TLS failures (translated by its port): the same hints.
+fn for_target_error(err: &TargetError) -> Option<String> {
+    match err {
+        TargetError::Dns(_) => Some(graph_dns_hint()),
+        TargetError::Tls(_) => Some(tls_hint()),
         _ => None,
     }
 }
@@ -248,6 +266,22 @@ mod tests {
         let tls = anyhow::Error::new(SourceError::Tls("certificate refused".into()));
         assert!(for_error(&tls).is_some_and(|h| h.contains("ATLAS_CA_FILE")));
         let other = anyhow::Error::new(atlas_core::Error::Source(SourceError::Other(
+            "something else".into(),
+        )));
+        assert_eq!(for_error(&other), None);
+    }
+
+    /// A restore meets them through the target port, inside the restore service's error.
+    #[test]
+    fn graph_dns_and_tls_failures_through_the_target_port_keep_their_hints() {
+        let dns = anyhow::Error::new(RestoreError::Target(TargetError::Dns(
+            "get_user could not reach graph.nothing-here.invalid".into(),
+        )))
+        .context("restoring");
+        assert!(for_error(&dns).is_some_and(|h| h.contains("ATLAS_GRAPH_ENDPOINT")));
+        let tls = anyhow::Error::new(TargetError::Tls("certificate refused".into()));
+        assert!(for_error(&tls).is_some_and(|h| h.contains("ATLAS_CA_FILE")));
+        let other = anyhow::Error::new(RestoreError::Target(TargetError::Other(
             "something else".into(),
         )));
         assert_eq!(for_error(&other), None);

@@ -473,6 +473,63 @@ fn a_graph_host_that_does_not_resolve_during_backup_names_the_endpoint_setting()
     }
 }
 
+/// The same unresolvable Graph host met by a restore: the restore port turned the failure
+/// into text, so `atlas restore` lost the `ATLAS_GRAPH_ENDPOINT` hint that backup gives.
+/// Restore into the snapshot's own mailbox and into another one, text and `--json`.
+#[test]
+fn a_graph_host_that_does_not_resolve_during_restore_names_the_endpoint_setting() {
+    let sim = Sim::start(SimConfig::default());
+    let users = sim.licensed_users();
+    let (upn, other) = (&users[0], &users[1]);
+    let sandbox = Sandbox::new();
+    sandbox.against(&sim).arg("init").assert().success();
+    let out = sandbox
+        .against(&sim)
+        .args(["backup", "-m", upn])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    for args in [
+        vec!["restore", "-m", upn],
+        vec!["restore", "-m", upn, "-T", other],
+    ] {
+        let restore = |json: bool| {
+            let mut cmd = sandbox.against(&sim);
+            cmd.env("ATLAS_GRAPH_ENDPOINT", "https://graph.nothing-here.invalid");
+            if json {
+                cmd.arg("--json");
+            }
+            cmd.args(&args).output().expect("runs")
+        };
+        let out = restore(false);
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        assert!(
+            text.contains("graph.nothing-here.invalid"),
+            "{args:?}: {text}"
+        );
+        assert!(
+            text.contains("hint: check ATLAS_GRAPH_ENDPOINT"),
+            "{args:?}: {text}"
+        );
+
+        let out = restore(true);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            output_text(&out)
+        );
+        let doc = super::json_schemas::assert_schema("error", &out);
+        assert!(
+            doc["error"]["hint"]
+                .as_str()
+                .is_some_and(|h| h.contains("ATLAS_GRAPH_ENDPOINT")),
+            "{args:?}: {doc}"
+        );
+    }
+}
+
 #[test]
 fn missing_mail_read_permission_is_named() {
     let sim = Sim::start(SimConfig {

@@ -205,6 +205,17 @@ pub enum TargetError {
     /// Throttling or server errors outlasted the retry budget.
     #[error("the target is unavailable or throttling after retries: {0}")]
     Unavailable(String),
+    /// The target's host name does not resolve: the endpoint setting is wrong or this
+    /// machine has no DNS. Kept apart from [`Self::Other`] (as the mail source's
+    /// `SourceError::Dns`) so the caller can name the setting to check; the text names the
+    /// host.
+    #[error("{0}")]
+    Dns(String),
+    /// The target's TLS certificate was refused (a private CA, TLS inspection): kept apart
+    /// for the same reason as [`Self::Dns`]; the text has the host and, when known, the
+    /// certificate's subject and issuer.
+    #[error("{0}")]
+    Tls(String),
     /// Anything else.
     #[error("{0}")]
     Other(String),
