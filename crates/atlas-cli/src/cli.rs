@@ -713,12 +713,19 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub in_place: bool,
 
-    /// Kinds of item to restore: mail, calendar, contacts, tasks, notes (comma separated,
-    /// or all). Default: every kind in the snapshot. Calendars, contacts, tasks and notes
-    /// are imported from their full-fidelity streams (MailboxItem.ImportExport.All) under a
-    /// Restore-<time> folder of their own kind; no meeting invitation or update is sent
+    /// Kinds of item to restore: mail, calendar, contacts, tasks, notes, config (comma
+    /// separated, or all). Default: every kind in the snapshot but config. Calendars,
+    /// contacts, tasks and notes are imported from their full-fidelity streams
+    /// (MailboxItem.ImportExport.All) under a Restore-<time> folder of their own kind; no
+    /// meeting invitation or update is sent. config adds the categories and inbox rules
+    /// the target lacks (MailboxSettings.ReadWrite)
     #[arg(long, value_name = "KINDS")]
     pub kinds: Option<KindSet>,
+
+    /// With config: also write the stored mailbox settings (automatic replies, working
+    /// hours, time zone, language, date and time formats) over the target's
+    #[arg(long)]
+    pub overwrite_settings: bool,
 
     /// Show what would be restored and write nothing
     #[arg(long)]

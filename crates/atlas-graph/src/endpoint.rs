@@ -61,6 +61,9 @@ pub enum Endpoint {
     WriteTodo,
     /// `GET …/mailFolders/inbox/messageRules` and `…/outlook/masterCategories`.
     MailboxConfig,
+    /// `POST …/messageRules`, `POST …/outlook/masterCategories`, `PATCH …/mailboxSettings`
+    /// (configuration restore).
+    WriteMailboxConfig,
 }
 
 impl Endpoint {
@@ -78,6 +81,7 @@ impl Endpoint {
                 | Self::ImportItem
                 | Self::WriteContacts
                 | Self::WriteTodo
+                | Self::WriteMailboxConfig
         )
     }
 
@@ -109,6 +113,7 @@ impl Endpoint {
             Self::WriteContacts => "Contacts.ReadWrite",
             Self::Todo => "Tasks.Read.All",
             Self::WriteTodo => "Tasks.ReadWrite.All",
+            Self::WriteMailboxConfig => "MailboxSettings.ReadWrite",
         }
     }
 
@@ -149,6 +154,7 @@ impl Endpoint {
             Self::Todo => "todo",
             Self::WriteTodo => "write_todo",
             Self::MailboxConfig => "mailbox_config",
+            Self::WriteMailboxConfig => "write_mailbox_config",
         }
     }
 }

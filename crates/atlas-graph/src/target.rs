@@ -26,8 +26,8 @@ use atlas_core::model::{
     EmailAddress, FlagStatus, FolderId, Importance, ItemId, ItemKind, MailboxId,
 };
 use atlas_core::ports::{
-    ItemImport, MailTarget, RestoreAttachment, RestoreBody, RestoreMark, RestoreMessage,
-    TargetAttachment, TargetError, TargetFolder, TargetItem,
+    ConfigTarget, ItemImport, MailTarget, RestoreAttachment, RestoreBody, RestoreMark,
+    RestoreMessage, TargetAttachment, TargetError, TargetFolder, TargetItem,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -737,6 +737,96 @@ impl ItemImport for GraphTarget {
                     .map(|done| done.item_id)
                     .map_err(target_error)
             }
+            Err(e) => Err(target_error(e)),
+        }
+    }
+}
+
+/// Configuration restore over the classic endpoints (docs/GRAPH.md, "Calendars, contacts,
+/// tasks and configuration"): all need `MailboxSettings.ReadWrite`.
+#[async_trait]
+impl ConfigTarget for GraphTarget {
+    /// An empty `PATCH` of the mailbox settings: "properties that are not included in the
+    /// request body will maintain their previous values" (api/user-update-mailboxsettings.md),
+    /// so it changes nothing, and a missing `MailboxSettings.ReadWrite` answers 403. A lost
+    /// answer is sent again (it changes nothing either).
+    async fn check_config_access(&self, mailbox: &MailboxId) -> Result<(), TargetError> {
+        let empty = json!({});
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.client.update_mailbox_settings(mailbox, &empty).await {
+                Ok(()) => return Ok(()),
+                Err(GraphError::OutcomeUnknown { .. }) if attempt < 3 => {}
+                Err(e) => return Err(target_error(e)),
+            }
+        }
+    }
+
+    async fn master_categories(&self, mailbox: &MailboxId) -> Result<Vec<Value>, TargetError> {
+        self.client
+            .master_categories(mailbox)
+            .await
+            .map_err(target_error)
+    }
+
+    async fn create_category(
+        &self,
+        mailbox: &MailboxId,
+        category: &Value,
+    ) -> Result<(), TargetError> {
+        self.client
+            .create_master_category(mailbox, category)
+            .await
+            .map(|_| ())
+            .map_err(target_error)
+    }
+
+    async fn message_rules(&self, mailbox: &MailboxId) -> Result<Vec<Value>, TargetError> {
+        self.client
+            .message_rules(mailbox)
+            .await
+            .map_err(target_error)
+    }
+
+    async fn create_rule(&self, mailbox: &MailboxId, rule: &Value) -> Result<(), TargetError> {
+        self.client
+            .create_message_rule(mailbox, rule)
+            .await
+            .map(|_| ())
+            .map_err(target_error)
+    }
+
+    async fn mailbox_settings(&self, mailbox: &MailboxId) -> Result<Value, TargetError> {
+        self.client
+            .mailbox_settings_json(mailbox)
+            .await
+            .map_err(target_error)
+    }
+
+    async fn update_settings(&self, mailbox: &MailboxId, patch: &Value) -> Result<(), TargetError> {
+        self.client
+            .update_mailbox_settings(mailbox, patch)
+            .await
+            .map_err(target_error)
+    }
+
+    async fn find_mail_folder(
+        &self,
+        mailbox: &MailboxId,
+        parent: Option<&FolderId>,
+        name: &str,
+        well_known: Option<&str>,
+    ) -> Result<Option<TargetFolder>, TargetError> {
+        if let Some(wk) = well_known {
+            return self.well_known_folder(mailbox, wk).await;
+        }
+        match self.client.find_child_folder(mailbox, parent, name).await {
+            Ok(f) => Ok(f.map(|f| TargetFolder {
+                id: f.id,
+                display_name: f.display_name,
+            })),
+            Err(GraphError::NotFound { .. }) => Ok(None),
             Err(e) => Err(target_error(e)),
         }
     }

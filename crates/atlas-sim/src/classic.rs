@@ -411,7 +411,8 @@ const CONTACT_WRITABLE: &[&str] = &[
     "otherAddress",
 ];
 
-/// Writable mailbox settings (api/user-update-mailboxsettings.md); `userPurpose` is read-only.
+/// Writable mailbox settings: the list of api/user-update-mailboxsettings.md
+/// (`archiveFolder` is not on it; `userPurpose` is read-only).
 const SETTINGS_WRITABLE: &[&str] = &[
     "automaticRepliesSetting",
     "timeZone",
@@ -420,7 +421,6 @@ const SETTINGS_WRITABLE: &[&str] = &[
     "dateFormat",
     "timeFormat",
     "delegateMeetingMessageDeliveryOptions",
-    "archiveFolder",
 ];
 
 /// Writable messageRule properties (api/messagerule-update.md).
@@ -1477,8 +1477,16 @@ impl Sim {
             }
             let (status, pos) = match id {
                 None => {
+                    // api/mailfolder-post-messagerules.md: displayName, sequence and
+                    // actions are required.
                     if input.get("displayName").and_then(Value::as_str).is_none() {
                         return bad_request("ErrorInvalidRequest", "The displayName property is required.");
+                    }
+                    if input.get("sequence").and_then(Value::as_i64).is_none() {
+                        return bad_request("ErrorInvalidRequest", "The sequence property is required.");
+                    }
+                    if !input.get("actions").is_some_and(Value::is_object) {
+                        return bad_request("ErrorInvalidRequest", "The actions property is required.");
                     }
                     let key = mbx.alloc_key();
                     mbx.pim.rules.push(Rule { key, props: obj(json!({"isEnabled": true, "hasError": false, "isReadOnly": false, "sequence": mbx.pim.rules.len() + 1})) });

@@ -310,6 +310,64 @@ impl SimHandle {
         })
     }
 
+    /// Changes (merges `props` into) or, with `None`, deletes the inbox rule named
+    /// `display_name`. Sends nothing.
+    pub fn set_rule(&self, user: &str, display_name: &str, props: Option<Value>) -> Result<()> {
+        self.on_mailbox(user, |m| {
+            let pos = m
+                .pim
+                .rules
+                .iter()
+                .position(|r| crate::items::prop(&r.props, "displayName") == display_name)
+                .ok_or_else(|| SimError::InvalidRequest(format!("no rule {display_name:?}")))?;
+            match props {
+                None => {
+                    m.pim.rules.remove(pos);
+                }
+                Some(Value::Object(p)) => m.pim.rules[pos].props.extend(p),
+                Some(_) => {
+                    return Err(SimError::InvalidRequest(
+                        "props must be a JSON object".into(),
+                    ));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Changes the colour of or, with `None`, deletes the master category named
+    /// `display_name`.
+    pub fn set_category(&self, user: &str, display_name: &str, color: Option<&str>) -> Result<()> {
+        self.on_mailbox(user, |m| {
+            let pos = m
+                .pim
+                .categories
+                .iter()
+                .position(|c| c.display_name == display_name)
+                .ok_or_else(|| SimError::InvalidRequest(format!("no category {display_name:?}")))?;
+            match color {
+                None => {
+                    m.pim.categories.remove(pos);
+                }
+                Some(c) => c.clone_into(&mut m.pim.categories[pos].color),
+            }
+            Ok(())
+        })
+    }
+
+    /// Replaces the mailbox settings named in `settings` (top-level properties).
+    pub fn set_settings(&self, user: &str, settings: Value) -> Result<()> {
+        let Value::Object(settings) = settings else {
+            return Err(SimError::InvalidRequest(
+                "settings must be a JSON object".into(),
+            ));
+        };
+        self.on_mailbox(user, |m| {
+            m.pim.settings.extend(settings);
+            Ok(())
+        })
+    }
+
     /// Deletes an item.
     pub fn delete_item(&self, user: &str, id: &str) -> Result<()> {
         self.on_mailbox(user, |m| {

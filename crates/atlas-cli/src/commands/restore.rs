@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use atlas_core::model::KindSet;
-use atlas_core::ports::{LedgerRecord, MailTarget, RestoreLedger, TargetError};
+use atlas_core::model::ItemKind;
+use atlas_core::ports::{ConfigTarget, LedgerRecord, MailTarget, RestoreLedger, TargetError};
 use atlas_core::service::restore::{
-    DEFAULT_RESTORE_KINDS, Destination, Importer, RestoreOptions, RestorePlan, execute_all, plan,
+    ConfigOutcome, DEFAULT_RESTORE_KINDS, Destination, Importer, RestoreOptions, RestorePlan,
+    execute_all, plan,
 };
 use atlas_graph::GraphTarget;
 use chrono::{DateTime, Utc};
@@ -163,12 +164,16 @@ pub async fn restore(
             return Err(UsageError("--start-date is after --end-date".into()).into());
         }
     }
-    // `all` means every kind restore knows; configuration only when named.
-    opts.kinds = match args.kinds {
-        None => DEFAULT_RESTORE_KINDS,
-        Some(k) if k == KindSet::ALL => DEFAULT_RESTORE_KINDS,
-        Some(k) => k,
-    };
+    // Without --kinds every kind but configuration (which changes how the live mailbox
+    // behaves); `all` includes it, as backup's `all` does.
+    opts.kinds = args.kinds.unwrap_or(DEFAULT_RESTORE_KINDS);
+    if args.overwrite_settings && !opts.kinds.contains(ItemKind::Config) {
+        return Err(UsageError(
+            "--overwrite-settings applies to the configuration: add --kinds config (or all)".into(),
+        )
+        .into());
+    }
+    opts.overwrite_settings = args.overwrite_settings;
     opts.destination = match (&args.root, args.in_place) {
         (Some(name), _) => Destination::NamedRoot(name.clone()),
         (None, true) => Destination::InPlace,
@@ -207,6 +212,17 @@ pub async fn restore(
                     );
                 }
             }
+            if let Some(c) = &planned.config {
+                let _ = writeln!(
+                    s,
+                    "  configuration: categories and inbox rules the target lacks{}",
+                    if c.overwrite_settings {
+                        "; mailbox settings overwritten"
+                    } else {
+                        " (settings left alone)"
+                    }
+                );
+            }
             s
         })?;
         return Ok(Exit::Success);
@@ -223,10 +239,17 @@ pub async fn restore(
     } else {
         None
     };
+    let config: Option<Arc<dyn ConfigTarget>> = planned
+        .config
+        .is_some()
+        .then(|| Arc::new(GraphTarget::new(client.clone())) as Arc<dyn ConfigTarget>);
     let mode = Mode::detect(output.is_json(), global.quiet);
     let progress = Progress::titled(mode, "atlas restore", Some(client), 1);
     let cancel = install_ctrl_c(global.quiet);
-    let summary = execute_all(&planned, &repo, target, importer, &progress, &cancel).await;
+    let summary = execute_all(
+        &planned, &repo, target, importer, config, &progress, &cancel,
+    )
+    .await;
     progress.finish();
     let summary = summary.context("restoring")?;
     output.result(&summary, || {
@@ -260,6 +283,26 @@ pub async fn restore(
                     let _ = writeln!(gaps, "    missing {}: {}", sanitize(&m.message_id), sanitize(&m.reason));
                 }
             }
+        }
+        for c in &summary.config {
+            let outcome = match c.outcome {
+                ConfigOutcome::Created => "added",
+                ConfigOutcome::Updated => "updated",
+                ConfigOutcome::Skipped => "skipped",
+                ConfigOutcome::Failed => "FAILED",
+            };
+            let entry = serde_json::to_value(c.entry)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  {entry} {}: {outcome}{}",
+                sanitize(&c.name),
+                c.reason
+                    .as_ref()
+                    .map_or_else(String::new, |r| format!(" ({})", sanitize(r)))
+            );
         }
         if gaps.is_empty() {
             s.push_str("Verified: every folder holds every restored message.");

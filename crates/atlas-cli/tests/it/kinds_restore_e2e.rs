@@ -314,14 +314,16 @@ fn every_kind_is_restored_into_another_mailbox_exactly_once_and_sends_nothing() 
     assert!(!folders.is_empty());
     assert!(folders.iter().all(|f| f["kind"] == "contact"), "{doc}");
 
-    // Configuration is not restored (yet): asking for it is refused up front.
+    // Configuration needs MailboxSettings.ReadWrite, which this app lacks (it reads the
+    // settings only): asking for it is refused up front, naming the permission
+    // (config_restore_e2e restores it).
     let (code, _, text) = json_run(
         &sandbox,
         &sim,
         &["restore", "-m", &upn, "-T", &other, "--kinds", "config"],
     );
-    assert_ne!(code, Some(0), "{text}");
-    assert!(text.contains("configuration"), "{text}");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("MailboxSettings.ReadWrite"), "{text}");
 }
 
 #[test]

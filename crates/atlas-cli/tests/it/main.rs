@@ -8,6 +8,7 @@
 //! The services themselves are tested in atlas-core on the memory tenant, and over the
 //! Graph adapter under HTTP faults in atlas-graph; every module here runs the binary.
 
+mod config_restore_e2e;
 mod deploy;
 mod exit_codes;
 mod fidelity_e2e;

@@ -7,6 +7,7 @@
 
 pub mod blob_store;
 pub mod clock;
+pub mod config;
 pub mod import;
 pub mod mail;
 pub mod process;
@@ -18,6 +19,7 @@ pub use blob_store::{
     Retention, StoreError, StoreKey,
 };
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use config::ConfigTarget;
 pub use import::{ItemImport, LedgerRecord, MemoryLedger, RestoreLedger};
 pub use mail::{
     ContentStream, DeltaCursor, DeltaNext, DeltaPage, EmailAddress, FlagStatus, FolderListing,

@@ -255,6 +255,53 @@ impl GraphClient {
         .await
     }
 
+    /// Add a master category (`api/outlookuser-post-mastercategories.md`: 201 and the
+    /// category). Not retried after an unclear failure.
+    pub async fn create_master_category(
+        &self,
+        mailbox: &MailboxId,
+        category: &Value,
+    ) -> Result<Value, GraphError> {
+        self.post_value(
+            Endpoint::WriteMailboxConfig,
+            mailbox,
+            &["outlook", "masterCategories"],
+            category,
+        )
+        .await
+    }
+
+    /// Add an inbox rule (`api/mailfolder-post-messagerules.md`: `displayName`,
+    /// `sequence` and `actions` required; 201 and the rule). Not retried after an unclear
+    /// failure.
+    pub async fn create_message_rule(
+        &self,
+        mailbox: &MailboxId,
+        rule: &Value,
+    ) -> Result<Value, GraphError> {
+        self.post_value(
+            Endpoint::WriteMailboxConfig,
+            mailbox,
+            &["mailFolders", "inbox", "messageRules"],
+            rule,
+        )
+        .await
+    }
+
+    /// Change the mailbox settings named in `patch` (`api/user-update-mailboxsettings.md`:
+    /// properties left out keep their values, so an empty patch changes nothing — which
+    /// makes it the write-permission probe).
+    pub async fn update_mailbox_settings(
+        &self,
+        mailbox: &MailboxId,
+        patch: &Value,
+    ) -> Result<(), GraphError> {
+        let url = self.url(&["users", user(mailbox), "mailboxSettings"], &[]);
+        let mut req = Req::post_json(Endpoint::WriteMailboxConfig, url, Some(mailbox), patch);
+        req.method = Method::PATCH;
+        self.fetch(&req).await.map(|_| ())
+    }
+
     /// Contact folders under `parent` (under the default Contacts folder when `None`).
     pub async fn list_contact_folders(
         &self,

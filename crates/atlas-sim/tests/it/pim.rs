@@ -430,3 +430,69 @@ async fn each_kind_needs_its_permission() {
     let (s, _, _) = error_code(ctx.post_json(&format!("/users/{u}/events"), &body).await).await;
     assert_eq!(s, 403);
 }
+
+/// The configuration writes a restore makes, as their pages document them:
+/// api/mailfolder-post-messagerules.md (displayName, sequence and actions required; 201),
+/// api/outlookuser-post-mastercategories.md (201), api/user-update-mailboxsettings.md
+/// (only the listed properties are writable; an empty PATCH changes nothing) — all
+/// MailboxSettings.ReadWrite.
+#[tokio::test]
+async fn configuration_writes_follow_the_docs() {
+    let ctx = common::start(all_roles()).await;
+    let u = ctx.mailbox_user();
+    let rules = format!("/users/{u}/mailFolders/inbox/messageRules");
+    for missing in ["displayName", "sequence", "actions"] {
+        let mut body = json!({"displayName": "R", "sequence": 9, "actions": {"markAsRead": true}});
+        body.as_object_mut().expect("object").remove(missing);
+        let r = send(&ctx, reqwest::Method::POST, &rules, Some(body)).await;
+        assert_eq!(r.status(), 400, "{missing} is required");
+    }
+    let body = json!({"displayName": "R", "sequence": 9, "isEnabled": false, "actions": {"markAsRead": true}});
+    let r = send(&ctx, reqwest::Method::POST, &rules, Some(body)).await;
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.expect("json");
+    assert_eq!(created["isEnabled"], false, "isEnabled as sent");
+    let cats = format!("/users/{u}/outlook/masterCategories");
+    let body = json!({"displayName": "Project expenses", "color": "preset9"});
+    let r = send(&ctx, reqwest::Method::POST, &cats, Some(body.clone())).await;
+    assert_eq!(r.status(), 201);
+    let r = send(&ctx, reqwest::Method::POST, &cats, Some(body)).await;
+    assert_eq!(r.status(), 409, "a duplicate name");
+    let settings = format!("/users/{u}/mailboxSettings");
+    let before = ctx.get_json(&settings).await;
+    let r = send(&ctx, reqwest::Method::PATCH, &settings, Some(json!({}))).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        ctx.get_json(&settings).await,
+        before,
+        "an empty PATCH changes nothing"
+    );
+    let r = send(
+        &ctx,
+        reqwest::Method::PATCH,
+        &settings,
+        Some(json!({"archiveFolder": "x"})),
+    )
+    .await;
+    assert_eq!(r.status(), 400, "archiveFolder is not writable");
+
+    // MailboxSettings.Read reads but does not write.
+    let ctx = common::start(with_roles(&[roles::MAILBOX_SETTINGS_READ])).await;
+    let u = ctx.mailbox_user();
+    let r = send(
+        &ctx,
+        reqwest::Method::PATCH,
+        &format!("/users/{u}/mailboxSettings"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let r = send(
+        &ctx,
+        reqwest::Method::POST,
+        &format!("/users/{u}/outlook/masterCategories"),
+        Some(json!({"displayName": "x"})),
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+}

@@ -27,9 +27,11 @@
 //! (after an interruption) lands in the same root and resumes there instead of starting a
 //! second copy.
 
+mod config;
 mod import;
 mod mime;
 
+pub use config::{ConfigEntry, ConfigOutcome, ConfigResult, PlannedConfig};
 pub use import::{ImportStreamError, import_stream};
 
 use std::collections::HashMap;
@@ -47,8 +49,8 @@ use crate::model::{
     FolderId, FolderSnapshot, ItemId, ItemKind, KindSet, MailboxId, MessageMeta, SnapshotId,
 };
 use crate::ports::{
-    Event, ItemImport, MailTarget, Reporter, RestoreAttachment, RestoreLedger, RestoreMark,
-    TargetError, TargetItem,
+    ConfigTarget, Event, ItemImport, MailTarget, Reporter, RestoreAttachment, RestoreLedger,
+    RestoreMark, TargetError, TargetItem,
 };
 use crate::repo::Repository;
 
@@ -108,6 +110,10 @@ pub struct RestoreOptions {
     /// Kinds of item to restore (`--kinds`); default every kind but configuration, which
     /// is restored only when asked for.
     pub kinds: KindSet,
+    /// Write the stored mailbox settings (automatic replies, working hours, time zone,
+    /// language …) over the target's (`--overwrite-settings`); without it a configuration
+    /// restore adds categories and rules only.
+    pub overwrite_settings: bool,
 }
 
 /// What a restore covers when `--kinds` is not given: mail, calendars, contacts, tasks
@@ -127,6 +133,7 @@ impl RestoreOptions {
             destination: Destination::Root,
             messages_in_flight: 4,
             kinds: DEFAULT_RESTORE_KINDS,
+            overwrite_settings: false,
         }
     }
 }
@@ -184,6 +191,9 @@ pub struct RestorePlan {
     pub bytes: u64,
     /// Messages written concurrently.
     pub messages_in_flight: usize,
+    /// The mailbox configuration to restore (`--kinds config`), when the snapshot has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<PlannedConfig>,
 }
 
 /// A message that is not (completely) in the target after the restore.
@@ -248,6 +258,9 @@ pub struct RestoreSummary {
     pub attachment_bytes: u64,
     /// Per folder verification.
     pub folders: Vec<FolderResult>,
+    /// Per configuration entry (category, rule, setting) results; empty unless the
+    /// configuration was restored.
+    pub config: Vec<ConfigResult>,
 }
 
 impl RestoreSummary {
@@ -300,18 +313,59 @@ fn planned_folder(
     }
 }
 
-/// Configuration (rules, categories, automatic replies, working hours) is not restored.
-fn refuse_config(opts: &RestoreOptions) -> Result<(), RestoreError> {
-    if opts.kinds.contains(ItemKind::Config) {
-        return Err(Error::InvalidInput {
-            reason: "restoring the mailbox configuration (--kinds config: rules, categories, \
-                     automatic replies, working hours) is not supported yet; atlas read shows \
-                     what the snapshot holds"
-                .into(),
-        }
-        .into());
+/// The configuration part of the plan: the snapshot's configuration items and the paths
+/// of its mail folders (for rules that move mail). Only for a restore that names the
+/// kind and is not of one item; `None` when the snapshot holds no configuration, an error
+/// when only the configuration was asked for.
+async fn plan_config(
+    repo: &Repository,
+    record: &crate::model::SnapshotRecord,
+    opts: &RestoreOptions,
+    well_known: &HashMap<Vec<String>, String>,
+) -> Result<Option<PlannedConfig>, RestoreError> {
+    if !opts.kinds.contains(ItemKind::Config) || opts.message.is_some() {
+        return Ok(None);
     }
-    Ok(())
+    let Some(folder) = record
+        .folders
+        .iter()
+        .find(|f| f.folder.kind == ItemKind::Config)
+    else {
+        if opts.kinds == KindSet::of([ItemKind::Config]) {
+            return Err(Error::InvalidInput {
+                reason: "this snapshot holds no mailbox configuration (it was backed up \
+                         without the config kind or without MailboxSettings.Read)"
+                    .into(),
+            }
+            .into());
+        }
+        return Ok(None);
+    };
+    let items = repo.load_folder_items(&folder.items).await?;
+    let mail_folders = record
+        .folders
+        .iter()
+        .filter(|f| f.folder.kind.is_mail())
+        .map(|f| {
+            let path = if f.folder.path.is_empty() {
+                vec![f.folder.display_name.clone()]
+            } else {
+                f.folder.path.clone()
+            };
+            let steps = (0..path.len())
+                .map(|i| PathStep {
+                    name: path[i].clone(),
+                    well_known: well_known.get(&path[..=i]).cloned(),
+                })
+                .collect();
+            (f.folder.id.clone(), steps)
+        })
+        .collect();
+    Ok(Some(PlannedConfig {
+        overwrite_settings: opts.overwrite_settings,
+        items,
+        mail_folders,
+    }))
 }
 
 /// In place is for mail only: other kinds cannot be recognised in the target (an import
@@ -346,7 +400,6 @@ pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePla
     let snap = opts.snapshot.load(repo).await?;
     let record = &snap.record;
     let in_place = opts.destination == Destination::InPlace;
-    refuse_config(opts)?;
     let well_known: HashMap<Vec<String>, String> = record
         .folders
         .iter()
@@ -359,6 +412,15 @@ pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePla
     if let Some(reference) = &opts.message {
         let found = find_message(repo, record, reference).await?;
         let kind = record.folders[found.folder_index].folder.kind;
+        if kind == ItemKind::Config {
+            return Err(Error::InvalidInput {
+                reason: format!(
+                    "{reference} is a configuration item: restore the configuration with \
+                     --kinds config (it adds what the target lacks)"
+                ),
+            }
+            .into());
+        }
         if !opts.kinds.contains(kind) {
             return Err(Error::InvalidInput {
                 reason: format!(
@@ -378,6 +440,8 @@ pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePla
             .folders
             .iter()
             .filter(|f| opts.kinds.contains(f.folder.kind))
+            // Configuration has no folder in the target: it is planned on its own.
+            .filter(|f| f.folder.kind != ItemKind::Config)
             .filter(|f| {
                 opts.folders.is_empty() || opts.folders.iter().any(|w| folder_selected(f, w))
             })
@@ -414,6 +478,13 @@ pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePla
             record.started.format("%Y-%m-%dT%H-%M-%S")
         )),
     };
+    let config = plan_config(repo, record, opts, &well_known).await?;
+    // Configuration alone creates no folder: there is no root to name.
+    let root = if folders.is_empty() && config.is_some() {
+        None
+    } else {
+        root
+    };
     Ok(RestorePlan {
         snapshot: snap.id,
         snapshot_started: record.started,
@@ -427,6 +498,7 @@ pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePla
         bytes: folders.iter().map(|f| f.bytes).sum(),
         folders,
         messages_in_flight: opts.messages_in_flight.max(1),
+        config,
     })
 }
 
@@ -1078,19 +1150,21 @@ pub async fn execute(
     reporter: &dyn Reporter,
     cancel: &Cancel,
 ) -> Result<RestoreSummary, RestoreError> {
-    execute_all(plan, repo, target, None, reporter, cancel).await
+    execute_all(plan, repo, target, None, None, reporter, cancel).await
 }
 
 /// Run a plan against the target: mail folders through `target`, folders of every other
-/// kind through `importer` (required when the plan has any). Every permission the plan
-/// needs is checked before the first write, so a missing import permission refuses the
-/// whole restore up front. Fails as a whole only when nothing can be restored (unknown
-/// target, no mailbox, no permission); everything else is in the summary.
+/// kind through `importer` (required when the plan has any), the configuration through
+/// `config` (required when the plan has it). Every permission the plan needs is checked
+/// before the first write, so a missing import or settings permission refuses the whole
+/// restore up front. Fails as a whole only when nothing can be restored (unknown target,
+/// no mailbox, no permission); everything else is in the summary.
 pub async fn execute_all(
     plan: &RestorePlan,
     repo: &Repository,
     target: Arc<dyn MailTarget>,
     importer: Option<Importer>,
+    config: Option<Arc<dyn ConfigTarget>>,
     reporter: &dyn Reporter,
     cancel: &Cancel,
 ) -> Result<RestoreSummary, RestoreError> {
@@ -1100,7 +1174,7 @@ pub async fn execute_all(
         mailbox = %plan.target_mailbox,
         source = %plan.source_mailbox
     );
-    run_plan(plan, repo, target, importer, reporter, cancel)
+    run_plan(plan, repo, target, importer, config, reporter, cancel)
         .instrument(span)
         .await
 }
@@ -1123,11 +1197,13 @@ fn importer_for(
 }
 
 /// [`execute_all`] inside its span.
+#[allow(clippy::too_many_lines)] // Checks, mail folders, imported folders, configuration.
 async fn run_plan(
     plan: &RestorePlan,
     repo: &Repository,
     target: Arc<dyn MailTarget>,
     importer: Option<Importer>,
+    config: Option<Arc<dyn ConfigTarget>>,
     reporter: &dyn Reporter,
     cancel: &Cancel,
 ) -> Result<RestoreSummary, RestoreError> {
@@ -1136,12 +1212,29 @@ async fn run_plan(
     let item_folders: Vec<&PlannedFolder> =
         plan.folders.iter().filter(|f| !f.kind.is_mail()).collect();
     let importer = importer_for(importer, !item_folders.is_empty())?;
+    let config = match (config, &plan.config) {
+        (Some(c), Some(_)) => Some(c),
+        (_, None) => None,
+        (None, Some(_)) => {
+            return Err(Error::InvalidInput {
+                reason: "this restore holds the mailbox configuration, which only a \
+                         configuration target can write"
+                    .into(),
+            }
+            .into());
+        }
+    };
     let mailbox = target.resolve_mailbox(&plan.target_mailbox).await?;
     if let Some(i) = &importer {
         i.target.check_import_access(&mailbox).await?;
     }
-    // A plan with no folder at all still creates its (empty) root, as it always did.
-    let writes_mail = !mail_folders.is_empty() || item_folders.is_empty();
+    if let Some(c) = &config {
+        c.check_config_access(&mailbox).await?;
+    }
+    // A plan with no folder at all still creates its (empty) root, as it always did —
+    // unless it restores the configuration only.
+    let writes_mail =
+        !mail_folders.is_empty() || (item_folders.is_empty() && plan.config.is_none());
     if writes_mail {
         target.check_write_access(&mailbox).await?;
     }
@@ -1170,6 +1263,7 @@ async fn run_plan(
         attachments: 0,
         attachment_bytes: 0,
         folders: Vec::new(),
+        config: Vec::new(),
     };
     let mut run = Run {
         plan,
@@ -1206,6 +1300,26 @@ async fn run_plan(
         && !stopped
     {
         run.import_folders(&importer, &item_folders).await?;
+    }
+    // The configuration last: rules that move mail then find the folders an in-place
+    // restore of the same run created.
+    if let (Some(c), Some(planned)) = (&config, &plan.config)
+        && !run.summary.cancelled
+    {
+        if cancel.is_requested() {
+            run.summary.cancelled = true;
+        } else {
+            let step = config::ConfigRun {
+                target: c.as_ref(),
+                repo,
+                mailbox: &mailbox,
+                reporter,
+                label: &run.label,
+            };
+            step.run(planned, &mut run.summary)
+                .instrument(tracing::info_span!("configuration"))
+                .await?;
+        }
     }
     let mut summary = run.summary;
     summary.complete = !summary.cancelled
@@ -1246,6 +1360,7 @@ mod tests {
             attachments: 0,
             attachment_bytes: 0,
             folders: Vec::new(),
+            config: Vec::new(),
         };
         assert!(!s.is_partial());
         s.failed = 1;
