@@ -210,6 +210,7 @@ fn configuration_is_added_where_missing_and_settings_change_only_when_asked() {
     );
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(doc["config"]["overwriteSettings"], false, "{doc}");
+    super::json_schemas::validate("restorePlan", &doc).expect("documented plan");
     assert_eq!(sim.handle.dump_pim(&other).expect("dump"), other_before);
 
     // Into another mailbox, settings untouched.
@@ -220,6 +221,7 @@ fn configuration_is_added_where_missing_and_settings_change_only_when_asked() {
     );
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(doc["failed"], 0, "{doc}");
+    super::json_schemas::validate("restore", &doc).expect("documented summary");
     assert_eq!(
         entries(&doc, "created"),
         ["category:Purple category", "rule:Receipts to their folder"],

@@ -386,6 +386,24 @@ fn refuse_other_kinds_in_place(
     Ok(())
 }
 
+/// The restore root's name: `--root NAME`, `Restore-<snapshot time>`, or none in place.
+fn root_name(
+    destination: &Destination,
+    started: DateTime<Utc>,
+) -> Result<Option<String>, RestoreError> {
+    Ok(match destination {
+        Destination::InPlace => None,
+        Destination::NamedRoot(name) if name.trim().is_empty() => {
+            return Err(Error::InvalidInput {
+                reason: "the restore root folder name is empty".into(),
+            }
+            .into());
+        }
+        Destination::NamedRoot(name) => Some(name.trim().to_owned()),
+        Destination::Root => Some(format!("Restore-{}", started.format("%Y-%m-%dT%H-%M-%S"))),
+    })
+}
+
 /// Work out what to restore: reads the snapshot and its folder lists, writes nothing,
 /// contacts no mailbox.
 pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePlan, RestoreError> {
@@ -464,20 +482,7 @@ pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePla
     }
     folders.sort_by_key(|f| f.target_path.len());
     refuse_other_kinds_in_place(in_place, &folders)?;
-    let root = match &opts.destination {
-        Destination::InPlace => None,
-        Destination::NamedRoot(name) if name.trim().is_empty() => {
-            return Err(Error::InvalidInput {
-                reason: "the restore root folder name is empty".into(),
-            }
-            .into());
-        }
-        Destination::NamedRoot(name) => Some(name.trim().to_owned()),
-        Destination::Root => Some(format!(
-            "Restore-{}",
-            record.started.format("%Y-%m-%dT%H-%M-%S")
-        )),
-    };
+    let root = root_name(&opts.destination, record.started)?;
     let config = plan_config(repo, record, opts, &well_known).await?;
     // Configuration alone creates no folder: there is no root to name.
     let root = if folders.is_empty() && config.is_some() {
