@@ -34,6 +34,7 @@ use std::collections::HashSet;
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Serialize;
@@ -572,9 +573,85 @@ trait AsyncSink {
 // ----- eml-zip ---------------------------------------------------------------------------------
 
 struct ZipSink<W: Write + Seek + Send + 'static> {
-    zip: Option<zip::ZipWriter<W>>,
+    zip: Option<zip::ZipWriter<ZipOut<W>>>,
     names: HashSet<String>,
     label: String,
+    /// Set when the export fails: the writer's sink then takes nothing more (see [`ZipOut`]).
+    abandoned: Arc<AtomicBool>,
+}
+
+/// The zip writer's sink. `zip::ZipWriter` finishes itself when it is dropped unfinished,
+/// and prints to stderr when that fails — on a full disk "ZipWriter drop failed: …
+/// StorageFull" beside Atlas's own error. So once a write to the real sink has failed, or
+/// the export failed elsewhere (the shared `abandoned` flag), the sink is abandoned: it
+/// writes nothing more and answers as a file would (from a position and length of its
+/// own), so that the drop's finish succeeds silently and the real sink, which the caller
+/// discards, is left as it was.
+struct ZipOut<W> {
+    inner: W,
+    abandoned: Arc<AtomicBool>,
+    pos: u64,
+    len: u64,
+}
+
+impl<W: Write + Seek> ZipOut<W> {
+    /// `inner` positioned at its end (a new file, an empty buffer).
+    fn new(mut inner: W, abandoned: Arc<AtomicBool>) -> std::io::Result<Self> {
+        let pos = inner.stream_position()?;
+        Ok(Self {
+            inner,
+            abandoned,
+            pos,
+            len: pos,
+        })
+    }
+
+    fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Relaxed)
+    }
+
+    /// The first failure abandons the sink; the error goes to the zip writer (and from it
+    /// to the export) as it is.
+    fn failed(&self, e: std::io::Error) -> std::io::Error {
+        self.abandoned.store(true, Ordering::Relaxed);
+        e
+    }
+}
+
+impl<W: Write + Seek> Write for ZipOut<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = if self.is_abandoned() {
+            buf.len()
+        } else {
+            self.inner.write(buf).map_err(|e| self.failed(e))?
+        };
+        self.pos += n as u64;
+        self.len = self.len.max(self.pos);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.is_abandoned() {
+            return Ok(());
+        }
+        self.inner.flush().map_err(|e| self.failed(e))
+    }
+}
+
+impl<W: Write + Seek> Seek for ZipOut<W> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        use std::io::SeekFrom;
+        self.pos = if self.is_abandoned() {
+            match to {
+                SeekFrom::Start(p) => p,
+                SeekFrom::End(d) => self.len.saturating_add_signed(d),
+                SeekFrom::Current(d) => self.pos.saturating_add_signed(d),
+            }
+        } else {
+            self.inner.seek(to).map_err(|e| self.failed(e))?
+        };
+        Ok(self.pos)
+    }
 }
 
 impl<W: Write + Seek + Send + 'static> AsyncSink for ZipSink<W> {
@@ -613,11 +690,20 @@ impl<W: Write + Seek + Send + 'static> AsyncSink for ZipSink<W> {
             .ok_or_else(|| Error::invalid("zip writer already failed"))?;
         let data = item.data;
         let label = self.label.clone();
-        let zip = tokio::task::spawn_blocking(move || -> Result<zip::ZipWriter<W>> {
-            zip.start_file(name, options)
-                .map_err(|e| zip_error(&label, e))?;
-            zip.write_all(&data).map_err(|e| io_error(&label, e))?;
-            Ok(zip)
+        let abandoned = self.abandoned.clone();
+        let zip = tokio::task::spawn_blocking(move || -> Result<zip::ZipWriter<ZipOut<W>>> {
+            let written = zip
+                .start_file(name, options)
+                .map_err(|e| zip_error(&label, e))
+                .and_then(|()| zip.write_all(&data).map_err(|e| io_error(&label, e)));
+            match written {
+                Ok(()) => Ok(zip),
+                Err(e) => {
+                    // Dropped here, unfinished: nothing more goes to the sink.
+                    abandoned.store(true, Ordering::Relaxed);
+                    Err(e)
+                }
+            }
         })
         .await
         .map_err(|e| Error::task(&e))??;
@@ -657,23 +743,39 @@ pub async fn write_eml_zip<W: Write + Seek + Send + 'static>(
     sink: W,
     label: &str,
 ) -> Result<(SaveSummary, W)> {
-    let mut writer = zip::ZipWriter::new(sink);
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let out = ZipOut::new(sink, abandoned.clone()).map_err(|e| io_error(label, e))?;
+    let mut writer = zip::ZipWriter::new(out);
     writer.set_comment(ZIP_COMMENT);
     let mut z = ZipSink {
         zip: Some(writer),
         names: HashSet::new(),
         label: label.to_owned(),
+        abandoned: abandoned.clone(),
     };
-    let sum = walk(repo, opts, &mut z).await?;
+    let sum = match walk(repo, opts, &mut z).await {
+        Ok(sum) => sum,
+        Err(e) => {
+            abandoned.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+    };
     let zip = z
         .zip
         .take()
         .ok_or_else(|| Error::invalid("zip writer already failed"))?;
     let label = label.to_owned();
+    // A finish that fails is followed by the drop's own try; the write that failed has
+    // abandoned the sink already (`ZipOut::failed`), so that try writes nothing.
     let w = tokio::task::spawn_blocking(move || zip.finish().map_err(|e| zip_error(&label, e)))
         .await
         .map_err(|e| Error::task(&e))??;
-    Ok((sum, w))
+    if w.is_abandoned() {
+        return Err(Error::invalid(
+            "the zip writer went on after its sink failed",
+        ));
+    }
+    Ok((sum, w.inner))
 }
 
 impl<S: AsyncSink> AsyncSink for &mut S {

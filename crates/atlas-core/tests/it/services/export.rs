@@ -431,15 +431,35 @@ async fn bad_input_and_failures_leave_no_output() {
     assert_eq!(names, vec![std::ffi::OsString::from("a.zip")]);
 }
 
-/// A sink that fails like a full disk after `room` bytes.
+/// A sink that fails like a full disk after `room` bytes, and counts the writes and seeks
+/// it is asked for once it has refused one.
 struct FullDisk {
     inner: std::io::Cursor<Vec<u8>>,
     room: usize,
+    after_full: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FullDisk {
+    fn is_full(&self) -> bool {
+        self.after_full.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+
+    fn touched(&self) {
+        if self.is_full() {
+            self.after_full
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 impl Write for FullDisk {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.touched();
         if self.inner.get_ref().len() + buf.len() > self.room {
+            if !self.is_full() {
+                self.after_full
+                    .store(1, std::sync::atomic::Ordering::Relaxed);
+            }
             return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
         }
         self.inner.write(buf)
@@ -451,16 +471,22 @@ impl Write for FullDisk {
 
 impl std::io::Seek for FullDisk {
     fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.touched();
         self.inner.seek(pos)
     }
 }
 
+/// Also: once the disk is full nothing more is written. The zip writer, dropped
+/// unfinished, used to finish itself into the full sink and print "ZipWriter drop failed"
+/// on stderr beside Atlas's own error.
 #[tokio::test]
 async fn disk_full_while_saving_is_reported_as_storage_full() {
     let (_s, repo, id) = sample_repo().await;
+    let after_full = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let sink = FullDisk {
         inner: std::io::Cursor::new(Vec::new()),
         room: 2000,
+        after_full: after_full.clone(),
     };
     let r = write_eml_zip(&repo, &opts(id, ExportFormat::EmlZip), sink, "disk").await;
     assert!(
@@ -472,6 +498,11 @@ async fn disk_full_while_saving_is_reported_as_storage_full() {
         ),
         "{:?}",
         r.err()
+    );
+    assert_eq!(
+        after_full.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the sink was written or moved in after it was full"
     );
 }
 
