@@ -727,6 +727,12 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub overwrite_settings: bool,
 
+    /// Create messages from their MIME even when they were backed up with --fidelity full
+    /// (by default such messages are imported from their export stream, an exact copy;
+    /// that needs MailboxItem.ImportExport.All, without which MIME is used)
+    #[arg(long)]
+    pub from_mime: bool,
+
     /// Show what would be restored and write nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -174,6 +174,7 @@ pub async fn restore(
         .into());
     }
     opts.overwrite_settings = args.overwrite_settings;
+    opts.from_mime = args.from_mime;
     opts.destination = match (&args.root, args.in_place) {
         (Some(name), _) => Destination::NamedRoot(name.clone()),
         (None, true) => Destination::InPlace,
@@ -231,7 +232,11 @@ pub async fn restore(
     let client = graph_client(&graph_settings)?;
     let graph = GraphTarget::new(client.clone());
     let target: Arc<dyn MailTarget> = Arc::new(graph.clone());
-    let importer = if planned.folders.iter().any(|f| !f.kind.is_mail()) {
+    let importer = if planned
+        .folders
+        .iter()
+        .any(|f| !f.kind.is_mail() || planned.imports_mail(f))
+    {
         Some(Importer {
             target: Arc::new(graph),
             ledger: Arc::new(FileLedger::for_plan(&planned)?),

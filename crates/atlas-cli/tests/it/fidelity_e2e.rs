@@ -264,3 +264,165 @@ fn full_fidelity_keeps_every_messages_stream_and_exports_only_what_changed() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 }
+
+/// A message as the simulator keeps it, without where it is (ids, folder).
+fn message_identity(m: &atlas_sim::MessageDump) -> serde_json::Value {
+    let mut v = serde_json::to_value(m).expect("json");
+    if let Some(o) = v.as_object_mut() {
+        for k in [
+            "id",
+            "immutableId",
+            "immutable_id",
+            "folderId",
+            "folder_id",
+            "folderPath",
+            "folder_path",
+        ] {
+            o.remove(k);
+        }
+    }
+    v
+}
+
+#[test]
+fn full_fidelity_mail_is_restored_from_its_stream_and_from_mime_only_when_asked() {
+    let sim = Sim::start(Sim::tenant(
+        4,
+        25,
+        &[
+            roles::USER_READ_ALL,
+            roles::MAIL_READ_WRITE,
+            roles::MAILBOX_FOLDER_READ_ALL,
+            roles::MAILBOX_ITEM_READ_ALL,
+            roles::MAILBOX_ITEM_IMPORT_EXPORT_ALL,
+        ],
+    ));
+    let sandbox = Sandbox::new();
+    let users = sim.licensed_users();
+    let (upn, other) = (users[0].clone(), users[1].clone());
+    assert_eq!(
+        sandbox
+            .against(&sim)
+            .arg("init")
+            .output()
+            .expect("runs")
+            .status
+            .code(),
+        Some(0)
+    );
+    backup(&sim, &sandbox, &upn, &["--fidelity", "full"]);
+    let source = sim.handle.dump_mailbox(&upn).expect("dump").messages;
+    assert!(
+        stored(&sim, &sandbox, &upn)
+            .values()
+            .all(|m| stream_of(m).is_some())
+    );
+
+    let restore = |extra: &[&str]| {
+        sim.handle.reset_counters();
+        let out = sandbox
+            .against(&sim)
+            .args([
+                "--json", "restore", "-m", &upn, "-T", &other, "--kinds", "mail",
+            ])
+            .args(extra)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+        let doc = super::json_schemas::assert_schema("restore", &out);
+        let c = sim.handle.counters();
+        (
+            doc,
+            c.kind("import_item").requests,
+            c.kind("create_message").requests,
+        )
+    };
+    let (doc, imports, creates) = restore(&[]);
+    assert_eq!(doc["complete"], true, "{doc}");
+    assert_eq!(doc["created"].as_u64(), Some(source.len() as u64), "{doc}");
+    assert_eq!(imports, source.len() as u64, "one import per message");
+    assert_eq!(creates, 0, "no message created from MIME");
+    let root = doc["root"].as_str().expect("root").to_owned();
+    let restored: Vec<atlas_sim::MessageDump> = sim
+        .handle
+        .dump_mailbox(&other)
+        .expect("dump")
+        .messages
+        .into_iter()
+        .filter(|m| m.folder_path.starts_with(&format!("{root}/")))
+        .collect();
+    let mut want: Vec<String> = source
+        .iter()
+        .map(|m| format!("{}|{}", m.folder_path, message_identity(m)))
+        .collect();
+    let mut got: Vec<String> = restored
+        .iter()
+        .map(|m| {
+            let path = m
+                .folder_path
+                .strip_prefix(&format!("{root}/"))
+                .unwrap_or_default();
+            format!("{path}|{}", message_identity(m))
+        })
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w, "a restored message differs from its source");
+    }
+
+    // Again: nothing is imported twice.
+    let (doc, imports, creates) = restore(&[]);
+    assert_eq!(doc["created"], 0, "{doc}");
+    assert_eq!(doc["skipped"].as_u64(), Some(source.len() as u64), "{doc}");
+    assert_eq!((imports, creates), (0, 0));
+
+    // --from-mime creates them from MIME instead.
+    let (doc, imports, creates) = restore(&["--from-mime", "--root", "From MIME"]);
+    assert_eq!(doc["complete"], true, "{doc}");
+    assert_eq!(imports, 0);
+    assert_eq!(creates, source.len() as u64);
+}
+
+#[test]
+fn without_the_import_permission_full_fidelity_mail_is_restored_from_mime_with_a_warning() {
+    let sim = Sim::start(Sim::tenant(
+        4,
+        10,
+        &[
+            roles::USER_READ_ALL,
+            roles::MAIL_READ_WRITE,
+            roles::MAILBOX_FOLDER_READ_ALL,
+            roles::MAILBOX_ITEM_READ_ALL,
+            roles::MAILBOX_ITEM_EXPORT_ALL,
+        ],
+    ));
+    let sandbox = Sandbox::new();
+    let users = sim.licensed_users();
+    let (upn, other) = (users[0].clone(), users[1].clone());
+    assert_eq!(
+        sandbox
+            .against(&sim)
+            .arg("init")
+            .output()
+            .expect("runs")
+            .status
+            .code(),
+        Some(0)
+    );
+    backup(&sim, &sandbox, &upn, &["--fidelity", "full"]);
+    let count = sim.handle.dump_mailbox(&upn).expect("dump").messages.len() as u64;
+    sim.handle.reset_counters();
+    let out = sandbox
+        .against(&sim)
+        .args(["restore", "-m", &upn, "-T", &other, "--kinds", "mail"])
+        .output()
+        .expect("runs");
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("MailboxItem.ImportExport.All"), "{text}");
+    let c = sim.handle.counters();
+    assert_eq!(c.kind("import_item").requests, 0);
+    assert_eq!(c.kind("create_message").requests, count);
+}

@@ -214,7 +214,7 @@ impl Run<'_> {
         let target = importer.target.clone();
         let mailbox = self.ctx.mailbox.clone();
         let target_path = format!("{}: {}", pf.kind, joined(Some(root), &pf.target_path));
-        let Some(mut result) = self.open_folder(pf, &target_path) else {
+        let Some(result) = self.open_folder(pf, &target_path) else {
             return Ok(Next::Stop);
         };
         let folder = match resolved.resolve(target.as_ref(), &mailbox, root, pf).await {
@@ -223,6 +223,50 @@ impl Run<'_> {
                 return self.leave_folder(pf, result, "target folder could not be created", e);
             }
         };
+        self.import_into(importer, records, pf, &target_path, result, &folder)
+            .await
+    }
+
+    /// Restore a mail folder whose messages all have their full-fidelity export stream
+    /// stored (`--fidelity full`): the folder is found or created like any mail folder
+    /// (under the restore root, same path), and each message is imported from its stream
+    /// with the ledger, as other kinds are — an exact copy, not a reconstruction from
+    /// MIME.
+    pub(super) async fn import_mail_folder(
+        &mut self,
+        importer: &Importer,
+        records: &mut Vec<LedgerRecord>,
+        resolver: &mut super::FolderResolver<'_>,
+        pf: &PlannedFolder,
+    ) -> Result<Next, RestoreError> {
+        let target_path = joined(self.plan.root.as_deref(), &pf.target_path);
+        let Some(result) = self.open_folder(pf, &target_path) else {
+            return Ok(Next::Stop);
+        };
+        let folder = match resolver.resolve(&pf.target_path).await {
+            Ok(id) => id,
+            Err(e) => {
+                return self.leave_folder(pf, result, "target folder could not be created", e);
+            }
+        };
+        self.import_into(importer, records, pf, &target_path, result, &folder)
+            .await
+    }
+
+    /// Import a folder's items into `folder` with the ledger, then verify it.
+    async fn import_into(
+        &mut self,
+        importer: &Importer,
+        records: &mut Vec<LedgerRecord>,
+        pf: &PlannedFolder,
+        target_path: &str,
+        mut result: super::FolderResult,
+        folder: &FolderId,
+    ) -> Result<Next, RestoreError> {
+        let target = importer.target.clone();
+        let mailbox = self.ctx.mailbox.clone();
+        let folder = folder.clone();
+        let target_path = target_path.to_owned();
         // Without the listing nothing can be checked for duplicates: leave the folder.
         let listing: HashSet<ItemId> = match target.list_folder_items(&mailbox, &folder).await {
             Ok(l) => l.into_iter().collect(),

@@ -114,6 +114,9 @@ pub struct RestoreOptions {
     /// language …) over the target's (`--overwrite-settings`); without it a configuration
     /// restore adds categories and rules only.
     pub overwrite_settings: bool,
+    /// Create every message from its MIME even when its full-fidelity export stream is
+    /// stored (`--from-mime`).
+    pub from_mime: bool,
 }
 
 /// What a restore covers when `--kinds` is not given: mail, calendars, contacts, tasks
@@ -134,6 +137,7 @@ impl RestoreOptions {
             messages_in_flight: 4,
             kinds: DEFAULT_RESTORE_KINDS,
             overwrite_settings: false,
+            from_mime: false,
         }
     }
 }
@@ -194,6 +198,9 @@ pub struct RestorePlan {
     /// The mailbox configuration to restore (`--kinds config`), when the snapshot has it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<PlannedConfig>,
+    /// Messages are created from MIME even where their export stream is stored.
+    #[serde(skip)]
+    pub from_mime: bool,
 }
 
 /// A message that is not (completely) in the target after the restore.
@@ -504,6 +511,7 @@ pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePla
         folders,
         messages_in_flight: opts.messages_in_flight.max(1),
         config,
+        from_mime: opts.from_mime,
     })
 }
 
@@ -1184,6 +1192,26 @@ pub async fn execute_all(
         .await
 }
 
+impl RestorePlan {
+    /// Whether a mail folder is restored from its messages' export streams: every selected
+    /// message has one (`--fidelity full`), `--from-mime` was not given, and the restore
+    /// goes under a root. In place, mail is always created from MIME: an import carries no
+    /// restore mark, and in place the marks and `internetMessageId` are how a rerun tells
+    /// restored messages from ones that were never deleted; a folder with some messages
+    /// lacking a stream is created from MIME as a whole, so the ledger and the marks never
+    /// share a folder.
+    pub fn imports_mail(&self, pf: &PlannedFolder) -> bool {
+        pf.kind.is_mail()
+            && !self.from_mime
+            && self.root.is_some()
+            && !pf.items.is_empty()
+            && pf
+                .items
+                .iter()
+                .all(|m| m.content_of(crate::model::ContentKind::Export).is_some())
+    }
+}
+
 /// The importer, when the plan needs one (and an error when it does and there is none).
 fn importer_for(
     importer: Option<Importer>,
@@ -1216,7 +1244,13 @@ async fn run_plan(
         plan.folders.iter().filter(|f| f.kind.is_mail()).collect();
     let item_folders: Vec<&PlannedFolder> =
         plan.folders.iter().filter(|f| !f.kind.is_mail()).collect();
-    let importer = importer_for(importer, !item_folders.is_empty())?;
+    let wants_streams = mail_folders.iter().any(|f| plan.imports_mail(f));
+    // Mail with streams uses the importer when there is one, MIME otherwise.
+    let importer = match importer_for(importer, !item_folders.is_empty() || wants_streams) {
+        Ok(i) => i,
+        Err(_) if item_folders.is_empty() => None,
+        Err(e) => return Err(e),
+    };
     let config = match (config, &plan.config) {
         (Some(c), Some(_)) => Some(c),
         (_, None) => None,
@@ -1230,8 +1264,18 @@ async fn run_plan(
         }
     };
     let mailbox = target.resolve_mailbox(&plan.target_mailbox).await?;
+    let mut importer = importer;
+    let mut streams_refused = None;
     if let Some(i) = &importer {
-        i.target.check_import_access(&mailbox).await?;
+        match i.target.check_import_access(&mailbox).await {
+            Ok(()) => {}
+            // Mail has MIME to fall back on; other kinds have nothing else.
+            Err(TargetError::PermissionDenied { permission, .. }) if item_folders.is_empty() => {
+                streams_refused = Some(permission);
+                importer = None;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     if let Some(c) = &config {
         c.check_config_access(&mailbox).await?;
@@ -1249,6 +1293,15 @@ async fn run_plan(
         mailbox: label.clone(),
         folders: plan.folders.len(),
     });
+    if let Some(permission) = streams_refused {
+        reporter.report(Event::Warning {
+            mailbox: Some(label.clone()),
+            message: format!(
+                "messages backed up in full fidelity are restored from their MIME: importing \
+                 their export streams needs the {permission} application permission"
+            ),
+        });
+    }
     let root_id = match &plan.root {
         Some(name) if writes_mail => Some(target.ensure_folder(&mailbox, None, name).await?.id),
         _ => None,
@@ -1291,12 +1344,21 @@ async fn run_plan(
         cache: HashMap::new(),
     };
     let mut stopped = false;
+    let mut records = match &importer {
+        Some(i) if wants_streams => i.ledger.load().await?,
+        _ => Vec::new(),
+    };
     for pf in mail_folders {
         let span = tracing::info_span!("folder", folder = %pf.source_path);
-        if matches!(
-            run.folder(&mut resolver, pf).instrument(span).await?,
-            Next::Stop
-        ) {
+        let next = match &importer {
+            Some(i) if plan.imports_mail(pf) => {
+                run.import_mail_folder(i, &mut records, &mut resolver, pf)
+                    .instrument(span)
+                    .await?
+            }
+            _ => run.folder(&mut resolver, pf).instrument(span).await?,
+        };
+        if matches!(next, Next::Stop) {
             stopped = true;
             break;
         }
