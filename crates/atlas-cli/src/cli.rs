@@ -678,6 +678,7 @@ fn probability(s: &str) -> Result<f64, String> {
 
 /// `atlas restore` options.
 #[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // Independent command-line switches.
 pub struct RestoreArgs {
     #[command(flatten)]
     pub source: SnapshotChoice,
