@@ -40,6 +40,9 @@ struct LockLine {
     expires: Option<DateTime<Utc>>,
     /// `valid`, `expired`, `holderGone` or `unreadable`.
     standing: Standing,
+    /// How many mailboxes a backup run's lease names (0: another lease); for the text.
+    #[serde(skip)]
+    run_mailboxes: usize,
 }
 
 impl From<&LockEntry> for LockLine {
@@ -50,6 +53,7 @@ impl From<&LockEntry> for LockLine {
             owner: e.info.as_ref().map(|i| i.owner.clone()),
             expires: e.info.as_ref().map(|i| i.expires),
             standing: e.standing,
+            run_mailboxes: e.info.as_ref().map_or(0, |i| i.run_mailboxes),
         }
     }
 }
@@ -67,6 +71,9 @@ fn describe(l: &LockLine) -> String {
     let what = match (&l.kind, &l.mailbox) {
         (&"prune", _) => "prune lock".to_owned(),
         (_, Some(m)) => format!("lease of {}", sanitize(m)),
+        (_, None) if l.run_mailboxes > 0 => {
+            format!("lease of a backup run of {} mailboxes", l.run_mailboxes)
+        }
         (_, None) => "mailbox lease".to_owned(),
     };
     let why = match l.standing {

@@ -30,8 +30,11 @@ pub(crate) const INDEX_PREFIX: &str = "index/";
 pub(crate) const MAILBOX_PREFIX: &str = "mailboxes/";
 /// Prefix of snapshot records (`snapshots/<mailbox name>/<time>_<uuid>`).
 pub(crate) const SNAPSHOT_PREFIX: &str = "snapshots/";
-/// Prefix of mailbox leases (`locks/<mailbox name>`).
+/// Prefix of mailbox leases (`locks/<mailbox name>`) and tenant-run leases.
 pub(crate) const LOCK_PREFIX: &str = "locks/";
+/// Prefix of tenant-run leases (`locks/run-<32 hex>`), inside [`LOCK_PREFIX`] so that
+/// everything that waits for mailbox leases (prune) waits for them too.
+pub(crate) const RUN_LOCK_PREFIX: &str = "locks/run-";
 
 /// `mailboxes/<mailbox name>`.
 pub(crate) fn mailbox_record_key(mailbox_name: &str) -> String {

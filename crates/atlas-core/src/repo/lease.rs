@@ -35,7 +35,7 @@
 //! (a suspended machine) can overwrite a taker's lease on waking; the taker's next renewal
 //! or commit then fails with [`Error::LeaseLost`] instead of committing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -43,7 +43,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::crypto::ObjectType;
-use super::layout::LOCK_PREFIX;
+use super::layout::{LOCK_PREFIX, RUN_LOCK_PREFIX};
 use super::{Repository, store_key};
 use crate::error::{Error, Result};
 use crate::model::MailboxId;
@@ -65,6 +65,10 @@ pub(crate) struct LeaseRecord {
     /// `atlas unlock` to say what it removes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) mailbox: Option<String>,
+    /// The keyed names (`<mailbox name>`, FORMAT §1) of the mailboxes a tenant-run lease
+    /// covers; empty (and not written) in a mailbox lease and the prune lock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) mailbox_names: Vec<String>,
 }
 
 /// A lease as reported to callers.
@@ -80,6 +84,8 @@ pub struct LeaseInfo {
     pub mailbox: Option<String>,
     /// The holding process, when the writer recorded it.
     pub process: Option<HolderProcess>,
+    /// How many mailboxes a tenant run's lease names (0 for any other lease).
+    pub run_mailboxes: usize,
 }
 
 impl From<&LeaseRecord> for LeaseInfo {
@@ -90,6 +96,7 @@ impl From<&LeaseRecord> for LeaseInfo {
             expires: r.expires,
             mailbox: r.mailbox.clone(),
             process: r.process.clone(),
+            run_mailboxes: r.mailbox_names.len(),
         }
     }
 }
@@ -456,6 +463,9 @@ pub(crate) async fn clear_if_stale(
 fn describe(key: &str, r: &LeaseRecord) -> String {
     match &r.mailbox {
         Some(m) => format!("lease of mailbox {m}"),
+        None if !r.mailbox_names.is_empty() => {
+            format!("lease of a run of {} mailboxes", r.mailbox_names.len())
+        }
         None if key == super::prune::PRUNE_LOCK_KEY => "prune lock".to_owned(),
         None => format!("lease {key}"),
     }
@@ -468,14 +478,17 @@ pub(crate) async fn acquire(
     owner: &str,
     clock: &dyn Clock,
 ) -> Result<Arc<Held>> {
-    acquire_key(
-        repo,
-        &repo.lease_key(mailbox),
-        owner,
-        Some(mailbox.address()),
-        clock,
-    )
-    .await
+    let key = repo.lease_key(mailbox);
+    let held = acquire_key(repo, &key, owner, Some(mailbox.address()), clock).await?;
+    // Checked *after* our lease exists, while a tenant run creates its lease before it
+    // checks ours (`claim`): whichever of the two comes second sees the other.
+    match run_covering(repo, &repo.mailbox_key_name(mailbox), clock).await {
+        Ok(None) => Ok(held),
+        Ok(Some(e)) | Err(e) => {
+            let _ = release(repo, &held).await;
+            Err(e)
+        }
+    }
 }
 
 /// Create the lease object at `key` (create-if-absent) and register it for the heartbeat.
@@ -487,6 +500,18 @@ pub(crate) async fn acquire_key(
     key: &str,
     owner: &str,
     mailbox: Option<&str>,
+    clock: &dyn Clock,
+) -> Result<Arc<Held>> {
+    acquire_covering(repo, key, owner, mailbox, Vec::new(), clock).await
+}
+
+/// [`acquire_key`] with the mailbox names a tenant-run lease covers.
+async fn acquire_covering(
+    repo: &Repository,
+    key: &str,
+    owner: &str,
+    mailbox: Option<&str>,
+    mailbox_names: Vec<String>,
     clock: &dyn Clock,
 ) -> Result<Arc<Held>> {
     let ttl = ttl(repo)?;
@@ -501,6 +526,7 @@ pub(crate) async fn acquire_key(
             expires: now + ttl,
             process: process.clone(),
             mailbox: mailbox.map(str::to_owned),
+            mailbox_names: mailbox_names.clone(),
         };
         let sealed = repo.seal_json(ObjectType::Lease, key, &rec)?;
         match repo
@@ -602,4 +628,151 @@ pub(crate) async fn break_stale_key(
         .remove_lock(key, false, clock)
         .await?
         .and_then(|entry| entry.info))
+}
+
+/// The lease of one tenant run: one object (`locks/run-<32 hex>`) naming every mailbox
+/// the run may back up, instead of one lease object per mailbox (issue 13: at 300
+/// messages per mailbox those were a third of the objects a run wrote).
+///
+/// It protects what a mailbox lease protects, for each mailbox it names:
+///
+/// - **Prune** lists `locks/` after creating its lock and stops at any valid lease, this
+///   one included (it lives under the same prefix), so no prune overlaps the run.
+/// - **A mailbox lease** (`delete -m`, another single-mailbox writer, also from builds
+///   that predate run leases) is checked by each mailbox session when it begins
+///   ([`claim`]); a new writer taking a mailbox lease checks the run leases after taking
+///   it ([`acquire`]): whichever comes second sees the other.
+/// - **Another run** naming the same mailbox: each run lists the run leases right after
+///   creating its own and yields to the ones it saw ([`RunLease::earlier`]) for the
+///   mailboxes they name, for as long as they stay valid. Of two runs, the one created
+///   second always sees the first, so they never both write a mailbox; two runs created
+///   at the same moment both yield (that mailbox fails with [`Error::LeaseHeld`] in both,
+///   as it would for a mailbox lease in the way).
+///
+/// It is renewed by the heartbeat like every lease, and a commit checks it is still ours
+/// right before writing the snapshot record, exactly as with a mailbox lease.
+#[derive(Debug)]
+pub struct RunLease {
+    pub(crate) held: Arc<Held>,
+    names: BTreeSet<String>,
+    /// Run leases that existed when this one was created, with the mailboxes they name.
+    earlier: Vec<(String, BTreeSet<String>)>,
+}
+
+impl RunLease {
+    /// Whether the run covers `name` (a keyed mailbox name).
+    fn covers(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// Delete the lease (the run is over): see [`release`].
+    pub async fn release(&self, repo: &Repository) -> Result<()> {
+        release(repo, &self.held).await
+    }
+}
+
+/// Take the lease of a tenant run covering `mailboxes`; see [`RunLease`].
+pub(crate) async fn acquire_run(
+    repo: &Repository,
+    mailboxes: &[MailboxId],
+    owner: &str,
+    clock: &dyn Clock,
+) -> Result<RunLease> {
+    let names: BTreeSet<String> = mailboxes.iter().map(|m| repo.mailbox_key_name(m)).collect();
+    let mut id = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+    let key = format!("{RUN_LOCK_PREFIX}{}", hex::encode(id));
+    let held = acquire_covering(
+        repo,
+        &key,
+        owner,
+        None,
+        names.iter().cloned().collect(),
+        clock,
+    )
+    .await?;
+    let earlier = async {
+        let mut earlier = Vec::new();
+        for (other, names) in run_leases(repo, clock).await? {
+            if other != key {
+                earlier.push((other, names));
+            }
+        }
+        Ok::<_, Error>(earlier)
+    }
+    .await;
+    match earlier {
+        Ok(earlier) => Ok(RunLease {
+            held,
+            names,
+            earlier,
+        }),
+        Err(e) => {
+            let _ = release(repo, &held).await;
+            Err(e)
+        }
+    }
+}
+
+/// The valid run leases in the repository, with the mailboxes each names; stale ones are
+/// removed on the way (as prune does).
+async fn run_leases(
+    repo: &Repository,
+    clock: &dyn Clock,
+) -> Result<Vec<(String, BTreeSet<String>)>> {
+    let mut out = Vec::new();
+    for meta in repo.store().list(LOCK_PREFIX).await? {
+        let key = meta.key.as_str();
+        if !key.starts_with(RUN_LOCK_PREFIX) || clear_if_stale(repo, key, clock).await? {
+            continue;
+        }
+        if let Some(r) = read_record(repo, key).await? {
+            out.push((key.to_owned(), r.mailbox_names.into_iter().collect()));
+        }
+    }
+    Ok(out)
+}
+
+/// For a writer that has just taken the mailbox lease of `name`: the error to stop with
+/// if a valid run lease names that mailbox.
+async fn run_covering(repo: &Repository, name: &str, clock: &dyn Clock) -> Result<Option<Error>> {
+    for (key, names) in run_leases(repo, clock).await? {
+        if names.contains(name) {
+            if let Some(r) = read_record(repo, &key).await? {
+                return Ok(Some(held_error(&key, &r)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Before a session of `run` writes `mailbox`: fail with [`Error::LeaseHeld`] while a
+/// valid mailbox lease of it exists (a stale one is removed) or an earlier run that
+/// names it still holds its lease. Reads, never writes: the run's lease already names it.
+pub(crate) async fn claim(
+    repo: &Repository,
+    run: &RunLease,
+    mailbox: &MailboxId,
+    clock: &dyn Clock,
+) -> Result<()> {
+    let name = repo.mailbox_key_name(mailbox);
+    if !run.covers(&name) {
+        return Err(Error::invalid(
+            "the mailbox is not one of those the run's lease covers",
+        ));
+    }
+    let key = repo.lease_key(mailbox);
+    if !clear_if_stale(repo, &key, clock).await? {
+        if let Some(r) = read_record(repo, &key).await? {
+            return Err(held_error(&key, &r));
+        }
+    }
+    for (other, names) in &run.earlier {
+        if names.contains(&name) && !clear_if_stale(repo, other, clock).await? {
+            if let Some(r) = read_record(repo, other).await? {
+                return Err(held_error(other, &r));
+            }
+        }
+    }
+    Ok(())
 }

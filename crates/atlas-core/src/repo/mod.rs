@@ -64,7 +64,7 @@ pub use layout::{
     REPLICATION_STATUS_PREFIX,
 };
 pub(crate) use layout::{parse_snapshot_key, snapshot_key, store_key};
-pub use lease::{LeaseInfo, LockEntry, Standing};
+pub use lease::{LeaseInfo, LockEntry, RunLease, Standing};
 pub use pack::{PackEntry, PackId};
 pub use prune::{PruneOptions, PruneSummary};
 pub use purge::Removal;
@@ -342,7 +342,20 @@ impl Repository {
         owner: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<BackupSession> {
-        session::BackupSession::begin(self.clone(), mailbox.clone(), owner, clock, None).await
+        session::BackupSession::begin(self.clone(), mailbox.clone(), owner, clock, None, None).await
+    }
+
+    /// Take the lease of a tenant run that may back up `mailboxes`: one lease object for
+    /// the run instead of one per mailbox (see [`RunLease`]). Sessions begun with it
+    /// ([`Self::begin_backup_in`]) check that no other writer holds their mailbox and work
+    /// under it; the run releases it when it ends ([`RunLease::release`]).
+    pub async fn begin_run(
+        &self,
+        mailboxes: &[MailboxId],
+        owner: &str,
+        clock: &dyn Clock,
+    ) -> Result<RunLease> {
+        lease::acquire_run(self, mailboxes, owner, clock).await
     }
 
     /// A pack writer for the sessions of one tenant run to share ([`Self::begin_backup_in`]):
@@ -354,16 +367,25 @@ impl Repository {
         PackWriter::new(self)
     }
 
-    /// [`Self::begin_backup`], with the blobs going to a shared `writer`.
+    /// [`Self::begin_backup`], with the blobs going to a shared `writer`, and under the
+    /// tenant run's lease when `run` is given (instead of the mailbox's own).
     pub async fn begin_backup_in(
         &self,
         mailbox: &MailboxId,
         owner: &str,
         clock: Arc<dyn Clock>,
         writer: &PackWriter,
+        run: Option<&RunLease>,
     ) -> Result<BackupSession> {
-        session::BackupSession::begin(self.clone(), mailbox.clone(), owner, clock, Some(writer))
-            .await
+        session::BackupSession::begin(
+            self.clone(),
+            mailbox.clone(),
+            owner,
+            clock,
+            Some(writer),
+            run,
+        )
+        .await
     }
 
     /// The current lease of a mailbox, if any.

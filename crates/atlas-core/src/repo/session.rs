@@ -8,6 +8,12 @@
 //! them is stored and named by a written index file, and only then do the entries join
 //! the shared in-process index. `commit` flushes, writes the snapshot record and releases
 //! the lease: data → index → record, whoever else's blobs share the packs.
+//!
+//! A session on its own takes the mailbox's lease; a session of a tenant run works under
+//! the run's lease ([`RunLease`]), which it only reads (`lease::claim`) and never
+//! releases. The mailbox record is written right before the first snapshot record of the
+//! mailbox, and only when it is absent (a HEAD, not a write): an incremental writes no
+//! object for it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,7 +26,7 @@ use sha2::{Digest, Sha256};
 use super::budget::MemoryBudget;
 use super::chunks::ChunkList;
 use super::crypto::{self, FrameChecksum, ObjectType};
-use super::lease::{self, Held};
+use super::lease::{self, Held, RunLease};
 use super::writer::{Known, Member, PackWriter, Written};
 use super::{BlobKind, FolderItems, RepoSettings, Repository, snapshot_key, store_key};
 use crate::error::{Error, Result};
@@ -87,6 +93,9 @@ pub struct BackupSession {
     mailbox: MailboxId,
     clock: Arc<dyn Clock>,
     lease: Arc<Held>,
+    /// Whether `lease` is this session's own mailbox lease (released when it ends) rather
+    /// than its tenant run's (released by the run).
+    own_lease: bool,
     settings: RepoSettings,
     /// Whether this repository's format keeps a plaintext SHA-256 per blob (frames, chunk
     /// lists, records): before format 4. A repository keeps the format it was created
@@ -114,6 +123,7 @@ impl BackupSession {
         owner: &str,
         clock: Arc<dyn Clock>,
         writer: Option<&PackWriter>,
+        run: Option<&RunLease>,
     ) -> Result<Self> {
         let config = repo.require_config()?;
         let settings = config.settings;
@@ -122,7 +132,16 @@ impl BackupSession {
             Some(w) => w.clone(),
             None => PackWriter::new(&repo)?,
         };
-        let lease = lease::acquire(&repo, &mailbox, owner, clock.as_ref()).await?;
+        let (lease, own_lease) = match run {
+            Some(run) => {
+                lease::claim(&repo, run, &mailbox, clock.as_ref()).await?;
+                (Arc::clone(&run.held), false)
+            }
+            None => (
+                lease::acquire(&repo, &mailbox, owner, clock.as_ref()).await?,
+                true,
+            ),
+        };
         let budget = writer.budget().clone();
         let session = Self {
             _member: writer.join(),
@@ -132,6 +151,7 @@ impl BackupSession {
             mailbox,
             clock,
             lease,
+            own_lease,
             settings,
             sha256_checksums,
             needs: BTreeSet::new(),
@@ -141,7 +161,7 @@ impl BackupSession {
         // Everything after the lease must release it on failure, or the mailbox stays
         // blocked until expiry.
         if let Err(e) = session.prepare().await {
-            let _ = lease::release(&session.repo, &session.lease).await;
+            session.release_lease().await.ok();
             return Err(e);
         }
         Ok(session)
@@ -161,14 +181,38 @@ impl BackupSession {
         // After the check: a prune that finished before us has replaced index files, and
         // the refresh drops every cached entry of theirs.
         self.repo.refresh_index_report().await?;
+        Ok(())
+    }
+
+    /// Release the lease if it is this session's own (a run's lease outlives it).
+    async fn release_lease(&self) -> Result<()> {
+        if self.own_lease {
+            lease::release(&self.repo, &self.lease).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Write the mailbox record unless it exists: it names the mailbox for `list` and must
+    /// be there before the first snapshot record (FORMAT §8). A HEAD first, so that the
+    /// runs after the first write nothing for it (a create-if-absent put would be an
+    /// object write on every run, even when refused). Done right before the snapshot
+    /// record rather than at the start, so a run that commits nothing writes nothing for
+    /// it, and a record removed meanwhile (a `delete` by a build that does not know run
+    /// leases) is written again.
+    async fn ensure_mailbox_record(&self) -> Result<()> {
         let key = self.repo.mailbox_record_name(&self.mailbox);
+        let store_key = store_key(&key)?;
+        if self.repo.store().head(&store_key).await?.is_some() {
+            return Ok(());
+        }
         let sealed = self
             .repo
             .seal_json(ObjectType::Mailbox, &key, &self.mailbox)?;
         match self
             .repo
             .store()
-            .put(&store_key(&key)?, sealed, PutOptions::CREATE)
+            .put(&store_key, sealed, PutOptions::CREATE)
             .await
         {
             Ok(()) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
@@ -458,9 +502,9 @@ impl BackupSession {
             // The snapshot is committed; a lease that cannot be deleted now stays
             // registered and is released on the exit path (or expires), and the error
             // says the run did not end cleanly.
-            Ok(id) => lease::release(&self.repo, &self.lease).await.map(|()| id),
+            Ok(id) => self.release_lease().await.map(|()| id),
             Err(e) => {
-                let _ = lease::release(&self.repo, &self.lease).await;
+                let _ = self.release_lease().await;
                 Err(e)
             }
         }
@@ -479,6 +523,7 @@ impl BackupSession {
             }
         }
         lease::check_held(&self.repo, &self.lease).await?;
+        self.ensure_mailbox_record().await?;
         let id = SnapshotId::random();
         let key = snapshot_key(
             &self.repo.mailbox_key_name(&self.mailbox),
@@ -498,7 +543,7 @@ impl BackupSession {
     /// leave the mailbox blocked). The flush's error comes first.
     pub async fn release(mut self) -> Result<()> {
         let flushed = self.flush().await;
-        let released = lease::release(&self.repo, &self.lease).await;
+        let released = self.release_lease().await;
         flushed.and(released)
     }
 }

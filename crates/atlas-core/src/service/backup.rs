@@ -44,14 +44,14 @@ use tracing::Instrument as _;
 
 use crate::error::Result;
 use crate::model::{
-    ContentKind, ContentRef, FolderId, FolderSnapshot, ItemError, ItemId, ItemMeta, SnapshotId,
-    SnapshotRecord, SnapshotStatus,
+    ContentKind, ContentRef, FolderId, FolderSnapshot, ItemError, ItemId, ItemMeta, MailboxId,
+    SnapshotId, SnapshotRecord, SnapshotStatus,
 };
 use crate::ports::{
     Clock, ContentStream, DeltaCursor, DeltaNext, Event, FolderListing, FolderOptions,
     ItemMetadata, MailSource, Reporter, SourceError, SourceFolder, SourceItem, SourceMailbox,
 };
-use crate::repo::{BackupSession, BlobKind, Grant, MemoryBudget, PackWriter, Repository};
+use crate::repo::{BackupSession, BlobKind, Grant, MemoryBudget, PackWriter, Repository, RunLease};
 
 use super::catalog::path_selected;
 use super::{Cancel, Window};
@@ -1129,11 +1129,12 @@ pub async fn backup_mailbox(
         .await
 }
 
-/// [`backup_mailbox`] inside its span; `writer`: the tenant run's shared pack writer.
+/// [`backup_mailbox`] inside its span; `writer`: the tenant run's shared pack writer and
+/// its lease.
 #[allow(clippy::too_many_arguments)] // Internal: the public entry points bundle these.
 async fn run_mailbox(
     repo: &Repository,
-    writer: Option<&PackWriter>,
+    writer: Option<(&PackWriter, Option<&RunLease>)>,
     source: Arc<dyn MailSource>,
     mailbox: &SourceMailbox,
     opts: &BackupOptions,
@@ -1162,8 +1163,8 @@ async fn run_mailbox(
         .await
         .map_err(source_fatal)?;
     let mut session = match writer {
-        Some(w) => {
-            repo.begin_backup_in(&mailbox_id, &opts.lease_owner, Arc::clone(&clock), w)
+        Some((w, run)) => {
+            repo.begin_backup_in(&mailbox_id, &opts.lease_owner, Arc::clone(&clock), w, run)
                 .await?
         }
         None => {
@@ -1249,6 +1250,11 @@ pub struct MailboxOutcome {
 /// pack buffer is held instead of one per mailbox. A mailbox that finishes waits (holding
 /// its place among the `parallel`) until the pack holding its last blobs fills or every
 /// running mailbox has finished too, then commits after its data and index are stored.
+///
+/// The run holds one lease naming all of `mailboxes` ([`Repository::begin_run`]) instead
+/// of one per mailbox; a mailbox whose own lease another writer holds (or that an earlier
+/// run still covers) fails with [`crate::error::Error::LeaseHeld`] as before. If the run
+/// lease cannot be taken, each mailbox takes its own lease as a single backup does.
 #[allow(clippy::too_many_arguments)] // The shared handles of a run; a struct would only rename them.
 pub async fn backup_mailboxes(
     repo: &Repository,
@@ -1264,6 +1270,19 @@ pub async fn backup_mailboxes(
     // None only for a repository that is not initialised: each mailbox then fails as
     // `begin_backup` says.
     let writer = repo.pack_writer().ok();
+    let run = match &writer {
+        Some(_) if !mailboxes.is_empty() => {
+            let ids: Vec<MailboxId> = mailboxes.iter().map(|m| m.id.clone()).collect();
+            match repo
+                .begin_run(&ids, &opts.lease_owner, clock.as_ref())
+                .await
+            {
+                Ok(run) => Some(Arc::new(run)),
+                Err(e) => return without_run_lease(names, e),
+            }
+        }
+        _ => None,
+    };
     let semaphore = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let mut set = JoinSet::new();
     for (i, mailbox) in mailboxes.into_iter().enumerate() {
@@ -1275,6 +1294,7 @@ pub async fn backup_mailboxes(
         );
         let semaphore = Arc::clone(&semaphore);
         let writer = writer.clone();
+        let run = run.clone();
         set.spawn(async move {
             let address = mailbox.address().to_owned();
             let Ok(_permit) = semaphore.acquire_owned().await else {
@@ -1298,7 +1318,7 @@ pub async fn backup_mailboxes(
             let span = tracing::info_span!("mailbox", mailbox = %mailbox.address());
             let result = run_mailbox(
                 &repo,
-                writer.as_ref(),
+                writer.as_ref().map(|w| (w, run.as_deref())),
                 source,
                 &mailbox,
                 &opts,
@@ -1324,6 +1344,19 @@ pub async fn backup_mailboxes(
             Err(e) => tracing::error!("backup worker failed: {e}"),
         }
     }
+    // Every session is over (committed, released or failed): the run's lease goes. One
+    // that cannot be deleted now stays registered for the exit path (or expires), and the
+    // run must not look as if it ended cleanly: as when a mailbox lease could not be
+    // released after its commit, the last mailbox that succeeded reports the error
+    // instead (its snapshot is committed).
+    if let Some(run) = run {
+        if let Err(e) = run.release(repo).await {
+            tracing::warn!("releasing the run's lease: {e}");
+            if let Some(last) = out.iter_mut().rev().flatten().find(|o| o.result.is_ok()) {
+                last.result = Err(e);
+            }
+        }
+    }
     // A worker that panicked still gets a line: no mailbox silently drops out of the report.
     out.into_iter()
         .zip(names)
@@ -1334,6 +1367,26 @@ pub async fn backup_mailboxes(
                     reason: "backup worker panicked".into(),
                 }),
             })
+        })
+        .collect()
+}
+
+/// The outcomes of a run that could not take its lease (the store refused the write or
+/// could not be read): no mailbox was started. The first mailbox carries the error itself
+/// (its kind decides the exit status), the others a copy of its text.
+fn without_run_lease(names: Vec<String>, e: crate::error::Error) -> Vec<MailboxOutcome> {
+    let detail = format!("the run's lease could not be taken: {e}");
+    let mut first = Some(e);
+    names
+        .into_iter()
+        .map(|mailbox| MailboxOutcome {
+            mailbox,
+            result: Err(first.take().unwrap_or_else(|| {
+                crate::error::Error::Store(crate::ports::StoreError::Transient {
+                    key: "locks/".into(),
+                    detail: detail.clone(),
+                })
+            })),
         })
         .collect()
 }

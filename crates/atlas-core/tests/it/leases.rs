@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use atlas_core::Error;
 use atlas_core::model::MailboxId;
-use atlas_core::ports::{BlobStore, Clock as _, FixedProcesses, HolderProcess};
+use atlas_core::ports::{BlobStore, Clock as _, FixedProcesses, HolderProcess, MailSource as _};
 use atlas_core::repo::prune::{PruneOptions, prune};
 use atlas_core::repo::{Repository, Standing};
 use atlas_store::{FaultPlan, FaultStore};
@@ -656,4 +656,210 @@ async fn a_full_disk_during_prune_releases_its_lock() {
         .unwrap();
     prune(&healthy, &options, clock.as_ref()).await.unwrap();
     check_everything(inner).await.unwrap();
+}
+
+/// A tenant run (`backup_mailboxes`) of `tenant`'s mailboxes `only` (all when empty).
+async fn tenant_run(
+    repo: &Repository,
+    tenant: &atlas_core::testing::MemoryTenant,
+    only: &[&MailboxId],
+    clock: Arc<dyn atlas_core::ports::Clock>,
+) -> Vec<atlas_core::service::backup::MailboxOutcome> {
+    use atlas_core::service::Cancel;
+    use atlas_core::service::backup::{BackupOptions, backup_mailboxes};
+    let mut mailboxes = Vec::new();
+    for address in tenant.addresses() {
+        if only.is_empty() || only.iter().any(|m| m.address() == address) {
+            mailboxes.push(tenant.resolve_mailbox(&address).await.unwrap());
+        }
+    }
+    let opts = BackupOptions {
+        lease_owner: "run-host:7".into(),
+        ..BackupOptions::default()
+    };
+    backup_mailboxes(
+        repo,
+        Arc::new(tenant.clone()),
+        mailboxes,
+        &opts,
+        2,
+        clock,
+        Arc::new(atlas_core::ports::NullReporter),
+        Arc::new(Cancel::new()),
+    )
+    .await
+}
+
+/// Issue 13: a tenant run wrote a lease (put and delete) and a mailbox record (a
+/// create-if-absent put, refused but still a write) for every mailbox on every run: at
+/// 300 messages per mailbox a third of the objects of a full backup. Now one lease per
+/// run, and the mailbox record only when it is absent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_run_takes_one_lease_and_writes_each_mailbox_record_once() {
+    let fault = Arc::new(FaultStore::new(memory()));
+    let repo = new_repo(fault.clone()).await;
+    let tenant = atlas_core::testing::MemoryTenant::generate(5, 3, 4);
+    let clock = clock_at(t0());
+    for o in tenant_run(&repo, &tenant, &[], clock.clone()).await {
+        assert!(o.result.unwrap().complete, "{}", o.mailbox);
+    }
+    let store = fault.inner();
+    assert_eq!(store.list("mailboxes/").await.unwrap().len(), 3);
+    assert!(store.list("locks/").await.unwrap().is_empty(), "released");
+
+    // An unchanged incremental: the run's lease (put, delete) and one snapshot record per
+    // mailbox, nothing else (it was 3 × (lease put, lease delete, mailbox record put,
+    // snapshot record) = 12).
+    fault.arm(FaultPlan::new());
+    for o in tenant_run(
+        &repo,
+        &tenant,
+        &[],
+        clock_at(t0() + chrono::Duration::hours(1)),
+    )
+    .await
+    {
+        assert!(o.result.unwrap().complete, "{}", o.mailbox);
+    }
+    assert_eq!(fault.writes(), 2 + 3);
+
+    // A mailbox record that went missing (a `delete` by an older build racing the run)
+    // is written again before the mailbox's next snapshot record.
+    let mb = MailboxId::new(&tenant.addresses()[0]);
+    repo.delete_mailbox_record(&mb).await.unwrap();
+    for o in tenant_run(
+        &repo,
+        &tenant,
+        &[&mb],
+        clock_at(t0() + chrono::Duration::hours(2)),
+    )
+    .await
+    {
+        assert!(o.result.unwrap().complete, "{}", o.mailbox);
+    }
+    assert_eq!(store.list("mailboxes/").await.unwrap().len(), 3);
+    assert_eq!(repo.list_mailboxes().await.unwrap().len(), 3);
+}
+
+/// The run lease protects each mailbox it names exactly as a mailbox lease does: a
+/// mailbox another writer holds is refused (the others go on), a writer taking a mailbox
+/// lease (`delete -m`, a single backup) is refused while a run names it, prune waits, a
+/// later run yields to an earlier one, and an expired run lease blocks nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_lease_and_mailbox_leases_exclude_each_other() {
+    use atlas_core::service::retention::{DeleteTarget, execute_delete, plan_delete};
+    let store = memory();
+    let repo = new_repo(store.clone()).await;
+    let tenant = atlas_core::testing::MemoryTenant::generate(6, 2, 3);
+    let a = MailboxId::new(&tenant.addresses()[0]);
+    let b = MailboxId::new(&tenant.addresses()[1]);
+    let clock = clock_at(t0());
+
+    // A mailbox lease in the way: that mailbox fails, the other is backed up.
+    let single = repo
+        .begin_backup(&a, "host-a:1", clock.clone())
+        .await
+        .unwrap();
+    let out = tenant_run(&repo, &tenant, &[], clock.clone()).await;
+    let by = |m: &MailboxId| {
+        out.iter()
+            .find(|o| o.mailbox == m.address())
+            .map(|o| o.result.as_ref().map(|s| s.complete))
+    };
+    assert!(
+        matches!(by(&a), Some(Err(Error::LeaseHeld { owner, .. })) if owner == "host-a:1"),
+        "{out:?}"
+    );
+    assert!(matches!(by(&b), Some(Ok(true))), "{out:?}");
+    single.release().await.unwrap();
+    for o in tenant_run(&repo, &tenant, &[&a], clock.clone()).await {
+        assert!(o.result.unwrap().complete, "{}", o.mailbox);
+    }
+
+    // A run lease naming A (another process's run, still going).
+    let other = reopen(store).await;
+    let run = other
+        .begin_run(&[a.clone()], "run-host:9", clock.as_ref())
+        .await
+        .unwrap();
+    let err = repo
+        .begin_backup(&a, "host-a:1", clock.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::LeaseHeld { owner, .. } if owner == "run-host:9"),
+        "{err:?}"
+    );
+    assert!(
+        repo.lease_info(&a).await.unwrap().is_none(),
+        "the refused lease is gone"
+    );
+    // B is not named: its writers are not concerned.
+    repo.begin_backup(&b, "host-b:2", clock.clone())
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    let plan = plan_delete(&repo, &DeleteTarget::Mailbox(a.clone()))
+        .await
+        .unwrap();
+    let err = execute_delete(
+        &repo,
+        &plan,
+        "host-d:3",
+        clock.as_ref(),
+        &atlas_core::ports::NullReporter,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::LeaseHeld { .. }), "{err:?}");
+    assert_eq!(
+        repo.list_snapshots(&a).await.unwrap().len(),
+        1,
+        "nothing removed"
+    );
+    assert_eq!(repo.list_snapshots(&b).await.unwrap().len(), 1);
+    let err = prune(&repo, &PruneOptions::default(), clock.as_ref())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LeaseHeld { .. }), "{err:?}");
+    // A later run yields A to the earlier one and backs up B.
+    let out = tenant_run(&repo, &tenant, &[], clock.clone()).await;
+    let by = |m: &MailboxId| {
+        out.iter()
+            .find(|o| o.mailbox == m.address())
+            .map(|o| o.result.as_ref().map(|s| s.complete))
+    };
+    assert!(
+        matches!(by(&a), Some(Err(Error::LeaseHeld { .. }))),
+        "{out:?}"
+    );
+    assert!(matches!(by(&b), Some(Ok(true))), "{out:?}");
+    assert_eq!(repo.list_snapshots(&b).await.unwrap().len(), 2);
+
+    // Once the earlier run is over, A is free again.
+    run.release(&other).await.unwrap();
+    for o in tenant_run(&repo, &tenant, &[&a], clock.clone()).await {
+        assert!(o.result.unwrap().complete, "{}", o.mailbox);
+    }
+    // An expired run lease (its process stopped renewing it) blocks nobody.
+    let _dead = other
+        .begin_run(&[a.clone(), b.clone()], "run-host:9", clock.as_ref())
+        .await
+        .unwrap();
+    let later = clock_at(t0() + chrono::Duration::minutes(10));
+    for o in tenant_run(&repo, &tenant, &[], later.clone()).await {
+        assert!(o.result.unwrap().complete, "{}", o.mailbox);
+    }
+    repo.begin_backup(&a, "host-a:1", later.clone())
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    prune(&repo, &PruneOptions::default(), later.as_ref())
+        .await
+        .unwrap();
+    assert!(repo.list_locks(later.as_ref()).await.unwrap().is_empty());
 }
