@@ -690,6 +690,22 @@ async fn tenant_run(
     .await
 }
 
+/// Whether `m`'s run completed, or why it failed.
+fn outcome_of<'a>(
+    out: &'a [atlas_core::service::backup::MailboxOutcome],
+    m: &MailboxId,
+) -> Option<Result<bool, &'a Error>> {
+    out.iter()
+        .find(|o| o.mailbox == m.address())
+        .map(|o| o.result.as_ref().map(|s| s.complete))
+}
+
+fn assert_all_complete(out: Vec<atlas_core::service::backup::MailboxOutcome>) {
+    for o in out {
+        assert!(o.result.unwrap().complete, "{}", o.mailbox);
+    }
+}
+
 /// Issue 13: a tenant run wrote a lease (put and delete) and a mailbox record (a
 /// create-if-absent put, refused but still a write) for every mailbox on every run: at
 /// 300 messages per mailbox a third of the objects of a full backup. Now one lease per
@@ -761,25 +777,18 @@ async fn a_run_lease_and_mailbox_leases_exclude_each_other() {
         .await
         .unwrap();
     let out = tenant_run(&repo, &tenant, &[], clock.clone()).await;
-    let by = |m: &MailboxId| {
-        out.iter()
-            .find(|o| o.mailbox == m.address())
-            .map(|o| o.result.as_ref().map(|s| s.complete))
-    };
     assert!(
-        matches!(by(&a), Some(Err(Error::LeaseHeld { owner, .. })) if owner == "host-a:1"),
+        matches!(outcome_of(&out, &a), Some(Err(Error::LeaseHeld { owner, .. })) if owner == "host-a:1"),
         "{out:?}"
     );
-    assert!(matches!(by(&b), Some(Ok(true))), "{out:?}");
+    assert!(matches!(outcome_of(&out, &b), Some(Ok(true))), "{out:?}");
     single.release().await.unwrap();
-    for o in tenant_run(&repo, &tenant, &[&a], clock.clone()).await {
-        assert!(o.result.unwrap().complete, "{}", o.mailbox);
-    }
+    assert_all_complete(tenant_run(&repo, &tenant, &[&a], clock.clone()).await);
 
     // A run lease naming A (another process's run, still going).
     let other = reopen(store).await;
     let run = other
-        .begin_run(&[a.clone()], "run-host:9", clock.as_ref())
+        .begin_run(std::slice::from_ref(&a), "run-host:9", clock.as_ref())
         .await
         .unwrap();
     let err = repo
@@ -826,32 +835,23 @@ async fn a_run_lease_and_mailbox_leases_exclude_each_other() {
     assert!(matches!(err, Error::LeaseHeld { .. }), "{err:?}");
     // A later run yields A to the earlier one and backs up B.
     let out = tenant_run(&repo, &tenant, &[], clock.clone()).await;
-    let by = |m: &MailboxId| {
-        out.iter()
-            .find(|o| o.mailbox == m.address())
-            .map(|o| o.result.as_ref().map(|s| s.complete))
-    };
     assert!(
-        matches!(by(&a), Some(Err(Error::LeaseHeld { .. }))),
+        matches!(outcome_of(&out, &a), Some(Err(Error::LeaseHeld { .. }))),
         "{out:?}"
     );
-    assert!(matches!(by(&b), Some(Ok(true))), "{out:?}");
+    assert!(matches!(outcome_of(&out, &b), Some(Ok(true))), "{out:?}");
     assert_eq!(repo.list_snapshots(&b).await.unwrap().len(), 2);
 
     // Once the earlier run is over, A is free again.
     run.release(&other).await.unwrap();
-    for o in tenant_run(&repo, &tenant, &[&a], clock.clone()).await {
-        assert!(o.result.unwrap().complete, "{}", o.mailbox);
-    }
+    assert_all_complete(tenant_run(&repo, &tenant, &[&a], clock.clone()).await);
     // An expired run lease (its process stopped renewing it) blocks nobody.
     let _dead = other
         .begin_run(&[a.clone(), b.clone()], "run-host:9", clock.as_ref())
         .await
         .unwrap();
     let later = clock_at(t0() + chrono::Duration::minutes(10));
-    for o in tenant_run(&repo, &tenant, &[], later.clone()).await {
-        assert!(o.result.unwrap().complete, "{}", o.mailbox);
-    }
+    assert_all_complete(tenant_run(&repo, &tenant, &[], later.clone()).await);
     repo.begin_backup(&a, "host-a:1", later.clone())
         .await
         .unwrap()
