@@ -682,11 +682,17 @@ pub(crate) async fn acquire_run(
     let mut id = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
     let key = format!("{RUN_LOCK_PREFIX}{}", hex::encode(id));
+    // A run of one mailbox (`backup -m`) also names it by address, as a mailbox lease
+    // does, so `atlas unlock` can say whose it is.
+    let single = match mailboxes {
+        [one] => Some(one.address()),
+        _ => None,
+    };
     let held = acquire_covering(
         repo,
         &key,
         owner,
-        None,
+        single,
         names.iter().cloned().collect(),
         clock,
     )
