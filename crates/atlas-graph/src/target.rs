@@ -757,7 +757,7 @@ impl ConfigTarget for GraphTarget {
             attempt += 1;
             match self.client.update_mailbox_settings(mailbox, &empty).await {
                 Ok(()) => return Ok(()),
-                Err(GraphError::OutcomeUnknown { .. }) if attempt < 3 => {}
+                Err(GraphError::OutcomeUnknown { .. }) if attempt < 5 => {}
                 Err(e) => return Err(target_error(e)),
             }
         }

@@ -415,3 +415,71 @@ fn kinds_all_restores_configuration_and_without_the_write_permission_it_is_refus
     assert_eq!(doc["config"], json!([]), "{doc}");
     assert!(doc["created"].as_u64().is_some_and(|n| n > 0), "{doc}");
 }
+
+#[test]
+fn configuration_writes_whose_answer_was_lost_are_checked_and_nothing_is_added_twice() {
+    let sim = sim_with(&ROLES);
+    let sandbox = Sandbox::new();
+    let users = sim.licensed_users();
+    let (upn, other) = (users[0].clone(), users[1].clone());
+    let (code, _, text) = json_run(&sandbox, &sim, &["init"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, _, text) = json_run(
+        &sandbox,
+        &sim,
+        &["backup", "-m", &upn, "--kinds", "mail,config"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    let backed_up = sim.handle.dump_pim(&upn).expect("dump");
+    let want_rules = rules(&sim, &upn);
+    // The other mailbox has no category and no rule: everything is created.
+    for c in categories(&sim.handle.dump_pim(&other).expect("dump")).keys() {
+        sim.handle
+            .set_category(&other, c, None)
+            .expect("delete category");
+    }
+    for r in rules(&sim, &other).keys() {
+        sim.handle.set_rule(&other, r, None).expect("delete rule");
+    }
+    sim.handle.reset_counters();
+    sim.handle.set_faults(atlas_sim::FaultConfig {
+        lost_answer_rate: 0.3,
+        hang_delay: Some(std::time::Duration::from_secs(60)),
+        ..atlas_sim::FaultConfig::default()
+    });
+    let out = sandbox
+        .against(&sim)
+        .env("ATLAS_GRAPH_TIMEOUT", "1")
+        .args([
+            "--json", "restore", "-m", &upn, "-T", &other, "--kinds", "config",
+        ])
+        .output()
+        .expect("runs");
+    sim.handle.set_faults(atlas_sim::FaultConfig::default());
+    // Each lost create answer made the restore list again before going on: more than
+    // the two first listings (categories, rules); the probe, settings not asked for.
+    let lists = sim.handle.counters().kind("mailbox_settings").requests;
+    let text = output_text(&out);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(doc["failed"], 0, "{doc}");
+    let after = sim.handle.dump_pim(&other).expect("dump");
+    assert_eq!(
+        after.categories.len(),
+        backed_up.categories.len(),
+        "duplicates: {:?}",
+        after.categories
+    );
+    assert_eq!(categories(&after), categories(&backed_up));
+    assert_eq!(
+        after.rules.len(),
+        want_rules.len(),
+        "duplicates: {:?}",
+        after.rules
+    );
+    assert_eq!(rules(&sim, &other), want_rules);
+    assert!(
+        lists > 2,
+        "no create answer was lost ({lists} listings): the check went untested"
+    );
+}
