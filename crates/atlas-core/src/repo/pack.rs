@@ -143,7 +143,13 @@ pub(crate) struct PackBuilder {
 impl PackBuilder {
     /// An empty pack; `capacity` is reserved up front (untouched pages cost no memory).
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        let mut buf = Vec::with_capacity(capacity.max(PACK_HEADER_LEN));
+        Self::with_buffer(Vec::with_capacity(capacity.max(PACK_HEADER_LEN)))
+    }
+
+    /// An empty pack in `buf`, a buffer of an earlier pack (its contents are dropped,
+    /// its capacity kept): see the pack writer's buffer reuse.
+    pub(crate) fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
         buf.extend_from_slice(&[0u8; PACK_HEADER_LEN]);
         Self {
             buf,

@@ -24,6 +24,14 @@
 //! itself making progress, so there is no deadlock: a session is live from
 //! [`PackWriter::join`] until its [`Member`] is dropped (commit, release, failure or panic).
 //!
+//! **Buffers.** A pack buffer is the size of a pack (16 MiB by default). Once a pack is
+//! stored, its buffer becomes the next pack's instead of going back to the allocator: a
+//! run holds two (one filling, one uploading) however many packs it writes. Freeing and
+//! allocating them instead is what kept a backup's resident memory far above what it
+//! used: glibc's malloc raises its mmap threshold to the size of a freed mapping (up to
+//! 32 MiB), so after the first pack every later one came from a thread arena that kept the
+//! pages (docs/BENCHMARKS.md, heap profile).
+//!
 //! **Failures.** A pack whose upload fails (or whose uploader is dropped half-way) is
 //! *lost*: every session depending on it fails its flush and so commits nothing, exactly
 //! as the one session owning a pack did before. A failed index write leaves its entries to
@@ -106,6 +114,10 @@ struct State {
     /// Sessions waiting in `flush`.
     waiting: usize,
     retention: Option<Retention>,
+    /// The buffer of a stored pack, for the next pack to fill (see the module docs).
+    spare: Option<Vec<u8>>,
+    /// Pack buffers allocated so far (the rest were reused).
+    buffers: u64,
 }
 
 /// Where one pack a session depends on stands.
@@ -209,12 +221,16 @@ impl Inner {
         usize::try_from(self.settings.pack_target_size).unwrap_or(usize::MAX)
     }
 
-    /// Take the open pack out of filling (a fresh one opens under the next number).
+    /// Take the open pack out of filling (a fresh one opens under the next number, in
+    /// the spare buffer if there is one).
     fn take(&self, s: &mut State) -> Taken {
-        let builder = std::mem::replace(
-            &mut s.current,
-            PackBuilder::with_capacity(pack_capacity(&self.settings)),
-        );
+        let next = if let Some(buf) = s.spare.take() {
+            PackBuilder::with_buffer(buf)
+        } else {
+            s.buffers += 1;
+            PackBuilder::with_capacity(pack_capacity(&self.settings))
+        };
+        let builder = std::mem::replace(&mut s.current, next);
         let grant = std::mem::replace(&mut s.current_grant, self.budget.empty());
         let no = s.current_no;
         s.current_no += 1;
@@ -244,19 +260,23 @@ impl Inner {
                 tokio::task::spawn_blocking(move || builder.finish(&keys.enc, pack_id))
                     .await
                     .map_err(|e| Error::task(&e))??;
+            let body = Bytes::from(bytes);
             self.repo
                 .store()
                 .put(
                     &store_key(&pack_id.store_key())?,
-                    Bytes::from(bytes),
+                    body.clone(),
                     self.put_options(),
                 )
                 .await?;
-            Ok::<_, Error>(entries)
+            Ok::<_, Error>((entries, body))
         }
         .await;
         let entries = match result {
-            Ok(entries) => entries,
+            Ok((entries, body)) => {
+                self.recycle(body);
+                entries
+            }
             Err(e) => {
                 self.lock().lost.insert(no, e.to_string());
                 return Err(e);
@@ -282,6 +302,22 @@ impl Inner {
         drop(grant);
         self.changed.notify_waiters();
         Ok(())
+    }
+
+    /// Keep a stored pack's buffer for the next pack, unless the store still holds it (a
+    /// memory store keeps the bytes it was given) or a spare is kept already.
+    fn recycle(&self, body: Bytes) {
+        let Ok(body) = body.try_into_mut() else {
+            return;
+        };
+        let buf = Vec::from(body);
+        if buf.capacity() < pack_capacity(&self.settings) {
+            return;
+        }
+        let mut s = self.lock();
+        if s.spare.is_none() {
+            s.spare = Some(buf);
+        }
     }
 
     /// Write one index file for every uploaded pack not indexed yet; merged into the
@@ -354,6 +390,8 @@ impl PackWriter {
             live: 0,
             waiting: 0,
             retention: None,
+            spare: None,
+            buffers: 1,
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -378,6 +416,13 @@ impl PackWriter {
     /// Packs written from now on carry this retention (Object Lock).
     pub(crate) fn set_retention(&self, retention: Retention) {
         self.inner.lock().retention = Some(retention);
+    }
+
+    /// Pack buffers this writer has allocated: at most one more than the packs on their
+    /// way to the store at once, however many packs it wrote (stored packs' buffers are
+    /// reused). For tests and benchmarks.
+    pub fn pack_buffers(&self) -> u64 {
+        self.inner.lock().buffers
     }
 
     /// The memory budget the packs draw from.
