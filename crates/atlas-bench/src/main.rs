@@ -91,6 +91,10 @@ struct Args {
     /// over 10 minutes
     #[arg(long, value_name = "N")]
     mailbox_requests: Option<usize>,
+    /// Threads of the async runtime's blocking pool [default: the `atlas` binary's,
+    /// atlas_core::MAX_BLOCKING_THREADS]; fewer threads mean fewer malloc arenas
+    #[arg(long, value_name = "N")]
+    blocking_threads: Option<usize>,
 }
 
 fn sizes(a: &Args) -> Sizes {
@@ -102,6 +106,10 @@ fn sizes(a: &Args) -> Sizes {
         large_bytes: a.large_mb.unwrap_or(if a.quick { 20 } else { 40 }) * 1_000_000,
         spec_tenant: !a.quick,
         mailbox_requests: a.mailbox_requests,
+        blocking_threads: a
+            .blocking_threads
+            .unwrap_or(atlas_core::MAX_BLOCKING_THREADS)
+            .max(1),
     }
 }
 
@@ -190,6 +198,7 @@ fn run_child(s: Scenario, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), Benc
         .args(["--messages", &sizes.messages.to_string()])
         .args(["--latency-ms", &sizes.latency_ms.to_string()])
         .args(["--large-mb", &(sizes.large_bytes / 1_000_000).to_string()])
+        .args(["--blocking-threads", &sizes.blocking_threads.to_string()])
         .args(
             sizes
                 .mailbox_requests
@@ -222,6 +231,7 @@ fn run(list: &[Scenario], sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), Benc
     let selected = expand(list, !sizes.spec_tenant);
     if let [one] = selected.as_slice() {
         let rt = tokio::runtime::Builder::new_multi_thread()
+            .max_blocking_threads(sizes.blocking_threads)
             .enable_all()
             .build()
             .map_err(|e| BenchError::io("tokio runtime", e))?;

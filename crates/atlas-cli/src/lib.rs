@@ -57,6 +57,7 @@ pub fn main() -> ExitCode {
     }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(atlas_core::MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
     {

@@ -147,3 +147,13 @@ pub use open::{Access, Opened, open};
 pub use ports::{BlobStore, Clock, MailSource, MailTarget, Reporter};
 pub use repo::{KdfChoice, Passphrase, Repository};
 pub use secret::SecretString;
+
+/// Threads for the async runtime's blocking pool in the processes that run this engine
+/// (the `atlas` binary, `atlas-bench`). The engine's blocking work — hashing, compressing
+/// and encrypting blobs, sealing packs, local-directory I/O — is CPU-bound or short, so
+/// more threads than this add no speed on small machines, but each thread that allocates
+/// gets its own glibc malloc arena, and every arena keeps freed memory of its own: with
+/// tokio's default (up to 512, ~14 during a 4-mailbox backup) the arenas held as much
+/// memory again as the run used (docs/BENCHMARKS.md, heap profile). Nothing the engine
+/// runs there waits for another blocking task, so a small pool cannot deadlock.
+pub const MAX_BLOCKING_THREADS: usize = 4;

@@ -31,6 +31,8 @@ pub struct Sizes {
     /// `deep` and `wide`: Graph requests per mailbox per 10 minutes, for the simulator and
     /// the client alike (`None`: Graph's documented 10,000).
     pub mailbox_requests: Option<usize>,
+    /// Threads of the runtime's blocking pool (the `atlas` binary's by default).
+    pub blocking_threads: usize,
 }
 
 /// State shared between scenarios of one run.
