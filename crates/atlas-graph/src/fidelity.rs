@@ -12,9 +12,10 @@
 //! matched by its change key in its folder — the version delta just reported, which is
 //! the version to export.
 //!
-//! The mailboxItem delta link of a folder travels inside the folder's saved delta link
-//! (`<message delta link> <mailboxItem delta link>`; a URL holds no space), so an
-//! incremental run asks only for what changed since (one request for a quiet folder),
+//! The mailboxItem delta link of a folder travels with the folder's message delta link as
+//! the port's second link (`atlas_core::ports::mail::join_links`; the snapshot keeps it
+//! apart, as `itemDeltaLink`), so an incremental run asks only for what changed since
+//! (one request for a quiet folder),
 //! and only when a message of the folder needs its stream. A lookup that misses follows
 //! the link once more (the message changed meanwhile), then enumerates the folder's
 //! items once per run; a message still unmatched is that message's error.
@@ -29,28 +30,8 @@ use crate::api::mailbox::{ExchangeMailboxId, MAX_EXPORT_ITEMS, ews_id};
 use crate::api::messages::{DeltaLink, DeltaNext, DeltaStart};
 use crate::source::{GraphSource, item_error, run_error};
 
-/// Between the message delta link and the mailboxItem delta link in a saved link.
-const LINK_SEPARATOR: char = ' ';
 /// Page size asked of the mailboxItem delta (the server may serve fewer).
 const ITEM_DELTA_PAGE: u32 = 1000;
-
-/// A saved link of a full-fidelity mail folder: the message delta link and, when one
-/// was saved, the mailboxItem delta link.
-pub(crate) fn split_link(link: &str) -> (&str, Option<&str>) {
-    match link.split_once(LINK_SEPARATOR) {
-        Some((messages, items)) if !items.is_empty() => (messages, Some(items)),
-        Some((messages, _)) => (messages, None),
-        None => (link, None),
-    }
-}
-
-/// The link saved for a full-fidelity mail folder.
-pub(crate) fn join_link(messages: &str, items: Option<&str>) -> String {
-    match items {
-        Some(items) => format!("{messages}{LINK_SEPARATOR}{items}"),
-        None => messages.to_owned(),
-    }
-}
 
 /// What the adapter knows of one mail folder's mailboxItem ids.
 #[derive(Debug, Default)]
@@ -145,6 +126,22 @@ impl GraphSource {
             }
         }
         Ok(out)
+    }
+
+    /// A folder's message round ends with messages in its last page: follow the folder's
+    /// mailboxItem delta now, so the link saved with the round's is the one past their
+    /// versions. Their streams are fetched after the page is returned — too late to move
+    /// the saved link on — so without this a folder whose changes fit one page never
+    /// saved a mailboxItem link and every later run enumerated its items from the start.
+    /// The ids learnt here serve those streams: no request is added.
+    pub(crate) async fn learn_before_round_ends(
+        &self,
+        mailbox: &SourceMailbox,
+        folder: &FolderId,
+    ) -> Result<(), SourceError> {
+        let mbx = self.mbx(mailbox).await?;
+        self.learn_stream_ids(mailbox, &mbx, folder, Catch::Continue)
+            .await
     }
 
     /// The mailboxItem id of a message, if its folder's delta reported its version.

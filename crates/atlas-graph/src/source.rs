@@ -521,8 +521,8 @@ impl GraphSource {
             }
             DeltaCursor::Link(l) => {
                 // A saved link of a full-fidelity folder carries the folder's mailboxItem
-                // delta link too (crate::fidelity); a nextLink never has one.
-                let (messages, items) = crate::fidelity::split_link(l);
+                // delta link as its second link (crate::fidelity); a nextLink never has one.
+                let (messages, items) = atlas_core::ports::mail::split_links(l);
                 if let Some(items) = items.filter(|_| streams) {
                     self.with_stream_ids(mailbox, folder, |s| s.round_starts(Some(items)));
                 }
@@ -535,6 +535,9 @@ impl GraphSource {
             .message_delta_page(&mailbox.id, start, page_size)
             .await
             .map_err(run_error)?;
+        if streams && !page.messages.is_empty() && matches!(page.next, DeltaNext::Done(_)) {
+            self.learn_before_round_ends(mailbox, folder).await?;
+        }
         let with_stream = |m: Message| {
             let mut item = message(m);
             if streams {
@@ -549,7 +552,10 @@ impl GraphSource {
                 DeltaNext::More(l) => CoreNext::More(l.as_str().to_owned()),
                 DeltaNext::Done(l) if streams => {
                     let items = self.with_stream_ids(mailbox, folder, |s| s.link.clone());
-                    CoreNext::Done(crate::fidelity::join_link(l.as_str(), items.as_deref()))
+                    CoreNext::Done(atlas_core::ports::mail::join_links(
+                        l.as_str(),
+                        items.as_deref(),
+                    ))
                 }
                 DeltaNext::Done(l) => CoreNext::Done(l.as_str().to_owned()),
             },

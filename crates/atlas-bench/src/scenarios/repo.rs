@@ -59,6 +59,7 @@ fn inbox(count: u64, items: atlas_core::model::ContentId) -> FolderSnapshot {
             kind: atlas_core::model::ItemKind::Mail,
         },
         delta_link: None,
+        item_delta_link: None,
         graph_item_count: Some(count),
         stored_item_count: count,
         items,

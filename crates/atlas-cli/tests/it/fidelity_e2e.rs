@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use atlas_core::model::{ContentKind, ContentRef, ItemMeta, MailboxId};
+use atlas_core::model::{ContentKind, ContentRef, ItemMeta, MailboxId, SnapshotRecord};
 use atlas_core::ports::BlobStore;
 use atlas_core::repo::{Passphrase, Repository};
 use atlas_sim::{MessageUpdate, NewMessage, roles};
@@ -36,6 +36,20 @@ fn mail_export_sim() -> Sim {
 
 /// Every message of the latest snapshot, by immutable id.
 fn stored(sim: &Sim, sandbox: &Sandbox, upn: &str) -> HashMap<String, ItemMeta> {
+    let (repo, record) = latest(sim, sandbox, upn);
+    sim.runtime.block_on(async {
+        let mut out = HashMap::new();
+        for f in &record.folders {
+            for m in repo.load_folder_items(&f.items).await.expect("items") {
+                out.insert(m.id.as_str().to_owned(), m);
+            }
+        }
+        out
+    })
+}
+
+/// The repository and the latest snapshot record of `upn`.
+fn latest(sim: &Sim, sandbox: &Sandbox, upn: &str) -> (Repository, SnapshotRecord) {
     sim.runtime.block_on(async {
         let store: Arc<dyn BlobStore> = Arc::new(LocalStore::new(sandbox.repo()));
         let repo = Repository::open(store, &sim.handle.tenant_id(), &Passphrase::new(PASSPHRASE))
@@ -46,14 +60,28 @@ fn stored(sim: &Sim, sandbox: &Sandbox, upn: &str) -> HashMap<String, ItemMeta> 
             .await
             .expect("list")
             .expect("a snapshot");
-        let mut out = HashMap::new();
-        for f in &snap.record.folders {
-            for m in repo.load_folder_items(&f.items).await.expect("items") {
-                out.insert(m.id.as_str().to_owned(), m);
-            }
-        }
-        out
+        (repo, snap.record)
     })
+}
+
+/// Each folder's saved links in the latest snapshot, by folder id: the message delta
+/// link and the mailboxItem delta link, and whether the folder holds messages.
+fn saved_links(
+    sim: &Sim,
+    sandbox: &Sandbox,
+    upn: &str,
+) -> BTreeMap<String, (Option<String>, Option<String>, bool)> {
+    latest(sim, sandbox, upn)
+        .1
+        .folders
+        .into_iter()
+        .map(|f| {
+            (
+                f.folder.id.as_str().to_owned(),
+                (f.delta_link, f.item_delta_link, f.stored_item_count > 0),
+            )
+        })
+        .collect()
 }
 
 fn stream_of(m: &ItemMeta) -> Option<ContentRef> {
@@ -425,4 +453,107 @@ fn without_the_import_permission_full_fidelity_mail_is_restored_from_mime_with_a
     let c = sim.handle.counters();
     assert_eq!(c.kind("import_item").requests, 0);
     assert_eq!(c.kind("create_message").requests, count);
+}
+
+/// `--fidelity full` stored a folder's mailboxItem delta link joined to its message delta
+/// link in `deltaLink` ("<messages> <items>"): a reader that knows only `deltaLink` (an
+/// older build) would hand Graph the pair. The two are stored apart (`itemDeltaLink`). A
+/// plain incremental then reads and writes plain links, asks nothing of the mailboxItem
+/// delta and keeps the item links; the next full-fidelity incremental continues from them
+/// and exports only what changed.
+#[test]
+fn the_mailbox_item_delta_link_is_stored_apart_from_the_message_delta_link() {
+    let sim = mail_export_sim();
+    let sandbox = Sandbox::new();
+    let upn = sim.licensed_users().remove(0);
+    sandbox.against(&sim).arg("init").assert().success();
+    let (summary, _) = backup(&sim, &sandbox, &upn, &["--fidelity", "full"]);
+    let messages = sim.handle.dump_mailbox(&upn).expect("dump").messages;
+    assert_eq!(summary["mailStreams"], messages.len(), "{summary}");
+    let first = saved_links(&sim, &sandbox, &upn);
+    for (folder, (link, items, holds)) in &first {
+        let link = link
+            .as_deref()
+            .unwrap_or_else(|| panic!("{folder}: no link"));
+        assert!(!link.contains(' '), "{folder}: a plain delta link");
+        if *holds {
+            let items = items
+                .as_deref()
+                .unwrap_or_else(|| panic!("{folder}: no item link"));
+            assert!(!items.contains(' ') && items != link, "{folder}");
+        }
+    }
+
+    // One message changes; a plain incremental (MIME only).
+    let mut by_folder: BTreeMap<&str, Vec<&atlas_sim::MessageDump>> = BTreeMap::new();
+    for m in &messages {
+        by_folder.entry(m.folder_id.as_str()).or_default().push(m);
+    }
+    let mut busy = by_folder.values().filter(|v| v.len() >= 2);
+    let (f, g) = (
+        busy.next().expect("a folder"),
+        busy.next().expect("another"),
+    );
+    let change = |m: &atlas_sim::MessageDump| {
+        sim.handle
+            .update_message(
+                &upn,
+                &m.id,
+                &MessageUpdate {
+                    is_read: Some(!m.is_read),
+                    ..MessageUpdate::default()
+                },
+            )
+            .expect("change");
+    };
+    change(f[0]);
+    let (summary, exports) = backup(&sim, &sandbox, &upn, &[]);
+    assert_eq!(exports, 0, "{summary}");
+    assert_eq!(
+        sim.handle.counters().kind("mailbox_item_delta").requests,
+        0,
+        "{summary}"
+    );
+    assert_eq!(
+        sim.handle.counters().kind("delta").requests,
+        first.len() as u64,
+        "one request per folder from its saved link: {summary}"
+    );
+    let second = saved_links(&sim, &sandbox, &upn);
+    for (folder, (link, items, _)) in &second {
+        assert!(
+            link.as_deref().is_some_and(|l| !l.contains(' ')),
+            "{folder}: a plain delta link"
+        );
+        assert_eq!(items, &first[folder].1, "{folder}: the item link is kept");
+    }
+
+    // Another folder's message changes; a full-fidelity incremental exports the two
+    // changed messages (the first lost its stream in the plain run), one request each
+    // folder, and follows the mailboxItem delta of those two folders only.
+    change(g[0]);
+    let (summary, exports) = backup(&sim, &sandbox, &upn, &["--fidelity", "full"]);
+    assert_eq!(summary["mailStreams"], 2, "{summary}");
+    assert_eq!(exports, 2, "{summary}");
+    assert_eq!(
+        sim.handle.counters().kind("mailbox_item_delta").requests,
+        2,
+        "{summary}"
+    );
+    let third = saved_links(&sim, &sandbox, &upn);
+    for (folder, (link, items, _)) in &third {
+        assert!(
+            link.as_deref().is_some_and(|l| !l.contains(' ')),
+            "{folder}: a plain delta link"
+        );
+        assert!(
+            items.as_deref().is_none_or(|l| !l.contains(' ')),
+            "{folder}"
+        );
+    }
+    let g_folder = g[0].folder_id.as_str();
+    assert_ne!(
+        third[g_folder].1, second[g_folder].1,
+        "the item link moved on"
+    );
 }

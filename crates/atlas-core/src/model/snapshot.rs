@@ -38,6 +38,12 @@ pub struct FolderSnapshot {
     /// Graph delta link to resume from; saved only when everything it covers is stored.
     #[serde(default)]
     pub delta_link: Option<String>,
+    /// A second link the source keeps for the folder, apart from `delta_link` so a reader
+    /// that knows only that one hands Graph a plain delta link (Microsoft Graph: the
+    /// mailboxItem delta link of a full-fidelity mail folder, see
+    /// [`crate::ports::mail::join_links`]). Absent in older records and for other folders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_delta_link: Option<String>,
     /// Items Graph reported for the folder.
     #[serde(default)]
     pub graph_item_count: Option<u64>,

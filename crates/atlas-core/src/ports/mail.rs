@@ -280,6 +280,31 @@ impl Debug for DeltaNext {
     }
 }
 
+/// Between a folder's delta link and the second link a source may keep for the folder.
+/// A URL holds no space.
+const SECOND_LINK_SEPARATOR: char = ' ';
+
+/// A source that keeps a second link per folder (Microsoft Graph: the mailboxItem delta
+/// of a full-fidelity mail folder) returns it joined after the round's link in
+/// [`DeltaNext::Done`], and is given both back the same way in [`DeltaCursor::Link`]. The
+/// backup service stores the two apart (the snapshot's `deltaLink` and `itemDeltaLink`),
+/// so a reader that knows only the first never hands Graph the pair.
+pub fn join_links(link: &str, second: Option<&str>) -> String {
+    match second {
+        Some(second) => format!("{link}{SECOND_LINK_SEPARATOR}{second}"),
+        None => link.to_owned(),
+    }
+}
+
+/// A link as [`join_links`] made it: the folder's delta link and the second link, if any.
+pub fn split_links(link: &str) -> (&str, Option<&str>) {
+    match link.split_once(SECOND_LINK_SEPARATOR) {
+        Some((first, second)) if !second.is_empty() => (first, Some(second)),
+        Some((first, _)) => (first, None),
+        None => (link, None),
+    }
+}
+
 /// One page of a folder's delta.
 #[derive(Debug, Clone)]
 pub struct DeltaPage {

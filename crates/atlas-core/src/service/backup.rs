@@ -47,6 +47,7 @@ use crate::model::{
     ContentKind, ContentRef, FolderId, FolderSnapshot, ItemError, ItemId, ItemMeta, MailboxId,
     SnapshotId, SnapshotRecord, SnapshotStatus,
 };
+use crate::ports::mail::{join_links, split_links};
 use crate::ports::{
     Clock, ContentStream, DeltaCursor, DeltaNext, Event, FolderListing, FolderOptions,
     ItemMetadata, MailSource, Reporter, SourceError, SourceFolder, SourceItem, SourceMailbox,
@@ -627,7 +628,13 @@ impl Run<'_> {
         let folder_id = folder.id.clone();
         let prev_folder = prev.folders.get(&folder.id);
         let prev_items = prev.items_by_folder.get(&folder.id);
-        let saved_link = prev_folder.and_then(|f| f.delta_link.clone());
+        // The source is given its second link back with the first (ports::mail::join_links).
+        let saved_item_link = prev_folder.and_then(|f| f.item_delta_link.clone());
+        let saved_link = prev_folder.and_then(|f| {
+            f.delta_link
+                .as_deref()
+                .map(|l| join_links(l, saved_item_link.as_deref()))
+        });
         self.reporter.report(Event::FolderStarted {
             mailbox: self.addr(),
             folder: path.clone(),
@@ -802,6 +809,15 @@ impl Run<'_> {
         } else {
             saved_link
         };
+        // Stored apart; a round that brought no second link (a run that does not keep
+        // mail streams) keeps the saved one for the next run that does.
+        let (delta_link, item_delta_link) = match delta_link.as_deref().map(split_links) {
+            Some((link, second)) => (
+                Some(link.to_owned()),
+                second.map(str::to_owned).or(saved_item_link),
+            ),
+            None => (None, saved_item_link),
+        };
         let items: Vec<ItemMeta> = working.into_values().collect();
         let stored = items.len() as u64;
         let items_id = session.put_folder_items(items).await?;
@@ -824,6 +840,7 @@ impl Run<'_> {
             snapshot: FolderSnapshot {
                 folder: folder.record(),
                 delta_link,
+                item_delta_link,
                 graph_item_count: (!folder.stale_count).then_some(folder.total_items),
                 stored_item_count: stored,
                 items: items_id,

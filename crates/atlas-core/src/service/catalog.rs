@@ -1020,6 +1020,7 @@ mod tests {
                 kind: crate::model::ItemKind::Mail,
             },
             delta_link: None,
+            item_delta_link: None,
             graph_item_count: None,
             stored_item_count: 0,
             items: ContentId::from_bytes([0; 32]),

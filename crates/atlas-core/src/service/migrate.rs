@@ -413,6 +413,7 @@ async fn write_state(
         snapshots.push(FolderSnapshot {
             folder: record,
             delta_link: None,
+            item_delta_link: None,
             graph_item_count: None,
             stored_item_count: stored,
             items: items_id,

@@ -139,6 +139,7 @@ pub async fn backup(
         snaps.push(FolderSnapshot {
             folder: folder(&format!("id-{name}"), &name),
             delta_link: Some(format!("https://graph.example/delta?token={name}")),
+            item_delta_link: None,
             graph_item_count: Some(count),
             stored_item_count: count,
             items: items_id,

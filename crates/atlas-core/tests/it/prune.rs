@@ -334,6 +334,7 @@ async fn a_backup_that_started_before_prune_blocks_it_and_its_dedup_survives() {
         folders: vec![atlas_core::model::FolderSnapshot {
             folder: folder("id-Inbox", "Inbox"),
             delta_link: None,
+            item_delta_link: None,
             graph_item_count: Some(1),
             stored_item_count: 1,
             items,

@@ -120,6 +120,7 @@ async fn backup(repo: &Repository, mailbox: &str, minute: u32, bodies: &[Vec<u8>
                     kind: atlas_core::model::ItemKind::Mail,
                 },
                 delta_link: None,
+                item_delta_link: None,
                 graph_item_count: Some(count),
                 stored_item_count: count,
                 items,

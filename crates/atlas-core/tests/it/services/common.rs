@@ -334,6 +334,7 @@ pub async fn backup_folders(
                 kind: atlas_core::model::ItemKind::Mail,
             },
             delta_link: None,
+            item_delta_link: None,
             graph_item_count: Some(count),
             stored_item_count: count,
             items: items_id,
