@@ -440,37 +440,48 @@ fn a_graph_host_that_does_not_resolve_during_backup_names_the_endpoint_setting()
         cmd.env("ATLAS_GRAPH_ENDPOINT", "https://graph.nothing-here.invalid");
     };
     for args in [vec!["backup"], vec!["backup", "-m", &upn]] {
-        let mut cmd = sandbox.against(&sim);
-        unresolvable(&mut cmd);
-        let out = cmd.args(&args).output().expect("runs");
-        let text = output_text(&out);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
-        assert!(
-            text.contains("graph.nothing-here.invalid"),
-            "{args:?}: {text}"
-        );
-        assert!(
-            text.contains("hint: check ATLAS_GRAPH_ENDPOINT"),
-            "{args:?}: {text}"
-        );
-
-        let mut cmd = sandbox.against(&sim);
-        unresolvable(&mut cmd);
-        let out = cmd.arg("--json").args(&args).output().expect("runs");
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{args:?}: {}",
-            output_text(&out)
-        );
-        let doc = super::json_schemas::assert_schema("error", &out);
-        assert!(
-            doc["error"]["hint"]
-                .as_str()
-                .is_some_and(|h| h.contains("ATLAS_GRAPH_ENDPOINT")),
-            "{args:?}: {doc}"
-        );
+        let run = |json: bool| {
+            let mut cmd = sandbox.against(&sim);
+            unresolvable(&mut cmd);
+            if json {
+                cmd.arg("--json");
+            }
+            cmd.args(&args).output().expect("runs")
+        };
+        assert_names_the_graph_endpoint(&args, &run(false), &run(true));
     }
+}
+
+/// A run against the unresolvable `graph.nothing-here.invalid` exits 1 naming the host
+/// and `ATLAS_GRAPH_ENDPOINT`: as text (`text`) and in the `--json` error's hint (`json`).
+fn assert_names_the_graph_endpoint(
+    args: &[&str],
+    text: &std::process::Output,
+    json: &std::process::Output,
+) {
+    let out = output_text(text);
+    assert_eq!(text.status.code(), Some(1), "{args:?}: {out}");
+    assert!(
+        out.contains("graph.nothing-here.invalid"),
+        "{args:?}: {out}"
+    );
+    assert!(
+        out.contains("hint: check ATLAS_GRAPH_ENDPOINT"),
+        "{args:?}: {out}"
+    );
+    assert_eq!(
+        json.status.code(),
+        Some(1),
+        "{args:?}: {}",
+        output_text(json)
+    );
+    let doc = super::json_schemas::assert_schema("error", json);
+    assert!(
+        doc["error"]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("ATLAS_GRAPH_ENDPOINT")),
+        "{args:?}: {doc}"
+    );
 }
 
 /// The same unresolvable Graph host met by a restore: the restore port turned the failure
@@ -501,32 +512,7 @@ fn a_graph_host_that_does_not_resolve_during_restore_names_the_endpoint_setting(
             }
             cmd.args(&args).output().expect("runs")
         };
-        let out = restore(false);
-        let text = output_text(&out);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
-        assert!(
-            text.contains("graph.nothing-here.invalid"),
-            "{args:?}: {text}"
-        );
-        assert!(
-            text.contains("hint: check ATLAS_GRAPH_ENDPOINT"),
-            "{args:?}: {text}"
-        );
-
-        let out = restore(true);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{args:?}: {}",
-            output_text(&out)
-        );
-        let doc = super::json_schemas::assert_schema("error", &out);
-        assert!(
-            doc["error"]["hint"]
-                .as_str()
-                .is_some_and(|h| h.contains("ATLAS_GRAPH_ENDPOINT")),
-            "{args:?}: {doc}"
-        );
+        assert_names_the_graph_endpoint(&args, &restore(false), &restore(true));
     }
 }
 
