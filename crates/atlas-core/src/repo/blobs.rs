@@ -228,6 +228,22 @@ impl PackData {
             loc.kind != BlobKind::ChunkList,
         )
     }
+
+    /// Check the blob `id` at `loc` as [`PackData::open_blob`] does, without keeping its
+    /// plaintext (see `crypto::check_blob`): what verify needs, at less cost.
+    pub fn check_blob(&self, id: &ContentId, loc: Location) -> Result<()> {
+        let key = loc.pack.store_key();
+        let start = loc.offset as usize;
+        let Some(sealed) = self.bytes.get(start..start + loc.length as usize) else {
+            return Err(Error::Truncated {
+                key,
+                expected: u64::from(loc.length),
+                actual: self.bytes.len().saturating_sub(start) as u64,
+            });
+        };
+        let id_key = (loc.kind != BlobKind::ChunkList).then_some(&*self.keys.id);
+        crypto::check_blob(&self.keys.enc, id_key, loc.kind, id, sealed, &key)
+    }
 }
 
 /// Open one blob out of the bytes of its whole pack, with the same checks as a ranged

@@ -214,6 +214,52 @@ pub(crate) fn decode_frame(frame: &[u8], key_name: &str) -> Result<Vec<u8>> {
 }
 
 fn decode_frame_checked(frame: &[u8], key_name: &str, allow_unchecked: bool) -> Result<Vec<u8>> {
+    let header = frame_header(frame, key_name, allow_unchecked)?;
+    let body = &frame[header.len..];
+    let payload = if header.zstd {
+        decompress(body, header.raw_len)
+            .map_err(|e| Error::corrupt(key_name, format!("zstd: {e}")))?
+    } else {
+        body.to_vec()
+    };
+    header.check(&payload, key_name)?;
+    Ok(payload)
+}
+
+/// A frame's header, parsed and bounded.
+struct FrameHeader<'a> {
+    zstd: bool,
+    sha: Option<&'a [u8]>,
+    /// Header length: the body follows.
+    len: usize,
+    raw_len: usize,
+}
+
+impl FrameHeader<'_> {
+    /// The decoded payload has the declared length and, when the frame has a checksum,
+    /// that SHA-256.
+    fn check(&self, payload: &[u8], key_name: &str) -> Result<()> {
+        if payload.len() != self.raw_len {
+            return Err(Error::corrupt(
+                key_name,
+                "frame length does not match its header",
+            ));
+        }
+        if self
+            .sha
+            .is_some_and(|sha| Sha256::digest(payload).as_slice() != sha)
+        {
+            return Err(Error::corrupt(key_name, "plaintext checksum mismatch"));
+        }
+        Ok(())
+    }
+}
+
+fn frame_header<'a>(
+    frame: &'a [u8],
+    key_name: &str,
+    allow_unchecked: bool,
+) -> Result<FrameHeader<'a>> {
     if frame.len() < SHORT_FRAME_HEADER_LEN {
         return Err(Error::corrupt(key_name, "frame shorter than its header"));
     }
@@ -243,23 +289,12 @@ fn decode_frame_checked(frame: &[u8], key_name: &str, allow_unchecked: bool) -> 
             format!("frame claims {raw_len} bytes"),
         ));
     }
-    let body = &frame[header_len..];
-    let payload = if method == COMPRESSION_ZSTD {
-        decompress(body, raw_len as usize)
-            .map_err(|e| Error::corrupt(key_name, format!("zstd: {e}")))?
-    } else {
-        body.to_vec()
-    };
-    if payload.len() as u64 != raw_len {
-        return Err(Error::corrupt(
-            key_name,
-            "frame length does not match its header",
-        ));
-    }
-    if sha.is_some_and(|sha| Sha256::digest(&payload).as_slice() != sha) {
-        return Err(Error::corrupt(key_name, "plaintext checksum mismatch"));
-    }
-    Ok(payload)
+    Ok(FrameHeader {
+        zstd: method == COMPRESSION_ZSTD,
+        sha,
+        len: header_len,
+        raw_len: raw_len as usize,
+    })
 }
 
 fn object_aad(header: &[u8], context: &[u8]) -> Vec<u8> {
@@ -445,6 +480,104 @@ pub(crate) fn open_blob(
     decode_frame_checked(&buf, key_name, true)
 }
 
+/// Buffers that [`check_blob`] keeps at most this large between calls (per thread): the
+/// common blob (a message, a folder list) is checked without allocating, and a thread
+/// that once checked a 4 MiB chunk does not keep 8 MiB for good.
+const SCRATCH_KEEP: usize = 512 << 10;
+
+thread_local! {
+    /// Ciphertext and plaintext scratch of [`check_blob`].
+    static CHECK_SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Check one blob without keeping its plaintext (verify): the AEAD tag, the frame and
+/// its checksum when it has one, and — given `id_key` — the content id (a chunk list's id
+/// covers the whole content, so it is checked elsewhere). The same checks as
+/// [`open_blob`] followed by the content id, but through two buffers reused by the
+/// thread: no allocation per blob, and the plaintext is hashed while it is still in the
+/// cache the decompressor wrote it to.
+pub(crate) fn check_blob(
+    enc_key: &[u8; 32],
+    id_key: Option<&[u8; 32]>,
+    kind: BlobKind,
+    id: &ContentId,
+    bytes: &[u8],
+    key_name: &str,
+) -> Result<()> {
+    if bytes.len() < BLOB_OVERHEAD + SHORT_FRAME_HEADER_LEN {
+        return Err(Error::corrupt(
+            key_name,
+            format!("blob {id} shorter than its overhead"),
+        ));
+    }
+    CHECK_SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let (frame, plain) = &mut *scratch;
+        let result = check_blob_with(enc_key, id_key, kind, id, bytes, key_name, frame, plain);
+        for buf in [frame, plain] {
+            buf.clear();
+            buf.shrink_to(SCRATCH_KEEP);
+        }
+        result
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_blob_with(
+    enc_key: &[u8; 32],
+    id_key: Option<&[u8; 32]>,
+    kind: BlobKind,
+    id: &ContentId,
+    bytes: &[u8],
+    key_name: &str,
+    frame: &mut Vec<u8>,
+    plain: &mut Vec<u8>,
+) -> Result<()> {
+    let nonce = &bytes[..NONCE_LEN];
+    let tag = &bytes[bytes.len() - TAG_LEN..];
+    frame.clear();
+    frame.extend_from_slice(&bytes[NONCE_LEN..bytes.len() - TAG_LEN]);
+    cipher(enc_key)
+        .decrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            &blob_aad(kind, id),
+            frame,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| Error::AuthenticationFailed {
+            key: key_name.to_owned(),
+        })?;
+    let header = frame_header(frame, key_name, true)?;
+    let body = &frame[header.len..];
+    let payload: &[u8] = if header.zstd {
+        plain.clear();
+        plain.reserve(header.raw_len);
+        DECOMPRESSOR
+            .with(|d| {
+                let mut d = d.borrow_mut();
+                if d.is_none() {
+                    *d = Some(zstd::bulk::Decompressor::new()?);
+                }
+                d.as_mut()
+                    .expect("invariant: set just above")
+                    .decompress_to_buffer(body, plain)
+            })
+            .map_err(|e| Error::corrupt(key_name, format!("zstd: {e}")))?;
+        plain
+    } else {
+        body
+    };
+    header.check(payload, key_name)?;
+    if id_key.is_some_and(|k| content_id(k, kind, payload) != *id) {
+        return Err(Error::ChecksumMismatch {
+            key: key_name.to_owned(),
+            id: *id,
+        });
+    }
+    Ok(())
+}
+
 /// Decrypt a TypeScript Atlas v1 object: `iv[12] | tag[16] | ct`, no associated data,
 /// directly under the data key.
 pub fn decrypt_v1_object(
@@ -565,6 +698,7 @@ mod tests {
                 open_blob(&KEY, BlobKind::Mime, &id, &sealed, "p").unwrap(),
                 payload
             );
+            check_blob(&KEY, Some(&KEY), BlobKind::Mime, &id, &sealed, "p").unwrap();
             for i in 0..sealed.len() {
                 let mut bad = sealed.clone();
                 bad[i] ^= 0x01;
@@ -572,7 +706,37 @@ mod tests {
                     open_blob(&KEY, BlobKind::Mime, &id, &bad, "p").is_err(),
                     "flip at {i}"
                 );
+                assert!(
+                    check_blob(&KEY, Some(&KEY), BlobKind::Mime, &id, &bad, "p").is_err(),
+                    "flip at {i}"
+                );
             }
+        }
+    }
+
+    /// Verify's check: what `open_blob` checks plus the content id, for both frame
+    /// layouts; a plaintext that is not what the id names (sealed wrong) fails, unless the
+    /// caller has no id key to give (a chunk list: its id covers the whole content).
+    #[test]
+    fn check_blob_checks_tag_frame_and_content_id() {
+        let text = "Hello, world. ".repeat(50_000);
+        for payload in [text.as_bytes(), b"short", b""] {
+            let id = content_id(&KEY, BlobKind::Mime, payload);
+            for checksum in [FrameChecksum::Sha256(&sha256(payload)), FrameChecksum::None] {
+                let sealed = seal_blob_with(&KEY, BlobKind::Mime, &id, payload, checksum);
+                check_blob(&KEY, Some(&KEY), BlobKind::Mime, &id, &sealed, "p").unwrap();
+                assert!(matches!(
+                    check_blob(&KEY, Some(&KEY), BlobKind::Attachment, &id, &sealed, "p"),
+                    Err(Error::AuthenticationFailed { .. })
+                ));
+            }
+            let other = content_id(&KEY, BlobKind::Mime, b"something else");
+            let wrong = seal_blob_with(&KEY, BlobKind::Mime, &other, payload, FrameChecksum::None);
+            assert!(matches!(
+                check_blob(&KEY, Some(&KEY), BlobKind::Mime, &other, &wrong, "p"),
+                Err(Error::ChecksumMismatch { .. })
+            ));
+            check_blob(&KEY, None, BlobKind::Mime, &other, &wrong, "p").unwrap();
         }
     }
 

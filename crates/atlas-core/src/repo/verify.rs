@@ -231,18 +231,8 @@ fn check_pack(
     let mut problems = Vec::new();
     for e in &entries {
         let slice = &bytes[e.offset as usize..e.offset as usize + e.length as usize];
-        let result = crypto::open_blob(&keys.enc, e.kind, &e.id, slice, &key).and_then(|plain| {
-            if e.kind != BlobKind::ChunkList && crypto::content_id(&keys.id, e.kind, &plain) != e.id
-            {
-                Err(Error::ChecksumMismatch {
-                    key: key.clone(),
-                    id: e.id,
-                })
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(error) = result {
+        let id_key = (e.kind != BlobKind::ChunkList).then_some(&*keys.id);
+        if let Err(error) = crypto::check_blob(&keys.enc, id_key, e.kind, &e.id, slice, &key) {
             problems.push(VerifyProblem {
                 object: key.clone(),
                 content_id: Some(e.id),
