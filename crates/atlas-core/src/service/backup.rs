@@ -486,35 +486,50 @@ fn blob_kind(kind: ContentKind) -> BlobKind {
 }
 
 /// File and inline attachments in a message (for `list` and `stats`), counted from the
-/// parts' `Content-Disposition` headers in one pass over the bytes. A full MIME parse would
-/// decode every attachment just to count it — that was a quarter of backup's CPU time.
+/// parts' `Content-Disposition` headers. A full MIME parse would decode every attachment
+/// just to count it — that was a quarter of backup's CPU time. Header blocks are the
+/// message's own and each one after a boundary line (`--…`), up to the blank line that
+/// ends it; body lines are skipped with a vectorised search for the next line that
+/// starts with `--` (base64, the bulk of a message with attachments, never holds a `-`),
+/// so only header lines are looked at one by one: walking every line of the body was
+/// still 9 % of backup's CPU (2026-12-05 profile).
 fn count_attachments(mime: &[u8]) -> u32 {
     const NAME: &[u8] = b"content-disposition:";
     let mut count = 0u32;
-    // Header blocks: the message's own, and each one after a boundary line (`--…`) up to
-    // the blank line that ends it. Body lines are never looked at.
-    let mut in_headers = true;
-    for line in mime.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            in_headers = false;
-            continue;
-        }
-        if line.starts_with(b"--") {
-            in_headers = true;
-            continue;
-        }
-        if !in_headers || line.len() < NAME.len() || !line[..NAME.len()].eq_ignore_ascii_case(NAME)
-        {
-            continue;
-        }
-        let value = line[NAME.len()..].trim_ascii_start();
-        let kind = |k: &[u8]| value.len() >= k.len() && value[..k.len()].eq_ignore_ascii_case(k);
-        if kind(b"attachment") || kind(b"inline") {
-            count = count.saturating_add(1);
-        }
+    let mut at = 0;
+    loop {
+        // A header block: `at` is the start of its first line.
+        let blank = loop {
+            let eol = memchr::memchr(b'\n', &mime[at..]).map_or(mime.len(), |i| at + i);
+            let line = &mime[at..eol];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                break eol;
+            }
+            if line.len() >= NAME.len() && line[..NAME.len()].eq_ignore_ascii_case(NAME) {
+                let value = line[NAME.len()..].trim_ascii_start();
+                let kind =
+                    |k: &[u8]| value.len() >= k.len() && value[..k.len()].eq_ignore_ascii_case(k);
+                if kind(b"attachment") || kind(b"inline") {
+                    count = count.saturating_add(1);
+                }
+            }
+            if eol >= mime.len() {
+                return count;
+            }
+            at = eol + 1;
+        };
+        // The body: up to the next line starting with `--`, whose next line starts the
+        // next header block.
+        let Some(i) = memchr::memmem::find(&mime[blank..], b"\n--") else {
+            return count;
+        };
+        let boundary = blank + i + 1;
+        let Some(eol) = memchr::memchr(b'\n', &mime[boundary..]) else {
+            return count;
+        };
+        at = boundary + eol + 1;
     }
-    count
 }
 
 /// What storing one downloaded representation produced.
@@ -1604,5 +1619,65 @@ Content-Type: text/plain\r\n\r\nhello\r\ncontent-disposition: attachment in the 
         // The body line that merely looks like a header is not counted.
         assert_eq!(count_attachments(mime), 2);
         assert_eq!(count_attachments(b"Subject: none\r\n\r\nbody"), 0);
+    }
+
+    /// The line-by-line walk `count_attachments` replaced: every line is looked at, a line
+    /// starting with `--` opens a header block, a blank line closes it. The definition the
+    /// faster version must agree with.
+    fn count_attachments_by_lines(mime: &[u8]) -> u32 {
+        const NAME: &[u8] = b"content-disposition:";
+        let mut count = 0u32;
+        let mut in_headers = true;
+        for line in mime.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                in_headers = false;
+                continue;
+            }
+            if line.starts_with(b"--") {
+                in_headers = true;
+                continue;
+            }
+            if !in_headers
+                || line.len() < NAME.len()
+                || !line[..NAME.len()].eq_ignore_ascii_case(NAME)
+            {
+                continue;
+            }
+            let value = line[NAME.len()..].trim_ascii_start();
+            let kind =
+                |k: &[u8]| value.len() >= k.len() && value[..k.len()].eq_ignore_ascii_case(k);
+            if kind(b"attachment") || kind(b"inline") {
+                count = count.saturating_add(1);
+            }
+        }
+        count
+    }
+
+    proptest::proptest! {
+        /// Messages made of lines that matter (boundaries, blank lines, dispositions, a
+        /// signature's `-- `, base64) in any order, with CRLF or LF, with or without a
+        /// final line end: skipping bodies counts what walking every line counts.
+        #[test]
+        fn skipping_bodies_counts_what_walking_every_line_counts(
+            lines in proptest::collection::vec(proptest::sample::select(vec![
+                "", "\r", "--b", "--b--", "-- ", "-", "--", "QUJDRA==", "text -- with dashes",
+                "Content-Disposition: attachment; filename=a", "content-disposition:inline",
+                "CONTENT-DISPOSITION:   Attachment", "Content-Disposition: form-data",
+                "Content-Type: text/plain", " filename=continued",
+            ]), 0..40),
+            crlf in proptest::bool::ANY,
+            final_eol in proptest::bool::ANY,
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let mut mime = lines.join(eol);
+            if final_eol {
+                mime.push_str(eol);
+            }
+            proptest::prop_assert_eq!(
+                count_attachments(mime.as_bytes()),
+                count_attachments_by_lines(mime.as_bytes())
+            );
+        }
     }
 }
