@@ -3,9 +3,8 @@
 //!
 //! Layouts are specified in `docs/FORMAT.md`; this module is their only implementation.
 
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::{Aes256Gcm, Key, KeyInit, Nonce, Tag};
 use hmac::{Hmac, Mac};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 use sha2::{Digest, Sha256};
 
 use super::BlobKind;
@@ -103,8 +102,53 @@ pub(crate) enum ObjectType {
     Replication = 8,
 }
 
-fn cipher(key: &[u8; 32]) -> Aes256Gcm {
-    Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))
+/// AES-256-GCM under `key`. ring's implementation (assembly with AES-NI and carry-less
+/// multiplication, the two interleaved) runs at several times the speed of the pure-Rust
+/// `aes-gcm` crate that sealed blobs before (7.5 % of backup's CPU in the 2026-12-05
+/// profile, mostly its one-block-at-a-time GHASH); the output is the same AES-GCM, so
+/// everything written before reads unchanged.
+fn cipher(key: &[u8; 32]) -> Cipher {
+    Cipher(LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, key).expect("invariant: AES-256 takes a 32-byte key"),
+    ))
+}
+
+/// An AES-256-GCM key with detached nonce and tag, in the shape the layouts use.
+struct Cipher(LessSafeKey);
+
+/// Opening: authentication failed (wrong key, tampered bytes, wrong associated data).
+/// Sealing: the buffer is beyond AES-GCM's length limit (64 GiB).
+#[derive(Debug)]
+struct AeadError;
+
+impl Cipher {
+    fn encrypt_in_place_detached(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> std::result::Result<[u8; TAG_LEN], AeadError> {
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf)
+            .map_err(|_| AeadError)?;
+        tag.as_ref().try_into().map_err(|_| AeadError)
+    }
+
+    fn decrypt_in_place_detached(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8],
+    ) -> std::result::Result<(), AeadError> {
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| AeadError)?;
+        let tag = Tag::try_from(tag).map_err(|_| AeadError)?;
+        self.0
+            .open_in_place_separate_tag(nonce, Aad::from(aad), tag, buf, 0..)
+            .map(|_| ())
+            .map_err(|_| AeadError)
+    }
 }
 
 fn random_nonce() -> [u8; NONCE_LEN] {
@@ -319,7 +363,7 @@ pub(crate) fn seal_object(
     let nonce = random_nonce();
     let aad = object_aad(&out, context);
     let tag = cipher(enc_key)
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut body)
+        .encrypt_in_place_detached(&nonce, &aad, &mut body)
         .expect("invariant: AES-GCM encrypts any buffer under 64 GiB");
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&body);
@@ -383,12 +427,7 @@ pub(crate) fn open_object(
     let mut buf = ct.to_vec();
     let aad = object_aad(&bytes[..OBJECT_HEADER_LEN], context);
     cipher(enc_key)
-        .decrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            &aad,
-            &mut buf,
-            Tag::from_slice(tag),
-        )
+        .decrypt_in_place_detached(nonce, &aad, &mut buf, tag)
         .map_err(|_| Error::AuthenticationFailed {
             key: key_name.to_owned(),
         })?;
@@ -439,11 +478,7 @@ pub(crate) fn seal_blob_with(
     out.extend_from_slice(&frame);
     drop(frame);
     let tag = cipher(enc_key)
-        .encrypt_in_place_detached(
-            Nonce::from_slice(&nonce),
-            &blob_aad(kind, id),
-            &mut out[NONCE_LEN..],
-        )
+        .encrypt_in_place_detached(&nonce, &blob_aad(kind, id), &mut out[NONCE_LEN..])
         .expect("invariant: AES-GCM encrypts any buffer under 64 GiB");
     out.extend_from_slice(&tag);
     out
@@ -468,12 +503,7 @@ pub(crate) fn open_blob(
     let tag = &bytes[bytes.len() - TAG_LEN..];
     let mut buf = bytes[NONCE_LEN..bytes.len() - TAG_LEN].to_vec();
     cipher(enc_key)
-        .decrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            &blob_aad(kind, id),
-            &mut buf,
-            Tag::from_slice(tag),
-        )
+        .decrypt_in_place_detached(nonce, &blob_aad(kind, id), &mut buf, tag)
         .map_err(|_| Error::AuthenticationFailed {
             key: key_name.to_owned(),
         })?;
@@ -539,12 +569,7 @@ fn check_blob_with(
     frame.clear();
     frame.extend_from_slice(&bytes[NONCE_LEN..bytes.len() - TAG_LEN]);
     cipher(enc_key)
-        .decrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            &blob_aad(kind, id),
-            frame,
-            Tag::from_slice(tag),
-        )
+        .decrypt_in_place_detached(nonce, &blob_aad(kind, id), frame, tag)
         .map_err(|_| Error::AuthenticationFailed {
             key: key_name.to_owned(),
         })?;
@@ -595,10 +620,10 @@ pub fn decrypt_v1_object(
     let mut buf = bytes[NONCE_LEN + TAG_LEN..].to_vec();
     cipher(dek.expose_secret())
         .decrypt_in_place_detached(
-            Nonce::from_slice(&bytes[..NONCE_LEN]),
+            &bytes[..NONCE_LEN],
             &[],
             &mut buf,
-            Tag::from_slice(&bytes[NONCE_LEN..NONCE_LEN + TAG_LEN]),
+            &bytes[NONCE_LEN..NONCE_LEN + TAG_LEN],
         )
         .map_err(|_| Error::AuthenticationFailed {
             key: key_name.to_owned(),
