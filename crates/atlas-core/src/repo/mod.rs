@@ -63,7 +63,7 @@ pub use layout::{
     CONFIG_KEY, CONFIG_SPARE_KEY, KEY_BLOB_KEY, KEY_SPARE_KEY, REPLICA_MARKER_KEY,
     REPLICATION_STATUS_PREFIX,
 };
-pub(crate) use layout::{parse_snapshot_key, snapshot_key, store_key};
+pub(crate) use layout::{LOCK_PREFIX, parse_snapshot_key, snapshot_key, store_key};
 pub use lease::{LeaseInfo, LockEntry, RunLease, Standing};
 pub use pack::{PackEntry, PackId};
 pub use prune::{PruneOptions, PruneSummary};

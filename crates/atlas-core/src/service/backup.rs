@@ -1415,7 +1415,7 @@ fn without_run_lease(names: Vec<String>, e: crate::error::Error) -> Vec<MailboxO
             mailbox,
             result: Err(first.take().unwrap_or_else(|| {
                 crate::error::Error::Store(crate::ports::StoreError::Transient {
-                    key: "locks/".into(),
+                    key: crate::repo::LOCK_PREFIX.into(),
                     detail: detail.clone(),
                 })
             })),
