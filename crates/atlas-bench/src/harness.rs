@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use atlas_core::ports::{BlobStore, Clock, MailSource, NullReporter, SourceMailbox, SystemClock};
+use atlas_core::ports::{
+    BlobStore, Clock, FolderOptions, MailSource, NullReporter, SourceMailbox, SystemClock,
+};
 use atlas_core::repo::{FORMAT_VERSION, KdfChoice, Passphrase, RepoSettings, Repository};
 use atlas_core::service::Cancel;
 use atlas_core::service::backup::{BackupOptions, backup_mailboxes};
@@ -15,7 +17,7 @@ use atlas_store::LocalStore;
 use crate::counting::CountingStore;
 use crate::error::BenchError;
 use crate::procstat::{CpuMark, Pid};
-use crate::report::Row;
+use crate::report::{KindCost, Row};
 use crate::simproc::SimProcess;
 
 /// Passphrase of every benchmark repository (test data, not a secret).
@@ -234,11 +236,27 @@ impl Tenant {
         scenario: &'static str,
         step: &str,
     ) -> Result<Row, BenchError> {
+        self.backup_with(repo, scenario, step, FolderOptions::default())
+            .await
+    }
+
+    /// [`Tenant::backup`] with these folder options (which kinds, which fidelity); the
+    /// row also gets the Graph client's requests and items per kind of the step
+    /// ([`Row::kinds`]).
+    pub async fn backup_with(
+        &self,
+        repo: &BenchRepo,
+        scenario: &'static str,
+        step: &str,
+        folder_options: FolderOptions,
+    ) -> Result<Row, BenchError> {
         let opts = BackupOptions {
             lease_owner: "atlas-bench".into(),
             tool: "atlas-bench".into(),
+            folder_options,
             ..BackupOptions::default()
         };
+        let costs_before = self.client.request_costs();
         let before = self.mark().await?;
         let _ = repo.store.take();
         let meter = Meter::start(Some(self.sim.pid()))?;
@@ -281,9 +299,37 @@ impl Tenant {
         row.objects_written = Some(counts.puts);
         row.store_requests = Some(counts.requests());
         self.fill_graph(&mut row, before).await?;
+        row.kinds = kind_costs_since(&costs_before, self.client.request_costs());
         if reused > 0 {
             row.note = format!("{reused} messages carried over unchanged");
         }
         Ok(row)
     }
+}
+
+/// What each kind of item cost in Graph requests between two readings of the client's
+/// counters ([`GraphClient::request_costs`], cumulative): kinds with no request and no
+/// item in between are left out; requests of no kind are `other`.
+pub fn kind_costs_since(
+    before: &[atlas_graph::RequestCost],
+    after: Vec<atlas_graph::RequestCost>,
+) -> Vec<KindCost> {
+    after
+        .into_iter()
+        .filter_map(|now| {
+            let (requests, items) = before
+                .iter()
+                .find(|b| b.kind == now.kind)
+                .map_or((0, 0), |b| (b.requests, b.items));
+            let requests = now.requests.saturating_sub(requests);
+            let items = now.items.saturating_sub(items);
+            (requests > 0 || items > 0).then(|| KindCost {
+                kind: now
+                    .kind
+                    .map_or_else(|| "other".to_owned(), |k| k.name().to_owned()),
+                requests,
+                items,
+            })
+        })
+        .collect()
 }

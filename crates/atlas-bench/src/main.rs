@@ -41,6 +41,9 @@ enum Scenario {
     /// Full backup of many small mailboxes, 200 × 50 (quick: 200 × 15): peak RSS and
     /// objects must not grow with the number of mailboxes (issue 13).
     Wide,
+    /// Graph requests and items per kind of item: a full and an unchanged incremental
+    /// backup of every kind, and mail with `--fidelity full` (issue 14).
+    Kinds,
     /// Verify and save eml-zip (issue 5).
     Browse,
     /// The same backup, verify and save into a format-3 and a format-4 repository,
@@ -115,13 +118,14 @@ fn sizes(a: &Args) -> Sizes {
 
 /// The scenarios selected, in run order (`all` expanded, duplicates dropped).
 fn expand(list: &[Scenario], quick: bool) -> Vec<Scenario> {
-    const ORDER: [Scenario; 10] = [
+    const ORDER: [Scenario; 11] = [
         Scenario::Repo,
         Scenario::Backup,
         Scenario::Large,
         Scenario::Spec,
         Scenario::Deep,
         Scenario::Wide,
+        Scenario::Kinds,
         Scenario::Browse,
         Scenario::Formats,
         Scenario::Restore,
@@ -144,6 +148,7 @@ fn name(s: Scenario) -> &'static str {
         Scenario::Wide => "wide",
         Scenario::Browse => "browse",
         Scenario::Formats => "formats",
+        Scenario::Kinds => "kinds",
         Scenario::Restore => "restore",
         Scenario::S3 => "s3",
         Scenario::All => "all",
@@ -175,6 +180,7 @@ async fn run_one(s: Scenario, sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), 
         }
         Scenario::Browse => scenarios::browse::run(sizes, &mut ctx, rows).await,
         Scenario::Formats => scenarios::formats::run(sizes, rows).await,
+        Scenario::Kinds => scenarios::kinds::run(sizes, rows).await,
         Scenario::Restore => scenarios::restore::run(sizes, &mut ctx, rows).await,
         Scenario::S3 => scenarios::s3::run(sizes, &mut ctx, rows).await,
         Scenario::All | Scenario::SimChild => Ok(()),

@@ -47,6 +47,30 @@ pub struct Row {
     pub by_kind: String,
     /// Anything else worth a line (what limited the figure, what was skipped).
     pub note: String,
+    /// Graph requests and items per kind of item, as the client counted them (backup
+    /// steps of the `kinds` scenario; empty elsewhere).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<KindCost>,
+}
+
+/// What one kind of item cost in Graph requests during a step (issue 14): the client's
+/// requests sent under the kind (retries included) and the items its delta reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindCost {
+    /// `mail`, `calendar`, `contacts`, `tasks`, `notes`, `config`, or `other` (sign-in,
+    /// directory, the mailbox folder tree the kinds other than mail share).
+    pub kind: String,
+    /// Graph requests.
+    pub requests: u64,
+    /// Items reported.
+    pub items: u64,
+}
+
+impl KindCost {
+    /// Items per request (`None` without requests).
+    pub fn items_per_request(&self) -> Option<f64> {
+        per(self.items, self.requests)
+    }
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -182,6 +206,26 @@ pub fn table(rows: &[Row]) -> String {
             opt(r.objects_per_1000(), 1),
         );
     }
+    let per_kind: Vec<&Row> = rows.iter().filter(|r| !r.kinds.is_empty()).collect();
+    if !per_kind.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nGraph requests per kind (items = what the kind's delta reported; items/req):"
+        );
+        for r in per_kind {
+            let parts: Vec<String> = r
+                .kinds
+                .iter()
+                .map(|k| match k.items_per_request() {
+                    Some(x) if k.items > 0 => {
+                        format!("{} {} req, {} items, {x:.2}", k.kind, k.requests, k.items)
+                    }
+                    _ => format!("{} {} req", k.kind, k.requests),
+                })
+                .collect();
+            let _ = writeln!(out, "  {} / {}: {}", r.scenario, r.step, parts.join("; "));
+        }
+    }
     let notes: Vec<&Row> = rows.iter().filter(|r| !r.note.is_empty()).collect();
     if !notes.is_empty() {
         let _ = writeln!(out, "\nnotes:");
@@ -223,5 +267,28 @@ mod tests {
         assert_eq!(empty.requests_per_msg(), None);
         let t = table(&[r]);
         assert!(t.contains("backup") && t.contains("0.250") && t.contains("8.0"));
+        assert!(!t.contains("per kind"), "no kind figures, no section: {t}");
+        let k = Row {
+            kinds: vec![
+                KindCost {
+                    kind: "calendar".into(),
+                    requests: 8,
+                    items: 20,
+                },
+                KindCost {
+                    kind: "other".into(),
+                    requests: 3,
+                    items: 0,
+                },
+            ],
+            ..Row::default()
+        };
+        assert_eq!(k.kinds[0].items_per_request(), Some(2.5));
+        assert_eq!(KindCost::default().items_per_request(), None);
+        let t = table(&[k]);
+        assert!(
+            t.contains("calendar 8 req, 20 items, 2.50; other 3 req"),
+            "{t}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod browse;
 pub mod formats;
+pub mod kinds;
 pub mod repo;
 pub mod restore;
 pub mod s3;
