@@ -394,6 +394,31 @@ impl GraphSource {
             ItemKind::Note => "notes",
             _ => return Ok(None),
         };
+        if let Some(missing) = self.probe_export(mailbox, well_known).await? {
+            return Ok(Some(missing));
+        }
+        match kind {
+            ItemKind::Calendar => probe(c.list_calendars(user).await.map(|_| ())),
+            ItemKind::Contact => probe(c.list_contact_folders(user, None).await.map(|_| ())),
+            ItemKind::Task => probe(c.list_todo_lists(user).await.map(|_| ())),
+            _ => Ok(None),
+        }
+    }
+}
+
+impl GraphSource {
+    /// Whether the mailbox API lets this app find the well-known folder, list its items
+    /// and export them (`MailboxFolder.Read.All`, `MailboxItem.Read.All`,
+    /// `MailboxItem.Export.All`): the missing permission, if one is. What every kind but
+    /// configuration needs, and mail too when it keeps its export stream
+    /// (`--fidelity full`, on the inbox: [`atlas_core::ports::MailSource::stream_access`]).
+    pub(crate) async fn probe_export(
+        &self,
+        mailbox: &SourceMailbox,
+        well_known: &str,
+    ) -> Result<Option<String>, SourceError> {
+        let c = self.client();
+        let user = &mailbox.id;
         let mbx = match c.exchange_mailbox_id(user).await {
             Ok(m) => m,
             Err(e) => return probe(Err(e)),
@@ -407,15 +432,7 @@ impl GraphSource {
         }
         // An id of no item: a 403 names the export permission, anything else is access.
         let nothing = ItemId::new("AAMkAGF0bGFzLXByb2Jl");
-        if let Some(missing) = probe(c.export_items(user, &mbx, &[nothing]).await.map(|_| ()))? {
-            return Ok(Some(missing));
-        }
-        match kind {
-            ItemKind::Calendar => probe(c.list_calendars(user).await.map(|_| ())),
-            ItemKind::Contact => probe(c.list_contact_folders(user, None).await.map(|_| ())),
-            ItemKind::Task => probe(c.list_todo_lists(user).await.map(|_| ())),
-            _ => Ok(None),
-        }
+        probe(c.export_items(user, &mbx, &[nothing]).await.map(|_| ()))
     }
 }
 

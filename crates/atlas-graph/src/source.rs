@@ -358,6 +358,10 @@ impl MailSource for GraphSource {
     ) -> Result<Option<String>, SourceError> {
         for_kind(kind, self.probe_kind(mailbox, kind)).await
     }
+
+    async fn stream_access(&self, mailbox: &SourceMailbox) -> Result<Option<String>, SourceError> {
+        for_kind(ItemKind::Mail, self.probe_export(mailbox, "inbox")).await
+    }
 }
 
 impl GraphSource {

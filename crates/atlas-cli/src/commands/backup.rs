@@ -549,7 +549,10 @@ fn render_backup(report: &BackupReport) -> String {
     if let Some(line) = by_kind_line(report) {
         out.push_str(&line);
     }
-    if gaps.is_empty() {
+    if report.mailboxes.is_empty() && report.exit_code != 0 {
+        // Refused before any mailbox ran (the warning above says why): nothing captured.
+        out.push_str("\nNothing was backed up.\n");
+    } else if gaps.is_empty() {
         out.push_str("\nCompleteness: every folder of every mailbox is fully captured.\n");
     } else {
         out.push_str("\nCompleteness gaps (retried on the next run):\n");

@@ -34,6 +34,11 @@ fn mail_export_sim() -> Sim {
     ))
 }
 
+/// `exportItems` requests a `--fidelity full` run makes before any mailbox: its
+/// permission check exports an id of no item once (see
+/// `full_fidelity_without_the_export_permission_is_refused_up_front`).
+const PREFLIGHT: u64 = 1;
+
 /// Every message of the latest snapshot, by immutable id.
 fn stored(sim: &Sim, sandbox: &Sandbox, upn: &str) -> HashMap<String, ItemMeta> {
     let (repo, record) = latest(sim, sandbox, upn);
@@ -153,7 +158,7 @@ fn full_fidelity_keeps_every_messages_stream_and_exports_only_what_changed() {
     assert_eq!(summary["mailStreams"], messages.len(), "{summary}");
     assert_eq!(
         sim.handle.counters().kind("export_items").requests,
-        batches as u64,
+        batches as u64 + PREFLIGHT,
         "{per_folder:?}"
     );
     assert_eq!(sim.handle.counters().kind("mime").requests, 0);
@@ -209,7 +214,7 @@ fn full_fidelity_keeps_every_messages_stream_and_exports_only_what_changed() {
 
     // Nothing changed: nothing exported.
     let (summary, exports) = backup(&sim, &sandbox, &upn, &["--fidelity", "full"]);
-    assert_eq!(exports, 0, "{summary}");
+    assert_eq!(exports, PREFLIGHT, "{summary}");
     assert_eq!(summary["mailStreams"], 0, "{summary}");
     assert_eq!(summary["downloaded"], 0, "{summary}");
 
@@ -251,7 +256,8 @@ fn full_fidelity_keeps_every_messages_stream_and_exports_only_what_changed() {
         .expect("new message");
     let (summary, exports) = backup(&sim, &sandbox, &upn, &["--fidelity", "full"]);
     assert_eq!(
-        exports, 1,
+        exports,
+        1 + PREFLIGHT,
         "three messages of one folder, one request: {summary}"
     );
     assert_eq!(summary["mailStreams"], 3, "{summary}");
@@ -534,7 +540,7 @@ fn the_mailbox_item_delta_link_is_stored_apart_from_the_message_delta_link() {
     change(g[0]);
     let (summary, exports) = backup(&sim, &sandbox, &upn, &["--fidelity", "full"]);
     assert_eq!(summary["mailStreams"], 2, "{summary}");
-    assert_eq!(exports, 2, "{summary}");
+    assert_eq!(exports, 2 + PREFLIGHT, "{summary}");
     assert_eq!(
         sim.handle.counters().kind("mailbox_item_delta").requests,
         2,
@@ -556,4 +562,82 @@ fn the_mailbox_item_delta_link_is_stored_apart_from_the_message_delta_link() {
         third[g_folder].1, second[g_folder].1,
         "the item link moved on"
     );
+}
+
+/// Without `MailboxItem.Export.All`, `--fidelity full` made every mailbox fail half-way
+/// (its MIME read, its export refused). The run is now refused before anything is read
+/// or written, naming the permission (exit 2); MIME alone still works.
+#[test]
+fn full_fidelity_without_the_export_permission_is_refused_up_front() {
+    let sim = Sim::start(Sim::tenant(
+        2,
+        10,
+        &[
+            roles::USER_READ_ALL,
+            roles::MAIL_READ,
+            roles::MAILBOX_FOLDER_READ_ALL,
+            roles::MAILBOX_ITEM_READ_ALL,
+        ],
+    ));
+    let sandbox = Sandbox::new();
+    let upn = sim.licensed_users().remove(0);
+    assert_eq!(
+        sandbox
+            .against(&sim)
+            .arg("init")
+            .output()
+            .expect("runs")
+            .status
+            .code(),
+        Some(0)
+    );
+    let before = super::files_under(&sandbox.repo());
+    for args in [
+        vec![
+            "backup",
+            "-m",
+            &upn,
+            "--kinds",
+            "mail",
+            "--fidelity",
+            "full",
+        ],
+        vec!["backup", "--kinds", "mail", "--fidelity", "full"],
+    ] {
+        sim.handle.reset_counters();
+        let out = sandbox.against(&sim).args(&args).output().expect("runs");
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.contains("MailboxItem.Export.All"), "{text}");
+        assert!(text.contains("--fidelity"), "{text}");
+        let counters = sim.handle.counters();
+        assert_eq!(counters.kind("mime").requests, 0, "no message was read");
+        assert_eq!(
+            super::files_under(&sandbox.repo()),
+            before,
+            "nothing written"
+        );
+    }
+    let out = sandbox
+        .against(&sim)
+        .env("ATLAS_FIDELITY", "full")
+        .args(["--json", "backup", "-m", &upn, "--kinds", "mail"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    let doc = super::json_schemas::assert_schema("backup", &out);
+    assert_eq!(doc["mailboxes"], serde_json::json!([]), "{doc}");
+    assert!(
+        doc["warnings"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|w| w
+                .as_str()
+                .is_some_and(|w| w.contains("MailboxItem.Export.All")))),
+        "{doc}"
+    );
+
+    // MIME alone needs no mailbox API permission.
+    let (summary, exports) = backup(&sim, &sandbox, &upn, &[]);
+    assert_eq!(exports, 0);
+    assert_eq!(summary["complete"], true, "{summary}");
 }

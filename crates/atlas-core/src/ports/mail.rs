@@ -478,4 +478,12 @@ pub trait MailSource: Send + Sync + Debug {
     ) -> Result<Option<String>, SourceError> {
         Ok(None)
     }
+
+    /// Whether mail's export stream ([`Fidelity::Full`]) can be read from this mailbox:
+    /// `Ok(None)` when it can, `Ok(Some(permission))` naming the application permission
+    /// that is missing. Asked once per run, before anything is written, when a backup
+    /// keeps the stream. The default: it can.
+    async fn stream_access(&self, _mailbox: &SourceMailbox) -> Result<Option<String>, SourceError> {
+        Ok(None)
+    }
 }

@@ -163,6 +163,17 @@ pub struct BackupPlan {
     pub kinds_skipped: Vec<KindSkipped>,
     /// Whether those kinds were asked for by name (the run is then partial).
     pub kinds_explicit: bool,
+    /// The permission mail's export stream needs and the app lacks, when the options
+    /// keep it (`--fidelity full`): then [`execute`] backs up nothing and the run is
+    /// partial, naming it in a warning.
+    pub stream_missing: Option<String>,
+}
+
+/// The warning of a run refused because mail's export stream cannot be read.
+fn stream_missing_warning(permission: &str) -> String {
+    format!(
+        "not backing up anything: --fidelity full keeps each message's export stream, which needs the {permission} application permission (admin consent); grant it, or back up MIME alone (--fidelity mime)"
+    )
 }
 
 /// What a sharded plan took: `mailboxes` of the `selected` ones (the whole selection, as
@@ -187,8 +198,17 @@ pub async fn plan(source: &dyn MailSource, request: &BackupRequest) -> Result<Ba
         }
     };
     let mut request = request.clone();
-    let (kinds, kinds_skipped) = plan_kinds(source, &request, listed.as_deref()).await?;
+    let (kinds, kinds_skipped, probe) = plan_kinds(source, &request, listed.as_deref()).await?;
     request.options.folder_options.kinds = kinds;
+    let stream_missing = match probe {
+        Some(p)
+            if kinds.contains(ItemKind::Mail)
+                && request.options.folder_options.fidelity.keeps_mail_stream() =>
+        {
+            stream_permission(source, &p).await?
+        }
+        _ => None,
+    };
     let request = &request;
     let opts = &request.options;
     let (mailboxes, skipped, tenant_wide, shard) = match &request.mailboxes {
@@ -229,7 +249,23 @@ pub async fn plan(source: &dyn MailSource, request: &BackupRequest) -> Result<Ba
         shard,
         kinds_skipped,
         kinds_explicit: request.item_kinds_explicit,
+        stream_missing,
     })
+}
+
+/// The permission mail's export stream lacks (`--fidelity full`), asked of one mailbox
+/// before anything is written: without it every mailbox would fail half-way, after its
+/// MIME was read. `None` when the stream can be read, or when the mailbox cannot say (the
+/// run meets that failure again, per mailbox).
+async fn stream_permission(
+    source: &dyn MailSource,
+    probe: &SourceMailbox,
+) -> Result<Option<String>> {
+    match source.stream_access(probe).await {
+        Ok(missing) => Ok(missing),
+        Err(e @ SourceError::Auth(_)) => Err(Error::Source(e)),
+        Err(_) => Ok(None),
+    }
 }
 
 /// This worker's share of the selected mailboxes (all of them without a shard).
@@ -256,7 +292,7 @@ async fn plan_kinds(
     source: &dyn MailSource,
     request: &BackupRequest,
     listed: Option<&[SourceMailbox]>,
-) -> Result<(KindSet, Vec<KindSkipped>)> {
+) -> Result<(KindSet, Vec<KindSkipped>, Option<SourceMailbox>)> {
     // Which kinds: asked of the source once per run, with one mailbox, before anything
     // else reads folders (a mail-only app must not fail on a calendar folder listing). A
     // mailbox that cannot answer (no Exchange mailbox after all, a transient failure)
@@ -320,7 +356,11 @@ async fn plan_kinds(
                 .collect();
         }
     }
-    Ok((chosen_kinds, kinds_skipped))
+    // The mailbox asked, for the other permission checks of the run.
+    let probe = candidates
+        .into_iter()
+        .find(|p| p.kind != MailboxKind::NoMailbox);
+    Ok((chosen_kinds, kinds_skipped, probe))
 }
 
 /// Resolve named mailboxes, each asked once for its folders: the directory cannot always
@@ -443,6 +483,8 @@ pub struct BackupReport {
     pub kinds_skipped: Vec<KindSkipped>,
     /// Whether the skipped kinds were asked for by name.
     pub kinds_explicit: bool,
+    /// The plan's [`BackupPlan::stream_missing`]: nothing was backed up.
+    pub stream_missing: Option<String>,
 }
 
 impl BackupReport {
@@ -456,6 +498,8 @@ impl BackupReport {
             .count();
         if self.locks.iter().any(|l| l.result.is_err()) {
             Verdict::Failed
+        } else if self.stream_missing.is_some() {
+            Verdict::Partial
         } else if self.outcomes.is_empty() {
             Verdict::Complete
         } else if failed == self.outcomes.len() {
@@ -490,6 +534,20 @@ pub async fn execute(
 ) -> Result<BackupReport> {
     if let Some(r) = plan.options.retention {
         retention::ensure_lock_capable(repo, r.mode).await?;
+    }
+    if let Some(permission) = &plan.stream_missing {
+        reporter.report(crate::ports::Event::Warning {
+            mailbox: None,
+            message: stream_missing_warning(permission),
+        });
+        return Ok(BackupReport {
+            outcomes: Vec::new(),
+            skipped: plan.skipped.clone(),
+            locks: Vec::new(),
+            kinds_skipped: plan.kinds_skipped.clone(),
+            kinds_explicit: plan.kinds_explicit,
+            stream_missing: plan.stream_missing.clone(),
+        });
     }
     if let Some(message) = kinds_skipped_warning(&plan.kinds_skipped) {
         reporter.report(crate::ports::Event::Warning {
@@ -544,6 +602,7 @@ pub async fn execute(
         locks,
         kinds_skipped: plan.kinds_skipped.clone(),
         kinds_explicit: plan.kinds_explicit,
+        stream_missing: None,
     })
 }
 
@@ -599,6 +658,7 @@ mod tests {
             locks: Vec::new(),
             kinds_skipped: Vec::new(),
             kinds_explicit: false,
+            stream_missing: None,
         };
         let table: [(&[std::result::Result<bool, ()>], Verdict); 6] = [
             (&[], Complete),
@@ -622,5 +682,9 @@ mod tests {
             result: Err(Error::Interrupted),
         });
         assert_eq!(r.verdict(), Failed);
+        // Refused up front for the export stream's permission: nothing ran, partial.
+        let mut r = report(&[]);
+        r.stream_missing = Some("MailboxItem.Export.All".into());
+        assert_eq!(r.verdict(), Partial);
     }
 }
