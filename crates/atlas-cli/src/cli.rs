@@ -282,8 +282,9 @@ pub struct BackupArgs {
 
     /// How much of each mail message to keep: mime (its raw MIME, the default) or full
     /// (also the mailbox export API's full-fidelity stream, from which Exchange recreates
-    /// the message with every property; needs MailboxItem.Read.All and
-    /// MailboxItem.Export.All). Also `fidelity` / ATLAS_FIDELITY in the configuration.
+    /// the message with every property; needs MailboxFolder.Read.All, MailboxItem.Read.All
+    /// and MailboxItem.Export.All, checked before anything is read: without them the run
+    /// backs up nothing, exit 2). Also `fidelity` / ATLAS_FIDELITY in the configuration.
     #[arg(long, value_name = "mime|full")]
     pub fidelity: Option<atlas_core::model::Fidelity>,
 
