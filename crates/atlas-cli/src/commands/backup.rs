@@ -483,6 +483,18 @@ fn by_kind_line(report: &BackupReport) -> Option<String> {
     Some(format!("\nBy kind: {}\n", parts.join(", ")))
 }
 
+/// The completeness part of the summary, from the gaps found (empty: none).
+fn completeness(report: &BackupReport, gaps: &str) -> String {
+    if report.mailboxes.is_empty() && report.exit_code != 0 {
+        // Refused before any mailbox ran (the warning says why): nothing captured.
+        "\nNothing was backed up.\n".to_owned()
+    } else if gaps.is_empty() {
+        "\nCompleteness: every folder of every mailbox is fully captured.\n".to_owned()
+    } else {
+        format!("\nCompleteness gaps (retried on the next run):\n{gaps}")
+    }
+}
+
 fn render_backup(report: &BackupReport) -> String {
     let mut table = Table::new([
         "Mailbox",
@@ -549,15 +561,7 @@ fn render_backup(report: &BackupReport) -> String {
     if let Some(line) = by_kind_line(report) {
         out.push_str(&line);
     }
-    if report.mailboxes.is_empty() && report.exit_code != 0 {
-        // Refused before any mailbox ran (the warning above says why): nothing captured.
-        out.push_str("\nNothing was backed up.\n");
-    } else if gaps.is_empty() {
-        out.push_str("\nCompleteness: every folder of every mailbox is fully captured.\n");
-    } else {
-        out.push_str("\nCompleteness gaps (retried on the next run):\n");
-        out.push_str(&gaps);
-    }
+    out.push_str(&completeness(report, &gaps));
     for s in &report.skipped {
         let _ = writeln!(
             out,
