@@ -1156,9 +1156,11 @@ pub async fn backup_mailbox(
     // One span per mailbox (and one per folder in `run_session`): every log line of the
     // run, the Graph client's included, names the mailbox and folder it belongs to.
     let span = tracing::info_span!("mailbox", mailbox = %mailbox.address());
-    run_mailbox(repo, None, source, mailbox, opts, clock, reporter, cancel)
-        .instrument(span)
-        .await
+    run_mailbox(
+        repo, None, None, source, mailbox, opts, clock, reporter, cancel,
+    )
+    .instrument(span)
+    .await
 }
 
 /// [`backup_mailbox`] inside its span; `writer`: the tenant run's shared pack writer and
@@ -1167,6 +1169,7 @@ pub async fn backup_mailbox(
 async fn run_mailbox(
     repo: &Repository,
     writer: Option<(&PackWriter, Option<&RunLease>)>,
+    slot: Option<&mut Slot>,
     source: Arc<dyn MailSource>,
     mailbox: &SourceMailbox,
     opts: &BackupOptions,
@@ -1241,6 +1244,11 @@ async fn run_mailbox(
                 folders: folder_snaps,
                 folder_bookmark,
             };
+            // Its downloads are over: the commit (which may wait for the shared pack to
+            // fill) lets the next mailbox start when it can (see `Slot`).
+            if let Some(slot) = slot {
+                slot.hand_over();
+            }
             let id = session.commit(record).await?;
             summary.snapshot = Some(id);
             summary.complete = complete;
@@ -1257,6 +1265,33 @@ async fn run_mailbox(
         Err(e) => {
             let _ = session.release().await;
             Err(e)
+        }
+    }
+}
+
+/// A mailbox's place among the `parallel` of a tenant run. A mailbox that has finished
+/// downloading may have to wait for the shared pack to fill before it commits (group
+/// commit, `repo/writer.rs`); holding its place meanwhile would leave the run a worker
+/// short. So it trades its place for one of at most `parallel` places of waiting commits,
+/// when one is free; when none is, it commits in its place as before. Never waiting for a
+/// commit place is what keeps this free of deadlock: waiting commits only need the running
+/// mailboxes to fill the pack or to finish, and a mailbox that finishes never blocks.
+/// Commits that wait hold no downloads, only blobs already in the shared pack (counted by
+/// the memory budget), so memory stays within the budget; a cancel reaches them as
+/// before (they commit what they have).
+#[derive(Debug)]
+struct Slot {
+    running: Option<tokio::sync::OwnedSemaphorePermit>,
+    commits: Arc<tokio::sync::Semaphore>,
+    committing: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Slot {
+    /// Give the running place back if a commit place is free.
+    fn hand_over(&mut self) {
+        if let Ok(p) = Arc::clone(&self.commits).try_acquire_owned() {
+            self.committing = Some(p);
+            self.running = None;
         }
     }
 }
@@ -1279,9 +1314,10 @@ pub struct MailboxOutcome {
 ///
 /// The mailboxes share one pack writer ([`Repository::pack_writer`]): their blobs fill
 /// the same packs, so small mailboxes no longer each leave a partly filled pack, and one
-/// pack buffer is held instead of one per mailbox. A mailbox that finishes waits (holding
-/// its place among the `parallel`) until the pack holding its last blobs fills or every
-/// running mailbox has finished too, then commits after its data and index are stored.
+/// pack buffer is held instead of one per mailbox. A mailbox that finishes waits until the
+/// pack holding its last blobs fills or every running mailbox has finished too, then
+/// commits after its data and index are stored; while it waits, the next mailbox may take
+/// its place among the `parallel` (see `Slot`).
 ///
 /// The run holds one lease naming all of `mailboxes` ([`Repository::begin_run`]) instead
 /// of one per mailbox; a mailbox whose own lease another writer holds (or that an earlier
@@ -1316,6 +1352,7 @@ pub async fn backup_mailboxes(
         _ => None,
     };
     let semaphore = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let commits = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let mut set = JoinSet::new();
     for (i, mailbox) in mailboxes.into_iter().enumerate() {
         let (repo, source, opts) = (repo.clone(), Arc::clone(&source), opts.clone());
@@ -1325,11 +1362,12 @@ pub async fn backup_mailboxes(
             Arc::clone(&cancel),
         );
         let semaphore = Arc::clone(&semaphore);
+        let commits = Arc::clone(&commits);
         let writer = writer.clone();
         let run = run.clone();
         set.spawn(async move {
             let address = mailbox.address().to_owned();
-            let Ok(_permit) = semaphore.acquire_owned().await else {
+            let Ok(permit) = semaphore.acquire_owned().await else {
                 return (
                     i,
                     MailboxOutcome {
@@ -1348,9 +1386,15 @@ pub async fn backup_mailboxes(
                 );
             }
             let span = tracing::info_span!("mailbox", mailbox = %mailbox.address());
+            let mut slot = Slot {
+                running: Some(permit),
+                commits,
+                committing: None,
+            };
             let result = run_mailbox(
                 &repo,
                 writer.as_ref().map(|w| (w, run.as_deref())),
+                Some(&mut slot),
                 source,
                 &mailbox,
                 &opts,

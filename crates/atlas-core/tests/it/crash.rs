@@ -161,7 +161,9 @@ async fn tenant_run(
         Arc::new(tenant.clone()),
         tenant_mailboxes(tenant).await,
         &opts,
-        TENANT_MAILBOXES,
+        // One fewer at once than there are mailboxes: the last one starts when a finished
+        // one hands its place over while its commit waits for the shared pack.
+        TENANT_MAILBOXES - 1,
         clock,
         Arc::new(NullReporter),
         Arc::new(Cancel::new()),
