@@ -801,3 +801,109 @@ async fn backup_and_restore_run_in_a_span_per_mailbox_and_per_folder() {
         "{restore:?}"
     );
 }
+
+/// A tenant whose mailbox `hold` stops at its first delta page until `until` has started
+/// (its folders were listed): a slow mailbox that only moves on once a third one runs.
+#[derive(Debug)]
+struct Gated {
+    inner: MemoryTenant,
+    hold: String,
+    until: String,
+    started: tokio::sync::watch::Sender<bool>,
+}
+
+#[async_trait::async_trait]
+impl atlas_core::ports::MailSource for Gated {
+    async fn list_mailboxes(
+        &self,
+    ) -> Result<Vec<atlas_core::ports::SourceMailbox>, atlas_core::ports::SourceError> {
+        self.inner.list_mailboxes().await
+    }
+    async fn resolve_mailbox(
+        &self,
+        a: &str,
+    ) -> Result<atlas_core::ports::SourceMailbox, atlas_core::ports::SourceError> {
+        self.inner.resolve_mailbox(a).await
+    }
+    async fn list_folders(
+        &self,
+        mailbox: &atlas_core::ports::SourceMailbox,
+        opts: atlas_core::ports::FolderOptions,
+    ) -> Result<Vec<atlas_core::ports::SourceFolder>, atlas_core::ports::SourceError> {
+        if mailbox.address() == self.until {
+            self.started.send_replace(true);
+        }
+        self.inner.list_folders(mailbox, opts).await
+    }
+    async fn delta_page(
+        &self,
+        mailbox: &atlas_core::ports::SourceMailbox,
+        folder: &atlas_core::model::FolderId,
+        cursor: &atlas_core::ports::DeltaCursor,
+        page_size: u32,
+    ) -> Result<atlas_core::ports::DeltaPage, atlas_core::ports::SourceError> {
+        if mailbox.address() == self.hold {
+            let mut rx = self.started.subscribe();
+            let _ = rx.wait_for(|s| *s).await;
+        }
+        self.inner
+            .delta_page(mailbox, folder, cursor, page_size)
+            .await
+    }
+    async fn open_content(
+        &self,
+        mailbox: &atlas_core::ports::SourceMailbox,
+        item: &atlas_core::ports::SourceItem,
+        content: atlas_core::model::ContentKind,
+    ) -> Result<Box<dyn atlas_core::ports::ContentStream>, atlas_core::ports::SourceError> {
+        self.inner.open_content(mailbox, item, content).await
+    }
+}
+
+/// Issue 13: a mailbox that had finished kept its place among the `parallel` while its
+/// commit waited for the shared pack to fill, so the next mailbox could not start. Here
+/// 3 mailboxes run 2 at a time; the second moves on only once the third has started, so
+/// the third must start while the first one's commit waits (before: the run never ended).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_mailbox_waiting_for_the_shared_pack_lets_the_next_one_start() {
+    use atlas_core::ports::MailSource as _;
+    let tenant = MemoryTenant::generate(21, 3, 4);
+    let addresses = tenant.addresses();
+    let (started, _) = tokio::sync::watch::channel(false);
+    let mut mailboxes = Vec::new();
+    for a in &addresses {
+        mailboxes.push(tenant.resolve_mailbox(a).await.unwrap());
+    }
+    let source = Gated {
+        inner: tenant,
+        hold: mailboxes[1].address().to_owned(),
+        until: mailboxes[2].address().to_owned(),
+        started,
+    };
+    let repo = Repository::init_with(
+        Arc::new(MemoryStore::new()),
+        "t",
+        &Passphrase::new("pw"),
+        KdfChoice::SCRYPT_MINIMUM,
+        atlas_core::repo::RepoSettings::default(),
+    )
+    .await
+    .unwrap();
+    let opts = BackupOptions::default();
+    let run = backup_mailboxes(
+        &repo,
+        Arc::new(source),
+        mailboxes,
+        &opts,
+        2,
+        Arc::new(atlas_core::ports::SystemClock),
+        Arc::new(atlas_core::ports::NullReporter),
+        Arc::new(Cancel::new()),
+    );
+    let outcomes = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("the third mailbox started while the first one's commit waited");
+    for o in outcomes {
+        assert!(o.result.unwrap().complete, "{}", o.mailbox);
+    }
+}
