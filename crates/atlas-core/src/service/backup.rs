@@ -1420,18 +1420,8 @@ pub async fn backup_mailboxes(
             Err(e) => tracing::error!("backup worker failed: {e}"),
         }
     }
-    // Every session is over (committed, released or failed): the run's lease goes. One
-    // that cannot be deleted now stays registered for the exit path (or expires), and the
-    // run must not look as if it ended cleanly: as when a mailbox lease could not be
-    // released after its commit, the last mailbox that succeeded reports the error
-    // instead (its snapshot is committed).
     if let Some(run) = run {
-        if let Err(e) = run.release(repo).await {
-            tracing::warn!("releasing the run's lease: {e}");
-            if let Some(last) = out.iter_mut().rev().flatten().find(|o| o.result.is_ok()) {
-                last.result = Err(e);
-            }
-        }
+        end_run(repo, &run, &mut out).await;
     }
     // A worker that panicked still gets a line: no mailbox silently drops out of the report.
     out.into_iter()
@@ -1445,6 +1435,20 @@ pub async fn backup_mailboxes(
             })
         })
         .collect()
+}
+
+/// Every session is over (committed, released or failed): the run's lease goes. One that
+/// cannot be deleted now stays registered for the exit path (or expires), and the run must
+/// not look as if it ended cleanly: as when a mailbox lease could not be released after
+/// its commit, the last mailbox that succeeded reports the error instead (its snapshot is
+/// committed).
+async fn end_run(repo: &Repository, run: &RunLease, out: &mut [Option<MailboxOutcome>]) {
+    if let Err(e) = run.release(repo).await {
+        tracing::warn!("releasing the run's lease: {e}");
+        if let Some(last) = out.iter_mut().rev().flatten().find(|o| o.result.is_ok()) {
+            last.result = Err(e);
+        }
+    }
 }
 
 /// The outcomes of a run that could not take its lease (the store refused the write or
