@@ -75,10 +75,13 @@ fn is_usage(cause: &(dyn std::error::Error + 'static)) -> bool {
         };
     }
     // Transparent wrappers hide the core error from the chain: look inside.
-    if let Some(atlas_core::service::restore::RestoreError::Core(e)) =
-        cause.downcast_ref::<atlas_core::service::restore::RestoreError>()
-    {
-        return is_usage(e);
+    if let Some(e) = cause.downcast_ref::<atlas_core::service::restore::RestoreError>() {
+        use atlas_core::service::restore::RestoreError;
+        return match e {
+            RestoreError::Core(e) => is_usage(e),
+            RestoreError::Target(e) => is_usage(e),
+            _ => false,
+        };
     }
     if let Some(e) = cause.downcast_ref::<SourceError>() {
         return matches!(

@@ -166,6 +166,11 @@ fn exit_3_usage_for_bad_arguments_settings_and_unknown_names() {
             sandbox.atlas_for(&sim),
             vec!["forget", "-m", nobody, "--keep-last", "1"],
         ),
+        // An unknown restore target (the error comes through the restore's own error).
+        (
+            sandbox.against(&sim),
+            vec!["restore", "-m", &upn, "-T", nobody],
+        ),
         // A policy that would keep nothing.
         (
             sandbox.atlas_for(&sim),
