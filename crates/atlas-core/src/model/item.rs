@@ -28,9 +28,15 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{ContentId, FolderId, ItemId};
 
-/// What an item is. Kinds other than [`ItemKind::Mail`] are the vocabulary of the coming
-/// whole-mailbox support (calendar, contacts, tasks, notes, configuration): the pipelines
-/// carry them already; the Graph adapter reads and writes mail only.
+/// What an item is: mail, or one of the other kinds of the whole mailbox (calendar,
+/// contacts, tasks, notes, configuration), which the Graph adapter backs up as their
+/// full-fidelity export stream plus a readable JSON (notes: the stream only, Graph v1.0
+/// has no readable note) and restores through import sessions (configuration: its
+/// readable JSON only, restored through the settings endpoints).
+///
+/// These serde names (singular: `contact`, `task`, `note`) are the on-disk spelling in
+/// folder item lists (docs/FORMAT.md §5.5) and must not change; the plural spelling users
+/// see in `--kinds` and `byKind` is [`ItemKind`]'s `Display`/`FromStr` side.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]

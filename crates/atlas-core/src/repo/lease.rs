@@ -640,10 +640,10 @@ pub(crate) async fn break_stale_key(
 ///   one included (it lives under the same prefix), so no prune overlaps the run.
 /// - **A mailbox lease** (`delete -m`, another single-mailbox writer, also from builds
 ///   that predate run leases) is checked by each mailbox session when it begins
-///   ([`claim`]); a new writer taking a mailbox lease checks the run leases after taking
-///   it ([`acquire`]): whichever comes second sees the other.
+///   (`claim`); a new writer taking a mailbox lease checks the run leases after taking
+///   it (`acquire`): whichever comes second sees the other.
 /// - **Another run** naming the same mailbox: each run lists the run leases right after
-///   creating its own and yields to the ones it saw ([`RunLease::earlier`]) for the
+///   creating its own and yields to the ones it saw (`RunLease::earlier`) for the
 ///   mailboxes they name, for as long as they stay valid. Of two runs, the one created
 ///   second always sees the first, so they never both write a mailbox; two runs created
 ///   at the same moment both yield (that mailbox fails with [`Error::LeaseHeld`] in both,
@@ -665,7 +665,7 @@ impl RunLease {
         self.names.contains(name)
     }
 
-    /// Delete the lease (the run is over): see [`release`].
+    /// Delete the lease (the run is over): see `lease::release`.
     pub async fn release(&self, repo: &Repository) -> Result<()> {
         release(repo, &self.held).await
     }
