@@ -83,6 +83,14 @@ impl StoredBlob {
     }
 }
 
+/// Content up to this size is hashed on the task that stores it instead of a blocking
+/// thread. With SHA-NI (~1.9 GB/s here) 64 KiB take ~35 µs, well inside what a task may
+/// run between awaits, and handing the bytes to a blocking thread and waking the task
+/// again cost more than that: thread wake-ups were ~0.07 ms per message with two hand-offs
+/// per message (hash, then seal; docs/BENCHMARKS.md, the 2026-12-05 profile). Most mail is
+/// below it; larger content still goes to the blocking pool.
+const HASH_INLINE_MAX: usize = 64 << 10;
+
 /// The writer of one mailbox run; see the module docs. Dropping it without `commit` or
 /// `release` leaves its lease registered with the repository, which releases it on the
 /// process's exit path ([`Repository::release_leases`]) or, if the process dies, lets it
@@ -300,20 +308,27 @@ impl BackupSession {
 
     /// The content id, and the SHA-256 when this repository's format keeps one: one pass
     /// over the bytes either way, and in format 4 one hash.
+    ///
+    /// Content up to [`HASH_INLINE_MAX`] is hashed right here on the calling task, larger
+    /// content on a blocking thread.
     async fn hash(&self, kind: BlobKind, data: &Bytes) -> Result<(ContentId, Option<[u8; 32]>)> {
         let keys = self.repo.keys();
-        let d = data.clone();
         let with_sha = self.sha256_checksums;
-        tokio::task::spawn_blocking(move || {
+        let hash = move |d: &[u8]| {
             if with_sha {
-                let (id, sha) = crypto::content_id_and_sha256(&keys.id, kind, &d);
+                let (id, sha) = crypto::content_id_and_sha256(&keys.id, kind, d);
                 (id, Some(sha))
             } else {
-                (crypto::content_id(&keys.id, kind, &d), None)
+                (crypto::content_id(&keys.id, kind, d), None)
             }
-        })
-        .await
-        .map_err(|e| Error::task(&e))
+        };
+        if data.len() <= HASH_INLINE_MAX {
+            return Ok(hash(data));
+        }
+        let d = data.clone();
+        tokio::task::spawn_blocking(move || hash(&d))
+            .await
+            .map_err(|e| Error::task(&e))
     }
 
     async fn put_single(&mut self, kind: BlobKind, data: Bytes) -> Result<StoredBlob> {
