@@ -299,6 +299,38 @@ fn full_fidelity_keeps_every_messages_stream_and_exports_only_what_changed() {
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 }
 
+/// A 4-user tenant whose app reads mail and mailbox items and has `mailbox_role`
+/// besides, an initialized repository, and a `--fidelity full` backup of the first user.
+/// Returns the simulator, the sandbox, that user and a second one (a restore target).
+fn backed_up_with_streams(messages: usize, mailbox_role: &str) -> (Sim, Sandbox, String, String) {
+    let sim = Sim::start(Sim::tenant(
+        4,
+        messages,
+        &[
+            roles::USER_READ_ALL,
+            roles::MAIL_READ_WRITE,
+            roles::MAILBOX_FOLDER_READ_ALL,
+            roles::MAILBOX_ITEM_READ_ALL,
+            mailbox_role,
+        ],
+    ));
+    let sandbox = Sandbox::new();
+    let users = sim.licensed_users();
+    let (upn, other) = (users[0].clone(), users[1].clone());
+    assert_eq!(
+        sandbox
+            .against(&sim)
+            .arg("init")
+            .output()
+            .expect("runs")
+            .status
+            .code(),
+        Some(0)
+    );
+    backup(&sim, &sandbox, &upn, &["--fidelity", "full"]);
+    (sim, sandbox, upn, other)
+}
+
 /// A message as the simulator keeps it, without where it is (ids, folder).
 fn message_identity(m: &atlas_sim::MessageDump) -> serde_json::Value {
     let mut v = serde_json::to_value(m).expect("json");
@@ -320,31 +352,8 @@ fn message_identity(m: &atlas_sim::MessageDump) -> serde_json::Value {
 
 #[test]
 fn full_fidelity_mail_is_restored_from_its_stream_and_from_mime_only_when_asked() {
-    let sim = Sim::start(Sim::tenant(
-        4,
-        25,
-        &[
-            roles::USER_READ_ALL,
-            roles::MAIL_READ_WRITE,
-            roles::MAILBOX_FOLDER_READ_ALL,
-            roles::MAILBOX_ITEM_READ_ALL,
-            roles::MAILBOX_ITEM_IMPORT_EXPORT_ALL,
-        ],
-    ));
-    let sandbox = Sandbox::new();
-    let users = sim.licensed_users();
-    let (upn, other) = (users[0].clone(), users[1].clone());
-    assert_eq!(
-        sandbox
-            .against(&sim)
-            .arg("init")
-            .output()
-            .expect("runs")
-            .status
-            .code(),
-        Some(0)
-    );
-    backup(&sim, &sandbox, &upn, &["--fidelity", "full"]);
+    let (sim, sandbox, upn, other) =
+        backed_up_with_streams(25, roles::MAILBOX_ITEM_IMPORT_EXPORT_ALL);
     let source = sim.handle.dump_mailbox(&upn).expect("dump").messages;
     assert!(
         stored(&sim, &sandbox, &upn)
@@ -421,31 +430,7 @@ fn full_fidelity_mail_is_restored_from_its_stream_and_from_mime_only_when_asked(
 
 #[test]
 fn without_the_import_permission_full_fidelity_mail_is_restored_from_mime_with_a_warning() {
-    let sim = Sim::start(Sim::tenant(
-        4,
-        10,
-        &[
-            roles::USER_READ_ALL,
-            roles::MAIL_READ_WRITE,
-            roles::MAILBOX_FOLDER_READ_ALL,
-            roles::MAILBOX_ITEM_READ_ALL,
-            roles::MAILBOX_ITEM_EXPORT_ALL,
-        ],
-    ));
-    let sandbox = Sandbox::new();
-    let users = sim.licensed_users();
-    let (upn, other) = (users[0].clone(), users[1].clone());
-    assert_eq!(
-        sandbox
-            .against(&sim)
-            .arg("init")
-            .output()
-            .expect("runs")
-            .status
-            .code(),
-        Some(0)
-    );
-    backup(&sim, &sandbox, &upn, &["--fidelity", "full"]);
+    let (sim, sandbox, upn, other) = backed_up_with_streams(10, roles::MAILBOX_ITEM_EXPORT_ALL);
     let count = sim.handle.dump_mailbox(&upn).expect("dump").messages.len() as u64;
     sim.handle.reset_counters();
     let out = sandbox
