@@ -1,5 +1,9 @@
 //! The command line: clap definitions only. Parsing turns argv into these values; `main`
 //! maps them to configuration and core calls.
+//!
+//! The doc comments of the argument structs are the `--help` text, written for a terminal:
+//! placeholders such as `<snapshot>` are meant literally there, not as HTML.
+#![allow(rustdoc::invalid_html_tags)]
 
 use atlas_core::model::KindSet;
 use clap::{ArgAction, Args, Parser, Subcommand};

@@ -1,6 +1,6 @@
 //! Restore-side writes (graph-api.md §8): folders, messages, attachments, upload sessions.
 //!
-//! POSTs are never blindly retried (see [`crate::retry`]). Folder creation is made
+//! POSTs are never blindly retried (see the crate's `retry` module). Folder creation is made
 //! idempotent here by looking the name up after a conflict or an unknown outcome; message
 //! creation is left to the caller, who marks messages with an extended property and checks
 //! with [`GraphClient::find_messages_by_property`].
