@@ -20,6 +20,10 @@ use serde_json::{Value, json};
 use super::graph_e2e::Sim;
 use super::{PASSPHRASE, Sandbox, output_text};
 
+/// Every kind, spelled as users see it everywhere: `--kinds`, text and every JSON document
+/// (`kind` of folders, items, skipped kinds, `byKind`) — never the on-disk singular.
+pub(super) const KINDS: [&str; 6] = ["mail", "calendar", "contacts", "tasks", "notes", "config"];
+
 fn run(mut cmd: assert_cmd::Command, args: &[&str]) -> (Option<i32>, String) {
     let out = cmd.args(args).output().expect("runs");
     (out.status.code(), output_text(&out))
@@ -125,7 +129,7 @@ fn a_whole_mailbox_is_backed_up_changed_and_backed_up_again() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    for kind in ["mail", "calendar", "contact", "task", "note", "config"] {
+    for kind in KINDS {
         assert!(
             folders.iter().any(|f| f["kind"] == kind),
             "no {kind} folder in {doc}"
@@ -136,7 +140,7 @@ fn a_whole_mailbox_is_backed_up_changed_and_backed_up_again() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    for kind in ["mail", "calendar", "contacts", "tasks", "notes", "config"] {
+    for kind in KINDS {
         let cost = costs
             .iter()
             .find(|c| c["kind"] == kind)
@@ -236,6 +240,34 @@ fn a_whole_mailbox_is_backed_up_changed_and_backed_up_again() {
         .count();
     assert_eq!(items.len(), events, "{listing}");
     assert!(items.iter().all(|i| i["kind"] == "calendar"));
+    // The singular is accepted as an alias of the plural users see everywhere, and the
+    // listing still says the plural; an unknown name is refused naming the right ones.
+    let listed = |kind: &str| {
+        let out = sandbox
+            .atlas_for(&sim)
+            .args(["--json", "list", "-s", &snap, "--kind", kind, "--all"])
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+        super::json_schemas::assert_schema("listItems", &out)["items"].clone()
+    };
+    let contacts = listed("contacts");
+    assert!(
+        contacts
+            .as_array()
+            .is_some_and(|c| !c.is_empty() && c.iter().all(|i| i["kind"] == "contacts")),
+        "{contacts}"
+    );
+    assert_eq!(listed("contact"), contacts);
+    let (code, text) = run(
+        sandbox.atlas_for(&sim),
+        &["list", "-s", &snap, "--kind", "contakts"],
+    );
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains("mail, calendar, contacts, tasks, notes, config"),
+        "{text}"
+    );
     let event_ref = items
         .iter()
         .map(|i| i["messageId"].as_str().expect("id").to_owned())
@@ -253,7 +285,7 @@ fn a_whole_mailbox_is_backed_up_changed_and_backed_up_again() {
         .output()
         .expect("runs");
     let stats = super::json_schemas::assert_schema("stats", &out);
-    for kind in ["mail", "calendar", "contact", "task", "note", "config"] {
+    for kind in KINDS {
         assert!(
             stats["folders"]
                 .as_array()

@@ -235,6 +235,20 @@ fn every_kind_is_restored_into_another_mailbox_exactly_once_and_sends_nothing() 
         text.contains("(calendar)") && text.contains("(notes)"),
         "{text}"
     );
+    let (code, plan, text) = json_run(
+        &sandbox,
+        &sim,
+        &["restore", "-m", &upn, "-T", &other, "--dry-run"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    super::json_schemas::validate("restorePlan", &plan).expect("documented plan");
+    let planned = plan["folders"].as_array().cloned().unwrap_or_default();
+    for kind in ["mail", "calendar", "contacts", "tasks", "notes"] {
+        assert!(
+            planned.iter().any(|f| f["kind"] == kind),
+            "no {kind} folder in {plan}"
+        );
+    }
     assert_eq!(sim.handle.dump_pim(&other).expect("dump"), before);
 
     sim.handle.reset_invitations();
@@ -247,12 +261,13 @@ fn every_kind_is_restored_into_another_mailbox_exactly_once_and_sends_nothing() 
     let (code, doc, text) = json_run(&sandbox, &sim, &["restore", "-m", &upn, "-T", &other]);
     sim.handle.set_faults(FaultConfig::default());
     assert_eq!(code, Some(0), "{text}");
+    super::json_schemas::validate("restore", &doc).expect("documented summary");
     assert_eq!(doc["complete"], true, "{doc}");
     assert_eq!(doc["failed"], 0, "{doc}");
     let root = doc["root"].as_str().expect("root").to_owned();
     assert!(root.starts_with("Restore-"), "{root}");
     let folders = doc["folders"].as_array().cloned().unwrap_or_default();
-    for kind in ["mail", "calendar", "contact", "task", "note"] {
+    for kind in ["mail", "calendar", "contacts", "tasks", "notes"] {
         assert!(
             folders
                 .iter()
@@ -312,7 +327,7 @@ fn every_kind_is_restored_into_another_mailbox_exactly_once_and_sends_nothing() 
     assert_eq!(code, Some(0), "{text}");
     let folders = doc["folders"].as_array().cloned().unwrap_or_default();
     assert!(!folders.is_empty());
-    assert!(folders.iter().all(|f| f["kind"] == "contact"), "{doc}");
+    assert!(folders.iter().all(|f| f["kind"] == "contacts"), "{doc}");
 
     // Configuration needs MailboxSettings.ReadWrite, which this app lacks (it reads the
     // settings only): asking for it is refused up front, naming the permission

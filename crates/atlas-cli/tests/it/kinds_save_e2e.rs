@@ -326,15 +326,15 @@ fn each_export_format_of_a_whole_mailbox_reads_back_and_mail_formats_skip_other_
             Some(json!(["ics", "json"]))
         );
         assert_eq!(
-            of("contact").map(|s| s["formats"].clone()),
+            of("contacts").map(|s| s["formats"].clone()),
             Some(json!(["vcf", "json"]))
         );
         assert_eq!(
-            of("task").map(|s| s["items"].clone()),
+            of("tasks").map(|s| s["items"].clone()),
             Some(json!(count("IPM.Task")))
         );
         assert_eq!(
-            of("note").map(|s| s["formats"].clone()),
+            of("notes").map(|s| s["formats"].clone()),
             Some(json!([])),
             "sticky notes: no readable form"
         );
@@ -484,10 +484,10 @@ fn every_kind_is_counted_verified_kept_by_forget_and_prune_and_replicated() {
     assert!(before.contains_key(&(ItemKind::Calendar, event.id.clone(), ContentKind::Json)));
 
     // stats --kind: only that kind's folders, every representation in the sizes.
-    for (kind, class, name) in [
-        ("calendar", "IPM.Appointment", "calendar"),
-        ("contacts", "IPM.Contact", "contact"),
-        ("tasks", "IPM.Task", "task"),
+    for (kind, class) in [
+        ("calendar", "IPM.Appointment"),
+        ("contacts", "IPM.Contact"),
+        ("tasks", "IPM.Task"),
     ] {
         let out = sandbox
             .atlas_for(&sim)
@@ -498,7 +498,7 @@ fn every_kind_is_counted_verified_kept_by_forget_and_prune_and_replicated() {
         let stats = super::json_schemas::assert_schema("stats", &out);
         let folders = stats["folders"].as_array().cloned().unwrap_or_default();
         assert!(!folders.is_empty(), "{stats}");
-        assert!(folders.iter().all(|f| f["kind"] == name), "{kind}: {stats}");
+        assert!(folders.iter().all(|f| f["kind"] == kind), "{kind}: {stats}");
         let items: u64 = folders.iter().filter_map(|f| f["messages"].as_u64()).sum();
         assert_eq!(items, count(class) as u64, "{kind}: {stats}");
         let stored: u64 = before

@@ -35,8 +35,9 @@ use super::ids::{ContentId, FolderId, ItemId};
 /// readable JSON only, restored through the settings endpoints).
 ///
 /// These serde names (singular: `contact`, `task`, `note`) are the on-disk spelling in
-/// folder item lists (docs/FORMAT.md §5.5) and must not change; the plural spelling users
-/// see in `--kinds` and `byKind` is [`ItemKind`]'s `Display`/`FromStr` side.
+/// folder item lists (docs/FORMAT.md §5.5) and must not change; users see only the plural
+/// spelling of [`ItemKind::name`] — in `--kinds`, text and every JSON document, whose
+/// fields serialize through [`ItemKind::serialize_name`].
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
@@ -85,6 +86,20 @@ impl ItemKind {
             Self::Note => "notes",
             Self::Config => "config",
         }
+    }
+
+    /// Serializes a kind by its user-facing [`name`](Self::name) (`contacts`, not the
+    /// on-disk `contact`), for every report and `--json` document:
+    /// `#[serde(serialize_with = "ItemKind::serialize_name")]` on a field of a struct users
+    /// see. The derived serde names stay the on-disk spelling (docs/FORMAT.md §5.5), so
+    /// repositories written so far read unchanged, while users meet one spelling — the one
+    /// they type after `--kinds` — in flags, text and JSON alike (docs/JSON.md).
+    ///
+    /// # Errors
+    ///
+    /// Whatever the serializer returns for a string.
+    pub fn serialize_name<S: serde::Serializer>(kind: &Self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.name())
     }
 
     /// Whether stored content of an item may be reused for a newer version of it that the
@@ -547,6 +562,34 @@ mod tests {
         assert_eq!("contact".parse::<ItemKind>(), Ok(ItemKind::Contact));
         let err = "mails!".parse::<ItemKind>().unwrap_err();
         assert!(err.to_string().contains("calendar"), "{err}");
+    }
+
+    #[test]
+    fn users_see_the_plural_name_while_the_disk_keeps_the_singular() {
+        #[derive(Serialize)]
+        struct Shown {
+            #[serde(serialize_with = "ItemKind::serialize_name")]
+            kind: ItemKind,
+        }
+        for k in ItemKind::ALL {
+            let shown = serde_json::to_value(Shown { kind: k }).unwrap();
+            assert_eq!(shown["kind"], k.name());
+        }
+        // The on-disk spelling (docs/FORMAT.md §5.5) is the derived one, unchanged.
+        let disk: Vec<String> = ItemKind::ALL
+            .iter()
+            .map(|k| {
+                serde_json::to_value(k)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            disk,
+            ["mail", "calendar", "contact", "task", "note", "config"]
+        );
     }
 
     #[test]

@@ -104,6 +104,7 @@ pub struct FolderReport {
     /// Folder path joined with `/`.
     pub path: String,
     /// The kind of item the folder holds.
+    #[serde(serialize_with = "crate::model::ItemKind::serialize_name")]
     pub kind: crate::model::ItemKind,
     /// Items Graph reports in the folder (`totalItemCount`).
     pub graph_count: u64,
@@ -1581,6 +1582,7 @@ async fn run_session(
 #[serde(rename_all = "camelCase")]
 pub struct KindSkipped {
     /// The kind.
+    #[serde(serialize_with = "crate::model::ItemKind::serialize_name")]
     pub kind: crate::model::ItemKind,
     /// The application permission that is missing.
     pub permission: String,

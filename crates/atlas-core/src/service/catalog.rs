@@ -705,7 +705,8 @@ pub struct ItemEntry {
     pub index: usize,
     /// Folder path.
     pub folder: String,
-    /// What the item is (mail, calendar, contact, task, note, config).
+    /// What the item is (mail, calendar, contacts, tasks, notes, config).
+    #[serde(serialize_with = "crate::model::ItemKind::serialize_name")]
     pub kind: crate::model::ItemKind,
     /// Graph message id (what `read --message` and `save --message` accept).
     pub message_id: MessageId,
@@ -814,6 +815,7 @@ pub struct FolderStats {
     /// Folder path.
     pub folder: String,
     /// The kind of item the folder holds.
+    #[serde(serialize_with = "crate::model::ItemKind::serialize_name")]
     pub kind: crate::model::ItemKind,
     /// Items (messages in a mail folder).
     pub messages: u64,

@@ -158,6 +158,7 @@ pub struct SaveFailure {
 #[serde(rename_all = "camelCase")]
 pub struct SkippedItems {
     /// Their kind.
+    #[serde(serialize_with = "ItemKind::serialize_name")]
     pub kind: ItemKind,
     /// How many.
     pub items: u64,

@@ -161,6 +161,7 @@ pub struct PlannedFolder {
     pub source_path: String,
     /// The kind of item the folder holds: mail is created from MIME, every other kind
     /// imported from its export stream under a restore root of its own kind.
+    #[serde(serialize_with = "ItemKind::serialize_name")]
     pub kind: ItemKind,
     /// Path in the target, below the restore root (or from the top, in place).
     pub target_path: Vec<PathStep>,
@@ -220,6 +221,7 @@ pub struct FolderResult {
     /// Path in the snapshot.
     pub source_path: String,
     /// The kind of item the folder holds.
+    #[serde(serialize_with = "ItemKind::serialize_name")]
     pub kind: ItemKind,
     /// Path in the target (with the restore root).
     pub target_path: String,
