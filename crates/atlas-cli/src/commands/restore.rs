@@ -199,9 +199,14 @@ pub async fn restore(
                 if f.kind.is_mail() {
                     let _ = writeln!(
                         s,
-                        "  {}: {} message(s)",
+                        "  {}: {} message(s){}",
                         sanitize(&f.source_path),
-                        f.messages
+                        f.messages,
+                        if planned.imports_mail(f) {
+                            ", imported from their full-fidelity streams"
+                        } else {
+                            ""
+                        }
                     );
                 } else {
                     let _ = writeln!(

@@ -380,6 +380,49 @@ fn full_fidelity_mail_is_restored_from_its_stream_and_from_mime_only_when_asked(
             c.kind("create_message").requests,
         )
     };
+    // The dry run names the folders imported from their streams, and --from-mime or in
+    // place plans every folder from MIME.
+    let planned = |extra: &[&str]| {
+        let out = sandbox
+            .against(&sim)
+            .args([
+                "--json",
+                "restore",
+                "-m",
+                &upn,
+                "--kinds",
+                "mail",
+                "--dry-run",
+            ])
+            .args(extra)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+        let plan = super::json_schemas::assert_schema("restorePlan", &out);
+        let mut methods: BTreeMap<String, u64> = BTreeMap::new();
+        for f in plan["folders"].as_array().cloned().unwrap_or_default() {
+            if f["messages"].as_u64() > Some(0) {
+                let method = f["method"].as_str().expect("method").to_owned();
+                *methods.entry(method).or_default() += f["messages"].as_u64().unwrap_or(0);
+            }
+        }
+        methods
+    };
+    let all = |method: &str| BTreeMap::from([(method.to_owned(), source.len() as u64)]);
+    assert_eq!(planned(&["-T", &other]), all("import"));
+    assert_eq!(planned(&["-T", &other, "--from-mime"]), all("mime"));
+    assert_eq!(planned(&["--in-place"]), all("mime"));
+    let out = sandbox
+        .against(&sim)
+        .args(["restore", "-m", &upn, "-T", &other, "--dry-run"])
+        .output()
+        .expect("runs");
+    let text = output_text(&out);
+    assert!(
+        text.contains("message(s), imported from their full-fidelity streams"),
+        "{text}"
+    );
+
     let (doc, imports, creates) = restore(&[]);
     assert_eq!(doc["complete"], true, "{doc}");
     assert_eq!(doc["created"].as_u64(), Some(source.len() as u64), "{doc}");

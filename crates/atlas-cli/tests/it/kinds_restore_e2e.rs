@@ -249,6 +249,15 @@ fn every_kind_is_restored_into_another_mailbox_exactly_once_and_sends_nothing() 
             "no {kind} folder in {plan}"
         );
     }
+    // Mail backed up without its streams is created from MIME; every other kind imported.
+    for f in &planned {
+        let method = if f["kind"] == "mail" {
+            "mime"
+        } else {
+            "import"
+        };
+        assert_eq!(f["method"], method, "{f}");
+    }
     assert_eq!(sim.handle.dump_pim(&other).expect("dump"), before);
 
     sim.handle.reset_invitations();

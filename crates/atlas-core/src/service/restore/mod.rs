@@ -153,6 +153,23 @@ pub struct PathStep {
     pub well_known: Option<String>,
 }
 
+/// How the items of a planned folder reach the target, decided when the restore is
+/// planned so a dry run can say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RestoreMethod {
+    /// Imported from their full-fidelity export streams through an import session (every
+    /// property kept): every kind but mail, and mail whose every selected message has its
+    /// stream (`--fidelity full`), restored under a root without `--from-mime`. When the
+    /// app turns out to lack `MailboxItem.ImportExport.All`, the run still falls back
+    /// (mail to MIME, with a warning).
+    Import,
+    /// Created from MIME through the classic message endpoints: mail without export
+    /// streams, with `--from-mime`, or in place (an import carries no restore mark, and in
+    /// place the marks are how a rerun tells restored messages from ones never deleted).
+    Mime,
+}
+
 /// One folder to restore.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -165,6 +182,8 @@ pub struct PlannedFolder {
     pub kind: ItemKind,
     /// Path in the target, below the restore root (or from the top, in place).
     pub target_path: Vec<PathStep>,
+    /// How its items are written: imported from export streams or created from MIME.
+    pub method: RestoreMethod,
     /// Messages to restore.
     pub messages: u64,
     /// Their MIME bytes.
@@ -199,9 +218,6 @@ pub struct RestorePlan {
     /// The mailbox configuration to restore (`--kinds config`), when the snapshot has it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<PlannedConfig>,
-    /// Messages are created from MIME even where their export stream is stored.
-    #[serde(skip)]
-    pub from_mime: bool,
 }
 
 /// A message that is not (completely) in the target after the restore.
@@ -297,16 +313,26 @@ fn in_range(m: &MessageMeta, start: Option<DateTime<Utc>>, end: Option<DateTime<
 
 /// A snapshot folder as a planned one; `well_known` (in place only) maps snapshot paths
 /// to well-known names so each step can use the target's own folder of that role.
+/// `mail_streams`: mail may be imported from its streams (under a root, no `--from-mime`).
 fn planned_folder(
     f: &FolderSnapshot,
     items: Vec<MessageMeta>,
     well_known: Option<&HashMap<Vec<String>, String>>,
+    mail_streams: bool,
 ) -> PlannedFolder {
     let path = if f.folder.path.is_empty() {
         vec![f.folder.display_name.clone()]
     } else {
         f.folder.path.clone()
     };
+    // A mail folder with some messages lacking a stream is created from MIME as a whole,
+    // so the import ledger and the restore marks never share a folder.
+    let imported = !f.folder.kind.is_mail()
+        || (mail_streams
+            && !items.is_empty()
+            && items
+                .iter()
+                .all(|m| m.content_of(crate::model::ContentKind::Export).is_some()));
     PlannedFolder {
         source_path: folder_path(f),
         kind: f.folder.kind,
@@ -316,6 +342,11 @@ fn planned_folder(
                 well_known: well_known.and_then(|w| w.get(&path[..=i]).cloned()),
             })
             .collect(),
+        method: if imported {
+            RestoreMethod::Import
+        } else {
+            RestoreMethod::Mime
+        },
         messages: items.len() as u64,
         bytes: items.iter().map(|m| m.mime_size).sum(),
         items,
@@ -432,8 +463,9 @@ pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePla
         .iter()
         .filter_map(|f| Some((f.folder.path.clone(), f.folder.well_known_name.clone()?)))
         .collect();
+    let mail_streams = !in_place && !opts.from_mime;
     let planned = |f: &FolderSnapshot, items: Vec<MessageMeta>| {
-        planned_folder(f, items, in_place.then_some(&well_known))
+        planned_folder(f, items, in_place.then_some(&well_known), mail_streams)
     };
     let mut folders = Vec::new();
     if let Some(reference) = &opts.message {
@@ -513,7 +545,6 @@ pub async fn plan(repo: &Repository, opts: &RestoreOptions) -> Result<RestorePla
         folders,
         messages_in_flight: opts.messages_in_flight.max(1),
         config,
-        from_mime: opts.from_mime,
     })
 }
 
@@ -1195,22 +1226,11 @@ pub async fn execute_all(
 }
 
 impl RestorePlan {
-    /// Whether a mail folder is restored from its messages' export streams: every selected
-    /// message has one (`--fidelity full`), `--from-mime` was not given, and the restore
-    /// goes under a root. In place, mail is always created from MIME: an import carries no
-    /// restore mark, and in place the marks and `internetMessageId` are how a rerun tells
-    /// restored messages from ones that were never deleted; a folder with some messages
-    /// lacking a stream is created from MIME as a whole, so the ledger and the marks never
-    /// share a folder.
+    /// Whether a mail folder is restored from its messages' export streams, as planned
+    /// ([`RestoreMethod::Import`]: every selected message has one, `--from-mime` was not
+    /// given, and the restore goes under a root).
     pub fn imports_mail(&self, pf: &PlannedFolder) -> bool {
-        pf.kind.is_mail()
-            && !self.from_mime
-            && self.root.is_some()
-            && !pf.items.is_empty()
-            && pf
-                .items
-                .iter()
-                .all(|m| m.content_of(crate::model::ContentKind::Export).is_some())
+        pf.kind.is_mail() && pf.method == RestoreMethod::Import
     }
 }
 
