@@ -24,6 +24,75 @@ pub struct StoreCounts {
     pub get_bytes: u64,
     /// `head`, `list`, `delete` and retention calls.
     pub other: u64,
+    /// `puts` by what the key holds.
+    pub put_kinds: PutKinds,
+}
+
+/// Objects written (`put` calls) by the repository's key prefix (docs/FORMAT.md §1), so a
+/// step's objects per 1,000 messages can be told apart into packs, index files, records
+/// and leases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PutKinds {
+    /// `packs/…`
+    pub packs: u64,
+    /// `index/…`
+    pub index: u64,
+    /// `snapshots/…`
+    pub snapshots: u64,
+    /// `mailboxes/…`
+    pub mailboxes: u64,
+    /// `locks/…` and `prune/lock`.
+    pub locks: u64,
+    /// Every other key (config, wrapped key, spares, …).
+    pub other: u64,
+}
+
+impl PutKinds {
+    /// Which counter a put of `key` goes to.
+    fn slot(key: &str) -> usize {
+        match key.split('/').next().unwrap_or_default() {
+            "packs" => 0,
+            "index" => 1,
+            "snapshots" => 2,
+            "mailboxes" => 3,
+            "locks" => 4,
+            "prune" if key == "prune/lock" => 4,
+            _ => 5,
+        }
+    }
+
+    fn from_counts(c: [u64; 6]) -> Self {
+        Self {
+            packs: c[0],
+            index: c[1],
+            snapshots: c[2],
+            mailboxes: c[3],
+            locks: c[4],
+            other: c[5],
+        }
+    }
+}
+
+impl std::fmt::Display for PutKinds {
+    /// `22 packs, 4 index, 20 snapshots, 20 mailboxes, 1 locks` (zero counts left out).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts = [
+            (self.packs, "packs"),
+            (self.index, "index"),
+            (self.snapshots, "snapshots"),
+            (self.mailboxes, "mailboxes"),
+            (self.locks, "locks"),
+            (self.other, "other"),
+        ];
+        let mut first = true;
+        for (n, what) in parts {
+            if n > 0 {
+                write!(f, "{}{n} {what}", if first { "" } else { ", " })?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl StoreCounts {
@@ -42,6 +111,7 @@ pub struct CountingStore {
     gets: AtomicU64,
     get_bytes: AtomicU64,
     other: AtomicU64,
+    put_kinds: [AtomicU64; 6],
 }
 
 impl CountingStore {
@@ -54,6 +124,7 @@ impl CountingStore {
             gets: AtomicU64::new(0),
             get_bytes: AtomicU64::new(0),
             other: AtomicU64::new(0),
+            put_kinds: Default::default(),
         }
     }
 
@@ -65,7 +136,18 @@ impl CountingStore {
             gets: self.gets.swap(0, Ordering::Relaxed),
             get_bytes: self.get_bytes.swap(0, Ordering::Relaxed),
             other: self.other.swap(0, Ordering::Relaxed),
+            put_kinds: PutKinds::from_counts(
+                self.put_kinds
+                    .each_ref()
+                    .map(|c| c.swap(0, Ordering::Relaxed)),
+            ),
         }
+    }
+
+    fn bump_put(&self, key: &StoreKey, len: usize) {
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        self.put_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        self.put_kinds[PutKinds::slot(key.as_str())].fetch_add(1, Ordering::Relaxed);
     }
 
     fn bump_other(&self) {
@@ -76,9 +158,7 @@ impl CountingStore {
 #[async_trait]
 impl BlobStore for CountingStore {
     async fn put(&self, key: &StoreKey, data: Bytes, opts: PutOptions) -> Result<(), StoreError> {
-        self.puts.fetch_add(1, Ordering::Relaxed);
-        self.put_bytes
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.bump_put(key, data.len());
         self.inner.put(key, data, opts).await
     }
 
@@ -147,7 +227,7 @@ impl BlobStore for CountingStore {
         key: &StoreKey,
         opts: PutOptions,
     ) -> Result<bool, StoreError> {
-        self.puts.fetch_add(1, Ordering::Relaxed);
+        self.bump_put(key, 0);
         self.inner.copy_from(source, source_key, key, opts).await
     }
 }
@@ -182,5 +262,42 @@ mod tests {
         );
         assert_eq!(c.requests(), 3);
         assert_eq!(store.take(), StoreCounts::default());
+    }
+
+    #[tokio::test]
+    async fn counts_puts_by_the_repository_prefix_of_their_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = CountingStore::new(Arc::new(LocalStore::new(dir.path())));
+        for key in [
+            "packs/ab/abc",
+            "packs/cd/cde",
+            "index/0123",
+            "snapshots/m/20261205T000000.000Z_x",
+            "mailboxes/m",
+            "locks/run-0123",
+            "prune/lock",
+            "prune/pending",
+            "config",
+        ] {
+            let key = StoreKey::new(key).expect("valid key");
+            store
+                .put(&key, Bytes::from_static(b"x"), PutOptions::CREATE)
+                .await
+                .expect("put");
+        }
+        let c = store.take();
+        let expected = PutKinds {
+            packs: 2,
+            index: 1,
+            snapshots: 1,
+            mailboxes: 1,
+            locks: 2,
+            other: 2,
+        };
+        assert_eq!((c.puts, c.put_kinds), (9, expected));
+        assert_eq!(
+            expected.to_string(),
+            "2 packs, 1 index, 1 snapshots, 1 mailboxes, 2 locks, 2 other"
+        );
     }
 }

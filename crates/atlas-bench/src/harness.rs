@@ -298,11 +298,12 @@ impl Tenant {
         let counts = repo.store.take();
         row.objects_written = Some(counts.puts);
         row.store_requests = Some(counts.requests());
+        row.note = format!("objects written: {}", counts.put_kinds);
+        if reused > 0 {
+            row.note = format!("{reused} messages carried over unchanged; {}", row.note);
+        }
         self.fill_graph(&mut row, before).await?;
         row.kinds = kind_costs_since(&costs_before, self.client.request_costs());
-        if reused > 0 {
-            row.note = format!("{reused} messages carried over unchanged");
-        }
         Ok(row)
     }
 }

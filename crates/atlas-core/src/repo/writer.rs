@@ -26,7 +26,13 @@
 //!
 //! **Buffers.** A pack buffer is the size of a pack (16 MiB by default). Once a pack is
 //! stored, its buffer becomes the next pack's instead of going back to the allocator: a
-//! run holds two (one filling, one uploading) however many packs it writes. Freeing and
+//! run holds two (one filling, one uploading) however many packs it writes. Only the
+//! holder of the upload slot takes a pack out of filling: a pack that fills while the
+//! previous one still uploads stays where it is, and the sessions adding to it wait for
+//! that upload (and its buffer) instead of opening a third buffer. Before, the full pack
+//! was taken at once and waited for the slot in a buffer of its own while the next one
+//! filled in a third — part of what made peak memory grow with mailbox size
+//! (docs/BENCHMARKS.md, `deep`). Freeing and
 //! allocating them instead is what kept a backup's resident memory far above what it
 //! used: glibc's malloc raises its mmap threshold to the size of a freed mapping (up to
 //! 32 MiB), so after the first pack every later one came from a thread arena that kept the
@@ -85,8 +91,10 @@ struct Inner {
     /// Woken whenever a pack is taken out, uploaded or lost, an index file is written or
     /// a session leaves: waiting flushes look again.
     changed: Notify,
-    /// Uploads and index writes one at a time: at most one pack is on its way to the
-    /// store while the next one fills, and index files follow the uploads they cover.
+    /// The upload slot. Uploads and index writes one at a time: at most one pack is on
+    /// its way to the store while the next one fills, and index files follow the uploads
+    /// they cover. A pack is taken out of filling only while this is held (see the module
+    /// docs, "Buffers").
     io: tokio::sync::Mutex<()>,
 }
 
@@ -146,7 +154,8 @@ impl State {
     }
 }
 
-/// A pack taken out of filling, to be uploaded by whoever took it.
+/// A pack taken out of filling, to be uploaded by whoever took it (who holds the upload
+/// slot).
 struct Taken {
     no: u64,
     builder: PackBuilder,
@@ -245,14 +254,28 @@ impl Inner {
         }
     }
 
-    async fn upload(&self, taken: Taken) -> Result<()> {
+    /// Take the open pack out of filling and upload it, if `should` still holds once the
+    /// upload slot is ours; returns whether a pack was uploaded.
+    async fn take_and_upload(&self, should: impl Fn(&State) -> bool) -> Result<bool> {
+        let io = self.io.lock().await;
+        let taken = {
+            let mut s = self.lock();
+            should(&s).then(|| self.take(&mut s))
+        };
+        match taken {
+            Some(t) => self.upload(t, io).await.map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Upload a taken pack; `_io` is the upload slot, held since before it was taken.
+    async fn upload(&self, taken: Taken, _io: tokio::sync::MutexGuard<'_, ()>) -> Result<()> {
         let Taken { no, builder, grant } = taken;
         let mut guard = Upload {
             inner: self,
             no,
             done: false,
         };
-        let _io = self.io.lock().await;
         let keys = self.repo.keys();
         let pack_id = PackId::random();
         let result = async {
@@ -418,9 +441,9 @@ impl PackWriter {
         self.inner.lock().retention = Some(retention);
     }
 
-    /// Pack buffers this writer has allocated: at most one more than the packs on their
-    /// way to the store at once, however many packs it wrote (stored packs' buffers are
-    /// reused). For tests and benchmarks.
+    /// Pack buffers this writer has allocated: two (one filling, one uploading), however
+    /// many packs it wrote and however many sessions fill them (stored packs' buffers are
+    /// reused, and a full pack waits for the upload slot). For tests and benchmarks.
     pub fn pack_buffers(&self) -> u64 {
         self.inner.lock().buffers
     }
@@ -454,23 +477,37 @@ impl PackWriter {
         written: &mut Written,
     ) -> Result<u64> {
         let target = self.inner.target();
-        let (taken, added) = {
-            let mut s = self.inner.lock();
-            let taken = (!s.current.is_empty() && s.current.blob_bytes() + sealed.len() > target)
-                .then(|| self.inner.take(&mut s));
-            // Memory that exists already (its download was admitted): accounted, not
-            // waited for.
-            s.current_grant.grow(sealed.len() as u64);
-            let no = s.current_no;
-            let added = s.current.push(id, kind, &sealed).map(|()| {
-                s.pending.insert(id, no);
-                no
-            });
-            (taken, added)
+        // The upload slot, once the blob is found not to fit: the full pack is taken out
+        // only by its holder, so it never waits for the slot in a buffer of its own while
+        // the next pack fills in another (module docs, "Buffers").
+        let mut io = None;
+        let (taken, added) = loop {
+            let step = {
+                let mut s = self.inner.lock();
+                let full = !s.current.is_empty() && s.current.blob_bytes() + sealed.len() > target;
+                if full && io.is_none() {
+                    None
+                } else {
+                    let taken = full.then(|| self.inner.take(&mut s));
+                    // Memory that exists already (its download was admitted): accounted,
+                    // not waited for.
+                    s.current_grant.grow(sealed.len() as u64);
+                    let no = s.current_no;
+                    let added = s.current.push(id, kind, &sealed).map(|()| {
+                        s.pending.insert(id, no);
+                        no
+                    });
+                    Some((taken, added))
+                }
+            };
+            match step {
+                Some(done) => break done,
+                None => io = Some(self.inner.io.lock().await),
+            }
         };
         drop(sealed);
-        if let Some(t) = taken {
-            self.inner.upload(t).await?;
+        if let (Some(t), Some(io)) = (taken, io) {
+            self.inner.upload(t, io).await?;
             written.packs += 1;
         }
         let no = added?;
@@ -496,13 +533,12 @@ impl PackWriter {
     /// Seal and upload the open pack now if it is worth a pack, so its bytes go back to
     /// the budget for a worker waiting for memory.
     pub(crate) async fn relieve_pressure(&self, written: &mut Written) -> Result<()> {
-        let taken = {
-            let mut s = self.inner.lock();
-            (!s.current.is_empty() && s.current.blob_bytes() >= self.pressure_seal_bytes())
-                .then(|| self.inner.take(&mut s))
-        };
-        if let Some(t) = taken {
-            self.inner.upload(t).await?;
+        let least = self.pressure_seal_bytes();
+        if self
+            .inner
+            .take_and_upload(|s| !s.current.is_empty() && s.current.blob_bytes() >= least)
+            .await?
+        {
             written.packs += 1;
         }
         Ok(())
@@ -510,12 +546,11 @@ impl PackWriter {
 
     /// Seal the open pack if it is still pack `no`.
     async fn seal(&self, no: u64, written: &mut Written) -> Result<()> {
-        let taken = {
-            let mut s = self.inner.lock();
-            (s.current_no == no && !s.current.is_empty()).then(|| self.inner.take(&mut s))
-        };
-        if let Some(t) = taken {
-            self.inner.upload(t).await?;
+        if self
+            .inner
+            .take_and_upload(|s| s.current_no == no && !s.current.is_empty())
+            .await?
+        {
             written.packs += 1;
         }
         Ok(())

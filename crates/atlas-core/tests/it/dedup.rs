@@ -260,14 +260,7 @@ async fn a_run_reuses_its_pack_buffers_however_many_packs_it_writes() {
             .await
             .unwrap();
         for i in 0..30 {
-            // Incompressible, so every ~3 blobs fill a 4 KiB pack.
-            let body = Bytes::from(
-                (0..1500u32)
-                    .map(|k| {
-                        ((k ^ (i * 7919 + m * 104_729)).wrapping_mul(2_654_435_761) >> 13) as u8
-                    })
-                    .collect::<Vec<u8>>(),
-            );
+            let body = noise(i, m);
             let id = s
                 .put_blob(BlobKind::Attachment, body.clone())
                 .await
@@ -289,6 +282,128 @@ async fn a_run_reuses_its_pack_buffers_however_many_packs_it_writes() {
         assert_eq!(&repo.read_blob(id).await.unwrap(), body);
     }
     let fresh = Repository::open(store.clone(), TENANT, &passphrase())
+        .await
+        .unwrap();
+    for (id, body) in &bodies {
+        assert_eq!(&fresh.read_blob(id).await.unwrap(), body);
+    }
+}
+
+/// 1,500 incompressible bytes, distinct per `(i, m)`: every ~3 fill a 4 KiB pack.
+fn noise(i: u32, m: u32) -> Bytes {
+    Bytes::from(
+        (0..1500u32)
+            .map(|k| ((k ^ (i * 7919 + m * 104_729)).wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// A directory store whose pack uploads take 20 ms each, so that the sessions of a run
+/// fill the next pack while the previous one is still on its way.
+#[derive(Debug)]
+struct SlowPacks(std::sync::Arc<dyn atlas_core::ports::BlobStore>);
+
+#[async_trait::async_trait]
+impl atlas_core::ports::BlobStore for SlowPacks {
+    async fn put(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+        data: Bytes,
+        opts: atlas_core::ports::PutOptions,
+    ) -> Result<(), atlas_core::ports::StoreError> {
+        if key.as_str().starts_with("packs/") {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.0.put(key, data, opts).await
+    }
+    async fn get(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+    ) -> Result<Bytes, atlas_core::ports::StoreError> {
+        self.0.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, atlas_core::ports::StoreError> {
+        self.0.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+    ) -> Result<Option<atlas_core::ports::ObjectMeta>, atlas_core::ports::StoreError> {
+        self.0.head(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<atlas_core::ports::ObjectMeta>, atlas_core::ports::StoreError> {
+        self.0.list(prefix).await
+    }
+    async fn delete(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+    ) -> Result<(), atlas_core::ports::StoreError> {
+        self.0.delete(key).await
+    }
+    fn describe(&self) -> String {
+        format!("slow packs over {}", self.0.describe())
+    }
+}
+
+/// Issue 13: a pack that filled while the previous one was still uploading was taken out
+/// at once and waited for the upload slot in a buffer of its own, while the sessions
+/// filled the next pack in a third (or more: one per pack waiting its turn) — part of the
+/// 2 × 20,000 peak. Here three sessions of one run fill 4 KiB packs at once over a store
+/// whose pack uploads are slow: the writer holds two buffers, one filling and one
+/// uploading, and every blob reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pack_writer_waits_for_the_upload_slot_before_taking_a_third_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let local: std::sync::Arc<dyn atlas_core::ports::BlobStore> =
+        std::sync::Arc::new(atlas_store::LocalStore::new(dir.path()));
+    let store: std::sync::Arc<dyn atlas_core::ports::BlobStore> =
+        std::sync::Arc::new(SlowPacks(local.clone()));
+    let repo = new_repo(store).await;
+    let clock = clock_at(t0());
+    let writer = repo.pack_writer().unwrap();
+    let mut tasks = Vec::new();
+    for m in 0..3u32 {
+        let (repo, writer, clock) = (repo.clone(), writer.clone(), clock.clone());
+        tasks.push(tokio::spawn(async move {
+            let mb = MailboxId::new(&format!("user{m}@example.com"));
+            let mut s = repo
+                .begin_backup_in(&mb, "h", clock, &writer, None)
+                .await
+                .unwrap();
+            let mut bodies = Vec::new();
+            for i in 0..20 {
+                let body = noise(i, m);
+                let id = s
+                    .put_blob(BlobKind::Attachment, body.clone())
+                    .await
+                    .unwrap()
+                    .id;
+                bodies.push((id, body));
+            }
+            s.flush().await.unwrap();
+            s.release().await.unwrap();
+            bodies
+        }));
+    }
+    let mut bodies = Vec::new();
+    for t in tasks {
+        bodies.extend(t.await.unwrap());
+    }
+    let packs = local.list("packs/").await.unwrap().len();
+    assert!(packs >= 15, "{packs} packs");
+    assert!(
+        writer.pack_buffers() <= 2,
+        "{} pack buffers allocated for {packs} packs",
+        writer.pack_buffers()
+    );
+    let fresh = Repository::open(local, TENANT, &passphrase())
         .await
         .unwrap();
     for (id, body) in &bodies {
