@@ -4,14 +4,21 @@
 use atlas_core::model::MailboxId;
 use atlas_core::service::catalog::SnapshotSelector;
 use atlas_core::service::export::{ExportFormat, SaveOptions, save_to_path};
-use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, verify};
+use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, VerifySummary, verify};
 
 use super::{Ctx, Sizes};
 use crate::error::BenchError;
 use crate::harness::{BenchRepo, Meter, Tenant, sim_config};
 use crate::report::Row;
 
-async fn save(r: &BenchRepo, upn: &str, step: String) -> Result<Row, BenchError> {
+/// Saves the newest snapshot of `upn` as an eml-zip, measured as `scenario`/`step`, with
+/// the messages, their bytes and the store requests in the row. Shared with `formats`.
+pub(super) async fn save_eml_zip(
+    r: &BenchRepo,
+    upn: &str,
+    scenario: &'static str,
+    step: String,
+) -> Result<Row, BenchError> {
     let dir = tempfile::tempdir().map_err(|e| BenchError::io("tempdir", e))?;
     let opts = SaveOptions {
         snapshot: SnapshotSelector::Latest {
@@ -28,7 +35,7 @@ async fn save(r: &BenchRepo, upn: &str, step: String) -> Result<Row, BenchError>
     let _ = r.store.take();
     let meter = Meter::start(None)?;
     let s = save_to_path(&r.repo, &opts, &dir.path().join("out.zip"), false).await?;
-    let mut row = meter.finish("browse", step)?;
+    let mut row = meter.finish(scenario, step)?;
     if !s.is_complete() {
         return Err(BenchError::Incomplete(format!(
             "save of {upn}: {} messages failed",
@@ -39,6 +46,37 @@ async fn save(r: &BenchRepo, upn: &str, step: String) -> Result<Row, BenchError>
     row.mime_bytes = s.bytes;
     row.store_requests = Some(r.store.take().requests());
     Ok(row)
+}
+
+/// Verifies every snapshot with every byte read, measured as `scenario`/`step`, with the
+/// messages, the stored bytes read and the store requests in the row (an error when
+/// verify finds damage). Shared with `formats`.
+pub(super) async fn verify_read_all(
+    r: &BenchRepo,
+    scenario: &'static str,
+    step: String,
+) -> Result<(Row, VerifySummary), BenchError> {
+    let _ = r.store.take();
+    let meter = Meter::start(None)?;
+    let v = verify(
+        &r.repo,
+        &VerifyOptions {
+            scope: VerifyScope::All,
+            read_data: ReadData::ALL,
+        },
+    )
+    .await?;
+    let mut row = meter.finish(scenario, step)?;
+    if !v.is_ok() {
+        return Err(BenchError::Incomplete(format!(
+            "verify found {} problems",
+            v.damage.len()
+        )));
+    }
+    row.messages = v.messages as u64;
+    row.mime_bytes = v.bytes_read;
+    row.store_requests = Some(r.store.take().requests());
+    Ok((row, v))
 }
 
 /// Runs the verify/save scenario.
@@ -60,26 +98,7 @@ pub async fn run(sizes: &Sizes, ctx: &mut Ctx, rows: &mut Vec<Row>) -> Result<()
         .address()
         .to_owned();
     let (t, r) = ctx.base(sizes, rows).await?;
-    let _ = r.store.take();
-    let meter = Meter::start(None)?;
-    let v = verify(
-        &r.repo,
-        &VerifyOptions {
-            scope: VerifyScope::All,
-            read_data: ReadData::ALL,
-        },
-    )
-    .await?;
-    let mut row = meter.finish("browse", "verify --all --read-data 100%")?;
-    if !v.is_ok() {
-        return Err(BenchError::Incomplete(format!(
-            "verify found {} problems",
-            v.damage.len()
-        )));
-    }
-    row.messages = v.messages as u64;
-    row.mime_bytes = v.bytes_read;
-    row.store_requests = Some(r.store.take().requests());
+    let (mut row, v) = verify_read_all(r, "browse", "verify --all --read-data 100%".into()).await?;
     row.note = format!(
         "{} snapshots, {} packs read; MB/s of stored bytes read",
         v.snapshots, v.packs_read
@@ -93,15 +112,22 @@ pub async fn run(sizes: &Sizes, ctx: &mut Ctx, rows: &mut Vec<Row>) -> Result<()
         .address()
         .to_owned();
     rows.push(
-        save(
+        save_eml_zip(
             r,
             &first,
+            "browse",
             format!("save eml-zip, {}-msg mailbox", sizes.messages),
         )
         .await?,
     );
 
-    let mut row = save(&rb, &upn, format!("save eml-zip, {n}-msg mailbox")).await?;
+    let mut row = save_eml_zip(
+        &rb,
+        &upn,
+        "browse",
+        format!("save eml-zip, {n}-msg mailbox"),
+    )
+    .await?;
     row.note = format!(
         "compare peak RSS with the {}-msg save; ({} msgs backed up first)",
         sizes.messages, setup.messages

@@ -10,23 +10,26 @@
 
 use std::collections::BTreeMap;
 
-use atlas_sim::{PimDump, SimConfig, roles};
+use atlas_sim::{PimDump, roles};
 use serde_json::{Value, json};
 
-use super::graph_e2e::Sim;
+use super::graph_e2e::{EVERY_KIND_ROLES, Sim, json_run};
 use super::{Sandbox, output_text};
 
-const ROLES: [&str; 9] = [
-    roles::USER_READ_ALL,
-    roles::MAIL_READ_WRITE,
-    roles::MAILBOX_FOLDER_READ_ALL,
-    roles::MAILBOX_ITEM_READ_ALL,
-    roles::MAILBOX_ITEM_EXPORT_ALL,
-    roles::CALENDARS_READ,
-    roles::CONTACTS_READ,
-    roles::TASKS_READ_ALL,
-    roles::MAILBOX_SETTINGS_READ_WRITE,
-];
+/// Every kind's backup permissions, with the settings writable
+/// (`MailboxSettings.ReadWrite` in place of `MailboxSettings.Read`).
+fn settings_writer() -> Vec<&'static str> {
+    EVERY_KIND_ROLES
+        .iter()
+        .map(|r| {
+            if *r == roles::MAILBOX_SETTINGS_READ {
+                roles::MAILBOX_SETTINGS_READ_WRITE
+            } else {
+                r
+            }
+        })
+        .collect()
+}
 
 /// The settings a restore may write (api/user-update-mailboxsettings.md).
 const WRITABLE: [&str; 7] = [
@@ -39,26 +42,21 @@ const WRITABLE: [&str; 7] = [
     "delegateMeetingMessageDeliveryOptions",
 ];
 
-fn sim_with(roles: &[&str]) -> Sim {
-    let mut cfg = SimConfig {
-        users: 6,
-        messages_per_user: 3,
-        ..SimConfig::default()
-    };
-    cfg.granted_roles = roles.iter().map(|r| (*r).to_owned()).collect();
-    Sim::start(cfg)
-}
-
-fn json_run(sandbox: &Sandbox, sim: &Sim, args: &[&str]) -> (Option<i32>, Value, String) {
-    let out = sandbox
-        .against(sim)
-        .arg("--json")
-        .args(args)
-        .output()
-        .expect("runs");
-    let text = output_text(&out);
-    let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code(), doc, text)
+/// A 6-user tenant whose app holds `roles`, an initialized repository and a backup of
+/// the first user (`kinds`: its `--kinds`, or every kind). Returns the simulator, the
+/// sandbox, that user and a second one (the restore target).
+fn backed_up(roles: &[&str], kinds: Option<&str>) -> (Sim, Sandbox, String, String) {
+    let sim = Sim::start(Sim::tenant(6, 3, roles));
+    let sandbox = Sandbox::new();
+    let users = sim.licensed_users();
+    let (upn, other) = (users[0].clone(), users[1].clone());
+    let (code, _, text) = json_run(&sandbox, &sim, &["init"]);
+    assert_eq!(code, Some(0), "{text}");
+    let mut backup = vec!["backup", "-m", upn.as_str()];
+    backup.extend(kinds.iter().flat_map(|k| ["--kinds", k]));
+    let (code, _, text) = json_run(&sandbox, &sim, &backup);
+    assert_eq!(code, Some(0), "{text}");
+    (sim, sandbox, upn, other)
 }
 
 /// Mail folder paths by id.
@@ -135,14 +133,7 @@ fn entries(doc: &Value, outcome: &str) -> Vec<String> {
 
 #[test]
 fn configuration_is_added_where_missing_and_settings_change_only_when_asked() {
-    let sim = sim_with(&ROLES);
-    let sandbox = Sandbox::new();
-    let users = sim.licensed_users();
-    let (upn, other) = (users[0].clone(), users[1].clone());
-    let (code, _, text) = json_run(&sandbox, &sim, &["init"]);
-    assert_eq!(code, Some(0), "{text}");
-    let (code, _, text) = json_run(&sandbox, &sim, &["backup", "-m", &upn]);
-    assert_eq!(code, Some(0), "{text}");
+    let (sim, sandbox, upn, other) = backed_up(&settings_writer(), None);
     let backed_up = sim.handle.dump_pim(&upn).expect("dump");
     let backed_up_rules = rules(&sim, &upn);
     assert_eq!(backed_up_rules.len(), 3);
@@ -351,28 +342,8 @@ fn configuration_is_added_where_missing_and_settings_change_only_when_asked() {
 
 #[test]
 fn kinds_all_restores_configuration_and_without_the_write_permission_it_is_refused_up_front() {
-    let read_only: Vec<&str> = ROLES
-        .iter()
-        .map(|r| {
-            if *r == roles::MAILBOX_SETTINGS_READ_WRITE {
-                roles::MAILBOX_SETTINGS_READ
-            } else {
-                r
-            }
-        })
-        .collect();
-    let sim = sim_with(&read_only);
-    let sandbox = Sandbox::new();
-    let users = sim.licensed_users();
-    let (upn, other) = (users[0].clone(), users[1].clone());
-    let (code, _, text) = json_run(&sandbox, &sim, &["init"]);
-    assert_eq!(code, Some(0), "{text}");
-    let (code, _, text) = json_run(
-        &sandbox,
-        &sim,
-        &["backup", "-m", &upn, "--kinds", "mail,config"],
-    );
-    assert_eq!(code, Some(0), "{text}");
+    // The settings are readable only.
+    let (sim, sandbox, upn, other) = backed_up(&EVERY_KIND_ROLES, Some("mail,config"));
     sim.handle
         .set_category(&other, "Purple category", None)
         .expect("delete category");
@@ -418,18 +389,7 @@ fn kinds_all_restores_configuration_and_without_the_write_permission_it_is_refus
 
 #[test]
 fn configuration_writes_whose_answer_was_lost_are_checked_and_nothing_is_added_twice() {
-    let sim = sim_with(&ROLES);
-    let sandbox = Sandbox::new();
-    let users = sim.licensed_users();
-    let (upn, other) = (users[0].clone(), users[1].clone());
-    let (code, _, text) = json_run(&sandbox, &sim, &["init"]);
-    assert_eq!(code, Some(0), "{text}");
-    let (code, _, text) = json_run(
-        &sandbox,
-        &sim,
-        &["backup", "-m", &upn, "--kinds", "mail,config"],
-    );
-    assert_eq!(code, Some(0), "{text}");
+    let (sim, sandbox, upn, other) = backed_up(&settings_writer(), Some("mail,config"));
     let backed_up = sim.handle.dump_pim(&upn).expect("dump");
     let want_rules = rules(&sim, &upn);
     // The other mailbox has no category and no rule: everything is created.

@@ -8,16 +8,12 @@
 #![allow(clippy::too_many_lines)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
-use atlas_core::model::{ContentKind, ContentRef, ItemMeta, MailboxId, SnapshotRecord};
-use atlas_core::ports::BlobStore;
-use atlas_core::repo::{Passphrase, Repository};
+use atlas_core::model::{ContentKind, ContentRef, ItemMeta};
 use atlas_sim::{MessageUpdate, NewMessage, roles};
-use atlas_store::LocalStore;
 
 use super::graph_e2e::Sim;
-use super::{PASSPHRASE, Sandbox, output_text};
+use super::{Sandbox, output_text};
 
 /// A tenant whose app reads mail and may export mailbox items.
 fn mail_export_sim() -> Sim {
@@ -41,7 +37,7 @@ const PREFLIGHT: u64 = 1;
 
 /// Every message of the latest snapshot, by immutable id.
 fn stored(sim: &Sim, sandbox: &Sandbox, upn: &str) -> HashMap<String, ItemMeta> {
-    let (repo, record) = latest(sim, sandbox, upn);
+    let (repo, record) = sim.latest_snapshot(&sandbox.repo(), upn);
     sim.runtime.block_on(async {
         let mut out = HashMap::new();
         for f in &record.folders {
@@ -53,22 +49,6 @@ fn stored(sim: &Sim, sandbox: &Sandbox, upn: &str) -> HashMap<String, ItemMeta> 
     })
 }
 
-/// The repository and the latest snapshot record of `upn`.
-fn latest(sim: &Sim, sandbox: &Sandbox, upn: &str) -> (Repository, SnapshotRecord) {
-    sim.runtime.block_on(async {
-        let store: Arc<dyn BlobStore> = Arc::new(LocalStore::new(sandbox.repo()));
-        let repo = Repository::open(store, &sim.handle.tenant_id(), &Passphrase::new(PASSPHRASE))
-            .await
-            .expect("repository opens");
-        let snap = repo
-            .latest_snapshot(&MailboxId::new(upn))
-            .await
-            .expect("list")
-            .expect("a snapshot");
-        (repo, snap.record)
-    })
-}
-
 /// Each folder's saved links in the latest snapshot, by folder id: the message delta
 /// link and the mailboxItem delta link, and whether the folder holds messages.
 fn saved_links(
@@ -76,7 +56,7 @@ fn saved_links(
     sandbox: &Sandbox,
     upn: &str,
 ) -> BTreeMap<String, (Option<String>, Option<String>, bool)> {
-    latest(sim, sandbox, upn)
+    sim.latest_snapshot(&sandbox.repo(), upn)
         .1
         .folders
         .into_iter()

@@ -7,10 +7,11 @@
 #![allow(clippy::too_many_lines)]
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atlas_core::model::MailboxId;
+use atlas_core::model::{ContentKind, ItemMeta, MailboxId, SnapshotRecord};
 use atlas_core::ports::BlobStore;
 use atlas_core::repo::{Passphrase, Repository};
 use atlas_sim::{FaultConfig, SimConfig, SimHandle, Simulator, roles};
@@ -101,6 +102,49 @@ impl Sim {
         ]
     }
 
+    /// The repository at `repo` (opened with the test passphrase) and the newest snapshot
+    /// record of `upn` in it; read further inside `self.runtime.block_on`.
+    pub(super) fn latest_snapshot(&self, repo: &Path, upn: &str) -> (Repository, SnapshotRecord) {
+        self.runtime.block_on(async {
+            let store: Arc<dyn BlobStore> = Arc::new(LocalStore::new(repo.to_path_buf()));
+            let repo = Repository::open(
+                store,
+                &self.handle.tenant_id(),
+                &Passphrase::new(PASSPHRASE),
+            )
+            .await
+            .expect("repository opens");
+            let snap = repo
+                .latest_snapshot(&MailboxId::new(upn))
+                .await
+                .expect("list")
+                .expect("a snapshot");
+            (repo, snap.record)
+        })
+    }
+
+    /// Every stored representation of every item of the newest snapshot of `upn` in the
+    /// repository at `repo`: the item, which representation, and its bytes.
+    pub(super) fn latest_contents(
+        &self,
+        repo: &Path,
+        upn: &str,
+    ) -> Vec<(ItemMeta, ContentKind, Vec<u8>)> {
+        let (repo, record) = self.latest_snapshot(repo, upn);
+        self.runtime.block_on(async {
+            let mut out = Vec::new();
+            for f in &record.folders {
+                for m in repo.load_folder_items(&f.items).await.expect("items") {
+                    for c in m.contents() {
+                        let bytes = repo.read_blob(&c.id).await.expect("blob");
+                        out.push((m.clone(), c.kind, bytes.to_vec()));
+                    }
+                }
+            }
+            out
+        })
+    }
+
     /// Licensed users with a mailbox (the simulator's kind `user`).
     pub(super) fn licensed_users(&self) -> Vec<String> {
         self.handle
@@ -139,6 +183,24 @@ impl Sandbox {
             .env("ATLAS_REPOSITORY", self.repo());
         cmd
     }
+}
+
+/// `atlas --json ARGS` against the simulator: its exit code, its document (`null` when
+/// stdout is not one) and everything it printed.
+pub(super) fn json_run(
+    sandbox: &Sandbox,
+    sim: &Sim,
+    args: &[&str],
+) -> (Option<i32>, serde_json::Value, String) {
+    let out = sandbox
+        .against(sim)
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("runs");
+    let text = output_text(&out);
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code(), doc, text)
 }
 
 /// Every message of every given mailbox of the simulator is in the repository's latest

@@ -8,17 +8,13 @@
 #![allow(clippy::too_many_lines)]
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use atlas_core::model::{ContentKind, ItemMeta, MailboxId};
-use atlas_core::ports::BlobStore;
-use atlas_core::repo::{Passphrase, Repository};
+use atlas_core::model::{ContentKind, ItemMeta};
 use atlas_sim::SimConfig;
-use atlas_store::LocalStore;
 use serde_json::{Value, json};
 
 use super::graph_e2e::Sim;
-use super::{PASSPHRASE, Sandbox, output_text};
+use super::{Sandbox, output_text};
 
 /// Every kind, spelled as users see it everywhere: `--kinds`, text and every JSON document
 /// (`kind` of folders, items, skipped kinds, `byKind`) — never the on-disk singular.
@@ -31,28 +27,14 @@ fn run(mut cmd: assert_cmd::Command, args: &[&str]) -> (Option<i32>, String) {
 
 /// The readable JSON of every item of the latest snapshot, by REST id.
 fn stored(sim: &Sim, sandbox: &Sandbox, upn: &str) -> HashMap<String, (ItemMeta, Value)> {
-    sim.runtime.block_on(async {
-        let store: Arc<dyn BlobStore> = Arc::new(LocalStore::new(sandbox.repo()));
-        let repo = Repository::open(store, &sim.handle.tenant_id(), &Passphrase::new(PASSPHRASE))
-            .await
-            .expect("repository opens");
-        let snap = repo
-            .latest_snapshot(&MailboxId::new(upn))
-            .await
-            .expect("list")
-            .expect("a snapshot");
-        let mut out = HashMap::new();
-        for f in &snap.record.folders {
-            for m in repo.load_folder_items(&f.items).await.expect("items") {
-                if let Some(c) = m.content_of(ContentKind::Json) {
-                    let bytes = repo.read_blob(&c.id).await.expect("blob");
-                    let v: Value = serde_json::from_slice(&bytes).expect("JSON");
-                    out.insert(atlas_graph::rest_id(m.id.as_str()), (m, v));
-                }
-            }
-        }
-        out
-    })
+    sim.latest_contents(&sandbox.repo(), upn)
+        .into_iter()
+        .filter(|(_, kind, _)| *kind == ContentKind::Json)
+        .map(|(m, _, bytes)| {
+            let v: Value = serde_json::from_slice(&bytes).expect("JSON");
+            (atlas_graph::rest_id(m.id.as_str()), (m, v))
+        })
+        .collect()
 }
 
 /// Every event, contact and task of the simulator's dump is stored with the same
@@ -111,6 +93,59 @@ fn assert_matches_dump(sim: &Sim, sandbox: &Sandbox, upn: &str) {
     assert!(notes > 0);
 }
 
+/// Between backups: renames a single event to "Moved to Friday", changes a changed
+/// occurrence of a series again, deletes the first contact and adds a task (`dump`: the
+/// mailbox before). Returns the ids of the renamed event and of the deleted contact.
+pub(super) fn change_events_contacts_and_tasks(
+    sim: &Sim,
+    upn: &str,
+    dump: &atlas_sim::PimDump,
+) -> (String, String) {
+    let event = dump
+        .items
+        .iter()
+        .find(|i| {
+            i.class == "IPM.Appointment" && i.props.get("recurrence").is_none_or(Value::is_null)
+        })
+        .expect("a single event");
+    sim.handle
+        .update_item(upn, &event.id, json!({"subject": "Moved to Friday"}))
+        .expect("change");
+    let series = dump
+        .items
+        .iter()
+        .find(|i| i.exceptions.iter().any(|e| !e.cancelled))
+        .expect("a series with an exception");
+    let exception = series
+        .exceptions
+        .iter()
+        .find(|e| !e.cancelled)
+        .expect("exception");
+    sim.handle
+        .set_occurrence(
+            upn,
+            &series.id,
+            exception.original_start.parse().expect("instant"),
+            Some(json!({"subject": "Exception changed again"})),
+        )
+        .expect("exception");
+    let contact = dump
+        .items
+        .iter()
+        .find(|i| i.class == "IPM.Contact")
+        .expect("a contact");
+    sim.handle.delete_item(upn, &contact.id).expect("delete");
+    sim.handle
+        .add_item(
+            upn,
+            "Tasks",
+            "IPM.Task",
+            json!({"title": "Written after the first backup", "status": "notStarted"}),
+        )
+        .expect("add task");
+    (event.id.clone(), contact.id.clone())
+}
+
 #[test]
 fn a_whole_mailbox_is_backed_up_changed_and_backed_up_again() {
     let sim = Sim::every_kind();
@@ -156,48 +191,7 @@ fn a_whole_mailbox_is_backed_up_changed_and_backed_up_again() {
 
     // Change an event, change a series' exception, delete a contact, add a task.
     let dump = sim.handle.dump_pim(&upn).expect("dump");
-    let event = dump
-        .items
-        .iter()
-        .find(|i| {
-            i.class == "IPM.Appointment" && i.props.get("recurrence").is_none_or(Value::is_null)
-        })
-        .expect("a single event");
-    sim.handle
-        .update_item(&upn, &event.id, json!({"subject": "Moved to Friday"}))
-        .expect("change");
-    let series = dump
-        .items
-        .iter()
-        .find(|i| i.exceptions.iter().any(|e| !e.cancelled))
-        .expect("a series with an exception");
-    let exception = series
-        .exceptions
-        .iter()
-        .find(|e| !e.cancelled)
-        .expect("exception");
-    sim.handle
-        .set_occurrence(
-            &upn,
-            &series.id,
-            exception.original_start.parse().expect("instant"),
-            Some(json!({"subject": "Exception changed again"})),
-        )
-        .expect("exception");
-    let contact = dump
-        .items
-        .iter()
-        .find(|i| i.class == "IPM.Contact")
-        .expect("a contact");
-    sim.handle.delete_item(&upn, &contact.id).expect("delete");
-    sim.handle
-        .add_item(
-            &upn,
-            "Tasks",
-            "IPM.Task",
-            json!({"title": "Written after the first backup", "status": "notStarted"}),
-        )
-        .expect("add task");
+    let (event, contact) = change_events_contacts_and_tasks(&sim, &upn, &dump);
 
     let out = sandbox
         .against(&sim)
@@ -211,8 +205,8 @@ fn a_whole_mailbox_is_backed_up_changed_and_backed_up_again() {
     assert_eq!(summary["removed"], 1, "{summary}");
     assert_matches_dump(&sim, &sandbox, &upn);
     let stored = stored(&sim, &sandbox, &upn);
-    assert_eq!(stored[&event.id].1["subject"], "Moved to Friday");
-    assert!(!stored.contains_key(&contact.id));
+    assert_eq!(stored[&event].1["subject"], "Moved to Friday");
+    assert!(!stored.contains_key(&contact));
 
     let (code, text) = run(sandbox.against(&sim), &["verify", "--read-data"]);
     assert_eq!(code, Some(0), "{text}");
@@ -271,7 +265,7 @@ fn a_whole_mailbox_is_backed_up_changed_and_backed_up_again() {
     let event_ref = items
         .iter()
         .map(|i| i["messageId"].as_str().expect("id").to_owned())
-        .find(|id| atlas_graph::rest_id(id) == event.id)
+        .find(|id| atlas_graph::rest_id(id) == event)
         .expect("the changed event is listed");
     let (code, text) = run(
         sandbox.atlas_for(&sim),

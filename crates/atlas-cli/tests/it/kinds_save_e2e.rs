@@ -12,16 +12,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
-use atlas_core::model::{ContentKind, ItemKind, MailboxId};
-use atlas_core::ports::BlobStore;
-use atlas_core::repo::{Passphrase, Repository};
-use atlas_store::LocalStore;
+use atlas_core::model::{ContentKind, ItemKind};
 use serde_json::{Value, json};
 
 use super::graph_e2e::Sim;
-use super::{PASSPHRASE, Sandbox, output_text};
+use super::{Sandbox, output_text};
 
 const CHECK: &str = r#"
 import base64, collections, datetime as dt, hashlib, io, json, posixpath, sys, zipfile
@@ -262,6 +258,20 @@ fn each_export_format_of_a_whole_mailbox_reads_back_and_mail_formats_skip_other_
     )
     .expect("write");
     let count = |class: &str| dump.items.iter().filter(|i| i.class == class).count() as u64;
+    let save_as = |format: &str, path: &Path| {
+        save(
+            &sim,
+            &sandbox,
+            &[
+                "-m",
+                &upn,
+                "--format",
+                format,
+                "-o",
+                path.to_str().expect("utf-8"),
+            ],
+        )
+    };
 
     let mut written = 0;
     for (format, kinds) in [
@@ -273,18 +283,7 @@ fn each_export_format_of_a_whole_mailbox_reads_back_and_mail_formats_skip_other_
         ),
     ] {
         let path = work.path().join(format!("{format}.zip"));
-        let (code, doc, text) = save(
-            &sim,
-            &sandbox,
-            &[
-                "-m",
-                &upn,
-                "--format",
-                format,
-                "-o",
-                path.to_str().expect("utf-8"),
-            ],
-        );
+        let (code, doc, text) = save_as(format, &path);
         assert_eq!(code, Some(0), "{format}: {text}");
         assert_eq!(doc["format"], format, "{doc}");
         assert_eq!(doc["messages"], kinds, "{format}: {doc}");
@@ -301,18 +300,7 @@ fn each_export_format_of_a_whole_mailbox_reads_back_and_mail_formats_skip_other_
     // The mail formats take mail only and say where the rest goes.
     for format in ["eml-zip", "mbox"] {
         let path = work.path().join(format!("mail-{format}"));
-        let (code, doc, text) = save(
-            &sim,
-            &sandbox,
-            &[
-                "-m",
-                &upn,
-                "--format",
-                format,
-                "-o",
-                path.to_str().expect("utf-8"),
-            ],
-        );
+        let (code, doc, text) = save_as(format, &path);
         assert_eq!(code, Some(0), "{format}: {text}");
         let skipped = doc["skipped"].as_array().cloned().unwrap_or_default();
         let of = |kind: &str| skipped.iter().find(|s| s["kind"] == kind).cloned();
@@ -408,30 +396,10 @@ fn series_starts(props: &Value) -> Vec<String> {
 type Contents = BTreeMap<(ItemKind, String, ContentKind), Vec<u8>>;
 
 fn contents(sim: &Sim, repo: &Path, upn: &str) -> Contents {
-    sim.runtime.block_on(async {
-        let store: Arc<dyn BlobStore> = Arc::new(LocalStore::new(repo.to_path_buf()));
-        let repo = Repository::open(store, &sim.handle.tenant_id(), &Passphrase::new(PASSPHRASE))
-            .await
-            .expect("repository opens");
-        let snap = repo
-            .latest_snapshot(&MailboxId::new(upn))
-            .await
-            .expect("list")
-            .expect("a snapshot");
-        let mut out = Contents::new();
-        for f in &snap.record.folders {
-            for m in repo.load_folder_items(&f.items).await.expect("items") {
-                for c in m.contents() {
-                    let bytes = repo.read_blob(&c.id).await.expect("blob");
-                    out.insert(
-                        (m.kind, atlas_graph::rest_id(m.id.as_str()), c.kind),
-                        bytes.to_vec(),
-                    );
-                }
-            }
-        }
-        out
-    })
+    sim.latest_contents(repo, upn)
+        .into_iter()
+        .map(|(m, kind, bytes)| ((m.kind, atlas_graph::rest_id(m.id.as_str()), kind), bytes))
+        .collect()
 }
 
 /// How many items of `kind` `contents` holds.
