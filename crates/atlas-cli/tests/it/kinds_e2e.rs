@@ -255,6 +255,16 @@ fn a_whole_mailbox_is_backed_up_changed_and_backed_up_again() {
     assert_eq!(listed("contact"), contacts);
     let (code, text) = run(
         sandbox.atlas_for(&sim),
+        &["list", "-s", &snap, "--kind", "tasks", "--all"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().any(|w| w == "tasks")),
+        "the Kind column says tasks: {text}"
+    );
+    let (code, text) = run(
+        sandbox.atlas_for(&sim),
         &["list", "-s", &snap, "--kind", "contakts"],
     );
     assert_eq!(code, Some(3), "{text}");

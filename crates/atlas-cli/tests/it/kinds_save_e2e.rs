@@ -353,7 +353,10 @@ fn each_export_format_of_a_whole_mailbox_reads_back_and_mail_formats_skip_other_
         &["-m", &upn, "--format", "ics", "--kind", "contacts"],
     );
     assert_ne!(code, Some(0), "{text}");
-    assert!(text.contains("--format vcf or json takes them"), "{text}");
+    assert!(
+        text.contains("does not hold contacts items; --format vcf or json takes them"),
+        "{text}"
+    );
     let path = work.path().join("tasks.zip");
     let (code, doc, text) = save(
         &sim,
@@ -422,6 +425,14 @@ fn every_kind_is_counted_verified_kept_by_forget_and_prune_and_replicated() {
     assert_eq!(atlas(&["init"]).0, Some(0));
     let (code, text, _) = atlas(&["backup", "-m", &upn]);
     assert_eq!(code, Some(0), "{text}");
+    // The text summary counts per kind, spelled as --kinds takes them.
+    let by_kind = text
+        .lines()
+        .find(|l| l.starts_with("By kind: "))
+        .unwrap_or_else(|| panic!("no By kind line: {text}"));
+    for kind in super::kinds_e2e::KINDS {
+        assert!(by_kind.contains(&format!(" {kind} ")), "{kind}: {by_kind}");
+    }
     // The second snapshot: one event changed, one contact gone, so the first holds
     // content the second does not (what prune may free) and shares the rest.
     let dump = sim.handle.dump_pim(&upn).expect("dump");
