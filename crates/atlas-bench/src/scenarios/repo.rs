@@ -47,7 +47,7 @@ fn meta(n: usize, id: atlas_core::model::ContentId, body: &[u8]) -> MessageMeta 
     }
 }
 
-fn inbox(count: u64, items: atlas_core::model::ContentId) -> FolderSnapshot {
+fn inbox(count: u64, items: atlas_core::repo::StoredItems) -> FolderSnapshot {
     FolderSnapshot {
         folder: FolderRecord {
             id: FolderId::new("inbox"),
@@ -62,7 +62,8 @@ fn inbox(count: u64, items: atlas_core::model::ContentId) -> FolderSnapshot {
         item_delta_link: None,
         graph_item_count: Some(count),
         stored_item_count: count,
-        items,
+        items: items.id,
+        item_pieces: items.pieces,
         errors: vec![],
     }
 }

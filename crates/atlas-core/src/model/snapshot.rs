@@ -49,9 +49,16 @@ pub struct FolderSnapshot {
     pub graph_item_count: Option<u64>,
     /// Items in `items`.
     pub stored_item_count: u64,
-    /// Content id of the folder item list (a `Vec<ItemMeta>` blob). Unchanged folders
-    /// share it between snapshots.
+    /// Content id of the folder item list: the list itself (a `Vec<ItemMeta>` blob), or,
+    /// for a folder of more than `repo::MAX_PIECE_ITEMS` items, the directory of its
+    /// pieces (docs/FORMAT.md §5.5). Unchanged folders share it between snapshots. Read
+    /// it with `Repository::item_list`, which handles both.
     pub items: ContentId,
+    /// How many pieces `items` names when it is a piece directory; absent for a list in
+    /// one blob (so such entries are byte for byte what was written before pieces). A
+    /// record with a pieced folder has `formatVersion` 5 (`repo::PIECED_FORMAT_VERSION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_pieces: Option<u32>,
     /// Per-item failures.
     #[serde(default)]
     pub errors: Vec<ItemError>,

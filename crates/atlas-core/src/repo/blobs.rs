@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
 use super::chunks::ChunkList;
 use super::index::Location;
@@ -15,7 +14,7 @@ use super::pack::{self, PackEntry, PackId};
 use super::secret::RepoKeys;
 use super::{BlobKind, BlobReader, Repository, crypto};
 use crate::error::{Error, Result};
-use crate::model::{ContentId, MessageMeta};
+use crate::model::ContentId;
 
 impl Repository {
     /// Read content by id: checks the AEAD tag, the plaintext checksum and the content id,
@@ -107,17 +106,6 @@ impl Repository {
         })
         .await
         .map_err(|e| Error::task(&e))?
-    }
-
-    /// Load a folder item list.
-    pub async fn load_folder_items(&self, id: &ContentId) -> Result<Vec<MessageMeta>> {
-        let bytes = self.read_blob(id).await?;
-        let loc = self.locate(id).await?;
-        serde_json::from_slice::<FolderItems>(&bytes)
-            .map(|f| f.items)
-            .map_err(|e| {
-                Error::corrupt(loc.pack.store_key(), format!("folder item list {id}: {e}"))
-            })
     }
 
     /// Read a whole pack and return its table (after checking header, length, trailer and
@@ -283,13 +271,6 @@ fn open_sealed_blob(
         return Err(Error::ChecksumMismatch { key, id: *id });
     }
     Ok(plain)
-}
-
-/// The JSON payload of a folder item list blob.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct FolderItems {
-    pub(crate) version: u32,
-    pub(crate) items: Vec<MessageMeta>,
 }
 
 #[cfg(test)]

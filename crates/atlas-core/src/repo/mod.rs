@@ -29,6 +29,7 @@ mod copy;
 mod crypto;
 pub mod index;
 mod index_cache;
+mod item_list;
 pub mod keyfile;
 mod keys;
 mod layout;
@@ -51,12 +52,14 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub(crate) use blobs::FolderItems;
 pub use blobs::PackData;
 pub use budget::{DEFAULT_MEMORY_BUDGET, Grant, MemoryBudget};
 pub(crate) use copy::{ObjectCopier, read_replica_marker, write_replica_marker};
 pub use crypto::decrypt_v1_object;
 pub use index_cache::IndexRefresh;
+pub use item_list::{
+    FolderList, ItemListReader, MAX_PIECE_ITEMS, PIECED_FORMAT_VERSION, StoredItems,
+};
 pub use keyfile::{KdfChoice, KeyBlobFormat};
 pub use keys::{RootDamage, RootObject, has_config, has_key_blob};
 pub use layout::{

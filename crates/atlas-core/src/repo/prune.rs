@@ -45,10 +45,11 @@ use serde::{Deserialize, Serialize};
 use super::chunks::ChunkList;
 use super::crypto::{self, ObjectType};
 use super::index::{self, IndexEntry, Location};
+use super::item_list::{self, ListBlob};
 use super::lease::{self, Held, LeaseInfo};
 use super::pack::{self, PackEntry, PackId};
 use super::retention::RetainedObject;
-use super::{BlobKind, FolderItems, Repository, parse_snapshot_key, store_key};
+use super::{BlobKind, Repository, parse_snapshot_key, store_key};
 use crate::error::{Error, Result};
 use crate::model::{ContentId, SnapshotId, SnapshotRecord};
 use crate::ports::{Clock, Event, NullReporter, PutOptions, Reporter, Task};
@@ -518,6 +519,9 @@ impl<'a> Pruner<'a> {
             }
             let bytes = self.repo.get_required(key).await?;
             let record: SnapshotRecord = self.repo.open_json(ObjectType::Snapshot, key, &bytes)?;
+            // What a newer build wrote may reference content in ways this one cannot
+            // follow: stop rather than delete it.
+            super::snapshots::check_snapshot_version(&record)?;
             lists.extend(record.folders.iter().map(|f| f.items));
             self.sum.snapshots += 1;
         }
@@ -638,19 +642,48 @@ impl<'a> Pruner<'a> {
         Ok(())
     }
 
+    /// Mark a folder list, and what its items reference. A piece directory's pieces are
+    /// marked and read in turn (docs/FORMAT.md §5.5).
     async fn mark_folder_list(&mut self, id: ContentId) -> Result<()> {
         if self.referenced.contains(&id) {
             return Ok(());
         }
+        match self.read_list_blob(id).await? {
+            None => {}
+            Some(ListBlob::Items(items)) => self.mark_items(items).await?,
+            Some(ListBlob::Pieces(pieces)) => {
+                for piece in pieces {
+                    if self.referenced.contains(&piece.id) {
+                        continue;
+                    }
+                    match self.read_list_blob(piece.id).await? {
+                        None => {}
+                        Some(ListBlob::Items(items)) => self.mark_items(items).await?,
+                        Some(ListBlob::Pieces(_)) => {
+                            return Err(Error::corrupt(
+                                format!("content {}", piece.id),
+                                format!("folder item list {id}: a piece is a piece directory"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Mark one kind-3 blob and decode it; `None` when it is missing (counted by `mark`).
+    async fn read_list_blob(&mut self, id: ContentId) -> Result<Option<ListBlob>> {
         self.mark(id).await?;
         let Some(loc) = self.canon.get(&id).copied() else {
-            return Ok(());
+            return Ok(None);
         };
         let bytes = self.read_content(id, loc).await?;
-        let list: FolderItems = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::corrupt(loc.pack.store_key(), format!("folder item list {id}: {e}"))
-        })?;
-        for m in list.items {
+        item_list::decode(&bytes, &id, &loc.pack.store_key()).map(Some)
+    }
+
+    async fn mark_items(&mut self, items: Vec<crate::model::MessageMeta>) -> Result<()> {
+        for m in items {
             for id in m.content_ids() {
                 self.mark(id).await?;
             }

@@ -177,8 +177,11 @@ pub(crate) async fn snapshot_dependencies(
     }
     let mut blobs: BTreeSet<ContentId> = BTreeSet::new();
     for folder in &snap.record.folders {
-        blobs.insert(folder.items);
-        for item in repo.load_folder_items(&folder.items).await? {
+        // The list's own blobs (a piece directory and its pieces), then what its items
+        // reference.
+        let list = repo.load_folder_list(&folder.items).await?;
+        blobs.extend(list.blobs);
+        for item in list.items {
             blobs.extend(item.content_ids());
         }
     }

@@ -26,9 +26,10 @@ use sha2::{Digest, Sha256};
 use super::budget::MemoryBudget;
 use super::chunks::ChunkList;
 use super::crypto::{self, FrameChecksum, ObjectType};
+use super::item_list::{self, PieceRef, StoredItems};
 use super::lease::{self, Held, RunLease};
 use super::writer::{Known, Member, PackWriter, Written};
-use super::{BlobKind, FolderItems, RepoSettings, Repository, snapshot_key, store_key};
+use super::{BlobKind, RepoSettings, Repository, snapshot_key, store_key};
 use crate::error::{Error, Result};
 use crate::model::{ContentId, MailboxId, MessageMeta, SnapshotId, SnapshotRecord};
 use crate::ports::{Clock, PutOptions, Retention, StoreError};
@@ -464,14 +465,42 @@ impl BackupSession {
         relieved
     }
 
-    /// Serialize a folder item list and store it as a `FolderItems` blob. An unchanged
-    /// list yields the same id, so unchanged folders are shared between snapshots.
-    pub async fn put_folder_items(&mut self, items: Vec<MessageMeta>) -> Result<ContentId> {
-        let json = serde_json::to_vec(&FolderItems { version: 1, items })
-            .map_err(|e| Error::invalid(format!("serialize folder items: {e}")))?;
-        self.put_blob(BlobKind::FolderItems, Bytes::from(json))
-            .await
-            .map(|stored| stored.id)
+    /// Serialize a folder item list and store it (docs/FORMAT.md §5.5): as one
+    /// `FolderItems` blob up to [`MAX_PIECE_ITEMS`](item_list::MAX_PIECE_ITEMS) items, exactly as before pieces
+    /// existed; a longer list as pieces, each serialized and stored before the next is
+    /// made (so one piece's JSON exists at a time), then their directory. An unchanged
+    /// list yields the same id, and an unchanged piece the same piece, so unchanged
+    /// folders are shared between snapshots. The folder entry records both fields of the
+    /// result (`items`, `itemPieces`).
+    pub async fn put_folder_items(&mut self, items: Vec<MessageMeta>) -> Result<StoredItems> {
+        let ends = item_list::piece_ends(&items);
+        if ends.is_empty() {
+            let stored = self
+                .put_blob(BlobKind::FolderItems, item_list::serialize(&items)?)
+                .await?;
+            return Ok(StoredItems {
+                id: stored.id,
+                pieces: None,
+            });
+        }
+        let mut pieces = Vec::with_capacity(ends.len());
+        let mut start = 0;
+        for end in ends {
+            let json = item_list::serialize(&items[start..end])?;
+            let stored = self.put_blob(BlobKind::FolderItems, json).await?;
+            pieces.push(PieceRef {
+                id: stored.id,
+                count: (end - start) as u64,
+            });
+            start = end;
+        }
+        drop(items);
+        let (json, count) = item_list::directory(pieces)?;
+        let stored = self.put_blob(BlobKind::FolderItems, json).await?;
+        Ok(StoredItems {
+            id: stored.id,
+            pieces: Some(count),
+        })
     }
 
     /// Wait until everything this session stored so far is durable and findable (in a
@@ -525,7 +554,12 @@ impl BackupSession {
         }
     }
 
-    async fn write_snapshot(&mut self, record: SnapshotRecord) -> Result<SnapshotId> {
+    async fn write_snapshot(&mut self, mut record: SnapshotRecord) -> Result<SnapshotId> {
+        // A folder whose list is in pieces makes the record one that builds without
+        // pieces refuse (docs/FORMAT.md §5.5), whoever built the record.
+        if record.folders.iter().any(|f| f.item_pieces.is_some()) {
+            record.format_version = record.format_version.max(item_list::PIECED_FORMAT_VERSION);
+        }
         if record.mailbox != self.mailbox {
             return Err(Error::invalid(
                 "snapshot record names another mailbox than the session",

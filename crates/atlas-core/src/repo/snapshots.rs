@@ -142,15 +142,7 @@ impl Repository {
         if key.split('/').nth(1) != Some(self.mailbox_key_name(&record.mailbox).as_str()) {
             return Err(Error::corrupt(&key, "record belongs to another mailbox"));
         }
-        // A snapshot written by a newer format (items of kinds this build does not know)
-        // is refused rather than misread.
-        if record.format_version > super::FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                what: "snapshot format".into(),
-                found: record.format_version,
-                supported: super::FORMAT_VERSION,
-            });
-        }
+        check_snapshot_version(&record)?;
         Ok(Snapshot { id, record })
     }
 
@@ -161,4 +153,18 @@ impl Repository {
         self.inner.store.delete(&store_key(&key)?).await?;
         Ok(())
     }
+}
+
+/// A snapshot written by a newer format (items of kinds, or a list layout, this build does
+/// not know) is refused rather than misread. The highest snapshot format is the one that
+/// adds item lists in pieces; the repository's config stays at [`super::FORMAT_VERSION`].
+pub(super) fn check_snapshot_version(record: &SnapshotRecord) -> Result<()> {
+    if record.format_version > super::PIECED_FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            what: "snapshot format".into(),
+            found: record.format_version,
+            supported: super::PIECED_FORMAT_VERSION,
+        });
+    }
+    Ok(())
 }

@@ -82,10 +82,15 @@ pub(crate) async fn verify_snapshot_with(
     let mut referenced = BTreeSet::new();
     for f in &snap.record.folders {
         referenced.insert(f.items);
-        match repo.load_folder_items(&f.items).await {
-            Ok(items) => {
-                report.messages += items.len();
-                referenced.extend(items.iter().flat_map(crate::model::ItemMeta::content_ids));
+        match repo.load_folder_list(&f.items).await {
+            Ok(list) => {
+                report.messages += list.items.len();
+                referenced.extend(list.blobs);
+                referenced.extend(
+                    list.items
+                        .iter()
+                        .flat_map(crate::model::ItemMeta::content_ids),
+                );
             }
             Err(e) => report.problems.push(problem(repo, &f.items, e)),
         }

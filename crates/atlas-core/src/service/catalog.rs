@@ -133,24 +133,30 @@ pub async fn find_message(
     let mut exact: Option<FoundMessage> = None;
     let mut prefixed: Vec<FoundMessage> = Vec::new();
     for (i, f) in record.folders.iter().enumerate() {
-        let items = repo.load_folder_items(&f.items).await?;
-        for m in items {
-            let by_id = m.id.as_str() == wanted;
-            let by_imid = m.internet_message_id.as_deref().is_some_and(|imid| {
-                imid == wanted || imid.trim_start_matches('<').trim_end_matches('>') == bare
-            });
-            let found = || FoundMessage {
-                folder_index: i,
-                folder_path: folder_path(f),
-                meta: m.clone(),
-            };
-            if by_id || by_imid {
-                if by_id {
-                    return Ok(found());
+        // Piece by piece: one piece of a large folder in memory at a time.
+        let mut list = repo.item_list(&f.items);
+        while let Some((_, items)) = list.next_piece().await? {
+            for m in items {
+                let by_id = m.id.as_str() == wanted;
+                let by_imid = m.internet_message_id.as_deref().is_some_and(|imid| {
+                    imid == wanted || imid.trim_start_matches('<').trim_end_matches('>') == bare
+                });
+                let found = || FoundMessage {
+                    folder_index: i,
+                    folder_path: folder_path(f),
+                    meta: m.clone(),
+                };
+                if by_id || by_imid {
+                    if by_id {
+                        return Ok(found());
+                    }
+                    exact.get_or_insert_with(found);
+                } else if wanted.len() >= 6
+                    && m.id.as_str().starts_with(wanted)
+                    && prefixed.len() < 2
+                {
+                    prefixed.push(found());
                 }
-                exact.get_or_insert_with(found);
-            } else if wanted.len() >= 6 && m.id.as_str().starts_with(wanted) && prefixed.len() < 2 {
-                prefixed.push(found());
             }
         }
     }
@@ -559,16 +565,20 @@ async fn describe_latest(
         let what = || format!("folder {} of snapshot {latest}", folder_path(f));
         let listed = async {
             fp.add(repo, &f.items).await?;
-            for m in repo.load_folder_items(&f.items).await? {
-                entry.items += 1;
-                entry.logical_bytes += m.mime_size;
-                for c in m.content_ids() {
-                    if let Err(e) = fp.add(repo, &c).await {
-                        if !is_damage(&e) {
-                            return Err(e);
+            let mut list = repo.item_list(&f.items);
+            while let Some((piece, items)) = list.next_piece().await? {
+                fp.add(repo, &piece).await?;
+                for m in items {
+                    entry.items += 1;
+                    entry.logical_bytes += m.mime_size;
+                    for c in m.content_ids() {
+                        if let Err(e) = fp.add(repo, &c).await {
+                            if !is_damage(&e) {
+                                return Err(e);
+                            }
+                            unreadable
+                                .push(Unreadable::new(format!("item {} in {}", m.id, what()), &e));
                         }
-                        unreadable
-                            .push(Unreadable::new(format!("item {} in {}", m.id, what()), &e));
                     }
                 }
             }
@@ -775,30 +785,36 @@ pub async fn list_items(
             continue;
         }
         let path = folder_path(f);
-        let items = match repo.load_folder_items(&f.items).await {
-            Ok(items) => items,
-            Err(e) if is_damage(&e) => {
-                out.unreadable
-                    .push(Unreadable::new(format!("folder {path}"), &e));
-                continue;
+        // Piece by piece: one piece of a large folder in memory at a time; a damaged piece
+        // ends the folder's listing there.
+        let mut list = repo.item_list(&f.items);
+        loop {
+            let items = match list.next_piece().await {
+                Ok(Some((_, items))) => items,
+                Ok(None) => break,
+                Err(e) if is_damage(&e) => {
+                    out.unreadable
+                        .push(Unreadable::new(format!("folder {path}"), &e));
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            for m in items {
+                out.total += 1;
+                if out.total <= opts.offset || opts.limit.is_some_and(|l| out.items.len() >= l) {
+                    continue;
+                }
+                out.items.push(ItemEntry {
+                    index: out.total,
+                    folder: path.clone(),
+                    kind: m.kind,
+                    attachments: m.attachment_count.max(u32::from(m.has_attachments)),
+                    message_id: m.id,
+                    received: m.received.or(m.sent),
+                    size: m.mime_size,
+                    subject: if opts.show_subjects { m.subject } else { None },
+                });
             }
-            Err(e) => return Err(e),
-        };
-        for m in items {
-            out.total += 1;
-            if out.total <= opts.offset || opts.limit.is_some_and(|l| out.items.len() >= l) {
-                continue;
-            }
-            out.items.push(ItemEntry {
-                index: out.total,
-                folder: path.clone(),
-                kind: m.kind,
-                attachments: m.attachment_count.max(u32::from(m.has_attachments)),
-                message_id: m.id,
-                received: m.received.or(m.sent),
-                size: m.mime_size,
-                subject: if opts.show_subjects { m.subject } else { None },
-            });
         }
     }
     Ok(out)
@@ -940,32 +956,36 @@ pub async fn stats_of_kind(
                 } else {
                     fp.add(repo, &f.items).await?;
                     let mut t = (0, 0);
-                    for m in repo.load_folder_items(&f.items).await? {
-                        // Every stored representation: MIME, export stream, readable JSON.
-                        let size: u64 = m.contents().map(|c| c.size).sum();
-                        t.0 += 1;
-                        t.1 += size;
-                        if unique.insert(m.mime) {
-                            s.unique_bytes += m.mime_size;
-                            for c in m.content_ids() {
-                                fp.add(repo, &c).await?;
+                    let mut list = repo.item_list(&f.items);
+                    while let Some((piece, items)) = list.next_piece().await? {
+                        fp.add(repo, &piece).await?;
+                        for m in items {
+                            // Every stored representation: MIME, export stream, readable JSON.
+                            let size: u64 = m.contents().map(|c| c.size).sum();
+                            t.0 += 1;
+                            t.1 += size;
+                            if unique.insert(m.mime) {
+                                s.unique_bytes += m.mime_size;
+                                for c in m.content_ids() {
+                                    fp.add(repo, &c).await?;
+                                }
+                                for c in &m.content {
+                                    s.unique_bytes += c.size;
+                                }
+                                // Mail by when it arrived; other kinds by their last change.
+                                let when = if m.kind.is_mail() {
+                                    m.received.or(m.sent)
+                                } else {
+                                    m.last_modified
+                                };
+                                let month = when.map_or_else(
+                                    || "unknown".into(),
+                                    |d| d.format("%Y-%m").to_string(),
+                                );
+                                let e = months.entry(month).or_default();
+                                e.0 += 1;
+                                e.1 += size;
                             }
-                            for c in &m.content {
-                                s.unique_bytes += c.size;
-                            }
-                            // Mail by when it arrived; other kinds by their last change.
-                            let when = if m.kind.is_mail() {
-                                m.received.or(m.sent)
-                            } else {
-                                m.last_modified
-                            };
-                            let month = when.map_or_else(
-                                || "unknown".into(),
-                                |d| d.format("%Y-%m").to_string(),
-                            );
-                            let e = months.entry(month).or_default();
-                            e.0 += 1;
-                            e.1 += size;
                         }
                     }
                     list_totals.insert(f.items, t);
@@ -1026,6 +1046,7 @@ mod tests {
             graph_item_count: None,
             stored_item_count: 0,
             items: ContentId::from_bytes([0; 32]),
+            item_pieces: None,
             errors: Vec::new(),
         }
     }

@@ -374,52 +374,55 @@ where
         } else {
             f.folder.path.iter().map(|p| sanitize_folder(p)).collect()
         };
-        let items = repo.load_folder_items(&f.items).await?;
+        // Piece by piece: one piece of a large folder in memory at a time.
+        let mut list = repo.item_list(&f.items);
         let mut started = false;
-        let mut wanted = items.iter().filter(|meta| {
-            only.as_ref().is_none_or(|m| m.meta.id == meta.id)
-                && opts.kind.is_none_or(|k| k == meta.kind)
-        });
-        let mut ahead = ReadAhead::default();
-        loop {
-            ahead.fill(&mut wanted, repo, ReadOpts::of(opts));
-            let Some((meta, read)) = ahead.next().await else {
-                break;
-            };
-            let (data, file) = match read {
-                Ok(Some(read)) => read,
-                other => {
-                    match other {
-                        Err(e) => sum.record_failure(&path, &meta.id, &e),
-                        _ => sum.skip(meta.kind, 1),
-                    }
-                    opts.reporter.report(Event::TaskProgress {
-                        task: Task::Export,
-                        done: 1,
-                        bytes: 0,
-                    });
-                    continue;
-                }
-            };
-            if !started {
-                started = true;
-                sum.folders += 1;
-                sink.folder(&dirs).await?;
-            }
-            sum.messages += 1;
-            sum.bytes += data.len() as u64;
-            opts.reporter.report(Event::TaskProgress {
-                task: Task::Export,
-                done: 1,
-                bytes: data.len() as u64,
+        while let Some((_, items)) = list.next_piece().await? {
+            let mut wanted = items.iter().filter(|meta| {
+                only.as_ref().is_none_or(|m| m.meta.id == meta.id)
+                    && opts.kind.is_none_or(|k| k == meta.kind)
             });
-            sink.message(Item {
-                folder_dirs: &dirs,
-                meta,
-                data,
-                file,
-            })
-            .await?;
+            let mut ahead = ReadAhead::default();
+            loop {
+                ahead.fill(&mut wanted, repo, ReadOpts::of(opts));
+                let Some((meta, read)) = ahead.next().await else {
+                    break;
+                };
+                let (data, file) = match read {
+                    Ok(Some(read)) => read,
+                    other => {
+                        match other {
+                            Err(e) => sum.record_failure(&path, &meta.id, &e),
+                            _ => sum.skip(meta.kind, 1),
+                        }
+                        opts.reporter.report(Event::TaskProgress {
+                            task: Task::Export,
+                            done: 1,
+                            bytes: 0,
+                        });
+                        continue;
+                    }
+                };
+                if !started {
+                    started = true;
+                    sum.folders += 1;
+                    sink.folder(&dirs).await?;
+                }
+                sum.messages += 1;
+                sum.bytes += data.len() as u64;
+                opts.reporter.report(Event::TaskProgress {
+                    task: Task::Export,
+                    done: 1,
+                    bytes: data.len() as u64,
+                });
+                sink.message(Item {
+                    folder_dirs: &dirs,
+                    meta,
+                    data,
+                    file,
+                })
+                .await?;
+            }
         }
     }
     if opts.message.is_some() && sum.messages == 0 && sum.failed.is_empty() {

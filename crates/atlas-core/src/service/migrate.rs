@@ -416,7 +416,8 @@ async fn write_state(
             item_delta_link: None,
             graph_item_count: None,
             stored_item_count: stored,
-            items: items_id,
+            items: items_id.id,
+            item_pieces: items_id.pieces,
             errors,
         });
     }

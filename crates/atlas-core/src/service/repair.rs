@@ -174,15 +174,16 @@ pub async fn execute(
                     folders.push(match items {
                         Some(items) => {
                             let stored_item_count = items.len() as u64;
-                            let id = match session.put_folder_items(items).await {
-                                Ok(id) => id,
+                            let stored = match session.put_folder_items(items).await {
+                                Ok(stored) => stored,
                                 Err(e) => {
                                     let _ = session.release().await;
                                     return Err(e);
                                 }
                             };
                             FolderSnapshot {
-                                items: id,
+                                items: stored.id,
+                                item_pieces: stored.pieces,
                                 stored_item_count,
                                 ..f
                             }

@@ -214,8 +214,11 @@ async fn held_messages(
 ) -> Result<HashMap<ItemId, FolderId>> {
     let mut held = HashMap::new();
     for f in &snap.record.folders {
-        for m in repo.load_folder_items(&f.items).await? {
-            held.insert(m.id, f.folder.id.clone());
+        let mut list = repo.item_list(&f.items);
+        while let Some((_, items)) = list.next_piece().await? {
+            for m in items {
+                held.insert(m.id, f.folder.id.clone());
+            }
         }
     }
     Ok(held)

@@ -509,8 +509,8 @@ async fn collect(
                 content: f.items,
             };
             sum.folders += 1;
-            let items = match repo.load_folder_items(&f.items).await {
-                Ok(items) => items,
+            let (blobs, items) = match repo.load_folder_list(&f.items).await {
+                Ok(list) => (list.blobs, list.items),
                 Err(e) => {
                     let object = error_key(&e).or_else(|| pack_of(repo, &f.items));
                     sum.damage
@@ -518,7 +518,10 @@ async fn collect(
                     continue;
                 }
             };
-            needed.entry(f.items).or_insert((owner.clone(), None));
+            // The list's blobs: the list, or its piece directory and pieces.
+            for blob in blobs {
+                needed.entry(blob).or_insert((owner.clone(), None));
+            }
             let first_time = lists_seen.insert(f.items);
             sum.messages += items.len();
             if !first_time {

@@ -142,7 +142,8 @@ pub async fn backup(
             item_delta_link: None,
             graph_item_count: Some(count),
             stored_item_count: count,
-            items: items_id,
+            items: items_id.id,
+            item_pieces: items_id.pieces,
             errors: vec![],
         });
     }

@@ -337,7 +337,8 @@ async fn a_backup_that_started_before_prune_blocks_it_and_its_dedup_survives() {
             item_delta_link: None,
             graph_item_count: Some(1),
             stored_item_count: 1,
-            items,
+            items: items.id,
+            item_pieces: items.pieces,
             errors: vec![],
         }],
     };

@@ -123,7 +123,8 @@ async fn backup(repo: &Repository, mailbox: &str, minute: u32, bodies: &[Vec<u8>
                 item_delta_link: None,
                 graph_item_count: Some(count),
                 stored_item_count: count,
-                items,
+                items: items.id,
+                item_pieces: items.pieces,
                 errors: Vec::new(),
             }],
         })

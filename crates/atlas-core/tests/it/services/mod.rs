@@ -9,6 +9,7 @@ mod backup_plan;
 mod common;
 mod export;
 mod kinds;
+mod pieces;
 mod read_list;
 mod repair;
 mod restore;
