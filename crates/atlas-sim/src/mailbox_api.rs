@@ -226,6 +226,8 @@ impl Sim {
             json!("#microsoft.graph.mailboxFolder"),
         );
         o.insert("id".into(), json!(ews(&mbx.folder_id(key))));
+        lock(&self.mailbox_folder_ids)
+            .insert((usize::try_from(mbx.tag).unwrap_or(usize::MAX), key));
         o.insert("displayName".into(), json!(f.name));
         o.insert(
             "parentFolderId".into(),
@@ -819,6 +821,20 @@ impl Sim {
                 "FolderId, Mode and Data are required.",
             );
         };
+        // "Use the **id** property returned by List folders as the folder identifier for
+        // mailbox import and export operations" (resources/mailbox-import-export-api-overview.md):
+        // this API's id form (standard base64, padded) — not a `mailFolders` id nor a
+        // well-known name [the error code is not documented].
+        let malformed = || {
+            err(
+                StatusCode::BAD_REQUEST,
+                "ErrorInvalidIdMalformed",
+                "FolderId must be the id of a mailboxFolder as List folders returns it.",
+            )
+        };
+        if ews(&rest(&folder)) != folder {
+            return malformed();
+        }
         let (item_id, change_key) = (get("ItemId"), get("ChangeKey"));
         let update = match mode.to_ascii_lowercase().as_str() {
             "create" if item_id.is_some() || change_key.is_some() => {
@@ -864,6 +880,12 @@ impl Sim {
         let Some(fk) = Self::resolve(mbx, &folder) else {
             return item_not_found();
         };
+        // The simulator's two id forms coincide (same bytes, and its ids need no `+` or
+        // `/`), so a `mailFolders` id cannot be told by its text: a folder id counts as a
+        // mailboxFolder id once this API's folder endpoints have returned it.
+        if !lock(&self.mailbox_folder_ids).contains(&(idx, fk)) {
+            return malformed();
+        }
         let key = if update {
             let target = item_id.as_deref().and_then(|i| self.resolve_entry(mbx, i));
             let current = target.and_then(|k| {

@@ -51,6 +51,9 @@ pub(crate) struct Sim {
     pub fault_rng: Mutex<ChaCha8Rng>,
     pub uploads: Mutex<HashMap<String, UploadSession>>,
     pub imports: Mutex<HashMap<String, crate::mailbox_api::ImportSession>>,
+    /// Folders (mailbox index, folder key) whose id the mailbox API's folder endpoints
+    /// have returned: the ids an import's `FolderId` may name.
+    pub mailbox_folder_ids: Mutex<std::collections::HashSet<(usize, u64)>>,
     pub invitations: Mutex<Vec<crate::classic::Invitation>>,
     pub reports: Mutex<HashMap<String, String>>,
     pub shutdown: watch::Sender<bool>,
@@ -117,6 +120,7 @@ impl Simulator {
             counters: Mutex::new(RequestCounters::default()),
             uploads: Mutex::new(HashMap::new()),
             imports: Mutex::new(HashMap::new()),
+            mailbox_folder_ids: Mutex::new(std::collections::HashSet::new()),
             invitations: Mutex::new(Vec::new()),
             reports: Mutex::new(HashMap::new()),
             shutdown,

@@ -672,3 +672,76 @@ async fn admin_http_for_items_occurrences_and_invitations() {
             .all(|i| i.id != id)
     );
 }
+
+/// The import's `FolderId` is "the **id** property returned by List folders"
+/// (resources/mailbox-import-export-api-overview.md). The simulator's `mailFolders` ids are
+/// the same text, so it takes a folder id as a mailboxFolder id once this API's folder
+/// endpoints have returned it: a mail folder created and known through `mailFolders` only,
+/// and a well-known name, are refused.
+#[tokio::test]
+async fn an_import_takes_the_folder_id_list_folders_returns() {
+    let mut cfg = full();
+    cfg.granted_roles.insert(roles::MAIL_READ_WRITE.to_owned());
+    let ctx = common::start(cfg).await;
+    let (u, _) = two_users(&ctx);
+    let m = mailbox(&ctx, &u).await;
+    let notes = m.folder("notes").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let items = m.all(&format!("/folders/{notes}/items")).await;
+    let id = items[0]["id"].as_str().expect("id").to_owned();
+    let v: Value = m
+        .post("/exportItems", &json!({"itemIds": [id]}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let data = values(&v)[0]["data"].as_str().expect("data").to_owned();
+    let s: Value = m
+        .post("/createImportSession", &json!({}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let url = s["importUrl"].as_str().expect("url").to_owned();
+    let import = |folder: String| {
+        let (http, url, data) = (ctx.http.clone(), url.clone(), data.clone());
+        async move {
+            http.post(&url)
+                .json(&json!({"FolderId": folder, "Mode": "create", "Data": data}))
+                .send()
+                .await
+                .expect("import")
+        }
+    };
+    let created = ctx
+        .post_json(
+            &format!("/users/{u}/mailFolders"),
+            &json!({"displayName": "Made through mailFolders"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let rest_id = created.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for other in [rest_id.clone(), "notes".to_owned()] {
+        let (status, code, _) = error_code(import(other.clone()).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "ErrorInvalidIdMalformed"),
+            "{other}"
+        );
+    }
+    assert_eq!(import(notes.clone()).await.status(), 200);
+    // Listed through this API, the new folder's id is a mailboxFolder id.
+    let listed = m
+        .all("/folders")
+        .await
+        .into_iter()
+        .find(|f| f["displayName"] == "Made through mailFolders")
+        .expect("listed");
+    let listed_id = listed["id"].as_str().expect("id").to_owned();
+    assert_eq!(import(listed_id).await.status(), 200);
+}

@@ -114,9 +114,10 @@ fn root_key(kind: ItemKind) -> (ItemKind, Vec<String>) {
     (kind, Vec::new())
 }
 
-/// Target folders created (or found) so far, by kind and path below the restore root.
+/// Target folders created (or found) so far through the import port, by kind and path
+/// below the restore root.
 #[derive(Default)]
-struct Folders {
+pub(super) struct Folders {
     cache: HashMap<(ItemKind, Vec<String>), FolderId>,
 }
 
@@ -228,22 +229,41 @@ impl Run<'_> {
     }
 
     /// Restore a mail folder whose messages all have their full-fidelity export stream
-    /// stored (`--fidelity full`): the folder is found or created like any mail folder
-    /// (under the restore root, same path), and each message is imported from its stream
-    /// with the ledger, as other kinds are — an exact copy, not a reconstruction from
-    /// MIME.
+    /// stored (`--fidelity full`): each message is imported from its stream with the
+    /// ledger, as other kinds are — an exact copy, not a reconstruction from MIME. The
+    /// folder is found or created like any mail folder (under the restore root, same path,
+    /// with `Mail.ReadWrite`), then looked up through the import port, because the import's
+    /// `FolderId` is the id the mailbox API's folder listing returns ("Use the **id**
+    /// property returned by List folders as the folder identifier for mailbox import and
+    /// export operations", resources/mailbox-import-export-api-overview.md), not the mail
+    /// folder id.
     pub(super) async fn import_mail_folder(
         &mut self,
         importer: &Importer,
         records: &mut Vec<LedgerRecord>,
         resolver: &mut super::FolderResolver<'_>,
+        import_folders: &mut Folders,
         pf: &PlannedFolder,
     ) -> Result<Next, RestoreError> {
-        let target_path = joined(self.plan.root.as_deref(), &pf.target_path);
+        let Some(root) = self.plan.root.clone() else {
+            // imports_mail() is false in place.
+            return Ok(Next::Continue);
+        };
+        let target_path = joined(Some(&root), &pf.target_path);
         let Some(result) = self.open_folder(pf, &target_path) else {
             return Ok(Next::Stop);
         };
-        let folder = match resolver.resolve(&pf.target_path).await {
+        let mailbox = self.ctx.mailbox.clone();
+        let found = match resolver.resolve(&pf.target_path).await {
+            // The folder exists now: the import port finds it (it lists before it creates).
+            Ok(_) => {
+                import_folders
+                    .resolve(importer.target.as_ref(), &mailbox, &root, pf)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let folder = match found {
             Ok(id) => id,
             Err(e) => {
                 return self.leave_folder(pf, result, "target folder could not be created", e);

@@ -1365,6 +1365,7 @@ async fn run_plan(
         root: root_id,
         cache: HashMap::new(),
     };
+    let mut mail_imports = import::Folders::default();
     let mut stopped = false;
     let mut records = match &importer {
         Some(i) if wants_streams => i.ledger.load().await?,
@@ -1374,7 +1375,7 @@ async fn run_plan(
         let span = tracing::info_span!("folder", folder = %pf.source_path);
         let next = match &importer {
             Some(i) if plan.imports_mail(pf) => {
-                run.import_mail_folder(i, &mut records, &mut resolver, pf)
+                run.import_mail_folder(i, &mut records, &mut resolver, &mut mail_imports, pf)
                     .instrument(span)
                     .await?
             }
