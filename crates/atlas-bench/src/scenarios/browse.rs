@@ -4,7 +4,9 @@
 use atlas_core::model::MailboxId;
 use atlas_core::service::catalog::SnapshotSelector;
 use atlas_core::service::export::{ExportFormat, SaveOptions, save_to_path};
-use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, VerifySummary, verify};
+use atlas_core::service::verify::{
+    ContentCheck, ReadData, VerifyOptions, VerifyScope, VerifySummary, verify,
+};
 
 use super::{Ctx, Sizes};
 use crate::error::BenchError;
@@ -62,6 +64,7 @@ pub(super) async fn verify_read_all(
         &r.repo,
         &VerifyOptions {
             scope: VerifyScope::All,
+            content_check: ContentCheck::Decode,
             read_data: ReadData::ALL,
         },
     )

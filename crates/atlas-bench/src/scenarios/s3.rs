@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use atlas_core::ports::BlobStore;
-use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, verify};
+use atlas_core::service::verify::{ContentCheck, ReadData, VerifyOptions, VerifyScope, verify};
 use atlas_store::s3::Credentials;
 use atlas_store::{S3Config, S3Store};
 
@@ -71,6 +71,7 @@ pub async fn run(sizes: &Sizes, ctx: &mut Ctx, rows: &mut Vec<Row>) -> Result<()
         &r.repo,
         &VerifyOptions {
             scope: VerifyScope::All,
+            content_check: ContentCheck::Decode,
             read_data: ReadData::ALL,
         },
     )

@@ -17,7 +17,9 @@ use atlas_core::service::export::{
     ExportFormat, SaveOptions, SaveSummary, plan_output, save_to_path, write_eml_zip, write_mbox,
 };
 use atlas_core::service::read::{ReadOptions, read_message};
-use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, verify_with_progress};
+use atlas_core::service::verify::{
+    ContentCheck, ReadData, VerifyOptions, VerifyScope, verify_with_progress,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
@@ -508,7 +510,17 @@ pub async fn verify(
     };
     let progress =
         Progress::for_tasks(Mode::detect(output.is_json(), global.quiet), "atlas verify");
-    let summary = verify_with_progress(&repo, &VerifyOptions { scope, read_data }, &progress).await;
+    let content_check = if args.content_ids {
+        ContentCheck::ContentId
+    } else {
+        ContentCheck::Decode
+    };
+    let opts = VerifyOptions {
+        scope,
+        read_data,
+        content_check,
+    };
+    let summary = verify_with_progress(&repo, &opts, &progress).await;
     progress.finish();
     let summary = summary?;
     output.result(&summary, || {

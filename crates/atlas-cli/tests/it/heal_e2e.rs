@@ -54,6 +54,15 @@ fn verify_checks_structure_by_default_and_data_with_read_data_percent() {
     let (code, all) = run_json(sandbox.atlas_for(&sim), &["verify", "--read-data"]);
     assert_eq!(code, Some(0), "{all}");
     assert_eq!(all["packsRead"], all["packs"], "{all}");
+    // The deepest check recomputes every content id; it reads what --read-data reads.
+    let (code, deep) = run_json(
+        sandbox.atlas_for(&sim),
+        &["verify", "--read-data", "--content-ids"],
+    );
+    assert_eq!(code, Some(0), "{deep}");
+    assert_eq!(deep["blobsChecked"], all["blobsChecked"], "{deep}");
+    let (code, text) = run(sandbox.atlas_for(&sim), &["verify", "--content-ids"]);
+    assert_eq!(code, Some(3), "--content-ids needs --read-data: {text}");
     let (code, text) = run(sandbox.atlas_for(&sim), &["verify", "--read-data=150%"]);
     assert_eq!(code, Some(3), "{text}");
 }

@@ -12,7 +12,7 @@ use super::index::Location;
 use super::layout::store_key;
 use super::pack::{self, PackEntry, PackId};
 use super::secret::RepoKeys;
-use super::{BlobKind, BlobReader, Repository, crypto};
+use super::{BlobKind, BlobReader, ContentCheck, Repository, crypto};
 use crate::error::{Error, Result};
 use crate::model::ContentId;
 
@@ -217,9 +217,11 @@ impl PackData {
         )
     }
 
-    /// Check the blob `id` at `loc` as [`PackData::open_blob`] does, without keeping its
-    /// plaintext (see `crypto::check_blob`): what verify needs, at less cost.
-    pub fn check_blob(&self, id: &ContentId, loc: Location) -> Result<()> {
+    /// Check the blob `id` at `loc` without keeping its plaintext (see
+    /// `crypto::check_blob`): what verify needs, at less cost. The AEAD tag and the frame
+    /// always; the plaintext by the frame's own checksum where it has one, or by its
+    /// content id, as `depth` says ([`ContentCheck`]).
+    pub fn check_blob(&self, id: &ContentId, loc: Location, depth: ContentCheck) -> Result<()> {
         let key = loc.pack.store_key();
         let start = loc.offset as usize;
         let Some(sealed) = self.bytes.get(start..start + loc.length as usize) else {
@@ -229,8 +231,11 @@ impl PackData {
                 actual: self.bytes.len().saturating_sub(start) as u64,
             });
         };
-        let id_key = (loc.kind != BlobKind::ChunkList).then_some(&*self.keys.id);
-        crypto::check_blob(&self.keys.enc, id_key, loc.kind, id, sealed, &key)
+        let check = crypto::BlobCheck {
+            id_key: (loc.kind != BlobKind::ChunkList).then_some(&*self.keys.id),
+            depth,
+        };
+        crypto::check_blob(&self.keys.enc, check, loc.kind, id, sealed, &key)
     }
 }
 

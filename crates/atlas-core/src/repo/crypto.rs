@@ -43,13 +43,20 @@ thread_local! {
 }
 
 /// zstd-compress with this thread's context; `None` on failure (then stored raw).
-fn compress(payload: &[u8]) -> Option<Vec<u8>> {
+/// `content_checksum` asks zstd to end the frame with its content checksum (the low 32
+/// bits of XXH64 of the payload, computed by the compressor in the pass that reads the
+/// payload, and checked by every zstd decoder while it decodes): the decode check of
+/// format-4 blob frames, which carry no SHA-256 (see [`FrameChecksum::None`]).
+fn compress(payload: &[u8], content_checksum: bool) -> Option<Vec<u8>> {
     COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
         if c.is_none() {
             *c = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
         }
-        c.as_mut()?.compress(payload).ok()
+        let c = c.as_mut()?;
+        c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(content_checksum))
+            .ok()?;
+        c.compress(payload).ok()
     })
 }
 
@@ -74,7 +81,7 @@ fn worth_compressing(payload: &[u8]) -> bool {
     }
     let start = payload.len() / 2 - SAMPLE_LEN / 2;
     let sample = &payload[start..start + SAMPLE_LEN];
-    compress(sample).is_some_and(|c| c.len() * 100 < sample.len() * 97)
+    compress(sample, false).is_some_and(|c| c.len() * 100 < sample.len() * 97)
 }
 
 const OBJECT_MAGIC: &[u8; 4] = b"ATLO";
@@ -210,10 +217,12 @@ pub(crate) fn content_id_and_sha256(
 pub(crate) enum FrameChecksum<'a> {
     /// The payload's SHA-256, in the frame (sealed objects; blobs before format 4).
     Sha256(&'a [u8; 32]),
-    /// Nothing: a blob of format 4, whose plaintext is checked by recomputing its content
-    /// id (a keyed SHA-256 of the same bytes), so a second hash would check it twice. The
-    /// AEAD tag already authenticates the frame; the content id is what proves that the
-    /// decompressed bytes are the content the records name.
+    /// No SHA-256: a blob of format 4. The AEAD tag, whose associated data holds the
+    /// content id, proves the frame is what a key holder sealed for that id. A compressed
+    /// frame carries zstd's content checksum (written by builds since verify's decode
+    /// check, FORMAT.md §4.3), which proves it decodes to the bytes that were compressed;
+    /// a raw frame, or a zstd frame written before, is checked by recomputing its content
+    /// id (a keyed SHA-256 of the plaintext), as is every frame in verify's deepest mode.
     None,
 }
 
@@ -226,7 +235,7 @@ pub(crate) fn encode_frame(payload: &[u8]) -> Vec<u8> {
 /// (so the payload is not hashed a second time), or none (format-4 blobs).
 pub(crate) fn encode_frame_with(payload: &[u8], checksum: FrameChecksum<'_>) -> Vec<u8> {
     let compressed = if worth_compressing(payload) {
-        compress(payload).filter(|c| c.len() < payload.len())
+        compress(payload, checksum == FrameChecksum::None).filter(|c| c.len() < payload.len())
     } else {
         None
     };
@@ -510,6 +519,24 @@ pub(crate) fn open_blob(
     decode_frame_checked(&buf, key_name, true)
 }
 
+/// How [`check_blob`] checks a blob's plaintext, beyond the AEAD tag (which, with the
+/// content id in its associated data, already proves the stored bytes are what a key
+/// holder sealed for that id) and the frame's declared length.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ContentCheck {
+    /// The frame's own checksum where it carries one — zstd's content checksum, checked
+    /// while decoding (format-4 frames written since FORMAT.md §4.3's decode check), or
+    /// the SHA-256 of frames before format 4 — and the content id recomputed from the
+    /// plaintext where it carries none (raw frames, zstd frames written before).
+    /// Proves the stored bytes decode to exactly the content the writer sealed.
+    #[default]
+    Decode,
+    /// The frame's checksum and the content id recomputed from the whole plaintext for
+    /// every blob (HMAC-SHA256, ~0.5 ns per byte): also proves that the writer sealed under
+    /// each id the content the id names (`atlas verify --content-ids`).
+    ContentId,
+}
+
 /// Buffers that [`check_blob`] keeps at most this large between calls (per thread): the
 /// common blob (a message, a folder list) is checked without allocating, and a thread
 /// that once checked a 4 MiB chunk does not keep 8 MiB for good.
@@ -521,15 +548,24 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// Check one blob without keeping its plaintext (verify): the AEAD tag, the frame and
-/// its checksum when it has one, and — given `id_key` — the content id (a chunk list's id
-/// covers the whole content, so it is checked elsewhere). The same checks as
-/// [`open_blob`] followed by the content id, but through two buffers reused by the
-/// thread: no allocation per blob, and the plaintext is hashed while it is still in the
-/// cache the decompressor wrote it to.
+/// The key and depth [`check_blob`] checks a blob's plaintext with.
+#[derive(Clone, Copy)]
+pub(crate) struct BlobCheck<'a> {
+    /// The content-id key, or `None` where the id does not cover this blob's plaintext
+    /// (a chunk list: its id covers the whole content, checked elsewhere).
+    pub(crate) id_key: Option<&'a [u8; 32]>,
+    /// How deep.
+    pub(crate) depth: ContentCheck,
+}
+
+/// Check one blob without keeping its plaintext (verify): the AEAD tag, the frame and its
+/// checksum, and — as `check` asks — the content id. The same checks as [`open_blob`]
+/// followed by the content id, but through two buffers reused by the thread: no
+/// allocation per blob, and the plaintext is hashed while it is still in the cache the
+/// decompressor wrote it to.
 pub(crate) fn check_blob(
     enc_key: &[u8; 32],
-    id_key: Option<&[u8; 32]>,
+    check: BlobCheck<'_>,
     kind: BlobKind,
     id: &ContentId,
     bytes: &[u8],
@@ -544,7 +580,7 @@ pub(crate) fn check_blob(
     CHECK_SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         let (frame, plain) = &mut *scratch;
-        let result = check_blob_with(enc_key, id_key, kind, id, bytes, key_name, frame, plain);
+        let result = check_blob_with(enc_key, check, kind, id, bytes, key_name, frame, plain);
         for buf in [frame, plain] {
             buf.clear();
             buf.shrink_to(SCRATCH_KEEP);
@@ -553,10 +589,24 @@ pub(crate) fn check_blob(
     })
 }
 
+/// Whether `body` is exactly one zstd frame that ends with zstd's content checksum, so
+/// decoding it checks every byte it decodes to. Anything else (a frame without the
+/// checksum, several frames, a skippable frame) is not, and is checked by content id.
+fn is_one_checksummed_zstd_frame(body: &[u8]) -> bool {
+    /// zstd frame magic, little-endian (RFC 8878 §3.1.1).
+    const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+    /// `Content_Checksum_flag` of the frame header descriptor (RFC 8878 §3.1.1.1.1).
+    const CONTENT_CHECKSUM_FLAG: u8 = 1 << 2;
+    body.len() > 4
+        && body[..4] == ZSTD_MAGIC
+        && body[4] & CONTENT_CHECKSUM_FLAG != 0
+        && zstd::zstd_safe::find_frame_compressed_size(body) == Ok(body.len())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check_blob_with(
     enc_key: &[u8; 32],
-    id_key: Option<&[u8; 32]>,
+    check: BlobCheck<'_>,
     kind: BlobKind,
     id: &ContentId,
     bytes: &[u8],
@@ -575,9 +625,14 @@ fn check_blob_with(
         })?;
     let header = frame_header(frame, key_name, true)?;
     let body = &frame[header.len..];
+    let checksummed = header.sha.is_some() || (header.zstd && is_one_checksummed_zstd_frame(body));
+    let id_key = check
+        .id_key
+        .filter(|_| check.depth == ContentCheck::ContentId || !checksummed);
     let payload: &[u8] = if header.zstd {
         plain.clear();
         plain.reserve(header.raw_len);
+        // zstd checks the frame's content checksum, when it has one, as it decodes.
         DECOMPRESSOR
             .with(|d| {
                 let mut d = d.borrow_mut();
@@ -709,7 +764,17 @@ mod tests {
         for payload in [text.as_bytes(), &noise[..], b""] {
             let with = encode_frame(payload);
             let without = encode_frame_with(payload, FrameChecksum::None);
-            assert_eq!(without.len() + 32, with.len(), "the SHA-256 field is gone");
+            // Compressed, it carries zstd's 4-byte content checksum instead.
+            let zstd_checksum = if without[0] == COMPRESSION_ZSTD + NO_CHECKSUM {
+                4
+            } else {
+                0
+            };
+            assert_eq!(
+                without.len() + 32,
+                with.len() + zstd_checksum,
+                "the SHA-256 field is gone"
+            );
             assert_eq!(without[0], with[0] + NO_CHECKSUM);
             assert_eq!(decode_frame_checked(&without, "k", true).unwrap(), payload);
             // A sealed object's frame must carry its checksum: nothing else checks it.
@@ -723,7 +788,9 @@ mod tests {
                 open_blob(&KEY, BlobKind::Mime, &id, &sealed, "p").unwrap(),
                 payload
             );
-            check_blob(&KEY, Some(&KEY), BlobKind::Mime, &id, &sealed, "p").unwrap();
+            for check in [DECODE, DEEP] {
+                check_blob(&KEY, check, BlobKind::Mime, &id, &sealed, "p").unwrap();
+            }
             for i in 0..sealed.len() {
                 let mut bad = sealed.clone();
                 bad[i] ^= 0x01;
@@ -731,17 +798,21 @@ mod tests {
                     open_blob(&KEY, BlobKind::Mime, &id, &bad, "p").is_err(),
                     "flip at {i}"
                 );
-                assert!(
-                    check_blob(&KEY, Some(&KEY), BlobKind::Mime, &id, &bad, "p").is_err(),
-                    "flip at {i}"
-                );
+                for check in [DECODE, DEEP] {
+                    assert!(
+                        check_blob(&KEY, check, BlobKind::Mime, &id, &bad, "p").is_err(),
+                        "flip at {i}"
+                    );
+                }
             }
         }
     }
 
-    /// Verify's check: what `open_blob` checks plus the content id, for both frame
-    /// layouts; a plaintext that is not what the id names (sealed wrong) fails, unless the
-    /// caller has no id key to give (a chunk list: its id covers the whole content).
+    /// Verify's check: what `open_blob` checks plus, as deep as asked, the content id,
+    /// for both frame layouts. A plaintext that is not what the id names (sealed wrong by
+    /// a key holder) fails the deep check always, and the decode check where the frame
+    /// carries no checksum of its own (raw frames); with no id key to give (a chunk list:
+    /// its id covers the whole content) only the tag and the frame are checked.
     #[test]
     fn check_blob_checks_tag_frame_and_content_id() {
         let text = "Hello, world. ".repeat(50_000);
@@ -749,20 +820,164 @@ mod tests {
             let id = content_id(&KEY, BlobKind::Mime, payload);
             for checksum in [FrameChecksum::Sha256(&sha256(payload)), FrameChecksum::None] {
                 let sealed = seal_blob_with(&KEY, BlobKind::Mime, &id, payload, checksum);
-                check_blob(&KEY, Some(&KEY), BlobKind::Mime, &id, &sealed, "p").unwrap();
-                assert!(matches!(
-                    check_blob(&KEY, Some(&KEY), BlobKind::Attachment, &id, &sealed, "p"),
-                    Err(Error::AuthenticationFailed { .. })
-                ));
+                for check in [DECODE, DEEP] {
+                    check_blob(&KEY, check, BlobKind::Mime, &id, &sealed, "p").unwrap();
+                    assert!(matches!(
+                        check_blob(&KEY, check, BlobKind::Attachment, &id, &sealed, "p"),
+                        Err(Error::AuthenticationFailed { .. })
+                    ));
+                }
             }
             let other = content_id(&KEY, BlobKind::Mime, b"something else");
             let wrong = seal_blob_with(&KEY, BlobKind::Mime, &other, payload, FrameChecksum::None);
             assert!(matches!(
-                check_blob(&KEY, Some(&KEY), BlobKind::Mime, &other, &wrong, "p"),
+                check_blob(&KEY, DEEP, BlobKind::Mime, &other, &wrong, "p"),
                 Err(Error::ChecksumMismatch { .. })
             ));
-            check_blob(&KEY, None, BlobKind::Mime, &other, &wrong, "p").unwrap();
+            let compressed = encode_frame_with(payload, FrameChecksum::None)[0]
+                == COMPRESSION_ZSTD + NO_CHECKSUM;
+            assert_eq!(
+                check_blob(&KEY, DECODE, BlobKind::Mime, &other, &wrong, "p").is_ok(),
+                compressed,
+                "the decode check takes zstd's checksum for the content id only where the \
+                 frame has one"
+            );
+            check_blob(&KEY, NO_ID, BlobKind::Mime, &other, &wrong, "p").unwrap();
         }
+    }
+
+    const DECODE: BlobCheck<'static> = BlobCheck {
+        id_key: Some(&KEY),
+        depth: ContentCheck::Decode,
+    };
+    const DEEP: BlobCheck<'static> = BlobCheck {
+        id_key: Some(&KEY),
+        depth: ContentCheck::ContentId,
+    };
+    const NO_ID: BlobCheck<'static> = BlobCheck {
+        id_key: None,
+        depth: ContentCheck::Decode,
+    };
+
+    /// Seal any frame as the blob of `id` with the right key: what a key holder's writer
+    /// with a bug could store, which the AEAD tag cannot tell from a good blob.
+    fn seal_frame(id: &ContentId, frame: &[u8]) -> Vec<u8> {
+        let nonce = random_nonce();
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(frame);
+        let tag = cipher(&KEY)
+            .encrypt_in_place_detached(&nonce, &blob_aad(BlobKind::Mime, id), &mut out[NONCE_LEN..])
+            .unwrap();
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    /// A format-4 frame of `payload` compressed without zstd's content checksum, as
+    /// builds before the decode check wrote them.
+    fn frame_without_zstd_checksum(payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![COMPRESSION_ZSTD + NO_CHECKSUM];
+        f.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        f.extend_from_slice(&compress(payload, false).unwrap());
+        f
+    }
+
+    #[test]
+    fn format_4_compressed_frames_carry_zstds_content_checksum() {
+        let text = "Hello, world. ".repeat(1000);
+        let blob = encode_frame_with(text.as_bytes(), FrameChecksum::None);
+        assert_eq!(blob[0], COMPRESSION_ZSTD + NO_CHECKSUM);
+        assert!(is_one_checksummed_zstd_frame(
+            &blob[SHORT_FRAME_HEADER_LEN..]
+        ));
+        // Frames with a SHA-256 (sealed objects, blobs before format 4) need no second one.
+        let object = encode_frame(text.as_bytes());
+        assert_eq!(object[0], COMPRESSION_ZSTD);
+        assert!(!is_one_checksummed_zstd_frame(&object[FRAME_HEADER_LEN..]));
+        let old = frame_without_zstd_checksum(text.as_bytes());
+        assert!(!is_one_checksummed_zstd_frame(
+            &old[SHORT_FRAME_HEADER_LEN..]
+        ));
+        // Two frames, the second without checksum, are not one checksummed frame.
+        let mut two = blob[SHORT_FRAME_HEADER_LEN..].to_vec();
+        two.extend_from_slice(&old[SHORT_FRAME_HEADER_LEN..]);
+        assert!(!is_one_checksummed_zstd_frame(&two));
+    }
+
+    /// The check that remains when the decode check replaces the content id: a frame
+    /// re-sealed with the right key and id over bytes that do not decode to what was
+    /// compressed fails it. Every byte of the frame is altered in turn (header, zstd
+    /// header, Huffman tables, literals, sequences, checksum), then sealed properly: each
+    /// is caught, or decodes to the very same content.
+    #[test]
+    fn a_resealed_frame_that_does_not_decode_to_its_content_fails_the_decode_check() {
+        let text = "Subject: quarterly figures\r\n\r\n".to_owned()
+            + &"Revenue rose in every region; details attached. ".repeat(40);
+        let payload = text.as_bytes();
+        let id = content_id(&KEY, BlobKind::Mime, payload);
+        let frame = encode_frame_with(payload, FrameChecksum::None);
+        assert_eq!(frame[0], COMPRESSION_ZSTD + NO_CHECKSUM);
+        check_blob(
+            &KEY,
+            DECODE,
+            BlobKind::Mime,
+            &id,
+            &seal_frame(&id, &frame),
+            "p",
+        )
+        .unwrap();
+        let mut caught = 0;
+        for i in 0..frame.len() {
+            for bit in [0x01, 0x80] {
+                let mut bad = frame.clone();
+                bad[i] ^= bit;
+                let sealed = seal_frame(&id, &bad);
+                match check_blob(&KEY, DECODE, BlobKind::Mime, &id, &sealed, "p") {
+                    Err(Error::Corrupt { .. } | Error::ChecksumMismatch { .. }) => caught += 1,
+                    Err(e) => panic!("byte {i}: unexpected {e}"),
+                    Ok(()) => assert_eq!(
+                        decode_frame_checked(&bad, "k", true).unwrap(),
+                        payload,
+                        "byte {i} bit {bit:#x}: passed the decode check with other content"
+                    ),
+                }
+            }
+        }
+        assert!(caught > frame.len(), "{caught} of {}", 2 * frame.len());
+    }
+
+    /// Where the decode check cannot stand in for the content id, the id is recomputed:
+    /// a frame without zstd's checksum (written before) or a raw frame, sealed with the
+    /// right key over content its id does not name, fails the default check; a frame
+    /// with the checksum over such content fails the deep one.
+    #[test]
+    fn content_its_id_does_not_name_fails_where_no_frame_checksum_stands_in() {
+        let right = "the content the id names ".repeat(100);
+        let wrong = "other content, sealed wrong ".repeat(100);
+        let id = content_id(&KEY, BlobKind::Mime, right.as_bytes());
+        let old = seal_frame(&id, &frame_without_zstd_checksum(wrong.as_bytes()));
+        let raw = seal_blob_with(&KEY, BlobKind::Mime, &id, b"tiny", FrameChecksum::None);
+        for sealed in [&old, &raw] {
+            for check in [DECODE, DEEP] {
+                assert!(matches!(
+                    check_blob(&KEY, check, BlobKind::Mime, &id, sealed, "p"),
+                    Err(Error::ChecksumMismatch { .. })
+                ));
+            }
+        }
+        let new = seal_blob_with(
+            &KEY,
+            BlobKind::Mime,
+            &id,
+            wrong.as_bytes(),
+            FrameChecksum::None,
+        );
+        assert!(matches!(
+            check_blob(&KEY, DEEP, BlobKind::Mime, &id, &new, "p"),
+            Err(Error::ChecksumMismatch { .. })
+        ));
+        // Frames written before the decode check still pass it when their content is right.
+        let good_old = seal_frame(&id, &frame_without_zstd_checksum(right.as_bytes()));
+        check_blob(&KEY, DECODE, BlobKind::Mime, &id, &good_old, "p").unwrap();
     }
 
     #[test]

@@ -55,7 +55,7 @@ use serde::{Deserialize, Serialize};
 pub use blobs::PackData;
 pub use budget::{DEFAULT_MEMORY_BUDGET, Grant, MemoryBudget};
 pub(crate) use copy::{ObjectCopier, read_replica_marker, write_replica_marker};
-pub use crypto::decrypt_v1_object;
+pub use crypto::{ContentCheck, decrypt_v1_object};
 pub use index_cache::IndexRefresh;
 pub use item_list::{
     FolderList, ItemListReader, MAX_PIECE_ITEMS, PIECED_FORMAT_VERSION, StoredItems,

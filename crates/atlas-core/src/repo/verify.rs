@@ -236,8 +236,11 @@ fn check_pack(
     let mut problems = Vec::new();
     for e in &entries {
         let slice = &bytes[e.offset as usize..e.offset as usize + e.length as usize];
-        let id_key = (e.kind != BlobKind::ChunkList).then_some(&*keys.id);
-        if let Err(error) = crypto::check_blob(&keys.enc, id_key, e.kind, &e.id, slice, &key) {
+        let check = crypto::BlobCheck {
+            id_key: (e.kind != BlobKind::ChunkList).then_some(&*keys.id),
+            depth: crypto::ContentCheck::Decode,
+        };
+        if let Err(error) = crypto::check_blob(&keys.enc, check, e.kind, &e.id, slice, &key) {
             problems.push(VerifyProblem {
                 object: key.clone(),
                 content_id: Some(e.id),

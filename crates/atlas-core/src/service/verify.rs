@@ -3,8 +3,10 @@
 //! Checked, per snapshot in scope: the snapshot record, the mailbox record, every folder
 //! list, the index entry of every message, the existence and size of every pack, and —
 //! for the packs selected for data reading — each pack's header, trailer and table plus
-//! every blob the snapshots need from it (AEAD tag, plaintext checksum, content id, and the
-//! SHA-256 recorded at backup). Packs shared by several snapshots are read once.
+//! every blob the snapshots need from it (AEAD tag, the frame's plaintext checksum — or
+//! the content id where the frame has none, or for every blob with
+//! [`ContentCheck::ContentId`] — and the SHA-256 recorded at backup before format 4).
+//! Packs shared by several snapshots are read once.
 //!
 //! Two depths, as restic's `check`: without data reading ([`ReadData::NONE`], the
 //! default of `atlas verify`) the structure is checked — the root objects (wrapped key,
@@ -28,6 +30,7 @@ use super::read::check_sha;
 use crate::error::{Error, Result};
 use crate::model::{ContentId, MailboxId, MessageId, SnapshotId};
 use crate::ports::{Event, NullReporter, Reporter, Task};
+pub use crate::repo::ContentCheck;
 use crate::repo::index::Location;
 use crate::repo::pack::PackId;
 use crate::repo::{BlobKind, CONFIG_KEY, CONFIG_SPARE_KEY, PackData, Repository};
@@ -99,6 +102,10 @@ pub struct VerifyOptions {
     pub scope: VerifyScope,
     /// Which packs to read (default: all).
     pub read_data: ReadData,
+    /// How the plaintext of each blob read is checked: by the frame's own checksum where
+    /// it has one ([`ContentCheck::Decode`], the default), or also by recomputing every
+    /// content id ([`ContentCheck::ContentId`], `atlas verify --content-ids`).
+    pub content_check: ContentCheck,
 }
 
 /// What kind of object is damaged.
@@ -443,9 +450,11 @@ struct Want {
     loc: Location,
 }
 
-/// How many packs are read and checked at once. A pack is about 16 MiB and is held whole
-/// while its blobs are checked, so this bounds verify's memory (about four packs) while
-/// still overlapping store round trips with decryption.
+/// How many packs are read and checked at once, at most: enough to overlap store round
+/// trips with decryption on every core. A pack is held whole while its blobs are checked,
+/// so each pack in flight also draws its size from the repository's memory budget
+/// ([`Repository::memory_budget`], the one backup draws from): verify's memory stays
+/// within that budget whatever the number or size of packs.
 const PACKS_IN_FLIGHT: usize = 4;
 
 /// Open every snapshot in scope and its folder lists; return what their messages need.
@@ -643,6 +652,8 @@ async fn check_packs(
     });
     let mut running = tokio::task::JoinSet::new();
     let mut jobs = jobs.into_iter();
+    let budget = repo.memory_budget();
+    let depth = opts.content_check;
     loop {
         while running.len() < PACKS_IN_FLIGHT {
             let Some((n, pack, items)) = jobs.next() else {
@@ -650,7 +661,14 @@ async fn check_packs(
             };
             let repo = repo.clone();
             let size = sizes.get(&pack).copied().unwrap_or(0);
-            running.spawn(async move { (n, size, check_pack_data(&repo, pack, items).await) });
+            // Waits while the packs in flight hold the budget; they finish on their own
+            // and give it back (a pack larger than the whole budget goes alone).
+            let grant = budget.acquire(size).await;
+            running.spawn(async move {
+                let damage = check_pack_data(&repo, pack, items, depth).await;
+                drop(grant);
+                (n, size, damage)
+            });
         }
         let Some(done) = running.join_next().await else {
             break;
@@ -704,6 +722,7 @@ async fn check_pack_data(
     repo: &Repository,
     pack: PackId,
     items: Vec<PackItem>,
+    depth: ContentCheck,
 ) -> Result<Vec<Damage>> {
     let key = pack.store_key();
     let mut damage = Vec::new();
@@ -719,7 +738,10 @@ async fn check_pack_data(
     };
     let (table, results, items) = tokio::task::spawn_blocking(move || {
         let table = data.table().err();
-        let results: Vec<Result<()>> = items.iter().map(|it| check_item(&data, it)).collect();
+        let results: Vec<Result<()>> = items
+            .iter()
+            .map(|it| check_item(&data, it, depth))
+            .collect();
         (table, results, items)
     })
     .await
@@ -729,14 +751,17 @@ async fn check_pack_data(
     }
     for (it, result) in items.iter().zip(results) {
         let result = match result {
-            // A chunked message: its chunk list is intact here; the whole content (its
-            // SHA-256 and content id span every chunk, possibly in other packs) is
-            // reassembled and checked once, from the pack holding the list. A chunked
-            // folder list needs no second pass: `collect` loaded it whole, with the same
-            // checks, or it would not be here.
+            // A chunked message: its chunk list is intact here, and each chunk is checked
+            // in its own pack. Where there is a recorded SHA-256 (before format 4) or
+            // the content id is to be recomputed, the whole content (both span every
+            // chunk, possibly in other packs) is reassembled and checked once, from the
+            // pack holding the list. A chunked folder list needs no second pass:
+            // `collect` loaded it whole, with the same checks, or it would not be here.
             Ok(())
                 if it.owner.message.is_some()
-                    && it.blobs.iter().any(|(_, l)| l.kind == BlobKind::ChunkList) =>
+                    && it.blobs.iter().any(|(_, l)| l.kind == BlobKind::ChunkList)
+                    && (it.sha.as_deref().is_some_and(|s| !s.is_empty())
+                        || depth == ContentCheck::ContentId) =>
             {
                 match repo.read_blob(&it.content).await {
                     Ok(whole) => it
@@ -755,17 +780,19 @@ async fn check_pack_data(
     Ok(damage)
 }
 
-/// Check one content's blobs in a pack's bytes: AEAD tag and content id of each (the
-/// chunk list's id covers the whole content, so only its tag), and the SHA-256 recorded at
-/// backup for unchunked content.
-fn check_item(pack: &PackData, it: &PackItem) -> Result<()> {
+/// Check one content's blobs in a pack's bytes: AEAD tag and frame of each, the plaintext
+/// as deep as `depth` asks (the chunk list's id covers the whole content, so never its
+/// id), and the SHA-256 recorded at backup for unchunked content before format 4.
+fn check_item(pack: &PackData, it: &PackItem, depth: ContentCheck) -> Result<()> {
     for (blob, loc) in &it.blobs {
         let whole = loc.kind != BlobKind::ChunkList && loc.kind != BlobKind::Chunk;
-        match &it.sha {
-            Some(sha) if whole => check_sha(&pack.open_blob(blob, *loc)?, sha, &it.content)?,
-            // Nothing to compare the plaintext with but its content id: checked without
-            // keeping it.
-            _ => pack.check_blob(blob, *loc)?,
+        match it.sha.as_deref() {
+            Some(sha) if whole && !sha.is_empty() => {
+                check_sha(&pack.open_blob(blob, *loc)?, sha, &it.content)?;
+            }
+            // Nothing recorded to compare the plaintext with (format 4 records no
+            // SHA-256): checked without keeping it.
+            _ => pack.check_blob(blob, *loc, depth)?,
         }
     }
     Ok(())

@@ -29,7 +29,7 @@ use atlas_core::service::backup::{BackupOptions, backup_mailboxes};
 use atlas_core::service::catalog::SnapshotSelector;
 use atlas_core::service::export::{ExportFormat, SaveOptions, write_eml_zip};
 use atlas_core::service::restore::{self, RestoreOptions};
-use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, verify};
+use atlas_core::service::verify::{ContentCheck, ReadData, VerifyOptions, VerifyScope, verify};
 use atlas_core::testing::{AttachmentSpec, MemoryTenant, MessageSpec};
 use atlas_store::LocalStore;
 use bytes::Bytes;
@@ -126,6 +126,7 @@ async fn check_opens_lists_and_verifies(name: &str, format: u32) {
         &repo,
         &VerifyOptions {
             scope: VerifyScope::All,
+            content_check: ContentCheck::Decode,
             read_data: ReadData::ALL,
         },
     )
@@ -281,6 +282,7 @@ async fn check_restores_and_takes_new_backups(name: &str, format: u32) {
         &repo,
         &VerifyOptions {
             scope: VerifyScope::All,
+            content_check: ContentCheck::Decode,
             read_data: ReadData::ALL,
         },
     )

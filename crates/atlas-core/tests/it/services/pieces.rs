@@ -16,7 +16,7 @@ use atlas_core::service::catalog::{ItemListOptions, SnapshotSelector, list_items
 use atlas_core::service::export::{ExportFormat, SaveOptions, save_to_path};
 use atlas_core::service::replicate::{CopyOptions, Direction, Selection, copy_snapshots};
 use atlas_core::service::restore::{RestoreOptions, execute, plan};
-use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, verify};
+use atlas_core::service::verify::{ContentCheck, ReadData, VerifyOptions, VerifyScope, verify};
 use atlas_core::testing::{MemoryTenant, MessageSpec};
 use atlas_store::MemoryStore;
 use chrono::{Duration, Utc};
@@ -122,6 +122,7 @@ async fn verify_all(repo: &Repository) -> usize {
         repo,
         &VerifyOptions {
             scope: VerifyScope::All,
+            content_check: ContentCheck::Decode,
             read_data: ReadData::ALL,
         },
     )

@@ -8,7 +8,7 @@ use atlas_core::model::SnapshotId;
 use atlas_core::ports::{BlobStore, FixedClock, PutOptions, StoreKey};
 use atlas_core::repo::{BlobKind, Repository};
 use atlas_core::service::repair::{LOST_PREFIX, RepairOptions, execute, plan};
-use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, verify};
+use atlas_core::service::verify::{ContentCheck, ReadData, VerifyOptions, VerifyScope, verify};
 use bytes::Bytes;
 use chrono::Duration;
 
@@ -27,6 +27,7 @@ async fn verify_all(repo: &Repository) -> atlas_core::service::verify::VerifySum
         repo,
         &VerifyOptions {
             scope: VerifyScope::All,
+            content_check: ContentCheck::Decode,
             read_data: ReadData::ALL,
         },
     )

@@ -11,7 +11,7 @@ use atlas_core::service::retention::{
     DeleteTarget, ForgetOptions, KeepPolicy, execute_delete, execute_forget, plan_delete,
     plan_forget,
 };
-use atlas_core::service::verify::{ReadData, VerifyOptions, VerifyScope, verify};
+use atlas_core::service::verify::{ContentCheck, ReadData, VerifyOptions, VerifyScope, verify};
 use chrono::Duration;
 use rand::{Rng, SeedableRng};
 use std::io::Read;
@@ -111,6 +111,7 @@ async fn random_backups_and_forgets_keep_what_the_policy_keeps_intact() {
         &repo,
         &VerifyOptions {
             scope: VerifyScope::All,
+            content_check: ContentCheck::Decode,
             read_data: ReadData::ALL,
         },
     )
@@ -276,6 +277,7 @@ async fn delete_snapshot_mailbox_and_purge() {
         &repo,
         &VerifyOptions {
             scope: VerifyScope::All,
+            content_check: ContentCheck::Decode,
             read_data: ReadData::ALL,
         },
     )

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use atlas_core::model::SnapshotId;
 use atlas_core::ports::{BlobStore, PutOptions, StoreKey};
 use atlas_core::repo::Repository;
-use atlas_core::service::verify::{DamageKind, ReadData, VerifyOptions, VerifyScope, verify};
+use atlas_core::service::verify::{
+    ContentCheck, DamageKind, ReadData, VerifyOptions, VerifyScope, verify,
+};
 use bytes::Bytes;
 
 use crate::services::common::{
@@ -21,6 +23,7 @@ async fn reopen(store: &Arc<dyn BlobStore>) -> Repository {
 fn all() -> VerifyOptions {
     VerifyOptions {
         scope: VerifyScope::All,
+        content_check: ContentCheck::Decode,
         read_data: ReadData::ALL,
     }
 }
@@ -64,6 +67,7 @@ async fn intact_repository_verifies_in_every_scope() {
             &repo,
             &VerifyOptions {
                 scope,
+                content_check: ContentCheck::Decode,
                 read_data: ReadData::ALL,
             },
         )
@@ -78,6 +82,7 @@ async fn intact_repository_verifies_in_every_scope() {
         &repo,
         &VerifyOptions {
             scope: VerifyScope::All,
+            content_check: ContentCheck::Decode,
             read_data: ReadData {
                 percent: 1,
                 slot: 0,
@@ -92,6 +97,7 @@ async fn intact_repository_verifies_in_every_scope() {
             &repo,
             &VerifyOptions {
                 scope: VerifyScope::Snapshot(SnapshotId::random()),
+                content_check: ContentCheck::Decode,
                 read_data: ReadData::ALL
             }
         )
@@ -163,6 +169,7 @@ async fn flipped_byte_in_a_pack_is_found_even_with_a_partial_read_slice() {
             &repo,
             &VerifyOptions {
                 scope: VerifyScope::All,
+                content_check: ContentCheck::Decode,
                 read_data: ReadData { percent: 25, slot },
             },
         )
@@ -472,4 +479,34 @@ async fn damaged_chunk_of_a_large_message_names_the_message_and_the_chunk_pack()
         "{:?}",
         s.damage
     );
+}
+
+/// Verify holds each pack it checks whole, so its packs in flight draw their size from the
+/// repository's memory budget, the one backup draws from: with a budget smaller than one
+/// pack they are checked one at a time (each admitted alone), and the deepest check reads
+/// and passes the same. Regression: verify held up to four whole packs whatever the budget.
+#[tokio::test]
+async fn verify_holds_its_packs_in_flight_within_the_memory_budget() {
+    let (_store, repo, _) = setup(true).await;
+    let sizes = repo.pack_sizes().await.unwrap();
+    assert!(sizes.len() > 1, "several packs: {sizes:?}");
+    repo.set_memory_budget(1);
+    let s = verify(&repo, &all()).await.unwrap();
+    assert!(s.is_ok(), "{:?}", s.damage);
+    assert_eq!(s.packs_read, sizes.len());
+    let largest = sizes.values().copied().max().unwrap();
+    assert_eq!(repo.memory_budget().peak(), largest, "one pack at a time");
+    assert_eq!(repo.memory_budget().in_use(), 0, "all given back");
+
+    let deep = verify(
+        &repo,
+        &VerifyOptions {
+            content_check: ContentCheck::ContentId,
+            ..all()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(deep.is_ok(), "{:?}", deep.damage);
+    assert_eq!(deep.blobs_checked, s.blobs_checked);
 }
