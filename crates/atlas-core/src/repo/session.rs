@@ -1,12 +1,13 @@
 //! A backup session: the single writer of one mailbox run.
 //!
-//! Blobs are encrypted as they arrive (on the blocking pool) and handed to a pack writer
-//! (`writer.rs`): the session's own, or the one the sessions of a tenant run share. A pack
-//! is sealed and uploaded (create-if-absent) when the next blob would push it past the
-//! target size. The session notes every pack its content depends on (what it wrote, and
-//! what it deduplicated against while still in the writer); `flush` returns once each of
-//! them is stored and named by a written index file, and only then do the entries join
-//! the shared in-process index. `commit` flushes, writes the snapshot record and releases
+//! Blobs are encrypted as they arrive (small ones on the storing task, larger ones on the
+//! blocking pool: `INLINE_MAX`) and handed to a pack writer (`writer.rs`): the
+//! session's own, or the one the sessions of a tenant run share. A pack is sealed and
+//! uploaded (create-if-absent) when the next blob would push it past the target size. The
+//! session notes every pack its content depends on (what it wrote, and what it
+//! deduplicated against while still in the writer); `flush` returns once each of them is
+//! stored and named by a written index file, and only then do the entries join the shared
+//! in-process index. `commit` flushes, writes the snapshot record and releases
 //! the lease: data → index → record, whoever else's blobs share the packs.
 //!
 //! A session on its own takes the mailbox's lease; a session of a tenant run works under
@@ -84,13 +85,31 @@ impl StoredBlob {
     }
 }
 
-/// Content up to this size is hashed on the task that stores it instead of a blocking
-/// thread. With SHA-NI (~1.9 GB/s here) 64 KiB take ~35 µs, well inside what a task may
-/// run between awaits, and handing the bytes to a blocking thread and waking the task
-/// again cost more than that: thread wake-ups were ~0.07 ms per message with two hand-offs
-/// per message (hash, then seal; docs/BENCHMARKS.md, the 2026-12-05 profile). Most mail is
-/// below it; larger content still goes to the blocking pool.
-const HASH_INLINE_MAX: usize = 64 << 10;
+/// Content up to this size is hashed *and sealed* (compressed, encrypted) on the task that
+/// stores it instead of on a blocking thread. Handing bytes to a blocking thread and waking
+/// the task again costs more CPU than the work itself for most mail: the kernel's thread
+/// wake-ups were ~0.07 ms per message with two hand-offs per message (hash, then seal;
+/// docs/BENCHMARKS.md, the 2026-12-05 profile). At this size the work stays well inside
+/// what a task may run between awaits (~0.5 ms): SHA-NI takes ~35 µs for 64 KiB, zstd
+/// level 1 ~3 ns per byte (~0.2 ms) and AES-GCM ~0.2 ns per byte. Most mail is below it;
+/// larger content (and every chunk) still goes to the blocking pool, so a 150 MB message
+/// never stalls the runtime.
+const INLINE_MAX: usize = 64 << 10;
+
+/// Run CPU-bound `work` over `len` bytes: right here on the calling task when `len` is
+/// at most [`INLINE_MAX`], on a blocking thread otherwise.
+async fn cpu_work<T, F>(len: usize, work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    if len <= INLINE_MAX {
+        return Ok(work());
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::task(&e))
+}
 
 /// The writer of one mailbox run; see the module docs. Dropping it without `commit` or
 /// `release` leaves its lease registered with the repository, which releases it on the
@@ -308,28 +327,21 @@ impl BackupSession {
     }
 
     /// The content id, and the SHA-256 when this repository's format keeps one: one pass
-    /// over the bytes either way, and in format 4 one hash.
-    ///
-    /// Content up to [`HASH_INLINE_MAX`] is hashed right here on the calling task, larger
-    /// content on a blocking thread.
+    /// over the bytes either way, and in format 4 one hash. On this task up to
+    /// [`INLINE_MAX`], on a blocking thread above.
     async fn hash(&self, kind: BlobKind, data: &Bytes) -> Result<(ContentId, Option<[u8; 32]>)> {
         let keys = self.repo.keys();
         let with_sha = self.sha256_checksums;
-        let hash = move |d: &[u8]| {
+        let d = data.clone();
+        cpu_work(data.len(), move || {
             if with_sha {
-                let (id, sha) = crypto::content_id_and_sha256(&keys.id, kind, d);
+                let (id, sha) = crypto::content_id_and_sha256(&keys.id, kind, &d);
                 (id, Some(sha))
             } else {
-                (crypto::content_id(&keys.id, kind, d), None)
+                (crypto::content_id(&keys.id, kind, &d), None)
             }
-        };
-        if data.len() <= HASH_INLINE_MAX {
-            return Ok(hash(data));
-        }
-        let d = data.clone();
-        tokio::task::spawn_blocking(move || hash(&d))
-            .await
-            .map_err(|e| Error::task(&e))
+        })
+        .await
     }
 
     async fn put_single(&mut self, kind: BlobKind, data: Bytes) -> Result<StoredBlob> {
@@ -359,14 +371,13 @@ impl BackupSession {
         }
         let keys = self.repo.keys();
         let plain_len = data.len();
-        let sealed = tokio::task::spawn_blocking(move || {
+        let sealed = cpu_work(plain_len, move || {
             let checksum = sha
                 .as_ref()
                 .map_or(FrameChecksum::None, FrameChecksum::Sha256);
             crypto::seal_blob_with(&keys.enc, kind, &id, &data, checksum)
         })
-        .await
-        .map_err(|e| Error::task(&e))?;
+        .await?;
         let stored = sealed.len() as u64;
         self.add(id, kind, sealed, plain_len).await?;
         Ok(stored)
@@ -411,7 +422,7 @@ impl BackupSession {
         let keys = self.repo.keys();
         let list_len = list.len();
         let with_sha = self.sha256_checksums;
-        let sealed = tokio::task::spawn_blocking(move || {
+        let sealed = cpu_work(list_len, move || {
             // A chunk list's id is the whole content's, so readers cannot recompute it from
             // the list alone; the AEAD tag authenticates the list, and the reassembled
             // content is checked against the id.
@@ -421,8 +432,7 @@ impl BackupSession {
                 .map_or(FrameChecksum::None, FrameChecksum::Sha256);
             crypto::seal_blob_with(&keys.enc, BlobKind::ChunkList, &id, &list, checksum)
         })
-        .await
-        .map_err(|e| Error::task(&e))?;
+        .await?;
         let stored = sealed.len() as u64;
         self.add(id, BlobKind::ChunkList, sealed, list_len).await?;
         Ok(stored)

@@ -217,8 +217,12 @@ impl Drop for Waiting<'_> {
 /// What a flush does next.
 enum Step {
     Seal(u64),
+    /// Everyone live waits: let other tasks run once before sealing (see `flush`).
+    Yield,
     WriteIndex,
-    Wait { open: bool },
+    Wait {
+        open: bool,
+    },
 }
 
 impl Inner {
@@ -569,6 +573,7 @@ impl PackWriter {
         self.inner.lock().waiting += 1;
         let _waiting = Waiting { inner: &self.inner };
         let mut pressed = false;
+        let mut yielded = false;
         loop {
             let changed = self.inner.changed.notified();
             tokio::pin!(changed);
@@ -611,7 +616,14 @@ impl PackWriter {
                 }
                 match open {
                     // Everyone live waits, or memory is short: nobody else will fill it.
-                    Some(no) if pressed || s.waiting >= s.live => Step::Seal(no),
+                    // Everyone waiting is looked at twice, with a yield between: a mailbox
+                    // given a running place by a commit that just started waiting (its
+                    // `Slot`) joins only once its task runs, and until then the pack would
+                    // be sealed half-empty. (Blobs up to 64 KiB are sealed on the storing
+                    // task since 2026-12-06, so a session can reach its commit without
+                    // yielding to such a task first.)
+                    Some(no) if pressed || (yielded && s.waiting >= s.live) => Step::Seal(no),
+                    Some(_) if s.waiting >= s.live => Step::Yield,
                     Some(_) => Step::Wait { open: true },
                     None if uploading => Step::Wait { open: false },
                     None if unindexed => Step::WriteIndex,
@@ -622,6 +634,10 @@ impl PackWriter {
                 Step::Seal(no) => {
                     pressed = false;
                     self.seal(no, written).await?;
+                }
+                Step::Yield => {
+                    yielded = true;
+                    tokio::task::yield_now().await;
                 }
                 Step::WriteIndex => {
                     if self.inner.write_index().await? {

@@ -2,7 +2,7 @@
 
 use atlas_core::Error;
 use atlas_core::model::{MailboxId, SnapshotStatus};
-use atlas_core::repo::{BlobKind, Repository};
+use atlas_core::repo::{BlobKind, KdfChoice, RepoSettings, Repository};
 use bytes::Bytes;
 
 use crate::common::*;
@@ -235,4 +235,63 @@ async fn a_repository_created_at_an_earlier_format_writes_that_format() {
             Err(Error::InvalidInput { .. })
         ));
     }
+}
+
+/// Mail up to 64 KiB is hashed and sealed on the task that stores it: handing each
+/// message to a blocking thread and back cost more CPU in thread wake-ups than the work
+/// itself (docs/BENCHMARKS.md). With the only blocking thread held, a small blob is still
+/// stored, while a larger one waits for the pool (its compression must not stall the
+/// runtime); both read back once the pool is free.
+#[test]
+fn small_blobs_are_sealed_on_the_storing_task_and_large_ones_on_the_blocking_pool() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = memory();
+        let repo = Repository::init_with(
+            store,
+            TENANT,
+            &passphrase(),
+            KdfChoice::SCRYPT_MINIMUM,
+            RepoSettings::default(),
+        )
+        .await
+        .unwrap();
+        let mb = MailboxId::new("a@example.com");
+        let mut s = repo.begin_backup(&mb, "h", clock_at(t0())).await.unwrap();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::task::spawn_blocking(move || held.recv().ok());
+
+        let small = mime(1, 64 << 10);
+        let stored_small = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            s.put_blob(BlobKind::Mime, small.clone()),
+        )
+        .await
+        .expect("a 64 KiB blob waited for the blocking pool")
+        .unwrap();
+        assert!(stored_small.stored_len > 0);
+
+        let large = mime(2, (64 << 10) + 1);
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            s.put_blob(BlobKind::Mime, large.clone()),
+        )
+        .await;
+        assert!(
+            waited.is_err(),
+            "a blob above 64 KiB was hashed or sealed on the runtime's task"
+        );
+
+        release.send(()).unwrap();
+        busy.await.unwrap();
+        let stored_large = s.put_blob(BlobKind::Mime, large.clone()).await.unwrap();
+        s.release().await.unwrap();
+        assert_eq!(repo.read_blob(&stored_small.id).await.unwrap(), small);
+        assert_eq!(repo.read_blob(&stored_large.id).await.unwrap(), large);
+    });
 }
