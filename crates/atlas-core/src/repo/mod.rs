@@ -90,8 +90,18 @@ pub(crate) use secret::RepoKeys;
 /// which is read, never written; version 3 adds items of kinds other than mail (calendar,
 /// contacts, tasks, notes, configuration), whose records version 2 already described;
 /// version 4 drops the plaintext SHA-256 of blobs (frames, chunk lists, records'
-/// `mimeSha256`): the content id is the one hash of each piece of content.
-pub const FORMAT_VERSION: u32 = 4;
+/// `mimeSha256`): the content id is the one hash of each piece of content; version 5
+/// drops the mailbox records ([`SNAPSHOTS_NAME_MAILBOXES_FORMAT_VERSION`]).
+pub const FORMAT_VERSION: u32 = 5;
+
+/// The first format without mailbox records (`mailboxes/<name>`, docs/FORMAT.md §5.2): a
+/// mailbox's snapshot records name it (`mailbox`, the same JSON the mailbox record held),
+/// so listing mailboxes opens each mailbox's newest snapshot record instead, and a first
+/// backup writes one object less per mailbox — the 3.3 objects per 1,000 messages that
+/// kept a first full backup of 20 × 300 above SPEC §9's 10 (docs/BENCHMARKS.md, issue 13).
+/// A repository created before keeps its records, and writers keep adding them, so the
+/// builds that wrote it (whose verify and replication expect them) keep reading it.
+pub const SNAPSHOTS_NAME_MAILBOXES_FORMAT_VERSION: u32 = 5;
 
 /// The first format whose blobs and records keep no plaintext SHA-256
 /// (docs/FORMAT.md §4.1). Repositories keep the format they were created with: a session
@@ -295,8 +305,16 @@ impl Repository {
         })
     }
 
-    /// The `formatVersion` a snapshot record written now carries: 4 in a format-4
-    /// repository (its records have no `mimeSha256`, which readers of earlier formats
+    /// Whether this repository keeps a mailbox record per mailbox (formats before
+    /// [`SNAPSHOTS_NAME_MAILBOXES_FORMAT_VERSION`]). Without a config (a TypeScript
+    /// Atlas bucket) readers look where they always did.
+    pub fn keeps_mailbox_records(&self) -> bool {
+        self.config()
+            .is_none_or(|c| c.format_version < SNAPSHOTS_NAME_MAILBOXES_FORMAT_VERSION)
+    }
+
+    /// The `formatVersion` a snapshot record written now carries: 4 or later in a
+    /// repository of format 4 or later (the repository's format) (its records have no `mimeSha256`, which readers of earlier formats
     /// need); before that 3 when the snapshot holds items of other kinds than mail, else 2.
     pub fn snapshot_format_version(&self, other_kinds: bool) -> Result<u32> {
         let format = self.require_config()?.format_version;

@@ -159,12 +159,11 @@ pub(crate) async fn snapshot_dependencies(
     let snap = repo.load_snapshot(id).await?;
     repo.refresh_index().await?;
 
-    let mut keys = BTreeSet::from([
-        record_key,
-        repo.mailbox_record_name(&snap.record.mailbox),
-        KEY_BLOB_KEY.to_owned(),
-        CONFIG_KEY.to_owned(),
-    ]);
+    let mut keys = BTreeSet::from([record_key, KEY_BLOB_KEY.to_owned(), CONFIG_KEY.to_owned()]);
+    // Format 5 on has no mailbox record: the snapshot record names the mailbox.
+    if repo.keeps_mailbox_records() {
+        keys.insert(repo.mailbox_record_name(&snap.record.mailbox));
+    }
     // The spare copies of the root objects, where the repository has them (it has none
     // when written before they existed).
     for spare in [

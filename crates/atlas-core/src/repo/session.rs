@@ -12,9 +12,9 @@
 //!
 //! A session on its own takes the mailbox's lease; a session of a tenant run works under
 //! the run's lease ([`RunLease`]), which it only reads (`lease::claim`) and never
-//! releases. The mailbox record is written right before the first snapshot record of the
-//! mailbox, and only when it is absent (a HEAD, not a write): an incremental writes no
-//! object for it.
+//! releases. The mailbox record (formats before 5) is written right before the first
+//! snapshot record of the mailbox, and only when it is absent (a HEAD, not a write): an
+//! incremental writes no object for it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -228,7 +228,13 @@ impl BackupSession {
     /// record rather than at the start, so a run that commits nothing writes nothing for
     /// it, and a record removed meanwhile (a `delete` by a build that does not know run
     /// leases) is written again.
+    ///
+    /// From format 5 on there are no mailbox records: the snapshot record names the
+    /// mailbox ([`super::SNAPSHOTS_NAME_MAILBOXES_FORMAT_VERSION`]).
     async fn ensure_mailbox_record(&self) -> Result<()> {
+        if !self.repo.keeps_mailbox_records() {
+            return Ok(());
+        }
         let key = self.repo.mailbox_record_name(&self.mailbox);
         let store_key = store_key(&key)?;
         if self.repo.store().head(&store_key).await?.is_some() {

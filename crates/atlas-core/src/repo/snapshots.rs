@@ -11,8 +11,14 @@ use crate::model::{MailboxId, SnapshotId, SnapshotRecord};
 
 impl Repository {
     /// Every mailbox that has been backed up (one small record per mailbox is decrypted;
-    /// snapshot records are not).
+    /// snapshot records are not). From format 5 on, which has no mailbox records, the
+    /// newest readable snapshot record of each mailbox is decrypted instead (one listing
+    /// of `snapshots/`); a mailbox none of whose records can be read is an error, as an
+    /// unreadable mailbox record is before.
     pub async fn list_mailboxes(&self) -> Result<Vec<MailboxId>> {
+        if !self.keeps_mailbox_records() {
+            return self.mailboxes_from_snapshots().await;
+        }
         let mut out = Vec::new();
         for meta in self.inner.store.list(MAILBOX_PREFIX).await? {
             let bytes = self.get_required(meta.key.as_str()).await?;
@@ -26,7 +32,34 @@ impl Repository {
         Ok(out)
     }
 
-    /// Every mailbox record, read one by one: the readable ones (sorted), and the store
+    /// Format 5 on: each mailbox's newest readable snapshot record names it.
+    async fn mailboxes_from_snapshots(&self) -> Result<Vec<MailboxId>> {
+        let mut out = Vec::new();
+        for snaps in self.snapshots_by_mailbox().await?.into_values() {
+            let mut first_error = None;
+            let mut found = None;
+            for info in snaps.iter().rev() {
+                match self.load_snapshot(info.id).await {
+                    Ok(s) => {
+                        found = Some(s.record.mailbox);
+                        break;
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            match (found, first_error) {
+                (Some(mb), _) => out.push(mb),
+                (None, Some(e)) => return Err(e),
+                (None, None) => {}
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every mailbox record (none from format 5 on), read one by one: the readable ones (sorted), and the store
     /// key and error of each that cannot be read (listing goes on past a damaged one).
     pub async fn mailbox_records(&self) -> Result<(Vec<MailboxId>, Vec<(String, Error)>)> {
         let mut good = Vec::new();

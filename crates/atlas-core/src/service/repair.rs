@@ -311,7 +311,11 @@ async fn scan(repo: &Repository, findable: &Findable<'_>) -> Result<Scan> {
             }
         }
         out.snapshots.extend(pending);
-        // The mailbox record: missing or damaged, written again when a record names it.
+        // The mailbox record: missing or damaged, written again when a record names it
+        // (formats before 5; later ones have none, the snapshot record names the mailbox).
+        if !repo.keeps_mailbox_records() {
+            continue;
+        }
         let record_key = mailbox.as_ref().map(|m| repo.mailbox_record_name(m));
         let damaged = record_key
             .as_ref()

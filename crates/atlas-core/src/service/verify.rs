@@ -265,20 +265,26 @@ pub async fn verify_with_progress(
             .map(|s| s.id)
             .collect(),
     };
-    let known_mailboxes: BTreeSet<MailboxId> = match repo.list_mailboxes().await {
-        Ok(v) => v.into_iter().collect(),
-        Err(e) => {
-            sum.damage.push(Damage {
-                kind: DamageKind::MailboxRecord,
-                mailbox: None,
-                snapshot: None,
-                folder: None,
-                message_id: None,
-                object: error_key(&e),
-                error: e.to_string(),
-                content: None,
-            });
-            BTreeSet::new()
+    // Format 5 on has no mailbox records to miss: each snapshot record names its mailbox.
+    let check_records = repo.keeps_mailbox_records();
+    let known_mailboxes: BTreeSet<MailboxId> = if !check_records {
+        BTreeSet::new()
+    } else {
+        match repo.list_mailboxes().await {
+            Ok(v) => v.into_iter().collect(),
+            Err(e) => {
+                sum.damage.push(Damage {
+                    kind: DamageKind::MailboxRecord,
+                    mailbox: None,
+                    snapshot: None,
+                    folder: None,
+                    message_id: None,
+                    object: error_key(&e),
+                    error: e.to_string(),
+                    content: None,
+                });
+                BTreeSet::new()
+            }
         }
     };
     reporter.report(Event::TaskStarted {
@@ -497,7 +503,7 @@ async fn collect(
         };
         sum.snapshots += 1;
         let mailbox = snap.record.mailbox.address().to_owned();
-        if !known_mailboxes.contains(&snap.record.mailbox) {
+        if repo.keeps_mailbox_records() && !known_mailboxes.contains(&snap.record.mailbox) {
             sum.damage.push(Damage {
                 kind: DamageKind::MailboxRecord,
                 mailbox: Some(mailbox.clone()),

@@ -54,6 +54,24 @@ pub async fn new_repo(store: Arc<dyn BlobStore>) -> Repository {
     .unwrap()
 }
 
+/// The last format with mailbox records (`mailboxes/<name>`): what tests of those records
+/// use, since repositories created before format 5 keep them and keep getting them.
+pub const MAILBOX_RECORDS_FORMAT: u32 = 4;
+
+/// [`new_repo`] at an earlier format this build still writes.
+pub async fn new_repo_at_format(store: Arc<dyn BlobStore>, format: u32) -> Repository {
+    Repository::init_at_format(
+        store,
+        TENANT,
+        &passphrase(),
+        KdfChoice::SCRYPT_MINIMUM,
+        small_settings(),
+        format,
+    )
+    .await
+    .unwrap()
+}
+
 /// Realistic-ish mail text: compressible, distinct per `n`.
 pub fn mime(n: usize, len: usize) -> Bytes {
     let mut s = format!(

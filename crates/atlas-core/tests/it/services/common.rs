@@ -25,8 +25,14 @@ pub fn t0() -> DateTime<Utc> {
 }
 
 pub async fn new_repo() -> (Arc<dyn BlobStore>, Repository) {
+    new_repo_at_format(atlas_core::repo::FORMAT_VERSION).await
+}
+
+/// [`new_repo`] at an earlier format this build still writes (format 4 for mailbox
+/// records, which later formats do not have).
+pub async fn new_repo_at_format(format: u32) -> (Arc<dyn BlobStore>, Repository) {
     let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
-    let repo = Repository::init_with(
+    let repo = Repository::init_at_format(
         store.clone(),
         TENANT,
         &passphrase(),
@@ -37,6 +43,7 @@ pub async fn new_repo() -> (Arc<dyn BlobStore>, Repository) {
             chunk_size: 16 * 1024,
             lease_seconds: 60,
         },
+        format,
     )
     .await
     .unwrap();
