@@ -267,9 +267,7 @@ pub async fn verify_with_progress(
     };
     // Format 5 on has no mailbox records to miss: each snapshot record names its mailbox.
     let check_records = repo.keeps_mailbox_records();
-    let known_mailboxes: BTreeSet<MailboxId> = if !check_records {
-        BTreeSet::new()
-    } else {
+    let known_mailboxes: BTreeSet<MailboxId> = if check_records {
         match repo.list_mailboxes().await {
             Ok(v) => v.into_iter().collect(),
             Err(e) => {
@@ -286,6 +284,8 @@ pub async fn verify_with_progress(
                 BTreeSet::new()
             }
         }
+    } else {
+        BTreeSet::new()
     };
     reporter.report(Event::TaskStarted {
         task: Task::VerifySnapshots,
