@@ -215,3 +215,76 @@ pub async fn check_everything(store: Arc<dyn BlobStore>) -> atlas_core::Result<u
     );
     Ok(verified)
 }
+
+/// A store that holds back what is done to packs (`packs/…`), to put a backup or a read in
+/// the state a slow store leaves it in: each pack upload first waits `put_delay`, and with
+/// `reads_stall` pack reads never answer.
+#[derive(Debug)]
+pub struct SlowPacks {
+    pub inner: Arc<dyn BlobStore>,
+    pub put_delay: std::time::Duration,
+    pub reads_stall: bool,
+}
+
+impl SlowPacks {
+    fn is_pack(key: &atlas_core::ports::StoreKey) -> bool {
+        key.as_str().starts_with("packs/")
+    }
+
+    async fn read(&self, key: &atlas_core::ports::StoreKey) {
+        if self.reads_stall && Self::is_pack(key) {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for SlowPacks {
+    async fn put(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+        data: Bytes,
+        opts: atlas_core::ports::PutOptions,
+    ) -> Result<(), atlas_core::ports::StoreError> {
+        if Self::is_pack(key) && !self.put_delay.is_zero() {
+            tokio::time::sleep(self.put_delay).await;
+        }
+        self.inner.put(key, data, opts).await
+    }
+    async fn get(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+    ) -> Result<Bytes, atlas_core::ports::StoreError> {
+        self.read(key).await;
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, atlas_core::ports::StoreError> {
+        self.read(key).await;
+        self.inner.get_range(key, range).await
+    }
+    async fn head(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+    ) -> Result<Option<atlas_core::ports::ObjectMeta>, atlas_core::ports::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<atlas_core::ports::ObjectMeta>, atlas_core::ports::StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(
+        &self,
+        key: &atlas_core::ports::StoreKey,
+    ) -> Result<(), atlas_core::ports::StoreError> {
+        self.inner.delete(key).await
+    }
+    fn describe(&self) -> String {
+        format!("slow packs over {}", self.inner.describe())
+    }
+}

@@ -254,22 +254,7 @@ async fn a_run_reuses_its_pack_buffers_however_many_packs_it_writes() {
     let writer = repo.pack_writer().unwrap();
     let mut bodies = Vec::new();
     for m in 0..2 {
-        let mb = MailboxId::new(&format!("user{m}@example.com"));
-        let mut s = repo
-            .begin_backup_in(&mb, "h", clock.clone(), &writer, None)
-            .await
-            .unwrap();
-        for i in 0..30 {
-            let body = noise(i, m);
-            let id = s
-                .put_blob(BlobKind::Attachment, body.clone())
-                .await
-                .unwrap()
-                .id;
-            bodies.push((id, body));
-        }
-        s.flush().await.unwrap();
-        s.release().await.unwrap();
+        bodies.extend(fill_in(&repo, &writer, clock.clone(), m, 30).await);
     }
     let packs = store.list("packs/").await.unwrap().len();
     assert!(packs >= 15, "{packs} packs");
@@ -289,6 +274,35 @@ async fn a_run_reuses_its_pack_buffers_however_many_packs_it_writes() {
     }
 }
 
+/// A session of mailbox `m` in `writer` stores `n` blobs of [`noise`], flushes and ends;
+/// returns each blob's id and bytes.
+async fn fill_in(
+    repo: &Repository,
+    writer: &atlas_core::repo::PackWriter,
+    clock: std::sync::Arc<atlas_core::ports::FixedClock>,
+    m: u32,
+    n: u32,
+) -> Vec<(atlas_core::model::ContentId, Bytes)> {
+    let mb = MailboxId::new(&format!("user{m}@example.com"));
+    let mut s = repo
+        .begin_backup_in(&mb, "h", clock, writer, None)
+        .await
+        .unwrap();
+    let mut bodies = Vec::new();
+    for i in 0..n {
+        let body = noise(i, m);
+        let id = s
+            .put_blob(BlobKind::Attachment, body.clone())
+            .await
+            .unwrap()
+            .id;
+        bodies.push((id, body));
+    }
+    s.flush().await.unwrap();
+    s.release().await.unwrap();
+    bodies
+}
+
 /// 1,500 incompressible bytes, distinct per `(i, m)`: every ~3 fill a 4 KiB pack.
 fn noise(i: u32, m: u32) -> Bytes {
     Bytes::from(
@@ -298,73 +312,22 @@ fn noise(i: u32, m: u32) -> Bytes {
     )
 }
 
-/// A directory store whose pack uploads take 20 ms each, so that the sessions of a run
-/// fill the next pack while the previous one is still on its way.
-#[derive(Debug)]
-struct SlowPacks(std::sync::Arc<dyn atlas_core::ports::BlobStore>);
-
-#[async_trait::async_trait]
-impl atlas_core::ports::BlobStore for SlowPacks {
-    async fn put(
-        &self,
-        key: &atlas_core::ports::StoreKey,
-        data: Bytes,
-        opts: atlas_core::ports::PutOptions,
-    ) -> Result<(), atlas_core::ports::StoreError> {
-        if key.as_str().starts_with("packs/") {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        self.0.put(key, data, opts).await
-    }
-    async fn get(
-        &self,
-        key: &atlas_core::ports::StoreKey,
-    ) -> Result<Bytes, atlas_core::ports::StoreError> {
-        self.0.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &atlas_core::ports::StoreKey,
-        range: std::ops::Range<u64>,
-    ) -> Result<Bytes, atlas_core::ports::StoreError> {
-        self.0.get_range(key, range).await
-    }
-    async fn head(
-        &self,
-        key: &atlas_core::ports::StoreKey,
-    ) -> Result<Option<atlas_core::ports::ObjectMeta>, atlas_core::ports::StoreError> {
-        self.0.head(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<atlas_core::ports::ObjectMeta>, atlas_core::ports::StoreError> {
-        self.0.list(prefix).await
-    }
-    async fn delete(
-        &self,
-        key: &atlas_core::ports::StoreKey,
-    ) -> Result<(), atlas_core::ports::StoreError> {
-        self.0.delete(key).await
-    }
-    fn describe(&self) -> String {
-        format!("slow packs over {}", self.0.describe())
-    }
-}
-
 /// Issue 13: a pack that filled while the previous one was still uploading was taken out
 /// at once and waited for the upload slot in a buffer of its own, while the sessions
 /// filled the next pack in a third (or more: one per pack waiting its turn) — part of the
 /// 2 × 20,000 peak. Here three sessions of one run fill 4 KiB packs at once over a store
-/// whose pack uploads are slow: the writer holds two buffers, one filling and one
+/// whose pack uploads take 20 ms each: the writer holds two buffers, one filling and one
 /// uploading, and every blob reads back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pack_writer_waits_for_the_upload_slot_before_taking_a_third_buffer() {
     let dir = tempfile::tempdir().unwrap();
     let local: std::sync::Arc<dyn atlas_core::ports::BlobStore> =
         std::sync::Arc::new(atlas_store::LocalStore::new(dir.path()));
-    let store: std::sync::Arc<dyn atlas_core::ports::BlobStore> =
-        std::sync::Arc::new(SlowPacks(local.clone()));
+    let store: std::sync::Arc<dyn atlas_core::ports::BlobStore> = std::sync::Arc::new(SlowPacks {
+        inner: local.clone(),
+        put_delay: std::time::Duration::from_millis(20),
+        reads_stall: false,
+    });
     let repo = new_repo(store).await;
     let clock = clock_at(t0());
     let writer = repo.pack_writer().unwrap();
@@ -372,24 +335,7 @@ async fn the_pack_writer_waits_for_the_upload_slot_before_taking_a_third_buffer(
     for m in 0..3u32 {
         let (repo, writer, clock) = (repo.clone(), writer.clone(), clock.clone());
         tasks.push(tokio::spawn(async move {
-            let mb = MailboxId::new(&format!("user{m}@example.com"));
-            let mut s = repo
-                .begin_backup_in(&mb, "h", clock, &writer, None)
-                .await
-                .unwrap();
-            let mut bodies = Vec::new();
-            for i in 0..20 {
-                let body = noise(i, m);
-                let id = s
-                    .put_blob(BlobKind::Attachment, body.clone())
-                    .await
-                    .unwrap()
-                    .id;
-                bodies.push((id, body));
-            }
-            s.flush().await.unwrap();
-            s.release().await.unwrap();
-            bodies
+            fill_in(&repo, &writer, clock, m, 20).await
         }));
     }
     let mut bodies = Vec::new();

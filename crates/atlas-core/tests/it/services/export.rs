@@ -704,70 +704,19 @@ async fn killed_save_partials_are_removed_by_the_next_save_and_nothing_else_is()
     assert!(!p("box").join(".atlas-partial").exists());
 }
 
-/// A store whose pack reads never answer: a save over it starts (the partial output exists)
-/// and then waits forever, until it is cancelled.
-#[derive(Debug)]
-struct StalledPacks(std::sync::Arc<dyn atlas_core::ports::BlobStore>);
-
-#[async_trait::async_trait]
-impl atlas_core::ports::BlobStore for StalledPacks {
-    async fn put(
-        &self,
-        key: &atlas_core::ports::StoreKey,
-        data: bytes::Bytes,
-        opts: atlas_core::ports::PutOptions,
-    ) -> Result<(), atlas_core::ports::StoreError> {
-        self.0.put(key, data, opts).await
-    }
-    async fn get(
-        &self,
-        key: &atlas_core::ports::StoreKey,
-    ) -> Result<bytes::Bytes, atlas_core::ports::StoreError> {
-        if key.as_str().starts_with("packs/") {
-            std::future::pending::<()>().await;
-        }
-        self.0.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &atlas_core::ports::StoreKey,
-        range: std::ops::Range<u64>,
-    ) -> Result<bytes::Bytes, atlas_core::ports::StoreError> {
-        if key.as_str().starts_with("packs/") {
-            std::future::pending::<()>().await;
-        }
-        self.0.get_range(key, range).await
-    }
-    async fn head(
-        &self,
-        key: &atlas_core::ports::StoreKey,
-    ) -> Result<Option<atlas_core::ports::ObjectMeta>, atlas_core::ports::StoreError> {
-        self.0.head(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<atlas_core::ports::ObjectMeta>, atlas_core::ports::StoreError> {
-        self.0.list(prefix).await
-    }
-    async fn delete(
-        &self,
-        key: &atlas_core::ports::StoreKey,
-    ) -> Result<(), atlas_core::ports::StoreError> {
-        self.0.delete(key).await
-    }
-    fn describe(&self) -> String {
-        "stalled packs".into()
-    }
-}
-
 /// Ctrl+C during `save` stops it at an await point (the CLI drops the future): the
 /// temporary output goes with it, nothing is left posing as an export.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_save_leaves_nothing_behind() {
     let (store, _repo, id) = sample_repo().await;
     let stalled: std::sync::Arc<dyn atlas_core::ports::BlobStore> =
-        std::sync::Arc::new(StalledPacks(store));
+        // Pack reads never answer: the save starts (the partial output exists) and then
+        // waits forever, until it is cancelled.
+        std::sync::Arc::new(crate::common::SlowPacks {
+            inner: store,
+            put_delay: std::time::Duration::ZERO,
+            reads_stall: true,
+        });
     let repo = atlas_core::repo::Repository::open(
         stalled,
         crate::services::common::TENANT,
