@@ -169,7 +169,9 @@ async fn first_backup(env: &Env) -> (atlas_core::repo::Snapshot, Vec<String>) {
     // instead of deleting the pieces), and refuses the record by its version.
     let directory = env.repo.read_blob(&inbox.items).await.unwrap();
     assert!(serde_json::from_slice::<ListBeforePieces>(&directory).is_err());
-    assert!(first.record.format_version > atlas_core::repo::FORMAT_VERSION);
+    // 4: the highest snapshot version builds before pieces read (their FORMAT_VERSION;
+    // this build's is 5 since format 5 dropped mailbox records).
+    assert!(first.record.format_version > 4);
 
     // Listing pages across piece boundaries.
     let page = list_items(
