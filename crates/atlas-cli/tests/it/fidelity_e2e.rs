@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use atlas_core::model::{ContentKind, ContentRef, ItemMeta};
 use atlas_sim::{MessageUpdate, NewMessage, roles};
 
-use super::graph_e2e::Sim;
+use super::graph_e2e::{Sim, json_run};
 use super::{Sandbox, output_text};
 
 /// A tenant whose app reads mail and may export mailbox items.
@@ -363,22 +363,14 @@ fn full_fidelity_mail_is_restored_from_its_stream_and_from_mime_only_when_asked(
     // The dry run names the folders imported from their streams, and --from-mime or in
     // place plans every folder from MIME.
     let planned = |extra: &[&str]| {
-        let out = sandbox
-            .against(&sim)
-            .args([
-                "--json",
-                "restore",
-                "-m",
-                &upn,
-                "--kinds",
-                "mail",
-                "--dry-run",
-            ])
-            .args(extra)
-            .output()
-            .expect("runs");
-        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
-        let plan = super::json_schemas::assert_schema("restorePlan", &out);
+        let args = [
+            &["restore", "-m", &upn, "--kinds", "mail", "--dry-run"],
+            extra,
+        ]
+        .concat();
+        let (code, plan, text) = json_run(&sandbox, &sim, &args);
+        assert_eq!(code, Some(0), "{text}");
+        super::json_schemas::validate("restorePlan", &plan).expect("documented plan");
         let mut methods: BTreeMap<String, u64> = BTreeMap::new();
         for f in plan["folders"].as_array().cloned().unwrap_or_default() {
             if f["messages"].as_u64() > Some(0) {
