@@ -60,6 +60,7 @@
 
 pub mod api;
 mod auth;
+mod classic_target;
 mod client;
 mod config;
 mod cost;
@@ -95,6 +96,7 @@ pub use api::users::{
 };
 /// Atlas's one secret string type, re-exported because [`Credential`] takes it.
 pub use atlas_core::SecretString;
+pub use classic_target::ClassicTarget;
 pub use client::{ByteStream, GraphClient};
 pub use config::{
     AssertionAlgorithm, Credential, DEFAULT_AUTHORITY_HOST, DEFAULT_GRAPH_ENDPOINT,

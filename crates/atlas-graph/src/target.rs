@@ -62,7 +62,7 @@ const FOLDER_CREATE_ATTEMPTS: usize = 3;
 const MAX_CUSTOM_HEADERS: usize = 32;
 
 /// Translate a Graph error met while restoring.
-fn target_error(e: GraphError) -> TargetError {
+pub(crate) fn target_error(e: GraphError) -> TargetError {
     match e {
         GraphError::Auth(a) => TargetError::Auth(a.to_string()),
         GraphError::PermissionDenied {

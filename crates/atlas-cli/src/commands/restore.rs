@@ -12,7 +12,7 @@ use atlas_core::service::restore::{
     ConfigOutcome, DEFAULT_RESTORE_KINDS, Destination, Importer, RestoreOptions, RestorePlan,
     execute_all, plan,
 };
-use atlas_graph::GraphTarget;
+use atlas_graph::{ClassicTarget, GraphTarget};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
@@ -245,6 +245,7 @@ pub async fn restore(
         Some(Importer {
             target: Arc::new(graph),
             ledger: Arc::new(FileLedger::for_plan(&planned)?),
+            classic: Some(Arc::new(ClassicTarget::new(client.clone()))),
         })
     } else {
         None

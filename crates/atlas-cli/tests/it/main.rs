@@ -20,6 +20,7 @@ mod heal_e2e;
 mod interrupt_e2e;
 mod json_schemas;
 mod kinds_e2e;
+mod kinds_fallback_e2e;
 mod kinds_restore_e2e;
 mod kinds_save_e2e;
 mod monitor_e2e;

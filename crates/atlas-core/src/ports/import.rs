@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::target::{TargetError, TargetFolder};
-use crate::model::{FolderId, ItemId, ItemKind, MailboxId};
+use crate::model::{ContentKind, FolderId, ItemId, ItemKind, MailboxId};
 
 /// Import access to a tenant's mailboxes: folders of every class and items from export
 /// streams.
@@ -36,6 +36,44 @@ pub trait ItemImport: Send + Sync + Debug {
     /// Prove the app may import into the mailbox without writing anything; a missing
     /// permission is [`TargetError::PermissionDenied`] naming it.
     async fn check_import_access(&self, mailbox: &MailboxId) -> Result<(), TargetError>;
+
+    /// Which stored representation [`ItemImport::import_item`] takes: the export stream
+    /// (the import API), or the readable JSON (the classic create endpoints a restore of
+    /// contacts and tasks falls back on without the import permission).
+    fn reads(&self) -> ContentKind {
+        ContentKind::Export
+    }
+
+    /// Whether folders of `kind` can hold folders. Where they cannot (To Do lists), the
+    /// restore makes one folder per source folder, named by its whole path below the
+    /// restore root.
+    fn nests_folders(&self, _kind: ItemKind) -> bool {
+        true
+    }
+
+    /// Like [`ItemImport::check_import_access`], for folders of one kind only (what the
+    /// classic endpoints need differs per kind).
+    async fn check_kind_access(
+        &self,
+        mailbox: &MailboxId,
+        _kind: ItemKind,
+    ) -> Result<(), TargetError> {
+        self.check_import_access(mailbox).await
+    }
+
+    /// Finish `item`, created in `folder` from `content` by an [`ItemImport::import_item`]
+    /// whose answer was lost (or that reported [`TargetError::OutcomeUnknown`] after its
+    /// create): whatever that call does after the create, such as setting a contact's
+    /// photo. Safe to repeat. Nothing for an import, which is one request.
+    async fn finish_item(
+        &self,
+        _mailbox: &MailboxId,
+        _folder: &FolderId,
+        _item: &ItemId,
+        _content: &[u8],
+    ) -> Result<(), TargetError> {
+        Ok(())
+    }
 
     /// The folder a restore root of `kind` goes under: the mailbox's own calendar,
     /// contacts, tasks or notes folder; `None` for the top of the mailbox.
@@ -62,8 +100,9 @@ pub trait ItemImport: Send + Sync + Debug {
         folder: &FolderId,
     ) -> Result<Vec<ItemId>, TargetError>;
 
-    /// Create one item in `folder` from a stored export stream (passed as stored, never
-    /// altered). Returns the new item's id.
+    /// Create one item in `folder` from its stored representation (the one
+    /// [`ItemImport::reads`] names, passed as stored, never altered). Returns the new
+    /// item's id.
     async fn import_item(
         &self,
         mailbox: &MailboxId,

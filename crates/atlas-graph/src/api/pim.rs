@@ -397,6 +397,23 @@ impl GraphClient {
         self.fetch(&req).await.map(|_| ())
     }
 
+    /// An empty `PATCH` of the contact or To Do task at `segments` (below the user): it
+    /// changes nothing, and answers 403 without the write permission — the classic
+    /// restore's up-front check, sent with an id of no item.
+    pub async fn probe_classic_write(
+        &self,
+        endpoint: Endpoint,
+        mailbox: &MailboxId,
+        segments: &[&str],
+    ) -> Result<(), GraphError> {
+        let mut all = vec!["users", user(mailbox)];
+        all.extend_from_slice(segments);
+        let url = self.url(&all, &[]);
+        let mut req = Req::post_json(endpoint, url, Some(mailbox), &serde_json::json!({}));
+        req.method = Method::PATCH;
+        self.fetch(&req).await.map(|_| ())
+    }
+
     /// Create a To Do list.
     pub async fn create_todo_list(
         &self,

@@ -114,6 +114,11 @@ fn root_key(kind: ItemKind) -> (ItemKind, Vec<String>) {
     (kind, Vec::new())
 }
 
+/// Between the steps of a source path in the name of a folder that cannot nest (To Do
+/// lists): `Restore-<time> > Tasks > Project Launch`. Not `/`, which Outlook shows as part
+/// of a name and path readers split on.
+pub const FLAT_SEPARATOR: &str = " > ";
+
 /// Target folders created (or found) so far through the import port, by kind and path
 /// below the restore root.
 #[derive(Default)]
@@ -130,6 +135,27 @@ impl Folders {
         pf: &PlannedFolder,
     ) -> Result<FolderId, TargetError> {
         let kind = pf.kind;
+        if !target.nests_folders(kind) {
+            // One folder per source folder, beside the others, named by its whole path.
+            let key = (
+                kind,
+                pf.target_path.iter().map(|s| s.name.clone()).collect(),
+            );
+            if let Some(id) = self.cache.get(&key) {
+                return Ok(id.clone());
+            }
+            let home = target.kind_home(mailbox, kind).await?;
+            let name = std::iter::once(root)
+                .chain(pf.target_path.iter().map(|s| s.name.as_str()))
+                .collect::<Vec<_>>()
+                .join(FLAT_SEPARATOR);
+            let id = target
+                .ensure_item_folder(mailbox, home.as_ref().map(|h| &h.id), &name, kind)
+                .await?
+                .id;
+            self.cache.insert(key, id.clone());
+            return Ok(id);
+        }
         let mut parent = if let Some(id) = self.cache.get(&root_key(kind)) {
             id.clone()
         } else {
@@ -293,8 +319,9 @@ impl Run<'_> {
             Err(e) => return self.leave_folder(pf, result, "target folder could not be listed", e),
         };
 
-        let (mut state, blocked) =
-            Self::reconcile(importer, records, &folder, &listing, pf).await?;
+        let (mut state, blocked) = self
+            .reconcile(importer, records, &folder, &listing, pf)
+            .await?;
         let mut failures: HashMap<ItemId, String> = HashMap::new();
         for meta in &pf.items {
             if self.cancel.is_requested() {
@@ -345,6 +372,7 @@ impl Run<'_> {
     /// be imported (and why): all of them when the folder holds items the ledger has never
     /// seen, the unfinished imports when what they created cannot be told apart.
     async fn reconcile(
+        &self,
         importer: &Importer,
         records: &mut Vec<LedgerRecord>,
         folder: &FolderId,
@@ -372,8 +400,15 @@ impl Run<'_> {
                     blocked.insert(m.id.clone(), reason.clone());
                 }
             } else if let ([source], [created]) = (state.pending.as_slice(), unknown.as_slice()) {
-                // The one unfinished import of this folder did create its item.
+                // The one unfinished import of this folder did create its item; finished
+                // (a contact's photo) before it counts as done.
                 let (source, created) = (source.clone(), created.clone());
+                if let Some(meta) = pf.items.iter().find(|m| m.id == source)
+                    && let Err(reason) = self.finish(importer, folder, &created, meta).await?
+                {
+                    blocked.insert(source, reason);
+                    return Ok((state, blocked));
+                }
                 Self::append(
                     importer,
                     records,
@@ -401,6 +436,35 @@ impl Run<'_> {
         Ok((state, blocked))
     }
 
+    /// Finish `created` (see [`ItemImport::finish_item`]) from `meta`'s stored content:
+    /// `Ok(Err(reason))` when it could not be, so the item stays unfinished.
+    async fn finish(
+        &self,
+        importer: &Importer,
+        folder: &FolderId,
+        created: &ItemId,
+        meta: &crate::model::ItemMeta,
+    ) -> Result<Result<(), String>, RestoreError> {
+        let Some(content) = meta.content_of(importer.target.reads()) else {
+            return Ok(Ok(()));
+        };
+        let content = match read_stream(&self.ctx.repo, &content).await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        match importer
+            .target
+            .finish_item(&self.ctx.mailbox, folder, created, &content)
+            .await
+        {
+            Ok(()) => Ok(Ok(())),
+            Err(e) if e.is_fatal() => Err(e.into()),
+            Err(e) => Ok(Err(format!(
+                "created by an earlier run but not finished ({e}); the next run tries again"
+            ))),
+        }
+    }
+
     /// Import one item: `Started` in the ledger, the import, `Imported` with the new id.
     /// A lost answer is checked by listing the folder before the stream is sent again.
     async fn import_one(
@@ -411,10 +475,12 @@ impl Run<'_> {
         folder: &FolderId,
         meta: &crate::model::ItemMeta,
     ) -> Result<Imported, RestoreError> {
-        let Some(content) = meta.content_of(ContentKind::Export) else {
-            return Ok(Imported::Failed(
-                "no export stream is stored for this item".into(),
-            ));
+        let wanted = importer.target.reads();
+        let Some(content) = meta.content_of(wanted) else {
+            return Ok(Imported::Failed(match wanted {
+                ContentKind::Export => "no export stream is stored for this item".into(),
+                _ => "no readable JSON is stored for this item".into(),
+            }));
         };
         let stream = match read_stream(&self.ctx.repo, &content).await {
             Ok(s) => s,
@@ -457,7 +523,16 @@ impl Run<'_> {
                         .collect();
                     match new.as_slice() {
                         [] => continue,
-                        [one] => Some(one.clone()),
+                        [one] => match target.finish_item(mailbox, folder, one, &stream).await {
+                            Ok(()) => Some(one.clone()),
+                            Err(e) if e.is_fatal() => return Err(e.into()),
+                            // Left as started: the next run finds it and finishes it.
+                            Err(e) => {
+                                return Ok(Imported::Failed(format!(
+                                    "created, but not finished ({e}); the next run finishes it"
+                                )));
+                            }
+                        },
                         _ => {
                             return Ok(Imported::Failed(format!(
                                 "import ended without an answer ({last}) and the folder holds \

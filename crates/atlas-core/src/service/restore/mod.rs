@@ -1184,6 +1184,60 @@ pub struct Importer {
     pub target: Arc<dyn ItemImport>,
     /// This restore's ledger (one per snapshot, target mailbox and restore root).
     pub ledger: Arc<dyn RestoreLedger>,
+    /// What contacts and tasks are created through when `target` refuses imports (no
+    /// `MailboxItem.ImportExport.All`): the classic create endpoints, from the stored
+    /// readable JSON ([`ItemImport::reads`]). Calendars never fall back (a classic create
+    /// of a meeting sends invitations), nor do notes (no classic endpoint).
+    pub classic: Option<Arc<dyn ItemImport>>,
+}
+
+/// The kinds whose restore may fall back on [`Importer::classic`].
+fn has_classic_create(kind: ItemKind) -> bool {
+    matches!(kind, ItemKind::Contact | ItemKind::Task)
+}
+
+/// The importer a refused import falls back on for `item_folders` (contacts and tasks
+/// only), once its own permissions are checked; the refusal as it was when a folder of
+/// another kind is in the plan or there is no fallback; a refusal naming both permissions
+/// when the fallback's is missing too.
+async fn classic_fallback(
+    importer: &Importer,
+    item_folders: &[&PlannedFolder],
+    mailbox: &MailboxId,
+    permission: String,
+    request_id: String,
+) -> Result<Importer, RestoreError> {
+    let refused = |permission: String| TargetError::PermissionDenied {
+        permission,
+        request_id: request_id.clone(),
+    };
+    let Some(classic) = importer.classic.clone() else {
+        return Err(refused(permission).into());
+    };
+    if !item_folders.iter().all(|f| has_classic_create(f.kind)) {
+        return Err(refused(permission).into());
+    }
+    let mut kinds: Vec<ItemKind> = item_folders.iter().map(|f| f.kind).collect();
+    kinds.dedup();
+    for kind in kinds {
+        match classic.check_kind_access(mailbox, kind).await {
+            Ok(()) => {}
+            Err(TargetError::PermissionDenied {
+                permission: also, ..
+            }) => {
+                return Err(refused(format!(
+                    "{permission} (or, to restore {kind} through the classic endpoints, {also})"
+                ))
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Importer {
+        target: classic,
+        ledger: importer.ledger.clone(),
+        classic: None,
+    })
 }
 
 /// Run a plan of mail folders against the target (see [`execute_all`] for plans with
@@ -1288,13 +1342,27 @@ async fn run_plan(
     let mailbox = target.resolve_mailbox(&plan.target_mailbox).await?;
     let mut importer = importer;
     let mut streams_refused = None;
+    // Set when contacts and tasks go through the classic create endpoints.
+    let mut classic_used = None;
     if let Some(i) = &importer {
         match i.target.check_import_access(&mailbox).await {
             Ok(()) => {}
-            // Mail has MIME to fall back on; other kinds have nothing else.
+            // Mail has MIME to fall back on.
             Err(TargetError::PermissionDenied { permission, .. }) if item_folders.is_empty() => {
                 streams_refused = Some(permission);
                 importer = None;
+            }
+            // Contacts and tasks have the classic create endpoints; other kinds nothing.
+            Err(TargetError::PermissionDenied {
+                permission,
+                request_id,
+            }) => {
+                let classic =
+                    classic_fallback(i, &item_folders, &mailbox, permission.clone(), request_id)
+                        .await?;
+                streams_refused = wants_streams.then(|| permission.clone());
+                classic_used = Some(permission);
+                importer = Some(classic);
             }
             Err(e) => return Err(e.into()),
         }
@@ -1321,6 +1389,18 @@ async fn run_plan(
             message: format!(
                 "messages backed up in full fidelity are restored from their MIME: importing \
                  their export streams needs the {permission} application permission"
+            ),
+        });
+    }
+    if let Some(permission) = &classic_used {
+        reporter.report(Event::Warning {
+            mailbox: Some(label.clone()),
+            message: format!(
+                "contacts and tasks are created through the classic endpoints from their \
+                 readable copy, which carries their properties, categories and contact photos \
+                 but not everything an exact copy would (creation times, To Do checklist \
+                 items, attachments and linked resources, extended properties); the \
+                 {permission} application permission restores exact copies"
             ),
         });
     }
@@ -1368,13 +1448,13 @@ async fn run_plan(
     let mut mail_imports = import::Folders::default();
     let mut stopped = false;
     let mut records = match &importer {
-        Some(i) if wants_streams => i.ledger.load().await?,
+        Some(i) if wants_streams && classic_used.is_none() => i.ledger.load().await?,
         _ => Vec::new(),
     };
     for pf in mail_folders {
         let span = tracing::info_span!("folder", folder = %pf.source_path);
         let next = match &importer {
-            Some(i) if plan.imports_mail(pf) => {
+            Some(i) if plan.imports_mail(pf) && classic_used.is_none() => {
                 run.import_mail_folder(i, &mut records, &mut resolver, &mut mail_imports, pf)
                     .instrument(span)
                     .await?
