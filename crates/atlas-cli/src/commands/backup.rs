@@ -12,8 +12,8 @@ use atlas_core::ports::{Clock, FolderOptions, MailSource, MailboxKind, SystemClo
 use atlas_core::repo::Repository;
 use atlas_core::service::Cancel;
 use atlas_core::service::backup::{
-    BackupOptions, BackupRequest, BackupSummary, MailboxOutcome, MailboxSelection, ShardShare,
-    SkipReason, Verdict, execute, plan,
+    BackupOptions, BackupPlan, BackupRequest, BackupSummary, MailboxOutcome, MailboxSelection,
+    ShardShare, SkipReason, Verdict, execute, plan, plan_for,
 };
 use atlas_core::service::protection::{self, SnapshotBrief};
 use atlas_core::service::shard::Shard;
@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::cli::{BackupArgs, GlobalArgs, MailboxKindArg, MailboxesArgs};
-use crate::config::JOB_COMPLETION_INDEX_ENV;
+use crate::config::{JOB_COMPLETION_INDEX_ENV, RepositorySettings};
 use crate::exit::{Exit, UsageError};
 use crate::output::{self, Output, Table, sanitize};
 use crate::progress::{Mode, Progress};
@@ -327,6 +327,31 @@ fn mailbox_results(outcomes: Vec<MailboxOutcome>) -> Vec<MailboxResult> {
         .collect()
 }
 
+/// Plan the backup and open the repository it writes into. A repository that is there is
+/// opened before planning (nothing is written until the backup starts), so the plan lists
+/// each named mailbox's folders from the bookmark its latest snapshot keeps — one request
+/// for an unchanged tree, as the backup itself does. Without one, the plan's own errors (a
+/// mistyped mailbox, a missing permission) still come first, then the refusal.
+async fn plan_and_open(
+    repo_settings: &RepositorySettings,
+    source: &GraphSource,
+    request: &BackupRequest,
+) -> anyhow::Result<(BackupPlan, Repository)> {
+    match super::context::require_repository(repo_settings).await {
+        Ok(()) => {
+            let repo: Repository = open_for_writing(repo_settings).await?;
+            let planned = plan_for(&repo, source, request)
+                .await
+                .context("planning the backup")?;
+            Ok((planned, repo))
+        }
+        Err(missing) => {
+            plan(source, request).await.context("planning the backup")?;
+            Err(missing)
+        }
+    }
+}
+
 /// `atlas backup`: parse flags, plan, execute, print. Selection, the skip-versus-fail
 /// rule, limits and Object Lock are the core's `BackupPlan`.
 pub async fn backup(
@@ -358,11 +383,8 @@ pub async fn backup(
     // backup somewhere else). Object Lock / S3 bucket preparation (storage.rs) refuses
     // locking on a local repository, also before anything is written.
     let request = request(args, shard, fidelity(args, &config)?);
-    let planned = plan(&source, &request)
-        .await
-        .context("planning the backup")?;
+    let (planned, repo) = plan_and_open(&repo_settings, &source, &request).await?;
 
-    super::context::require_repository(&repo_settings).await?;
     let mut planned = planned;
     planned.options.retention = super::storage::prepare_backup_retention(
         &repo_settings,
@@ -370,7 +392,6 @@ pub async fn backup(
         args.lock_mode,
     )
     .await?;
-    let repo: Repository = open_for_writing(&repo_settings).await?;
     super::replicate::refuse_replica(&repo_settings, args.force).await?;
     let repository = super::key::location(&repo_settings);
 

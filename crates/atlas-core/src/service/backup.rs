@@ -32,7 +32,7 @@ mod plan;
 
 pub use plan::{
     BackupPlan, BackupReport, BackupRequest, MailboxSelection, ShardShare, SkipReason, Skipped,
-    SnapshotLock, Verdict, execute, kind_selected, plan,
+    SnapshotLock, Verdict, execute, kind_selected, plan, plan_for,
 };
 
 use std::collections::{BTreeMap, HashMap};

@@ -312,6 +312,52 @@ async fn large_attachments_go_through_upload_sessions_and_survive_faults_mid_upl
     );
 }
 
+/// `backup -m`: its plan lists the named mailbox's folders from the bookmark its latest
+/// snapshot keeps (one request), not afresh (a listing per parent folder and one per
+/// well-known folder), as the backup itself does.
+async fn named_backup_plans_from_the_bookmark(env: &Env, a: &str) {
+    let sim = &env.sim;
+    let mut request = atlas_core::service::backup::BackupRequest::new(
+        atlas_core::service::backup::MailboxSelection::Named(vec![a.to_owned()]),
+    );
+    request.options = opts();
+    let graph_requests = || {
+        let c = sim.counters();
+        c.total_requests() - c.kind("token").requests
+    };
+    sim.reset_counters();
+    atlas_core::service::backup::plan(env.source.as_ref(), &request)
+        .await
+        .expect("plan");
+    let afresh = graph_requests();
+    sim.reset_counters();
+    let planned = atlas_core::service::backup::plan_for(&env.repo, env.source.as_ref(), &request)
+        .await
+        .expect("plan");
+    let counts = sim.counters();
+    assert_eq!(counts.kind("folder_delta").requests, 1, "{counts:#?}");
+    assert_eq!(counts.kind("folders").requests, 0, "{counts:#?}");
+    let bookmarked = graph_requests();
+    assert!(
+        bookmarked + 5 <= afresh,
+        "planning from the bookmark: {bookmarked} requests, afresh: {afresh}"
+    );
+    let report = atlas_core::service::backup::execute(
+        &planned,
+        &env.repo,
+        env.source.clone(),
+        Arc::new(SystemClock),
+        Arc::new(NullReporter),
+        Arc::new(Cancel::new()),
+    )
+    .await
+    .expect("execute");
+    assert_eq!(report.outcomes.len(), 1);
+    let counts = sim.counters();
+    assert_eq!(counts.kind("folder_delta").requests, 2, "{counts:#?}");
+    assert_eq!(counts.kind("folders").requests, 0, "{counts:#?}");
+}
+
 /// Incremental backups learn the folder tree from the `mailFolders/delta` link kept in the
 /// snapshot record: each stores exactly the folders the `childFolders` walk finds and every
 /// message of the mailbox, through new, renamed, moved and deleted folders; an unchanged
@@ -405,6 +451,8 @@ async fn incremental_backups_follow_the_folder_tree_from_its_delta_link() {
     let graph = counts.total_requests() - counts.kind("token").requests;
     assert_eq!(graph, folders + 1, "{counts:#?}");
     assert_eq!(counts.kind("folder_delta").requests, 1);
+
+    named_backup_plans_from_the_bookmark(&env, a).await;
 
     // Messages deleted: the folder's count from the tree is an old one; still complete.
     let dump = sim.dump_mailbox(a).expect("dump");

@@ -11,7 +11,8 @@
 //! - **Which mailboxes.** Named mailboxes are each resolved, and asked once for their
 //!   folders, before anything is written: an unknown address, a user without an Exchange
 //!   Online mailbox or a missing permission is an error of the request
-//!   ([`Error::Source`]), not a failed mailbox. A tenant-wide backup takes every mailbox of
+//!   ([`Error::Source`]), not a failed mailbox ([`plan_for`] asks from the folder bookmark
+//!   of the mailbox's latest snapshot, as the backup does). A tenant-wide backup takes every mailbox of
 //!   the chosen [`MailboxKind`]s ([`kind_selected`]); the others are listed as skipped.
 //! - **Which folders.** Every folder filter must select a folder: a misspelled one
 //!   (`Inbx`) is [`Error::InvalidInput`] naming the near matches, never a snapshot that
@@ -191,6 +192,27 @@ pub struct ShardShare {
 /// Plan a backup: resolve the selection against the source and check the folder filters.
 /// Reads the source only; nothing is written. See the module docs for the rules.
 pub async fn plan(source: &dyn MailSource, request: &BackupRequest) -> Result<BackupPlan> {
+    plan_with(source, request, None).await
+}
+
+/// [`plan`] for a backup into `repo`: each named mailbox's folders are listed from the
+/// folder bookmark of its latest snapshot there (`mailFolders/delta` for Microsoft Graph:
+/// one request for an unchanged tree), as the backup itself lists them, instead of afresh
+/// (a listing per parent folder and one request per well-known folder). Reads `repo`
+/// only; a snapshot that cannot be read just means a fresh listing.
+pub async fn plan_for(
+    repo: &Repository,
+    source: &dyn MailSource,
+    request: &BackupRequest,
+) -> Result<BackupPlan> {
+    plan_with(source, request, Some(repo)).await
+}
+
+async fn plan_with(
+    source: &dyn MailSource,
+    request: &BackupRequest,
+    repo: Option<&Repository>,
+) -> Result<BackupPlan> {
     let listed = match &request.mailboxes {
         MailboxSelection::Named(_) => None,
         MailboxSelection::Tenant { .. } => {
@@ -215,7 +237,8 @@ pub async fn plan(source: &dyn MailSource, request: &BackupRequest) -> Result<Ba
         MailboxSelection::Named(names) => {
             // Every worker resolves every name (a typo fails every shard alike), then
             // keeps its share.
-            let (chosen, share) = take_share(named(source, names, request).await?, request.shard);
+            let (chosen, share) =
+                take_share(named(source, names, request, repo).await?, request.shard);
             (chosen, Vec::new(), false, share)
         }
         MailboxSelection::Tenant { kinds } => {
@@ -370,6 +393,7 @@ async fn named(
     source: &dyn MailSource,
     names: &[String],
     request: &BackupRequest,
+    repo: Option<&Repository>,
 ) -> Result<Vec<SourceMailbox>> {
     let opts = &request.options;
     let mut out = Vec::with_capacity(names.len());
@@ -380,7 +404,21 @@ async fn named(
                 mailbox.address().to_owned(),
             )));
         }
-        match source.list_folders(&mailbox, opts.folder_options).await {
+        // The backup continues from the bookmark unless it reads everything afresh.
+        let since = match repo {
+            Some(repo) if !opts.full => repo
+                .latest_snapshot(&mailbox.id)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|s| s.record.folder_bookmark),
+            _ => None,
+        };
+        let listed = source
+            .list_folders_since(&mailbox, opts.folder_options, since.as_ref())
+            .await
+            .map(|l| l.folders);
+        match listed {
             Ok(folders) => check_folder_filters(
                 &opts.folders,
                 folders
