@@ -95,6 +95,20 @@ fn backed_up(sim: &Sim) -> (Sandbox, String, String) {
     (sandbox, upn, other)
 }
 
+/// `restore -m upn -T other --kinds kinds --json`: exit code, summary, output.
+fn restore_kinds(
+    sandbox: &Sandbox,
+    sim: &Sim,
+    (upn, other): (&str, &str),
+    kinds: &str,
+) -> (Option<i32>, Value, String) {
+    json_run(
+        sandbox,
+        sim,
+        &["restore", "-m", upn, "-T", other, "--kinds", kinds],
+    )
+}
+
 #[test]
 fn without_the_import_permission_contacts_and_tasks_are_created_through_the_classic_endpoints() {
     let sim = sim_with(&classic_roles());
@@ -215,19 +229,7 @@ fn calendars_and_a_missing_classic_permission_still_refuse_up_front() {
     let sim = sim_with(&roles);
     let (sandbox, upn, other) = backed_up(&sim);
     let before = sim.handle.dump_pim(&other).expect("dump");
-    let (code, _, text) = json_run(
-        &sandbox,
-        &sim,
-        &[
-            "restore",
-            "-m",
-            &upn,
-            "-T",
-            &other,
-            "--kinds",
-            "contacts,tasks",
-        ],
-    );
+    let (code, _, text) = restore_kinds(&sandbox, &sim, (&upn, &other), "contacts,tasks");
     assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains("MailboxItem.ImportExport.All") && text.contains("Contacts.ReadWrite"),
@@ -239,11 +241,7 @@ fn calendars_and_a_missing_classic_permission_still_refuse_up_front() {
         "nothing written"
     );
     // Tasks alone have what they need.
-    let (code, doc, text) = json_run(
-        &sandbox,
-        &sim,
-        &["restore", "-m", &upn, "-T", &other, "--kinds", "tasks"],
-    );
+    let (code, doc, text) = restore_kinds(&sandbox, &sim, (&upn, &other), "tasks");
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(doc["complete"], true, "{doc}");
     // Calendars never go through a classic create (it would send meeting mail).
@@ -254,19 +252,7 @@ fn calendars_and_a_missing_classic_permission_still_refuse_up_front() {
     let sim = sim_with(&all);
     let (sandbox, upn, other) = backed_up(&sim);
     let before_calendar = sim.handle.dump_pim(&other).expect("dump");
-    let (code, _, text) = json_run(
-        &sandbox,
-        &sim,
-        &[
-            "restore",
-            "-m",
-            &upn,
-            "-T",
-            &other,
-            "--kinds",
-            "calendar,contacts",
-        ],
-    );
+    let (code, _, text) = restore_kinds(&sandbox, &sim, (&upn, &other), "calendar,contacts");
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("MailboxItem.ImportExport.All"), "{text}");
     assert_eq!(sim.handle.dump_pim(&other).expect("dump"), before_calendar);
