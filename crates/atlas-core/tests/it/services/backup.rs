@@ -30,7 +30,11 @@ pub struct Env {
 }
 
 pub async fn env(mailboxes: usize, messages: usize) -> Env {
-    let tenant = MemoryTenant::generate(42, mailboxes, messages);
+    env_with(MemoryTenant::generate(42, mailboxes, messages)).await
+}
+
+/// A memory repository next to `tenant`.
+pub async fn env_with(tenant: MemoryTenant) -> Env {
     let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
     let repo = Repository::init(
         store.clone(),

@@ -11,17 +11,17 @@ use atlas_core::ports::{BlobStore, FixedClock, MailTarget, MailboxKind, NullRepo
 use atlas_core::repo::prune::{PruneOptions, prune};
 use atlas_core::repo::{MAX_PIECE_ITEMS, PIECED_FORMAT_VERSION, Passphrase, Repository};
 use atlas_core::service::Cancel;
-use atlas_core::service::backup::{BackupOptions, backup_mailbox};
 use atlas_core::service::catalog::{ItemListOptions, SnapshotSelector, list_items};
 use atlas_core::service::export::{ExportFormat, SaveOptions, save_to_path};
 use atlas_core::service::replicate::{CopyOptions, Direction, Selection, copy_snapshots};
 use atlas_core::service::restore::{RestoreOptions, execute, plan};
-use atlas_core::service::verify::{ContentCheck, ReadData, VerifyOptions, VerifyScope, verify};
 use atlas_core::testing::{MemoryTenant, MessageSpec};
 use atlas_store::MemoryStore;
 use chrono::{Duration, Utc};
 
-use super::backup::{Env, assert_matches_tenant, clock};
+use super::backup::{Env, assert_matches_tenant, env_with};
+use super::repair::verify_all;
+use super::restore::backup;
 
 const BIG: &str = "big@contoso.com";
 const OTHER: &str = "other@contoso.com";
@@ -46,48 +46,13 @@ async fn big_env() -> Env {
             .add_message(BIG, "sentitems", message(INBOX + n))
             .expect("sent items exist");
     }
-    let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
-    let repo = Repository::init(
-        store.clone(),
-        "11111111-2222-3333-4444-555555555555",
-        &passphrase(),
-        atlas_core::repo::KdfChoice::SCRYPT_MINIMUM,
-    )
-    .await
-    .unwrap();
-    Env {
-        source: Arc::new(tenant.clone()),
-        tenant,
-        repo,
-        store,
-    }
+    env_with(tenant).await
 }
 
 fn message(n: usize) -> MessageSpec {
     let mut spec = MessageSpec::text(&format!("Message {n}"), &format!("Body {n}.\r\n"));
     spec.internet_message_id = format!("m{n}@pieces.contoso.com");
     spec
-}
-
-async fn backup(env: &Env) {
-    let mailbox = env.source.resolve_mailbox(BIG).await.unwrap();
-    let summary = backup_mailbox(
-        &env.repo,
-        env.source.clone(),
-        &mailbox,
-        &BackupOptions {
-            page_size: 500,
-            lease_owner: "test".into(),
-            tool: "atlas-test".into(),
-            ..BackupOptions::default()
-        },
-        clock(),
-        &NullReporter,
-        &Cancel::new(),
-    )
-    .await
-    .unwrap();
-    assert!(summary.complete, "{summary:#?}");
 }
 
 /// The latest snapshot's inbox entry and the piece ids its list is stored in.
@@ -117,17 +82,9 @@ struct ListBeforePieces {
     items: Vec<MessageMeta>,
 }
 
-async fn verify_all(repo: &Repository) -> usize {
-    let sum = verify(
-        repo,
-        &VerifyOptions {
-            scope: VerifyScope::All,
-            content_check: ContentCheck::Decode,
-            read_data: ReadData::ALL,
-        },
-    )
-    .await
-    .unwrap();
+/// Verify reads every pack and finds nothing damaged; returns the messages it checked.
+async fn verify_clean(repo: &Repository) -> usize {
+    let sum = verify_all(repo).await;
     assert!(sum.is_ok(), "{:#?}", sum.damage);
     sum.messages
 }
@@ -135,7 +92,7 @@ async fn verify_all(repo: &Repository) -> usize {
 /// The first backup: the inbox in pieces, the snapshot marked for readers that know them;
 /// listing and verify go through every piece. Returns the snapshot and its pieces.
 async fn first_backup(env: &Env) -> (atlas_core::repo::Snapshot, Vec<String>) {
-    backup(env).await;
+    backup(env, BIG).await;
     assert_matches_tenant(env, BIG).await;
     // Stored in pieces, the snapshot marked for readers that know them; the small folders
     // keep one blob.
@@ -190,7 +147,7 @@ async fn first_backup(env: &Env) -> (atlas_core::repo::Snapshot, Vec<String>) {
     assert_eq!(page.total, INBOX);
     assert_eq!(page.items.len(), 100);
     assert_eq!(page.items[0].index, MAX_PIECE_ITEMS - 49);
-    assert_eq!(verify_all(&env.repo).await, INBOX + 5);
+    assert_eq!(verify_clean(&env.repo).await, INBOX + 5);
 
     (first, pieces)
 }
@@ -213,7 +170,7 @@ async fn incremental(env: &Env, pieces: &[String]) -> atlas_core::repo::Snapshot
         .id
         .clone();
     env.tenant.delete_item(BIG, &gone).unwrap();
-    backup(env).await;
+    backup(env, BIG).await;
     assert_matches_tenant(env, BIG).await;
     let (second, pieces2) = inbox_pieces(&env.repo).await;
     assert_ne!(pieces2, pieces, "the changed pieces are new");
@@ -283,7 +240,7 @@ async fn prune_and_copy(env: Env, first: &atlas_core::repo::Snapshot) {
     )
     .await
     .unwrap();
-    assert_eq!(verify_all(&reopened).await, INBOX + 5);
+    assert_eq!(verify_clean(&reopened).await, INBOX + 5);
     let env = Env {
         repo: reopened,
         ..env
@@ -313,7 +270,7 @@ async fn prune_and_copy(env: Env, first: &atlas_core::repo::Snapshot) {
     )
     .await
     .unwrap();
-    assert_eq!(verify_all(&copy).await, INBOX + 5);
+    assert_eq!(verify_clean(&copy).await, INBOX + 5);
     let env = Env { repo: copy, ..env };
     assert_matches_tenant(&env, BIG).await;
 }

@@ -23,7 +23,7 @@ async fn reopen(store: &Arc<dyn BlobStore>) -> Repository {
         .unwrap()
 }
 
-async fn verify_all(repo: &Repository) -> atlas_core::service::verify::VerifySummary {
+pub(super) async fn verify_all(repo: &Repository) -> atlas_core::service::verify::VerifySummary {
     verify(
         repo,
         &VerifyOptions {

@@ -38,7 +38,7 @@ fn users(env: &Env) -> Vec<String> {
     env.tenant.addresses()
 }
 
-async fn backup(env: &Env, upn: &str) {
+pub(super) async fn backup(env: &Env, upn: &str) {
     let mailbox = env.source.resolve_mailbox(upn).await.unwrap();
     let summary = backup_mailbox(
         &env.repo,
