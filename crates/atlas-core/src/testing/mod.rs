@@ -11,9 +11,11 @@
 //! atlas-core = { path = "../atlas-core", features = ["testing"] }
 //! ```
 
+mod config;
 pub mod conformance;
 mod mime;
 mod tenant;
 
+pub use config::{ConfigDump, MemoryConfig};
 pub use mime::{AttachmentSpec, BodySpec, MessageSpec};
 pub use tenant::{Fault, FolderDump, ItemDump, MailboxDump, MemoryTenant, Op, Restored};

@@ -413,3 +413,82 @@ mod the_suites_catch {
         }
     }
 }
+
+/// The configuration port in memory, as the configuration conformance suite sees it.
+struct ConfigInMemory {
+    target: atlas_core::testing::MemoryConfig,
+    mailbox: atlas_core::model::MailboxId,
+}
+
+impl ConfigInMemory {
+    fn new() -> Self {
+        let target = atlas_core::testing::MemoryConfig::new();
+        let mailbox = atlas_core::model::MailboxId::new("adele@contoso.com");
+        target.add_mailbox(
+            &mailbox,
+            &[("Inbox", Some("inbox")), ("Inbox/Receipts", None)],
+        );
+        Self { target, mailbox }
+    }
+}
+
+impl conformance::config::ConfigFixture for ConfigInMemory {
+    fn target(&self) -> &dyn atlas_core::ports::ConfigTarget {
+        &self.target
+    }
+    fn mailbox(&self) -> atlas_core::model::MailboxId {
+        self.mailbox.clone()
+    }
+    fn category_names(&self) -> Vec<String> {
+        names(&self.target.dump(&self.mailbox).categories)
+    }
+    fn rule_names(&self) -> Vec<String> {
+        names(&self.target.dump(&self.mailbox).rules)
+    }
+}
+
+fn names(list: &[serde_json::Value]) -> Vec<String> {
+    list.iter()
+        .filter_map(|v| v["displayName"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_memory_configuration_passes_the_configuration_suite() {
+    conformance::config::run_all(&ConfigInMemory::new()).await;
+}
+
+/// What the memory configuration injects, it injects as the contract says: a missing
+/// permission refuses before anything is written; a lost answer follows a write that took
+/// effect, so only a second look tells.
+#[tokio::test]
+async fn the_memory_configuration_refuses_without_permission_and_loses_answers_after_writing() {
+    use atlas_core::ports::{ConfigTarget, TargetError};
+    let c = ConfigInMemory::new();
+    let m = &c.mailbox;
+    c.target.set_denied(true);
+    assert!(matches!(
+        c.target.check_config_access(m).await,
+        Err(TargetError::PermissionDenied { .. })
+    ));
+    let cat = serde_json::json!({"displayName": "Blue", "color": "preset7"});
+    assert!(c.target.create_category(m, &cat).await.is_err());
+    assert_eq!(c.target.writes(), 0);
+    c.target.set_denied(false);
+    c.target.lose_answers(1);
+    assert!(matches!(
+        c.target.create_category(m, &cat).await,
+        Err(TargetError::OutcomeUnknown(_))
+    ));
+    assert_eq!(
+        names(&c.target.master_categories(m).await.unwrap()),
+        ["Blue"]
+    );
+    assert!(
+        matches!(
+            c.target.create_category(m, &cat).await,
+            Err(TargetError::Rejected(_))
+        ),
+        "a duplicate name is refused"
+    );
+}

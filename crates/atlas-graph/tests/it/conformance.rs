@@ -185,3 +185,61 @@ async fn the_graph_source_passes_the_source_suite() {
 async fn the_graph_target_passes_the_target_suite() {
     conformance::target::run_all(&Sim::start().await).await;
 }
+
+/// `GraphTarget` as the configuration port over the simulator, with an app that may write
+/// the mailbox configuration.
+struct ConfigOverGraph {
+    sim: SimHandle,
+    target: GraphTarget,
+    upn: String,
+    mailbox: atlas_core::model::MailboxId,
+}
+
+impl conformance::config::ConfigFixture for ConfigOverGraph {
+    fn target(&self) -> &dyn atlas_core::ports::ConfigTarget {
+        &self.target
+    }
+    fn mailbox(&self) -> atlas_core::model::MailboxId {
+        self.mailbox.clone()
+    }
+    fn category_names(&self) -> Vec<String> {
+        self.sim
+            .dump_pim(&self.upn)
+            .expect("dump")
+            .categories
+            .into_iter()
+            .map(|c| c.display_name)
+            .collect()
+    }
+    fn rule_names(&self) -> Vec<String> {
+        self.sim
+            .dump_pim(&self.upn)
+            .expect("dump")
+            .rules
+            .iter()
+            .filter_map(|r| r["displayName"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graph_target_passes_the_configuration_suite() {
+    let mut cfg = SimConfig::with_size(17, 2, 2);
+    cfg.granted_roles = [
+        atlas_sim::roles::USER_READ_ALL,
+        atlas_sim::roles::MAIL_READ,
+        atlas_sim::roles::MAILBOX_SETTINGS_READ_WRITE,
+    ]
+    .iter()
+    .map(|r| (*r).to_owned())
+    .collect();
+    let sim = crate::start(cfg).await;
+    let user = crate::mailbox_user(&sim);
+    let fixture = ConfigOverGraph {
+        target: GraphTarget::new(crate::client(&sim)),
+        upn: user.upn.clone(),
+        mailbox: crate::mailbox(&user),
+        sim,
+    };
+    conformance::config::run_all(&fixture).await;
+}

@@ -23,6 +23,7 @@
 //! The suites change the mailboxes they are given (they add, move and delete messages and
 //! create folders under a root of their own), so give them a tenant of their own.
 
+pub mod config;
 mod memory;
 pub mod source;
 pub mod target;
