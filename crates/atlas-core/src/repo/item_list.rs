@@ -240,6 +240,12 @@ impl ItemListReader<'_> {
         }
     }
 
+    /// Whether the list's own blob (the list, or its piece directory) has been read: an
+    /// error after that is about one piece, and the pieces after it can still be read.
+    pub fn listed(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// Every remaining item and the blobs they came from, joined.
     pub async fn read_all(mut self) -> Result<FolderList> {
         let mut out = FolderList {

@@ -55,7 +55,8 @@ pub struct RepairOptions {
 pub struct LostItem {
     /// Folder path.
     pub folder: String,
-    /// The item; `None` when the folder's whole item list could not be read.
+    /// The item; `None` when the folder's whole item list, or a piece of it, could not be
+    /// read.
     pub message_id: Option<MessageId>,
     /// Why it is lost.
     pub reason: String,
@@ -369,6 +370,11 @@ async fn judge_record(
                     message_id: Some(id.clone()),
                     reason: reason.clone(),
                 }));
+                lost.extend(l.pieces.iter().map(|reason| LostItem {
+                    folder: path.clone(),
+                    message_id: None,
+                    reason: format!("a piece of the folder's item list cannot be read: {reason}"),
+                }));
                 kept.push(Some(l.kept));
             }
             Err(reason) => {
@@ -389,6 +395,8 @@ async fn judge_record(
 struct Lost {
     kept: Vec<ItemMeta>,
     items: Vec<(MessageId, String)>,
+    /// Why each piece of the list that cannot be read is lost (its items are unknown).
+    pieces: Vec<String>,
 }
 
 /// Judge one folder list: `Ok(None)` intact, `Ok(Some)` with lost items, `Err` when the
@@ -397,13 +405,41 @@ async fn judge_list(repo: &Repository, findable: &Findable<'_>, id: &ContentId) 
     if !findable.has(repo, id) {
         return Ok(Err(format!("content {id} is damaged or missing")));
     }
-    let items = match repo.load_folder_items(id).await {
-        Ok(items) => items,
-        Err(e) if e.is_integrity_failure() || is_absent(&e) => return Ok(Err(e.to_string())),
-        Err(e) => return Err(e),
-    };
-    let mut kept = Vec::with_capacity(items.len());
+    // Piece by piece: a damaged piece of a long list loses its own items, not the folder's.
+    let mut reader = repo.item_list(id);
+    let mut kept = Vec::new();
     let mut lost = Vec::new();
+    let mut pieces = Vec::new();
+    loop {
+        let items = match reader.next_piece().await {
+            Ok(Some((_, items))) => items,
+            Ok(None) => break,
+            Err(e) if (e.is_integrity_failure() || is_absent(&e)) && reader.listed() => {
+                pieces.push(e.to_string());
+                continue;
+            }
+            Err(e) if e.is_integrity_failure() || is_absent(&e) => return Ok(Err(e.to_string())),
+            Err(e) => return Err(e),
+        };
+        judge_items(repo, findable, items, &mut kept, &mut lost);
+    }
+    Ok(Ok((!lost.is_empty() || !pieces.is_empty()).then_some(
+        Lost {
+            kept,
+            items: lost,
+            pieces,
+        },
+    )))
+}
+
+/// Keep the items whose content is all findable; the others are lost, with the reason.
+fn judge_items(
+    repo: &Repository,
+    findable: &Findable<'_>,
+    items: Vec<ItemMeta>,
+    kept: &mut Vec<ItemMeta>,
+    lost: &mut Vec<(MessageId, String)>,
+) {
     for m in items {
         let missing = item_content(&m)
             .into_iter()
@@ -416,7 +452,6 @@ async fn judge_list(repo: &Repository, findable: &Findable<'_>, id: &ContentId) 
             None => kept.push(m),
         }
     }
-    Ok(Ok((!lost.is_empty()).then_some(Lost { kept, items: lost })))
 }
 
 /// The stored content an item references (every representation).

@@ -23,6 +23,8 @@ use super::backup::{Env, assert_matches_tenant, env_with};
 use super::repair::verify_all;
 use super::restore::backup;
 
+/// The tenant id of `env_with`'s repository.
+const TENANT: &str = "11111111-2222-3333-4444-555555555555";
 const BIG: &str = "big@contoso.com";
 const OTHER: &str = "other@contoso.com";
 /// Messages in the big mailbox's inbox: a few hundred over one piece.
@@ -233,13 +235,9 @@ async fn prune_and_copy(env: Env, first: &atlas_core::repo::Snapshot) {
         .unwrap();
     // The old directory, the pieces only it named and the deleted message.
     assert!(pruned.blobs_freed >= 3, "{pruned:?}");
-    let reopened = Repository::open(
-        env.store.clone(),
-        "11111111-2222-3333-4444-555555555555",
-        &passphrase(),
-    )
-    .await
-    .unwrap();
+    let reopened = Repository::open(env.store.clone(), TENANT, &passphrase())
+        .await
+        .unwrap();
     assert_eq!(verify_clean(&reopened).await, INBOX + 5);
     let env = Env {
         repo: reopened,
@@ -263,13 +261,9 @@ async fn prune_and_copy(env: Env, first: &atlas_core::repo::Snapshot) {
     )
     .await
     .unwrap();
-    let copy = Repository::open(
-        replica,
-        "11111111-2222-3333-4444-555555555555",
-        &passphrase(),
-    )
-    .await
-    .unwrap();
+    let copy = Repository::open(replica, TENANT, &passphrase())
+        .await
+        .unwrap();
     assert_eq!(verify_clean(&copy).await, INBOX + 5);
     let env = Env { repo: copy, ..env };
     assert_matches_tenant(&env, BIG).await;
@@ -282,4 +276,71 @@ async fn a_folder_over_one_piece_round_trips_through_every_reader_and_writer() {
     let second = incremental(&env, &pieces).await;
     restore_and_save(&env, &second).await;
     prune_and_copy(env, &first).await;
+}
+
+/// Repair of a long list with one damaged piece: the folder loses that piece's items (one
+/// item error without a message id names it), not the whole list; the other pieces' items
+/// stay in the replacement snapshot, which verifies clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_piece_loses_only_its_own_items() {
+    let env = big_env().await;
+    backup(&env, BIG).await;
+    let (snap, _) = inbox_pieces(&env.repo).await;
+    let inbox = snap
+        .record
+        .folders
+        .iter()
+        .find(|f| f.folder.path == ["Inbox"])
+        .unwrap();
+    let mut reader = env.repo.item_list(&inbox.items);
+    reader.next_piece().await.unwrap();
+    let (piece, items) = reader.next_piece().await.unwrap().unwrap();
+    let loc = env.repo.locate(&piece).await.unwrap();
+    let key = atlas_core::ports::StoreKey::new(loc.pack.store_key()).unwrap();
+    let mut bytes = env.store.get(&key).await.unwrap().to_vec();
+    bytes[(loc.offset + loc.length / 2) as usize] ^= 0x08;
+    env.store
+        .put(
+            &key,
+            bytes::Bytes::from(bytes),
+            atlas_core::ports::PutOptions::OVERWRITE,
+        )
+        .await
+        .unwrap();
+
+    let repo = Repository::open(env.store.clone(), TENANT, &passphrase())
+        .await
+        .unwrap();
+    let opts = atlas_core::service::repair::RepairOptions {
+        owner: "repair-test".into(),
+        tool: "atlas-test repair".into(),
+    };
+    let later = FixedClock::new(Utc::now() + Duration::days(1));
+    let done = atlas_core::service::repair::execute(&repo, &opts, Arc::new(later))
+        .await
+        .unwrap();
+    assert_eq!(done.snapshots.len(), 1, "{done:?}");
+    let repo = Repository::open(env.store.clone(), TENANT, &passphrase())
+        .await
+        .unwrap();
+    let (repaired, _) = inbox_pieces(&repo).await;
+    let inbox = repaired
+        .record
+        .folders
+        .iter()
+        .find(|f| f.folder.path == ["Inbox"])
+        .unwrap();
+    assert_eq!(inbox.stored_item_count as usize, INBOX - items.len());
+    assert_eq!(
+        repo.load_folder_items(&inbox.items).await.unwrap().len(),
+        INBOX - items.len()
+    );
+    assert_eq!(inbox.errors.len(), 1, "{:?}", inbox.errors);
+    assert!(inbox.errors[0].message_id.is_none());
+    assert!(
+        inbox.errors[0].reason.contains("a piece"),
+        "{:?}",
+        inbox.errors
+    );
+    assert_eq!(verify_clean(&repo).await, INBOX - items.len() + 5);
 }
