@@ -33,14 +33,14 @@ struct Mailbox {
 
 #[derive(Debug, Default)]
 struct State {
-    mailboxes: HashMap<MailboxId, Mailbox>,
+    mailboxes: HashMap<String, Mailbox>,
     denied: bool,
     /// Writes still to answer as lost (after taking effect).
     lose: usize,
     writes: usize,
 }
 
-/// Configuration of a tenant's mailboxes in memory.
+/// Configuration of a tenant's mailboxes in memory, by address (case-insensitive).
 #[derive(Debug, Default)]
 pub struct MemoryConfig {
     state: Mutex<State>,
@@ -81,7 +81,9 @@ impl MemoryConfig {
                 well_known.map(str::to_owned),
             ));
         }
-        self.lock().mailboxes.insert(mailbox.clone(), m);
+        self.lock()
+            .mailboxes
+            .insert(mailbox.address().to_lowercase(), m);
     }
 
     fn path_of(m: &Mailbox, id: &FolderId) -> String {
@@ -117,7 +119,7 @@ impl MemoryConfig {
     pub fn dump(&self, mailbox: &MailboxId) -> ConfigDump {
         self.lock()
             .mailboxes
-            .get(mailbox)
+            .get(&mailbox.address().to_lowercase())
             .map(|m| m.config.clone())
             .unwrap_or_default()
     }
@@ -134,7 +136,7 @@ impl MemoryConfig {
         }
         let m = s
             .mailboxes
-            .get_mut(mailbox)
+            .get_mut(&mailbox.address().to_lowercase())
             .ok_or_else(|| TargetError::MailboxNotFound(mailbox.address().to_owned()))?;
         apply(&mut m.config)?;
         s.writes += 1;
@@ -152,7 +154,7 @@ impl MemoryConfig {
     ) -> Result<T, TargetError> {
         self.lock()
             .mailboxes
-            .get(mailbox)
+            .get(&mailbox.address().to_lowercase())
             .map(f)
             .ok_or_else(|| TargetError::MailboxNotFound(mailbox.address().to_owned()))
     }

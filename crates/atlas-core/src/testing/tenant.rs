@@ -425,9 +425,46 @@ impl MemoryTenant {
         contents: Vec<(ContentKind, Bytes)>,
         spec: Option<MessageSpec>,
     ) -> Result<ItemId, String> {
+        self.insert_as(address, folder, kind, metadata, contents, spec, None)
+    }
+
+    /// Add an item with a given id (`config:messageRules` …) to the folder at path
+    /// `folder`, with its stored representations.
+    pub fn add_item_with_id(
+        &self,
+        address: &str,
+        folder: &str,
+        kind: ItemKind,
+        id: &str,
+        contents: Vec<(ContentKind, Bytes)>,
+    ) -> Result<ItemId, String> {
+        self.insert_as(
+            address,
+            folder,
+            kind,
+            ItemMetadata::Other {
+                title: Some(id.to_owned()),
+            },
+            contents,
+            None,
+            Some(ItemId::new(id)),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)] // insert's arguments and the id.
+    fn insert_as(
+        &self,
+        address: &str,
+        folder: &str,
+        kind: ItemKind,
+        metadata: ItemMetadata,
+        contents: Vec<(ContentKind, Bytes)>,
+        spec: Option<MessageSpec>,
+        given: Option<ItemId>,
+    ) -> Result<ItemId, String> {
         let mut s = self.lock();
         let n = s.next();
-        let id = ItemId::new(format!("AAMk-{n}"));
+        let id = given.unwrap_or_else(|| ItemId::new(format!("AAMk-{n}")));
         let m = s.mailbox_mut(address)?;
         let folder = m.folder_by_ref(folder)?.id.clone();
         m.items.insert(

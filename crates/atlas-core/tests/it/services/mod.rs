@@ -7,6 +7,7 @@
 mod backup;
 mod backup_plan;
 mod common;
+mod config_restore;
 mod export;
 mod kinds;
 mod pieces;
