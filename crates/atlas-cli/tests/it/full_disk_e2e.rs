@@ -133,7 +133,8 @@ fn a_full_disk_fails_backup_and_save_cleanly_and_the_next_run_succeeds() {
     );
     std::fs::remove_file(&filler).expect("free space");
 
-    // Room for the lease and the mailbox record, not for the messages' pack.
+    // Room for the lease (and the mailbox record of a repository before format 5), not for
+    // the messages' pack.
     let filler = fill(disk.path(), 64 << 10);
     let out = atlas().args(["backup", "-m", &upn]).output().expect("runs");
     let text = output_text(&out);

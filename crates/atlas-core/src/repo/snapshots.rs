@@ -190,7 +190,9 @@ impl Repository {
 
 /// A snapshot written by a newer format (items of kinds, or a list layout, this build does
 /// not know) is refused rather than misread. The highest snapshot format is the one that
-/// adds item lists in pieces; the repository's config stays at [`super::FORMAT_VERSION`].
+/// adds item lists in pieces (5, the same number as the repository format without mailbox
+/// records: every build that writes either writes both); a repository of format 2–4 keeps
+/// its config version and still gets version-5 snapshot records when a list is in pieces.
 pub(super) fn check_snapshot_version(record: &SnapshotRecord) -> Result<()> {
     if record.format_version > super::PIECED_FORMAT_VERSION {
         return Err(Error::UnsupportedVersion {

@@ -229,7 +229,8 @@ async fn a_full_disk_never_leaves_the_lease_behind() {
     for commit in [false, true] {
         let inner = memory();
         new_repo(inner.clone()).await;
-        // Write 1 is the lease, write 2 the mailbox record; from 3 on the disk is full.
+        // Write 1 is the lease, write 2 the mailbox record (format 4; format 5 writes none,
+        // so write 2 is already a data write there); from 3 on the disk is full.
         let fault: Arc<dyn BlobStore> = Arc::new(FaultStore::with_plan(
             inner.clone(),
             FaultPlan::new().disk_full_from_write(3),
