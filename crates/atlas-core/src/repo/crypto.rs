@@ -519,7 +519,7 @@ pub(crate) fn open_blob(
     decode_frame_checked(&buf, key_name, true)
 }
 
-/// How [`check_blob`] checks a blob's plaintext, beyond the AEAD tag (which, with the
+/// How verify (`check_blob`) checks a blob's plaintext, beyond the AEAD tag (which, with the
 /// content id in its associated data, already proves the stored bytes are what a key
 /// holder sealed for that id) and the frame's declared length.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
